@@ -1,0 +1,35 @@
+//! # glmhal-hal
+//!
+//! The hardware abstraction every glmhal backend implements and every
+//! consumer (executor, conformance suite, CLI) programs against:
+//!
+//! - [`DType`]: f32, f16, bf16, i32 and GGUF-layout Q8_0/Q4_0 ([`quant`]);
+//! - [`TensorDesc`]: shape, element strides and byte offset of a view;
+//! - [`DeviceInfo`]: what a device is and how fast it can be;
+//! - [`Backend`]: buffers, uploads and downloads, ops on a device queue, `supports`;
+//! - [`Registry`]: run-time discovery of compiled-in backends;
+//! - [`Op`]: the ops a backend runs, as data (their catalogue lives in `glmhal-ops`);
+//! - [`HalError`]: the one error type.
+
+pub mod backend;
+pub mod buffer;
+pub mod device;
+pub mod dtype;
+pub mod error;
+pub mod host;
+pub mod layout;
+pub mod op;
+pub mod quant;
+pub mod registry;
+
+pub use backend::{Backend, OpCall, Support};
+pub use buffer::{check_views, Buffer, DeviceBuffer, DeviceId, TensorRef};
+pub use device::{DeviceInfo, DeviceSelector, PeakFlops};
+pub use dtype::{DType, QUANT_BLOCK};
+pub use error::{HalError, Result};
+pub use host::HostTensor;
+pub use layout::{contiguous_strides, TensorDesc};
+pub use op::{Op, OpKind, RopeMode};
+pub use registry::{
+    Availability, BackendProvider, BackendStatus, Registry, UnavailableKind, KNOWN_BACKENDS,
+};
