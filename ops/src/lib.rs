@@ -1,1 +1,13 @@
-//! placeholder
+//! # glmhal-ops
+//!
+//! The op catalogue of glmhal:
+//! - [`catalogue`]: every op as data (inputs, dtypes, parameters);
+//! - [`validate`]: the shape and dtype checks every backend runs first;
+//! - [`reference`]: the plain f64 implementation that is the oracle.
+
+pub mod catalogue;
+pub mod reference;
+pub mod validate;
+
+pub use catalogue::{catalogue, example_op, spec, ArgSpec, OpSpec};
+pub use validate::validate;

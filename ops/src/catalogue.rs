@@ -1,0 +1,225 @@
+//! The op catalogue as data: what each op takes and gives, for docs, the CLI
+//! (`glmhal ops --json`) and coverage reports.
+
+use glmhal_hal::{DType, Op, OpKind, RopeMode};
+use serde::Serialize;
+
+/// One tensor argument of an op.
+#[derive(Clone, Debug, Serialize)]
+pub struct ArgSpec {
+    /// Name used in error messages.
+    pub name: &'static str,
+    /// Shape, in symbols (`[M,K]`).
+    pub shape: &'static str,
+    /// The dtypes it accepts.
+    pub dtypes: Vec<DType>,
+    /// Present only with some parameters (the matmul bias).
+    pub optional: bool,
+}
+
+/// One op of the catalogue.
+#[derive(Clone, Debug, Serialize)]
+pub struct OpSpec {
+    /// Which op.
+    pub kind: OpKind,
+    /// Its name.
+    pub name: &'static str,
+    /// What it computes.
+    pub summary: &'static str,
+    /// Its parameters, `name: meaning`.
+    pub params: Vec<&'static str>,
+    /// Its inputs, in order.
+    pub inputs: Vec<ArgSpec>,
+    /// Its outputs, in order.
+    pub outputs: Vec<ArgSpec>,
+}
+
+fn arg(name: &'static str, shape: &'static str, dtypes: &[DType]) -> ArgSpec {
+    ArgSpec {
+        name,
+        shape,
+        dtypes: dtypes.to_vec(),
+        optional: false,
+    }
+}
+
+/// The spec of one op.
+pub fn spec(kind: OpKind) -> OpSpec {
+    use DType::*;
+    let fl = &DType::FLOATS;
+    let wt = &DType::WEIGHTS;
+    let (summary, params, inputs, outputs): (&str, Vec<&str>, Vec<ArgSpec>, Vec<ArgSpec>) = match kind {
+        OpKind::GetRows => (
+            "out[i] = table[ids[i]] (embedding lookup, dequantizing rows)",
+            vec![],
+            vec![arg("table", "[V,H]", wt), arg("ids", "[N]", &[I32])],
+            vec![arg("out", "[N,H]", fl)],
+        ),
+        OpKind::MatMul => (
+            "y = x·Wᵀ (+ bias); W in any weight dtype",
+            vec!["bias: whether a bias input follows"],
+            vec![
+                arg("x", "[M,K]", fl),
+                arg("w", "[N,K]", wt),
+                ArgSpec { optional: true, ..arg("bias", "[N]", fl) },
+            ],
+            vec![arg("y", "[M,N]", fl)],
+        ),
+        OpKind::BatchedMatMul => (
+            "out[b] = a[b]·b[b] (views make transposes free)",
+            vec![],
+            vec![arg("a", "[B,M,K]", fl), arg("b", "[B,K,N]", fl)],
+            vec![arg("out", "[B,M,N]", fl)],
+        ),
+        OpKind::RmsNorm => (
+            "y = w * cast_back(x * rsqrt(mean(x²) + eps)) over the last dim",
+            vec!["eps"],
+            vec![arg("x", "[...,H]", fl), arg("weight", "[H]", fl)],
+            vec![arg("y", "[...,H]", fl)],
+        ),
+        OpKind::LayerNorm => (
+            "y = (x - mean) * rsqrt(var + eps) * w + b over the last dim",
+            vec!["eps"],
+            vec![arg("x", "[...,H]", fl), arg("weight", "[H]", fl), arg("bias", "[H]", fl)],
+            vec![arg("y", "[...,H]", fl)],
+        ),
+        OpKind::Rope => (
+            "rotary embedding of the first rot dims of each head at explicit positions",
+            vec!["rot: rotated dims (even)", "theta: frequency base", "mode: interleaved (GLM) | neox"],
+            vec![arg("x", "[T,heads,D]", fl), arg("positions", "[T]", &[I32])],
+            vec![arg("out", "[T,heads,D]", fl)],
+        ),
+        OpKind::Attention => (
+            "softmax(scale·q·kᵀ, causal) · v with grouped KV heads; f32 softmax; query t at position S-T+t",
+            vec!["scale", "causal"],
+            vec![arg("q", "[T,n_heads,D]", fl), arg("k", "[S,n_kv_heads,D]", fl), arg("v", "[S,n_kv_heads,D]", fl)],
+            vec![arg("out", "[T,n_heads,D]", fl)],
+        ),
+        OpKind::Softmax => (
+            "row softmax of x·scale; causal masks column j > i + N - M",
+            vec!["scale", "causal"],
+            vec![arg("x", "[M,N]", fl)],
+            vec![arg("out", "[M,N]", fl)],
+        ),
+        OpKind::SwiGlu => (
+            "silu(gate) * up on a fused [gate | up] input",
+            vec![],
+            vec![arg("x", "[...,2F]", fl)],
+            vec![arg("out", "[...,F]", fl)],
+        ),
+        OpKind::Silu => ("x * sigmoid(x)", vec![], vec![arg("x", "[...]", fl)], vec![arg("out", "[...]", fl)]),
+        OpKind::Gelu => (
+            "0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))",
+            vec![],
+            vec![arg("x", "[...]", fl)],
+            vec![arg("out", "[...]", fl)],
+        ),
+        OpKind::Add => (
+            "a + b, b broadcast where its dims are 1",
+            vec![],
+            vec![arg("a", "[...]", fl), arg("b", "[...] or 1s", fl)],
+            vec![arg("out", "[...]", fl)],
+        ),
+        OpKind::Mul => (
+            "a * b, b broadcast where its dims are 1",
+            vec![],
+            vec![arg("a", "[...]", fl), arg("b", "[...] or 1s", fl)],
+            vec![arg("out", "[...]", fl)],
+        ),
+        OpKind::Scale => (
+            "x * factor",
+            vec!["factor"],
+            vec![arg("x", "[...]", fl)],
+            vec![arg("out", "[...]", fl)],
+        ),
+        OpKind::Cast => (
+            "convert between f32/f16/bf16 (round to nearest even), dequantize Q8_0/Q4_0",
+            vec![],
+            vec![arg("x", "[...]", wt)],
+            vec![arg("out", "[...]", fl)],
+        ),
+        OpKind::Quantize => (
+            "quantize rows to Q8_0/Q4_0 blocks with ggml's rounding",
+            vec![],
+            vec![arg("x", "[...,K]", fl)],
+            vec![arg("out", "[...,K]", &[Q8_0, Q4_0])],
+        ),
+        OpKind::KvWrite => (
+            "cache[positions[t]] = rows[t]; other cache rows untouched",
+            vec![],
+            vec![arg("rows", "[T,kv_heads,D]", fl), arg("positions", "[T]", &[I32])],
+            vec![arg("cache", "[C,kv_heads,D]", fl)],
+        ),
+        OpKind::Argmax => (
+            "index of each row's largest value (first on ties)",
+            vec![],
+            vec![arg("x", "[M,N]", fl)],
+            vec![arg("out", "[M]", &[I32])],
+        ),
+    };
+    OpSpec {
+        kind,
+        name: kind.name(),
+        summary,
+        params,
+        inputs,
+        outputs,
+    }
+}
+
+/// The whole catalogue, in order.
+pub fn catalogue() -> Vec<OpSpec> {
+    OpKind::ALL.into_iter().map(spec).collect()
+}
+
+/// An op of `kind` with typical GLM parameters (for examples and tests).
+pub fn example_op(kind: OpKind) -> Op {
+    match kind {
+        OpKind::GetRows => Op::GetRows,
+        OpKind::MatMul => Op::MatMul { bias: false },
+        OpKind::BatchedMatMul => Op::BatchedMatMul,
+        OpKind::RmsNorm => Op::RmsNorm { eps: 1e-5 },
+        OpKind::LayerNorm => Op::LayerNorm { eps: 1e-5 },
+        OpKind::Rope => Op::Rope {
+            rot: 64,
+            theta: 10000.0,
+            mode: RopeMode::Interleaved,
+        },
+        OpKind::Attention => Op::Attention {
+            scale: 128f64.powf(-0.5),
+            causal: true,
+        },
+        OpKind::Softmax => Op::Softmax {
+            scale: 1.0,
+            causal: false,
+        },
+        OpKind::SwiGlu => Op::SwiGlu,
+        OpKind::Silu => Op::Silu,
+        OpKind::Gelu => Op::Gelu,
+        OpKind::Add => Op::Add,
+        OpKind::Mul => Op::Mul,
+        OpKind::Scale => Op::Scale { factor: 0.5 },
+        OpKind::Cast => Op::Cast,
+        OpKind::Quantize => Op::Quantize,
+        OpKind::KvWrite => Op::KvWrite,
+        OpKind::Argmax => Op::Argmax,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_covers_every_op_and_serializes() {
+        let cat = catalogue();
+        assert_eq!(cat.len(), OpKind::ALL.len());
+        let json = serde_json::to_value(&cat).unwrap();
+        assert_eq!(json[1]["name"], "mat_mul");
+        assert_eq!(json[1]["inputs"][1]["dtypes"][4], "q4_0");
+        for s in &cat {
+            assert!(!s.inputs.is_empty() && s.outputs.len() == 1, "{}", s.name);
+            assert_eq!(example_op(s.kind).kind(), s.kind);
+        }
+    }
+}

@@ -1,0 +1,360 @@
+//! Shape and dtype checks for every op: the contract backends rely on.
+
+use glmhal_hal::{DType, HalError, Op, Result, TensorDesc};
+
+/// Checks that `inputs` and `outputs` fit `op`: their number, ranks, shapes
+/// and dtypes, and the op's parameters. Errors name the op and the mismatch.
+pub fn validate(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Result<()> {
+    let v = Checker { op: op.name() };
+    let n_in = crate::catalogue::spec(op.kind()).inputs.len();
+    let expected_inputs = match op {
+        Op::MatMul { bias: false } => n_in - 1,
+        _ => n_in,
+    };
+    v.count("inputs", inputs.len(), expected_inputs)?;
+    v.count("outputs", outputs.len(), 1)?;
+    for (role, list) in [("input", inputs), ("output", outputs)] {
+        for (i, t) in list.iter().enumerate() {
+            if t.shape.contains(&0) || t.shape.is_empty() {
+                return Err(HalError::shape(
+                    v.op,
+                    format!("{role} {i} has zero size or no dimensions: {:?}", t.shape),
+                ));
+            }
+            if t.shape.len() != t.strides.len() {
+                return Err(HalError::shape(v.op, format!("{role} {i}: shape and strides differ in rank")));
+            }
+            if t.dtype.is_quantized() && t.last_dim() % t.dtype.block_elems() != 0 {
+                return Err(HalError::shape(
+                    v.op,
+                    format!(
+                        "{role} {i} is {} but its rows have {} elements, not a multiple of 32",
+                        t.dtype,
+                        t.last_dim()
+                    ),
+                ));
+            }
+        }
+    }
+    let out = &outputs[0];
+    match op {
+        Op::GetRows => {
+            let (table, ids) = (&inputs[0], &inputs[1]);
+            v.dtype("table", table, &DType::WEIGHTS)?;
+            v.rank("table", table, 2)?;
+            v.dtype("ids", ids, &[DType::I32])?;
+            v.rank("ids", ids, 1)?;
+            v.float_out(out)?;
+            v.shape("output", out, &[ids.shape[0], table.shape[1]])
+        }
+        Op::MatMul { bias } => {
+            let (x, w) = (&inputs[0], &inputs[1]);
+            v.dtype("x", x, &DType::FLOATS)?;
+            v.rank("x", x, 2)?;
+            v.dtype("w", w, &DType::WEIGHTS)?;
+            v.rank("w", w, 2)?;
+            if x.shape[1] != w.shape[1] {
+                return Err(HalError::shape(
+                    v.op,
+                    format!("x is [M={}, K={}] but w is [N={}, K={}]", x.shape[0], x.shape[1], w.shape[0], w.shape[1]),
+                ));
+            }
+            if *bias {
+                v.dtype("bias", &inputs[2], &DType::FLOATS)?;
+                v.shape("bias", &inputs[2], &[w.shape[0]])?;
+            }
+            v.float_out(out)?;
+            v.shape("output", out, &[x.shape[0], w.shape[0]])
+        }
+        Op::BatchedMatMul => {
+            let (a, b) = (&inputs[0], &inputs[1]);
+            v.dtype("a", a, &DType::FLOATS)?;
+            v.dtype("b", b, &DType::FLOATS)?;
+            v.rank("a", a, 3)?;
+            v.rank("b", b, 3)?;
+            if a.shape[0] != b.shape[0] || a.shape[2] != b.shape[1] {
+                return Err(HalError::shape(
+                    v.op,
+                    format!("a is [B,M,K]={:?} but b is [B,K,N]={:?}", a.shape, b.shape),
+                ));
+            }
+            v.float_out(out)?;
+            v.shape("output", out, &[a.shape[0], a.shape[1], b.shape[2]])
+        }
+        Op::RmsNorm { eps } | Op::LayerNorm { eps } => {
+            let x = &inputs[0];
+            v.dtype("x", x, &DType::FLOATS)?;
+            v.positive("eps", *eps, true)?;
+            let names = ["weight", "bias"];
+            for (i, p) in inputs[1..].iter().enumerate() {
+                v.dtype(names[i], p, &DType::FLOATS)?;
+                v.shape(names[i], p, &[x.last_dim()])?;
+            }
+            v.float_out(out)?;
+            v.shape("output", out, &x.shape)
+        }
+        Op::Rope { rot, theta, .. } => {
+            let (x, pos) = (&inputs[0], &inputs[1]);
+            v.dtype("x", x, &DType::FLOATS)?;
+            v.rank("x", x, 3)?;
+            v.dtype("positions", pos, &[DType::I32])?;
+            v.shape("positions", pos, &[x.shape[0]])?;
+            let head_dim = x.shape[2];
+            if *rot == 0 || rot % 2 != 0 || *rot > head_dim {
+                return Err(HalError::shape(
+                    v.op,
+                    format!("rot must be even and in 2..={head_dim} (head_dim), got {rot}"),
+                ));
+            }
+            v.positive("theta", *theta, false)?;
+            v.float_out(out)?;
+            v.shape("output", out, &x.shape)
+        }
+        Op::Attention { scale, .. } => {
+            let (q, k, val) = (&inputs[0], &inputs[1], &inputs[2]);
+            for (name, t) in [("q", q), ("k", k), ("v", val)] {
+                v.dtype(name, t, &DType::FLOATS)?;
+                v.rank(name, t, 3)?;
+            }
+            if k.shape != val.shape {
+                return Err(HalError::shape(v.op, format!("k {:?} and v {:?} differ", k.shape, val.shape)));
+            }
+            let (t, nh, d) = (q.shape[0], q.shape[1], q.shape[2]);
+            let (s, nkv, dk) = (k.shape[0], k.shape[1], k.shape[2]);
+            if d != dk {
+                return Err(HalError::shape(v.op, format!("q head_dim {d} but k head_dim {dk}")));
+            }
+            if nh % nkv != 0 {
+                return Err(HalError::shape(
+                    v.op,
+                    format!("{nh} query heads are not a multiple of {nkv} kv heads"),
+                ));
+            }
+            if t > s {
+                return Err(HalError::shape(
+                    v.op,
+                    format!("{t} queries but only {s} cached keys (the cache must include the queries' own)"),
+                ));
+            }
+            if !scale.is_finite() {
+                return Err(HalError::invalid(v.op, format!("scale must be finite, got {scale}")));
+            }
+            v.float_out(out)?;
+            v.shape("output", out, &q.shape)
+        }
+        Op::Softmax { scale, causal } => {
+            let x = &inputs[0];
+            v.dtype("x", x, &DType::FLOATS)?;
+            v.rank("x", x, 2)?;
+            if *causal && x.shape[0] > x.shape[1] {
+                return Err(HalError::shape(
+                    v.op,
+                    format!("causal softmax needs rows <= columns, got {:?}", x.shape),
+                ));
+            }
+            if !scale.is_finite() {
+                return Err(HalError::invalid(v.op, format!("scale must be finite, got {scale}")));
+            }
+            v.float_out(out)?;
+            v.shape("output", out, &x.shape)
+        }
+        Op::SwiGlu => {
+            let x = &inputs[0];
+            v.dtype("x", x, &DType::FLOATS)?;
+            if x.last_dim() % 2 != 0 {
+                return Err(HalError::shape(
+                    v.op,
+                    format!("the fused gate/up dimension must be even, got {}", x.last_dim()),
+                ));
+            }
+            let mut shape = x.shape.clone();
+            *shape.last_mut().unwrap_or(&mut 0) /= 2;
+            v.float_out(out)?;
+            v.shape("output", out, &shape)
+        }
+        Op::Silu | Op::Gelu | Op::Scale { .. } => {
+            let x = &inputs[0];
+            v.dtype("x", x, &DType::FLOATS)?;
+            if let Op::Scale { factor } = op {
+                if !factor.is_finite() {
+                    return Err(HalError::invalid(v.op, format!("factor must be finite, got {factor}")));
+                }
+            }
+            v.float_out(out)?;
+            v.shape("output", out, &x.shape)
+        }
+        Op::Add | Op::Mul => {
+            let (a, b) = (&inputs[0], &inputs[1]);
+            v.dtype("a", a, &DType::FLOATS)?;
+            v.dtype("b", b, &DType::FLOATS)?;
+            let fits = a.rank() == b.rank()
+                && a.shape.iter().zip(&b.shape).all(|(x, y)| x == y || *y == 1);
+            if !fits {
+                return Err(HalError::shape(
+                    v.op,
+                    format!("b {:?} does not broadcast to a {:?} (same rank, each dim equal or 1)", b.shape, a.shape),
+                ));
+            }
+            v.float_out(out)?;
+            v.shape("output", out, &a.shape)
+        }
+        Op::Cast => {
+            let x = &inputs[0];
+            v.dtype("x", x, &DType::WEIGHTS)?;
+            v.float_out(out)?;
+            v.shape("output", out, &x.shape)
+        }
+        Op::Quantize => {
+            let x = &inputs[0];
+            v.dtype("x", x, &DType::FLOATS)?;
+            v.dtype("output", out, &[DType::Q8_0, DType::Q4_0])?;
+            v.shape("output", out, &x.shape)
+        }
+        Op::KvWrite => {
+            let (rows, pos) = (&inputs[0], &inputs[1]);
+            v.dtype("rows", rows, &DType::FLOATS)?;
+            v.rank("rows", rows, 3)?;
+            v.dtype("positions", pos, &[DType::I32])?;
+            v.shape("positions", pos, &[rows.shape[0]])?;
+            v.dtype("cache", out, &DType::FLOATS)?;
+            v.rank("cache", out, 3)?;
+            if out.shape[1..] != rows.shape[1..] {
+                return Err(HalError::shape(
+                    v.op,
+                    format!("rows {:?} do not match cache {:?} in [kv_heads, head_dim]", rows.shape, out.shape),
+                ));
+            }
+            Ok(())
+        }
+        Op::Argmax => {
+            let x = &inputs[0];
+            v.dtype("x", x, &DType::FLOATS)?;
+            v.rank("x", x, 2)?;
+            v.dtype("output", out, &[DType::I32])?;
+            v.shape("output", out, &[x.shape[0]])
+        }
+    }
+}
+
+struct Checker {
+    op: &'static str,
+}
+
+impl Checker {
+    fn count(&self, what: &str, got: usize, want: usize) -> Result<()> {
+        if got != want {
+            return Err(HalError::shape(self.op, format!("expected {want} {what}, got {got}")));
+        }
+        Ok(())
+    }
+
+    fn dtype(&self, name: &str, t: &TensorDesc, allowed: &[DType]) -> Result<()> {
+        if !allowed.contains(&t.dtype) {
+            let names: Vec<&str> = allowed.iter().map(|d| d.name()).collect();
+            return Err(HalError::dtype(
+                self.op,
+                format!("{name} is {} but must be one of {}", t.dtype, names.join(", ")),
+            ));
+        }
+        Ok(())
+    }
+
+    fn float_out(&self, t: &TensorDesc) -> Result<()> {
+        self.dtype("output", t, &DType::FLOATS)
+    }
+
+    fn rank(&self, name: &str, t: &TensorDesc, rank: usize) -> Result<()> {
+        if t.rank() != rank {
+            return Err(HalError::shape(
+                self.op,
+                format!("{name} must have {rank} dims, got {:?}", t.shape),
+            ));
+        }
+        Ok(())
+    }
+
+    fn shape(&self, name: &str, t: &TensorDesc, want: &[usize]) -> Result<()> {
+        if t.shape != want {
+            return Err(HalError::shape(
+                self.op,
+                format!("{name} must be {want:?}, got {:?}", t.shape),
+            ));
+        }
+        Ok(())
+    }
+
+    fn positive(&self, name: &str, x: f64, zero_ok: bool) -> Result<()> {
+        if !x.is_finite() || x < 0.0 || (!zero_ok && x == 0.0) {
+            return Err(HalError::invalid(self.op, format!("{name} must be a positive number, got {x}")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glmhal_hal::{RopeMode, TensorDesc as D};
+
+    fn c(dt: DType, s: &[usize]) -> D {
+        D::contiguous(dt, s)
+    }
+
+    #[test]
+    fn matmul_shapes_and_dtypes() {
+        let op = Op::MatMul { bias: false };
+        validate(&op, &[c(DType::F32, &[2, 64]), c(DType::Q4_0, &[3, 64])], &[c(DType::F32, &[2, 3])]).unwrap();
+        let e = validate(&op, &[c(DType::F32, &[2, 64]), c(DType::F32, &[3, 63])], &[c(DType::F32, &[2, 3])])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("mat_mul") && e.contains("K=63"), "{e}");
+        let e = validate(&op, &[c(DType::I32, &[2, 64]), c(DType::F32, &[3, 64])], &[c(DType::F32, &[2, 3])])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("dtype") && e.contains("x is i32"), "{e}");
+        let e = validate(&op, &[c(DType::F32, &[2, 48]), c(DType::Q8_0, &[3, 48])], &[c(DType::F32, &[2, 3])])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("multiple of 32"), "{e}");
+        let e = validate(&op, &[c(DType::F32, &[0, 64]), c(DType::F32, &[3, 64])], &[c(DType::F32, &[0, 3])])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("zero size"), "{e}");
+        let with_bias = Op::MatMul { bias: true };
+        let e = validate(&with_bias, &[c(DType::F32, &[2, 64]), c(DType::F32, &[3, 64])], &[c(DType::F32, &[2, 3])])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("expected 3 inputs"), "{e}");
+    }
+
+    #[test]
+    fn attention_and_rope_rules() {
+        let att = Op::Attention { scale: 0.1, causal: true };
+        let ok = [c(DType::F32, &[2, 4, 8]), c(DType::F16, &[5, 2, 8]), c(DType::F16, &[5, 2, 8])];
+        validate(&att, &ok, &[c(DType::F32, &[2, 4, 8])]).unwrap();
+        let bad = [c(DType::F32, &[2, 3, 8]), c(DType::F16, &[5, 2, 8]), c(DType::F16, &[5, 2, 8])];
+        assert!(validate(&att, &bad, &[c(DType::F32, &[2, 3, 8])]).unwrap_err().to_string().contains("multiple"));
+        let long = [c(DType::F32, &[6, 4, 8]), c(DType::F16, &[5, 2, 8]), c(DType::F16, &[5, 2, 8])];
+        assert!(validate(&att, &long, &[c(DType::F32, &[6, 4, 8])]).is_err());
+        let rope = Op::Rope { rot: 3, theta: 1e4, mode: RopeMode::Neox };
+        let e = validate(&rope, &[c(DType::F32, &[2, 1, 8]), c(DType::I32, &[2])], &[c(DType::F32, &[2, 1, 8])])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("rot must be even"), "{e}");
+    }
+
+    #[test]
+    fn broadcasting_rules() {
+        validate(&Op::Add, &[c(DType::F32, &[3, 5]), c(DType::F16, &[1, 5])], &[c(DType::F32, &[3, 5])]).unwrap();
+        assert!(validate(&Op::Mul, &[c(DType::F32, &[3, 5]), c(DType::F32, &[5])], &[c(DType::F32, &[3, 5])]).is_err());
+        assert!(validate(&Op::Mul, &[c(DType::F32, &[3, 5]), c(DType::F32, &[3, 4])], &[c(DType::F32, &[3, 5])]).is_err());
+    }
+
+    #[test]
+    fn every_op_rejects_a_wrong_output_count() {
+        for spec in crate::catalogue::catalogue() {
+            let op = crate::catalogue::example_op(spec.kind);
+            assert!(validate(&op, &[], &[]).is_err(), "{}", spec.name);
+        }
+    }
+}
