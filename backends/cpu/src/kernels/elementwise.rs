@@ -1,0 +1,44 @@
+//! add and mul with the second operand broadcast where its dims are 1.
+
+use glmhal_hal::{contiguous_strides, Result};
+use rayon::prelude::*;
+
+use super::{In, Out};
+
+pub(super) fn broadcast(
+    a: &In<'_>,
+    b: &In<'_>,
+    out: &mut Out<'_>,
+    f: impl Fn(f32, f32) -> f32 + Sync,
+) -> Result<()> {
+    let shape = &a.desc.shape;
+    let bshape = &b.desc.shape;
+    let rank = shape.len();
+    let cols = shape[rank - 1];
+    let b_cols = bshape[rank - 1];
+    let bstrides = contiguous_strides(bshape);
+    let mut av = a.to_f32();
+    let bv = b.to_f32();
+    av.par_chunks_mut(cols).enumerate().for_each(|(r, row)| {
+        // Offset of b's row for this row of a: dims of size 1 in b stay at 0.
+        let mut rest = r;
+        let mut boff = 0;
+        for d in (0..rank - 1).rev() {
+            let i = rest % shape[d];
+            rest /= shape[d];
+            if bshape[d] != 1 {
+                boff += i * bstrides[d];
+            }
+        }
+        if b_cols == 1 {
+            let bval = bv[boff];
+            row.iter_mut().for_each(|x| *x = f(*x, bval));
+        } else {
+            for (x, y) in row.iter_mut().zip(&bv[boff..boff + cols]) {
+                *x = f(*x, *y);
+            }
+        }
+    });
+    out.store(&av);
+    Ok(())
+}

@@ -1,0 +1,22 @@
+//! get_rows: embedding lookup, dequantizing the rows it picks.
+
+use glmhal_hal::Result;
+use rayon::prelude::*;
+
+use super::{checked_index, In, Out};
+
+pub(super) fn get_rows(table: &In<'_>, ids: &In<'_>, out: &mut Out<'_>) -> Result<()> {
+    let (vocab, hidden) = (table.desc.shape[0], table.desc.shape[1]);
+    let rows = ids
+        .to_i32()
+        .into_iter()
+        .map(|id| checked_index("get_rows", "token id", id, vocab))
+        .collect::<Result<Vec<usize>>>()?;
+    let mut result = vec![0.0f32; rows.len() * hidden];
+    result
+        .par_chunks_mut(hidden)
+        .zip(rows.par_iter())
+        .for_each(|(dst, &r)| table.read_row(r, dst));
+    out.store(&result);
+    Ok(())
+}

@@ -1,0 +1,182 @@
+//! CPU kernels, one file per op family. Each works on byte slices of the
+//! views it was given, converts rows to f32 scratch, computes in f32 with
+//! several accumulators, and parallelises over output rows with rayon.
+
+mod activation;
+mod attention;
+mod convert;
+mod elementwise;
+mod embedding;
+mod kv_cache;
+mod matmul;
+mod norm;
+mod reduce;
+mod rope;
+
+use glmhal_hal::{quant, DType, HalError, Op, Result, TensorDesc};
+use rayon::prelude::*;
+
+/// An input view: its descriptor (offset relative to `bytes`) and the bytes it spans.
+pub(crate) struct In<'a> {
+    pub desc: TensorDesc,
+    pub bytes: &'a [u8],
+}
+
+/// An output view: as [`In`], writable.
+pub(crate) struct Out<'a> {
+    pub desc: TensorDesc,
+    pub bytes: &'a mut [u8],
+}
+
+/// Runs one op. Shapes and dtypes were validated by the caller.
+pub(crate) fn run(op: &Op, ins: &[In<'_>], out: &mut Out<'_>) -> Result<()> {
+    match op {
+        Op::GetRows => embedding::get_rows(&ins[0], &ins[1], out),
+        Op::MatMul { .. } => matmul::matmul(&ins[0], &ins[1], ins.get(2), out),
+        Op::BatchedMatMul => matmul::batched(&ins[0], &ins[1], out),
+        Op::RmsNorm { eps } => norm::rms_norm(&ins[0], &ins[1], *eps, out),
+        Op::LayerNorm { eps } => norm::layer_norm(&ins[0], &ins[1], &ins[2], *eps, out),
+        Op::Rope { rot, theta, mode } => rope::rope(&ins[0], &ins[1], *rot, *theta, *mode, out),
+        Op::Attention { scale, causal } => {
+            attention::attention(&ins[0], &ins[1], &ins[2], *scale, *causal, out)
+        }
+        Op::Softmax { scale, causal } => reduce::softmax(&ins[0], *scale, *causal, out),
+        Op::Argmax => reduce::argmax(&ins[0], out),
+        Op::SwiGlu => activation::swiglu(&ins[0], out),
+        Op::Silu => activation::map(&ins[0], out, activation::silu),
+        Op::Gelu => activation::map(&ins[0], out, activation::gelu),
+        Op::Scale { factor } => {
+            let f = *factor as f32;
+            activation::map(&ins[0], out, move |x| x * f)
+        }
+        Op::Add => elementwise::broadcast(&ins[0], &ins[1], out, |a, b| a + b),
+        Op::Mul => elementwise::broadcast(&ins[0], &ins[1], out, |a, b| a * b),
+        Op::Cast => convert::cast(&ins[0], out),
+        Op::Quantize => convert::quantize(&ins[0], out),
+        Op::KvWrite => kv_cache::write(&ins[0], &ins[1], out),
+    }
+}
+
+impl In<'_> {
+    /// Reads logical row `row` (the last dimension) into `dst` as f32.
+    pub fn read_row(&self, row: usize, dst: &mut [f32]) {
+        let d = &self.desc;
+        let start = d.row_start(row);
+        if d.dtype.is_quantized() {
+            let at = d.byte_at(start);
+            quant::dequantize(d.dtype, &self.bytes[at..at + d.dtype.bytes_for(dst.len())], dst);
+            return;
+        }
+        let step = d.strides.last().copied().unwrap_or(1);
+        let esize = d.dtype.block_bytes();
+        if step == 1 && d.dtype == DType::F32 {
+            let at = d.byte_at(start);
+            let len = 4 * dst.len();
+            for (o, b) in dst.iter_mut().zip(self.bytes[at..at + len].chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+            return;
+        }
+        for (c, o) in dst.iter_mut().enumerate() {
+            let at = d.offset + (start + c * step) * esize;
+            *o = quant::read_scalar(d.dtype, &self.bytes[at..at + esize], 0);
+        }
+    }
+
+    /// The whole view as contiguous f32 in logical order (rows in parallel).
+    pub fn to_f32(&self) -> Vec<f32> {
+        let cols = self.desc.last_dim();
+        let mut out = vec![0.0f32; self.desc.numel()];
+        out.par_chunks_mut(cols)
+            .enumerate()
+            .for_each(|(r, row)| self.read_row(r, row));
+        out
+    }
+
+    /// The whole view of an i32 tensor in logical order.
+    pub fn to_i32(&self) -> Vec<i32> {
+        let d = &self.desc;
+        let step = d.strides.last().copied().unwrap_or(1);
+        let mut out = Vec::with_capacity(d.numel());
+        for r in 0..d.rows() {
+            let start = d.row_start(r);
+            for c in 0..d.last_dim() {
+                let at = d.offset + (start + c * step) * 4;
+                let b = &self.bytes[at..at + 4];
+                out.push(i32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+            }
+        }
+        out
+    }
+}
+
+impl Out<'_> {
+    /// Writes `src` as logical row `row`, rounding to the output dtype.
+    pub fn write_row(&mut self, row: usize, src: &[f32]) {
+        let d = &self.desc;
+        let start = d.row_start(row);
+        let step = d.strides.last().copied().unwrap_or(1);
+        let esize = d.dtype.block_bytes();
+        for (c, v) in src.iter().enumerate() {
+            let at = d.offset + (start + c * step) * esize;
+            quant::write_scalar(d.dtype, &mut self.bytes[at..at + esize], 0, *v);
+        }
+    }
+
+    /// Writes all values (logical order), one row at a time.
+    pub fn store(&mut self, values: &[f32]) {
+        let cols = self.desc.last_dim();
+        for (r, row) in values.chunks_exact(cols).enumerate() {
+            self.write_row(r, row);
+        }
+    }
+
+    /// Writes i32 values (logical order) into an i32 view.
+    pub fn store_i32(&mut self, values: &[i32]) {
+        let d = &self.desc;
+        let step = d.strides.last().copied().unwrap_or(1);
+        let cols = d.last_dim();
+        for (i, v) in values.iter().enumerate() {
+            let at = d.offset + (d.row_start(i / cols) + (i % cols) * step) * 4;
+            self.bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    /// The packed bytes of logical row `row` (quantized outputs, whose rows are contiguous).
+    pub fn row_bytes_mut(&mut self, row: usize) -> &mut [u8] {
+        let d = &self.desc;
+        let at = d.byte_at(d.row_start(row));
+        let len = d.dtype.bytes_for(d.last_dim());
+        &mut self.bytes[at..at + len]
+    }
+}
+
+/// Dot product with eight independent accumulators so it vectorizes.
+#[inline]
+pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [0.0f32; 8];
+    let chunks = n / 8;
+    for i in 0..chunks {
+        for l in 0..8 {
+            acc[l] += a[i * 8 + l] * b[i * 8 + l];
+        }
+    }
+    let mut tail = 0.0f32;
+    for i in chunks * 8..n {
+        tail += a[i] * b[i];
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// Checks an index read from a device tensor before it is used.
+pub(crate) fn checked_index(op: &str, what: &str, value: i32, bound: usize) -> Result<usize> {
+    if value < 0 || value as usize >= bound {
+        return Err(HalError::invalid(
+            op,
+            format!("{what} {value} is outside 0..{bound}"),
+        ));
+    }
+    Ok(value as usize)
+}

@@ -1,0 +1,50 @@
+//! Row reductions: softmax (f32, max-subtracted) and argmax.
+
+use glmhal_hal::Result;
+use rayon::prelude::*;
+
+use super::{In, Out};
+
+pub(super) fn softmax(x: &In<'_>, scale: f64, causal: bool, out: &mut Out<'_>) -> Result<()> {
+    let (m, n) = (x.desc.shape[0], x.desc.shape[1]);
+    let scale = scale as f32;
+    let mut rows = x.to_f32();
+    rows.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+        let visible = if causal { i + n - m + 1 } else { n };
+        let (live, masked) = row.split_at_mut(visible);
+        let mut max = f32::NEG_INFINITY;
+        for v in live.iter_mut() {
+            *v *= scale;
+            max = max.max(*v);
+        }
+        let mut sum = 0.0f32;
+        for v in live.iter_mut() {
+            *v = (*v - max).exp();
+            sum += *v;
+        }
+        let inv = 1.0 / sum;
+        live.iter_mut().for_each(|v| *v *= inv);
+        masked.fill(0.0);
+    });
+    out.store(&rows);
+    Ok(())
+}
+
+pub(super) fn argmax(x: &In<'_>, out: &mut Out<'_>) -> Result<()> {
+    let n = x.desc.shape[1];
+    let rows = x.to_f32();
+    let best: Vec<i32> = rows
+        .par_chunks(n)
+        .map(|row| {
+            let mut b = 0;
+            for (j, v) in row.iter().enumerate() {
+                if *v > row[b] {
+                    b = j;
+                }
+            }
+            b as i32
+        })
+        .collect();
+    out.store_i32(&best);
+    Ok(())
+}

@@ -1,0 +1,138 @@
+//! The CPU backend: a queue that runs ops as they are enqueued, on a thread pool.
+
+use std::sync::Mutex;
+
+use glmhal_hal::{
+    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, Result, Support, TensorDesc,
+    TensorRef,
+};
+
+use crate::kernels::{self, In, Out};
+use crate::memory::CpuBuffer;
+
+/// One opened CPU device. Ops run synchronously inside [`Backend::execute`];
+/// the queue lock serializes them with uploads and downloads, which is what
+/// makes borrowing buffer bytes inside a kernel sound.
+pub struct CpuBackend {
+    info: DeviceInfo,
+    id: DeviceId,
+    queue: Mutex<()>,
+    pool: rayon::ThreadPool,
+}
+
+impl CpuBackend {
+    /// Opens the CPU with `threads` worker threads.
+    pub fn new(threads: usize) -> Result<Self> {
+        let threads = threads.max(1);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("glmhal-cpu-{i}"))
+            .build()
+            .map_err(|e| HalError::backend("cpu", "starting the thread pool", e.to_string()))?;
+        Ok(CpuBackend {
+            info: crate::device::describe(threads),
+            id: DeviceId::fresh(),
+            queue: Mutex::new(()),
+            pool,
+        })
+    }
+
+    fn buffer<'a>(&self, b: &'a Buffer) -> Result<&'a CpuBuffer> {
+        if b.device() != self.id {
+            return Err(HalError::invalid("cpu", "the buffer belongs to another device or backend"));
+        }
+        b.downcast::<CpuBuffer>()
+            .ok_or_else(|| HalError::invalid("cpu", "the buffer is not a CPU buffer"))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A kernel that panicked leaves no broken state behind the lock: recover it.
+        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// Rebases a descriptor onto the slice that starts at its first byte.
+fn rebased(desc: &TensorDesc) -> TensorDesc {
+    let mut d = desc.clone();
+    d.offset = 0;
+    d
+}
+
+impl Backend for CpuBackend {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn device_id(&self) -> DeviceId {
+        self.id
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<Buffer> {
+        Ok(Buffer::new(CpuBuffer::new(bytes, self.id)?))
+    }
+
+    fn upload(&self, dst: &Buffer, offset: usize, data: &[u8]) -> Result<()> {
+        let buf = self.buffer(dst)?;
+        let end = offset.checked_add(data.len()).filter(|e| *e <= glmhal_hal::DeviceBuffer::len(buf));
+        let end = end.ok_or_else(|| {
+            HalError::invalid(
+                "cpu upload",
+                format!("{} bytes at offset {offset} do not fit a buffer of {}", data.len(), glmhal_hal::DeviceBuffer::len(buf)),
+            )
+        })?;
+        let _q = self.lock();
+        // SAFETY: queue lock held; no other view is alive outside an execute call.
+        unsafe { buf.bytes_mut(offset..end) }.copy_from_slice(data);
+        Ok(())
+    }
+
+    fn download(&self, src: &Buffer, offset: usize, out: &mut [u8]) -> Result<()> {
+        let buf = self.buffer(src)?;
+        let end = offset.checked_add(out.len()).filter(|e| *e <= glmhal_hal::DeviceBuffer::len(buf));
+        let end = end.ok_or_else(|| {
+            HalError::invalid(
+                "cpu download",
+                format!("{} bytes at offset {offset} do not fit a buffer of {}", out.len(), glmhal_hal::DeviceBuffer::len(buf)),
+            )
+        })?;
+        let _q = self.lock();
+        // SAFETY: queue lock held; shared read.
+        out.copy_from_slice(unsafe { buf.bytes(offset..end) });
+        Ok(())
+    }
+
+    fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
+        crate::support::supports(op, inputs, outputs)
+    }
+
+    fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
+        let in_descs: Vec<TensorDesc> = inputs.iter().map(|t| t.desc.clone()).collect();
+        let out_descs: Vec<TensorDesc> = outputs.iter().map(|t| t.desc.clone()).collect();
+        glmhal_ops::validate(op, &in_descs, &out_descs)?;
+        check_views("cpu", self.id, inputs, outputs)?;
+        let _q = self.lock();
+        let mut ins = Vec::with_capacity(inputs.len());
+        for t in inputs {
+            let buf = self.buffer(t.buffer)?;
+            // SAFETY: queue lock held; check_views proved no output overlaps this range.
+            let bytes = unsafe { buf.bytes(t.desc.byte_range()) };
+            ins.push(In { desc: rebased(&t.desc), bytes });
+        }
+        let target = &outputs[0];
+        let buf = self.buffer(target.buffer)?;
+        // SAFETY: queue lock held; check_views proved this range overlaps no other view.
+        let bytes = unsafe { buf.bytes_mut(target.desc.byte_range()) };
+        let mut out = Out { desc: rebased(&target.desc), bytes };
+        self.pool.install(|| kernels::run(op, &ins, &mut out))
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        // Ops complete inside execute; taking the lock waits for one in flight.
+        drop(self.lock());
+        Ok(())
+    }
+}
