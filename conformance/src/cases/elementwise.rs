@@ -1,0 +1,72 @@
+//! Cases for swiglu, silu, gelu, scale, add and mul.
+
+use glmhal_hal::{DType, Op};
+
+use super::{dense, push, unit};
+use crate::case::{Case, Fill, TensorSpec};
+
+pub(crate) fn activations(cases: &mut Vec<Case>) {
+    for x in DType::FLOATS {
+        // glm-4-9b's FFN is 13696 wide: the fused gate/up row is 27392.
+        for (m, two_f) in [(1, 2), (5, 14), (13, 66), (3, 27392)] {
+            push(cases, Op::SwiGlu, vec![dense(x, &[m, two_f])], dense(x, &[m, two_f / 2]), "");
+        }
+        push(
+            cases,
+            Op::SwiGlu,
+            vec![TensorSpec::padded(x, &[4, 256], 16, unit())],
+            dense(DType::F32, &[4, 128]),
+            "strided",
+        );
+        for op in [Op::Silu, Op::Gelu, Op::Scale { factor: -0.375 }] {
+            for shape in [&[1usize, 1][..], &[5, 7], &[13, 33], &[3, 4097], &[2, 3, 5]] {
+                push(cases, op.clone(), vec![dense(x, shape)], dense(x, shape), "");
+            }
+            push(
+                cases,
+                op.clone(),
+                vec![TensorSpec::padded(x, &[5, 33], 3, unit())],
+                TensorSpec::padded(DType::F32, &[5, 33], 1, unit()),
+                "strided",
+            );
+            push(
+                cases,
+                op.clone(),
+                vec![TensorSpec::contiguous(x, &[2, 64], Fill::Uniform(20.0))],
+                dense(DType::F32, &[2, 64]),
+                "large-magnitude",
+            );
+        }
+    }
+}
+
+pub(crate) fn binary(cases: &mut Vec<Case>) {
+    let pairs: [(&[usize], &[usize]); 6] = [
+        (&[1, 1], &[1, 1]),
+        (&[5, 7], &[5, 7]),
+        (&[13, 33], &[1, 33]),
+        (&[7, 5], &[7, 1]),
+        (&[3, 5, 7], &[1, 5, 1]),
+        (&[2, 4097], &[1, 4097]),
+    ];
+    for op in [Op::Add, Op::Mul] {
+        for a in DType::FLOATS {
+            let mut bs = vec![a];
+            if a != DType::F32 {
+                bs.push(DType::F32);
+            }
+            for b in bs {
+                for (sa, sb) in pairs {
+                    push(cases, op.clone(), vec![dense(a, sa), dense(b, sb)], dense(a, sa), "");
+                }
+            }
+            push(
+                cases,
+                op.clone(),
+                vec![TensorSpec::padded(a, &[4, 32], 8, unit()), TensorSpec::transposed(a, &[4, 32], unit())],
+                TensorSpec::padded(a, &[4, 32], 4, unit()),
+                "strided",
+            );
+        }
+    }
+}

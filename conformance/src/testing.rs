@@ -1,0 +1,67 @@
+//! Helpers behind [`crate::backend_tests!`]: the suite as `cargo test` cases.
+
+use glmhal_hal::{Availability, BackendProvider, OpKind};
+
+use crate::runner::Status;
+use crate::suite::{run, Filter, Target, DEFAULT_SEED};
+
+/// Environment variable listing backends whose absence fails the tests
+/// (comma separated, e.g. `cpu,wgpu,opencl`). The CPU is always required.
+pub const REQUIRE_ENV: &str = "GLMHAL_REQUIRE_BACKENDS";
+
+/// Runs every case of `kind` on the provider's default device and panics
+/// with the failing cases if any fails or errors. An unavailable backend
+/// panics when it is required, and otherwise says why it did not run.
+pub fn assert_op_conforms(provider: &dyn BackendProvider, kind: OpKind) {
+    let name = provider.name();
+    let required = name == "cpu"
+        || std::env::var(REQUIRE_ENV)
+            .unwrap_or_default()
+            .split(',')
+            .any(|b| b.trim() == name);
+    if let Availability::Unavailable { detail, .. } = provider.probe() {
+        assert!(!required, "{name} is required ({REQUIRE_ENV}) but unavailable: {detail}");
+        eprintln!("{name} not run: {detail}");
+        return;
+    }
+    let backend = match provider.open(None) {
+        Ok(b) => b,
+        Err(e) => panic!("{name} probed available but failed to open: {e}"),
+    };
+    let cases = Filter { ops: vec![kind], ..Filter::default() }.select();
+    assert!(!cases.is_empty(), "no cases for {kind}");
+    let targets = [Target { selector: name.to_string(), backend: backend.as_ref() }];
+    let results = run(&cases, &targets, DEFAULT_SEED, &mut |_| {});
+    let bad: Vec<String> = results
+        .iter()
+        .filter(|r| matches!(r.outcome.status, Status::Fail | Status::Error))
+        .map(|r| format!("{:?} {}: {}", r.outcome.status, r.case, r.outcome.detail.clone().unwrap_or_default()))
+        .collect();
+    assert!(bad.is_empty(), "{} of {} {kind} cases failed on {name}:\n{}", bad.len(), results.len(), bad.join("\n"));
+    let unsupported = results.iter().filter(|r| r.outcome.status == Status::Unsupported).count();
+    eprintln!("{name} {kind}: {} passed, {unsupported} unsupported", results.len() - unsupported);
+}
+
+/// Instantiates the conformance suite for one backend: one `#[test]` per op.
+///
+/// ```ignore
+/// glmhal_conformance::backend_tests!(glmhal_cpu::Provider);
+/// ```
+#[macro_export]
+macro_rules! backend_tests {
+    ($provider:expr) => {
+        $crate::backend_tests!(@each $provider;
+            get_rows GetRows, mat_mul MatMul, batched_mat_mul BatchedMatMul, rms_norm RmsNorm,
+            layer_norm LayerNorm, rope Rope, attention Attention, softmax Softmax, swi_glu SwiGlu,
+            silu Silu, gelu Gelu, add Add, mul Mul, scale Scale, cast Cast, quantize Quantize,
+            kv_write KvWrite, argmax Argmax);
+    };
+    (@each $provider:expr; $($test:ident $kind:ident),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                $crate::testing::assert_op_conforms(&$provider, $crate::hal::OpKind::$kind);
+            }
+        )*
+    };
+}
