@@ -1,1 +1,80 @@
-fn main(){}
+//! `glmhal`: the front door. Lists devices, shows the op catalogue and proves
+//! with the conformance suite that every backend computes what the reference does.
+
+mod backends;
+mod commands;
+mod style;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use commands::conformance::{ConformanceArgs, Verdict};
+use style::ColorChoice;
+
+/// Exit code when a conformance case fails or errors.
+const EXIT_FAILED: u8 = 1;
+/// Exit code for bad usage, unusable backends the user named, or I/O errors.
+const EXIT_ERROR: u8 = 2;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "glmhal",
+    version,
+    about = "Run GLM-family models on many vendors' accelerators, and prove they agree.",
+    long_about = "glmhal is a hardware abstraction layer for GLM-family models (ChatGLM3, GLM-4, \
+GLM-4-0414, GLM-Edge). Every backend runs the same op catalogue, and the conformance \
+suite compares each one with a plain f64 reference.\n\n\
+Start with:\n  glmhal devices          which backends this machine can use, and why not\n  \
+glmhal conformance      every op on every available backend against the reference\n  \
+glmhal ops              the op catalogue",
+    after_help = "Exit status: 0 success, 1 a conformance case failed, 2 usage or infrastructure error."
+)]
+struct Cli {
+    /// When to use colour.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    color: ColorChoice,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// List every backend: available with its devices, or unavailable with the reason.
+    Devices {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the conformance suite (every op × dtype × shape against the reference).
+    Conformance(ConformanceArgs),
+    /// Show the op catalogue: inputs, shapes and dtypes of every op.
+    Ops {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let colour = cli.color.enabled();
+    let result = match cli.command {
+        Command::Devices { json } => {
+            commands::devices::run(json, colour).map(|_| ExitCode::SUCCESS)
+        }
+        Command::Ops { json } => commands::ops::run(json).map(|_| ExitCode::SUCCESS),
+        Command::Conformance(args) => commands::conformance::run(args, colour).map(|v| match v {
+            Verdict::Passed => ExitCode::SUCCESS,
+            Verdict::Failed => ExitCode::from(EXIT_FAILED),
+            Verdict::Infrastructure => {
+                eprintln!("error: a backend named with --backend could not be tested (see above)");
+                ExitCode::from(EXIT_ERROR)
+            }
+        }),
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e}");
+        ExitCode::from(EXIT_ERROR)
+    })
+}

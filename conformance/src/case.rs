@@ -33,7 +33,11 @@ impl TensorSpec {
     pub fn contiguous(dtype: DType, shape: &[usize], fill: Fill) -> Self {
         let desc = TensorDesc::contiguous(dtype, shape);
         let storage = dtype.bytes_for(desc.numel());
-        TensorSpec { desc, storage, fill }
+        TensorSpec {
+            desc,
+            storage,
+            fill,
+        }
     }
 
     /// Rows (last dim) spaced by `pad` extra elements, starting one padded row
@@ -50,17 +54,31 @@ impl TensorSpec {
         // Start `pad` elements in, so the view also has a non-zero offset.
         let desc = TensorDesc::strided(dtype, shape, &strides, dtype.bytes_for(pad));
         let storage = desc.byte_range().end + dtype.bytes_for(pad);
-        TensorSpec { desc, storage, fill }
+        TensorSpec {
+            desc,
+            storage,
+            fill,
+        }
     }
 
     /// A `[T, heads, D]` slice of a fused per-token row of `row_elems`
     /// elements, starting `start` elements in (q, k or v inside a fused qkv).
-    pub fn fused_slice(dtype: DType, shape: &[usize], row_elems: usize, start: usize, fill: Fill) -> Self {
+    pub fn fused_slice(
+        dtype: DType,
+        shape: &[usize],
+        row_elems: usize,
+        start: usize,
+        fill: Fill,
+    ) -> Self {
         let mut strides = glmhal_hal::contiguous_strides(shape);
         strides[0] = row_elems;
         let desc = TensorDesc::strided(dtype, shape, &strides, dtype.bytes_for(start));
         let storage = dtype.bytes_for(shape[0] * row_elems);
-        TensorSpec { desc, storage, fill }
+        TensorSpec {
+            desc,
+            storage,
+            fill,
+        }
     }
 
     /// The first `shape[0]` rows of storage with room for `capacity` rows (a
@@ -68,7 +86,11 @@ impl TensorSpec {
     pub fn prefix(dtype: DType, shape: &[usize], capacity: usize, fill: Fill) -> Self {
         let desc = TensorDesc::contiguous(dtype, shape);
         let storage = dtype.bytes_for(desc.numel() / shape[0] * capacity);
-        TensorSpec { desc, storage, fill }
+        TensorSpec {
+            desc,
+            storage,
+            fill,
+        }
     }
 
     /// A view with the last two dims swapped: storage holds `[.., b, a]`, the
@@ -198,11 +220,22 @@ mod tests {
     #[test]
     fn fills_are_seeded_and_in_range() {
         let spec = TensorSpec::contiguous(DType::I32, &[100], Fill::Ids(7));
-        let a = spec.materialize(&mut Rng::new(9)).unwrap().to_i32().unwrap();
-        let b = spec.materialize(&mut Rng::new(9)).unwrap().to_i32().unwrap();
+        let a = spec
+            .materialize(&mut Rng::new(9))
+            .unwrap()
+            .to_i32()
+            .unwrap();
+        let b = spec
+            .materialize(&mut Rng::new(9))
+            .unwrap()
+            .to_i32()
+            .unwrap();
         assert_eq!(a, b);
         assert!(a.iter().all(|v| (0..7).contains(v)));
         let v = TensorSpec::padded(DType::I32, &[1, 3], 2, Fill::Values(vec![4, 5, 6]));
-        assert_eq!(v.materialize(&mut Rng::new(0)).unwrap().to_i32().unwrap(), vec![4, 5, 6]);
+        assert_eq!(
+            v.materialize(&mut Rng::new(0)).unwrap().to_i32().unwrap(),
+            vec![4, 5, 6]
+        );
     }
 }

@@ -40,14 +40,20 @@ pub enum Mismatch {
 /// Compares `got` against `expected` (both decoded to f64, logical order).
 pub fn compare(expected: &[f64], got: &[f64], tolerance: Tolerance) -> (Errors, Option<Mismatch>) {
     if expected.len() != got.len() {
-        return (Errors::default(), Some(Mismatch::Length(expected.len(), got.len())));
+        return (
+            Errors::default(),
+            Some(Mismatch::Length(expected.len(), got.len())),
+        );
     }
     let amax = expected
         .iter()
         .filter(|v| v.is_finite())
         .fold(0.0f64, |m, v| m.max(v.abs()));
     let rel_floor = amax * 1e-6;
-    let mut e = Errors { count: expected.len(), ..Errors::default() };
+    let mut e = Errors {
+        count: expected.len(),
+        ..Errors::default()
+    };
     let (mut num, mut den) = (0.0f64, 0.0f64);
     let mut first_bad = None;
     for (i, (&a, &b)) in expected.iter().zip(got).enumerate() {
@@ -57,7 +63,11 @@ pub fn compare(expected: &[f64], got: &[f64], tolerance: Tolerance) -> (Errors, 
         }
         if a.is_infinite() || b.is_infinite() {
             if a != b {
-                first_bad.get_or_insert(Mismatch::Infinity { index: i, expected: a, got: b });
+                first_bad.get_or_insert(Mismatch::Infinity {
+                    index: i,
+                    expected: a,
+                    got: b,
+                });
             }
             continue;
         }
@@ -102,9 +112,21 @@ mod tests {
         let (_, bad) = compare(&[1.0], &[f64::NAN], Tolerance::Nmse(1.0));
         assert_eq!(bad, Some(Mismatch::NaN(0)));
         let inf = f64::INFINITY;
-        assert_eq!(compare(&[inf, 1.0], &[inf, 1.0], Tolerance::Nmse(1e-9)).1, None);
-        assert!(matches!(compare(&[inf], &[-inf], Tolerance::Nmse(1.0)).1, Some(Mismatch::Infinity { .. })));
-        assert!(matches!(compare(&[1.0], &[inf], Tolerance::Nmse(1.0)).1, Some(Mismatch::Infinity { .. })));
-        assert!(matches!(compare(&[1.0], &[1.0, 2.0], Tolerance::Exact).1, Some(Mismatch::Length(1, 2))));
+        assert_eq!(
+            compare(&[inf, 1.0], &[inf, 1.0], Tolerance::Nmse(1e-9)).1,
+            None
+        );
+        assert!(matches!(
+            compare(&[inf], &[-inf], Tolerance::Nmse(1.0)).1,
+            Some(Mismatch::Infinity { .. })
+        ));
+        assert!(matches!(
+            compare(&[1.0], &[inf], Tolerance::Nmse(1.0)).1,
+            Some(Mismatch::Infinity { .. })
+        ));
+        assert!(matches!(
+            compare(&[1.0], &[1.0, 2.0], Tolerance::Exact).1,
+            Some(Mismatch::Length(1, 2))
+        ));
     }
 }

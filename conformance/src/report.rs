@@ -81,13 +81,21 @@ pub struct Report {
 
 impl Report {
     /// Assembles a report.
-    pub fn new(seed: u64, filter: Filter, backends: Vec<BackendEntry>, results: Vec<CaseResult>) -> Self {
+    pub fn new(
+        seed: u64,
+        filter: Filter,
+        backends: Vec<BackendEntry>,
+        results: Vec<CaseResult>,
+    ) -> Self {
         let mut summary: BTreeMap<String, Counts> = BTreeMap::new();
         for b in backends.iter().filter(|b| b.tested) {
             summary.entry(b.selector.clone()).or_default();
         }
         for r in &results {
-            summary.entry(r.backend.clone()).or_default().add(r.outcome.status);
+            summary
+                .entry(r.backend.clone())
+                .or_default()
+                .add(r.outcome.status);
         }
         let mut ops: Vec<OpKind> = results.iter().map(|r| r.op).collect();
         ops.sort();
@@ -114,12 +122,20 @@ impl Report {
     }
 
     fn tested(&self) -> Vec<&str> {
-        self.backends.iter().filter(|b| b.tested).map(|b| b.selector.as_str()).collect()
+        self.backends
+            .iter()
+            .filter(|b| b.tested)
+            .map(|b| b.selector.as_str())
+            .collect()
     }
 
     fn cell(&self, op: OpKind, backend: &str) -> Counts {
         let mut c = Counts::default();
-        for r in self.results.iter().filter(|r| r.op == op && r.backend == backend) {
+        for r in self
+            .results
+            .iter()
+            .filter(|r| r.op == op && r.backend == backend)
+        {
             c.add(r.outcome.status);
         }
         c
@@ -127,7 +143,13 @@ impl Report {
 
     /// The ops × backends matrix and the details worth reading, for a terminal.
     pub fn console(&self, colour: bool) -> String {
-        let paint = |code: &str, s: String| if colour { format!("\x1b[{code}m{s}\x1b[0m") } else { s };
+        let paint = |code: &str, s: String| {
+            if colour {
+                format!("\x1b[{code}m{s}\x1b[0m")
+            } else {
+                s
+            }
+        };
         let backends = self.tested();
         let mut out = String::new();
         let width = 18;
@@ -160,7 +182,14 @@ impl Report {
         }
         out.push('\n');
         for b in self.backends.iter().filter(|b| !b.tested) {
-            out.push_str(&paint("33", format!("{}: not tested: {}\n", b.selector, b.reason.clone().unwrap_or_default())));
+            out.push_str(&paint(
+                "33",
+                format!(
+                    "{}: not tested: {}\n",
+                    b.selector,
+                    b.reason.clone().unwrap_or_default()
+                ),
+            ));
         }
         let bad: Vec<&CaseResult> = self
             .results
@@ -170,22 +199,43 @@ impl Report {
         if !bad.is_empty() {
             out.push_str(&paint("31", format!("\n{} failing case(s):\n", bad.len())));
             for r in bad.iter().take(40) {
-                out.push_str(&format!("  [{}] {:?} {}: {}\n", r.backend, r.outcome.status, r.case, r.outcome.detail.clone().unwrap_or_default()));
+                out.push_str(&format!(
+                    "  [{}] {:?} {}: {}\n",
+                    r.backend,
+                    r.outcome.status,
+                    r.case,
+                    r.outcome.detail.clone().unwrap_or_default()
+                ));
             }
             if bad.len() > 40 {
-                out.push_str(&format!("  ... and {} more (see the JSON report)\n", bad.len() - 40));
+                out.push_str(&format!(
+                    "  ... and {} more (see the JSON report)\n",
+                    bad.len() - 40
+                ));
             }
         }
         for (reason, n) in self.unsupported_reasons() {
-            out.push_str(&paint("33", format!("unsupported ({n} case(s)): {reason}\n")));
+            out.push_str(&paint(
+                "33",
+                format!("unsupported ({n} case(s)): {reason}\n"),
+            ));
         }
         out
     }
 
     fn unsupported_reasons(&self) -> BTreeMap<String, usize> {
         let mut m = BTreeMap::new();
-        for r in self.results.iter().filter(|r| r.outcome.status == Status::Unsupported) {
-            let key = format!("[{}] {}: {}", r.backend, r.op, r.outcome.detail.clone().unwrap_or_default());
+        for r in self
+            .results
+            .iter()
+            .filter(|r| r.outcome.status == Status::Unsupported)
+        {
+            let key = format!(
+                "[{}] {}: {}",
+                r.backend,
+                r.op,
+                r.outcome.detail.clone().unwrap_or_default()
+            );
             *m.entry(key).or_insert(0) += 1;
         }
         m
@@ -195,14 +245,21 @@ impl Report {
     pub fn markdown(&self) -> String {
         let backends = self.tested();
         let mut s = String::from("# glmhal conformance\n\n");
-        s.push_str(&format!("glmhal {} · seed {:#x} · schema `{}`\n\n", self.glmhal_version, self.seed, self.schema));
+        s.push_str(&format!(
+            "glmhal {} · seed {:#x} · schema `{}`\n\n",
+            self.glmhal_version, self.seed, self.schema
+        ));
         for b in &self.backends {
             match (&b.device, b.tested) {
                 (Some(d), true) => s.push_str(&format!(
                     "- **{}**: {} ({}, {})\n",
                     b.selector, d.name, d.vendor, d.architecture
                 )),
-                _ => s.push_str(&format!("- **{}**: not tested: {}\n", b.selector, b.reason.clone().unwrap_or_default())),
+                _ => s.push_str(&format!(
+                    "- **{}**: not tested: {}\n",
+                    b.selector,
+                    b.reason.clone().unwrap_or_default()
+                )),
             }
         }
         s.push_str("\nCells: passed/total, then F failed, U unsupported, E errors.\n\n| op |");
@@ -229,7 +286,12 @@ impl Report {
         } else {
             s.push_str("\n## Failures\n\n| backend | case | detail |\n|---|---|---|\n");
             for r in bad {
-                s.push_str(&format!("| {} | `{}` | {} |\n", r.backend, r.case, r.outcome.detail.clone().unwrap_or_default()));
+                s.push_str(&format!(
+                    "| {} | `{}` | {} |\n",
+                    r.backend,
+                    r.case,
+                    r.outcome.detail.clone().unwrap_or_default()
+                ));
             }
         }
         let reasons = self.unsupported_reasons();

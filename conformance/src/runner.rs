@@ -44,7 +44,11 @@ pub fn prepare(case: &Case, seed: u64) -> Result<Prepared> {
     let (inputs, initial) = case.materialize(seed)?;
     let mut expected = initial.clone();
     glmhal_ops::reference::execute(&case.op, &inputs, &mut expected)?;
-    Ok(Prepared { inputs, initial, expected })
+    Ok(Prepared {
+        inputs,
+        initial,
+        expected,
+    })
 }
 
 /// What happened when a backend ran a case.
@@ -64,7 +68,13 @@ pub struct Outcome {
 
 impl Outcome {
     fn new(status: Status, tolerance: Tolerance, detail: impl Into<String>) -> Self {
-        Outcome { status, tolerance, errors: None, detail: Some(detail.into()), elapsed_ms: 0.0 }
+        Outcome {
+            status,
+            tolerance,
+            errors: None,
+            detail: Some(detail.into()),
+            elapsed_ms: 0.0,
+        }
     }
 }
 
@@ -74,13 +84,19 @@ pub fn run_case(backend: &dyn Backend, case: &Case, prepared: &Prepared) -> Outc
     let tolerance = for_case(case.kind(), &case.dtypes());
     let in_descs: Vec<TensorDesc> = case.inputs.iter().map(|t| t.desc.clone()).collect();
     let out_descs: Vec<TensorDesc> = case.outputs.iter().map(|t| t.desc.clone()).collect();
-    let support = catch_unwind(AssertUnwindSafe(|| backend.supports(&case.op, &in_descs, &out_descs)));
+    let support = catch_unwind(AssertUnwindSafe(|| {
+        backend.supports(&case.op, &in_descs, &out_descs)
+    }));
     match support {
         Ok(glmhal_hal::Support::Supported) => {}
-        Ok(glmhal_hal::Support::Unsupported(reason)) => return Outcome::new(Status::Unsupported, tolerance, reason),
+        Ok(glmhal_hal::Support::Unsupported(reason)) => {
+            return Outcome::new(Status::Unsupported, tolerance, reason)
+        }
         Err(_) => return Outcome::new(Status::Error, tolerance, "supports() panicked"),
     }
-    match catch_unwind(AssertUnwindSafe(|| execute_and_judge(backend, case, prepared, tolerance))) {
+    match catch_unwind(AssertUnwindSafe(|| {
+        execute_and_judge(backend, case, prepared, tolerance)
+    })) {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(e)) => Outcome::new(Status::Error, tolerance, e.to_string()),
         Err(panic) => {
@@ -89,7 +105,11 @@ pub fn run_case(backend: &dyn Backend, case: &Case, prepared: &Prepared) -> Outc
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            Outcome::new(Status::Error, tolerance, format!("the backend panicked: {msg}"))
+            Outcome::new(
+                Status::Error,
+                tolerance,
+                format!("the backend panicked: {msg}"),
+            )
         }
     }
 }
@@ -101,7 +121,12 @@ fn guarded(initial: &HostTensor) -> Vec<u8> {
     bytes
 }
 
-fn execute_and_judge(backend: &dyn Backend, case: &Case, prepared: &Prepared, tolerance: Tolerance) -> Result<Outcome> {
+fn execute_and_judge(
+    backend: &dyn Backend,
+    case: &Case,
+    prepared: &Prepared,
+    tolerance: Tolerance,
+) -> Result<Outcome> {
     let in_bufs = prepared
         .inputs
         .iter()
@@ -132,14 +157,24 @@ fn execute_and_judge(backend: &dyn Backend, case: &Case, prepared: &Prepared, to
     backend.synchronize()?;
     let elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
 
-    let judged = |status, errors, detail: Option<String>| Outcome { status, tolerance, errors, detail, elapsed_ms };
+    let judged = |status, errors, detail: Option<String>| Outcome {
+        status,
+        tolerance,
+        errors,
+        detail,
+        elapsed_ms,
+    };
 
     // Inputs must come back unchanged.
     for (i, (buf, t)) in in_bufs.iter().zip(&prepared.inputs).enumerate() {
         let mut back = vec![0u8; t.data.len()];
         backend.download(buf, 0, &mut back)?;
         if back != t.data {
-            return Ok(judged(Status::Fail, None, Some(format!("input {i} was modified by the op"))));
+            return Ok(judged(
+                Status::Fail,
+                None,
+                Some(format!("input {i} was modified by the op")),
+            ));
         }
     }
 
@@ -148,7 +183,11 @@ fn execute_and_judge(backend: &dyn Backend, case: &Case, prepared: &Prepared, to
         let mut back = vec![0u8; image.len()];
         backend.download(buf, 0, &mut back)?;
         if let Some(msg) = stray_write(&back, image, &prepared.initial[o]) {
-            return Ok(judged(Status::Fail, None, Some(format!("output {o}: {msg}"))));
+            return Ok(judged(
+                Status::Fail,
+                None,
+                Some(format!("output {o}: {msg}")),
+            ));
         }
         let storage = back[GUARD_BYTES..back.len() - GUARD_BYTES].to_vec();
         let got = HostTensor::new(prepared.initial[o].desc.clone(), storage)?;
@@ -158,11 +197,17 @@ fn execute_and_judge(backend: &dyn Backend, case: &Case, prepared: &Prepared, to
         if let Some(m) = mismatch {
             let detail = match m {
                 Mismatch::NaN(i) => format!("output {o}: NaN at element {i}"),
-                Mismatch::Infinity { index, expected, got } => {
+                Mismatch::Infinity {
+                    index,
+                    expected,
+                    got,
+                } => {
                     format!("output {o}: element {index} is {got}, reference {expected}")
                 }
                 Mismatch::OverThreshold => match tolerance {
-                    Tolerance::Exact => format!("output {o}: not exact (max abs error {:e})", errors.max_abs),
+                    Tolerance::Exact => {
+                        format!("output {o}: not exact (max abs error {:e})", errors.max_abs)
+                    }
                     Tolerance::Nmse(t) => format!("output {o}: NMSE {:e} > {t:e}", errors.nmse),
                 },
                 Mismatch::Length(a, b) => format!("output {o}: {b} values, reference {a}"),
@@ -180,17 +225,28 @@ fn stray_write(back: &[u8], image: &[u8], initial: &HostTensor) -> Option<String
     }
     let storage_end = back.len() - GUARD_BYTES;
     if let Some(i) = (0..GUARD_BYTES).find(|&i| back[i] != image[i]) {
-        return Some(format!("wrote into the guard {} bytes before its storage", GUARD_BYTES - i));
+        return Some(format!(
+            "wrote into the guard {} bytes before its storage",
+            GUARD_BYTES - i
+        ));
     }
     if let Some(i) = (storage_end..back.len()).find(|&i| back[i] != image[i]) {
-        return Some(format!("wrote into the guard {} bytes past its storage", i - storage_end));
+        return Some(format!(
+            "wrote into the guard {} bytes past its storage",
+            i - storage_end
+        ));
     }
     let mask = initial.view_mask();
     let stray = mask
         .iter()
         .enumerate()
         .find(|(i, inside)| !**inside && back[GUARD_BYTES + i] != image[GUARD_BYTES + i]);
-    stray.map(|(i, _)| format!("wrote byte {i} of its storage, which is outside the view {}", initial.desc.describe()))
+    stray.map(|(i, _)| {
+        format!(
+            "wrote byte {i} of its storage, which is outside the view {}",
+            initial.desc.describe()
+        )
+    })
 }
 
 fn decode(t: &HostTensor) -> Result<Vec<f64>> {

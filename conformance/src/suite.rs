@@ -31,7 +31,10 @@ impl Filter {
 
     /// The admitted cases, in catalogue order.
     pub fn select(&self) -> Vec<Case> {
-        crate::cases::all_cases().into_iter().filter(|c| self.admits(c)).collect()
+        crate::cases::all_cases()
+            .into_iter()
+            .filter(|c| self.admits(c))
+            .collect()
     }
 }
 
@@ -73,7 +76,12 @@ pub struct Progress<'a> {
 }
 
 /// Runs every case on every target. The reference runs once per case.
-pub fn run(cases: &[Case], targets: &[Target<'_>], seed: u64, progress: &mut dyn FnMut(Progress<'_>)) -> Vec<CaseResult> {
+pub fn run(
+    cases: &[Case],
+    targets: &[Target<'_>],
+    seed: u64,
+    progress: &mut dyn FnMut(Progress<'_>),
+) -> Vec<CaseResult> {
     let mut results = Vec::with_capacity(cases.len() * targets.len());
     for (i, case) in cases.iter().enumerate() {
         let tolerance = crate::tolerance::for_case(case.kind(), &case.dtypes());
@@ -98,7 +106,11 @@ pub fn run(cases: &[Case], targets: &[Target<'_>], seed: u64, progress: &mut dyn
                 outcome,
             });
         }
-        progress(Progress { done: i + 1, total: cases.len(), case });
+        progress(Progress {
+            done: i + 1,
+            total: cases.len(),
+            case,
+        });
     }
     results
 }

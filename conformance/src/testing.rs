@@ -20,7 +20,10 @@ pub fn assert_op_conforms(provider: &dyn BackendProvider, kind: OpKind) {
             .split(',')
             .any(|b| b.trim() == name);
     if let Availability::Unavailable { detail, .. } = provider.probe() {
-        assert!(!required, "{name} is required ({REQUIRE_ENV}) but unavailable: {detail}");
+        assert!(
+            !required,
+            "{name} is required ({REQUIRE_ENV}) but unavailable: {detail}"
+        );
         eprintln!("{name} not run: {detail}");
         return;
     }
@@ -28,18 +31,44 @@ pub fn assert_op_conforms(provider: &dyn BackendProvider, kind: OpKind) {
         Ok(b) => b,
         Err(e) => panic!("{name} probed available but failed to open: {e}"),
     };
-    let cases = Filter { ops: vec![kind], ..Filter::default() }.select();
+    let cases = Filter {
+        ops: vec![kind],
+        ..Filter::default()
+    }
+    .select();
     assert!(!cases.is_empty(), "no cases for {kind}");
-    let targets = [Target { selector: name.to_string(), backend: backend.as_ref() }];
+    let targets = [Target {
+        selector: name.to_string(),
+        backend: backend.as_ref(),
+    }];
     let results = run(&cases, &targets, DEFAULT_SEED, &mut |_| {});
     let bad: Vec<String> = results
         .iter()
         .filter(|r| matches!(r.outcome.status, Status::Fail | Status::Error))
-        .map(|r| format!("{:?} {}: {}", r.outcome.status, r.case, r.outcome.detail.clone().unwrap_or_default()))
+        .map(|r| {
+            format!(
+                "{:?} {}: {}",
+                r.outcome.status,
+                r.case,
+                r.outcome.detail.clone().unwrap_or_default()
+            )
+        })
         .collect();
-    assert!(bad.is_empty(), "{} of {} {kind} cases failed on {name}:\n{}", bad.len(), results.len(), bad.join("\n"));
-    let unsupported = results.iter().filter(|r| r.outcome.status == Status::Unsupported).count();
-    eprintln!("{name} {kind}: {} passed, {unsupported} unsupported", results.len() - unsupported);
+    assert!(
+        bad.is_empty(),
+        "{} of {} {kind} cases failed on {name}:\n{}",
+        bad.len(),
+        results.len(),
+        bad.join("\n")
+    );
+    let unsupported = results
+        .iter()
+        .filter(|r| r.outcome.status == Status::Unsupported)
+        .count();
+    eprintln!(
+        "{name} {kind}: {} passed, {unsupported} unsupported",
+        results.len() - unsupported
+    );
 }
 
 /// Instantiates the conformance suite for one backend: one `#[test]` per op.

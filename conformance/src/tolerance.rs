@@ -33,24 +33,96 @@ pub struct OpTolerance {
 
 /// Per-op thresholds with every tensor in f32.
 pub const OP_TABLE: [OpTolerance; 18] = [
-    OpTolerance { op: OpKind::GetRows, tolerance: Tolerance::Exact, why: "a copy; dequantization d·q is exact in f32" },
-    OpTolerance { op: OpKind::MatMul, tolerance: Tolerance::Nmse(5e-4), why: "ggml mul_mat; room for 8-bit activation quantization in quantized dot products" },
-    OpTolerance { op: OpKind::BatchedMatMul, tolerance: Tolerance::Nmse(5e-4), why: "ggml mul_mat" },
-    OpTolerance { op: OpKind::RmsNorm, tolerance: Tolerance::Nmse(1e-7), why: "ggml default" },
-    OpTolerance { op: OpKind::LayerNorm, tolerance: Tolerance::Nmse(1e-7), why: "ggml default" },
-    OpTolerance { op: OpKind::Rope, tolerance: Tolerance::Nmse(1e-6), why: "ggml default, widened for f32 angles at positions up to 4096" },
-    OpTolerance { op: OpKind::Attention, tolerance: Tolerance::Nmse(5e-4), why: "ggml flash_attn_ext" },
-    OpTolerance { op: OpKind::Softmax, tolerance: Tolerance::Nmse(1e-6), why: "ggml soft_max" },
-    OpTolerance { op: OpKind::SwiGlu, tolerance: Tolerance::Nmse(1e-7), why: "ggml default" },
-    OpTolerance { op: OpKind::Silu, tolerance: Tolerance::Nmse(1e-7), why: "ggml default" },
-    OpTolerance { op: OpKind::Gelu, tolerance: Tolerance::Nmse(1e-7), why: "ggml default" },
-    OpTolerance { op: OpKind::Add, tolerance: Tolerance::Nmse(1e-7), why: "ggml default" },
-    OpTolerance { op: OpKind::Mul, tolerance: Tolerance::Nmse(1e-7), why: "ggml default" },
-    OpTolerance { op: OpKind::Scale, tolerance: Tolerance::Nmse(1e-7), why: "ggml default" },
-    OpTolerance { op: OpKind::Cast, tolerance: Tolerance::Exact, why: "round to nearest even is fully specified" },
-    OpTolerance { op: OpKind::Quantize, tolerance: Tolerance::Nmse(1e-6), why: "ggml's rounding; allows a rare one-step flip at an exact .5 tie" },
-    OpTolerance { op: OpKind::KvWrite, tolerance: Tolerance::Exact, why: "a copy with round to nearest even" },
-    OpTolerance { op: OpKind::Argmax, tolerance: Tolerance::Exact, why: "ggml argmax; first index on ties" },
+    OpTolerance {
+        op: OpKind::GetRows,
+        tolerance: Tolerance::Exact,
+        why: "a copy; dequantization d·q is exact in f32",
+    },
+    OpTolerance {
+        op: OpKind::MatMul,
+        tolerance: Tolerance::Nmse(5e-4),
+        why: "ggml mul_mat; room for 8-bit activation quantization in quantized dot products",
+    },
+    OpTolerance {
+        op: OpKind::BatchedMatMul,
+        tolerance: Tolerance::Nmse(5e-4),
+        why: "ggml mul_mat",
+    },
+    OpTolerance {
+        op: OpKind::RmsNorm,
+        tolerance: Tolerance::Nmse(1e-7),
+        why: "ggml default",
+    },
+    OpTolerance {
+        op: OpKind::LayerNorm,
+        tolerance: Tolerance::Nmse(1e-7),
+        why: "ggml default",
+    },
+    OpTolerance {
+        op: OpKind::Rope,
+        tolerance: Tolerance::Nmse(1e-6),
+        why: "ggml default, widened for f32 angles at positions up to 4096",
+    },
+    OpTolerance {
+        op: OpKind::Attention,
+        tolerance: Tolerance::Nmse(5e-4),
+        why: "ggml flash_attn_ext",
+    },
+    OpTolerance {
+        op: OpKind::Softmax,
+        tolerance: Tolerance::Nmse(1e-6),
+        why: "ggml soft_max",
+    },
+    OpTolerance {
+        op: OpKind::SwiGlu,
+        tolerance: Tolerance::Nmse(1e-7),
+        why: "ggml default",
+    },
+    OpTolerance {
+        op: OpKind::Silu,
+        tolerance: Tolerance::Nmse(1e-7),
+        why: "ggml default",
+    },
+    OpTolerance {
+        op: OpKind::Gelu,
+        tolerance: Tolerance::Nmse(1e-7),
+        why: "ggml default",
+    },
+    OpTolerance {
+        op: OpKind::Add,
+        tolerance: Tolerance::Nmse(1e-7),
+        why: "ggml default",
+    },
+    OpTolerance {
+        op: OpKind::Mul,
+        tolerance: Tolerance::Nmse(1e-7),
+        why: "ggml default",
+    },
+    OpTolerance {
+        op: OpKind::Scale,
+        tolerance: Tolerance::Nmse(1e-7),
+        why: "ggml default",
+    },
+    OpTolerance {
+        op: OpKind::Cast,
+        tolerance: Tolerance::Exact,
+        why: "round to nearest even is fully specified",
+    },
+    OpTolerance {
+        op: OpKind::Quantize,
+        tolerance: Tolerance::Nmse(1e-6),
+        why: "ggml's rounding; allows a rare one-step flip at an exact .5 tie",
+    },
+    OpTolerance {
+        op: OpKind::KvWrite,
+        tolerance: Tolerance::Exact,
+        why: "a copy with round to nearest even",
+    },
+    OpTolerance {
+        op: OpKind::Argmax,
+        tolerance: Tolerance::Exact,
+        why: "ggml argmax; first index on ties",
+    },
 ];
 
 /// Lowest NMSE threshold a case with a tensor of `dtype` gets: a backend may
@@ -111,8 +183,14 @@ mod tests {
     #[test]
     fn floors_widen_but_never_loosen_exact_ops() {
         assert_eq!(for_case(OpKind::Add, &[DType::F32]), Tolerance::Nmse(1e-7));
-        assert_eq!(for_case(OpKind::Add, &[DType::F32, DType::Bf16]), Tolerance::Nmse(5e-5));
-        assert_eq!(for_case(OpKind::MatMul, &[DType::F16]), Tolerance::Nmse(5e-4));
+        assert_eq!(
+            for_case(OpKind::Add, &[DType::F32, DType::Bf16]),
+            Tolerance::Nmse(5e-5)
+        );
+        assert_eq!(
+            for_case(OpKind::MatMul, &[DType::F16]),
+            Tolerance::Nmse(5e-4)
+        );
         assert_eq!(for_case(OpKind::Cast, &[DType::Bf16]), Tolerance::Exact);
     }
 

@@ -1,9 +1,16 @@
 //! The harness must catch broken backends: each fault below is injected into
 //! a CPU backend and must turn passing cases into the right status.
 
-use glmhal_conformance::{run, BackendEntry, CaseResult, Filter, Report, Status, Target, DEFAULT_SEED};
+#![allow(clippy::unwrap_used)] // a test that cannot set up should panic
+
+use glmhal_conformance::{
+    run, BackendEntry, CaseResult, Filter, Report, Status, Target, DEFAULT_SEED,
+};
 use glmhal_cpu::CpuBackend;
-use glmhal_hal::{Backend, Buffer, HostTensor, DeviceId, DeviceInfo, Op, OpKind, Result, Support, TensorDesc, TensorRef};
+use glmhal_hal::{
+    Backend, Buffer, DeviceId, DeviceInfo, HostTensor, Op, OpKind, Result, Support, TensorDesc,
+    TensorRef,
+};
 
 #[derive(Clone, Copy, PartialEq)]
 enum Fault {
@@ -86,8 +93,12 @@ impl Backend for Faulty {
                 host.write_f32(&values)?;
                 self.inner.upload(out.buffer, range.start, &host.data)
             }
-            Fault::NaN => self.inner.upload(out.buffer, range.start, &f32::NAN.to_le_bytes()),
-            Fault::TouchInput => self.flip_byte(inputs[0].buffer, inputs[0].desc.byte_range().start),
+            Fault::NaN => self
+                .inner
+                .upload(out.buffer, range.start, &f32::NAN.to_le_bytes()),
+            Fault::TouchInput => {
+                self.flip_byte(inputs[0].buffer, inputs[0].desc.byte_range().start)
+            }
             _ => Ok(()),
         }
     }
@@ -97,16 +108,31 @@ impl Backend for Faulty {
 }
 
 fn run_with(fault: Fault, ops: &[OpKind]) -> Vec<CaseResult> {
-    let backend = Faulty { inner: CpuBackend::new(2).unwrap(), fault };
-    let cases = Filter { ops: ops.to_vec(), skip_large: true, ..Filter::default() }.select();
-    let targets = [Target { selector: "cpu".into(), backend: &backend }];
+    let backend = Faulty {
+        inner: CpuBackend::new(2).expect("the CPU backend opens"),
+        fault,
+    };
+    let cases = Filter {
+        ops: ops.to_vec(),
+        skip_large: true,
+        ..Filter::default()
+    }
+    .select();
+    let targets = [Target {
+        selector: "cpu".into(),
+        backend: &backend,
+    }];
     run(&cases, &targets, DEFAULT_SEED, &mut |_| {})
 }
 
 fn all(results: &[CaseResult], status: Status, detail: &str) {
     assert!(!results.is_empty());
     for r in results {
-        assert_eq!(r.outcome.status, status, "{}: {:?}", r.case, r.outcome.detail);
+        assert_eq!(
+            r.outcome.status, status,
+            "{}: {:?}",
+            r.case, r.outcome.detail
+        );
         let d = r.outcome.detail.clone().unwrap_or_default();
         assert!(d.contains(detail), "{}: `{d}` lacks `{detail}`", r.case);
     }
@@ -120,13 +146,22 @@ fn a_correct_backend_passes() {
 
 #[test]
 fn writes_past_or_before_the_output_are_caught() {
-    let ops = [OpKind::Add, OpKind::MatMul, OpKind::Quantize, OpKind::KvWrite];
+    let ops = [
+        OpKind::Add,
+        OpKind::MatMul,
+        OpKind::Quantize,
+        OpKind::KvWrite,
+    ];
     // Outputs with padding between rows catch the stray byte inside their
     // storage; packed ones catch it in the guard.
     for r in run_with(Fault::SpillPast, &ops) {
         assert_eq!(r.outcome.status, Status::Fail, "{}", r.case);
         let d = r.outcome.detail.unwrap_or_default();
-        assert!(d.contains("guard") || d.contains("outside the view"), "{}: {d}", r.case);
+        assert!(
+            d.contains("guard") || d.contains("outside the view"),
+            "{}: {d}",
+            r.case
+        );
     }
     for r in run_with(Fault::SpillBefore, &ops) {
         assert_eq!(r.outcome.status, Status::Fail, "{}", r.case);
@@ -135,13 +170,22 @@ fn writes_past_or_before_the_output_are_caught() {
 
 #[test]
 fn wrong_values_fail_with_their_numbers() {
-    let results = run_with(Fault::Corrupt, &[OpKind::MatMul, OpKind::Cast, OpKind::Rope, OpKind::Argmax]);
+    let results = run_with(
+        Fault::Corrupt,
+        &[OpKind::MatMul, OpKind::Cast, OpKind::Rope, OpKind::Argmax],
+    );
     for r in &results {
         assert_eq!(r.outcome.status, Status::Fail, "{}", r.case);
         let d = r.outcome.detail.clone().unwrap_or_default();
-        assert!(d.contains("NMSE") || d.contains("not exact") || d.contains("element"), "{}: {d}", r.case);
+        assert!(
+            d.contains("NMSE") || d.contains("not exact") || d.contains("element"),
+            "{}: {d}",
+            r.case
+        );
     }
-    assert!(results.iter().any(|r| r.outcome.errors.is_some_and(|e| e.nmse > 0.0)));
+    assert!(results
+        .iter()
+        .any(|r| r.outcome.errors.is_some_and(|e| e.nmse > 0.0)));
 }
 
 #[test]
@@ -155,14 +199,23 @@ fn nan_fails_even_under_a_loose_threshold() {
 
 #[test]
 fn modified_inputs_fail() {
-    all(&run_with(Fault::TouchInput, &[OpKind::Silu]), Status::Fail, "input 0 was modified");
+    all(
+        &run_with(Fault::TouchInput, &[OpKind::Silu]),
+        Status::Fail,
+        "input 0 was modified",
+    );
 }
 
 #[test]
 fn unsupported_is_reported_not_passed() {
     let results = run_with(Fault::Unsupported, &[OpKind::Rope]);
     all(&results, Status::Unsupported, "no kernels");
-    let entry = BackendEntry { selector: "cpu".into(), tested: true, reason: None, device: None };
+    let entry = BackendEntry {
+        selector: "cpu".into(),
+        tested: true,
+        reason: None,
+        device: None,
+    };
     let report = Report::new(DEFAULT_SEED, Filter::default(), vec![entry], results);
     assert!(!report.failed());
     assert_eq!(report.summary["cpu"].pass, 0);
@@ -185,16 +238,34 @@ fn the_json_report_names_every_op() {
     // One small case per op keeps this quick.
     let mut cases = Vec::new();
     for kind in OpKind::ALL {
-        let c = Filter { ops: vec![kind], skip_large: true, ..Filter::default() }.select();
+        let c = Filter {
+            ops: vec![kind],
+            skip_large: true,
+            ..Filter::default()
+        }
+        .select();
         cases.push(c[0].clone());
     }
-    let targets = [Target { selector: "cpu".into(), backend: &backend }];
+    let targets = [Target {
+        selector: "cpu".into(),
+        backend: &backend,
+    }];
     let results = run(&cases, &targets, DEFAULT_SEED, &mut |_| {});
-    let entry = BackendEntry { selector: "cpu".into(), tested: true, reason: None, device: Some(backend.info().clone()) };
+    let entry = BackendEntry {
+        selector: "cpu".into(),
+        tested: true,
+        reason: None,
+        device: Some(backend.info().clone()),
+    };
     let report = Report::new(DEFAULT_SEED, Filter::default(), vec![entry], results);
     let json = serde_json::to_value(&report).unwrap();
     assert_eq!(json["schema"], "glmhal.conformance/1");
-    let ops: Vec<String> = json["ops"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let ops: Vec<String> = json["ops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
     for kind in OpKind::ALL {
         assert!(ops.contains(&kind.name().to_string()), "{kind}");
     }

@@ -93,10 +93,17 @@ impl FromStr for DeviceSelector {
     type Err = HalError;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let bad = |why: &str| HalError::invalid("device", format!("`{s}`: {why}; write NAME or NAME:INDEX, e.g. cpu or cuda:1"));
+        let bad = |why: &str| {
+            HalError::invalid(
+                "device",
+                format!("`{s}`: {why}; write NAME or NAME:INDEX, e.g. cpu or cuda:1"),
+            )
+        };
         let (name, index) = match s.split_once(':') {
             Some((n, i)) => {
-                let idx = i.parse::<usize>().map_err(|_| bad("the index is not a number"))?;
+                let idx = i
+                    .parse::<usize>()
+                    .map_err(|_| bad("the index is not a number"))?;
                 (n, Some(idx))
             }
             None => (s, None),

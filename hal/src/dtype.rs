@@ -48,7 +48,13 @@ impl DType {
     pub const FLOATS: [DType; 3] = [DType::F32, DType::F16, DType::Bf16];
 
     /// The dtypes a weight matrix may be stored in.
-    pub const WEIGHTS: [DType; 5] = [DType::F32, DType::F16, DType::Bf16, DType::Q8_0, DType::Q4_0];
+    pub const WEIGHTS: [DType; 5] = [
+        DType::F32,
+        DType::F16,
+        DType::Bf16,
+        DType::Q8_0,
+        DType::Q4_0,
+    ];
 
     /// The name users type and reports print (`f32`, `q8_0`, ...).
     pub fn name(self) -> &'static str {

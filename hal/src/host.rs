@@ -38,7 +38,11 @@ impl HostTensor {
         if values.len() != desc.numel() {
             return Err(HalError::invalid(
                 "host tensor",
-                format!("shape {shape:?} needs {} values, got {}", desc.numel(), values.len()),
+                format!(
+                    "shape {shape:?} needs {} values, got {}",
+                    desc.numel(),
+                    values.len()
+                ),
             ));
         }
         desc.validate(dtype.bytes_for(values.len()))?;
@@ -52,7 +56,11 @@ impl HostTensor {
         if values.len() != desc.numel() {
             return Err(HalError::invalid(
                 "host tensor",
-                format!("shape {shape:?} needs {} values, got {}", desc.numel(), values.len()),
+                format!(
+                    "shape {shape:?} needs {} values, got {}",
+                    desc.numel(),
+                    values.len()
+                ),
             ));
         }
         let data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
@@ -97,7 +105,10 @@ impl HostTensor {
     /// Every element of an i32 tensor in logical order.
     pub fn to_i32(&self) -> Result<Vec<i32>> {
         if self.desc.dtype != DType::I32 {
-            return Err(HalError::invalid("host tensor", format!("expected i32, got {}", self.desc.dtype)));
+            return Err(HalError::invalid(
+                "host tensor",
+                format!("expected i32, got {}", self.desc.dtype),
+            ));
         }
         let d = &self.desc;
         let cols = d.last_dim();
@@ -107,7 +118,12 @@ impl HostTensor {
             let base = d.row_start(r);
             for c in 0..cols {
                 let b = d.offset + (base + c * step) * 4;
-                let bytes = [self.data[b], self.data[b + 1], self.data[b + 2], self.data[b + 3]];
+                let bytes = [
+                    self.data[b],
+                    self.data[b + 1],
+                    self.data[b + 2],
+                    self.data[b + 3],
+                ];
                 out.push(i32::from_le_bytes(bytes));
             }
         }
@@ -121,7 +137,12 @@ impl HostTensor {
         if values.len() != d.numel() {
             return Err(HalError::invalid(
                 "host tensor",
-                format!("{} needs {} values, got {}", d.describe(), d.numel(), values.len()),
+                format!(
+                    "{} needs {} values, got {}",
+                    d.describe(),
+                    d.numel(),
+                    values.len()
+                ),
             ));
         }
         let cols = d.last_dim();
@@ -148,7 +169,9 @@ impl HostTensor {
     /// Only for views whose last dimension is contiguous.
     pub fn write_row_bytes(&mut self, row: usize, bytes: &[u8]) -> Result<()> {
         if !self.desc.rows_contiguous() {
-            return Err(HalError::Layout("row write into a view with strided rows".into()));
+            return Err(HalError::Layout(
+                "row write into a view with strided rows".into(),
+            ));
         }
         let range = self.packed_row_bytes(row);
         if range.len() != bytes.len() {

@@ -265,16 +265,28 @@ mod tests {
         q.validate(3 * 2 * 34).unwrap();
         assert_eq!(q.byte_at(q.row_start(2)), 2 * 2 * 34);
         let bad = TensorDesc::contiguous(DType::Q4_0, &[3, 33]);
-        assert!(bad.validate(1 << 20).unwrap_err().to_string().contains("multiple of 32"));
+        assert!(bad
+            .validate(1 << 20)
+            .unwrap_err()
+            .to_string()
+            .contains("multiple of 32"));
         let padded = TensorDesc::strided(DType::Q4_0, &[2, 32], &[48, 1], 0);
-        assert!(padded.validate(1 << 20).unwrap_err().to_string().contains("whole blocks"));
+        assert!(padded
+            .validate(1 << 20)
+            .unwrap_err()
+            .to_string()
+            .contains("whole blocks"));
         assert!(q.narrowed(1, 16, 32).is_err());
     }
 
     #[test]
     fn zero_size_and_rank_errors() {
         let z = TensorDesc::contiguous(DType::F32, &[0, 4]);
-        assert!(z.validate(64).unwrap_err().to_string().contains("zero-size"));
+        assert!(z
+            .validate(64)
+            .unwrap_err()
+            .to_string()
+            .contains("zero-size"));
         let mut r = TensorDesc::contiguous(DType::F32, &[2, 2]);
         r.strides.pop();
         assert!(r.validate(64).is_err());

@@ -247,17 +247,26 @@ mod tests {
             mode: RopeMode::Interleaved,
         };
         let json = serde_json::to_string(&op).unwrap();
-        assert_eq!(json, r#"{"op":"rope","rot":64,"theta":10000.0,"mode":"interleaved"}"#);
+        assert_eq!(
+            json,
+            r#"{"op":"rope","rot":64,"theta":10000.0,"mode":"interleaved"}"#
+        );
         let back: Op = serde_json::from_str(&json).unwrap();
         assert_eq!(back, op);
-        assert_eq!(serde_json::to_string(&Op::SwiGlu).unwrap(), r#"{"op":"swi_glu"}"#);
+        assert_eq!(
+            serde_json::to_string(&Op::SwiGlu).unwrap(),
+            r#"{"op":"swi_glu"}"#
+        );
     }
 
     #[test]
     fn kinds_parse_with_aliases() {
         for k in OpKind::ALL {
             assert_eq!(k.name().parse::<OpKind>().unwrap(), k);
-            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{}\"", k.name()));
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.name())
+            );
         }
         assert_eq!("matmul".parse::<OpKind>().unwrap(), OpKind::MatMul);
         assert!("conv2d".parse::<OpKind>().is_err());

@@ -175,7 +175,9 @@ mod tests {
     use super::*;
 
     fn ramp(n: usize) -> Vec<f32> {
-        (0..n).map(|i| ((i * 7919) % 200) as f32 / 100.0 - 1.0).collect()
+        (0..n)
+            .map(|i| ((i * 7919) % 200) as f32 / 100.0 - 1.0)
+            .collect()
     }
 
     fn rmse(a: &[f32], b: &[f32]) -> f32 {
@@ -192,7 +194,9 @@ mod tests {
         assert!(rmse(&x, &y) < 0.002 * 2.0, "rmse {}", rmse(&x, &y));
         // ggml: the largest magnitude maps to +-127.
         let block = &q[..34];
-        assert!(block[2..].iter().any(|&b| b as i8 == 127 || b as i8 == -127));
+        assert!(block[2..]
+            .iter()
+            .any(|&b| b as i8 == 127 || b as i8 == -127));
     }
 
     #[test]

@@ -247,7 +247,11 @@ mod tests {
         let reg = Registry::new(vec![Box::new(Missing)]);
         let err = reg.open(&"hip".parse().unwrap()).err().unwrap().to_string();
         assert!(err.contains("0 devices"), "{err}");
-        let err = reg.open(&"cann".parse().unwrap()).err().unwrap().to_string();
+        let err = reg
+            .open(&"cann".parse().unwrap())
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("not compiled"), "{err}");
         let err = reg.open(&"tpu".parse().unwrap()).err().unwrap().to_string();
         assert!(err.contains("unknown backend"), "{err}");

@@ -22,7 +22,10 @@ pub fn validate(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Resul
                 ));
             }
             if t.shape.len() != t.strides.len() {
-                return Err(HalError::shape(v.op, format!("{role} {i}: shape and strides differ in rank")));
+                return Err(HalError::shape(
+                    v.op,
+                    format!("{role} {i}: shape and strides differ in rank"),
+                ));
             }
             if t.dtype.is_quantized() && t.last_dim() % t.dtype.block_elems() != 0 {
                 return Err(HalError::shape(
@@ -56,7 +59,10 @@ pub fn validate(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Resul
             if x.shape[1] != w.shape[1] {
                 return Err(HalError::shape(
                     v.op,
-                    format!("x is [M={}, K={}] but w is [N={}, K={}]", x.shape[0], x.shape[1], w.shape[0], w.shape[1]),
+                    format!(
+                        "x is [M={}, K={}] but w is [N={}, K={}]",
+                        x.shape[0], x.shape[1], w.shape[0], w.shape[1]
+                    ),
                 ));
             }
             if *bias {
@@ -117,12 +123,18 @@ pub fn validate(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Resul
                 v.rank(name, t, 3)?;
             }
             if k.shape != val.shape {
-                return Err(HalError::shape(v.op, format!("k {:?} and v {:?} differ", k.shape, val.shape)));
+                return Err(HalError::shape(
+                    v.op,
+                    format!("k {:?} and v {:?} differ", k.shape, val.shape),
+                ));
             }
             let (t, nh, d) = (q.shape[0], q.shape[1], q.shape[2]);
             let (s, nkv, dk) = (k.shape[0], k.shape[1], k.shape[2]);
             if d != dk {
-                return Err(HalError::shape(v.op, format!("q head_dim {d} but k head_dim {dk}")));
+                return Err(HalError::shape(
+                    v.op,
+                    format!("q head_dim {d} but k head_dim {dk}"),
+                ));
             }
             if nh % nkv != 0 {
                 return Err(HalError::shape(
@@ -137,7 +149,10 @@ pub fn validate(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Resul
                 ));
             }
             if !scale.is_finite() {
-                return Err(HalError::invalid(v.op, format!("scale must be finite, got {scale}")));
+                return Err(HalError::invalid(
+                    v.op,
+                    format!("scale must be finite, got {scale}"),
+                ));
             }
             v.float_out(out)?;
             v.shape("output", out, &q.shape)
@@ -153,7 +168,10 @@ pub fn validate(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Resul
                 ));
             }
             if !scale.is_finite() {
-                return Err(HalError::invalid(v.op, format!("scale must be finite, got {scale}")));
+                return Err(HalError::invalid(
+                    v.op,
+                    format!("scale must be finite, got {scale}"),
+                ));
             }
             v.float_out(out)?;
             v.shape("output", out, &x.shape)
@@ -164,7 +182,10 @@ pub fn validate(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Resul
             if x.last_dim() % 2 != 0 {
                 return Err(HalError::shape(
                     v.op,
-                    format!("the fused gate/up dimension must be even, got {}", x.last_dim()),
+                    format!(
+                        "the fused gate/up dimension must be even, got {}",
+                        x.last_dim()
+                    ),
                 ));
             }
             let mut shape = x.shape.clone();
@@ -177,7 +198,10 @@ pub fn validate(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Resul
             v.dtype("x", x, &DType::FLOATS)?;
             if let Op::Scale { factor } = op {
                 if !factor.is_finite() {
-                    return Err(HalError::invalid(v.op, format!("factor must be finite, got {factor}")));
+                    return Err(HalError::invalid(
+                        v.op,
+                        format!("factor must be finite, got {factor}"),
+                    ));
                 }
             }
             v.float_out(out)?;
@@ -192,7 +216,10 @@ pub fn validate(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Resul
             if !fits {
                 return Err(HalError::shape(
                     v.op,
-                    format!("b {:?} does not broadcast to a {:?} (same rank, each dim equal or 1)", b.shape, a.shape),
+                    format!(
+                        "b {:?} does not broadcast to a {:?} (same rank, each dim equal or 1)",
+                        b.shape, a.shape
+                    ),
                 ));
             }
             v.float_out(out)?;
@@ -221,7 +248,10 @@ pub fn validate(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Resul
             if out.shape[1..] != rows.shape[1..] {
                 return Err(HalError::shape(
                     v.op,
-                    format!("rows {:?} do not match cache {:?} in [kv_heads, head_dim]", rows.shape, out.shape),
+                    format!(
+                        "rows {:?} do not match cache {:?} in [kv_heads, head_dim]",
+                        rows.shape, out.shape
+                    ),
                 ));
             }
             Ok(())
@@ -243,7 +273,10 @@ struct Checker {
 impl Checker {
     fn count(&self, what: &str, got: usize, want: usize) -> Result<()> {
         if got != want {
-            return Err(HalError::shape(self.op, format!("expected {want} {what}, got {got}")));
+            return Err(HalError::shape(
+                self.op,
+                format!("expected {want} {what}, got {got}"),
+            ));
         }
         Ok(())
     }
@@ -253,7 +286,11 @@ impl Checker {
             let names: Vec<&str> = allowed.iter().map(|d| d.name()).collect();
             return Err(HalError::dtype(
                 self.op,
-                format!("{name} is {} but must be one of {}", t.dtype, names.join(", ")),
+                format!(
+                    "{name} is {} but must be one of {}",
+                    t.dtype,
+                    names.join(", ")
+                ),
             ));
         }
         Ok(())
@@ -285,7 +322,10 @@ impl Checker {
 
     fn positive(&self, name: &str, x: f64, zero_ok: bool) -> Result<()> {
         if !x.is_finite() || x < 0.0 || (!zero_ok && x == 0.0) {
-            return Err(HalError::invalid(self.op, format!("{name} must be a positive number, got {x}")));
+            return Err(HalError::invalid(
+                self.op,
+                format!("{name} must be a positive number, got {x}"),
+            ));
         }
         Ok(())
     }
@@ -303,51 +343,117 @@ mod tests {
     #[test]
     fn matmul_shapes_and_dtypes() {
         let op = Op::MatMul { bias: false };
-        validate(&op, &[c(DType::F32, &[2, 64]), c(DType::Q4_0, &[3, 64])], &[c(DType::F32, &[2, 3])]).unwrap();
-        let e = validate(&op, &[c(DType::F32, &[2, 64]), c(DType::F32, &[3, 63])], &[c(DType::F32, &[2, 3])])
-            .unwrap_err()
-            .to_string();
+        validate(
+            &op,
+            &[c(DType::F32, &[2, 64]), c(DType::Q4_0, &[3, 64])],
+            &[c(DType::F32, &[2, 3])],
+        )
+        .unwrap();
+        let e = validate(
+            &op,
+            &[c(DType::F32, &[2, 64]), c(DType::F32, &[3, 63])],
+            &[c(DType::F32, &[2, 3])],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("mat_mul") && e.contains("K=63"), "{e}");
-        let e = validate(&op, &[c(DType::I32, &[2, 64]), c(DType::F32, &[3, 64])], &[c(DType::F32, &[2, 3])])
-            .unwrap_err()
-            .to_string();
+        let e = validate(
+            &op,
+            &[c(DType::I32, &[2, 64]), c(DType::F32, &[3, 64])],
+            &[c(DType::F32, &[2, 3])],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("dtype") && e.contains("x is i32"), "{e}");
-        let e = validate(&op, &[c(DType::F32, &[2, 48]), c(DType::Q8_0, &[3, 48])], &[c(DType::F32, &[2, 3])])
-            .unwrap_err()
-            .to_string();
+        let e = validate(
+            &op,
+            &[c(DType::F32, &[2, 48]), c(DType::Q8_0, &[3, 48])],
+            &[c(DType::F32, &[2, 3])],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("multiple of 32"), "{e}");
-        let e = validate(&op, &[c(DType::F32, &[0, 64]), c(DType::F32, &[3, 64])], &[c(DType::F32, &[0, 3])])
-            .unwrap_err()
-            .to_string();
+        let e = validate(
+            &op,
+            &[c(DType::F32, &[0, 64]), c(DType::F32, &[3, 64])],
+            &[c(DType::F32, &[0, 3])],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("zero size"), "{e}");
         let with_bias = Op::MatMul { bias: true };
-        let e = validate(&with_bias, &[c(DType::F32, &[2, 64]), c(DType::F32, &[3, 64])], &[c(DType::F32, &[2, 3])])
-            .unwrap_err()
-            .to_string();
+        let e = validate(
+            &with_bias,
+            &[c(DType::F32, &[2, 64]), c(DType::F32, &[3, 64])],
+            &[c(DType::F32, &[2, 3])],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("expected 3 inputs"), "{e}");
     }
 
     #[test]
     fn attention_and_rope_rules() {
-        let att = Op::Attention { scale: 0.1, causal: true };
-        let ok = [c(DType::F32, &[2, 4, 8]), c(DType::F16, &[5, 2, 8]), c(DType::F16, &[5, 2, 8])];
+        let att = Op::Attention {
+            scale: 0.1,
+            causal: true,
+        };
+        let ok = [
+            c(DType::F32, &[2, 4, 8]),
+            c(DType::F16, &[5, 2, 8]),
+            c(DType::F16, &[5, 2, 8]),
+        ];
         validate(&att, &ok, &[c(DType::F32, &[2, 4, 8])]).unwrap();
-        let bad = [c(DType::F32, &[2, 3, 8]), c(DType::F16, &[5, 2, 8]), c(DType::F16, &[5, 2, 8])];
-        assert!(validate(&att, &bad, &[c(DType::F32, &[2, 3, 8])]).unwrap_err().to_string().contains("multiple"));
-        let long = [c(DType::F32, &[6, 4, 8]), c(DType::F16, &[5, 2, 8]), c(DType::F16, &[5, 2, 8])];
-        assert!(validate(&att, &long, &[c(DType::F32, &[6, 4, 8])]).is_err());
-        let rope = Op::Rope { rot: 3, theta: 1e4, mode: RopeMode::Neox };
-        let e = validate(&rope, &[c(DType::F32, &[2, 1, 8]), c(DType::I32, &[2])], &[c(DType::F32, &[2, 1, 8])])
+        let bad = [
+            c(DType::F32, &[2, 3, 8]),
+            c(DType::F16, &[5, 2, 8]),
+            c(DType::F16, &[5, 2, 8]),
+        ];
+        assert!(validate(&att, &bad, &[c(DType::F32, &[2, 3, 8])])
             .unwrap_err()
-            .to_string();
+            .to_string()
+            .contains("multiple"));
+        let long = [
+            c(DType::F32, &[6, 4, 8]),
+            c(DType::F16, &[5, 2, 8]),
+            c(DType::F16, &[5, 2, 8]),
+        ];
+        assert!(validate(&att, &long, &[c(DType::F32, &[6, 4, 8])]).is_err());
+        let rope = Op::Rope {
+            rot: 3,
+            theta: 1e4,
+            mode: RopeMode::Neox,
+        };
+        let e = validate(
+            &rope,
+            &[c(DType::F32, &[2, 1, 8]), c(DType::I32, &[2])],
+            &[c(DType::F32, &[2, 1, 8])],
+        )
+        .unwrap_err()
+        .to_string();
         assert!(e.contains("rot must be even"), "{e}");
     }
 
     #[test]
     fn broadcasting_rules() {
-        validate(&Op::Add, &[c(DType::F32, &[3, 5]), c(DType::F16, &[1, 5])], &[c(DType::F32, &[3, 5])]).unwrap();
-        assert!(validate(&Op::Mul, &[c(DType::F32, &[3, 5]), c(DType::F32, &[5])], &[c(DType::F32, &[3, 5])]).is_err());
-        assert!(validate(&Op::Mul, &[c(DType::F32, &[3, 5]), c(DType::F32, &[3, 4])], &[c(DType::F32, &[3, 5])]).is_err());
+        validate(
+            &Op::Add,
+            &[c(DType::F32, &[3, 5]), c(DType::F16, &[1, 5])],
+            &[c(DType::F32, &[3, 5])],
+        )
+        .unwrap();
+        assert!(validate(
+            &Op::Mul,
+            &[c(DType::F32, &[3, 5]), c(DType::F32, &[5])],
+            &[c(DType::F32, &[3, 5])]
+        )
+        .is_err());
+        assert!(validate(
+            &Op::Mul,
+            &[c(DType::F32, &[3, 5]), c(DType::F32, &[3, 4])],
+            &[c(DType::F32, &[3, 5])]
+        )
+        .is_err());
     }
 
     #[test]

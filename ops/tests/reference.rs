@@ -1,5 +1,7 @@
 //! Hand-checked values for the reference implementation: the oracle itself is tested.
 
+#![allow(clippy::unwrap_used)] // a test that cannot set up should panic
+
 use glmhal_hal::{DType, HostTensor, Op, RopeMode, TensorDesc};
 use glmhal_ops::reference::execute;
 
@@ -25,7 +27,12 @@ fn matmul_with_bias_and_transposed_view() {
     let x = f32t(&[2, 3], &[1., 2., 3., 4., 5., 6.]);
     let w = f32t(&[2, 3], &[1., 0., 0., 0., 1., 1.]);
     let b = f32t(&[2], &[0.5, -1.]);
-    let y = run(Op::MatMul { bias: true }, &[x.clone(), w, b], DType::F32, &[2, 2]);
+    let y = run(
+        Op::MatMul { bias: true },
+        &[x.clone(), w, b],
+        DType::F32,
+        &[2, 2],
+    );
     close(&y, &[1.5, 4., 4.5, 10.]);
     // A weight stored as [K,N] and passed as a transposed view gives the same answer.
     let wt = f32t(&[3, 2], &[1., 0., 0., 1., 0., 1.]);
@@ -38,7 +45,10 @@ fn matmul_with_bias_and_transposed_view() {
 fn batched_matmul() {
     let a = f32t(&[2, 1, 2], &[1., 2., 3., 4.]);
     let b = f32t(&[2, 2, 1], &[1., 1., 2., 0.]);
-    close(&run(Op::BatchedMatMul, &[a, b], DType::F32, &[2, 1, 1]), &[3., 6.]);
+    close(
+        &run(Op::BatchedMatMul, &[a, b], DType::F32, &[2, 1, 1]),
+        &[3., 6.],
+    );
 }
 
 #[test]
@@ -75,11 +85,19 @@ fn rope_modes_rotate_the_right_pairs() {
     let x = f32t(&[1, 1, 6], &[1., 0., 0., 1., 7., 8.]);
     let pos = HostTensor::from_i32(&[1], &[1]).unwrap();
     let (s, c) = 1f32.sin_cos();
-    let inter = Op::Rope { rot: 4, theta: 1.0, mode: RopeMode::Interleaved };
+    let inter = Op::Rope {
+        rot: 4,
+        theta: 1.0,
+        mode: RopeMode::Interleaved,
+    };
     let y = run(inter, &[x.clone(), pos.clone()], DType::F32, &[1, 1, 6]);
     // pairs (0,1) and (2,3)
     close(&y, &[c, s, -s, c, 7., 8.]);
-    let neox = Op::Rope { rot: 4, theta: 1.0, mode: RopeMode::Neox };
+    let neox = Op::Rope {
+        rot: 4,
+        theta: 1.0,
+        mode: RopeMode::Neox,
+    };
     let y = run(neox, &[x, pos], DType::F32, &[1, 1, 6]);
     // pairs (0,2) and (1,3)
     close(&y, &[c, -s, s, c, 7., 8.]);
@@ -91,8 +109,16 @@ fn attention_groups_heads_and_masks() {
     let q = f32t(&[1, 2, 1], &[1., 0.]);
     let k = f32t(&[2, 1, 1], &[0., 1.]);
     let v = f32t(&[2, 1, 1], &[10., 20.]);
-    let op = Op::Attention { scale: 2.0, causal: true };
-    let y = run(op.clone(), &[q, k.clone(), v.clone()], DType::F32, &[1, 2, 1]);
+    let op = Op::Attention {
+        scale: 2.0,
+        causal: true,
+    };
+    let y = run(
+        op.clone(),
+        &[q, k.clone(), v.clone()],
+        DType::F32,
+        &[1, 2, 1],
+    );
     let p1 = (2f64.exp() / (1. + 2f64.exp())) as f32;
     close(&y, &[10. * (1. - p1) + 20. * p1, 15.]);
     // Two queries: the first (position 0) sees only the first key.
@@ -104,7 +130,15 @@ fn attention_groups_heads_and_masks() {
 #[test]
 fn softmax_causal_and_argmax_ties() {
     let x = f32t(&[2, 3], &[0., 0., 5., 1., 1., 1.]);
-    let y = run(Op::Softmax { scale: 1.0, causal: true }, &[x.clone()], DType::F32, &[2, 3]);
+    let y = run(
+        Op::Softmax {
+            scale: 1.0,
+            causal: true,
+        },
+        std::slice::from_ref(&x),
+        DType::F32,
+        &[2, 3],
+    );
     close(&y, &[0.5, 0.5, 0., 1. / 3., 1. / 3., 1. / 3.]);
     let mut out = vec![HostTensor::zeros(DType::I32, &[2]).unwrap()];
     execute(&Op::Argmax, &[x], &mut out).unwrap();
@@ -115,19 +149,35 @@ fn softmax_causal_and_argmax_ties() {
 fn swiglu_gate_is_the_first_half() {
     let x = f32t(&[1, 4], &[1., -2., 3., 4.]);
     let silu = |v: f32| v / (1. + (-v).exp());
-    close(&run(Op::SwiGlu, &[x], DType::F32, &[1, 2]), &[silu(1.) * 3., silu(-2.) * 4.]);
+    close(
+        &run(Op::SwiGlu, &[x], DType::F32, &[1, 2]),
+        &[silu(1.) * 3., silu(-2.) * 4.],
+    );
 }
 
 #[test]
 fn broadcasting_add_and_mul() {
     let a = f32t(&[2, 2], &[1., 2., 3., 4.]);
-    close(&run(Op::Add, &[a.clone(), f32t(&[1, 2], &[10., 20.])], DType::F32, &[2, 2]), &[11., 22., 13., 24.]);
-    close(&run(Op::Mul, &[a, f32t(&[2, 1], &[2., 3.])], DType::F32, &[2, 2]), &[2., 4., 9., 12.]);
+    close(
+        &run(
+            Op::Add,
+            &[a.clone(), f32t(&[1, 2], &[10., 20.])],
+            DType::F32,
+            &[2, 2],
+        ),
+        &[11., 22., 13., 24.],
+    );
+    close(
+        &run(Op::Mul, &[a, f32t(&[2, 1], &[2., 3.])], DType::F32, &[2, 2]),
+        &[2., 4., 9., 12.],
+    );
 }
 
 #[test]
 fn quantize_matches_the_ggml_codec() {
-    let vals: Vec<f32> = (0..64).map(|i| ((i * 37) % 64) as f32 / 16.0 - 2.0).collect();
+    let vals: Vec<f32> = (0..64)
+        .map(|i| ((i * 37) % 64) as f32 / 16.0 - 2.0)
+        .collect();
     for dt in [DType::Q8_0, DType::Q4_0] {
         let mut out = vec![HostTensor::zeros(dt, &[2, 32]).unwrap()];
         execute(&Op::Quantize, &[f32t(&[2, 32], &vals)], &mut out).unwrap();
@@ -140,19 +190,33 @@ fn quantize_matches_the_ggml_codec() {
 fn get_rows_and_kv_write_check_indices() {
     let table = HostTensor::from_f32(DType::F16, &[3, 2], &[0., 1., 2., 3., 4., 5.]).unwrap();
     let ids = HostTensor::from_i32(&[2], &[2, 0]).unwrap();
-    close(&run(Op::GetRows, &[table.clone(), ids], DType::F32, &[2, 2]), &[4., 5., 0., 1.]);
+    close(
+        &run(Op::GetRows, &[table.clone(), ids], DType::F32, &[2, 2]),
+        &[4., 5., 0., 1.],
+    );
     let bad = HostTensor::from_i32(&[1], &[3]).unwrap();
     let mut out = vec![HostTensor::zeros(DType::F32, &[1, 2]).unwrap()];
-    let e = execute(&Op::GetRows, &[table, bad], &mut out).unwrap_err().to_string();
+    let e = execute(&Op::GetRows, &[table, bad], &mut out)
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("id 3"), "{e}");
 
     let mut cache = vec![HostTensor::from_f32(DType::F16, &[3, 1, 2], &[9.; 6]).unwrap()];
     let rows = f32t(&[1, 1, 2], &[1., 2.]);
-    execute(&Op::KvWrite, &[rows.clone(), HostTensor::from_i32(&[1], &[1]).unwrap()], &mut cache).unwrap();
+    execute(
+        &Op::KvWrite,
+        &[rows.clone(), HostTensor::from_i32(&[1], &[1]).unwrap()],
+        &mut cache,
+    )
+    .unwrap();
     assert_eq!(cache[0].to_f32(), vec![9., 9., 1., 2., 9., 9.]);
-    let e = execute(&Op::KvWrite, &[rows, HostTensor::from_i32(&[1], &[5]).unwrap()], &mut cache)
-        .unwrap_err()
-        .to_string();
+    let e = execute(
+        &Op::KvWrite,
+        &[rows, HostTensor::from_i32(&[1], &[5]).unwrap()],
+        &mut cache,
+    )
+    .unwrap_err()
+    .to_string();
     assert!(e.contains("outside the cache"), "{e}");
 }
 
@@ -161,7 +225,12 @@ fn outputs_write_only_their_view() {
     // Output rows padded to 3: the padding keeps its bytes.
     let desc = TensorDesc::strided(DType::F32, &[2, 2], &[3, 1], 0);
     let mut out = vec![HostTensor::new(desc, vec![0xEE; 6 * 4]).unwrap()];
-    execute(&Op::Scale { factor: 2.0 }, &[f32t(&[2, 2], &[1., 2., 3., 4.])], &mut out).unwrap();
+    execute(
+        &Op::Scale { factor: 2.0 },
+        &[f32t(&[2, 2], &[1., 2., 3., 4.])],
+        &mut out,
+    )
+    .unwrap();
     assert_eq!(out[0].to_f32(), vec![2., 4., 6., 8.]);
     assert_eq!(&out[0].data[8..12], &[0xEE; 4]);
 }

@@ -37,7 +37,10 @@ pub fn describe(threads: usize) -> DeviceInfo {
     info.memory_total = kib("MemTotal:");
     info.memory_free = kib("MemAvailable:");
     info.compute_units = u32::try_from(threads).ok();
-    info.runtime_version = Some(format!("glmhal-cpu {} ({threads} threads)", env!("CARGO_PKG_VERSION")));
+    info.runtime_version = Some(format!(
+        "glmhal-cpu {} ({threads} threads)",
+        env!("CARGO_PKG_VERSION")
+    ));
     info.features = features;
     info
 }

@@ -32,9 +32,17 @@ pub struct Provider;
 /// Worker threads: `GLMHAL_CPU_THREADS` if set, else every core the process may use.
 pub fn default_threads() -> Result<usize> {
     match std::env::var(THREADS_ENV) {
-        Ok(v) => v.trim().parse::<usize>().ok().filter(|n| *n > 0).ok_or_else(|| {
-            HalError::invalid(THREADS_ENV, format!("`{v}` is not a positive number of threads"))
-        }),
+        Ok(v) => v
+            .trim()
+            .parse::<usize>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                HalError::invalid(
+                    THREADS_ENV,
+                    format!("`{v}` is not a positive number of threads"),
+                )
+            }),
         Err(_) => Ok(std::thread::available_parallelism().map_or(1, |n| n.get())),
     }
 }

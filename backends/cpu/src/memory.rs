@@ -24,11 +24,12 @@ impl CpuBuffer {
     /// Allocates `len` zeroed bytes; failure to allocate is out-of-memory, not an abort.
     pub fn new(len: usize, device: DeviceId) -> Result<Self> {
         let mut v: Vec<u8> = Vec::new();
-        v.try_reserve_exact(len).map_err(|_| HalError::OutOfMemory {
-            backend: "cpu".into(),
-            requested: len,
-            available: None,
-        })?;
+        v.try_reserve_exact(len)
+            .map_err(|_| HalError::OutOfMemory {
+                backend: "cpu".into(),
+                requested: len,
+                available: None,
+            })?;
         v.resize(len, 0);
         let len = v.len();
         let ptr = Box::into_raw(v.into_boxed_slice()) as *mut u8;
@@ -63,7 +64,9 @@ impl Drop for CpuBuffer {
     fn drop(&mut self) {
         // SAFETY: ptr/len came from Box::into_raw of a boxed slice of this length.
         unsafe {
-            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(self.ptr, self.len)));
+            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
+                self.ptr, self.len,
+            )));
         }
     }
 }

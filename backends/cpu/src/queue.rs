@@ -39,7 +39,10 @@ impl CpuBackend {
 
     fn buffer<'a>(&self, b: &'a Buffer) -> Result<&'a CpuBuffer> {
         if b.device() != self.id {
-            return Err(HalError::invalid("cpu", "the buffer belongs to another device or backend"));
+            return Err(HalError::invalid(
+                "cpu",
+                "the buffer belongs to another device or backend",
+            ));
         }
         b.downcast::<CpuBuffer>()
             .ok_or_else(|| HalError::invalid("cpu", "the buffer is not a CPU buffer"))
@@ -47,7 +50,9 @@ impl CpuBackend {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         // A kernel that panicked leaves no broken state behind the lock: recover it.
-        self.queue.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.queue
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
@@ -77,11 +82,17 @@ impl Backend for CpuBackend {
 
     fn upload(&self, dst: &Buffer, offset: usize, data: &[u8]) -> Result<()> {
         let buf = self.buffer(dst)?;
-        let end = offset.checked_add(data.len()).filter(|e| *e <= glmhal_hal::DeviceBuffer::len(buf));
+        let end = offset
+            .checked_add(data.len())
+            .filter(|e| *e <= glmhal_hal::DeviceBuffer::len(buf));
         let end = end.ok_or_else(|| {
             HalError::invalid(
                 "cpu upload",
-                format!("{} bytes at offset {offset} do not fit a buffer of {}", data.len(), glmhal_hal::DeviceBuffer::len(buf)),
+                format!(
+                    "{} bytes at offset {offset} do not fit a buffer of {}",
+                    data.len(),
+                    glmhal_hal::DeviceBuffer::len(buf)
+                ),
             )
         })?;
         let _q = self.lock();
@@ -92,11 +103,17 @@ impl Backend for CpuBackend {
 
     fn download(&self, src: &Buffer, offset: usize, out: &mut [u8]) -> Result<()> {
         let buf = self.buffer(src)?;
-        let end = offset.checked_add(out.len()).filter(|e| *e <= glmhal_hal::DeviceBuffer::len(buf));
+        let end = offset
+            .checked_add(out.len())
+            .filter(|e| *e <= glmhal_hal::DeviceBuffer::len(buf));
         let end = end.ok_or_else(|| {
             HalError::invalid(
                 "cpu download",
-                format!("{} bytes at offset {offset} do not fit a buffer of {}", out.len(), glmhal_hal::DeviceBuffer::len(buf)),
+                format!(
+                    "{} bytes at offset {offset} do not fit a buffer of {}",
+                    out.len(),
+                    glmhal_hal::DeviceBuffer::len(buf)
+                ),
             )
         })?;
         let _q = self.lock();
@@ -120,13 +137,19 @@ impl Backend for CpuBackend {
             let buf = self.buffer(t.buffer)?;
             // SAFETY: queue lock held; check_views proved no output overlaps this range.
             let bytes = unsafe { buf.bytes(t.desc.byte_range()) };
-            ins.push(In { desc: rebased(&t.desc), bytes });
+            ins.push(In {
+                desc: rebased(&t.desc),
+                bytes,
+            });
         }
         let target = &outputs[0];
         let buf = self.buffer(target.buffer)?;
         // SAFETY: queue lock held; check_views proved this range overlaps no other view.
         let bytes = unsafe { buf.bytes_mut(target.desc.byte_range()) };
-        let mut out = Out { desc: rebased(&target.desc), bytes };
+        let mut out = Out {
+            desc: rebased(&target.desc),
+            bytes,
+        };
         self.pool.install(|| kernels::run(op, &ins, &mut out))
     }
 

@@ -19,14 +19,24 @@ pub(crate) fn rope(cases: &mut Vec<Case>) {
         for mode in [RopeMode::Interleaved, RopeMode::Neox] {
             for (t, heads, d, rot, theta) in shapes {
                 let pos = TensorSpec::contiguous(DType::I32, &[t], Fill::Ids(4096));
-                push(cases, Op::Rope { rot, theta, mode }, vec![dense(x, &[t, heads, d]), pos], dense(x, &[t, heads, d]), "");
+                push(
+                    cases,
+                    Op::Rope { rot, theta, mode },
+                    vec![dense(x, &[t, heads, d]), pos],
+                    dense(x, &[t, heads, d]),
+                    "",
+                );
             }
             // q as a slice of a fused qkv row (16 q heads + 2 k + 2 v heads), f32 out.
             let q = TensorSpec::fused_slice(x, &[9, 16, 128], 20 * 128, 0, unit());
             let pos = TensorSpec::contiguous(DType::I32, &[9], Fill::Ids(4096));
             push(
                 cases,
-                Op::Rope { rot: 64, theta: 10000.0, mode },
+                Op::Rope {
+                    rot: 64,
+                    theta: 10000.0,
+                    mode,
+                },
                 vec![q, pos],
                 dense(DType::F32, &[9, 16, 128]),
                 "fused-qkv slice",
@@ -56,8 +66,15 @@ pub(crate) fn attention(cases: &mut Vec<Case>) {
     ];
     for (q, kv, o) in combos {
         for (t, s, nh, nkv, d, tag) in shapes {
-            let op = Op::Attention { scale: (d as f64).powf(-0.5), causal: true };
-            let ins = vec![dense(q, &[t, nh, d]), dense(kv, &[s, nkv, d]), dense(kv, &[s, nkv, d])];
+            let op = Op::Attention {
+                scale: (d as f64).powf(-0.5),
+                causal: true,
+            };
+            let ins = vec![
+                dense(q, &[t, nh, d]),
+                dense(kv, &[s, nkv, d]),
+                dense(kv, &[s, nkv, d]),
+            ];
             push(cases, op, ins, dense(o, &[t, nh, d]), tag);
         }
         // q from a fused qkv row; k and v the used prefix of a cache with room for 64.
@@ -67,11 +84,33 @@ pub(crate) fn attention(cases: &mut Vec<Case>) {
             TensorSpec::prefix(kv, &[37, 2, 128], 64, unit()),
             TensorSpec::prefix(kv, &[37, 2, 128], 64, unit()),
         ];
-        push(cases, Op::Attention { scale: 128f64.powf(-0.5), causal: true }, ins, dense(o, &[4, 16, 128]), "cache view");
+        push(
+            cases,
+            Op::Attention {
+                scale: 128f64.powf(-0.5),
+                causal: true,
+            },
+            ins,
+            dense(o, &[4, 16, 128]),
+            "cache view",
+        );
     }
     // Non-causal (encoder-style) attention.
-    let ins = vec![dense(DType::F32, &[6, 4, 16]), dense(DType::F32, &[9, 2, 16]), dense(DType::F32, &[9, 2, 16])];
-    push(cases, Op::Attention { scale: 0.25, causal: false }, ins, dense(DType::F32, &[6, 4, 16]), "");
+    let ins = vec![
+        dense(DType::F32, &[6, 4, 16]),
+        dense(DType::F32, &[9, 2, 16]),
+        dense(DType::F32, &[9, 2, 16]),
+    ];
+    push(
+        cases,
+        Op::Attention {
+            scale: 0.25,
+            causal: false,
+        },
+        ins,
+        dense(DType::F32, &[6, 4, 16]),
+        "",
+    );
     // Scores that overflow f16 unless Q is scaled first and the softmax runs in f32 (GLM-4's trap).
     let big = Fill::Uniform(80.0);
     let ins = vec![
@@ -79,7 +118,16 @@ pub(crate) fn attention(cases: &mut Vec<Case>) {
         TensorSpec::contiguous(DType::F16, &[64, 2, 128], big),
         dense(DType::F16, &[64, 2, 128]),
     ];
-    push(cases, Op::Attention { scale: 128f64.powf(-0.5), causal: true }, ins, dense(DType::F16, &[8, 16, 128]), "large-magnitude");
+    push(
+        cases,
+        Op::Attention {
+            scale: 128f64.powf(-0.5),
+            causal: true,
+        },
+        ins,
+        dense(DType::F16, &[8, 16, 128]),
+        "large-magnitude",
+    );
 }
 
 /// `n` distinct positions in `0..capacity`, fixed by `key`.
@@ -103,14 +151,35 @@ pub(crate) fn kv_write(cases: &mut Vec<Case>) {
         (DType::F32, DType::Bf16),
     ];
     for (rows, cache) in combos {
-        for (t, cap, kv, d) in [(1, 8, 1, 5), (5, 16, 2, 128), (33, 64, 2, 128), (1, 4096, 2, 128)] {
+        for (t, cap, kv, d) in [
+            (1, 8, 1, 5),
+            (5, 16, 2, 128),
+            (33, 64, 2, 128),
+            (1, 4096, 2, 128),
+        ] {
             let key = format!("kv_write {rows} {cache} {t} {cap}");
-            let pos = TensorSpec::contiguous(DType::I32, &[t], Fill::Values(distinct_positions(&key, t, cap)));
-            push(cases, Op::KvWrite, vec![dense(rows, &[t, kv, d]), pos], dense(cache, &[cap, kv, d]), "");
+            let pos = TensorSpec::contiguous(
+                DType::I32,
+                &[t],
+                Fill::Values(distinct_positions(&key, t, cap)),
+            );
+            push(
+                cases,
+                Op::KvWrite,
+                vec![dense(rows, &[t, kv, d]), pos],
+                dense(cache, &[cap, kv, d]),
+                "",
+            );
         }
         // The new k rows as a slice of a fused qkv row, written at consecutive positions.
         let k = TensorSpec::fused_slice(rows, &[6, 2, 128], 20 * 128, 16 * 128, unit());
         let pos = TensorSpec::contiguous(DType::I32, &[6], Fill::Values((10..16).collect()));
-        push(cases, Op::KvWrite, vec![k, pos], dense(cache, &[32, 2, 128]), "fused-qkv slice");
+        push(
+            cases,
+            Op::KvWrite,
+            vec![k, pos],
+            dense(cache, &[32, 2, 128]),
+            "fused-qkv slice",
+        );
     }
 }

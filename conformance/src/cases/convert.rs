@@ -13,7 +13,13 @@ pub(crate) fn cast(cases: &mut Vec<Case>) {
                 shapes.extend([vec![1, 1], vec![5, 7], vec![2, 3, 127]]);
             }
             for shape in shapes {
-                push(cases, Op::Cast, vec![dense(from, &shape)], dense(to, &shape), "");
+                push(
+                    cases,
+                    Op::Cast,
+                    vec![dense(from, &shape)],
+                    dense(to, &shape),
+                    "",
+                );
             }
             let pad = if from.is_quantized() { 32 } else { 5 };
             push(
@@ -30,7 +36,11 @@ pub(crate) fn cast(cases: &mut Vec<Case>) {
         push(
             cases,
             Op::Cast,
-            vec![TensorSpec::contiguous(DType::F32, &[4, 256], Fill::Uniform(1.0e5))],
+            vec![TensorSpec::contiguous(
+                DType::F32,
+                &[4, 256],
+                Fill::Uniform(1.0e5),
+            )],
             dense(to, &[4, 256]),
             "large-magnitude",
         );
@@ -41,7 +51,13 @@ pub(crate) fn quantize(cases: &mut Vec<Case>) {
     for from in DType::FLOATS {
         for to in [DType::Q8_0, DType::Q4_0] {
             for shape in [[1usize, 32], [5, 64], [13, 4096]] {
-                push(cases, Op::Quantize, vec![dense(from, &shape)], TensorSpec::contiguous(to, &shape, Fill::Uniform(1.0)), "");
+                push(
+                    cases,
+                    Op::Quantize,
+                    vec![dense(from, &shape)],
+                    TensorSpec::contiguous(to, &shape, Fill::Uniform(1.0)),
+                    "",
+                );
             }
             push(
                 cases,

@@ -9,7 +9,13 @@ pub(crate) fn activations(cases: &mut Vec<Case>) {
     for x in DType::FLOATS {
         // glm-4-9b's FFN is 13696 wide: the fused gate/up row is 27392.
         for (m, two_f) in [(1, 2), (5, 14), (13, 66), (3, 27392)] {
-            push(cases, Op::SwiGlu, vec![dense(x, &[m, two_f])], dense(x, &[m, two_f / 2]), "");
+            push(
+                cases,
+                Op::SwiGlu,
+                vec![dense(x, &[m, two_f])],
+                dense(x, &[m, two_f / 2]),
+                "",
+            );
         }
         push(
             cases,
@@ -20,7 +26,13 @@ pub(crate) fn activations(cases: &mut Vec<Case>) {
         );
         for op in [Op::Silu, Op::Gelu, Op::Scale { factor: -0.375 }] {
             for shape in [&[1usize, 1][..], &[5, 7], &[13, 33], &[3, 4097], &[2, 3, 5]] {
-                push(cases, op.clone(), vec![dense(x, shape)], dense(x, shape), "");
+                push(
+                    cases,
+                    op.clone(),
+                    vec![dense(x, shape)],
+                    dense(x, shape),
+                    "",
+                );
             }
             push(
                 cases,
@@ -57,13 +69,22 @@ pub(crate) fn binary(cases: &mut Vec<Case>) {
             }
             for b in bs {
                 for (sa, sb) in pairs {
-                    push(cases, op.clone(), vec![dense(a, sa), dense(b, sb)], dense(a, sa), "");
+                    push(
+                        cases,
+                        op.clone(),
+                        vec![dense(a, sa), dense(b, sb)],
+                        dense(a, sa),
+                        "",
+                    );
                 }
             }
             push(
                 cases,
                 op.clone(),
-                vec![TensorSpec::padded(a, &[4, 32], 8, unit()), TensorSpec::transposed(a, &[4, 32], unit())],
+                vec![
+                    TensorSpec::padded(a, &[4, 32], 8, unit()),
+                    TensorSpec::transposed(a, &[4, 32], unit()),
+                ],
                 TensorSpec::padded(a, &[4, 32], 4, unit()),
                 "strided",
             );

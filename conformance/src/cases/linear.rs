@@ -13,13 +13,25 @@ pub(crate) fn get_rows(cases: &mut Vec<Case>) {
         }
         for (vocab, hidden, n) in shapes {
             let ids = TensorSpec::contiguous(DType::I32, &[n], Fill::Ids(vocab));
-            push(cases, Op::GetRows, vec![dense(table, &[vocab, hidden]), ids], dense(DType::F32, &[n, hidden]), "");
+            push(
+                cases,
+                Op::GetRows,
+                vec![dense(table, &[vocab, hidden]), ids],
+                dense(DType::F32, &[n, hidden]),
+                "",
+            );
         }
         // A padded table (rows spaced by a whole block) read into an f16 output.
         let pad = if table.is_quantized() { 32 } else { 3 };
         let ids = TensorSpec::contiguous(DType::I32, &[9], Fill::Ids(33));
         let t = TensorSpec::padded(table, &[33, 64], pad, unit());
-        push(cases, Op::GetRows, vec![t, ids], dense(DType::F16, &[9, 64]), "padded");
+        push(
+            cases,
+            Op::GetRows,
+            vec![t, ids],
+            dense(DType::F16, &[9, 64]),
+            "padded",
+        );
     }
 }
 
@@ -32,7 +44,13 @@ pub(crate) fn mat_mul(cases: &mut Vec<Case>) {
                 shapes.extend([(1, 1, 1), (5, 7, 13), (7, 13, 5), (3, 127, 33)]);
             }
             for (m, k, n) in shapes {
-                push(cases, no_bias.clone(), vec![dense(x, &[m, k]), dense(w, &[n, k])], dense(x, &[m, n]), "");
+                push(
+                    cases,
+                    no_bias.clone(),
+                    vec![dense(x, &[m, k]), dense(w, &[n, k])],
+                    dense(x, &[m, n]),
+                    "",
+                );
             }
             // Bias, with an f32 output whatever x is.
             let bias = dense(DType::F32, &[7]);
@@ -50,7 +68,13 @@ pub(crate) fn mat_mul(cases: &mut Vec<Case>) {
                 TensorSpec::transposed(w, &[33, 64], unit())
             };
             let xv = TensorSpec::padded(x, &[5, 64], 11, unit());
-            push(cases, no_bias.clone(), vec![xv, wv], TensorSpec::padded(DType::F32, &[5, 33], 3, unit()), "strided");
+            push(
+                cases,
+                no_bias.clone(),
+                vec![xv, wv],
+                TensorSpec::padded(DType::F32, &[5, 33], 3, unit()),
+                "strided",
+            );
             // The decode projection of a 4096-wide model.
             if x == DType::F32 {
                 push(
@@ -64,7 +88,12 @@ pub(crate) fn mat_mul(cases: &mut Vec<Case>) {
         }
     }
     // Prefill-sized GEMMs.
-    for (x, w) in [(DType::F32, DType::F16), (DType::F32, DType::Q8_0), (DType::F32, DType::Q4_0), (DType::Bf16, DType::Bf16)] {
+    for (x, w) in [
+        (DType::F32, DType::F16),
+        (DType::F32, DType::Q8_0),
+        (DType::F32, DType::Q4_0),
+        (DType::Bf16, DType::Bf16),
+    ] {
         push(
             cases,
             no_bias.clone(),
@@ -78,7 +107,10 @@ pub(crate) fn mat_mul(cases: &mut Vec<Case>) {
     push(
         cases,
         no_bias,
-        vec![TensorSpec::contiguous(DType::F16, &[4, 4096], big.clone()), TensorSpec::contiguous(DType::F16, &[64, 4096], big)],
+        vec![
+            TensorSpec::contiguous(DType::F16, &[4, 4096], big.clone()),
+            TensorSpec::contiguous(DType::F16, &[64, 4096], big),
+        ],
         dense(DType::F16, &[4, 64]),
         "large-magnitude",
     );
@@ -94,13 +126,22 @@ pub(crate) fn batched_mat_mul(cases: &mut Vec<Case>) {
     ];
     for (a, b, o) in combos {
         for (batch, m, k, n) in [(1, 1, 1, 1), (2, 5, 7, 13), (3, 13, 33, 5), (4, 33, 127, 7)] {
-            push(cases, Op::BatchedMatMul, vec![dense(a, &[batch, m, k]), dense(b, &[batch, k, n])], dense(o, &[batch, m, n]), "");
+            push(
+                cases,
+                Op::BatchedMatMul,
+                vec![dense(a, &[batch, m, k]), dense(b, &[batch, k, n])],
+                dense(o, &[batch, m, n]),
+                "",
+            );
         }
         // Attention-like: scores of 16 heads over 300 cached keys, keys stored [S, D] and read transposed.
         push(
             cases,
             Op::BatchedMatMul,
-            vec![TensorSpec::padded(a, &[16, 1, 128], 16, unit()), TensorSpec::transposed(b, &[16, 128, 300], unit())],
+            vec![
+                TensorSpec::padded(a, &[16, 1, 128], 16, unit()),
+                TensorSpec::transposed(b, &[16, 128, 300], unit()),
+            ],
             dense(o, &[16, 1, 300]),
             "transposed",
         );

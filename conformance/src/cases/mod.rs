@@ -115,7 +115,9 @@ mod tests {
             let outs: Vec<_> = c.outputs.iter().map(|t| t.desc.clone()).collect();
             glmhal_ops::validate(&c.op, &ins, &outs).unwrap_or_else(|e| panic!("{}: {e}", c.id));
             for t in c.inputs.iter().chain(&c.outputs) {
-                t.desc.validate(t.storage).unwrap_or_else(|e| panic!("{}: {e}", c.id));
+                t.desc
+                    .validate(t.storage)
+                    .unwrap_or_else(|e| panic!("{}: {e}", c.id));
             }
         }
     }
@@ -123,18 +125,30 @@ mod tests {
     #[test]
     fn cases_cover_required_dtypes_and_layouts() {
         let cases = all_cases();
-        let has = |k: OpKind, d: DType| cases.iter().any(|c| c.kind() == k && c.dtypes().contains(&d));
+        let has = |k: OpKind, d: DType| {
+            cases
+                .iter()
+                .any(|c| c.kind() == k && c.dtypes().contains(&d))
+        };
         for w in DType::WEIGHTS {
             assert!(has(OpKind::MatMul, w) && has(OpKind::GetRows, w), "{w}");
         }
         for k in OpKind::ALL {
             assert!(
-                cases.iter().any(|c| c.kind() == k && c.inputs.iter().any(|t| !t.desc.is_contiguous())),
+                cases
+                    .iter()
+                    .any(|c| c.kind() == k && c.inputs.iter().any(|t| !t.desc.is_contiguous())),
                 "{k} has no non-contiguous case"
             );
         }
-        assert!(cases.iter().any(|c| c.id.starts_with("mat_mul") && c.id.contains("f32[64,2048]")));
-        assert!(cases.iter().any(|c| c.id.starts_with("mat_mul") && c.id.contains("[4096,4096]")));
-        assert!(cases.iter().any(|c| c.id.starts_with("attention") && c.id.contains("[4096,2,128]")));
+        assert!(cases
+            .iter()
+            .any(|c| c.id.starts_with("mat_mul") && c.id.contains("f32[64,2048]")));
+        assert!(cases
+            .iter()
+            .any(|c| c.id.starts_with("mat_mul") && c.id.contains("[4096,4096]")));
+        assert!(cases
+            .iter()
+            .any(|c| c.id.starts_with("attention") && c.id.contains("[4096,2,128]")));
     }
 }

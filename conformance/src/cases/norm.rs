@@ -9,15 +9,28 @@ pub(crate) fn rms_norm(cases: &mut Vec<Case>) {
     let glm4_eps = 1.5625e-7;
     for x in DType::FLOATS {
         for (rows, h) in [(1, 1), (5, 7), (13, 33), (3, 4096), (7, 4097)] {
-            let outs = if x == DType::F32 { vec![x] } else { vec![x, DType::F32] };
+            let outs = if x == DType::F32 {
+                vec![x]
+            } else {
+                vec![x, DType::F32]
+            };
             for out in outs {
-                push(cases, Op::RmsNorm { eps: 1e-5 }, vec![dense(x, &[rows, h]), dense(x, &[h])], dense(out, &[rows, h]), "");
+                push(
+                    cases,
+                    Op::RmsNorm { eps: 1e-5 },
+                    vec![dense(x, &[rows, h]), dense(x, &[h])],
+                    dense(out, &[rows, h]),
+                    "",
+                );
             }
         }
         push(
             cases,
             Op::RmsNorm { eps: glm4_eps },
-            vec![TensorSpec::padded(x, &[2, 3, 128], 5, unit()), dense(DType::F32, &[128])],
+            vec![
+                TensorSpec::padded(x, &[2, 3, 128], 5, unit()),
+                dense(DType::F32, &[128]),
+            ],
             TensorSpec::padded(x, &[2, 3, 128], 2, unit()),
             "strided",
         );
@@ -25,7 +38,10 @@ pub(crate) fn rms_norm(cases: &mut Vec<Case>) {
         push(
             cases,
             Op::RmsNorm { eps: glm4_eps },
-            vec![TensorSpec::contiguous(x, &[4, 4096], Fill::Uniform(300.0)), dense(x, &[4096])],
+            vec![
+                TensorSpec::contiguous(x, &[4, 4096], Fill::Uniform(300.0)),
+                dense(x, &[4096]),
+            ],
             dense(x, &[4, 4096]),
             "large-magnitude",
         );
@@ -47,7 +63,11 @@ pub(crate) fn layer_norm(cases: &mut Vec<Case>) {
         push(
             cases,
             Op::LayerNorm { eps: 1e-6 },
-            vec![TensorSpec::padded(x, &[4, 64], 7, unit()), dense(DType::F32, &[64]), dense(DType::F32, &[64])],
+            vec![
+                TensorSpec::padded(x, &[4, 64], 7, unit()),
+                dense(DType::F32, &[64]),
+                dense(DType::F32, &[64]),
+            ],
             dense(DType::F32, &[4, 64]),
             "strided",
         );

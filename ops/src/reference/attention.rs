@@ -2,7 +2,13 @@
 
 use glmhal_hal::HostTensor;
 
-pub(super) fn attention(q: &HostTensor, k: &HostTensor, v: &HostTensor, scale: f64, causal: bool) -> Vec<f64> {
+pub(super) fn attention(
+    q: &HostTensor,
+    k: &HostTensor,
+    v: &HostTensor,
+    scale: f64,
+    causal: bool,
+) -> Vec<f64> {
     let (t, nh, d) = (q.desc.shape[0], q.desc.shape[1], q.desc.shape[2]);
     let (s, nkv) = (k.desc.shape[0], k.desc.shape[1]);
     let group = nh / nkv;
@@ -19,7 +25,10 @@ pub(super) fn attention(q: &HostTensor, k: &HostTensor, v: &HostTensor, scale: f
                 let kh = &ks[(j * nkv + g) * d..(j * nkv + g + 1) * d];
                 *sc = qh.iter().zip(kh).map(|(a, b)| a * scale * b).sum();
             }
-            let max = scores[..visible].iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+            let max = scores[..visible]
+                .iter()
+                .cloned()
+                .fold(f64::NEG_INFINITY, f64::max);
             let mut denom = 0.0;
             for sc in &mut scores[..visible] {
                 *sc = (*sc - max).exp();

@@ -17,7 +17,10 @@ pub(super) fn write(cache: &HostTensor, rows: &HostTensor, positions: &[i32]) ->
         }
         let p = p as usize;
         if std::mem::replace(&mut seen[p], true) {
-            return Err(HalError::invalid("kv_write", format!("position {p} is written twice")));
+            return Err(HalError::invalid(
+                "kv_write",
+                format!("position {p} is written twice"),
+            ));
         }
         out[p * row_len..(p + 1) * row_len].copy_from_slice(&src[t * row_len..(t + 1) * row_len]);
     }

@@ -61,7 +61,11 @@ fn store(out: &mut HostTensor, values: &[f64]) -> Result<()> {
     if values.len() != out.desc.numel() {
         return Err(HalError::invalid(
             "reference",
-            format!("computed {} values for {}", values.len(), out.desc.describe()),
+            format!(
+                "computed {} values for {}",
+                values.len(),
+                out.desc.describe()
+            ),
         ));
     }
     let as_f32: Vec<f32> = values.iter().map(|v| *v as f32).collect();

@@ -9,7 +9,10 @@ pub(super) fn softmax(x: &HostTensor, scale: f64, causal: bool) -> Vec<f64> {
     for i in 0..m {
         let visible = if causal { i + n - m + 1 } else { n };
         let row = &xs[i * n..i * n + visible];
-        let max = row.iter().map(|v| v * scale).fold(f64::NEG_INFINITY, f64::max);
+        let max = row
+            .iter()
+            .map(|v| v * scale)
+            .fold(f64::NEG_INFINITY, f64::max);
         let denom: f64 = row.iter().map(|v| (v * scale - max).exp()).sum();
         for (j, v) in row.iter().enumerate() {
             out[i * n + j] = (v * scale - max).exp() / denom;

@@ -2,7 +2,13 @@
 
 use glmhal_hal::{HostTensor, RopeMode};
 
-pub(super) fn rope(x: &HostTensor, positions: &[i32], rot: usize, theta: f64, mode: RopeMode) -> Vec<f64> {
+pub(super) fn rope(
+    x: &HostTensor,
+    positions: &[i32],
+    rot: usize,
+    theta: f64,
+    mode: RopeMode,
+) -> Vec<f64> {
     let (t, heads, d) = (x.desc.shape[0], x.desc.shape[1], x.desc.shape[2]);
     let mut v = x.to_f64();
     let half = rot / 2;

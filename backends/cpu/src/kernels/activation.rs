@@ -16,7 +16,8 @@ pub(super) fn gelu(x: f32) -> f32 {
 
 pub(super) fn map(x: &In<'_>, out: &mut Out<'_>, f: impl Fn(f32) -> f32 + Sync) -> Result<()> {
     let mut v = x.to_f32();
-    v.par_chunks_mut(4096).for_each(|c| c.iter_mut().for_each(|e| *e = f(*e)));
+    v.par_chunks_mut(4096)
+        .for_each(|c| c.iter_mut().for_each(|e| *e = f(*e)));
     out.store(&v);
     Ok(())
 }

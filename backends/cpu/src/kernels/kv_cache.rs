@@ -15,7 +15,10 @@ pub(super) fn write(rows: &In<'_>, positions: &In<'_>, cache: &mut Out<'_>) -> R
     let mut seen = vec![false; capacity];
     for &p in &pos {
         if std::mem::replace(&mut seen[p], true) {
-            return Err(HalError::invalid("kv_write", format!("position {p} is written twice")));
+            return Err(HalError::invalid(
+                "kv_write",
+                format!("position {p} is written twice"),
+            ));
         }
     }
     let mut row = vec![0.0f32; d];

@@ -8,7 +8,12 @@ use super::{dot, In, Out};
 /// Weight rows handled by one task: enough work to amortize scheduling.
 const ROWS_PER_TASK: usize = 8;
 
-pub(super) fn matmul(x: &In<'_>, w: &In<'_>, bias: Option<&In<'_>>, out: &mut Out<'_>) -> Result<()> {
+pub(super) fn matmul(
+    x: &In<'_>,
+    w: &In<'_>,
+    bias: Option<&In<'_>>,
+    out: &mut Out<'_>,
+) -> Result<()> {
     let (m, k) = (x.desc.shape[0], x.desc.shape[1]);
     let n = w.desc.shape[0];
     let xs = x.to_f32();

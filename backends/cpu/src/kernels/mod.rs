@@ -64,7 +64,11 @@ impl In<'_> {
         let start = d.row_start(row);
         if d.dtype.is_quantized() {
             let at = d.byte_at(start);
-            quant::dequantize(d.dtype, &self.bytes[at..at + d.dtype.bytes_for(dst.len())], dst);
+            quant::dequantize(
+                d.dtype,
+                &self.bytes[at..at + d.dtype.bytes_for(dst.len())],
+                dst,
+            );
             return;
         }
         let step = d.strides.last().copied().unwrap_or(1);

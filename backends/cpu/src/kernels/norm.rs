@@ -22,7 +22,13 @@ pub(super) fn rms_norm(x: &In<'_>, w: &In<'_>, eps: f64, out: &mut Out<'_>) -> R
     Ok(())
 }
 
-pub(super) fn layer_norm(x: &In<'_>, w: &In<'_>, b: &In<'_>, eps: f64, out: &mut Out<'_>) -> Result<()> {
+pub(super) fn layer_norm(
+    x: &In<'_>,
+    w: &In<'_>,
+    b: &In<'_>,
+    eps: f64,
+    out: &mut Out<'_>,
+) -> Result<()> {
     let h = x.desc.last_dim();
     let (ws, bs) = (w.to_f32(), b.to_f32());
     let mut rows = x.to_f32();

@@ -1,6 +1,6 @@
 //! rope: angles in f64 per (position, pair), rotation in f32.
 
-use glmhal_hal::{RopeMode, Result};
+use glmhal_hal::{Result, RopeMode};
 use rayon::prelude::*;
 
 use super::{checked_index, In, Out};
@@ -19,7 +19,9 @@ pub(super) fn rope(
         checked_index("rope", "position", p, i32::MAX as usize)?;
     }
     let half = rot / 2;
-    let inv_freq: Vec<f64> = (0..half).map(|i| theta.powf(-2.0 * i as f64 / rot as f64)).collect();
+    let inv_freq: Vec<f64> = (0..half)
+        .map(|i| theta.powf(-2.0 * i as f64 / rot as f64))
+        .collect();
     let mut rows = x.to_f32();
     rows.par_chunks_mut(heads * d)
         .zip(pos.par_iter())

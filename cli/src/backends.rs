@@ -1,0 +1,9 @@
+//! The backends compiled into this binary. Adding a backend is one line here.
+
+use glmhal_hal::{BackendProvider, Registry};
+
+/// Every compiled-in backend, in preference order.
+pub fn registry() -> Registry {
+    let providers: Vec<Box<dyn BackendProvider>> = vec![Box::new(glmhal_cpu::Provider)];
+    Registry::new(providers)
+}

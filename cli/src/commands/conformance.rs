@@ -1,0 +1,174 @@
+//! `glmhal conformance`: the op suite on every chosen backend.
+
+use std::io::{IsTerminal, Write};
+
+use clap::Args;
+use glmhal_conformance::{run as run_suite, BackendEntry, Filter, Report, Target, DEFAULT_SEED};
+use glmhal_hal::{Backend, DType, DeviceSelector, HalError, OpKind, Result};
+
+/// Options of `glmhal conformance`.
+#[derive(Args, Debug)]
+pub struct ConformanceArgs {
+    /// Backend to test, as NAME or NAME:INDEX (repeatable). Default: every available backend.
+    #[arg(long = "backend", short = 'b', value_name = "NAME[:INDEX]")]
+    backends: Vec<DeviceSelector>,
+    /// Only this op (repeatable), e.g. mat_mul, attention, rope.
+    #[arg(long = "op", value_name = "OP")]
+    ops: Vec<OpKind>,
+    /// Only cases with a tensor of this dtype (repeatable): f32 f16 bf16 i32 q8_0 q4_0.
+    #[arg(long = "dtype", value_name = "DTYPE")]
+    dtypes: Vec<DType>,
+    /// Leave out the large shapes (4096² matmuls, 4096-key attention) for a quick run.
+    #[arg(long)]
+    skip_large: bool,
+    /// Base seed of the inputs.
+    #[arg(long, default_value_t = DEFAULT_SEED)]
+    seed: u64,
+    /// Write the full JSON report here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<std::path::PathBuf>,
+    /// Write a Markdown summary here.
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<std::path::PathBuf>,
+    /// List the selected cases and exit.
+    #[arg(long)]
+    list: bool,
+}
+
+/// Outcome for the process exit code.
+pub enum Verdict {
+    /// Everything that ran passed.
+    Passed,
+    /// A case failed or errored.
+    Failed,
+    /// A backend the user named could not be tested.
+    Infrastructure,
+}
+
+/// Runs the suite and prints the matrix.
+pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
+    let filter = Filter {
+        ops: args.ops.clone(),
+        dtypes: args.dtypes.clone(),
+        skip_large: args.skip_large,
+    };
+    let cases = filter.select();
+    if args.list {
+        for c in &cases {
+            println!("{}", c.id);
+        }
+        eprintln!("{} case(s)", cases.len());
+        return Ok(Verdict::Passed);
+    }
+    if cases.is_empty() {
+        return Err(HalError::invalid(
+            "conformance",
+            "the filters select no case",
+        ));
+    }
+    let registry = crate::backends::registry();
+    let named = !args.backends.is_empty();
+    let selectors: Vec<DeviceSelector> = if named {
+        args.backends.clone()
+    } else {
+        registry
+            .discover()
+            .into_iter()
+            .map(|s| DeviceSelector {
+                backend: s.backend,
+                index: None,
+            })
+            .collect()
+    };
+    let mut entries = Vec::new();
+    let mut opened: Vec<(String, Box<dyn Backend>)> = Vec::new();
+    for sel in &selectors {
+        match registry.open(sel) {
+            Ok(b) => {
+                entries.push(BackendEntry {
+                    selector: sel.to_string(),
+                    tested: true,
+                    reason: None,
+                    device: Some(b.info().clone()),
+                });
+                opened.push((sel.to_string(), b));
+            }
+            Err(e) => {
+                let reason = match e {
+                    HalError::Unavailable { reason, .. } => reason,
+                    other => other.to_string(),
+                };
+                entries.push(BackendEntry {
+                    selector: sel.to_string(),
+                    tested: false,
+                    reason: Some(reason),
+                    device: None,
+                });
+            }
+        }
+    }
+    let infrastructure = named && entries.iter().any(|e| !e.tested);
+    let targets: Vec<Target<'_>> = opened
+        .iter()
+        .map(|(s, b)| Target {
+            selector: s.clone(),
+            backend: b.as_ref(),
+        })
+        .collect();
+    let names: Vec<&str> = targets.iter().map(|t| t.selector.as_str()).collect();
+    eprintln!(
+        "running {} case(s) on {}",
+        cases.len(),
+        if names.is_empty() {
+            "no backend".into()
+        } else {
+            names.join(", ")
+        }
+    );
+    let show_progress = std::io::stderr().is_terminal();
+    let results = run_suite(&cases, &targets, args.seed, &mut |p| {
+        if show_progress {
+            let width = 30;
+            let filled = p.done * width / p.total.max(1);
+            eprint!(
+                "\r[{}{}] {}/{} {:<40.40}",
+                "#".repeat(filled),
+                " ".repeat(width - filled),
+                p.done,
+                p.total,
+                p.case.id
+            );
+            let _ = std::io::stderr().flush();
+        }
+    });
+    if show_progress {
+        eprint!("\r{:<100}\r", "");
+    }
+    let report = Report::new(args.seed, filter, entries, results);
+    print!("{}", report.console(colour));
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&report)
+            .map_err(|e| HalError::invalid("conformance report", e.to_string()))?;
+        std::fs::write(path, text)
+            .map_err(|e| HalError::io(format!("writing {}", path.display()), e))?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, report.markdown())
+            .map_err(|e| HalError::io(format!("writing {}", path.display()), e))?;
+        eprintln!("wrote {}", path.display());
+    }
+    if targets.is_empty() {
+        return Err(HalError::invalid(
+            "conformance",
+            "no backend could be opened",
+        ));
+    }
+    Ok(if report.failed() {
+        Verdict::Failed
+    } else if infrastructure {
+        Verdict::Infrastructure
+    } else {
+        Verdict::Passed
+    })
+}
