@@ -1,9 +1,17 @@
 //! Host-memory buffers that play the role of device memory.
 
+use std::alloc::{alloc_zeroed, dealloc, Layout};
 use std::any::Any;
 use std::fmt;
 
 use glmhal_hal::{DeviceBuffer, DeviceId, HalError, Result};
+
+/// Alignment of every buffer: a cache line, and enough for any SIMD load.
+const ALIGN: usize = 64;
+
+/// Requests above this size are checked against the memory the OS says is
+/// available, so an impossible request is an error rather than the OOM killer.
+const CHECKED_ALLOC: usize = 64 << 20;
 
 /// A CPU "device" buffer: a heap allocation owned through a raw pointer so
 /// that disjoint parts can be borrowed at once (inputs shared, outputs
@@ -23,16 +31,31 @@ unsafe impl Sync for CpuBuffer {}
 impl CpuBuffer {
     /// Allocates `len` zeroed bytes; failure to allocate is out-of-memory, not an abort.
     pub fn new(len: usize, device: DeviceId) -> Result<Self> {
-        let mut v: Vec<u8> = Vec::new();
-        v.try_reserve_exact(len)
-            .map_err(|_| HalError::OutOfMemory {
-                backend: "cpu".into(),
-                requested: len,
-                available: None,
-            })?;
-        v.resize(len, 0);
-        let len = v.len();
-        let ptr = Box::into_raw(v.into_boxed_slice()) as *mut u8;
+        let oom = |available| HalError::OutOfMemory {
+            backend: "cpu".into(),
+            requested: len,
+            available,
+        };
+        if len == 0 {
+            return Ok(CpuBuffer {
+                ptr: std::ptr::null_mut(),
+                len,
+                device,
+            });
+        }
+        if len > CHECKED_ALLOC {
+            if let Some(avail) = available_memory() {
+                if len as u64 > avail {
+                    return Err(oom(usize::try_from(avail).ok()));
+                }
+            }
+        }
+        let layout = Layout::from_size_align(len, ALIGN).map_err(|_| oom(None))?;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { alloc_zeroed(layout) };
+        if ptr.is_null() {
+            return Err(oom(None));
+        }
         Ok(CpuBuffer { ptr, len, device })
     }
 
@@ -43,6 +66,9 @@ impl CpuBuffer {
     /// overlapping range exists.
     pub unsafe fn bytes(&self, range: std::ops::Range<usize>) -> &[u8] {
         assert!(range.start <= range.end && range.end <= self.len);
+        if range.is_empty() {
+            return &[];
+        }
         // SAFETY: in bounds (checked above); aliasing is the caller's contract.
         unsafe { std::slice::from_raw_parts(self.ptr.add(range.start), range.len()) }
     }
@@ -55,6 +81,9 @@ impl CpuBuffer {
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn bytes_mut(&self, range: std::ops::Range<usize>) -> &mut [u8] {
         assert!(range.start <= range.end && range.end <= self.len);
+        if range.is_empty() {
+            return &mut [];
+        }
         // SAFETY: in bounds (checked above); exclusivity is the caller's contract.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(range.start), range.len()) }
     }
@@ -62,12 +91,11 @@ impl CpuBuffer {
 
 impl Drop for CpuBuffer {
     fn drop(&mut self) {
-        // SAFETY: ptr/len came from Box::into_raw of a boxed slice of this length.
-        unsafe {
-            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
-                self.ptr, self.len,
-            )));
+        if self.len == 0 {
+            return;
         }
+        // SAFETY: allocated in `new` with exactly this layout.
+        unsafe { dealloc(self.ptr, Layout::from_size_align_unchecked(self.len, ALIGN)) }
     }
 }
 
@@ -89,4 +117,12 @@ impl DeviceBuffer for CpuBuffer {
     fn as_any(&self) -> &dyn Any {
         self
     }
+}
+
+/// Bytes the OS reports as available (Linux `MemAvailable`), where it says.
+fn available_memory() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = meminfo.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }
