@@ -73,7 +73,7 @@ pub fn assert_op_conforms(provider: &dyn BackendProvider, kind: OpKind) {
 
 /// Instantiates the conformance suite for one backend: one `#[test]` per op.
 ///
-/// ```ignore
+/// ```text
 /// glmhal_conformance::backend_tests!(glmhal_cpu::Provider);
 /// ```
 #[macro_export]

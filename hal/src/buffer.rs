@@ -67,6 +67,26 @@ impl Buffer {
         self.0.as_any().downcast_ref::<T>()
     }
 
+    /// The byte range `offset..offset + len`, or an error naming `context`
+    /// when it does not fit the buffer (every backend checks copies this way).
+    pub fn checked_range(
+        &self,
+        context: &str,
+        offset: usize,
+        len: usize,
+    ) -> Result<std::ops::Range<usize>> {
+        match offset.checked_add(len) {
+            Some(end) if end <= self.len() => Ok(offset..end),
+            _ => Err(HalError::invalid(
+                context,
+                format!(
+                    "{len} bytes at offset {offset} do not fit a buffer of {}",
+                    self.len()
+                ),
+            )),
+        }
+    }
+
     /// A view of this buffer as a tensor.
     pub fn view(&self, desc: TensorDesc) -> TensorRef<'_> {
         TensorRef { buffer: self, desc }

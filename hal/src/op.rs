@@ -21,6 +21,16 @@ pub enum RopeMode {
     Neox,
 }
 
+impl RopeMode {
+    /// The two dims of pair `i` (for `i < rot / 2`) that rotate together.
+    pub fn pair(self, i: usize, rot: usize) -> (usize, usize) {
+        match self {
+            RopeMode::Interleaved => (2 * i, 2 * i + 1),
+            RopeMode::Neox => (i, i + rot / 2),
+        }
+    }
+}
+
 /// One op with its parameters. Tensors are passed beside it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "op", rename_all = "snake_case")]

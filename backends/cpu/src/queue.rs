@@ -82,43 +82,19 @@ impl Backend for CpuBackend {
 
     fn upload(&self, dst: &Buffer, offset: usize, data: &[u8]) -> Result<()> {
         let buf = self.buffer(dst)?;
-        let end = offset
-            .checked_add(data.len())
-            .filter(|e| *e <= glmhal_hal::DeviceBuffer::len(buf));
-        let end = end.ok_or_else(|| {
-            HalError::invalid(
-                "cpu upload",
-                format!(
-                    "{} bytes at offset {offset} do not fit a buffer of {}",
-                    data.len(),
-                    glmhal_hal::DeviceBuffer::len(buf)
-                ),
-            )
-        })?;
+        let range = dst.checked_range("cpu upload", offset, data.len())?;
         let _q = self.lock();
         // SAFETY: queue lock held; no other view is alive outside an execute call.
-        unsafe { buf.bytes_mut(offset..end) }.copy_from_slice(data);
+        unsafe { buf.bytes_mut(range) }.copy_from_slice(data);
         Ok(())
     }
 
     fn download(&self, src: &Buffer, offset: usize, out: &mut [u8]) -> Result<()> {
         let buf = self.buffer(src)?;
-        let end = offset
-            .checked_add(out.len())
-            .filter(|e| *e <= glmhal_hal::DeviceBuffer::len(buf));
-        let end = end.ok_or_else(|| {
-            HalError::invalid(
-                "cpu download",
-                format!(
-                    "{} bytes at offset {offset} do not fit a buffer of {}",
-                    out.len(),
-                    glmhal_hal::DeviceBuffer::len(buf)
-                ),
-            )
-        })?;
+        let range = src.checked_range("cpu download", offset, out.len())?;
         let _q = self.lock();
         // SAFETY: queue lock held; shared read.
-        out.copy_from_slice(unsafe { buf.bytes(offset..end) });
+        out.copy_from_slice(unsafe { buf.bytes(range) });
         Ok(())
     }
 

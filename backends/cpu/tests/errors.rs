@@ -103,7 +103,11 @@ fn shape_and_dtype_errors_name_the_op() {
         )
         .unwrap_err();
     assert!(err.to_string().contains("multiple of 32"), "{err}");
-    let support = b.supports(&Op::SwiGlu, &[xd.clone()], &[xd]);
+    let support = b.supports(
+        &Op::SwiGlu,
+        std::slice::from_ref(&xd),
+        std::slice::from_ref(&xd),
+    );
     assert!(!support.is_supported());
 }
 

@@ -19,10 +19,7 @@ pub(super) fn rope(
             for i in 0..half {
                 let angle = pos * theta.powf(-2.0 * i as f64 / rot as f64);
                 let (s, c) = angle.sin_cos();
-                let (a, b) = match mode {
-                    RopeMode::Interleaved => (2 * i, 2 * i + 1),
-                    RopeMode::Neox => (i, i + half),
-                };
+                let (a, b) = mode.pair(i, rot);
                 let (x0, x1) = (head[a], head[b]);
                 head[a] = x0 * c - x1 * s;
                 head[b] = x1 * c + x0 * s;

@@ -34,10 +34,7 @@ pub(super) fn rope(
                 }
                 for head in token.chunks_exact_mut(d) {
                     for (i, &(s, c)) in trig.iter().enumerate() {
-                        let (a, b) = match mode {
-                            RopeMode::Interleaved => (2 * i, 2 * i + 1),
-                            RopeMode::Neox => (i, i + half),
-                        };
+                        let (a, b) = mode.pair(i, rot);
                         let (x0, x1) = (head[a], head[b]);
                         head[a] = x0 * c - x1 * s;
                         head[b] = x1 * c + x0 * s;
