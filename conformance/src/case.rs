@@ -3,7 +3,7 @@
 use glmhal_hal::{DType, HostTensor, Op, OpKind, Result, TensorDesc};
 use serde::Serialize;
 
-use crate::rng::{hash_str, Rng};
+use glmhal_hal::rng::{hash_str, Rng};
 
 /// How a tensor's storage is filled.
 #[derive(Clone, Debug, PartialEq, Serialize)]

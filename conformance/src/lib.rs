@@ -13,7 +13,6 @@ pub mod case;
 pub mod cases;
 pub mod metrics;
 pub mod report;
-pub mod rng;
 pub mod runner;
 pub mod suite;
 pub mod testing;

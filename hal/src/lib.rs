@@ -21,6 +21,7 @@ pub mod layout;
 pub mod op;
 pub mod quant;
 pub mod registry;
+pub mod rng;
 
 pub use backend::{Backend, OpCall, Support};
 pub use buffer::{check_views, Buffer, DeviceBuffer, DeviceId, TensorRef};
@@ -33,3 +34,4 @@ pub use op::{Op, OpKind, RopeMode};
 pub use registry::{
     Availability, BackendProvider, BackendStatus, Registry, UnavailableKind, KNOWN_BACKENDS,
 };
+pub use rng::Rng;

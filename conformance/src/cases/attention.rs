@@ -4,7 +4,7 @@ use glmhal_hal::{DType, Op, RopeMode};
 
 use super::{dense, push, unit};
 use crate::case::{Case, Fill, TensorSpec};
-use crate::rng::{hash_str, Rng};
+use glmhal_hal::rng::{hash_str, Rng};
 
 pub(crate) fn rope(cases: &mut Vec<Case>) {
     // (tokens, heads, head_dim, rot, theta)

@@ -1,4 +1,5 @@
-//! A small seeded generator, so inputs are identical on every machine and
+//! A small seeded generator (test inputs, synthetic weights, sampling), so
+//! results are identical on every machine and
 //! in every version (no dependency whose stream might change).
 
 /// SplitMix64.

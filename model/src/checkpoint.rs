@@ -1,0 +1,280 @@
+//! A model directory: `config.json` plus one or more safetensors files, read
+//! through either tensor naming into one canonical set of weights.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use glmhal_hal::{quant, DType, HalError, Result};
+use serde_json::Value;
+
+use crate::config::{LayerOrder, ModelConfig, Naming};
+use crate::safetensors::{SafetensorsFile, TensorData};
+
+/// A weight as the checkpoint stores it (bytes borrowed from the map, or
+/// assembled for fused projections).
+#[derive(Clone, Debug)]
+pub struct RawWeight<'a> {
+    /// Canonical name (`layers.3.qkv.weight`).
+    pub name: String,
+    /// Stored dtype.
+    pub dtype: DType,
+    /// `[rows, cols]` or `[len]`.
+    pub shape: Vec<usize>,
+    /// Packed little-endian bytes.
+    pub bytes: std::borrow::Cow<'a, [u8]>,
+}
+
+/// An opened model directory.
+pub struct Checkpoint {
+    /// The directory.
+    pub dir: PathBuf,
+    /// Its parsed config.
+    pub config: ModelConfig,
+    files: Vec<SafetensorsFile>,
+    /// Tensor name → index into `files`.
+    index: BTreeMap<String, usize>,
+}
+
+impl Checkpoint {
+    /// Opens `dir` (or a `config.json` path's directory): the config, then
+    /// `model.safetensors.index.json` if present, else every `*.safetensors` file.
+    pub fn open(path: &Path) -> Result<Self> {
+        let dir = if path.is_file() {
+            path.parent().unwrap_or(Path::new(".")).to_path_buf()
+        } else {
+            path.to_path_buf()
+        };
+        if !dir.is_dir() {
+            return Err(HalError::invalid(
+                path.display().to_string(),
+                "no such model directory",
+            ));
+        }
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let index_path = dir.join("model.safetensors.index.json");
+        let file_names: Vec<String> = if index_path.exists() {
+            let text = std::fs::read_to_string(&index_path)
+                .map_err(|e| HalError::io(format!("reading {}", index_path.display()), e))?;
+            let v: Value = serde_json::from_str(&text).map_err(|e| {
+                HalError::invalid(
+                    index_path.display().to_string(),
+                    format!("not valid JSON: {e}"),
+                )
+            })?;
+            let map = v
+                .get("weight_map")
+                .and_then(Value::as_object)
+                .ok_or_else(|| {
+                    HalError::invalid(index_path.display().to_string(), "missing `weight_map`")
+                })?;
+            let mut names: Vec<String> = map
+                .values()
+                .filter_map(Value::as_str)
+                .map(String::from)
+                .collect();
+            names.sort();
+            names.dedup();
+            names
+        } else {
+            let mut names: Vec<String> = std::fs::read_dir(&dir)
+                .map_err(|e| HalError::io(format!("listing {}", dir.display()), e))?
+                .filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.ends_with(".safetensors"))
+                .collect();
+            names.sort();
+            names
+        };
+        if file_names.is_empty() {
+            return Err(HalError::invalid(
+                dir.display().to_string(),
+                "no .safetensors files",
+            ));
+        }
+        let mut files = Vec::new();
+        let mut index = BTreeMap::new();
+        for (i, name) in file_names.iter().enumerate() {
+            if name.contains('/') || name.contains("..") {
+                return Err(HalError::invalid(
+                    index_path.display().to_string(),
+                    format!("shard name `{name}` leaves the directory"),
+                ));
+            }
+            let f = SafetensorsFile::open(&dir.join(name))?;
+            for t in f.names() {
+                index.insert(t.to_string(), i);
+            }
+            files.push(f);
+        }
+        Ok(Checkpoint {
+            dir,
+            config,
+            files,
+            index,
+        })
+    }
+
+    fn raw(&self, name: &str) -> Result<TensorData<'_>> {
+        let i = self.index.get(name).ok_or_else(|| {
+            HalError::invalid(
+                self.dir.display().to_string(),
+                format!("missing tensor `{name}`"),
+            )
+        })?;
+        self.files[*i].tensor(name)
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// Reads one stored tensor, checking its shape.
+    fn take(&self, stored: &str, canonical: String, shape: &[usize]) -> Result<RawWeight<'_>> {
+        let t = self.raw(stored)?;
+        if t.shape != shape {
+            return Err(HalError::invalid(
+                self.dir.display().to_string(),
+                format!(
+                    "tensor `{stored}` has shape {:?} but the config implies {shape:?}",
+                    t.shape
+                ),
+            ));
+        }
+        Ok(RawWeight {
+            name: canonical,
+            dtype: t.dtype,
+            shape: shape.to_vec(),
+            bytes: t.bytes.into(),
+        })
+    }
+
+    /// Concatenates row blocks (q, k, v) into one fused tensor.
+    fn fuse(&self, canonical: String, parts: &[(String, Vec<usize>)]) -> Result<RawWeight<'_>> {
+        let raws = parts
+            .iter()
+            .map(|(n, s)| self.take(n, canonical.clone(), s))
+            .collect::<Result<Vec<_>>>()?;
+        let dtype = raws[0].dtype;
+        let rows: usize = raws.iter().map(|r| r.shape[0]).sum();
+        let mut shape = raws[0].shape.clone();
+        shape[0] = rows;
+        let bytes: Vec<u8> = if raws.iter().all(|r| r.dtype == dtype) {
+            raws.iter().flat_map(|r| r.bytes.iter().copied()).collect()
+        } else {
+            let mut vals = Vec::new();
+            for r in &raws {
+                vals.extend(quant::to_f32(r.dtype, &r.bytes, r.shape.iter().product())?);
+            }
+            return Ok(RawWeight {
+                name: canonical,
+                dtype: DType::F32,
+                shape,
+                bytes: quant::from_f32(DType::F32, &vals)?.into(),
+            });
+        };
+        Ok(RawWeight {
+            name: canonical,
+            dtype,
+            shape,
+            bytes: bytes.into(),
+        })
+    }
+
+    /// Every weight the executor needs, in load order, under canonical names.
+    pub fn weights(&self) -> Result<Vec<RawWeight<'_>>> {
+        let c = &self.config;
+        let (h, v, f) = (c.hidden, c.vocab, c.intermediate);
+        let (q_rows, kv_rows) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
+        let mut out = Vec::new();
+        let hf = c.naming == Naming::Hf;
+        let (embed, final_norm, head) = if hf {
+            (
+                "model.embed_tokens.weight",
+                "model.norm.weight",
+                "lm_head.weight",
+            )
+        } else {
+            (
+                "transformer.embedding.word_embeddings.weight",
+                "transformer.encoder.final_layernorm.weight",
+                "transformer.output_layer.weight",
+            )
+        };
+        out.push(self.take(embed, "embed".into(), &[v, h])?);
+        for i in 0..c.layers {
+            let l = |s: &str| format!("layers.{i}.{s}");
+            if hf {
+                let p = |s: &str| format!("model.layers.{i}.{s}");
+                out.push(self.take(&p("input_layernorm.weight"), l("input_norm"), &[h])?);
+                let parts = |kind: &str, cols: Option<usize>| {
+                    ["q_proj", "k_proj", "v_proj"]
+                        .iter()
+                        .zip([q_rows, kv_rows, kv_rows])
+                        .map(|(n, rows)| {
+                            let shape = cols.map_or(vec![rows], |c| vec![rows, c]);
+                            (p(&format!("self_attn.{n}.{kind}")), shape)
+                        })
+                        .collect::<Vec<_>>()
+                };
+                out.push(self.fuse(l("qkv.weight"), &parts("weight", Some(h)))?);
+                if c.qkv_bias {
+                    out.push(self.fuse(l("qkv.bias"), &parts("bias", None))?);
+                }
+                out.push(self.take(&p("self_attn.o_proj.weight"), l("o.weight"), &[h, q_rows])?);
+                out.push(self.take(&p("post_attention_layernorm.weight"), l("mlp_norm"), &[h])?);
+                out.push(self.take(
+                    &p("mlp.gate_up_proj.weight"),
+                    l("gate_up.weight"),
+                    &[2 * f, h],
+                )?);
+                out.push(self.take(&p("mlp.down_proj.weight"), l("down.weight"), &[h, f])?);
+                if c.order == LayerOrder::Glm4 {
+                    out.push(self.take(
+                        &p("post_self_attn_layernorm.weight"),
+                        l("post_attn_norm"),
+                        &[h],
+                    )?);
+                    out.push(self.take(
+                        &p("post_mlp_layernorm.weight"),
+                        l("post_mlp_norm"),
+                        &[h],
+                    )?);
+                }
+            } else {
+                let p = |s: &str| format!("transformer.encoder.layers.{i}.{s}");
+                out.push(self.take(&p("input_layernorm.weight"), l("input_norm"), &[h])?);
+                out.push(self.take(
+                    &p("self_attention.query_key_value.weight"),
+                    l("qkv.weight"),
+                    &[c.qkv_width(), h],
+                )?);
+                if c.qkv_bias {
+                    out.push(self.take(
+                        &p("self_attention.query_key_value.bias"),
+                        l("qkv.bias"),
+                        &[c.qkv_width()],
+                    )?);
+                }
+                out.push(self.take(
+                    &p("self_attention.dense.weight"),
+                    l("o.weight"),
+                    &[h, q_rows],
+                )?);
+                out.push(self.take(&p("post_attention_layernorm.weight"), l("mlp_norm"), &[h])?);
+                out.push(self.take(
+                    &p("mlp.dense_h_to_4h.weight"),
+                    l("gate_up.weight"),
+                    &[2 * f, h],
+                )?);
+                out.push(self.take(&p("mlp.dense_4h_to_h.weight"), l("down.weight"), &[h, f])?);
+            }
+        }
+        out.push(self.take(final_norm, "final_norm".into(), &[h])?);
+        if c.tie_word_embeddings && !self.has(head) {
+            out.push(self.take(embed, "lm_head".into(), &[v, h])?);
+        } else {
+            out.push(self.take(head, "lm_head".into(), &[v, h])?);
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,245 @@
+//! Running the GLM graph on any backend.
+
+use std::path::Path;
+use std::time::Instant;
+
+use glmhal_hal::{Backend, Buffer, DType, HalError, Result, TensorRef};
+
+use crate::checkpoint::Checkpoint;
+use crate::config::ModelConfig;
+use crate::graph::{build, CacheShape, Graph, Operand, SeqStep, Slot, Want};
+use crate::kv_cache::KvCache;
+use crate::plan::{plan, Plan};
+use crate::weights::DeviceWeights;
+
+/// Options for [`Model::load`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LoadOptions {
+    /// Store projection and embedding matrices in this dtype (as in the checkpoint when `None`).
+    pub weights: Option<DType>,
+}
+
+/// A model resident on a backend.
+pub struct Model {
+    /// Its config.
+    pub config: ModelConfig,
+    backend: Box<dyn Backend>,
+    weights: DeviceWeights,
+    /// Seconds spent loading.
+    pub load_seconds: f64,
+}
+
+/// Reusable per-run device memory: the activation arena and the i32 inputs.
+#[derive(Default)]
+pub struct Workspace {
+    arena: Option<Buffer>,
+    io: Option<Buffer>,
+    /// Largest planned activation peak so far, in bytes.
+    pub planned_peak: usize,
+    /// What one buffer per activation would have needed for that step.
+    pub unplanned: usize,
+}
+
+/// What a step gave back.
+#[derive(Clone, Debug, PartialEq)]
+pub enum StepOutput {
+    /// Row-major `[rows, vocab]` logits.
+    Logits(Vec<f32>),
+    /// One token per sequence.
+    Tokens(Vec<u32>),
+}
+
+impl Model {
+    /// Loads a checkpoint directory onto `backend`.
+    pub fn load(path: &Path, backend: Box<dyn Backend>, options: LoadOptions) -> Result<Self> {
+        let start = Instant::now();
+        let ckpt = Checkpoint::open(path)?;
+        let weights = DeviceWeights::load(backend.as_ref(), ckpt.weights()?, options.weights)?;
+        backend.synchronize()?;
+        Ok(Model {
+            config: ckpt.config.clone(),
+            backend,
+            weights,
+            load_seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The backend it runs on.
+    pub fn backend(&self) -> &dyn Backend {
+        self.backend.as_ref()
+    }
+
+    /// Bytes of weights on the device.
+    pub fn weight_bytes(&self) -> usize {
+        self.weights.bytes
+    }
+
+    /// A KV cache for `slots` sequences of up to `capacity` positions.
+    pub fn new_cache(&self, capacity: usize, slots: usize, dtype: DType) -> Result<KvCache> {
+        KvCache::new(self.backend.as_ref(), &self.config, capacity, slots, dtype)
+    }
+
+    /// Runs one step: each sequence of `seqs` feeds its tokens (stacked in
+    /// `tokens`) at its positions, writing K and V into its cache slot.
+    pub fn step(
+        &self,
+        cache: &KvCache,
+        ws: &mut Workspace,
+        seqs: &[SeqStep],
+        tokens: &[u32],
+        want: Want,
+    ) -> Result<StepOutput> {
+        let c = &self.config;
+        let n: usize = seqs.iter().map(|s| s.len).sum();
+        if seqs.is_empty() || n == 0 || tokens.len() != n {
+            return Err(HalError::invalid(
+                "step",
+                format!("{} tokens for sequences totalling {n}", tokens.len()),
+            ));
+        }
+        if let Some(t) = tokens.iter().find(|t| **t as usize >= c.vocab) {
+            return Err(HalError::invalid(
+                "step",
+                format!("token id {t} is not below the vocabulary size {}", c.vocab),
+            ));
+        }
+        let mut used = vec![false; cache.slots];
+        for s in seqs {
+            if s.slot >= cache.slots || std::mem::replace(&mut used[s.slot], true) {
+                return Err(HalError::invalid(
+                    "step",
+                    format!("cache slot {} is out of range or used twice", s.slot),
+                ));
+            }
+            if s.len == 0 || s.start + s.len > cache.capacity {
+                return Err(HalError::invalid(
+                    "step",
+                    format!(
+                        "positions {}..{} do not fit the context of {} tokens",
+                        s.start,
+                        s.start + s.len,
+                        cache.capacity
+                    ),
+                ));
+            }
+        }
+        let graph = build(
+            c,
+            &self.weights,
+            CacheShape {
+                dtype: cache.dtype,
+                capacity: cache.capacity,
+            },
+            seqs,
+            want,
+        )
+        .map_err(|e| HalError::invalid("graph", e))?;
+        let plan = plan(&graph.acts);
+        self.ensure(ws, &plan, graph.io_len)?;
+        let (arena, io) = (
+            ws.arena.as_ref().ok_or_else(missing)?,
+            ws.io.as_ref().ok_or_else(missing)?,
+        );
+
+        let mut io_values: Vec<i32> = Vec::with_capacity(graph.io_len);
+        io_values.extend(tokens.iter().map(|t| *t as i32));
+        for s in seqs {
+            io_values.extend((s.start..s.start + s.len).map(|p| p as i32));
+        }
+        let mut last = 0;
+        for s in seqs {
+            last += s.len;
+            io_values.push(last as i32 - 1);
+        }
+        let bytes: Vec<u8> = io_values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.backend.upload(io, 0, &bytes)?;
+
+        let view = |o: &Operand| -> TensorRef<'_> {
+            let mut desc = o.desc.clone();
+            let buffer = match o.slot {
+                Slot::Act(a) => {
+                    desc.offset += plan.offsets[a];
+                    arena
+                }
+                Slot::Weight(w) => self.weights.buffer(w),
+                Slot::KCache(l) => &cache.k[l],
+                Slot::VCache(l) => &cache.v[l],
+                Slot::Io => io,
+            };
+            buffer.view(desc)
+        };
+        for node in &graph.nodes {
+            let inputs: Vec<TensorRef<'_>> = node.inputs.iter().map(view).collect();
+            self.backend
+                .execute(&node.op, &inputs, &[view(&node.output)])?;
+        }
+        self.read_result(&graph, &plan, arena)
+    }
+
+    fn read_result(&self, graph: &Graph, plan: &Plan, arena: &Buffer) -> Result<StepOutput> {
+        let r = &graph.result;
+        let Slot::Act(a) = r.slot else {
+            return Err(HalError::invalid(
+                "graph",
+                "the result is not an activation",
+            ));
+        };
+        let mut bytes = vec![0u8; r.desc.dtype.bytes_for(r.desc.numel())];
+        self.backend
+            .download(arena, plan.offsets[a] + r.desc.offset, &mut bytes)?;
+        Ok(match r.desc.dtype {
+            DType::I32 => StepOutput::Tokens(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u32)
+                    .collect(),
+            ),
+            _ => StepOutput::Logits(
+                bytes
+                    .chunks_exact(4)
+                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                    .collect(),
+            ),
+        })
+    }
+
+    fn ensure(&self, ws: &mut Workspace, plan: &Plan, io_len: usize) -> Result<()> {
+        if ws.arena.as_ref().is_none_or(|a| a.len() < plan.peak) {
+            ws.arena = None; // free before allocating the larger one
+            ws.arena = Some(self.backend.alloc(plan.peak)?);
+        }
+        if ws.io.as_ref().is_none_or(|b| b.len() < io_len * 4) {
+            ws.io = None;
+            ws.io = Some(self.backend.alloc(io_len * 4)?);
+        }
+        if plan.peak > ws.planned_peak {
+            ws.planned_peak = plan.peak;
+            ws.unplanned = plan.unplanned;
+        }
+        Ok(())
+    }
+
+    /// Prefill logits of every position of `tokens` in a fresh cache: `[tokens, vocab]`.
+    pub fn logits(&self, tokens: &[u32], cache_dtype: DType) -> Result<Vec<f32>> {
+        let cache = self.new_cache(tokens.len().max(1), 1, cache_dtype)?;
+        let mut ws = Workspace::default();
+        match self.step(
+            &cache,
+            &mut ws,
+            &[SeqStep {
+                slot: 0,
+                start: 0,
+                len: tokens.len(),
+            }],
+            tokens,
+            Want::AllLogits,
+        )? {
+            StepOutput::Logits(l) => Ok(l),
+            StepOutput::Tokens(_) => Err(HalError::invalid("logits", "the step returned tokens")),
+        }
+    }
+}
+
+fn missing() -> HalError {
+    HalError::invalid("workspace", "not allocated")
+}

@@ -1,0 +1,346 @@
+//! The GLM forward pass as a list of catalogue ops over planned activations.
+//!
+//! One builder serves prefill and decode: a step is a batch of sequences,
+//! each contributing `len` consecutive tokens from its own position. The
+//! rows of all sequences are stacked, so every projection is one matmul;
+//! cache writes and attention are per sequence, on views of its cache slot.
+
+use glmhal_hal::{DType, Op, RopeMode, TensorDesc};
+
+use crate::config::{LayerOrder, ModelConfig};
+use crate::plan::Lifetime;
+
+/// Which memory an operand lives in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// A planned activation.
+    Act(usize),
+    /// A model weight, by index in the weight table.
+    Weight(usize),
+    /// Layer `n`'s key cache.
+    KCache(usize),
+    /// Layer `n`'s value cache.
+    VCache(usize),
+    /// The step's i32 inputs: tokens, positions, rows to keep.
+    Io,
+}
+
+/// A tensor in a slot.
+#[derive(Clone, Debug)]
+pub struct Operand {
+    /// Where.
+    pub slot: Slot,
+    /// The view (offsets relative to the slot's start).
+    pub desc: TensorDesc,
+}
+
+/// One op of the step.
+#[derive(Clone, Debug)]
+pub struct Node {
+    /// The op.
+    pub op: Op,
+    /// Its inputs.
+    pub inputs: Vec<Operand>,
+    /// Its output.
+    pub output: Operand,
+}
+
+/// One sequence's part of a step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqStep {
+    /// KV cache slot of the sequence.
+    pub slot: usize,
+    /// Position of its first token in this step.
+    pub start: usize,
+    /// Tokens it contributes.
+    pub len: usize,
+}
+
+/// What the step returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Want {
+    /// Logits of every row.
+    AllLogits,
+    /// Logits of each sequence's last row.
+    LastLogits,
+    /// The argmax token of each sequence's last row (only 4 bytes a sequence come back).
+    Greedy,
+}
+
+/// Names of the weights the graph reads, resolved by the caller.
+pub trait WeightTable {
+    /// Index and descriptor of a canonical weight (`layers.0.qkv.weight`).
+    fn lookup(&self, name: &str) -> Option<(usize, TensorDesc)>;
+}
+
+/// The step: nodes, activation lifetimes and the result operand.
+#[derive(Clone, Debug)]
+pub struct Graph {
+    /// Ops in order.
+    pub nodes: Vec<Node>,
+    /// Size and lifetime of every activation.
+    pub acts: Vec<Lifetime>,
+    /// The output to download.
+    pub result: Operand,
+    /// i32 elements of the Io slot: tokens, positions, rows kept.
+    pub io_len: usize,
+}
+
+/// Geometry of the KV cache the graph writes into.
+#[derive(Clone, Copy, Debug)]
+pub struct CacheShape {
+    /// Element type.
+    pub dtype: DType,
+    /// Positions per slot.
+    pub capacity: usize,
+}
+
+struct Builder<'a> {
+    nodes: Vec<Node>,
+    acts: Vec<Lifetime>,
+    weights: &'a dyn WeightTable,
+}
+
+impl Builder<'_> {
+    fn act(&mut self, shape: &[usize]) -> Operand {
+        let desc = TensorDesc::contiguous(DType::F32, shape);
+        self.acts.push(Lifetime {
+            bytes: DType::F32.bytes_for(desc.numel()),
+            first: usize::MAX,
+            last: 0,
+        });
+        Operand {
+            slot: Slot::Act(self.acts.len() - 1),
+            desc,
+        }
+    }
+
+    fn weight(&self, name: &str) -> Result<Operand, String> {
+        let (i, desc) = self
+            .weights
+            .lookup(name)
+            .ok_or_else(|| format!("weight `{name}` was not loaded"))?;
+        Ok(Operand {
+            slot: Slot::Weight(i),
+            desc,
+        })
+    }
+
+    fn push(&mut self, op: Op, inputs: Vec<Operand>, output: Operand) {
+        let at = self.nodes.len();
+        for o in inputs.iter().chain(std::iter::once(&output)) {
+            if let Slot::Act(a) = o.slot {
+                let l = &mut self.acts[a];
+                l.first = l.first.min(at);
+                l.last = l.last.max(at);
+            }
+        }
+        self.nodes.push(Node { op, inputs, output });
+    }
+
+    /// `out = op(inputs)` into a fresh activation.
+    fn apply(&mut self, op: Op, inputs: Vec<Operand>, shape: &[usize]) -> Operand {
+        let out = self.act(shape);
+        self.push(op, inputs, out.clone());
+        out
+    }
+}
+
+fn io(offset_elems: usize, len: usize) -> Operand {
+    Operand {
+        slot: Slot::Io,
+        desc: TensorDesc::strided(DType::I32, &[len], &[1], offset_elems * 4),
+    }
+}
+
+/// Rows `[r0, r0 + len)` of a `[N, heads, D]`-like view.
+fn rows(o: &Operand, r0: usize, len: usize) -> Operand {
+    let mut desc = o.desc.clone();
+    desc.offset += r0 * desc.strides[0] * desc.dtype.block_bytes();
+    desc.shape[0] = len;
+    Operand { slot: o.slot, desc }
+}
+
+fn reshape(o: &Operand, shape: &[usize]) -> Operand {
+    Operand {
+        slot: o.slot,
+        desc: TensorDesc::strided(
+            o.desc.dtype,
+            shape,
+            &glmhal_hal::contiguous_strides(shape),
+            o.desc.offset,
+        ),
+    }
+}
+
+/// Builds the forward step for `seqs` (with `Want`), or says which weight is missing.
+pub fn build(
+    c: &ModelConfig,
+    weights: &dyn WeightTable,
+    cache: CacheShape,
+    seqs: &[SeqStep],
+    want: Want,
+) -> Result<Graph, String> {
+    let n: usize = seqs.iter().map(|s| s.len).sum();
+    let b = seqs.len();
+    let (h, nh, nkv, hd) = (c.hidden, c.heads, c.kv_heads, c.head_dim);
+    let width = c.qkv_width();
+    let mut g = Builder {
+        nodes: Vec::new(),
+        acts: Vec::new(),
+        weights,
+    };
+    let tokens = io(0, n);
+    let positions = io(n, n);
+    let keep = io(2 * n, b);
+
+    let mut x = g.apply(Op::GetRows, vec![g.weight("embed")?, tokens], &[n, h]);
+    let rope = Op::Rope {
+        rot: c.rotary_dim,
+        theta: c.rope_theta,
+        mode: RopeMode::Interleaved,
+    };
+    let norm = |eps: f64| Op::RmsNorm { eps };
+    for layer in 0..c.layers {
+        let w = |s: &str| format!("layers.{layer}.{s}");
+        let hn = g.apply(
+            norm(c.rms_eps),
+            vec![x.clone(), g.weight(&w("input_norm"))?],
+            &[n, h],
+        );
+        let mut qkv_in = vec![hn, g.weight(&w("qkv.weight"))?];
+        if c.qkv_bias {
+            qkv_in.push(g.weight(&w("qkv.bias"))?);
+        }
+        let qkv = g.apply(Op::MatMul { bias: c.qkv_bias }, qkv_in, &[n, width]);
+        let head_view = |heads: usize, first_head: usize| Operand {
+            slot: qkv.slot,
+            desc: TensorDesc::strided(
+                DType::F32,
+                &[n, heads, hd],
+                &[width, hd, 1],
+                first_head * hd * 4,
+            ),
+        };
+        let (q, k, v) = (
+            head_view(nh, 0),
+            head_view(nkv, nh),
+            head_view(nkv, nh + nkv),
+        );
+        let qr = g.apply(rope.clone(), vec![q, positions.clone()], &[n, nh, hd]);
+        let kr = g.apply(rope.clone(), vec![k, positions.clone()], &[n, nkv, hd]);
+        let attn = g.act(&[n, nh, hd]);
+        let mut r0 = 0;
+        for s in seqs {
+            let slot_bytes = cache.dtype.bytes_for(cache.capacity * nkv * hd);
+            let cache_view = |slot: Slot, len: usize| Operand {
+                slot,
+                desc: TensorDesc::strided(
+                    cache.dtype,
+                    &[len, nkv, hd],
+                    &[nkv * hd, hd, 1],
+                    s.slot * slot_bytes,
+                ),
+            };
+            let pos = rows(&positions, r0, s.len);
+            g.push(
+                Op::KvWrite,
+                vec![rows(&kr, r0, s.len), pos.clone()],
+                cache_view(Slot::KCache(layer), cache.capacity),
+            );
+            g.push(
+                Op::KvWrite,
+                vec![rows(&v, r0, s.len), pos],
+                cache_view(Slot::VCache(layer), cache.capacity),
+            );
+            let seen = s.start + s.len;
+            g.push(
+                Op::Attention {
+                    scale: (hd as f64).powf(-0.5),
+                    causal: true,
+                },
+                vec![
+                    rows(&qr, r0, s.len),
+                    cache_view(Slot::KCache(layer), seen),
+                    cache_view(Slot::VCache(layer), seen),
+                ],
+                rows(&attn, r0, s.len),
+            );
+            r0 += s.len;
+        }
+        let mut o = g.apply(
+            Op::MatMul { bias: false },
+            vec![reshape(&attn, &[n, nh * hd]), g.weight(&w("o.weight"))?],
+            &[n, h],
+        );
+        if c.order == LayerOrder::Glm4 {
+            o = g.apply(
+                norm(c.rms_eps),
+                vec![o, g.weight(&w("post_attn_norm"))?],
+                &[n, h],
+            );
+        }
+        let x2 = g.apply(Op::Add, vec![x, o], &[n, h]);
+        let h2 = g.apply(
+            norm(c.rms_eps),
+            vec![x2.clone(), g.weight(&w("mlp_norm"))?],
+            &[n, h],
+        );
+        let gu = g.apply(
+            Op::MatMul { bias: false },
+            vec![h2, g.weight(&w("gate_up.weight"))?],
+            &[n, 2 * c.intermediate],
+        );
+        let a = g.apply(Op::SwiGlu, vec![gu], &[n, c.intermediate]);
+        let mut d = g.apply(
+            Op::MatMul { bias: false },
+            vec![a, g.weight(&w("down.weight"))?],
+            &[n, h],
+        );
+        if c.order == LayerOrder::Glm4 {
+            d = g.apply(
+                norm(c.rms_eps),
+                vec![d, g.weight(&w("post_mlp_norm"))?],
+                &[n, h],
+            );
+        }
+        x = g.apply(Op::Add, vec![x2, d], &[n, h]);
+    }
+    let kept = if want == Want::AllLogits { n } else { b };
+    let last = if want == Want::AllLogits {
+        x
+    } else {
+        g.apply(Op::GetRows, vec![x, keep], &[b, h])
+    };
+    let normed = g.apply(
+        norm(c.rms_eps),
+        vec![last, g.weight("final_norm")?],
+        &[kept, h],
+    );
+    let logits = g.apply(
+        Op::MatMul { bias: false },
+        vec![normed, g.weight("lm_head")?],
+        &[kept, c.vocab],
+    );
+    let result = if want == Want::Greedy {
+        let ids = g.act(&[b]);
+        let ids = Operand {
+            slot: ids.slot,
+            desc: TensorDesc::contiguous(DType::I32, &[b]),
+        };
+        g.push(Op::Argmax, vec![logits], ids.clone());
+        ids
+    } else {
+        logits
+    };
+    // The result is read after the last node: keep it alive to the end.
+    if let Slot::Act(a) = result.slot {
+        g.acts[a].last = g.nodes.len();
+    }
+    Ok(Graph {
+        nodes: g.nodes,
+        acts: g.acts,
+        result,
+        io_len: 2 * n + b,
+    })
+}

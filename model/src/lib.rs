@@ -1,0 +1,28 @@
+//! # glmhal-model
+//!
+//! The GLM graph executor, shared by every backend. Model math lives only in
+//! the op catalogue; nothing here knows which device it runs on.
+//!
+//! - [`config`]: HF `glm`/`glm4` and ChatGLM configs;
+//! - [`safetensors`] and [`checkpoint`]: memory-mapped checkpoints in either naming;
+//! - [`weights`]: weights on the device, converted once at load;
+//! - [`graph`] and [`plan`]: the forward pass as catalogue ops over planned activations;
+//! - [`kv_cache`] and [`executor`]: running steps on a backend;
+//! - [`sampler`] and [`generate`]: decoding.
+
+pub mod checkpoint;
+pub mod config;
+pub mod executor;
+pub mod generate;
+pub mod graph;
+pub mod kv_cache;
+pub mod plan;
+pub mod safetensors;
+pub mod sampler;
+pub mod weights;
+
+pub use config::{LayerOrder, ModelConfig, Naming};
+pub use executor::{LoadOptions, Model, StepOutput, Workspace};
+pub use generate::{generate, GenerateOptions, Generation};
+pub use graph::{SeqStep, Want};
+pub use sampler::Sampling;

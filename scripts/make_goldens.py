@@ -1,0 +1,165 @@
+#!/usr/bin/env python3
+"""Golden fixtures for glmhal's model tests, from Hugging Face transformers.
+
+Builds tiny random GLM checkpoints with transformers (GlmForCausalLM,
+Glm4ForCausalLM), writes them in the layouts glmhal reads (HF naming with
+transformers 4 flat rotary keys or transformers 5 `rope_parameters`, and the
+original ChatGLM naming with a fused query_key_value), and records for a fixed
+prompt:
+  - golden.safetensors: `logits` [prompt_len, vocab] f32 from a plain forward pass;
+  - golden.json: the prompt and the greedy tokens that transformers' generate()
+    decodes with its KV cache.
+
+This is a developer tool: CI does not run it and needs neither torch nor
+transformers; its outputs are committed under model/tests/fixtures/.
+
+    python3 -m venv .venv && .venv/bin/pip install torch transformers safetensors
+    .venv/bin/python scripts/make_goldens.py
+"""
+
+import json
+import pathlib
+
+import torch
+from safetensors.torch import save_file
+from transformers import Glm4Config, Glm4ForCausalLM, GlmConfig, GlmForCausalLM
+
+OUT = pathlib.Path(__file__).resolve().parent.parent / "model" / "tests" / "fixtures"
+NEW_TOKENS = 12
+
+# name, class, layers, hidden, heads, kv heads, head_dim, ffn, vocab, theta, config style, prompt length
+FIXTURES = [
+    ("glm-gqa2-tf4", "glm", 2, 64, 4, 2, 16, 96, 128, 10000.0, "tf4", 12),
+    ("glm4-gqa4-tf5", "glm4", 2, 64, 8, 2, 16, 96, 160, 5e6, "tf5", 80),
+    ("glm-mha-chatglm", "glm", 2, 64, 4, 4, 16, 64, 96, 10000.0, "chatglm", 9),
+    ("glm4-mqa-theta5e6", "glm4", 3, 32, 4, 1, 16, 64, 100, 5e6, "tf4", 20),
+]
+
+
+def randomize(model, seed):
+    """Weights large enough that logits are well separated (greedy is stable),
+    non-trivial norm weights and biases."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.copy_(1.0 + 0.2 * torch.randn(p.shape, generator=g))
+            elif name.endswith("bias"):
+                p.copy_(0.3 * torch.randn(p.shape, generator=g))
+            elif "embed" in name:
+                p.copy_(torch.randn(p.shape, generator=g))
+            else:
+                p.copy_(2.0 * torch.randn(p.shape, generator=g) / p.shape[-1] ** 0.5)
+
+
+def hf_config(kind, layers, hidden, heads, kv, head_dim, ffn, vocab, theta):
+    args = dict(
+        vocab_size=vocab,
+        hidden_size=hidden,
+        intermediate_size=ffn,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=kv,
+        head_dim=head_dim,
+        max_position_embeddings=256,
+        rms_norm_eps=1e-5,
+        attention_bias=True,
+        eos_token_id=[vocab - 1, vocab - 2],
+        pad_token_id=0,
+        tie_word_embeddings=False,
+        rope_parameters={"rope_type": "default", "rope_theta": theta, "partial_rotary_factor": 0.5},
+    )
+    cls = GlmConfig if kind == "glm" else Glm4Config
+    config = cls(**args)
+    config._attn_implementation = "eager"
+    return config
+
+
+def write_hf(dir, model, config, style):
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    save_file(state, dir / "model.safetensors")
+    d = config.to_dict()
+    d["model_type"] = config.model_type
+    if style == "tf4":
+        rp = d.pop("rope_parameters")
+        d["rope_theta"] = rp["rope_theta"]
+        d["partial_rotary_factor"] = rp["partial_rotary_factor"]
+    (dir / "config.json").write_text(json.dumps(d, indent=2, sort_keys=True))
+
+
+def write_chatglm(dir, model, config):
+    """The same tensors under THUDM's names, q/k/v fused by rows."""
+    sd = model.state_dict()
+    out = {"transformer.embedding.word_embeddings.weight": sd["model.embed_tokens.weight"]}
+    for i in range(config.num_hidden_layers):
+        p, q = f"model.layers.{i}.", f"transformer.encoder.layers.{i}."
+        out[q + "input_layernorm.weight"] = sd[p + "input_layernorm.weight"]
+        for kind in ("weight", "bias"):
+            out[q + f"self_attention.query_key_value.{kind}"] = torch.cat(
+                [sd[p + f"self_attn.{n}_proj.{kind}"] for n in ("q", "k", "v")], 0
+            )
+        out[q + "self_attention.dense.weight"] = sd[p + "self_attn.o_proj.weight"]
+        out[q + "post_attention_layernorm.weight"] = sd[p + "post_attention_layernorm.weight"]
+        out[q + "mlp.dense_h_to_4h.weight"] = sd[p + "mlp.gate_up_proj.weight"]
+        out[q + "mlp.dense_4h_to_h.weight"] = sd[p + "mlp.down_proj.weight"]
+    out["transformer.encoder.final_layernorm.weight"] = sd["model.norm.weight"]
+    out["transformer.output_layer.weight"] = sd["lm_head.weight"]
+    save_file({k: v.contiguous() for k, v in out.items()}, dir / "model.safetensors")
+    theta = config.rope_parameters["rope_theta"]
+    cfg = {
+        "architectures": ["ChatGLMModel"],
+        "model_type": "chatglm",
+        "num_layers": config.num_hidden_layers,
+        "hidden_size": config.hidden_size,
+        "ffn_hidden_size": config.intermediate_size,
+        "kv_channels": config.head_dim,
+        "num_attention_heads": config.num_attention_heads,
+        "multi_query_attention": config.num_key_value_heads != config.num_attention_heads,
+        "multi_query_group_num": config.num_key_value_heads,
+        "padded_vocab_size": config.vocab_size,
+        "seq_length": config.max_position_embeddings,
+        "layernorm_epsilon": config.rms_norm_eps,
+        "add_qkv_bias": True,
+        "rmsnorm": True,
+        "rope_ratio": theta / 10000.0,
+        "eos_token_id": config.eos_token_id,
+    }
+    (dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
+
+
+def main():
+    for i, (name, kind, layers, hidden, heads, kv, hd, ffn, vocab, theta, style, plen) in enumerate(FIXTURES):
+        torch.manual_seed(1000 + i)
+        config = hf_config(kind, layers, hidden, heads, kv, hd, ffn, vocab, theta)
+        model = (GlmForCausalLM if kind == "glm" else Glm4ForCausalLM)(config).eval()
+        randomize(model, 2000 + i)
+        g = torch.Generator().manual_seed(3000 + i)
+        # Avoid the EOS ids so greedy decoding is not cut short by the prompt.
+        prompt = torch.randint(0, vocab - 2, (1, plen), generator=g)
+        with torch.no_grad():
+            logits = model(prompt).logits[0].float().contiguous()
+            gen = model.generate(
+                prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=NEW_TOKENS, do_sample=False,
+                eos_token_id=None, pad_token_id=0,
+                min_new_tokens=NEW_TOKENS,
+            )
+        tokens = gen[0, plen:].tolist()
+        dir = OUT / name
+        dir.mkdir(parents=True, exist_ok=True)
+        if style == "chatglm":
+            write_chatglm(dir, model, config)
+        else:
+            write_hf(dir, model, config, style)
+        save_file({"logits": logits}, dir / "golden.safetensors")
+        (dir / "golden.json").write_text(
+            json.dumps(
+                {"source": f"transformers {__import__('transformers').__version__}, torch {torch.__version__}, {type(model).__name__}, eager attention, f32",
+                 "prompt": prompt[0].tolist(), "greedy": tokens},
+                indent=1,
+            )
+        )
+        print(name, "prompt", plen, "greedy", tokens)
+
+
+if __name__ == "__main__":
+    main()
