@@ -36,6 +36,12 @@ impl DeviceWeights {
         raw: impl IntoIterator<Item = RawWeight<'a>>,
         matrix_dtype: Option<DType>,
     ) -> Result<Self> {
+        if let Some(d) = matrix_dtype.filter(|d| !DType::WEIGHTS.contains(d)) {
+            return Err(HalError::invalid(
+                "--weights",
+                format!("weights cannot be stored as {d}; use f32, f16, bf16, q8_0 or q4_0"),
+            ));
+        }
         let mut w = DeviceWeights {
             buffers: Vec::new(),
             descs: Vec::new(),
