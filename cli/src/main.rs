@@ -27,7 +27,8 @@ GLM-4-0414, GLM-Edge). Every backend runs the same op catalogue, and the conform
 suite compares each one with a plain f64 reference.\n\n\
 Start with:\n  glmhal devices          which backends this machine can use, and why not\n  \
 glmhal conformance      every op on every available backend against the reference\n  \
-glmhal ops              the op catalogue",
+glmhal ops              the op catalogue\n  \
+glmhal synth --preset tiny --out m && glmhal generate --model m --prompt hi\n                          a random model, then text from it",
     after_help = "Exit status: 0 success, 1 a conformance case failed, 2 usage or infrastructure error."
 )]
 struct Cli {
@@ -48,6 +49,14 @@ enum Command {
     },
     /// Run the conformance suite (every op × dtype × shape against the reference).
     Conformance(ConformanceArgs),
+    /// Generate tokens from a prompt (text or token ids), with timings.
+    Generate(commands::generate::GenerateArgs),
+    /// Chat with a model, turn by turn, on stdin.
+    Chat(commands::chat::ChatArgs),
+    /// Write the prefill logits of token ids as an f32 .npy array [tokens, vocab].
+    Logits(commands::logits::LogitsArgs),
+    /// Write a random checkpoint with the shapes of a real GLM model.
+    Synth(commands::synth::SynthArgs),
     /// Show the op catalogue: inputs, shapes and dtypes of every op.
     Ops {
         /// Print JSON instead of text.
@@ -64,6 +73,10 @@ fn main() -> ExitCode {
             commands::devices::run(json, colour).map(|_| ExitCode::SUCCESS)
         }
         Command::Ops { json } => commands::ops::run(json).map(|_| ExitCode::SUCCESS),
+        Command::Generate(args) => commands::generate::run(args).map(|_| ExitCode::SUCCESS),
+        Command::Chat(args) => commands::chat::run(args).map(|_| ExitCode::SUCCESS),
+        Command::Logits(args) => commands::logits::run(args).map(|_| ExitCode::SUCCESS),
+        Command::Synth(args) => commands::synth::run(args).map(|_| ExitCode::SUCCESS),
         Command::Conformance(args) => commands::conformance::run(args, colour).map(|v| match v {
             Verdict::Passed => ExitCode::SUCCESS,
             Verdict::Failed => ExitCode::from(EXIT_FAILED),

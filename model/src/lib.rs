@@ -8,8 +8,11 @@
 //! - [`weights`]: weights on the device, converted once at load;
 //! - [`graph`] and [`plan`]: the forward pass as catalogue ops over planned activations;
 //! - [`kv_cache`] and [`executor`]: running steps on a backend;
-//! - [`sampler`] and [`generate`]: decoding.
+//! - [`sampler`] and [`generate`]: decoding;
+//! - [`tokenizer`] and [`chat`]: text in and out, GLM-4 and ChatGLM3 prompts;
+//! - [`synth`]: random checkpoints with real models' shapes.
 
+pub mod chat;
 pub mod checkpoint;
 pub mod config;
 pub mod executor;
@@ -19,6 +22,8 @@ pub mod kv_cache;
 pub mod plan;
 pub mod safetensors;
 pub mod sampler;
+pub mod synth;
+pub mod tokenizer;
 pub mod weights;
 
 pub use config::{LayerOrder, ModelConfig, Naming};

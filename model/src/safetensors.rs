@@ -230,6 +230,8 @@ pub struct SafetensorsWriter {
     out: BufWriter<File>,
     path: PathBuf,
     pending: Vec<(String, usize)>,
+    /// Bytes still owed to the tensor being written in parts.
+    open: Option<(String, usize)>,
 }
 
 impl SafetensorsWriter {
@@ -276,31 +278,51 @@ impl SafetensorsWriter {
             out,
             path: path.to_path_buf(),
             pending,
+            open: None,
         })
     }
 
-    /// Writes the next tensor's bytes.
+    /// Writes the next tensor's bytes in one piece.
     pub fn write(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
-        let (want_name, want_len) = self.pending.pop().ok_or_else(|| {
-            HalError::invalid("safetensors writer", format!("`{name}` was not declared"))
-        })?;
-        if want_name != name || want_len != bytes.len() {
+        self.write_part(name, bytes)?;
+        match &self.open {
+            None => Ok(()),
+            Some((n, left)) => Err(HalError::invalid(
+                "safetensors writer",
+                format!("`{n}` is {left} bytes short"),
+            )),
+        }
+    }
+
+    /// Writes the next piece of a tensor (large tensors are streamed in parts).
+    pub fn write_part(&mut self, name: &str, bytes: &[u8]) -> Result<()> {
+        let (want_name, left) = match self.open.take() {
+            Some(open) => open,
+            None => self.pending.pop().ok_or_else(|| {
+                HalError::invalid("safetensors writer", format!("`{name}` was not declared"))
+            })?,
+        };
+        if want_name != name || bytes.len() > left {
             return Err(HalError::invalid(
                 "safetensors writer",
                 format!(
-                    "expected `{want_name}` ({want_len} bytes), got `{name}` ({} bytes)",
+                    "expected `{want_name}` (up to {left} bytes), got `{name}` ({} bytes)",
                     bytes.len()
                 ),
             ));
         }
         self.out
             .write_all(bytes)
-            .map_err(|e| HalError::io(format!("writing {}", self.path.display()), e))
+            .map_err(|e| HalError::io(format!("writing {}", self.path.display()), e))?;
+        if left > bytes.len() {
+            self.open = Some((want_name, left - bytes.len()));
+        }
+        Ok(())
     }
 
     /// Flushes the file; every declared tensor must have been written.
     pub fn finish(mut self) -> Result<()> {
-        if let Some((name, _)) = self.pending.last() {
+        if let Some((name, _)) = self.open.as_ref().or(self.pending.last()) {
             return Err(HalError::invalid(
                 "safetensors writer",
                 format!("`{name}` was never written"),

@@ -1,0 +1,158 @@
+//! `glmhal generate`: text or token ids in, tokens out, with timings.
+
+use std::io::Write;
+
+use clap::Args;
+use glmhal_hal::{HalError, Result};
+use glmhal_model::chat::{chat_prompt, stop_ids, Role};
+use glmhal_model::tokenizer::Tokenizer;
+use glmhal_model::{generate, GenerateOptions, Sampling};
+use serde_json::json;
+
+use super::model_args::{human, parse_tokens, peak_rss, MemoryReport, ModelArgs};
+
+/// Options of `glmhal generate`.
+#[derive(Args, Debug)]
+pub struct GenerateArgs {
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Prompt text (needs the model's tokenizer).
+    #[arg(long, conflicts_with = "tokens")]
+    prompt: Option<String>,
+    /// Prompt as token ids, e.g. 1,2,3.
+    #[arg(long, value_name = "IDS")]
+    tokens: Option<String>,
+    /// Wrap the prompt as a user turn in the model's chat format.
+    #[arg(long, requires = "prompt")]
+    chat: bool,
+    /// Most tokens to generate.
+    #[arg(long, default_value_t = 64)]
+    max_new_tokens: usize,
+    /// Sampling temperature; 0 is greedy.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Sample from the k most likely tokens (0: all).
+    #[arg(long, default_value_t = 0)]
+    top_k: usize,
+    /// Sample from the smallest set reaching this probability.
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Penalize tokens already present (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    repetition_penalty: f32,
+    /// Seed of the sampler.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Ignore end-of-sequence tokens and always generate --max-new-tokens.
+    #[arg(long)]
+    ignore_eos: bool,
+    /// Print token ids, text and timings as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs generation.
+pub fn run(args: GenerateArgs) -> Result<()> {
+    let model = args.model.load()?;
+    let tokenizer = match Tokenizer::from_dir(&args.model.model) {
+        Ok(t) => Some(t),
+        Err(e) if args.prompt.is_some() => return Err(e),
+        Err(_) => None,
+    };
+    let prompt = match (&args.prompt, &args.tokens, &tokenizer) {
+        (Some(text), _, Some(t)) if args.chat => chat_prompt(t, &[(Role::User, text.clone())])?,
+        (Some(text), _, Some(t)) => t.encode(text)?,
+        (None, Some(ids), _) => parse_tokens(ids)?,
+        _ => {
+            return Err(HalError::invalid(
+                "generate",
+                "give --prompt TEXT or --tokens 1,2,3",
+            ))
+        }
+    };
+    let mut stop = if args.ignore_eos {
+        vec![]
+    } else {
+        model.config.eos_token_ids.clone()
+    };
+    if let (Some(t), false) = (&tokenizer, args.ignore_eos) {
+        stop = stop_ids(t, &stop);
+    }
+    let opts = GenerateOptions {
+        max_new_tokens: args.max_new_tokens,
+        sampling: Sampling {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            repetition_penalty: args.repetition_penalty,
+            seed: args.seed,
+        },
+        stop,
+        context: None,
+        cache_dtype: args.model.kv_cache,
+    };
+    let mut printed = String::new();
+    let mut so_far = Vec::new();
+    let stream = !args.json;
+    let out = generate(&model, &prompt, &opts, &mut |tok| {
+        so_far.push(tok);
+        if !stream {
+            return;
+        }
+        let text = tokenizer.as_ref().and_then(|t| t.decode(&so_far).ok());
+        let mut stdout = std::io::stdout();
+        match text {
+            Some(text) if text.starts_with(&printed) && !text.ends_with('\u{FFFD}') => {
+                let _ = write!(stdout, "{}", &text[printed.len()..]);
+                printed = text;
+            }
+            Some(_) => {}
+            None => {
+                let _ = write!(stdout, "{tok} ");
+            }
+        }
+        let _ = stdout.flush();
+    })?;
+    let memory = MemoryReport {
+        peak_rss_bytes: peak_rss(),
+        weights_bytes: model.weight_bytes(),
+        kv_cache_bytes: out.kv_cache_bytes,
+        activation_peak_bytes: out.activation_peak,
+    };
+    if args.json {
+        let text = tokenizer.as_ref().and_then(|t| t.decode(&out.tokens).ok());
+        let doc = json!({
+            "backend": args.model.backend.to_string(),
+            "device": model.backend().info().name,
+            "prompt_tokens": prompt,
+            "tokens": out.tokens,
+            "text": text,
+            "stopped": out.stopped,
+            "timings": {
+                "load_seconds": model.load_seconds,
+                "prefill_seconds": out.prefill_seconds,
+                "decode_seconds": out.decode_seconds,
+                "prefill_tokens_per_second": out.prefill_tps(),
+                "decode_tokens_per_second": out.decode_tps(),
+            },
+            "memory": memory,
+        });
+        println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+    } else {
+        println!();
+        eprintln!(
+            "[{}] load {:.2} s · prefill {} tokens at {:.1} tok/s · decode {} tokens at {:.1} tok/s · peak RSS {} · weights {} · KV cache {} · activations {}",
+            args.model.backend,
+            model.load_seconds,
+            out.prompt_tokens,
+            out.prefill_tps(),
+            out.tokens.len(),
+            out.decode_tps(),
+            memory.peak_rss_bytes.map_or("n/a".into(), human),
+            human(memory.weights_bytes as u64),
+            human(memory.kv_cache_bytes as u64),
+            human(memory.activation_peak_bytes as u64),
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,63 @@
+//! `glmhal synth`: a random checkpoint with a real model's shapes.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use clap::Args;
+use glmhal_hal::{DType, Result};
+use glmhal_model::synth::{find_preset, synth, PRESETS};
+
+use super::model_args::human;
+
+/// Options of `glmhal synth`.
+#[derive(Args, Debug)]
+pub struct SynthArgs {
+    /// Model shape: tiny, glm-edge-1.5b, glm-edge-4b, chatglm3-6b, glm-4-9b, glm-4-9b-0414, bench-1.3b.
+    #[arg(long)]
+    preset: String,
+    /// Output directory.
+    #[arg(long, value_name = "DIR")]
+    out: PathBuf,
+    /// Stored dtype: f32, f16 or bf16.
+    #[arg(long, default_value = "f16")]
+    dtype: DType,
+    /// Seed of the weights.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// List the presets and exit.
+    #[arg(long)]
+    list: bool,
+}
+
+/// Writes the checkpoint.
+pub fn run(args: SynthArgs) -> Result<()> {
+    if args.list {
+        for p in PRESETS {
+            println!(
+                "{:<15} {:>6.2} B params  {:?} hidden {} layers {} heads {}/{} ffn {} vocab {}",
+                p.name,
+                p.parameters() as f64 / 1e9,
+                p.order,
+                p.hidden,
+                p.layers,
+                p.heads,
+                p.kv_heads,
+                p.ffn,
+                p.vocab
+            );
+        }
+        return Ok(());
+    }
+    let preset = find_preset(&args.preset)?;
+    let start = Instant::now();
+    synth(preset, &args.out, args.dtype, args.seed)?;
+    eprintln!(
+        "wrote {} ({}, {:.2} B parameters, {} of weights) in {:.1} s",
+        args.out.display(),
+        preset.name,
+        preset.parameters() as f64 / 1e9,
+        human(args.dtype.bytes_for(preset.parameters()) as u64),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
