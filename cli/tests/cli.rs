@@ -90,6 +90,14 @@ fn full_cpu_conformance_passes_and_its_json_names_every_op() {
     assert_eq!(summary["error"], 0);
     assert_eq!(summary["unsupported"], 0);
     assert!(summary["pass"].as_u64().unwrap() > 500);
+    let models = v["models"].as_array().unwrap();
+    assert_eq!(models.len(), 2, "the built-in model rows");
+    assert!(
+        models
+            .iter()
+            .all(|m| m["status"] == "pass" && m["greedy_match"] == true),
+        "{models:?}"
+    );
     assert!(std::fs::read_to_string(&md)
         .unwrap()
         .contains("| mat_mul |"));
@@ -161,4 +169,263 @@ fn ops_lists_the_catalogue() {
     assert_eq!(v.as_array().unwrap().len(), glmhal_ops::catalogue().len());
     let help = glmhal(&["--help"]);
     assert!(text(&help).0.contains("glmhal conformance"));
+}
+
+fn fixture(name: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../model/tests/fixtures")
+        .join(name)
+}
+
+fn golden(name: &str) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture(name).join("golden.json")).unwrap())
+        .unwrap()
+}
+
+fn ids(v: &serde_json::Value) -> Vec<u64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect()
+}
+
+fn csv(v: &[u64]) -> String {
+    v.iter()
+        .map(|t| t.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+#[test]
+fn logits_match_every_golden_fixture() {
+    for name in [
+        "glm-gqa2-tf4",
+        "glm4-gqa4-tf5",
+        "glm-mha-chatglm",
+        "glm4-mqa-theta5e6",
+    ] {
+        let g = golden(name);
+        let out =
+            std::env::temp_dir().join(format!("glmhal-logits-{}-{name}.npy", std::process::id()));
+        let run = glmhal(&[
+            "logits",
+            "--model",
+            fixture(name).to_str().unwrap(),
+            "--tokens",
+            &csv(&ids(&g["prompt"])),
+            "--out",
+            out.to_str().unwrap(),
+        ]);
+        assert!(run.status.success(), "{:?}", text(&run));
+        let npy = std::fs::read(&out).unwrap();
+        assert_eq!(&npy[..6], b"\x93NUMPY");
+        let header_len = u16::from_le_bytes([npy[8], npy[9]]) as usize;
+        let header = String::from_utf8_lossy(&npy[10..10 + header_len]).to_string();
+        assert!(
+            header.contains("'descr': '<f4'")
+                && header.contains(&format!("({}, ", ids(&g["prompt"]).len())),
+            "{header}"
+        );
+        let got: Vec<f32> = npy[10 + header_len..]
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        let f = glmhal_model::safetensors::SafetensorsFile::open(
+            &fixture(name).join("golden.safetensors"),
+        )
+        .unwrap();
+        let want: Vec<f32> = f
+            .tensor("logits")
+            .unwrap()
+            .bytes
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect();
+        assert_eq!(got.len(), want.len());
+        let err = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        assert!(err <= 1e-4, "{name}: {err}");
+        std::fs::remove_file(out).ok();
+    }
+}
+
+#[test]
+fn generate_reproduces_the_golden_greedy_tokens() {
+    for name in [
+        "glm-gqa2-tf4",
+        "glm4-gqa4-tf5",
+        "glm-mha-chatglm",
+        "glm4-mqa-theta5e6",
+    ] {
+        let g = golden(name);
+        let want = ids(&g["greedy"]);
+        let run = glmhal(&[
+            "generate",
+            "--model",
+            fixture(name).to_str().unwrap(),
+            "--tokens",
+            &csv(&ids(&g["prompt"])),
+            "--max-new-tokens",
+            &want.len().to_string(),
+            "--ignore-eos",
+            "--json",
+        ]);
+        assert!(run.status.success(), "{:?}", text(&run));
+        let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        assert_eq!(ids(&v["tokens"]), want, "{name}");
+        assert!(v["timings"]["decode_tokens_per_second"].as_f64().unwrap() > 0.0);
+        assert!(v["memory"]["kv_cache_bytes"].as_u64().unwrap() > 0);
+    }
+}
+
+#[test]
+fn synth_then_generate_runs_from_text() {
+    let dir = std::env::temp_dir().join(format!("glmhal-synth-{}", std::process::id()));
+    let run = glmhal(&[
+        "synth",
+        "--preset",
+        "tiny",
+        "--out",
+        dir.to_str().unwrap(),
+        "--dtype",
+        "bf16",
+    ]);
+    assert!(run.status.success(), "{:?}", text(&run));
+    for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        assert!(dir.join(f).exists(), "{f}");
+    }
+    let run = glmhal(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt",
+        "Hello, 世界",
+        "--chat",
+        "--max-new-tokens",
+        "6",
+        "--temperature",
+        "0.8",
+        "--top-k",
+        "20",
+        "--seed",
+        "3",
+        "--json",
+    ]);
+    assert!(run.status.success(), "{:?}", text(&run));
+    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    assert!(!v["tokens"].as_array().unwrap().is_empty());
+    // Same seed, same tokens.
+    let again = glmhal(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--prompt",
+        "Hello, 世界",
+        "--chat",
+        "--max-new-tokens",
+        "6",
+        "--temperature",
+        "0.8",
+        "--top-k",
+        "20",
+        "--seed",
+        "3",
+        "--json",
+    ]);
+    let w: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(v["tokens"], w["tokens"]);
+    // Streaming text mode reports timings on stderr.
+    let run = glmhal(&[
+        "generate",
+        "--model",
+        dir.to_str().unwrap(),
+        "--tokens",
+        "1,2,3",
+        "--max-new-tokens",
+        "3",
+        "--weights",
+        "q8_0",
+    ]);
+    let (_, stderr) = text(&run);
+    assert!(
+        run.status.success() && stderr.contains("tok/s") && stderr.contains("peak RSS"),
+        "{stderr}"
+    );
+    let bad = glmhal(&["synth", "--preset", "gpt-5", "--out", dir.to_str().unwrap()]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(text(&bad).1.contains("unknown preset"));
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn model_commands_report_bad_input_clearly() {
+    let m = fixture("glm-gqa2-tf4");
+    let cases: [(&[&str], &str); 5] = [
+        (
+            &["generate", "--model", "/no/such/model", "--tokens", "1"],
+            "no such model directory",
+        ),
+        (
+            &[
+                "generate",
+                "--model",
+                m.to_str().unwrap(),
+                "--tokens",
+                "1,99999",
+            ],
+            "token id 99999",
+        ),
+        (
+            &[
+                "generate",
+                "--model",
+                m.to_str().unwrap(),
+                "--tokens",
+                "1,x",
+            ],
+            "not a token id",
+        ),
+        (
+            &["generate", "--model", m.to_str().unwrap(), "--prompt", "hi"],
+            "no tokenizer.json",
+        ),
+        (
+            &[
+                "generate",
+                "--model",
+                m.to_str().unwrap(),
+                "--tokens",
+                "1",
+                "--backend",
+                "cann",
+            ],
+            "not compiled",
+        ),
+    ];
+    for (args, needle) in cases {
+        let out = glmhal(args);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stdout}{stderr}");
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"));
+    }
+    let long: Vec<String> = (0..300).map(|i| (i % 100).to_string()).collect();
+    let out = glmhal(&[
+        "generate",
+        "--model",
+        m.to_str().unwrap(),
+        "--tokens",
+        &long.join(","),
+        "--max-new-tokens",
+        "2",
+    ]);
+    assert!(
+        text(&out).1.contains("does not fit the context"),
+        "{:?}",
+        text(&out)
+    );
 }

@@ -7,11 +7,14 @@
 //! - [`tolerance`] and [`metrics`]: thresholds and error measures;
 //! - [`suite`]: filters and runs over many backends;
 //! - [`report`]: console matrix, JSON (versioned) and Markdown;
+//! - [`model_check`]: a built-in tiny GLM on each backend against [`reference_backend`];
 //! - [`backend_tests!`]: the suite as `cargo test` cases for one backend.
 
 pub mod case;
 pub mod cases;
 pub mod metrics;
+pub mod model_check;
+pub mod reference_backend;
 pub mod report;
 pub mod runner;
 pub mod suite;

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use glmhal_hal::{DeviceInfo, OpKind};
 use serde::Serialize;
 
+use crate::model_check::ModelResult;
 use crate::runner::Status;
 use crate::suite::{CaseResult, Filter};
 use crate::tolerance::{OpTolerance, OP_TABLE};
@@ -77,6 +78,8 @@ pub struct Report {
     pub ops: Vec<OpKind>,
     /// Every case on every backend.
     pub results: Vec<CaseResult>,
+    /// The built-in models on every backend.
+    pub models: Vec<ModelResult>,
 }
 
 impl Report {
@@ -113,12 +116,49 @@ impl Report {
             summary,
             ops,
             results,
+            models: Vec::new(),
         }
+    }
+
+    /// Adds model-level results.
+    pub fn with_models(mut self, models: Vec<ModelResult>) -> Self {
+        self.models = models;
+        self
     }
 
     /// Any failure or error.
     pub fn failed(&self) -> bool {
         crate::suite::any_failed(&self.results)
+            || self
+                .models
+                .iter()
+                .any(|m| matches!(m.status, Status::Fail | Status::Error))
+    }
+
+    fn model_names(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.models.iter().map(|m| m.model.as_str()).collect();
+        names.dedup();
+        names
+    }
+
+    fn model_cell(&self, model: &str, backend: &str) -> String {
+        match self
+            .models
+            .iter()
+            .find(|m| m.model == model && m.backend == backend)
+        {
+            None => "-".into(),
+            Some(m) if m.status == Status::Error => "error".into(),
+            Some(m) => {
+                let worst = m.max_abs_error.iter().cloned().fold(0.0f32, f32::max);
+                let verdict = if m.status == Status::Pass {
+                    "ok"
+                } else {
+                    "FAIL"
+                };
+                format!("{verdict} {worst:.0e} {}/{}", m.top1_agree, m.positions)
+            }
+        }
     }
 
     fn tested(&self) -> Vec<&str> {
@@ -175,6 +215,15 @@ impl Report {
             }
             out.push('\n');
         }
+        for model in self.model_names() {
+            out.push_str(&format!("{:<16}", format!("model:{model}")));
+            for b in &backends {
+                let text = self.model_cell(model, b);
+                let code = if text.starts_with("ok") { "32" } else { "31" };
+                out.push_str(&paint(code, format!("{text:>width$}")));
+            }
+            out.push('\n');
+        }
         out.push_str(&format!("{:<16}", "total"));
         for b in &backends {
             let c = self.summary.get(*b).cloned().unwrap_or_default();
@@ -196,6 +245,17 @@ impl Report {
             .iter()
             .filter(|r| matches!(r.outcome.status, Status::Fail | Status::Error))
             .collect();
+        for m in self.models.iter().filter(|m| m.status != Status::Pass) {
+            out.push_str(&paint(
+                "31",
+                format!(
+                    "model {} on {}: {}\n",
+                    m.model,
+                    m.backend,
+                    m.detail.clone().unwrap_or_default()
+                ),
+            ));
+        }
         if !bad.is_empty() {
             out.push_str(&paint("31", format!("\n{} failing case(s):\n", bad.len())));
             for r in bad.iter().take(40) {
@@ -275,6 +335,16 @@ impl Report {
                 s.push_str(&format!(" {} |", cell_text(&self.cell(*op, b))));
             }
             s.push('\n');
+        }
+        for model in self.model_names() {
+            s.push_str(&format!("| model {model} |"));
+            for b in &backends {
+                s.push_str(&format!(" {} |", self.model_cell(model, b)));
+            }
+            s.push('\n');
+        }
+        if !self.models.is_empty() {
+            s.push_str("\nModel rows: ok/FAIL, the largest |logit error| against the reference backend, top-1 agreement over the prompt positions; greedy tokens must match too.\n");
         }
         let bad: Vec<&CaseResult> = self
             .results

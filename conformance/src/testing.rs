@@ -71,6 +71,42 @@ pub fn assert_op_conforms(provider: &dyn BackendProvider, kind: OpKind) {
     );
 }
 
+/// Runs the built-in models on the provider's device against the reference
+/// backend and panics on any disagreement.
+pub fn assert_models_agree(provider: &dyn BackendProvider) {
+    let name = provider.name();
+    if let Availability::Unavailable { detail, .. } = provider.probe() {
+        let required = name == "cpu"
+            || std::env::var(REQUIRE_ENV)
+                .unwrap_or_default()
+                .split(',')
+                .any(|b| b.trim() == name);
+        assert!(
+            !required,
+            "{name} is required ({REQUIRE_ENV}) but unavailable: {detail}"
+        );
+        eprintln!("{name} not run: {detail}");
+        return;
+    }
+    for model in crate::model_check::builtin_models() {
+        let expected = crate::model_check::expect(&model)
+            .unwrap_or_else(|e| panic!("reference run of {}: {e}", model.name));
+        let r = crate::model_check::check(name, &|| provider.open(None), &expected);
+        assert_eq!(
+            r.status,
+            Status::Pass,
+            "{} on {name}: {:?}",
+            model.name,
+            r.detail
+        );
+        eprintln!(
+            "{name} {}: max error {:?}",
+            model.name,
+            r.max_abs_error.iter().cloned().fold(0.0f32, f32::max)
+        );
+    }
+}
+
 /// Instantiates the conformance suite for one backend: one `#[test]` per op.
 ///
 /// ```text
@@ -86,6 +122,11 @@ macro_rules! backend_tests {
             kv_write KvWrite, argmax Argmax);
     };
     (@each $provider:expr; $($test:ident $kind:ident),* $(,)?) => {
+        #[test]
+        fn builtin_models_agree_with_the_reference() {
+            $crate::testing::assert_models_agree(&$provider);
+        }
+
         $(
             #[test]
             fn $test() {

@@ -272,3 +272,66 @@ fn the_json_report_names_every_op() {
     assert_eq!(json["summary"]["cpu"]["pass"], OpKind::ALL.len());
     assert!(json["results"][0]["nmse"].is_null() || json["results"][0]["errors"].is_object());
 }
+
+/// The classic GLM port bug: rotating NeoX half-split pairs instead of
+/// interleaved ones. Every single op still "works"; the model check must see it.
+struct NeoxRope(CpuBackend);
+
+impl Backend for NeoxRope {
+    fn name(&self) -> &'static str {
+        "cpu"
+    }
+    fn info(&self) -> &DeviceInfo {
+        self.0.info()
+    }
+    fn device_id(&self) -> DeviceId {
+        self.0.device_id()
+    }
+    fn alloc(&self, bytes: usize) -> Result<Buffer> {
+        self.0.alloc(bytes)
+    }
+    fn upload(&self, dst: &Buffer, offset: usize, data: &[u8]) -> Result<()> {
+        self.0.upload(dst, offset, data)
+    }
+    fn download(&self, src: &Buffer, offset: usize, out: &mut [u8]) -> Result<()> {
+        self.0.download(src, offset, out)
+    }
+    fn supports(&self, op: &Op, i: &[TensorDesc], o: &[TensorDesc]) -> Support {
+        self.0.supports(op, i, o)
+    }
+    fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
+        let op = match op {
+            Op::Rope { rot, theta, .. } => Op::Rope {
+                rot: *rot,
+                theta: *theta,
+                mode: glmhal_hal::RopeMode::Neox,
+            },
+            other => other.clone(),
+        };
+        self.0.execute(&op, inputs, outputs)
+    }
+    fn synchronize(&self) -> Result<()> {
+        self.0.synchronize()
+    }
+}
+
+#[test]
+fn the_model_check_passes_a_correct_backend_and_catches_a_wrong_rope() {
+    use glmhal_conformance::model_check::{builtin_models, check, expect};
+    let model = &builtin_models()[0];
+    let expected = expect(model).unwrap();
+    let good = check(
+        "cpu",
+        &|| Ok(Box::new(CpuBackend::new(2)?) as Box<dyn Backend>),
+        &expected,
+    );
+    assert_eq!(good.status, Status::Pass, "{:?}", good.detail);
+    assert!(good.greedy_match && good.top1_agree == good.positions);
+    let bad = check(
+        "cpu",
+        &|| Ok(Box::new(NeoxRope(CpuBackend::new(2)?)) as Box<dyn Backend>),
+        &expected,
+    );
+    assert_eq!(bad.status, Status::Fail);
+    assert!(bad.detail.unwrap().contains("max |logit error|"));
+}

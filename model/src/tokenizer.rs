@@ -55,7 +55,9 @@ impl Tokenizer {
         }
         let ranks = dir.join("tokenizer.model");
         if ranks.exists() {
-            return Ok(Tokenizer::Tiktoken(Box::new(TiktokenBpe::from_file(&ranks)?)));
+            return Ok(Tokenizer::Tiktoken(Box::new(TiktokenBpe::from_file(
+                &ranks,
+            )?)));
         }
         Err(HalError::invalid(
             dir.display().to_string(),

@@ -33,6 +33,9 @@ pub struct ConformanceArgs {
     /// List the selected cases and exit.
     #[arg(long)]
     list: bool,
+    /// Leave out the built-in model check (it runs unless --op narrows the run).
+    #[arg(long)]
+    skip_models: bool,
 }
 
 /// Outcome for the process exit code.
@@ -144,7 +147,23 @@ pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
     if show_progress {
         eprint!("\r{:<100}\r", "");
     }
-    let report = Report::new(args.seed, filter, entries, results);
+    let mut models = Vec::new();
+    if !args.skip_models && args.ops.is_empty() && args.dtypes.is_empty() && !targets.is_empty() {
+        for model in glmhal_conformance::model_check::builtin_models() {
+            eprintln!("model check: {} on {}", model.name, names.join(", "));
+            let expected = glmhal_conformance::model_check::expect(&model)?;
+            for t in &targets {
+                let sel: DeviceSelector = t.selector.parse()?;
+                let open = || registry.open(&sel);
+                models.push(glmhal_conformance::model_check::check(
+                    &t.selector,
+                    &open,
+                    &expected,
+                ));
+            }
+        }
+    }
+    let report = Report::new(args.seed, filter, entries, results).with_models(models);
     print!("{}", report.console(colour));
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)
