@@ -126,6 +126,47 @@ fn quantize_block_q4_0(vals: &[f32], block: &mut [u8]) {
     }
 }
 
+/// Decodes packed f32/f16/bf16/i32 values (`dst.len()` of them) from `src`,
+/// with the SIMD conversions of the `half` crate where the bytes are aligned.
+pub fn decode_packed(dtype: DType, src: &[u8], dst: &mut [f32]) {
+    use half::slice::HalfFloatSliceExt;
+    let n = dst.len();
+    match dtype {
+        DType::F32 => {
+            for (o, b) in dst.iter_mut().zip(src[..4 * n].chunks_exact(4)) {
+                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
+        }
+        DType::F16 | DType::Bf16 if cfg!(target_endian = "little") => {
+            // SAFETY: f16 and bf16 are plain 16-bit values; every bit pattern is valid.
+            let (pre, mid, _) = unsafe { src[..2 * n].align_to::<u16>() };
+            if !pre.is_empty() {
+                for (i, o) in dst.iter_mut().enumerate() {
+                    *o = read_scalar(dtype, src, i);
+                }
+                return;
+            }
+            if dtype == DType::F16 {
+                // SAFETY: f16 is repr(transparent) over u16.
+                let halves: &[f16] =
+                    unsafe { std::slice::from_raw_parts(mid.as_ptr().cast(), mid.len()) };
+                halves.convert_to_f32_slice(dst);
+            } else {
+                // SAFETY: bf16 is repr(transparent) over u16.
+                let halves: &[bf16] =
+                    unsafe { std::slice::from_raw_parts(mid.as_ptr().cast(), mid.len()) };
+                halves.convert_to_f32_slice(dst);
+            }
+        }
+        _ if dtype.is_quantized() => dequantize(dtype, src, dst),
+        _ => {
+            for (i, o) in dst.iter_mut().enumerate() {
+                *o = read_scalar(dtype, src, i);
+            }
+        }
+    }
+}
+
 /// Converts packed values of any dtype to f32 (dequantizing blocks).
 pub fn to_f32(dtype: DType, src: &[u8], n: usize) -> Result<Vec<f32>> {
     if src.len() < dtype.bytes_for(n) {

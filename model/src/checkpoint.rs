@@ -22,6 +22,31 @@ pub struct RawWeight<'a> {
     pub shape: Vec<usize>,
     /// Packed little-endian bytes.
     pub bytes: std::borrow::Cow<'a, [u8]>,
+    /// Names of the stored tensors it was read from.
+    pub sources: Vec<String>,
+}
+
+/// Where a canonical weight comes from: one stored tensor, or several fused by rows.
+#[derive(Clone, Debug)]
+pub struct WeightSource {
+    /// Canonical name.
+    pub name: String,
+    /// Stored tensors and their expected shapes.
+    pub parts: Vec<(String, Vec<usize>)>,
+}
+
+fn one(stored: &str, name: String, shape: &[usize]) -> WeightSource {
+    WeightSource {
+        name,
+        parts: vec![(stored.to_string(), shape.to_vec())],
+    }
+}
+
+fn fused(name: String, parts: &[(String, Vec<usize>)]) -> WeightSource {
+    WeightSource {
+        name,
+        parts: parts.to_vec(),
+    }
 }
 
 /// An opened model directory.
@@ -145,6 +170,7 @@ impl Checkpoint {
             dtype: t.dtype,
             shape: shape.to_vec(),
             bytes: t.bytes.into(),
+            sources: vec![stored.to_string()],
         })
     }
 
@@ -170,6 +196,7 @@ impl Checkpoint {
                 dtype: DType::F32,
                 shape,
                 bytes: quant::from_f32(DType::F32, &vals)?.into(),
+                sources: parts.iter().map(|p| p.0.clone()).collect(),
             });
         };
         Ok(RawWeight {
@@ -177,11 +204,29 @@ impl Checkpoint {
             dtype,
             shape,
             bytes: bytes.into(),
+            sources: parts.iter().map(|p| p.0.clone()).collect(),
         })
     }
 
+    /// Reads one planned weight (fusing its parts when it has several).
+    pub fn read(&self, source: &WeightSource) -> Result<RawWeight<'_>> {
+        match source.parts.as_slice() {
+            [(stored, shape)] => self.take(stored, source.name.clone(), shape),
+            parts => self.fuse(source.name.clone(), parts),
+        }
+    }
+
+    /// Drops the pages of a weight's stored tensors once it is on the device.
+    pub fn release(&self, weight: &RawWeight<'_>) {
+        for name in &weight.sources {
+            if let Some(i) = self.index.get(name) {
+                self.files[*i].release(name);
+            }
+        }
+    }
+
     /// Every weight the executor needs, in load order, under canonical names.
-    pub fn weights(&self) -> Result<Vec<RawWeight<'_>>> {
+    pub fn weights(&self) -> Result<Vec<WeightSource>> {
         let c = &self.config;
         let (h, v, f) = (c.hidden, c.vocab, c.intermediate);
         let (q_rows, kv_rows) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);
@@ -200,12 +245,12 @@ impl Checkpoint {
                 "transformer.output_layer.weight",
             )
         };
-        out.push(self.take(embed, "embed".into(), &[v, h])?);
+        out.push(one(embed, "embed".into(), &[v, h]));
         for i in 0..c.layers {
             let l = |s: &str| format!("layers.{i}.{s}");
             if hf {
                 let p = |s: &str| format!("model.layers.{i}.{s}");
-                out.push(self.take(&p("input_layernorm.weight"), l("input_norm"), &[h])?);
+                out.push(one(&p("input_layernorm.weight"), l("input_norm"), &[h]));
                 let parts = |kind: &str, cols: Option<usize>| {
                     ["q_proj", "k_proj", "v_proj"]
                         .iter()
@@ -216,64 +261,80 @@ impl Checkpoint {
                         })
                         .collect::<Vec<_>>()
                 };
-                out.push(self.fuse(l("qkv.weight"), &parts("weight", Some(h)))?);
+                out.push(fused(l("qkv.weight"), &parts("weight", Some(h))));
                 if c.qkv_bias {
-                    out.push(self.fuse(l("qkv.bias"), &parts("bias", None))?);
+                    out.push(fused(l("qkv.bias"), &parts("bias", None)));
                 }
-                out.push(self.take(&p("self_attn.o_proj.weight"), l("o.weight"), &[h, q_rows])?);
-                out.push(self.take(&p("post_attention_layernorm.weight"), l("mlp_norm"), &[h])?);
-                out.push(self.take(
+                out.push(one(
+                    &p("self_attn.o_proj.weight"),
+                    l("o.weight"),
+                    &[h, q_rows],
+                ));
+                out.push(one(
+                    &p("post_attention_layernorm.weight"),
+                    l("mlp_norm"),
+                    &[h],
+                ));
+                out.push(one(
                     &p("mlp.gate_up_proj.weight"),
                     l("gate_up.weight"),
                     &[2 * f, h],
-                )?);
-                out.push(self.take(&p("mlp.down_proj.weight"), l("down.weight"), &[h, f])?);
+                ));
+                out.push(one(&p("mlp.down_proj.weight"), l("down.weight"), &[h, f]));
                 if c.order == LayerOrder::Glm4 {
-                    out.push(self.take(
+                    out.push(one(
                         &p("post_self_attn_layernorm.weight"),
                         l("post_attn_norm"),
                         &[h],
-                    )?);
-                    out.push(self.take(
+                    ));
+                    out.push(one(
                         &p("post_mlp_layernorm.weight"),
                         l("post_mlp_norm"),
                         &[h],
-                    )?);
+                    ));
                 }
             } else {
                 let p = |s: &str| format!("transformer.encoder.layers.{i}.{s}");
-                out.push(self.take(&p("input_layernorm.weight"), l("input_norm"), &[h])?);
-                out.push(self.take(
+                out.push(one(&p("input_layernorm.weight"), l("input_norm"), &[h]));
+                out.push(one(
                     &p("self_attention.query_key_value.weight"),
                     l("qkv.weight"),
                     &[c.qkv_width(), h],
-                )?);
+                ));
                 if c.qkv_bias {
-                    out.push(self.take(
+                    out.push(one(
                         &p("self_attention.query_key_value.bias"),
                         l("qkv.bias"),
                         &[c.qkv_width()],
-                    )?);
+                    ));
                 }
-                out.push(self.take(
+                out.push(one(
                     &p("self_attention.dense.weight"),
                     l("o.weight"),
                     &[h, q_rows],
-                )?);
-                out.push(self.take(&p("post_attention_layernorm.weight"), l("mlp_norm"), &[h])?);
-                out.push(self.take(
+                ));
+                out.push(one(
+                    &p("post_attention_layernorm.weight"),
+                    l("mlp_norm"),
+                    &[h],
+                ));
+                out.push(one(
                     &p("mlp.dense_h_to_4h.weight"),
                     l("gate_up.weight"),
                     &[2 * f, h],
-                )?);
-                out.push(self.take(&p("mlp.dense_4h_to_h.weight"), l("down.weight"), &[h, f])?);
+                ));
+                out.push(one(
+                    &p("mlp.dense_4h_to_h.weight"),
+                    l("down.weight"),
+                    &[h, f],
+                ));
             }
         }
-        out.push(self.take(final_norm, "final_norm".into(), &[h])?);
+        out.push(one(final_norm, "final_norm".into(), &[h]));
         if c.tie_word_embeddings && !self.has(head) {
-            out.push(self.take(embed, "lm_head".into(), &[v, h])?);
+            out.push(one(embed, "lm_head".into(), &[v, h]));
         } else {
-            out.push(self.take(head, "lm_head".into(), &[v, h])?);
+            out.push(one(head, "lm_head".into(), &[v, h]));
         }
         Ok(out)
     }

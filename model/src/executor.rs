@@ -54,7 +54,8 @@ impl Model {
     pub fn load(path: &Path, backend: Box<dyn Backend>, options: LoadOptions) -> Result<Self> {
         let start = Instant::now();
         let ckpt = Checkpoint::open(path)?;
-        let weights = DeviceWeights::load(backend.as_ref(), ckpt.weights()?, options.weights)?;
+        let weights =
+            DeviceWeights::load(backend.as_ref(), &ckpt, &ckpt.weights()?, options.weights)?;
         backend.synchronize()?;
         Ok(Model {
             config: ckpt.config.clone(),

@@ -155,6 +155,22 @@ impl SafetensorsFile {
         self.entries.contains_key(name)
     }
 
+    /// Tells the OS the tensor's pages are no longer needed (after they were
+    /// copied to a device), so a load does not keep two resident copies.
+    pub fn release(&self, name: &str) {
+        if let Some(e) = self.entries.get(name) {
+            // SAFETY: the map is a read-only file mapping; dropped pages are
+            // re-read from the file if touched again.
+            let _ = unsafe {
+                self.map.unchecked_advise_range(
+                    memmap2::UncheckedAdvice::DontNeed,
+                    self.data_start + e.start,
+                    e.end - e.start,
+                )
+            };
+        }
+    }
+
     /// A tensor's dtype, shape and bytes. Dtypes other than F32/F16/BF16/I32
     /// are an error naming the tensor.
     pub fn tensor(&self, name: &str) -> Result<TensorData<'_>> {

@@ -4,7 +4,7 @@ use std::collections::HashMap;
 
 use glmhal_hal::{quant, Backend, Buffer, DType, HalError, Result, TensorDesc};
 
-use crate::checkpoint::RawWeight;
+use crate::checkpoint::{Checkpoint, WeightSource};
 use crate::graph::WeightTable;
 
 /// Every weight of a model, resident on one backend.
@@ -28,12 +28,14 @@ impl DeviceWeights {
         &self.buffers[i]
     }
 
-    /// Uploads `raw` to `backend`: projection and embedding matrices in
+    /// Reads each weight of `sources` from `checkpoint` and uploads it to
+    /// `backend` (releasing its mapped pages): projection and embedding matrices in
     /// `matrix_dtype` (as stored when `None`), norms and biases in f32.
     /// Non-finite values are an error naming the tensor.
-    pub fn load<'a>(
+    pub fn load(
         backend: &dyn Backend,
-        raw: impl IntoIterator<Item = RawWeight<'a>>,
+        checkpoint: &Checkpoint,
+        sources: &[WeightSource],
         matrix_dtype: Option<DType>,
     ) -> Result<Self> {
         if let Some(d) = matrix_dtype.filter(|d| !DType::WEIGHTS.contains(d)) {
@@ -48,7 +50,8 @@ impl DeviceWeights {
             names: HashMap::new(),
             bytes: 0,
         };
-        for r in raw {
+        for source in sources {
+            let r = checkpoint.read(source)?;
             if let Some(at) = first_non_finite(r.dtype, &r.bytes) {
                 return Err(HalError::invalid(
                     format!("weight `{}`", r.name),
@@ -76,6 +79,7 @@ impl DeviceWeights {
                 let values = quant::to_f32(r.dtype, &r.bytes, desc.numel())?;
                 backend.prepare_weight(&desc, &quant::from_f32(target, &values)?)?
             };
+            checkpoint.release(&r);
             w.bytes += buffer.len();
             w.names.insert(r.name.clone(), w.buffers.len());
             w.buffers.push(buffer);
@@ -85,21 +89,37 @@ impl DeviceWeights {
     }
 }
 
-/// Index of the first NaN or infinity in packed float data.
+/// Index of the first NaN or infinity in packed float data (an all-ones exponent).
 fn first_non_finite(dtype: DType, bytes: &[u8]) -> Option<usize> {
     match dtype {
-        DType::F32 => bytes.chunks_exact(4).position(|b| {
-            let bits = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            bits & 0x7f80_0000 == 0x7f80_0000
-        }),
-        DType::F16 => bytes
-            .chunks_exact(2)
-            .position(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7c00 == 0x7c00),
-        DType::Bf16 => bytes
-            .chunks_exact(2)
-            .position(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7f80 == 0x7f80),
+        DType::F32 => first_with_mask::<4>(bytes, 0x7f80_0000),
+        DType::F16 => first_with_mask::<2>(bytes, 0x7c00),
+        DType::Bf16 => first_with_mask::<2>(bytes, 0x7f80),
         _ => None,
     }
+}
+
+/// First element of `W` bytes whose bits cover `mask`. Blocks are tested
+/// without early exit (so the test vectorizes); only a hit is searched.
+fn first_with_mask<const W: usize>(bytes: &[u8], mask: u32) -> Option<usize> {
+    let bits = |b: &[u8]| {
+        if W == 4 {
+            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
+        } else {
+            u16::from_le_bytes([b[0], b[1]]) as u32
+        }
+    };
+    const BLOCK: usize = 256;
+    for (n, block) in bytes.chunks(BLOCK * W).enumerate() {
+        let hit = block
+            .chunks_exact(W)
+            .fold(false, |acc, b| acc | (bits(b) & mask == mask));
+        if hit {
+            let at = block.chunks_exact(W).position(|b| bits(b) & mask == mask)?;
+            return Some(n * BLOCK + at);
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -20,7 +20,13 @@ pub struct CpuBuffer {
     ptr: *mut u8,
     len: usize,
     device: DeviceId,
+    /// Large buffers are anonymous maps (with transparent huge pages, so
+    /// filling a multi-GiB weight costs few page faults); small ones come from the allocator.
+    map: Option<memmap2::MmapMut>,
 }
+
+/// Buffers from this size on are anonymous maps.
+const MAPPED_FROM: usize = 2 << 20;
 
 // SAFETY: the bytes are only touched through `CpuBackend`, which serializes
 // every access behind its queue lock and hands out disjoint ranges for writes.
@@ -41,6 +47,7 @@ impl CpuBuffer {
                 ptr: std::ptr::null_mut(),
                 len,
                 device,
+                map: None,
             });
         }
         if len > CHECKED_ALLOC {
@@ -50,13 +57,33 @@ impl CpuBuffer {
                 }
             }
         }
+        if len >= MAPPED_FROM {
+            // Populated up front: one batched fault-in instead of one fault per page later.
+            let mut map = memmap2::MmapOptions::new()
+                .len(len)
+                .populate()
+                .map_anon()
+                .map_err(|_| oom(None))?;
+            let ptr = map.as_mut_ptr();
+            return Ok(CpuBuffer {
+                ptr,
+                len,
+                device,
+                map: Some(map),
+            });
+        }
         let layout = Layout::from_size_align(len, ALIGN).map_err(|_| oom(None))?;
         // SAFETY: the layout has a non-zero size.
         let ptr = unsafe { alloc_zeroed(layout) };
         if ptr.is_null() {
             return Err(oom(None));
         }
-        Ok(CpuBuffer { ptr, len, device })
+        Ok(CpuBuffer {
+            ptr,
+            len,
+            device,
+            map: None,
+        })
     }
 
     /// Shared view of `range`.
@@ -91,8 +118,8 @@ impl CpuBuffer {
 
 impl Drop for CpuBuffer {
     fn drop(&mut self) {
-        if self.len == 0 {
-            return;
+        if self.len == 0 || self.map.is_some() {
+            return; // nothing, or the map unmaps itself
         }
         // SAFETY: allocated in `new` with exactly this layout.
         unsafe { dealloc(self.ptr, Layout::from_size_align_unchecked(self.len, ALIGN)) }

@@ -85,7 +85,19 @@ impl Backend for CpuBackend {
         let range = dst.checked_range("cpu upload", offset, data.len())?;
         let _q = self.lock();
         // SAFETY: queue lock held; no other view is alive outside an execute call.
-        unsafe { buf.bytes_mut(range) }.copy_from_slice(data);
+        let dst = unsafe { buf.bytes_mut(range) };
+        // Large copies (weights at load) use every core.
+        const PART: usize = 1 << 22;
+        if data.len() > 4 * PART {
+            self.pool.install(|| {
+                use rayon::prelude::*;
+                dst.par_chunks_mut(PART)
+                    .zip(data.par_chunks(PART))
+                    .for_each(|(d, s)| d.copy_from_slice(s));
+            });
+        } else {
+            dst.copy_from_slice(data);
+        }
         Ok(())
     }
 

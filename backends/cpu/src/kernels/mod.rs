@@ -13,7 +13,7 @@ mod norm;
 mod reduce;
 mod rope;
 
-use glmhal_hal::{quant, DType, HalError, Op, Result, TensorDesc};
+use glmhal_hal::{quant, HalError, Op, Result, TensorDesc};
 use rayon::prelude::*;
 
 /// An input view: its descriptor (offset relative to `bytes`) and the bytes it spans.
@@ -73,12 +73,9 @@ impl In<'_> {
         }
         let step = d.strides.last().copied().unwrap_or(1);
         let esize = d.dtype.block_bytes();
-        if step == 1 && d.dtype == DType::F32 {
+        if step == 1 {
             let at = d.byte_at(start);
-            let len = 4 * dst.len();
-            for (o, b) in dst.iter_mut().zip(self.bytes[at..at + len].chunks_exact(4)) {
-                *o = f32::from_le_bytes([b[0], b[1], b[2], b[3]]);
-            }
+            quant::decode_packed(d.dtype, &self.bytes[at..at + esize * dst.len()], dst);
             return;
         }
         for (c, o) in dst.iter_mut().enumerate() {
