@@ -79,59 +79,7 @@ impl SafetensorsFile {
         // file not being truncated by another process while it is open.
         let map = unsafe { Mmap::map(&file) }
             .map_err(|e| HalError::io(format!("mapping {}", ctx()), e))?;
-        let bad = |m: String| HalError::invalid(ctx(), m);
-        if map.len() < 8 {
-            return Err(bad(format!(
-                "too short for a safetensors file ({} bytes)",
-                map.len()
-            )));
-        }
-        let mut len_bytes = [0u8; 8];
-        len_bytes.copy_from_slice(&map[..8]);
-        let header_len = u64::from_le_bytes(len_bytes);
-        if header_len > MAX_HEADER || header_len > (map.len() - 8) as u64 {
-            return Err(bad(format!(
-                "header length {header_len} is larger than the file ({} bytes) allows",
-                map.len()
-            )));
-        }
-        let data_start = 8 + header_len as usize;
-        let header: Value = serde_json::from_slice(&map[8..data_start])
-            .map_err(|e| bad(format!("header is not valid JSON: {e}")))?;
-        let obj = header
-            .as_object()
-            .ok_or_else(|| bad("header is not a JSON object".into()))?;
-        let data_len = map.len() - data_start;
-        let mut entries = BTreeMap::new();
-        for (name, v) in obj {
-            if name == "__metadata__" {
-                continue;
-            }
-            let entry = parse_entry(name, v).map_err(|m| bad(format!("tensor `{name}`: {m}")))?;
-            if entry.end > data_len {
-                return Err(bad(format!(
-                    "tensor `{name}`: data {}..{} runs past the end of the data ({data_len} bytes)",
-                    entry.start, entry.end
-                )));
-            }
-            if let Some(dt) = dtype_from_name(&entry.dtype) {
-                let numel = entry
-                    .shape
-                    .iter()
-                    .try_fold(1usize, |a, d| a.checked_mul(*d));
-                let want = numel.and_then(|n| n.checked_mul(dt.block_bytes()));
-                if want != Some(entry.end - entry.start) {
-                    return Err(bad(format!(
-                        "tensor `{name}`: shape {:?} of {} needs {} bytes but offsets give {}",
-                        entry.shape,
-                        entry.dtype,
-                        want.map_or("too many".into(), |w| w.to_string()),
-                        entry.end - entry.start
-                    )));
-                }
-            }
-            entries.insert(name.clone(), entry);
-        }
+        let (data_start, entries) = parse_layout(&map).map_err(|m| HalError::invalid(ctx(), m))?;
         Ok(SafetensorsFile {
             path: path.to_path_buf(),
             map,
@@ -195,6 +143,70 @@ impl SafetensorsFile {
             bytes: &self.map[self.data_start + e.start..self.data_start + e.end],
         })
     }
+}
+
+/// Checks a whole safetensors image (header and offsets) without mapping a
+/// file: the start of the data section and every entry, or what is wrong.
+fn parse_layout(bytes: &[u8]) -> std::result::Result<(usize, BTreeMap<String, Entry>), String> {
+    if bytes.len() < 8 {
+        return Err(format!(
+            "too short for a safetensors file ({} bytes)",
+            bytes.len()
+        ));
+    }
+    let mut len_bytes = [0u8; 8];
+    len_bytes.copy_from_slice(&bytes[..8]);
+    let header_len = u64::from_le_bytes(len_bytes);
+    if header_len > MAX_HEADER || header_len > (bytes.len() - 8) as u64 {
+        return Err(format!(
+            "header length {header_len} is larger than the file ({} bytes) allows",
+            bytes.len()
+        ));
+    }
+    let data_start = 8 + header_len as usize;
+    let header: Value = serde_json::from_slice(&bytes[8..data_start])
+        .map_err(|e| format!("header is not valid JSON: {e}"))?;
+    let obj = header
+        .as_object()
+        .ok_or_else(|| "header is not a JSON object".to_string())?;
+    let data_len = bytes.len() - data_start;
+    let mut entries = BTreeMap::new();
+    for (name, v) in obj {
+        if name == "__metadata__" {
+            continue;
+        }
+        let entry = parse_entry(name, v).map_err(|m| format!("tensor `{name}`: {m}"))?;
+        if entry.end > data_len {
+            return Err(format!(
+                "tensor `{name}`: data {}..{} runs past the end of the data ({data_len} bytes)",
+                entry.start, entry.end
+            ));
+        }
+        if let Some(dt) = dtype_from_name(&entry.dtype) {
+            let numel = entry
+                .shape
+                .iter()
+                .try_fold(1usize, |a, d| a.checked_mul(*d));
+            let want = numel.and_then(|n| n.checked_mul(dt.block_bytes()));
+            if want != Some(entry.end - entry.start) {
+                return Err(format!(
+                    "tensor `{name}`: shape {:?} of {} needs {} bytes but offsets give {}",
+                    entry.shape,
+                    entry.dtype,
+                    want.map_or("too many".into(), |w| w.to_string()),
+                    entry.end - entry.start
+                ));
+            }
+        }
+        entries.insert(name.clone(), entry);
+    }
+    Ok((data_start, entries))
+}
+
+/// Validates a safetensors image in memory and lists its tensors; the entry
+/// point of the fuzz target and of tests that corrupt files.
+pub fn check_bytes(bytes: &[u8]) -> std::result::Result<Vec<String>, String> {
+    parse_layout(bytes).map(|(_, e)| e.into_keys().collect())
 }
 
 fn parse_entry(name: &str, v: &Value) -> std::result::Result<Entry, String> {

@@ -16,14 +16,23 @@ fn golden() -> serde_json::Value {
 }
 
 fn ids(v: &serde_json::Value) -> Vec<u32> {
-    v.as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as u32).collect()
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
 }
 
 #[test]
 fn hf_tokenizer_json_matches_hf_tokenizers() {
     let g = golden();
     let t = Tokenizer::from_hf_file(&dir().join("tokenizer.json")).unwrap();
-    for (text, want) in g["texts"].as_array().unwrap().iter().zip(g["hf"].as_array().unwrap()) {
+    for (text, want) in g["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(g["hf"].as_array().unwrap())
+    {
         let text = text.as_str().unwrap();
         let got = t.encode(text).unwrap();
         assert_eq!(got, ids(want), "{text:?}");
@@ -36,7 +45,12 @@ fn hf_tokenizer_json_matches_hf_tokenizers() {
 fn tiktoken_rank_file_matches_tiktoken() {
     let g = golden();
     let t = TiktokenBpe::from_file(&dir().join("tokenizer.model")).unwrap();
-    for (text, want) in g["texts"].as_array().unwrap().iter().zip(g["tiktoken"].as_array().unwrap()) {
+    for (text, want) in g["texts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(g["tiktoken"].as_array().unwrap())
+    {
         let text = text.as_str().unwrap();
         let got = t.encode(text, true).unwrap();
         assert_eq!(got, ids(want), "{text:?}");
@@ -53,8 +67,16 @@ fn a_directory_with_only_a_rank_file_uses_tiktoken_and_bad_files_are_errors() {
     assert!(matches!(t, Tokenizer::Tiktoken(_)));
     assert!(t.special("[gMASK]").is_some());
     std::fs::write(tmp.join("tokenizer.model"), "not base64!! 1\n").unwrap();
-    assert!(Tokenizer::from_dir(&tmp).err().unwrap().to_string().contains("line 1"));
+    assert!(Tokenizer::from_dir(&tmp)
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("line 1"));
     std::fs::write(tmp.join("tokenizer.json"), "{").unwrap();
-    assert!(Tokenizer::from_dir(&tmp).err().unwrap().to_string().contains("tokenizer.json"));
+    assert!(Tokenizer::from_dir(&tmp)
+        .err()
+        .unwrap()
+        .to_string()
+        .contains("tokenizer.json"));
     std::fs::remove_dir_all(&tmp).ok();
 }
