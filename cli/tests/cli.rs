@@ -429,3 +429,42 @@ fn model_commands_report_bad_input_clearly() {
         text(&out)
     );
 }
+
+#[test]
+fn chat_answers_turns_from_stdin() {
+    use std::io::Write;
+    let dir = std::env::temp_dir().join(format!("glmhal-chat-{}", std::process::id()));
+    assert!(
+        glmhal(&["synth", "--preset", "tiny", "--out", dir.to_str().unwrap()])
+            .status
+            .success()
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_glmhal"))
+        .args([
+            "chat",
+            "--model",
+            dir.to_str().unwrap(),
+            "--max-new-tokens",
+            "4",
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all("hello\n你好\n/exit\n".as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let (_, stderr) = text(&out);
+    assert!(out.status.success(), "{stderr}");
+    assert_eq!(
+        stderr.matches("tok/s").count(),
+        2,
+        "two turns answered: {stderr}"
+    );
+    std::fs::remove_dir_all(dir).ok();
+}

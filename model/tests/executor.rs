@@ -281,3 +281,83 @@ fn broken_checkpoints_are_errors_that_name_the_problem() {
         .to_string()
         .contains("cannot be stored as i32"));
 }
+
+#[test]
+fn sharded_checkpoints_load_like_single_files() {
+    use glmhal_model::safetensors::{SafetensorsFile, SafetensorsWriter};
+    use std::collections::BTreeMap;
+    let src = fixture("glm4-mqa-theta5e6");
+    let dst = std::env::temp_dir().join(format!("glmhal-shards-{}", std::process::id()));
+    std::fs::create_dir_all(&dst).unwrap();
+    std::fs::copy(src.join("config.json"), dst.join("config.json")).unwrap();
+    let f = SafetensorsFile::open(&src.join("model.safetensors")).unwrap();
+    let names: Vec<String> = f.names().map(String::from).collect();
+    let mut weight_map = serde_json::Map::new();
+    for (shard, part) in names.chunks(names.len().div_ceil(2)).enumerate() {
+        let file = format!("model-{:05}-of-00002.safetensors", shard + 1);
+        let decl: Vec<_> = part
+            .iter()
+            .map(|n| {
+                let t = f.tensor(n).unwrap();
+                (n.clone(), t.dtype, t.shape.to_vec())
+            })
+            .collect();
+        let mut w = SafetensorsWriter::create(&dst.join(&file), &decl, &BTreeMap::new()).unwrap();
+        for n in part {
+            w.write(n, f.tensor(n).unwrap().bytes).unwrap();
+            weight_map.insert(n.clone(), serde_json::json!(file));
+        }
+        w.finish().unwrap();
+    }
+    let index = serde_json::json!({"metadata": {}, "weight_map": weight_map});
+    std::fs::write(dst.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let tokens = [3u32, 1, 4, 1, 5, 9, 2, 6];
+    let a = load(&src).unwrap().logits(&tokens, DType::F32).unwrap();
+    let b = load(&dst).unwrap().logits(&tokens, DType::F32).unwrap();
+    assert_eq!(a, b);
+    std::fs::remove_dir_all(dst).ok();
+}
+
+#[test]
+fn generation_stops_on_any_eos_and_q4_0_weights_run() {
+    use glmhal_model::{generate, GenerateOptions, Sampling};
+    let g: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixture("glm-gqa2-tf4").join("golden.json")).unwrap(),
+    )
+    .unwrap();
+    let prompt: Vec<u32> = g["prompt"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let greedy: Vec<u32> = g["greedy"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as u32)
+        .collect();
+    let m = load(&fixture("glm-gqa2-tf4")).unwrap();
+    let opts = GenerateOptions {
+        max_new_tokens: 12,
+        sampling: Sampling::default(),
+        stop: vec![9999, greedy[3]],
+        context: Some(64),
+        cache_dtype: DType::F32,
+    };
+    let out = generate(&m, &prompt, &opts, &mut |_| {}).unwrap();
+    let first = greedy.iter().position(|t| *t == greedy[3]).unwrap();
+    assert_eq!(out.tokens, greedy[..=first]);
+    assert!(out.stopped);
+    let q4 = Model::load(
+        &fixture("glm-gqa2-tf4"),
+        glmhal_cpu::Provider.open(None).unwrap(),
+        LoadOptions {
+            weights: Some(DType::Q4_0),
+        },
+    )
+    .unwrap();
+    assert!(q4.weight_bytes() * 4 < m.weight_bytes());
+    let logits = q4.logits(&prompt, DType::F16).unwrap();
+    assert!(logits.iter().all(|v| v.is_finite()));
+}
