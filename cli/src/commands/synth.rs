@@ -13,11 +13,11 @@ use super::model_args::human;
 #[derive(Args, Debug)]
 pub struct SynthArgs {
     /// Model shape: tiny, glm-edge-1.5b, glm-edge-4b, chatglm3-6b, glm-4-9b, glm-4-9b-0414, bench-1.3b.
-    #[arg(long)]
-    preset: String,
+    #[arg(long, required_unless_present = "list")]
+    preset: Option<String>,
     /// Output directory.
-    #[arg(long, value_name = "DIR")]
-    out: PathBuf,
+    #[arg(long, value_name = "DIR", required_unless_present = "list")]
+    out: Option<PathBuf>,
     /// Stored dtype: f32, f16 or bf16.
     #[arg(long, default_value = "f16")]
     dtype: DType,
@@ -48,12 +48,18 @@ pub fn run(args: SynthArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let preset = find_preset(&args.preset)?;
+    let (Some(name), Some(out)) = (&args.preset, &args.out) else {
+        return Err(glmhal_hal::HalError::invalid(
+            "synth",
+            "give --preset NAME and --out DIR",
+        ));
+    };
+    let preset = find_preset(name)?;
     let start = Instant::now();
-    synth(preset, &args.out, args.dtype, args.seed)?;
+    synth(preset, out, args.dtype, args.seed)?;
     eprintln!(
         "wrote {} ({}, {:.2} B parameters, {} of weights) in {:.1} s",
-        args.out.display(),
+        out.display(),
         preset.name,
         preset.parameters() as f64 / 1e9,
         human(args.dtype.bytes_for(preset.parameters()) as u64),
