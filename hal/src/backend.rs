@@ -1,5 +1,8 @@
 //! The `Backend` trait: what every device implementation provides.
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use crate::buffer::{Buffer, DeviceId, TensorRef};
@@ -7,6 +10,10 @@ use crate::device::DeviceInfo;
 use crate::error::Result;
 use crate::layout::TensorDesc;
 use crate::op::Op;
+
+/// Host bytes that stay valid while they are held, such as a memory-mapped
+/// checkpoint; a host-memory backend can use them in place instead of copying.
+pub type SharedBytes = Arc<dyn AsRef<[u8]> + Send + Sync>;
 
 /// Whether a backend can run an op with given tensors on its device.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -90,6 +97,25 @@ pub trait Backend: Send + Sync {
     fn prepare_weight(&self, desc: &TensorDesc, bytes: &[u8]) -> Result<Buffer> {
         let _ = desc;
         self.upload_new(bytes)
+    }
+
+    /// Like [`Backend::prepare_weight`] for bytes `range` of `bytes`, which the
+    /// backend may keep and use in place (the CPU backend does, so a mapped
+    /// checkpoint is not copied). The default copies.
+    fn prepare_weight_shared(
+        &self,
+        desc: &TensorDesc,
+        bytes: SharedBytes,
+        range: Range<usize>,
+    ) -> Result<Buffer> {
+        let all = (*bytes).as_ref();
+        let slice = all.get(range.clone()).ok_or_else(|| {
+            crate::HalError::invalid(
+                "prepare_weight",
+                format!("bytes {range:?} lie outside {} bytes", all.len()),
+            )
+        })?;
+        self.prepare_weight(desc, slice)
     }
 
     /// Allocates a buffer and uploads `data` into it.

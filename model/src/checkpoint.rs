@@ -12,7 +12,7 @@ use crate::safetensors::{SafetensorsFile, TensorData};
 
 /// A weight as the checkpoint stores it (bytes borrowed from the map, or
 /// assembled for fused projections).
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct RawWeight<'a> {
     /// Canonical name (`layers.3.qkv.weight`).
     pub name: String,
@@ -24,6 +24,9 @@ pub struct RawWeight<'a> {
     pub bytes: std::borrow::Cow<'a, [u8]>,
     /// Names of the stored tensors it was read from.
     pub sources: Vec<String>,
+    /// The mapped file and byte range it lies in, when it is stored as one
+    /// piece (a backend may then use it in place).
+    pub shared: Option<(glmhal_hal::SharedBytes, std::ops::Range<usize>)>,
 }
 
 /// Where a canonical weight comes from: one stored tensor, or several fused by rows.
@@ -139,14 +142,14 @@ impl Checkpoint {
         })
     }
 
-    fn raw(&self, name: &str) -> Result<TensorData<'_>> {
+    fn raw(&self, name: &str) -> Result<(TensorData<'_>, &SafetensorsFile)> {
         let i = self.index.get(name).ok_or_else(|| {
             HalError::invalid(
                 self.dir.display().to_string(),
                 format!("missing tensor `{name}`"),
             )
         })?;
-        self.files[*i].tensor(name)
+        Ok((self.files[*i].tensor(name)?, &self.files[*i]))
     }
 
     fn has(&self, name: &str) -> bool {
@@ -155,7 +158,7 @@ impl Checkpoint {
 
     /// Reads one stored tensor, checking its shape.
     fn take(&self, stored: &str, canonical: String, shape: &[usize]) -> Result<RawWeight<'_>> {
-        let t = self.raw(stored)?;
+        let (t, file) = self.raw(stored)?;
         if t.shape != shape {
             return Err(HalError::invalid(
                 self.dir.display().to_string(),
@@ -171,6 +174,7 @@ impl Checkpoint {
             shape: shape.to_vec(),
             bytes: t.bytes.into(),
             sources: vec![stored.to_string()],
+            shared: Some((file.shared(), t.range.clone())),
         })
     }
 
@@ -197,6 +201,7 @@ impl Checkpoint {
                 shape,
                 bytes: quant::from_f32(DType::F32, &vals)?.into(),
                 sources: parts.iter().map(|p| p.0.clone()).collect(),
+                shared: None,
             });
         };
         Ok(RawWeight {
@@ -205,6 +210,7 @@ impl Checkpoint {
             shape,
             bytes: bytes.into(),
             sources: parts.iter().map(|p| p.0.clone()).collect(),
+            shared: None,
         })
     }
 

@@ -27,7 +27,7 @@ struct Entry {
 }
 
 /// A borrowed tensor of a memory-mapped file.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct TensorData<'a> {
     /// Element type.
     pub dtype: DType,
@@ -35,12 +35,14 @@ pub struct TensorData<'a> {
     pub shape: &'a [usize],
     /// The raw little-endian bytes.
     pub bytes: &'a [u8],
+    /// Where those bytes lie in the mapped file.
+    pub range: std::ops::Range<usize>,
 }
 
 /// A memory-mapped safetensors file.
 pub struct SafetensorsFile {
     path: PathBuf,
-    map: Mmap,
+    map: std::sync::Arc<Mmap>,
     data_start: usize,
     entries: BTreeMap<String, Entry>,
 }
@@ -82,10 +84,15 @@ impl SafetensorsFile {
         let (data_start, entries) = parse_layout(&map).map_err(|m| HalError::invalid(ctx(), m))?;
         Ok(SafetensorsFile {
             path: path.to_path_buf(),
-            map,
+            map: std::sync::Arc::new(map),
             data_start,
             entries,
         })
+    }
+
+    /// The whole mapped file, shareable with a backend that uses weights in place.
+    pub fn shared(&self) -> glmhal_hal::SharedBytes {
+        self.map.clone()
     }
 
     /// The file this was read from.
@@ -141,6 +148,7 @@ impl SafetensorsFile {
             dtype,
             shape: &e.shape,
             bytes: &self.map[self.data_start + e.start..self.data_start + e.end],
+            range: self.data_start + e.start..self.data_start + e.end,
         })
     }
 }

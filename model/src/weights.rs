@@ -73,13 +73,24 @@ impl DeviceWeights {
                 ));
             }
             let desc = TensorDesc::contiguous(target, &r.shape);
-            let buffer = if target == r.dtype {
-                backend.prepare_weight(&desc, &r.bytes)?
-            } else {
-                let values = quant::to_f32(r.dtype, &r.bytes, desc.numel())?;
-                backend.prepare_weight(&desc, &quant::from_f32(target, &values)?)?
+            let (buffer, in_place) = match (&r.shared, target == r.dtype) {
+                (Some((bytes, range)), true) => (
+                    backend.prepare_weight_shared(&desc, bytes.clone(), range.clone())?,
+                    true,
+                ),
+                (None, true) => (backend.prepare_weight(&desc, &r.bytes)?, false),
+                _ => {
+                    let values = quant::to_f32(r.dtype, &r.bytes, desc.numel())?;
+                    (
+                        backend.prepare_weight(&desc, &quant::from_f32(target, &values)?)?,
+                        false,
+                    )
+                }
             };
-            checkpoint.release(&r);
+            // Pages a backend copied from are not needed twice; pages it uses in place are.
+            if !in_place {
+                checkpoint.release(&r);
+            }
             w.bytes += buffer.len();
             w.names.insert(r.name.clone(), w.buffers.len());
             w.buffers.push(buffer);

@@ -20,9 +20,12 @@ pub struct CpuBuffer {
     ptr: *mut u8,
     len: usize,
     device: DeviceId,
-    /// Large buffers are anonymous maps (with transparent huge pages, so
-    /// filling a multi-GiB weight costs few page faults); small ones come from the allocator.
+    /// Large buffers are anonymous maps populated up front (one batched
+    /// fault-in); small ones come from the allocator.
     map: Option<memmap2::MmapMut>,
+    /// Weights used in place from host bytes the caller shares (a mapped
+    /// checkpoint): read-only, kept alive here.
+    shared: Option<glmhal_hal::SharedBytes>,
 }
 
 /// Buffers from this size on are anonymous maps.
@@ -48,6 +51,7 @@ impl CpuBuffer {
                 len,
                 device,
                 map: None,
+                shared: None,
             });
         }
         if len > CHECKED_ALLOC {
@@ -70,6 +74,7 @@ impl CpuBuffer {
                 len,
                 device,
                 map: Some(map),
+                shared: None,
             });
         }
         let layout = Layout::from_size_align(len, ALIGN).map_err(|_| oom(None))?;
@@ -83,7 +88,37 @@ impl CpuBuffer {
             len,
             device,
             map: None,
+            shared: None,
         })
+    }
+
+    /// A read-only buffer over `range` of shared host bytes, without a copy.
+    pub fn shared(
+        bytes: glmhal_hal::SharedBytes,
+        range: std::ops::Range<usize>,
+        device: DeviceId,
+    ) -> Result<Self> {
+        let all = (*bytes).as_ref();
+        if range.start > range.end || range.end > all.len() {
+            return Err(HalError::invalid(
+                "cpu",
+                format!("bytes {range:?} lie outside {} shared bytes", all.len()),
+            ));
+        }
+        // The pointer is only ever read through (uploads and outputs are refused).
+        let ptr = all[range.clone()].as_ptr().cast_mut();
+        Ok(CpuBuffer {
+            ptr,
+            len: range.len(),
+            device,
+            map: None,
+            shared: Some(bytes),
+        })
+    }
+
+    /// Whether the buffer borrows shared bytes (and so must never be written).
+    pub fn is_read_only(&self) -> bool {
+        self.shared.is_some()
     }
 
     /// Shared view of `range`.
@@ -118,8 +153,8 @@ impl CpuBuffer {
 
 impl Drop for CpuBuffer {
     fn drop(&mut self) {
-        if self.len == 0 || self.map.is_some() {
-            return; // nothing, or the map unmaps itself
+        if self.len == 0 || self.map.is_some() || self.shared.is_some() {
+            return; // nothing, a map that unmaps itself, or bytes owned by someone else
         }
         // SAFETY: allocated in `new` with exactly this layout.
         unsafe { dealloc(self.ptr, Layout::from_size_align_unchecked(self.len, ALIGN)) }

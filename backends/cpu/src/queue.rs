@@ -48,6 +48,17 @@ impl CpuBackend {
             .ok_or_else(|| HalError::invalid("cpu", "the buffer is not a CPU buffer"))
     }
 
+    fn writable<'a>(&self, b: &'a Buffer) -> Result<&'a CpuBuffer> {
+        let buf = self.buffer(b)?;
+        if buf.is_read_only() {
+            return Err(HalError::invalid(
+                "cpu",
+                "the buffer is a weight used in place from the checkpoint and is read-only",
+            ));
+        }
+        Ok(buf)
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
         // A kernel that panicked leaves no broken state behind the lock: recover it.
         self.queue
@@ -80,8 +91,18 @@ impl Backend for CpuBackend {
         Ok(Buffer::new(CpuBuffer::new(bytes, self.id)?))
     }
 
+    fn prepare_weight_shared(
+        &self,
+        desc: &TensorDesc,
+        bytes: glmhal_hal::SharedBytes,
+        range: std::ops::Range<usize>,
+    ) -> Result<Buffer> {
+        let _ = desc;
+        Ok(Buffer::new(CpuBuffer::shared(bytes, range, self.id)?))
+    }
+
     fn upload(&self, dst: &Buffer, offset: usize, data: &[u8]) -> Result<()> {
-        let buf = self.buffer(dst)?;
+        let buf = self.writable(dst)?;
         let range = dst.checked_range("cpu upload", offset, data.len())?;
         let _q = self.lock();
         // SAFETY: queue lock held; no other view is alive outside an execute call.
@@ -131,7 +152,7 @@ impl Backend for CpuBackend {
             });
         }
         let target = &outputs[0];
-        let buf = self.buffer(target.buffer)?;
+        let buf = self.writable(target.buffer)?;
         // SAFETY: queue lock held; check_views proved this range overlaps no other view.
         let bytes = unsafe { buf.bytes_mut(target.desc.byte_range()) };
         let mut out = Out {

@@ -186,3 +186,33 @@ fn the_provider_opens_only_device_zero() {
     let err = glmhal_cpu::Provider.open(Some(1)).err().unwrap();
     assert!(err.to_string().contains("one device"), "{err}");
 }
+
+#[test]
+fn weights_used_in_place_are_read_only() {
+    let b = cpu();
+    let shared: glmhal_hal::SharedBytes = std::sync::Arc::new(f32_bytes(&[1.0, 2.0, 3.0, 4.0]));
+    let w = b
+        .prepare_weight_shared(
+            &TensorDesc::contiguous(DType::F32, &[2]),
+            shared.clone(),
+            8..16,
+        )
+        .unwrap();
+    let mut back = [0u8; 8];
+    b.download(&w, 0, &mut back).unwrap();
+    assert_eq!(back.to_vec(), f32_bytes(&[3.0, 4.0]));
+    assert!(b
+        .upload(&w, 0, &[0; 4])
+        .unwrap_err()
+        .to_string()
+        .contains("read-only"));
+    let x = b.upload_new(&f32_bytes(&[1.0, 1.0])).unwrap();
+    let d = TensorDesc::contiguous(DType::F32, &[2]);
+    let err = b
+        .execute(&Op::Silu, &[x.view(d.clone())], &[w.view(d)])
+        .unwrap_err();
+    assert!(err.to_string().contains("read-only"), "{err}");
+    assert!(b
+        .prepare_weight_shared(&TensorDesc::contiguous(DType::F32, &[2]), shared, 12..20)
+        .is_err());
+}
