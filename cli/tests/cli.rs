@@ -298,45 +298,31 @@ fn synth_then_generate_runs_from_text() {
     for f in ["config.json", "model.safetensors", "tokenizer.json"] {
         assert!(dir.join(f).exists(), "{f}");
     }
-    let run = glmhal(&[
-        "generate",
-        "--model",
-        dir.to_str().unwrap(),
-        "--prompt",
-        "Hello, 世界",
-        "--chat",
-        "--max-new-tokens",
-        "6",
-        "--temperature",
-        "0.8",
-        "--top-k",
-        "20",
-        "--seed",
-        "3",
-        "--json",
-    ]);
-    assert!(run.status.success(), "{:?}", text(&run));
-    let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+    let sample = |seed: &str| {
+        let run = glmhal(&[
+            "generate",
+            "--model",
+            dir.to_str().unwrap(),
+            "--prompt",
+            "Hello, 世界",
+            "--chat",
+            "--max-new-tokens",
+            "6",
+            "--temperature",
+            "0.8",
+            "--top-k",
+            "20",
+            "--seed",
+            seed,
+            "--json",
+        ]);
+        assert!(run.status.success(), "{:?}", text(&run));
+        serde_json::from_slice::<serde_json::Value>(&run.stdout).unwrap()
+    };
+    let v = sample("3");
     assert!(!v["tokens"].as_array().unwrap().is_empty());
     // Same seed, same tokens.
-    let again = glmhal(&[
-        "generate",
-        "--model",
-        dir.to_str().unwrap(),
-        "--prompt",
-        "Hello, 世界",
-        "--chat",
-        "--max-new-tokens",
-        "6",
-        "--temperature",
-        "0.8",
-        "--top-k",
-        "20",
-        "--seed",
-        "3",
-        "--json",
-    ]);
-    let w: serde_json::Value = serde_json::from_slice(&again.stdout).unwrap();
+    let w = sample("3");
     assert_eq!(v["tokens"], w["tokens"]);
     // Streaming text mode reports timings on stderr.
     let run = glmhal(&[

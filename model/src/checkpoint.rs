@@ -252,88 +252,81 @@ impl Checkpoint {
             )
         };
         out.push(one(embed, "embed".into(), &[v, h]));
+        // Per layer: canonical name, HF name, ChatGLM name, shape. q/k/v are
+        // separate in HF checkpoints and fused below; ChatGLM stores them fused.
+        let mut table: Vec<(&str, &str, &str, Vec<usize>)> = vec![
+            (
+                "input_norm",
+                "input_layernorm.weight",
+                "input_layernorm.weight",
+                vec![h],
+            ),
+            (
+                "o.weight",
+                "self_attn.o_proj.weight",
+                "self_attention.dense.weight",
+                vec![h, q_rows],
+            ),
+            (
+                "mlp_norm",
+                "post_attention_layernorm.weight",
+                "post_attention_layernorm.weight",
+                vec![h],
+            ),
+            (
+                "gate_up.weight",
+                "mlp.gate_up_proj.weight",
+                "mlp.dense_h_to_4h.weight",
+                vec![2 * f, h],
+            ),
+            (
+                "down.weight",
+                "mlp.down_proj.weight",
+                "mlp.dense_4h_to_h.weight",
+                vec![h, f],
+            ),
+        ];
+        if c.order == LayerOrder::Glm4 {
+            table.push((
+                "post_attn_norm",
+                "post_self_attn_layernorm.weight",
+                "",
+                vec![h],
+            ));
+            table.push(("post_mlp_norm", "post_mlp_layernorm.weight", "", vec![h]));
+        }
+        let mut qkv = vec![("weight", vec![c.qkv_width(), h])];
+        if c.qkv_bias {
+            qkv.push(("bias", vec![c.qkv_width()]));
+        }
         for i in 0..c.layers {
             let l = |s: &str| format!("layers.{i}.{s}");
-            if hf {
-                let p = |s: &str| format!("model.layers.{i}.{s}");
-                out.push(one(&p("input_layernorm.weight"), l("input_norm"), &[h]));
-                let parts = |kind: &str, cols: Option<usize>| {
-                    ["q_proj", "k_proj", "v_proj"]
-                        .iter()
-                        .zip([q_rows, kv_rows, kv_rows])
-                        .map(|(n, rows)| {
-                            let shape = cols.map_or(vec![rows], |c| vec![rows, c]);
-                            (p(&format!("self_attn.{n}.{kind}")), shape)
-                        })
-                        .collect::<Vec<_>>()
-                };
-                out.push(fused(l("qkv.weight"), &parts("weight", Some(h))));
-                if c.qkv_bias {
-                    out.push(fused(l("qkv.bias"), &parts("bias", None)));
+            let stored = |hf_name: &str, chatglm_name: &str| {
+                if hf {
+                    format!("model.layers.{i}.{hf_name}")
+                } else {
+                    format!("transformer.encoder.layers.{i}.{chatglm_name}")
                 }
-                out.push(one(
-                    &p("self_attn.o_proj.weight"),
-                    l("o.weight"),
-                    &[h, q_rows],
-                ));
-                out.push(one(
-                    &p("post_attention_layernorm.weight"),
-                    l("mlp_norm"),
-                    &[h],
-                ));
-                out.push(one(
-                    &p("mlp.gate_up_proj.weight"),
-                    l("gate_up.weight"),
-                    &[2 * f, h],
-                ));
-                out.push(one(&p("mlp.down_proj.weight"), l("down.weight"), &[h, f]));
-                if c.order == LayerOrder::Glm4 {
-                    out.push(one(
-                        &p("post_self_attn_layernorm.weight"),
-                        l("post_attn_norm"),
-                        &[h],
-                    ));
-                    out.push(one(
-                        &p("post_mlp_layernorm.weight"),
-                        l("post_mlp_norm"),
-                        &[h],
-                    ));
+            };
+            for (kind, shape) in &qkv {
+                if hf {
+                    let parts: Vec<(String, Vec<usize>)> =
+                        [("q_proj", q_rows), ("k_proj", kv_rows), ("v_proj", kv_rows)]
+                            .iter()
+                            .map(|(n, rows)| {
+                                let mut s = shape.clone();
+                                s[0] = *rows;
+                                (stored(&format!("self_attn.{n}.{kind}"), ""), s)
+                            })
+                            .collect();
+                    out.push(fused(l(&format!("qkv.{kind}")), &parts));
+                } else {
+                    let name = stored("", &format!("self_attention.query_key_value.{kind}"));
+                    out.push(one(&name, l(&format!("qkv.{kind}")), shape));
                 }
-            } else {
-                let p = |s: &str| format!("transformer.encoder.layers.{i}.{s}");
-                out.push(one(&p("input_layernorm.weight"), l("input_norm"), &[h]));
-                out.push(one(
-                    &p("self_attention.query_key_value.weight"),
-                    l("qkv.weight"),
-                    &[c.qkv_width(), h],
-                ));
-                if c.qkv_bias {
-                    out.push(one(
-                        &p("self_attention.query_key_value.bias"),
-                        l("qkv.bias"),
-                        &[c.qkv_width()],
-                    ));
-                }
-                out.push(one(
-                    &p("self_attention.dense.weight"),
-                    l("o.weight"),
-                    &[h, q_rows],
-                ));
-                out.push(one(
-                    &p("post_attention_layernorm.weight"),
-                    l("mlp_norm"),
-                    &[h],
-                ));
-                out.push(one(
-                    &p("mlp.dense_h_to_4h.weight"),
-                    l("gate_up.weight"),
-                    &[2 * f, h],
-                ));
-                out.push(one(
-                    &p("mlp.dense_4h_to_h.weight"),
-                    l("down.weight"),
-                    &[h, f],
-                ));
+            }
+            for (canonical, hf_name, chatglm_name, shape) in &table {
+                out.push(one(&stored(hf_name, chatglm_name), l(canonical), shape));
             }
         }
         out.push(one(final_norm, "final_norm".into(), &[h]));
