@@ -448,7 +448,7 @@ fn chat_answers_turns_from_stdin() {
     let (_, stderr) = text(&out);
     assert!(out.status.success(), "{stderr}");
     assert_eq!(
-        stderr.matches("tok/s").count(),
+        stderr.matches("decode").count(),
         2,
         "two turns answered: {stderr}"
     );

@@ -109,4 +109,20 @@ mod tests {
         assert!(stop_ids(&t, &[]).contains(&t.special("<|user|>").unwrap()));
         std::fs::remove_dir_all(dir).ok();
     }
+
+    #[test]
+    fn chatglm3_prompt_shape() {
+        let dir = std::env::temp_dir().join(format!("glmhal-chat3-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // ChatGLM3 names its start-of-piece token `sop`, without brackets.
+        let json = crate::tokenizer::synthetic_tokenizer_json(512).replace("<sop>", "sop");
+        std::fs::write(dir.join("tokenizer.json"), json).unwrap();
+        let t = Tokenizer::from_dir(&dir).unwrap();
+        assert_eq!(ChatFormat::detect(&t).unwrap(), ChatFormat::ChatGlm3);
+        let msgs = [(Role::System, "be brief".to_string()), (Role::User, "你好".to_string())];
+        let ids = chat_prompt(&t, &msgs).unwrap();
+        assert_eq!(&ids[..2], &[t.special("[gMASK]").unwrap(), t.special("sop").unwrap()]);
+        assert_eq!(t.decode(&ids).unwrap(), "[gMASK]sop<|system|>\nbe brief<|user|>\n你好<|assistant|>");
+        std::fs::remove_dir_all(dir).ok();
+    }
 }

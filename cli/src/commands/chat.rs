@@ -85,7 +85,13 @@ pub fn run(args: ChatArgs) -> Result<()> {
             }
         })?;
         println!();
-        eprintln!("[{:.1} tok/s]", out.decode_tps());
+        eprintln!(
+            "[load {:.2} s · prefill {:.1} tok/s · decode {:.1} tok/s · peak RSS {}]",
+            model.load_seconds,
+            out.prefill_tps(),
+            out.decode_tps(),
+            super::model_args::peak_rss().map_or("n/a".into(), super::model_args::human)
+        );
         history.push((Role::Assistant, tokenizer.decode(&reply)?));
     }
     Ok(())
