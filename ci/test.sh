@@ -10,3 +10,9 @@ cargo test --workspace --locked
 mkdir -p reports
 cargo run --locked --profile test -q -p glmhal -- conformance \
   --json reports/conformance.json --markdown reports/conformance.md
+# wgpu again through its GL backend (llvmpipe where Mesa is installed).
+if WGPU_BACKEND=gl cargo run --locked --profile test -q -p glmhal -- devices --json 2>/dev/null \
+    | grep -A1 '"backend": "wgpu"' | grep -q '"status": "available"'; then
+  WGPU_BACKEND=gl cargo run --locked --profile test -q -p glmhal -- conformance --backend wgpu \
+    --json reports/conformance-wgpu-gl.json --markdown reports/conformance-wgpu-gl.md
+fi

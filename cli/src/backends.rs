@@ -4,6 +4,9 @@ use glmhal_hal::{BackendProvider, Registry};
 
 /// Every compiled-in backend, in preference order.
 pub fn registry() -> Registry {
-    let providers: Vec<Box<dyn BackendProvider>> = vec![Box::new(glmhal_cpu::Provider)];
+    let providers: Vec<Box<dyn BackendProvider>> = vec![
+        Box::new(glmhal_cpu::Provider),
+        Box::new(glmhal_wgpu::Provider),
+    ];
     Registry::new(providers)
 }

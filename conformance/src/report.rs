@@ -149,6 +149,7 @@ impl Report {
         {
             None => "-".into(),
             Some(m) if m.status == Status::Error => "error".into(),
+            Some(m) if m.status == Status::Unsupported => "unsupported".into(),
             Some(m) => {
                 let worst = m.max_abs_error.iter().cloned().fold(0.0f32, f32::max);
                 let verdict = if m.status == Status::Pass {
@@ -219,7 +220,13 @@ impl Report {
             out.push_str(&format!("{:<16}", format!("model:{model}")));
             for b in &backends {
                 let text = self.model_cell(model, b);
-                let code = if text.starts_with("ok") { "32" } else { "31" };
+                let code = if text.starts_with("ok") {
+                    "32"
+                } else if text == "unsupported" {
+                    "33"
+                } else {
+                    "31"
+                };
                 out.push_str(&paint(code, format!("{text:>width$}")));
             }
             out.push('\n');
@@ -246,15 +253,18 @@ impl Report {
             .filter(|r| matches!(r.outcome.status, Status::Fail | Status::Error))
             .collect();
         for m in self.models.iter().filter(|m| m.status != Status::Pass) {
-            out.push_str(&paint(
-                "31",
-                format!(
-                    "model {} on {}: {}\n",
-                    m.model,
-                    m.backend,
-                    m.detail.clone().unwrap_or_default()
-                ),
-            ));
+            let (code, what) = if m.status == Status::Unsupported {
+                ("33", "unsupported")
+            } else {
+                ("31", "failed")
+            };
+            let line = format!(
+                "model {} on {} {what}: {}\n",
+                m.model,
+                m.backend,
+                m.detail.clone().unwrap_or_default()
+            );
+            out.push_str(&paint(code, line));
         }
         if !bad.is_empty() {
             out.push_str(&paint("31", format!("\n{} failing case(s):\n", bad.len())));

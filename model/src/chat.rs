@@ -119,10 +119,19 @@ mod tests {
         std::fs::write(dir.join("tokenizer.json"), json).unwrap();
         let t = Tokenizer::from_dir(&dir).unwrap();
         assert_eq!(ChatFormat::detect(&t).unwrap(), ChatFormat::ChatGlm3);
-        let msgs = [(Role::System, "be brief".to_string()), (Role::User, "你好".to_string())];
+        let msgs = [
+            (Role::System, "be brief".to_string()),
+            (Role::User, "你好".to_string()),
+        ];
         let ids = chat_prompt(&t, &msgs).unwrap();
-        assert_eq!(&ids[..2], &[t.special("[gMASK]").unwrap(), t.special("sop").unwrap()]);
-        assert_eq!(t.decode(&ids).unwrap(), "[gMASK]sop<|system|>\nbe brief<|user|>\n你好<|assistant|>");
+        assert_eq!(
+            &ids[..2],
+            &[t.special("[gMASK]").unwrap(), t.special("sop").unwrap()]
+        );
+        assert_eq!(
+            t.decode(&ids).unwrap(),
+            "[gMASK]sop<|system|>\nbe brief<|user|>\n你好<|assistant|>"
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 }

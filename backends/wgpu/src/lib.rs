@@ -1,0 +1,65 @@
+//! # glmhal-wgpu
+//!
+//! The portable backend: WGSL compute kernels through wgpu on Vulkan, Metal,
+//! DX12 and GL. CI runs it on Mesa's software drivers (lavapipe for Vulkan,
+//! llvmpipe for GL).
+//!
+//! Kernels so far: add, mul, scale, silu, gelu and swiglu on f32 tensors
+//! (any strides). Every other op and dtype is reported unsupported with the
+//! reason, never run elsewhere.
+//!
+//! File layout (the same in every backend crate): `lib.rs` (the [`Provider`]),
+//! `device.rs`, `memory.rs`, `queue.rs`, `support.rs`, `kernels/`.
+
+mod device;
+mod kernels;
+mod memory;
+mod queue;
+mod support;
+
+pub use memory::WgpuBuffer;
+pub use queue::WgpuBackend;
+
+use glmhal_hal::{Availability, Backend, BackendProvider, HalError, Result, UnavailableKind};
+
+/// Registry entry for wgpu: every adapter of every API wgpu finds.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Provider;
+
+impl BackendProvider for Provider {
+    fn name(&self) -> &'static str {
+        "wgpu"
+    }
+
+    fn probe(&self) -> Availability {
+        let adapters = device::adapters();
+        if adapters.is_empty() {
+            return Availability::Unavailable {
+                kind: UnavailableKind::NoDevice,
+                detail: "no Vulkan, Metal, DX12 or GL adapter found (for a software one install Mesa's mesa-vulkan-drivers)".into(),
+            };
+        }
+        Availability::Available {
+            devices: adapters
+                .iter()
+                .enumerate()
+                .map(|(i, a)| device::describe(i, a))
+                .collect(),
+        }
+    }
+
+    fn open(&self, index: Option<usize>) -> Result<Box<dyn Backend>> {
+        let adapters = device::adapters();
+        let chosen = match index {
+            Some(i) => i,
+            None => (0..adapters.len())
+                .min_by_key(|&i| device::rank(&adapters[i]))
+                .unwrap_or(0),
+        };
+        let adapter = adapters.get(chosen).ok_or_else(|| HalError::Unavailable {
+            backend: format!("wgpu:{chosen}"),
+            reason: format!("wgpu found {} adapter(s)", adapters.len()),
+        })?;
+        Ok(Box::new(WgpuBackend::open(chosen, adapter)?))
+    }
+}

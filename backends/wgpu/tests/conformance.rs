@@ -1,0 +1,3 @@
+//! The conformance suite on the wgpu backend's best adapter.
+
+glmhal_conformance::backend_tests!(glmhal_wgpu::Provider);
