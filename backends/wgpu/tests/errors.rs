@@ -50,7 +50,13 @@ fn unsupported_ops_and_impossible_buffers_are_errors() {
         .unwrap_err();
     assert!(matches!(err, HalError::Unsupported { .. }), "{err}");
     let h = TensorDesc::contiguous(DType::F16, &[4, 4]);
-    assert!(!b.supports(&Op::Silu, &[h.clone()], &[h]).is_supported());
+    assert!(!b
+        .supports(
+            &Op::Silu,
+            std::slice::from_ref(&h),
+            std::slice::from_ref(&h)
+        )
+        .is_supported());
     assert!(matches!(
         b.alloc(usize::MAX / 2).unwrap_err(),
         HalError::OutOfMemory { .. }
