@@ -4,9 +4,13 @@
 //! DX12 and GL. CI runs it on Mesa's software drivers (lavapipe for Vulkan,
 //! llvmpipe for GL).
 //!
-//! Kernels so far: add, mul, scale, silu, gelu and swiglu on f32 tensors
-//! (any strides). Every other op and dtype is reported unsupported with the
-//! reason, never run elsewhere.
+//! Kernels so far, on f32 tensors with any strides: get_rows, mat_mul (+bias),
+//! rms_norm, rope (both modes), kv_write, attention (f32 softmax, Q scaled
+//! first), softmax, swiglu, silu, gelu, add, mul, scale, argmax. They are the
+//! plain first versions (one thread per output or per row). Every other op and
+//! dtype is reported unsupported with the reason, never run elsewhere. On Mesa
+//! llvmpipe, which ends any shader loop after 65535 iterations, kernels whose
+//! threads would loop longer are reported unsupported too.
 //!
 //! File layout (the same in every backend crate): `lib.rs` (the [`Provider`]),
 //! `device.rs`, `memory.rs`, `queue.rs`, `support.rs`, `kernels/`.

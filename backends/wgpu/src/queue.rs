@@ -5,7 +5,7 @@ use glmhal_hal::{
     TensorRef,
 };
 
-use crate::kernels::{elementwise, Gpu};
+use crate::kernels::{attention, elementwise, linear, rows, Gpu};
 use crate::memory::{align4, WgpuBuffer};
 
 /// One opened adapter.
@@ -14,6 +14,8 @@ pub struct WgpuBackend {
     id: DeviceId,
     gpu: Gpu,
     limits: wgpu::Limits,
+    /// Mesa's llvmpipe ends any shader loop after 65535 iterations.
+    loop_cap: Option<u64>,
 }
 
 impl WgpuBackend {
@@ -31,11 +33,17 @@ impl WgpuBackend {
         .map_err(|e| {
             HalError::backend(format!("wgpu:{index}"), "opening the device", e.to_string())
         })?;
+        let loop_cap = adapter
+            .get_info()
+            .name
+            .contains("llvmpipe")
+            .then_some(65535);
         Ok(WgpuBackend {
             info: crate::device::describe(index, adapter),
             id: DeviceId::fresh(),
             gpu: Gpu::new(device, queue),
             limits,
+            loop_cap,
         })
     }
 
@@ -132,6 +140,7 @@ impl Backend for WgpuBackend {
             inputs,
             outputs,
             self.limits.max_storage_buffer_binding_size,
+            self.loop_cap,
         )
     }
 
@@ -152,8 +161,24 @@ impl Backend for WgpuBackend {
             Some(t) => &self.buffer(t.buffer)?.buffer,
             None => a,
         };
+        let c = match inputs.get(2) {
+            Some(t) => &self.buffer(t.buffer)?.buffer,
+            None => a,
+        };
         let o = &self.buffer(outputs[0].buffer)?.buffer;
-        elementwise::run(&self.gpu, op, &in_descs, &out_descs[0], [a, b, o])
+        let out = &out_descs[0];
+        match op {
+            Op::RmsNorm { .. } | Op::Softmax { .. } | Op::Argmax => {
+                rows::run(&self.gpu, op, &in_descs, out, [a, b, o, o])
+            }
+            // get_rows: table, (unused), ids, out.
+            Op::GetRows => linear::run(&self.gpu, op, &in_descs, out, [a, a, b, o]),
+            Op::MatMul { .. } => linear::run(&self.gpu, op, &in_descs, out, [a, b, c, o]),
+            Op::Rope { .. } | Op::KvWrite | Op::Attention { .. } => {
+                attention::run(&self.gpu, op, &in_descs, out, [a, b, c, o])
+            }
+            _ => elementwise::run(&self.gpu, op, &in_descs, out, [a, b, o]),
+        }
     }
 
     fn synchronize(&self) -> Result<()> {

@@ -6,7 +6,10 @@
 //! the same buffer, and WebGPU only lets a buffer appear in several bindings
 //! of one dispatch when every binding is writable.
 
+pub(crate) mod attention;
 pub(crate) mod elementwise;
+pub(crate) mod linear;
+pub(crate) mod rows;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
