@@ -1,12 +1,11 @@
 //! The reference implementation behind the `Backend` trait, so whole graphs
 //! (the model check) can run on the oracle exactly as on any device.
 
-use std::any::Any;
 use std::sync::Mutex;
 
 use glmhal_hal::{
-    check_views, Backend, Buffer, DeviceBuffer, DeviceId, DeviceInfo, HalError, HostTensor, Op,
-    Result, Support, TensorDesc, TensorRef,
+    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, HostTensor, Op, Result, Support,
+    TensorDesc, TensorRef,
 };
 
 /// Host memory guarded by a lock.
@@ -17,17 +16,7 @@ struct RefBuffer {
     device: DeviceId,
 }
 
-impl DeviceBuffer for RefBuffer {
-    fn len(&self) -> usize {
-        self.len
-    }
-    fn device(&self) -> DeviceId {
-        self.device
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
+glmhal_hal::device_buffer!(RefBuffer);
 
 /// Runs every op with `glmhal_ops::reference` (f64, simple loops). Slow, exact, never wrong by design.
 pub struct ReferenceBackend {

@@ -37,6 +37,25 @@ pub trait DeviceBuffer: Any + Send + Sync + fmt::Debug {
     fn as_any(&self) -> &dyn Any;
 }
 
+/// Implements [`DeviceBuffer`] for a backend's buffer struct that has
+/// `len: usize` and `device: DeviceId` fields (and implements `Debug`).
+#[macro_export]
+macro_rules! device_buffer {
+    ($ty:ty) => {
+        impl $crate::DeviceBuffer for $ty {
+            fn len(&self) -> usize {
+                self.len
+            }
+            fn device(&self) -> $crate::DeviceId {
+                self.device
+            }
+            fn as_any(&self) -> &dyn ::std::any::Any {
+                self
+            }
+        }
+    };
+}
+
 /// An owned device buffer. Dropping it frees the device memory.
 #[derive(Debug)]
 pub struct Buffer(Box<dyn DeviceBuffer>);

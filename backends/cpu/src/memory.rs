@@ -1,10 +1,9 @@
 //! Host-memory buffers that play the role of device memory.
 
 use std::alloc::{alloc_zeroed, dealloc, Layout};
-use std::any::Any;
 use std::fmt;
 
-use glmhal_hal::{DeviceBuffer, DeviceId, HalError, Result};
+use glmhal_hal::{DeviceId, HalError, Result};
 
 /// Alignment of every buffer: a cache line, and enough for any SIMD load.
 const ALIGN: usize = 64;
@@ -167,19 +166,7 @@ impl fmt::Debug for CpuBuffer {
     }
 }
 
-impl DeviceBuffer for CpuBuffer {
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn device(&self) -> DeviceId {
-        self.device
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
+glmhal_hal::device_buffer!(CpuBuffer);
 
 /// Bytes the OS reports as available (Linux `MemAvailable`), where it says.
 fn available_memory() -> Option<u64> {

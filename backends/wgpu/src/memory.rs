@@ -1,9 +1,8 @@
 //! Device buffers. Sizes are rounded up to 4 bytes, the unit of copies.
 
-use std::any::Any;
 use std::fmt;
 
-use glmhal_hal::{DeviceBuffer, DeviceId};
+use glmhal_hal::DeviceId;
 
 /// A storage buffer on the adapter.
 pub struct WgpuBuffer {
@@ -21,17 +20,7 @@ impl fmt::Debug for WgpuBuffer {
     }
 }
 
-impl DeviceBuffer for WgpuBuffer {
-    fn len(&self) -> usize {
-        self.len
-    }
-    fn device(&self) -> DeviceId {
-        self.device
-    }
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
+glmhal_hal::device_buffer!(WgpuBuffer);
 
 /// `n` rounded up to a multiple of 4.
 pub fn align4(n: usize) -> usize {
