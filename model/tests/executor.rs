@@ -13,6 +13,11 @@ fn fixture(name: &str) -> PathBuf {
         .join(name)
 }
 
+/// The error loading `dir` gives, as text.
+fn load_error(dir: &Path) -> String {
+    load(dir).err().expect("loading should fail").to_string()
+}
+
 fn load(dir: &Path) -> glmhal_hal::Result<Model> {
     Model::load(
         dir,
@@ -212,13 +217,9 @@ fn broken_checkpoints_are_errors_that_name_the_problem() {
         .contains("no such model directory"));
     let d = scratch_copy("glm-gqa2-tf4", "nofile");
     std::fs::remove_file(d.join("model.safetensors")).unwrap();
-    assert!(load(&d)
-        .err()
-        .unwrap()
-        .to_string()
-        .contains("no .safetensors files"));
+    assert!(load_error(&d).contains("no .safetensors files"));
     std::fs::remove_file(d.join("config.json")).unwrap();
-    assert!(load(&d).err().unwrap().to_string().contains("config.json"));
+    assert!(load_error(&d).contains("config.json"));
 
     // A config that disagrees with the tensors.
     let d = scratch_copy("glm-gqa2-tf4", "shape");
@@ -226,7 +227,7 @@ fn broken_checkpoints_are_errors_that_name_the_problem() {
         .unwrap()
         .replace("\"intermediate_size\": 96", "\"intermediate_size\": 80");
     std::fs::write(d.join("config.json"), cfg).unwrap();
-    let e = load(&d).err().unwrap().to_string();
+    let e = load_error(&d);
     assert!(
         e.contains("gate_up_proj") && e.contains("config implies"),
         "{e}"
@@ -236,21 +237,13 @@ fn broken_checkpoints_are_errors_that_name_the_problem() {
     let d = scratch_copy("glm-gqa2-tf4", "trunc");
     let bytes = std::fs::read(d.join("model.safetensors")).unwrap();
     std::fs::write(d.join("model.safetensors"), &bytes[..bytes.len() / 2]).unwrap();
-    assert!(load(&d)
-        .err()
-        .unwrap()
-        .to_string()
-        .contains("runs past the end"));
+    assert!(load_error(&d).contains("runs past the end"));
 
     // A missing tensor.
     let d = scratch_copy("glm-gqa2-tf4", "missing");
     let renamed = replace_bytes(&bytes, b"model.norm.weight", b"model.gone.weight");
     std::fs::write(d.join("model.safetensors"), renamed).unwrap();
-    assert!(load(&d)
-        .err()
-        .unwrap()
-        .to_string()
-        .contains("missing tensor `model.norm.weight`"));
+    assert!(load_error(&d).contains("missing tensor `model.norm.weight`"));
 
     // NaN in a weight.
     let d = scratch_copy("glm-gqa2-tf4", "nan");
@@ -264,7 +257,7 @@ fn broken_checkpoints_are_errors_that_name_the_problem() {
     let mut nan = bytes.clone();
     nan[start..start + 4].copy_from_slice(&f32::NAN.to_le_bytes());
     std::fs::write(d.join("model.safetensors"), nan).unwrap();
-    let e = load(&d).err().unwrap().to_string();
+    let e = load_error(&d);
     assert!(e.contains("final_norm") && e.contains("NaN"), "{e}");
 
     // A dtype weights cannot have.
