@@ -22,7 +22,7 @@ mod queue;
 mod support;
 
 pub use memory::WgpuBuffer;
-pub use queue::WgpuBackend;
+pub use queue::{WgpuBackend, WgpuOptions};
 
 use glmhal_hal::{Availability, Backend, BackendProvider, HalError, Result, UnavailableKind};
 
@@ -64,6 +64,10 @@ impl BackendProvider for Provider {
             backend: format!("wgpu:{chosen}"),
             reason: format!("wgpu found {} adapter(s)", adapters.len()),
         })?;
-        Ok(Box::new(WgpuBackend::open(chosen, adapter)?))
+        Ok(Box::new(WgpuBackend::open(
+            chosen,
+            adapter,
+            &WgpuOptions::from_env()?,
+        )?))
     }
 }

@@ -1,10 +1,64 @@
-//! Device buffers. Sizes are rounded up to 4 bytes, the unit of copies.
+//! Device buffers and the pool that recycles them. Sizes are rounded up to 4
+//! bytes, the unit of copies and of storage bindings.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::{Arc, Mutex};
 
 use glmhal_hal::DeviceId;
 
-/// A storage buffer on the adapter.
+/// Idle bytes the pool keeps at most; beyond it freed buffers are released.
+const POOL_MAX_IDLE: u64 = 256 << 20;
+/// Buffers above this size go straight back to the driver (weights, arenas).
+const POOL_MAX_BUFFER: u64 = 64 << 20;
+
+/// Freed buffers by size, handed out again by `alloc` of the same size, so
+/// temporaries and per-request buffers do not go through the driver each time.
+#[derive(Default)]
+pub(crate) struct BufferPool {
+    free: Mutex<(HashMap<u64, Vec<wgpu::Buffer>>, u64)>,
+}
+
+impl BufferPool {
+    /// A freed buffer of exactly `size` bytes, if one is idle.
+    pub fn take(&self, size: u64) -> Option<wgpu::Buffer> {
+        let mut guard = self.free.lock().ok()?;
+        let (free, idle) = &mut *guard;
+        let buffer = free.get_mut(&size)?.pop()?;
+        *idle -= size;
+        Some(buffer)
+    }
+
+    /// Keeps `buffer` for reuse, or releases it when the pool is full.
+    fn give(&self, buffer: wgpu::Buffer) {
+        let size = buffer.size();
+        if size > POOL_MAX_BUFFER {
+            return;
+        }
+        if let Ok(mut guard) = self.free.lock() {
+            let (free, idle) = &mut *guard;
+            if *idle + size <= POOL_MAX_IDLE {
+                *idle += size;
+                free.entry(size).or_default().push(buffer);
+            }
+        }
+    }
+
+    /// Releases every idle buffer (before retrying an allocation that ran out of memory).
+    pub fn clear(&self) {
+        if let Ok(mut guard) = self.free.lock() {
+            guard.0.clear();
+            guard.1 = 0;
+        }
+    }
+
+    /// Idle bytes held now.
+    pub fn idle_bytes(&self) -> u64 {
+        self.free.lock().map(|g| g.1).unwrap_or(0)
+    }
+}
+
+/// A storage buffer on the adapter; dropping it returns it to its pool.
 pub struct WgpuBuffer {
     /// The wgpu buffer (`len` rounded up to 4 bytes).
     pub buffer: wgpu::Buffer,
@@ -12,6 +66,13 @@ pub struct WgpuBuffer {
     pub len: usize,
     /// Owning device.
     pub device: DeviceId,
+    pub(crate) pool: Arc<BufferPool>,
+}
+
+impl Drop for WgpuBuffer {
+    fn drop(&mut self) {
+        self.pool.give(self.buffer.clone());
+    }
 }
 
 impl fmt::Debug for WgpuBuffer {

@@ -1,50 +1,145 @@
-//! The wgpu backend: buffers on the adapter, kernels on its queue.
+//! The wgpu backend: buffers on the adapter, kernels recorded into launches
+//! and submitted together (a whole step is one compute pass and one submit).
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use glmhal_hal::{
-    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, Result, Support, TensorDesc,
-    TensorRef,
+    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, OpCall, Result, Support,
+    TensorDesc, TensorRef,
 };
 
-use crate::kernels::{attention, elementwise, linear, rows, Gpu};
-use crate::memory::{align4, WgpuBuffer};
+use crate::kernels::{attention, convert, elementwise, linear, rows, Binding, Launch, Tensor};
+use crate::memory::{align4, BufferPool, WgpuBuffer};
+
+/// Settings a user (or a test) can change when opening an adapter.
+#[derive(Clone, Debug, Default)]
+pub struct WgpuOptions {
+    /// Caps the bytes one storage binding may span below the adapter's
+    /// limit, to exercise splitting on small tensors (`GLMHAL_WGPU_MAX_BINDING`).
+    pub max_binding: Option<u64>,
+    /// Never bind f16 natively even when the adapter has `SHADER_F16`
+    /// (`GLMHAL_WGPU_NATIVE_F16=0`); f16 is then unpacked from words.
+    pub disable_native_f16: bool,
+}
+
+impl WgpuOptions {
+    /// Options from the environment variables named on each field.
+    pub fn from_env() -> Result<Self> {
+        let max_binding = match std::env::var("GLMHAL_WGPU_MAX_BINDING") {
+            Ok(v) => Some(v.trim().parse::<u64>().map_err(|_| {
+                HalError::invalid(
+                    "wgpu",
+                    format!("GLMHAL_WGPU_MAX_BINDING must be a byte count, not `{v}`"),
+                )
+            })?),
+            Err(_) => None,
+        };
+        let disable_native_f16 = std::env::var("GLMHAL_WGPU_NATIVE_F16")
+            .map(|v| v.trim() == "0")
+            .unwrap_or(false);
+        Ok(WgpuOptions {
+            max_binding,
+            disable_native_f16,
+        })
+    }
+}
 
 /// One opened adapter.
 pub struct WgpuBackend {
     info: DeviceInfo,
     id: DeviceId,
-    gpu: Gpu,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
     limits: wgpu::Limits,
+    binding: Binding,
     /// Mesa's llvmpipe ends any shader loop after 65535 iterations.
     loop_cap: Option<u64>,
+    pipelines: Mutex<HashMap<String, Arc<wgpu::ComputePipeline>>>,
+    /// The uniform buffer of launch parameters, reused by every submit.
+    uniforms: Mutex<Option<wgpu::Buffer>>,
+    /// The mappable buffer downloads go through, reused.
+    staging: Mutex<Option<wgpu::Buffer>>,
+    pool: Arc<BufferPool>,
+    /// The first error wgpu reported outside an error scope.
+    uncaptured: Arc<Mutex<Option<String>>>,
 }
 
 impl WgpuBackend {
     /// Opens `adapter` (index `index` in enumeration order) with its own limits.
-    pub fn open(index: usize, adapter: &wgpu::Adapter) -> Result<Self> {
+    pub fn open(index: usize, adapter: &wgpu::Adapter, options: &WgpuOptions) -> Result<Self> {
+        let selector = format!("wgpu:{index}");
         let limits = adapter.limits();
+        let native_f16 =
+            adapter.features().contains(wgpu::Features::SHADER_F16) && !options.disable_native_f16;
+        let required_features = if native_f16 {
+            wgpu::Features::SHADER_F16
+        } else {
+            wgpu::Features::empty()
+        };
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("glmhal"),
-            required_features: wgpu::Features::empty(),
+            required_features,
             required_limits: limits.clone(),
             experimental_features: Default::default(),
             memory_hints: wgpu::MemoryHints::Performance,
             trace: Default::default(),
         }))
-        .map_err(|e| {
-            HalError::backend(format!("wgpu:{index}"), "opening the device", e.to_string())
-        })?;
+        .map_err(|e| HalError::backend(selector.clone(), "opening the device", e.to_string()))?;
+        let uncaptured = Arc::new(Mutex::new(None));
+        let sink = uncaptured.clone();
+        // wgpu's default handler panics; errors become HalErrors instead.
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            if let Ok(mut slot) = sink.lock() {
+                slot.get_or_insert_with(|| e.to_string());
+            }
+        }));
+        let adapter_max = u64::from(limits.max_storage_buffer_binding_size);
+        let binding = Binding {
+            align: u64::from(limits.min_storage_buffer_offset_alignment).max(4),
+            max_size: options
+                .max_binding
+                .map_or(adapter_max, |m| m.min(adapter_max))
+                / 4
+                * 4,
+            native_f16,
+        };
         let loop_cap = adapter
             .get_info()
             .name
             .contains("llvmpipe")
             .then_some(65535);
+        let mut info = crate::device::describe(index, adapter);
+        if options.max_binding.is_some() {
+            info.features
+                .push(format!("binding_size_capped_at={}", binding.max_size));
+        }
+        info.features.push(
+            if native_f16 {
+                "f16_storage=native"
+            } else {
+                "f16_storage=unpacked"
+            }
+            .into(),
+        );
         Ok(WgpuBackend {
-            info: crate::device::describe(index, adapter),
+            info,
             id: DeviceId::fresh(),
-            gpu: Gpu::new(device, queue),
+            device,
+            queue,
             limits,
+            binding,
             loop_cap,
+            pipelines: Mutex::new(HashMap::new()),
+            uniforms: Mutex::new(None),
+            staging: Mutex::new(None),
+            pool: Arc::new(BufferPool::default()),
+            uncaptured,
         })
+    }
+
+    fn selector(&self) -> String {
+        format!("wgpu:{}", self.info.index)
     }
 
     fn buffer<'a>(&self, b: &'a Buffer) -> Result<&'a WgpuBuffer> {
@@ -55,8 +150,257 @@ impl WgpuBackend {
             })
     }
 
-    fn selector(&self) -> String {
-        format!("wgpu:{}", self.info.index)
+    /// Takes the error wgpu reported since the last call, if any.
+    fn take_error(&self, context: &str) -> Result<()> {
+        let err = self.uncaptured.lock().ok().and_then(|mut e| e.take());
+        match err {
+            Some(msg) => Err(HalError::backend(self.selector(), context, msg)),
+            None => Ok(()),
+        }
+    }
+
+    /// Bytes the pool holds idle (for tests and diagnostics).
+    pub fn pooled_bytes(&self) -> u64 {
+        self.pool.idle_bytes()
+    }
+
+    /// The launches that run `op` (checked against the catalogue and `supports`).
+    fn record(
+        &self,
+        op: &Op,
+        inputs: &[TensorRef<'_>],
+        outputs: &[TensorRef<'_>],
+    ) -> Result<Vec<Launch>> {
+        let in_descs: Vec<TensorDesc> = inputs.iter().map(|t| t.desc.clone()).collect();
+        let out_descs: Vec<TensorDesc> = outputs.iter().map(|t| t.desc.clone()).collect();
+        glmhal_ops::validate(op, &in_descs, &out_descs)?;
+        check_views("wgpu", self.id, inputs, outputs)?;
+        if let Support::Unsupported(reason) = self.supports(op, &in_descs, &out_descs) {
+            return Err(HalError::Unsupported {
+                backend: self.selector(),
+                op: op.name().into(),
+                reason,
+            });
+        }
+        let ins = inputs
+            .iter()
+            .map(|t| {
+                Ok(Tensor {
+                    desc: &t.desc,
+                    buffer: &self.buffer(t.buffer)?.buffer,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let out = Tensor {
+            desc: &outputs[0].desc,
+            buffer: &self.buffer(outputs[0].buffer)?.buffer,
+        };
+        let b = &self.binding;
+        let context = |e: HalError| match e {
+            HalError::InvalidArgument { message, .. } => {
+                HalError::invalid(format!("{} {}", self.selector(), op.name()), message)
+            }
+            other => other,
+        };
+        let launches = match op {
+            Op::MatMul { bias } => linear::mat_mul(&ins, out, *bias, b),
+            Op::BatchedMatMul => linear::batched_mat_mul(&ins, out, b).map(|l| vec![l]),
+            Op::GetRows => linear::get_rows(&ins, out, b),
+            Op::RmsNorm { .. } | Op::LayerNorm { .. } | Op::Softmax { .. } | Op::Argmax => {
+                rows::launch(op, &ins, out, b).map(|l| vec![l])
+            }
+            Op::Rope { .. } | Op::KvWrite | Op::Attention { .. } => {
+                attention::launch(op, &ins, out, b).map(|l| vec![l])
+            }
+            Op::Quantize => convert::quantize(ins[0], out, b).map(|l| vec![l]),
+            _ => elementwise::launch(op, &ins, out, b).map(|l| vec![l]),
+        };
+        launches.map_err(context)
+    }
+
+    /// The pipeline of `launch`, compiled at first use.
+    fn pipeline(&self, launch: &Launch) -> Result<Arc<wgpu::ComputePipeline>> {
+        let mut cache = self
+            .pipelines
+            .lock()
+            .map_err(|_| HalError::backend(self.selector(), &launch.key, "pipeline cache poisoned"))?;
+        if let Some(p) = cache.get(&launch.key) {
+            return Ok(p.clone());
+        }
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let module = self
+            .device
+            .create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&launch.key),
+                source: wgpu::ShaderSource::Wgsl(launch.source(self.binding.native_f16).into()),
+            });
+        let pipeline = self
+            .device
+            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&launch.key),
+                layout: None,
+                module: &module,
+                entry_point: Some("main"),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(HalError::backend(
+                self.selector(),
+                format!("compiling kernel `{}`", launch.key),
+                e.to_string(),
+            ));
+        }
+        let p = Arc::new(pipeline);
+        cache.insert(launch.key.clone(), p.clone());
+        Ok(p)
+    }
+
+    /// Encodes `launches` into one compute pass and submits it once.
+    fn submit(&self, launches: &[Launch]) -> Result<()> {
+        if launches.is_empty() {
+            return Ok(());
+        }
+        let pipelines = launches
+            .iter()
+            .map(|l| self.pipeline(l))
+            .collect::<Result<Vec<_>>>()?;
+        // Every launch's parameters in one uniform buffer, each block at an aligned offset.
+        let align = (self.limits.min_uniform_buffer_offset_alignment as usize).max(16);
+        let mut bytes = Vec::new();
+        let mut blocks = Vec::with_capacity(launches.len());
+        for l in launches {
+            let start = bytes.len();
+            bytes.extend(l.params.iter().flat_map(|w| w.to_le_bytes()));
+            let size = (bytes.len() - start).div_ceil(16) * 16;
+            bytes.resize(start + size, 0);
+            blocks.push((start as u64, size as u64));
+            bytes.resize(bytes.len().div_ceil(align) * align, 0);
+        }
+        // Held until the submit, so no other submit rewrites the parameters first.
+        let mut uniforms = self
+            .uniforms
+            .lock()
+            .map_err(|_| HalError::backend(self.selector(), "submit", "uniform pool poisoned"))?;
+        let needed = bytes.len() as u64;
+        if uniforms.as_ref().is_none_or(|u| u.size() < needed) {
+            *uniforms = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("glmhal launch parameters"),
+                size: needed.next_power_of_two().max(4096),
+                usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let Some(uniform) = uniforms.as_ref() else {
+            return Err(HalError::backend(self.selector(), "submit", "no uniform buffer"));
+        };
+        self.queue.write_buffer(uniform, 0, &bytes);
+        let groups: Vec<wgpu::BindGroup> = launches
+            .iter()
+            .zip(&pipelines)
+            .zip(&blocks)
+            .map(|((l, pipeline), &(offset, size))| {
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: uniform,
+                        offset,
+                        size: wgpu::BufferSize::new(size),
+                    }),
+                }];
+                for (i, a) in l.args.iter().enumerate() {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: i as u32 + 1,
+                        resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &a.buffer,
+                            offset: a.start,
+                            size: wgpu::BufferSize::new(a.size),
+                        }),
+                    });
+                }
+                self.device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&l.key),
+                    layout: &pipeline.get_bind_group_layout(0),
+                    entries: &entries,
+                })
+            })
+            .collect();
+        let mut encoder = self
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                label: Some("glmhal step"),
+            });
+        {
+            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some("glmhal step"),
+                timestamp_writes: None,
+            });
+            for ((l, pipeline), group) in launches.iter().zip(&pipelines).zip(&groups) {
+                let [x, y, z] = l.grid.counts();
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, group, &[]);
+                pass.dispatch_workgroups(x, y, z);
+            }
+        }
+        self.queue.submit([encoder.finish()]);
+        drop(uniforms);
+        self.take_error(&launches[0].key)
+    }
+
+    fn create_buffer(&self, size: u64) -> Option<wgpu::Buffer> {
+        let scope = self.device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let buffer = self.device.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        pollster::block_on(scope.pop()).is_none().then_some(buffer)
+    }
+
+    /// Reads whole words `start..start + out.len()` (both multiples of 4) through the staging buffer.
+    fn download_words(&self, buf: &WgpuBuffer, start: usize, out: &mut [u8]) -> Result<()> {
+        let size = out.len() as u64;
+        let err = |what: String| HalError::backend(self.selector(), "download", what);
+        let mut staging = self
+            .staging
+            .lock()
+            .map_err(|_| err("staging buffer poisoned".into()))?;
+        if staging.as_ref().is_none_or(|s| s.size() < size) {
+            *staging = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("glmhal download"),
+                size: size.next_power_of_two().max(1 << 16),
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }));
+        }
+        let Some(stage) = staging.as_ref() else {
+            return Err(err("no staging buffer".into()));
+        };
+        let mut encoder = self.device.create_command_encoder(&Default::default());
+        encoder.copy_buffer_to_buffer(&buf.buffer, start as u64, stage, 0, size);
+        self.queue.submit([encoder.finish()]);
+        let slice = stage.slice(..size);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.synchronize()?;
+        rx.recv()
+            .map_err(|_| err("the map callback never ran".into()))?
+            .map_err(|e| err(e.to_string()))?;
+        {
+            let view = slice.get_mapped_range().map_err(|e| err(e.to_string()))?;
+            out.copy_from_slice(&view);
+        }
+        stage.unmap();
+        // Big one-off downloads do not keep a big staging buffer alive.
+        if stage.size() > 64 << 20 {
+            *staging = None;
+        }
+        Ok(())
     }
 }
 
@@ -75,58 +419,58 @@ impl Backend for WgpuBackend {
 
     fn alloc(&self, bytes: usize) -> Result<Buffer> {
         let size = align4(bytes.max(4)) as u64;
+        let oom = || HalError::OutOfMemory {
+            backend: self.selector(),
+            requested: bytes,
+            available: None,
+        };
         if size > self.limits.max_buffer_size {
-            return Err(HalError::OutOfMemory {
-                backend: self.selector(),
-                requested: bytes,
-                available: None,
-            });
+            return Err(oom());
         }
-        let scope = self
-            .gpu
-            .device
-            .push_error_scope(wgpu::ErrorFilter::OutOfMemory);
-        let buffer = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: None,
-            size,
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_SRC
-                | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        if pollster::block_on(scope.pop()).is_some() {
-            return Err(HalError::OutOfMemory {
-                backend: self.selector(),
-                requested: bytes,
-                available: None,
-            });
-        }
+        let buffer = match self.pool.take(size) {
+            Some(b) => b,
+            None => match self.create_buffer(size) {
+                Some(b) => b,
+                None => {
+                    // Idle pooled buffers may be what is missing.
+                    self.pool.clear();
+                    self.create_buffer(size).ok_or_else(oom)?
+                }
+            },
+        };
         Ok(Buffer::new(WgpuBuffer {
             buffer,
             len: bytes,
             device: self.id,
+            pool: self.pool.clone(),
         }))
     }
 
     fn upload(&self, dst: &Buffer, offset: usize, data: &[u8]) -> Result<()> {
         let buf = self.buffer(dst)?;
         let range = dst.checked_range("wgpu upload", offset, data.len())?;
+        if range.is_empty() {
+            return Ok(());
+        }
         // Copies move whole 4-byte words: widen to them, keeping the bytes around the range.
         let (start, end) = (range.start / 4 * 4, align4(range.end));
-        let mut words = vec![0u8; end - start];
-        if start != range.start || end != range.end {
+        if start == range.start && end == range.end {
+            self.queue.write_buffer(&buf.buffer, start as u64, data);
+        } else {
+            let mut words = vec![0u8; end - start];
             self.download_words(buf, start, &mut words)?;
+            words[range.start - start..range.end - start].copy_from_slice(data);
+            self.queue.write_buffer(&buf.buffer, start as u64, &words);
         }
-        words[range.start - start..range.end - start].copy_from_slice(data);
-        self.gpu
-            .queue
-            .write_buffer(&buf.buffer, start as u64, &words);
-        self.gpu.take_error("upload")
+        self.take_error("upload")
     }
 
     fn download(&self, src: &Buffer, offset: usize, out: &mut [u8]) -> Result<()> {
         let buf = self.buffer(src)?;
         let range = src.checked_range("wgpu download", offset, out.len())?;
+        if range.is_empty() {
+            return Ok(());
+        }
         let (start, end) = (range.start / 4 * 4, align4(range.end));
         let mut words = vec![0u8; end - start];
         self.download_words(buf, start, &mut words)?;
@@ -135,89 +479,26 @@ impl Backend for WgpuBackend {
     }
 
     fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
-        crate::support::supports(
-            op,
-            inputs,
-            outputs,
-            self.limits.max_storage_buffer_binding_size,
-            self.loop_cap,
-        )
+        crate::support::supports(op, inputs, outputs, &self.binding, self.loop_cap)
     }
 
     fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
-        let in_descs: Vec<TensorDesc> = inputs.iter().map(|t| t.desc.clone()).collect();
-        let out_descs: Vec<TensorDesc> = outputs.iter().map(|t| t.desc.clone()).collect();
-        glmhal_ops::validate(op, &in_descs, &out_descs)?;
-        check_views("wgpu", self.id, inputs, outputs)?;
-        if let Support::Unsupported(reason) = self.supports(op, &in_descs, &out_descs) {
-            return Err(HalError::Unsupported {
-                backend: self.selector(),
-                op: op.name().into(),
-                reason,
-            });
+        let launches = self.record(op, inputs, outputs)?;
+        self.submit(&launches)
+    }
+
+    fn execute_step(&self, calls: &[OpCall<'_>]) -> Result<()> {
+        let mut launches = Vec::new();
+        for call in calls {
+            launches.extend(self.record(&call.op, &call.inputs, &call.outputs)?);
         }
-        let a = &self.buffer(inputs[0].buffer)?.buffer;
-        let b = match inputs.get(1) {
-            Some(t) => &self.buffer(t.buffer)?.buffer,
-            None => a,
-        };
-        let c = match inputs.get(2) {
-            Some(t) => &self.buffer(t.buffer)?.buffer,
-            None => a,
-        };
-        let o = &self.buffer(outputs[0].buffer)?.buffer;
-        let out = &out_descs[0];
-        match op {
-            Op::RmsNorm { .. } | Op::Softmax { .. } | Op::Argmax => {
-                rows::run(&self.gpu, op, &in_descs, out, [a, b, o, o])
-            }
-            // get_rows: table, (unused), ids, out.
-            Op::GetRows => linear::run(&self.gpu, op, &in_descs, out, [a, a, b, o]),
-            Op::MatMul { .. } => linear::run(&self.gpu, op, &in_descs, out, [a, b, c, o]),
-            Op::Rope { .. } | Op::KvWrite | Op::Attention { .. } => {
-                attention::run(&self.gpu, op, &in_descs, out, [a, b, c, o])
-            }
-            _ => elementwise::run(&self.gpu, op, &in_descs, out, [a, b, o]),
-        }
+        self.submit(&launches)
     }
 
     fn synchronize(&self) -> Result<()> {
-        self.gpu
-            .device
+        self.device
             .poll(wgpu::PollType::wait_indefinitely())
             .map_err(|e| HalError::backend(self.selector(), "synchronize", e.to_string()))?;
-        self.gpu.take_error("synchronize")
-    }
-}
-
-impl WgpuBackend {
-    /// Reads whole words `start..start + out.len()` (both multiples of 4) through a staging buffer.
-    fn download_words(&self, buf: &WgpuBuffer, start: usize, out: &mut [u8]) -> Result<()> {
-        let size = out.len() as u64;
-        let staging = self.gpu.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("download"),
-            size,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(&buf.buffer, start as u64, &staging, 0, size);
-        self.gpu.queue.submit([encoder.finish()]);
-        let slice = staging.slice(..);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.synchronize()?;
-        rx.recv()
-            .map_err(|_| {
-                HalError::backend(self.selector(), "download", "the map callback never ran")
-            })?
-            .map_err(|e| HalError::backend(self.selector(), "download", e.to_string()))?;
-        let view = slice
-            .get_mapped_range()
-            .map_err(|e| HalError::backend(self.selector(), "download", e.to_string()))?;
-        out.copy_from_slice(&view);
-        Ok(())
+        self.take_error("synchronize")
     }
 }

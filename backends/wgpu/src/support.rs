@@ -1,45 +1,64 @@
 //! What the wgpu backend can run on an adapter, and why not otherwise.
 
-use glmhal_hal::{DType, Op, Support, TensorDesc};
+use glmhal_hal::{Op, Support, TensorDesc};
 
-/// Ops that have WGSL kernels so far (on f32 tensors).
-fn has_kernel(op: &Op) -> bool {
-    !matches!(
-        op,
-        Op::BatchedMatMul | Op::LayerNorm { .. } | Op::Cast | Op::Quantize
-    )
-}
+use crate::kernels::attention::MAX_HEAD_DIM;
+use crate::kernels::Binding;
 
-/// Honest answers: catalogue-valid, a kernel exists for the op and dtypes,
-/// and every tensor fits one storage binding of this adapter.
+/// Honest answers: catalogue-valid, and every tensor either fits one storage
+/// binding of this adapter or is one the kernels split (mat_mul weights,
+/// get_rows tables).
 pub fn supports(
     op: &Op,
     inputs: &[TensorDesc],
     outputs: &[TensorDesc],
-    max_binding: u64,
+    binding: &Binding,
     loop_cap: Option<u64>,
 ) -> Support {
     if let Err(e) = glmhal_ops::validate(op, inputs, outputs) {
         return Support::Unsupported(e.to_string());
     }
-    if !has_kernel(op) {
-        return Support::Unsupported(format!("wgpu has no WGSL kernel for {} yet", op.name()));
-    }
     let all = || inputs.iter().chain(outputs);
-    // Token ids and positions are i32 by contract; everything else must be f32 for now.
-    if let Some(t) = all().find(|t| t.dtype != DType::F32 && t.dtype != DType::I32) {
+    if all().any(|t| t.rank() > 4) {
+        return Support::Unsupported("wgpu kernels take tensors of rank 4 or less".into());
+    }
+    if let Some(t) = all().find(|t| t.span_elems() as u64 >= u64::from(u32::MAX) / 2) {
         return Support::Unsupported(format!(
-            "wgpu {} runs on f32 tensors only so far, not {}",
-            op.name(),
-            t.dtype
+            "{} has more elements than the kernels' 32-bit indexing reaches",
+            t.describe()
         ));
     }
     if let Op::Attention { .. } = op {
         let head_dim = inputs[0].last_dim();
-        if head_dim > crate::kernels::attention::MAX_HEAD_DIM {
+        if head_dim > MAX_HEAD_DIM {
             return Support::Unsupported(format!(
-                "wgpu attention holds head_dim up to {}, not {head_dim}",
-                crate::kernels::attention::MAX_HEAD_DIM
+                "wgpu attention holds head_dim up to {MAX_HEAD_DIM}, not {head_dim}"
+            ));
+        }
+    }
+    // The weight of mat_mul and the table of get_rows are split by rows when large.
+    let split_input = match op {
+        Op::MatMul { .. } => Some(1),
+        Op::GetRows => Some(0),
+        _ => None,
+    };
+    let tensors = inputs.iter().enumerate().chain(outputs.iter().map(|t| (usize::MAX, t)));
+    for (i, t) in tensors {
+        let splittable = split_input == Some(i);
+        let too_big = if splittable {
+            let row = t.dtype.bytes_for(t.strides[0]) as u64;
+            row + binding.align > binding.max_size
+        } else {
+            !binding.fits(t)
+        };
+        if too_big {
+            let (start, end) = binding.span(t);
+            return Support::Unsupported(format!(
+                "{} spans {} bytes, more than one storage binding of this adapter ({}){}",
+                t.describe(),
+                end - start,
+                binding.max_size,
+                if splittable { " even for a single row" } else { "" }
             ));
         }
     }
@@ -47,34 +66,24 @@ pub fn supports(
         let needed = loop_iterations(op, inputs);
         if needed > cap {
             return Support::Unsupported(format!(
-                "this adapter's driver (Mesa llvmpipe) stops a shader loop after {cap} iterations and the wgpu {} kernel, one thread per row for now, needs {needed}",
+                "this adapter's driver (Mesa llvmpipe) stops a shader loop after {cap} iterations and the wgpu {} kernel would need {needed}",
                 op.name()
             ));
         }
     }
-    if all().any(|t| t.rank() > 4) {
-        return Support::Unsupported("wgpu kernels take tensors of rank 4 or less".into());
-    }
-    if let Some(t) = all().find(|t| t.byte_range().end as u64 > max_binding) {
-        return Support::Unsupported(format!(
-            "{} spans {} bytes, more than this adapter's max_storage_buffer_binding_size ({max_binding}); splitting across bindings is not implemented yet",
-            t.describe(),
-            t.byte_range().end
-        ));
-    }
     Support::Supported
 }
 
-/// Loop iterations one shader invocation runs for `op` (the kernels loop over
-/// a row, a dot product or the cached keys).
+/// The longest loop one shader invocation runs for `op`.
 fn loop_iterations(op: &Op, inputs: &[TensorDesc]) -> u64 {
     let x = &inputs[0];
     let n = match op {
-        Op::RmsNorm { .. } => 2 * x.last_dim(),
-        Op::Softmax { .. } => 3 * x.last_dim(),
-        Op::Argmax => x.last_dim(),
-        Op::MatMul { .. } => x.last_dim(),
-        Op::Attention { .. } => 3 * inputs[1].shape[0] * x.last_dim(),
+        Op::RmsNorm { .. } | Op::LayerNorm { .. } | Op::Softmax { .. } | Op::Argmax => {
+            x.last_dim().div_ceil(64)
+        }
+        Op::MatMul { .. } => x.last_dim().div_ceil(16),
+        Op::BatchedMatMul => x.last_dim().div_ceil(16),
+        Op::Attention { .. } => inputs[1].shape[0].div_ceil(64).max(x.last_dim()),
         _ => 1,
     };
     n as u64

@@ -1,151 +1,202 @@
-//! rope, kv_write and attention on f32 tensors.
+//! rope, kv_write and attention.
+//!
+//! Attention runs one 64-thread workgroup per (query, head): keys are taken
+//! in tiles of 64 (one score per thread, from Q already scaled as GLM needs),
+//! and an online f32 softmax rescales the running sums per tile, so no
+//! thread loops over the whole cache and any cache length fits.
 
-use glmhal_hal::{Op, Result, RopeMode, TensorDesc};
+use glmhal_hal::{Op, Result, RopeMode};
 
-use super::{Gpu, View};
+use super::{f32_bits, Arg, Binding, Grid, Kernel, Launch, Tensor};
 
-const ATTENTION_WGSL: &str = r#"
-struct Params { a: View, b: View, c: View, o: View,
-    kind: u32, heads: u32, dim: u32, rot: u32, theta: f32, neox: u32, scale: f32, causal: u32,
-    tokens: u32, keys: u32, kv_heads: u32, pad0: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> a: array<f32>;
-@group(0) @binding(2) var<storage, read_write> b: array<f32>;
-@group(0) @binding(3) var<storage, read_write> c: array<f32>;
-@group(0) @binding(4) var<storage, read_write> o: array<f32>;
+/// Largest head_dim the attention kernel holds (4 accumulators per thread).
+pub(crate) const MAX_HEAD_DIM: usize = 256;
 
-fn rope(e: u32) {
-    // a: x [T, heads, D], b: positions [T]; one thread per output element.
+static ROPE: Kernel = Kernel {
+    name: "rope",
+    scalars: &[("tokens", "u32"), ("heads", "u32"), ("dim", "u32"), ("rot", "u32"), ("theta", "f32"), ("neox", "u32")],
+    body: r#"
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    // x [T, heads, D], positions [T]; one thread per output element.
+    let e = flat(g, nw);
     if (e >= p.tokens * p.heads * p.dim) { return; }
     let d = e % p.dim;
     let head = e - d;
     let t = e / (p.heads * p.dim);
-    if (d >= p.rot) { o[at(p.o, e)] = a[at(p.a, e)]; return; }
+    if (d >= p.rot) { st_o(at(p.o, e), ld_x(at(p.x, e))); return; }
     let half = p.rot / 2u;
     var i: u32; var first: u32; var second: u32;
     if (p.neox != 0u) { i = d % half; first = i; second = i + half; }
     else { i = d / 2u; first = 2u * i; second = 2u * i + 1u; }
-    let pos = f32(bitcast<i32>(b[at(p.b, t)]));
+    let pos = f32(ldi_pos(at(p.pos, t)));
     let angle = pos * pow(p.theta, -2.0 * f32(i) / f32(p.rot));
     let s = sin(angle);
-    let co = cos(angle);
-    let x0 = a[at(p.a, head + first)];
-    let x1 = a[at(p.a, head + second)];
-    if (d == first) { o[at(p.o, e)] = x0 * co - x1 * s; } else { o[at(p.o, e)] = x1 * co + x0 * s; }
+    let c = cos(angle);
+    let x0 = ld_x(at(p.x, head + first));
+    let x1 = ld_x(at(p.x, head + second));
+    if (d == first) { st_o(at(p.o, e), x0 * c - x1 * s); } else { st_o(at(p.o, e), x1 * c + x0 * s); }
 }
+"#,
+};
 
-fn kv_write(e: u32) {
-    // a: rows [T, kv, D], b: positions [T], o: cache [C, kv, D].
-    let row = p.kv_heads * p.dim;
-    if (e >= p.tokens * row) { return; }
-    let t = e / row;
-    let pos = bitcast<u32>(b[at(p.b, t)]);
-    if (pos >= p.keys) { return; }
-    o[at(p.o, pos * row + e % row)] = a[at(p.a, e)];
+static KV_WRITE: Kernel = Kernel {
+    name: "kv_write",
+    scalars: &[("n", "u32"), ("row", "u32"), ("capacity", "u32")],
+    body: r#"
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    // rows [T, kv, D] -> cache [C, kv, D] at positions [T]; positions outside the cache write nothing.
+    let e = flat(g, nw);
+    if (e >= p.n) { return; }
+    let t = e / p.row;
+    let pos = bitcast<u32>(ldi_pos(at(p.pos, t)));
+    if (pos >= p.capacity) { return; }
+    st_o(at(p.o, pos * p.row + e % p.row), ld_x(at(p.x, e)));
 }
+"#,
+};
 
-// Q is scaled before the product, as GLM needs.
-fn score(t: u32, h: u32, g: u32, j: u32) -> f32 {
-    var s = 0.0;
-    for (var d = 0u; d < p.dim; d++) {
-        s += a[at(p.a, (t * p.heads + h) * p.dim + d)] * p.scale * b[at(p.b, (j * p.kv_heads + g) * p.dim + d)];
-    }
-    return s;
-}
+static ATTENTION: Kernel = Kernel {
+    name: "attention",
+    scalars: &[
+        ("tokens", "u32"),
+        ("heads", "u32"),
+        ("dim", "u32"),
+        ("keys", "u32"),
+        ("kv_heads", "u32"),
+        ("scale", "f32"),
+        ("causal", "u32"),
+    ],
+    body: r#"
+var<workgroup> qs: array<f32, 256>;
+var<workgroup> w: array<f32, 64>;
+var<workgroup> red: array<f32, 64>;
 
-fn attention(e: u32) {
-    // a: q [T, heads, D], b: k [S, kv, D], c: v [S, kv, D]; one thread per (t, head).
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    // q [T, heads, D], k and v [S, kv_heads, D]; this workgroup is (t, h).
+    let e = group_index(wg, nw);
     if (e >= p.tokens * p.heads) { return; }
     let t = e / p.heads;
     let h = e % p.heads;
     let g = h / (p.heads / p.kv_heads);
     var visible = p.keys;
     if (p.causal != 0u) { visible = p.keys - p.tokens + t + 1u; }
-    // Two passes: the row maximum, then exp-weighted sums (f32 throughout).
+    for (var d = lid; d < p.dim; d += 64u) { qs[d] = ld_q(at(p.q, (t * p.heads + h) * p.dim + d)) * p.scale; }
+    workgroupBarrier();
+    var acc = array<f32, 4>(0.0, 0.0, 0.0, 0.0);
     var m = -3.4e38;
-    for (var j = 0u; j < visible; j++) { m = max(m, score(t, h, g, j)); }
-    var acc: array<f32, 256>;
-    for (var d = 0u; d < p.dim; d++) { acc[d] = 0.0; }
     var l = 0.0;
-    for (var j = 0u; j < visible; j++) {
-        let w = exp(score(t, h, g, j) - m);
-        l += w;
-        for (var d = 0u; d < p.dim; d++) {
-            acc[d] += w * c[at(p.c, (j * p.kv_heads + g) * p.dim + d)];
+    let tiles = (visible + 63u) / 64u;
+    for (var tile = 0u; tile < tiles; tile++) {
+        let j = tile * 64u + lid;
+        var s = -3.4e38;
+        if (j < visible) {
+            s = 0.0;
+            for (var d = 0u; d < p.dim; d++) { s += qs[d] * ld_k(at(p.k, (j * p.kv_heads + g) * p.dim + d)); }
         }
+        red[lid] = s;
+        workgroupBarrier();
+        for (var st = 32u; st > 0u; st = st >> 1u) {
+            if (lid < st) { red[lid] = max(red[lid], red[lid + st]); }
+            workgroupBarrier();
+        }
+        let m_new = max(m, red[0]);
+        var pw = 0.0;
+        if (j < visible) { pw = exp(s - m_new); }
+        w[lid] = pw;
+        workgroupBarrier();
+        let corr = exp(m - m_new);
+        var tile_sum = 0.0;
+        let count = min(64u, visible - tile * 64u);
+        for (var jj = 0u; jj < count; jj++) { tile_sum += w[jj]; }
+        l = l * corr + tile_sum;
+        for (var slot = 0u; slot < 4u; slot++) {
+            let d = lid + slot * 64u;
+            if (d < p.dim) {
+                var a = acc[slot] * corr;
+                for (var jj = 0u; jj < count; jj++) {
+                    a += w[jj] * ld_v(at(p.v, ((tile * 64u + jj) * p.kv_heads + g) * p.dim + d));
+                }
+                acc[slot] = a;
+            }
+        }
+        m = m_new;
+        workgroupBarrier();
     }
-    for (var d = 0u; d < p.dim; d++) { o[at(p.o, (t * p.heads + h) * p.dim + d)] = acc[d] / l; }
+    for (var slot = 0u; slot < 4u; slot++) {
+        let d = lid + slot * 64u;
+        if (d < p.dim) { st_o(at(p.o, (t * p.heads + h) * p.dim + d), acc[slot] / l); }
+    }
 }
+"#,
+};
 
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
-    let e = flat(gid, nw);
-    if (p.kind == 0u) { rope(e); } else if (p.kind == 1u) { kv_write(e); } else { attention(e); }
-}
-"#;
-
-/// Largest head_dim the attention kernel's accumulator holds.
-pub(crate) const MAX_HEAD_DIM: usize = 256;
-
-/// Runs rope, kv_write or attention. `bufs`: a, b, c, out as the kernel documents.
-pub(crate) fn run(
-    gpu: &Gpu,
+/// Records rope, kv_write or attention.
+pub(crate) fn launch(
     op: &Op,
-    ins: &[TensorDesc],
-    out: &TensorDesc,
-    bufs: [&wgpu::Buffer; 4],
-) -> Result<()> {
-    let a = &ins[0];
-    let views = [
-        View::of(a)?,
-        View::of(&ins[1])?,
-        View::of(ins.get(2).unwrap_or(a))?,
-        View::of(out)?,
-    ];
-    let (t, heads, dim) = (a.shape[0] as u32, a.shape[1] as u32, a.shape[2] as u32);
-    let mut scalars = [0u32; 12];
-    let threads = match op {
+    ins: &[Tensor<'_>],
+    out: Tensor<'_>,
+    binding: &Binding,
+) -> Result<Launch> {
+    let x = ins[0];
+    let (t, heads, dim) = (
+        x.desc.shape[0] as u32,
+        x.desc.shape[1] as u32,
+        x.desc.shape[2] as u32,
+    );
+    let native = binding.native_f16;
+    Ok(match op {
         Op::Rope { rot, theta, mode } => {
-            scalars[..8].copy_from_slice(&[
-                0,
+            let args = vec![
+                Arg::read("x", x, binding)?,
+                Arg::read("pos", ins[1], binding)?,
+                Arg::write("o", out, binding)?,
+            ];
+            let scalars = [
+                t,
                 heads,
                 dim,
                 *rot as u32,
-                (*theta as f32).to_bits(),
+                f32_bits(*theta),
                 u32::from(*mode == RopeMode::Neox),
-                0,
-                0,
-            ]);
-            scalars[8] = t;
-            t * heads * dim
+            ];
+            Launch::new(&ROPE, args, &scalars, Grid::Threads(t * heads * dim), native)
         }
         Op::KvWrite => {
-            scalars[..3].copy_from_slice(&[1, heads, dim]);
-            scalars[8] = t;
-            scalars[9] = out.shape[0] as u32;
-            scalars[10] = heads;
-            t * heads * dim
+            let args = vec![
+                Arg::read("x", x, binding)?,
+                Arg::read("pos", ins[1], binding)?,
+                Arg::write("o", out, binding)?,
+            ];
+            let n = t * heads * dim;
+            let scalars = [n, heads * dim, out.desc.shape[0] as u32];
+            Launch::new(&KV_WRITE, args, &scalars, Grid::Threads(n), native)
         }
-        Op::Attention { scale, causal } => {
-            let k = &ins[1];
-            scalars[..8].copy_from_slice(&[
-                2,
+        _ => {
+            let (scale, causal) = match op {
+                Op::Attention { scale, causal } => (*scale, *causal),
+                _ => (1.0, false),
+            };
+            let k = ins[1];
+            let args = vec![
+                Arg::read("q", x, binding)?,
+                Arg::read("k", k, binding)?,
+                Arg::read("v", ins[2], binding)?,
+                Arg::write("o", out, binding)?,
+            ];
+            let scalars = [
+                t,
                 heads,
                 dim,
-                0,
-                0,
-                0,
-                (*scale as f32).to_bits(),
-                u32::from(*causal),
-            ]);
-            scalars[8] = t;
-            scalars[9] = k.shape[0] as u32;
-            scalars[10] = k.shape[1] as u32;
-            t * heads
+                k.desc.shape[0] as u32,
+                k.desc.shape[1] as u32,
+                f32_bits(scale),
+                u32::from(causal),
+            ];
+            Launch::new(&ATTENTION, args, &scalars, Grid::Groups(t * heads), native)
         }
-        _ => 0,
-    };
-    let mut params: Vec<u32> = views.iter().flat_map(|v| v.words()).collect();
-    params.extend(scalars);
-    gpu.dispatch("attention", ATTENTION_WGSL, &params, &bufs, threads)
+    })
 }

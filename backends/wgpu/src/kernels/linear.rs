@@ -1,86 +1,318 @@
-//! mat_mul (+ bias) and get_rows on f32 tensors: one thread per output element.
+//! mat_mul (+ bias), batched_mat_mul and get_rows. Weights in any weight dtype
+//! are decoded inside the loads (Q8_0/Q4_0 block by block), and weights or
+//! tables larger than one storage binding are split by rows into launches
+//! that each bind one part.
 
-use glmhal_hal::{Op, Result, TensorDesc};
+use glmhal_hal::{HalError, Result, TensorDesc};
 
-use super::{Gpu, View};
+use super::{Arg, Binding, Grid, Kernel, Launch, Tensor, MAX_GROUPS};
 
-const LINEAR_WGSL: &str = r#"
-struct Params { x: View, w: View, b: View, o: View, n: u32, k: u32, kind: u32, has_bias: u32, vocab: u32, pad0: u32, pad1: u32, pad2: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> w: array<f32>;
-@group(0) @binding(3) var<storage, read_write> b: array<f32>;
-@group(0) @binding(4) var<storage, read_write> o: array<f32>;
+/// `o[b, m, n] = Σ_k a[b, m, k] · bm[b, k, n] (+ c[n])` with arbitrary element
+/// strides, in 16×16 tiles staged through workgroup memory.
+static TILED: Kernel = Kernel {
+    name: "matmul_tiled",
+    scalars: MATMUL_SCALARS,
+    body: r#"
+var<workgroup> ta: array<array<f32, 16>, 16>;
+var<workgroup> tb: array<array<f32, 16>, 16>;
 
+@compute @workgroup_size(16, 16)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: vec3<u32>) {
+    let bi = wg.z;
+    let row = wg.y * 16u + l.y;
+    let col = wg.x * 16u + l.x;
+    var acc = 0.0;
+    let tiles = (p.k + 15u) / 16u;
+    for (var t = 0u; t < tiles; t++) {
+        let ka = t * 16u + l.x;
+        var va = 0.0;
+        if (row < p.m && ka < p.k) { va = ld_a(bi * p.a_sb + row * p.a_sm + ka * p.a_sk); }
+        ta[l.y][l.x] = va;
+        // Neighbouring threads read neighbouring k when k is the contiguous dim (weights).
+        var kb = t * 16u + l.y;
+        var nb = wg.x * 16u + l.x;
+        if (p.b_sk == 1u) { kb = t * 16u + l.x; nb = wg.x * 16u + l.y; }
+        var vb = 0.0;
+        if (nb < p.n && kb < p.k) { vb = ld_b(bi * p.b_sb + kb * p.b_sk + nb * p.b_sn); }
+        if (p.b_sk == 1u) { tb[l.x][l.y] = vb; } else { tb[l.y][l.x] = vb; }
+        workgroupBarrier();
+        for (var q = 0u; q < 16u; q++) { acc += ta[l.y][q] * tb[q][l.x]; }
+        workgroupBarrier();
+    }
+    if (row < p.m && col < p.n) {
+        if (p.has_bias != 0u) { acc += ld_c(at(p.c, col)); }
+        st_o(bi * p.o_sb + row * p.o_sm + col * p.o_sn, acc);
+    }
+}
+"#,
+};
+
+/// The same product for few rows (decode): one 64-thread workgroup per
+/// output element, threads striding over k and summing in workgroup memory.
+static ROWWISE: Kernel = Kernel {
+    name: "matmul_rowwise",
+    scalars: MATMUL_SCALARS,
+    body: r#"
+var<workgroup> red: array<f32, 64>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let e = group_index(wg, nw);
+    if (e >= p.batch * p.m * p.n) { return; }
+    let col = e % p.n;
+    let row = (e / p.n) % p.m;
+    let bi = e / (p.n * p.m);
+    var acc = 0.0;
+    for (var q = lid; q < p.k; q += 64u) {
+        acc += ld_a(bi * p.a_sb + row * p.a_sm + q * p.a_sk) * ld_b(bi * p.b_sb + q * p.b_sk + col * p.b_sn);
+    }
+    red[lid] = acc;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s = s >> 1u) {
+        if (lid < s) { red[lid] += red[lid + s]; }
+        workgroupBarrier();
+    }
+    if (lid == 0u) {
+        var r = red[0];
+        if (p.has_bias != 0u) { r += ld_c(at(p.c, col)); }
+        st_o(bi * p.o_sb + row * p.o_sm + col * p.o_sn, r);
+    }
+}
+"#,
+};
+
+const MATMUL_SCALARS: &[(&str, &str)] = &[
+    ("batch", "u32"),
+    ("m", "u32"),
+    ("n", "u32"),
+    ("k", "u32"),
+    ("a_sb", "u32"),
+    ("a_sm", "u32"),
+    ("a_sk", "u32"),
+    ("b_sb", "u32"),
+    ("b_sk", "u32"),
+    ("b_sn", "u32"),
+    ("o_sb", "u32"),
+    ("o_sm", "u32"),
+    ("o_sn", "u32"),
+    ("has_bias", "u32"),
+];
+
+/// Rows at or below which the row-wise kernel beats 16×16 tiles.
+const ROWWISE_MAX_ROWS: usize = 4;
+
+/// `out[i] = table[ids[i]]`, one thread per output element; this launch
+/// covers table rows `lo..hi`, and the first launch also writes zeros for ids
+/// outside the table.
+static GET_ROWS: Kernel = Kernel {
+    name: "get_rows",
+    scalars: &[("n", "u32"), ("lo", "u32"), ("hi", "u32"), ("vocab", "u32"), ("first", "u32")],
+    body: r#"
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
     let e = flat(g, nw);
-    if (p.kind == 0u) {
-        // y[m, j] = x[m, :] . w[j, :] (+ b[j]); o has o.cols = N.
-        let total = p.o.cols * p.n;
-        if (e >= total) { return; }
-        let m = e / p.o.cols;
-        let j = e % p.o.cols;
-        var acc = 0.0;
-        for (var q = 0u; q < p.k; q++) { acc += x[at(p.x, m * p.k + q)] * w[at(p.w, j * p.k + q)]; }
-        if (p.has_bias != 0u) { acc += b[at(p.b, j)]; }
-        o[at(p.o, e)] = acc;
-    } else {
-        // get_rows: x is the [V, H] table, b the i32 ids; ids outside the table read as zeros.
-        let h = p.o.cols;
-        if (e >= p.n * h) { return; }
-        let i = e / h;
-        let id = bitcast<u32>(b[at(p.b, i)]);
-        var v = 0.0;
-        if (id < p.vocab) { v = x[at(p.x, id * h + e % h)]; }
-        o[at(p.o, e)] = v;
+    let h = p.o.cols;
+    if (e >= p.n * h) { return; }
+    let id = bitcast<u32>(ldi_ids(at(p.ids, e / h)));
+    if (id >= p.lo && id < p.hi) {
+        st_o(at(p.o, e), ld_t(at(p.t, (id - p.lo) * h + e % h)));
+    } else if (p.first != 0u && id >= p.vocab) {
+        st_o(at(p.o, e), 0.0);
     }
 }
-"#;
+"#,
+};
 
-/// Runs mat_mul or get_rows. `bufs` are x (or the table), w, bias (or ids) and out.
-pub(crate) fn run(
-    gpu: &Gpu,
-    op: &Op,
-    ins: &[TensorDesc],
-    out: &TensorDesc,
-    bufs: [&wgpu::Buffer; 4],
-) -> Result<()> {
-    let mut params = Vec::new();
-    let threads = out.numel() as u32;
-    match op {
-        Op::MatMul { bias } => {
-            let (x, w) = (&ins[0], &ins[1]);
-            params.extend(View::of(x)?.words());
-            params.extend(View::of(w)?.words());
-            params.extend(
-                if *bias {
-                    View::of(&ins[2])?
-                } else {
-                    View::of(x)?
-                }
-                .words(),
-            );
-            params.extend(View::of(out)?.words());
-            params.extend([
-                x.shape[0] as u32,
-                x.shape[1] as u32,
-                0,
-                u32::from(*bias),
-                0,
-                0,
-                0,
-                0,
-            ]);
-        }
-        _ => {
-            let (table, ids) = (&ins[0], &ins[1]);
-            params.extend(View::of(table)?.words());
-            params.extend(View::of(table)?.words());
-            params.extend(View::of(ids)?.words());
-            params.extend(View::of(out)?.words());
-            params.extend([ids.shape[0] as u32, 0, 1, 0, table.shape[0] as u32, 0, 0, 0]);
-        }
+/// Element strides `[batch, rows, cols]` of a rank-2 or rank-3 tensor.
+fn strides3(d: &TensorDesc) -> [u32; 3] {
+    let s: Vec<u32> = d.strides.iter().map(|&x| x as u32).collect();
+    match s.as_slice() {
+        [r, c] => [0, *r, *c],
+        [b, r, c] => [*b, *r, *c],
+        _ => [0, 0, 1],
     }
-    gpu.dispatch("linear", LINEAR_WGSL, &params, &bufs, threads)
+}
+
+/// Row ranges of `desc` (along dim 0) small enough that each binds alone.
+pub(crate) fn row_chunks(desc: &TensorDesc, binding: &Binding) -> Result<Vec<(usize, usize)>> {
+    let rows = desc.shape[0];
+    if binding.fits(desc) {
+        return Ok(vec![(0, rows)]);
+    }
+    let row_bytes = desc.dtype.bytes_for(desc.strides[0]) as u64;
+    // A part may start up to `align` bytes after its binding does.
+    let per = binding.max_size.saturating_sub(binding.align) / row_bytes.max(1);
+    if per == 0 {
+        return Err(HalError::invalid(
+            "wgpu",
+            format!(
+                "one row of {} ({row_bytes} bytes) exceeds a storage binding ({} bytes)",
+                desc.describe(),
+                binding.max_size
+            ),
+        ));
+    }
+    let per = per as usize;
+    Ok((0..rows)
+        .step_by(per)
+        .map(|s| (s, per.min(rows - s)))
+        .collect())
+}
+
+/// Records mat_mul: one launch per part of the weight that fits a binding.
+pub(crate) fn mat_mul(
+    ins: &[Tensor<'_>],
+    out: Tensor<'_>,
+    bias: bool,
+    binding: &Binding,
+) -> Result<Vec<Launch>> {
+    let (x, w) = (ins[0], ins[1]);
+    let mut launches = Vec::new();
+    for (start, len) in row_chunks(w.desc, binding)? {
+        let w_part = w.desc.narrowed(0, start, len)?;
+        let o_part = out.desc.narrowed(1, start, len)?;
+        let b_part = match bias {
+            true => Some(ins[2].desc.narrowed(0, start, len)?),
+            false => None,
+        };
+        let bias_t = b_part.as_ref().map(|d| Tensor {
+            desc: d,
+            buffer: ins[2].buffer,
+        });
+        let [_, w_sn, w_sk] = strides3(&w_part);
+        launches.push(product(
+            x,
+            Tensor {
+                desc: &w_part,
+                buffer: w.buffer,
+            },
+            bias_t,
+            Tensor {
+                desc: &o_part,
+                buffer: out.buffer,
+            },
+            (1, x.desc.shape[0], len, x.desc.shape[1]),
+            [0, w_sk, w_sn],
+            binding,
+        )?);
+    }
+    Ok(launches)
+}
+
+/// Records batched_mat_mul `a [B,M,K] · b [B,K,N]`.
+pub(crate) fn batched_mat_mul(
+    ins: &[Tensor<'_>],
+    out: Tensor<'_>,
+    binding: &Binding,
+) -> Result<Launch> {
+    let (a, b) = (ins[0], ins[1]);
+    let s = &a.desc.shape;
+    product(
+        a,
+        b,
+        None,
+        out,
+        (s[0], s[1], b.desc.shape[2], s[2]),
+        strides3(b.desc),
+        binding,
+    )
+}
+
+/// One product launch; `dims` are (batch, m, n, k) and `b_strides` the
+/// right operand's element strides along (batch, k, n).
+fn product(
+    a: Tensor<'_>,
+    b: Tensor<'_>,
+    bias: Option<Tensor<'_>>,
+    out: Tensor<'_>,
+    dims: (usize, usize, usize, usize),
+    b_strides: [u32; 3],
+    binding: &Binding,
+) -> Result<Launch> {
+    let (batch, m, n, k) = dims;
+    let args = vec![
+        Arg::read("a", a, binding)?,
+        Arg::read("b", b, binding)?,
+        Arg::read("c", bias.unwrap_or(a), binding)?,
+        Arg::write("o", out, binding)?,
+    ];
+    let [a_sb, a_sm, a_sk] = strides3(a.desc);
+    let [o_sb, o_sm, o_sn] = strides3(out.desc);
+    let scalars = [
+        batch as u32,
+        m as u32,
+        n as u32,
+        k as u32,
+        a_sb,
+        a_sm,
+        a_sk,
+        b_strides[0],
+        b_strides[1],
+        b_strides[2],
+        o_sb,
+        o_sm,
+        o_sn,
+        u32::from(bias.is_some()),
+    ];
+    let (kernel, grid) = if m <= ROWWISE_MAX_ROWS {
+        (&ROWWISE, Grid::Groups((batch * m * n) as u32))
+    } else {
+        let grid = [n.div_ceil(16) as u32, m.div_ceil(16) as u32, batch as u32];
+        if grid.iter().any(|&g| g > MAX_GROUPS) {
+            return Err(HalError::invalid(
+                "wgpu",
+                format!("a product of {batch}×{m}×{n} needs more than {MAX_GROUPS} workgroups along one axis"),
+            ));
+        }
+        (&TILED, Grid::Exact(grid))
+    };
+    Ok(Launch::new(
+        kernel,
+        args,
+        &scalars,
+        grid,
+        binding.native_f16,
+    ))
+}
+
+/// Records get_rows: one launch per part of the table that fits a binding.
+pub(crate) fn get_rows(
+    ins: &[Tensor<'_>],
+    out: Tensor<'_>,
+    binding: &Binding,
+) -> Result<Vec<Launch>> {
+    let (table, ids) = (ins[0], ins[1]);
+    let n = ids.desc.shape[0] as u32;
+    let vocab = table.desc.shape[0];
+    let mut launches = Vec::new();
+    for (i, (start, len)) in row_chunks(table.desc, binding)?.into_iter().enumerate() {
+        let part = table.desc.narrowed(0, start, len)?;
+        let args = vec![
+            Arg::read(
+                "t",
+                Tensor {
+                    desc: &part,
+                    buffer: table.buffer,
+                },
+                binding,
+            )?,
+            Arg::read("ids", ids, binding)?,
+            Arg::write("o", out, binding)?,
+        ];
+        launches.push(Launch::new(
+            &GET_ROWS,
+            args,
+            &[
+                n,
+                start as u32,
+                (start + len) as u32,
+                vocab as u32,
+                u32::from(i == 0),
+            ],
+            Grid::Threads(out.desc.numel() as u32),
+            binding.native_f16,
+        ));
+    }
+    Ok(launches)
 }

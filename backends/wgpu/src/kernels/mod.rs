@@ -1,61 +1,92 @@
-//! WGSL kernels, one file per op family, and the machinery they share: how a
-//! tensor view is described to a shader, the pipeline cache and dispatch.
+//! WGSL kernels, one file per op family, and what they share: how a tensor is
+//! bound and described to a shader ([`Arg`]), and the recorded dispatch
+//! ([`Launch`]) that [`crate::queue`] submits.
 //!
 //! Every storage binding is declared `read_write`: the executor keeps all
 //! activations in one arena, so an op's inputs and output are often ranges of
 //! the same buffer, and WebGPU only lets a buffer appear in several bindings
-//! of one dispatch when every binding is writable.
+//! of one dispatch when every binding is writable. Each binding covers only
+//! the bytes its tensor spans (from the previous aligned offset), so a large
+//! arena never meets the adapter's binding-size limit.
 
 pub(crate) mod attention;
+pub(crate) mod convert;
 pub(crate) mod elementwise;
 pub(crate) mod linear;
 pub(crate) mod rows;
-
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+pub(crate) mod wgsl;
 
 use glmhal_hal::{HalError, Result, TensorDesc};
-use wgpu::util::DeviceExt;
 
-/// Threads per workgroup of the 1-D kernels.
+pub(crate) use wgsl::Operand;
+
+/// Threads per workgroup of every kernel.
 pub(crate) const WORKGROUP: u32 = 64;
 
-/// WGSL shared by every kernel: the view layout and its indexing.
-pub(crate) const VIEW_WGSL: &str = r#"
-struct View { offset: u32, cols: u32, col_stride: u32, d1: u32, d2: u32, s0: u32, s1: u32, s2: u32 }
-// Element `e` of a view in logical row-major order -> index into the buffer.
-fn at(v: View, e: u32) -> u32 {
-    let r = e / v.cols;
-    let c = e % v.cols;
-    let i2 = r % v.d2;
-    let i1 = (r / v.d2) % v.d1;
-    let i0 = r / (v.d2 * v.d1);
-    return v.offset + i0 * v.s0 + i1 * v.s1 + i2 * v.s2 + c * v.col_stride;
-}
-// The flat thread index of a 2-D dispatch (x is capped at 65535 workgroups).
-fn flat(g: vec3<u32>, n: vec3<u32>) -> u32 { return g.y * n.x * 64u + g.x; }
-"#;
+/// Workgroups per grid dimension (WebGPU's minimum limit).
+pub(crate) const MAX_GROUPS: u32 = 65535;
 
-/// A view as the shaders see it: up to four dims, in f32 elements.
+/// A tensor as an op receives it: where it lives and how to read it.
+#[derive(Clone, Copy)]
+pub(crate) struct Tensor<'a> {
+    pub desc: &'a TensorDesc,
+    pub buffer: &'a wgpu::Buffer,
+}
+
+/// Binding facts of the adapter that kernels must respect.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Binding {
+    /// Storage bindings must start at a multiple of this.
+    pub align: u64,
+    /// Bytes one storage binding may span.
+    pub max_size: u64,
+    /// Whether f16 is bound natively (`SHADER_F16`).
+    pub native_f16: bool,
+}
+
+impl Binding {
+    /// The bytes `[start, end)` to bind for `desc`: from the aligned offset at
+    /// or below its first byte to the word after its last.
+    pub fn span(&self, desc: &TensorDesc) -> (u64, u64) {
+        let range = desc.byte_range();
+        let start = range.start as u64 / self.align * self.align;
+        (start, (range.end as u64).div_ceil(4) * 4)
+    }
+
+    /// Whether `desc` fits one binding.
+    pub fn fits(&self, desc: &TensorDesc) -> bool {
+        let (start, end) = self.span(desc);
+        end - start <= self.max_size
+    }
+}
+
+/// A view as the shaders see it (WGSL struct `View`): up to four dims, in
+/// elements, with the offset from the binding's start (in bytes for
+/// quantized dtypes, whose loads address blocks).
 #[derive(Clone, Copy, Debug, Default)]
 pub(crate) struct View {
-    offset: u32,
-    cols: u32,
-    col_stride: u32,
-    d1: u32,
-    d2: u32,
-    s0: u32,
-    s1: u32,
-    s2: u32,
+    pub offset: u32,
+    pub cols: u32,
+    pub col_stride: u32,
+    pub d1: u32,
+    pub d2: u32,
+    pub s0: u32,
+    pub s1: u32,
+    pub s2: u32,
+}
+
+fn u32_of(x: usize, what: &str) -> Result<u32> {
+    u32::try_from(x).map_err(|_| {
+        HalError::invalid(
+            "wgpu",
+            format!("{what} {x} is too large for the kernels' 32-bit indexing"),
+        )
+    })
 }
 
 impl View {
-    /// The view of `desc` (4-byte elements, rank 1 to 4).
-    pub fn of(desc: &TensorDesc) -> Result<Self> {
-        Self::broadcast(desc, &desc.shape)
-    }
-
-    /// The view of `desc` read as `shape`: dims where `desc` has size 1 repeat.
+    /// The view of `desc` read as `shape`: dims where `desc` has size 1
+    /// repeat (stride 0). The offset is filled in when the tensor is bound.
     pub fn broadcast(desc: &TensorDesc, shape: &[usize]) -> Result<Self> {
         let rank = shape.len();
         if rank == 0 || rank > 4 || desc.rank() != rank {
@@ -74,19 +105,16 @@ impl View {
                 desc.strides[d]
             };
         }
-        let u = |x: usize| {
-            u32::try_from(x)
-                .map_err(|_| HalError::invalid("wgpu", "tensor too large for 32-bit indexing"))
-        };
+        u32_of(desc.span_elems(), "a tensor span of")?;
         Ok(View {
-            offset: u(desc.offset / desc.dtype.block_bytes())?,
-            cols: u(dims[3])?,
-            col_stride: u(strides[3])?,
-            d1: u(dims[1])?,
-            d2: u(dims[2])?,
-            s0: u(strides[0])?,
-            s1: u(strides[1])?,
-            s2: u(strides[2])?,
+            offset: 0,
+            cols: u32_of(dims[3], "a dimension of")?,
+            col_stride: u32_of(strides[3], "a stride of")?,
+            d1: u32_of(dims[1], "a dimension of")?,
+            d2: u32_of(dims[2], "a dimension of")?,
+            s0: u32_of(strides[0], "a stride of")?,
+            s1: u32_of(strides[1], "a stride of")?,
+            s2: u32_of(strides[2], "a stride of")?,
         })
     }
 
@@ -105,130 +133,161 @@ impl View {
     }
 }
 
-/// Device, queue and compiled pipelines.
-pub(crate) struct Gpu {
-    pub device: wgpu::Device,
-    pub queue: wgpu::Queue,
-    pipelines: Mutex<HashMap<&'static str, Arc<wgpu::ComputePipeline>>>,
-    /// The last error wgpu reported outside an error scope.
-    pub uncaptured: Arc<Mutex<Option<String>>>,
+/// One bound tensor of a launch.
+pub(crate) struct Arg {
+    pub operand: Operand,
+    pub view: View,
+    pub buffer: wgpu::Buffer,
+    pub start: u64,
+    pub size: u64,
 }
 
-impl Gpu {
-    pub fn new(device: wgpu::Device, queue: wgpu::Queue) -> Self {
-        let uncaptured = Arc::new(Mutex::new(None));
-        let sink = uncaptured.clone();
-        // wgpu's default handler panics; errors become HalErrors instead.
-        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
-            if let Ok(mut slot) = sink.lock() {
-                slot.get_or_insert_with(|| e.to_string());
-            }
-        }));
-        Gpu {
-            device,
-            queue,
-            pipelines: Mutex::new(HashMap::new()),
-            uncaptured,
-        }
-    }
-
-    /// Takes the error wgpu reported since the last call, if any.
-    pub fn take_error(&self, context: &str) -> Result<()> {
-        let err = self.uncaptured.lock().ok().and_then(|mut e| e.take());
-        match err {
-            Some(msg) => Err(HalError::backend("wgpu", context, msg)),
-            None => Ok(()),
-        }
-    }
-
-    /// The pipeline of `name`, compiled from `source` at first use.
-    fn pipeline(&self, name: &'static str, source: &str) -> Result<Arc<wgpu::ComputePipeline>> {
-        let mut cache = self
-            .pipelines
-            .lock()
-            .map_err(|_| HalError::backend("wgpu", name, "pipeline cache poisoned"))?;
-        if let Some(p) = cache.get(name) {
-            return Ok(p.clone());
-        }
-        let scope = self.device.push_error_scope(wgpu::ErrorFilter::Validation);
-        let module = self
-            .device
-            .create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(name),
-                source: wgpu::ShaderSource::Wgsl(format!("{VIEW_WGSL}\n{source}").into()),
-            });
-        let pipeline = self
-            .device
-            .create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-                label: Some(name),
-                layout: None,
-                module: &module,
-                entry_point: Some("main"),
-                compilation_options: Default::default(),
-                cache: None,
-            });
-        if let Some(e) = pollster::block_on(scope.pop()) {
-            return Err(HalError::backend(
+impl Arg {
+    /// Binds `t` as operand `operand`, read as `shape`.
+    pub fn new(
+        operand: Operand,
+        t: Tensor<'_>,
+        shape: &[usize],
+        binding: &Binding,
+    ) -> Result<Self> {
+        let desc = t.desc;
+        let mut view = View::broadcast(desc, shape)?;
+        let (start, end) = binding.span(desc);
+        if end - start > binding.max_size {
+            return Err(HalError::invalid(
                 "wgpu",
-                format!("compiling kernel `{name}`"),
-                e.to_string(),
+                format!(
+                    "{} spans {} bytes, more than one storage binding of this adapter ({})",
+                    desc.describe(),
+                    end - start,
+                    binding.max_size
+                ),
             ));
         }
-        let p = Arc::new(pipeline);
-        cache.insert(name, p.clone());
-        Ok(p)
+        let skip = desc.offset as u64 - start;
+        let elem = desc.dtype.block_bytes() as u64;
+        view.offset = if desc.dtype.is_quantized() {
+            u32_of(skip as usize, "an offset of")?
+        } else if skip % elem == 0 {
+            u32_of((skip / elem) as usize, "an offset of")?
+        } else {
+            return Err(HalError::invalid(
+                "wgpu",
+                format!(
+                    "{} starts at byte {}, not a multiple of its element size",
+                    desc.describe(),
+                    desc.offset
+                ),
+            ));
+        };
+        Ok(Arg {
+            operand,
+            view,
+            buffer: t.buffer.clone(),
+            start,
+            size: end - start,
+        })
     }
 
-    /// Runs kernel `name` over `threads` threads with uniform `params` at
-    /// binding 0 and `buffers` at bindings 1, 2, ...
-    pub fn dispatch(
-        &self,
-        name: &'static str,
-        source: &str,
-        params: &[u32],
-        buffers: &[&wgpu::Buffer],
-        threads: u32,
-    ) -> Result<()> {
-        let pipeline = self.pipeline(name, source)?;
-        let mut bytes: Vec<u8> = params.iter().flat_map(|w| w.to_le_bytes()).collect();
-        bytes.resize(bytes.len().div_ceil(16).max(1) * 16, 0);
-        let uniform = self
-            .device
-            .create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(name),
-                contents: &bytes,
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
-        let mut entries = vec![wgpu::BindGroupEntry {
-            binding: 0,
-            resource: uniform.as_entire_binding(),
-        }];
-        for (i, b) in buffers.iter().enumerate() {
-            entries.push(wgpu::BindGroupEntry {
-                binding: i as u32 + 1,
-                resource: b.as_entire_binding(),
-            });
-        }
-        let group = self.device.create_bind_group(&wgpu::BindGroupDescriptor {
-            label: Some(name),
-            layout: &pipeline.get_bind_group_layout(0),
-            entries: &entries,
-        });
-        let groups = threads.div_ceil(WORKGROUP).max(1);
-        let (x, y) = (groups.min(65535), groups.div_ceil(65535));
-        let mut encoder = self
-            .device
-            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some(name) });
-        {
-            let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                label: Some(name),
-                timestamp_writes: None,
-            });
-            pass.set_pipeline(&pipeline);
-            pass.set_bind_group(0, &group, &[]);
-            pass.dispatch_workgroups(x, y, 1);
-        }
-        self.queue.submit([encoder.finish()]);
-        self.take_error(name)
+    /// Binds `t` as a read operand with its own shape.
+    pub fn read(name: &'static str, t: Tensor<'_>, binding: &Binding) -> Result<Self> {
+        Arg::new(Operand::read(name, t.desc.dtype), t, &t.desc.shape, binding)
     }
+
+    /// Binds `t` as the written operand.
+    pub fn write(name: &'static str, t: Tensor<'_>, binding: &Binding) -> Result<Self> {
+        Arg::new(Operand::write(name, t.desc.dtype), t, &t.desc.shape, binding)
+    }
+}
+
+/// How many workgroups a launch runs.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Grid {
+    /// `n` threads in 64-wide groups, folded into x and y (WGSL `flat`).
+    Threads(u32),
+    /// `n` workgroups, folded into x and y (WGSL `group_index`).
+    Groups(u32),
+    /// Exactly these workgroup counts.
+    Exact([u32; 3]),
+}
+
+impl Grid {
+    /// Workgroup counts per dimension.
+    pub fn counts(self) -> [u32; 3] {
+        let fold = |groups: u32| {
+            let groups = groups.max(1);
+            [
+                groups.min(MAX_GROUPS),
+                groups.div_ceil(MAX_GROUPS).max(1),
+                1,
+            ]
+        };
+        match self {
+            Grid::Threads(n) => fold(n.div_ceil(WORKGROUP)),
+            Grid::Groups(n) => fold(n),
+            Grid::Exact(c) => c,
+        }
+    }
+}
+
+/// The static part of a kernel: its name, uniform scalars and WGSL body.
+pub(crate) struct Kernel {
+    pub name: &'static str,
+    /// Scalar fields of the uniform after the operand views: (name, WGSL type).
+    pub scalars: &'static [(&'static str, &'static str)],
+    pub body: &'static str,
+}
+
+/// One recorded dispatch.
+pub(crate) struct Launch {
+    /// Pipeline cache key: the kernel and its operand dtypes.
+    pub key: String,
+    /// The kernel, to generate the module on a cache miss.
+    pub kernel: &'static Kernel,
+    pub args: Vec<Arg>,
+    /// The uniform's words: each argument's view, then the scalars.
+    pub params: Vec<u32>,
+    pub grid: Grid,
+}
+
+impl Launch {
+    /// A launch of `kernel` over `args` with `scalars` (as many as the kernel declares).
+    pub fn new(
+        kernel: &'static Kernel,
+        args: Vec<Arg>,
+        scalars: &[u32],
+        grid: Grid,
+        native_f16: bool,
+    ) -> Self {
+        debug_assert_eq!(scalars.len(), kernel.scalars.len(), "{}", kernel.name);
+        let operands: Vec<Operand> = args.iter().map(|a| a.operand).collect();
+        let mut params: Vec<u32> = args.iter().flat_map(|a| a.view.words()).collect();
+        params.extend_from_slice(scalars);
+        Launch {
+            key: wgsl::key(kernel.name, &operands, native_f16),
+            kernel,
+            args,
+            params,
+            grid,
+        }
+    }
+
+    /// The WGSL module of this launch.
+    pub fn source(&self, native_f16: bool) -> String {
+        let operands: Vec<Operand> = self.args.iter().map(|a| a.operand).collect();
+        let mut uniform = String::from("struct Params { ");
+        for a in &self.args {
+            uniform += &format!("{}: View, ", a.operand.name);
+        }
+        for (name, ty) in self.kernel.scalars {
+            uniform += &format!("{name}: {ty}, ");
+        }
+        uniform += "}\n@group(0) @binding(0) var<uniform> p: Params;\n";
+        wgsl::module(&operands, &(uniform + self.kernel.body), native_f16)
+    }
+}
+
+/// f32 bits of a parameter, as the uniform carries it.
+pub(crate) fn f32_bits(x: f64) -> u32 {
+    (x as f32).to_bits()
 }

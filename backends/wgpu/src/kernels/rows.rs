@@ -1,82 +1,155 @@
-//! Row reductions, one thread per row, f32: rms_norm, softmax, argmax.
+//! Row reductions, one 64-thread workgroup per row (threads stride over the
+//! row and combine through workgroup memory, so no thread loops over a whole
+//! long row): rms_norm, layer_norm, softmax and argmax, in f32.
 
-use glmhal_hal::{Op, Result, TensorDesc};
+use glmhal_hal::{Op, Result};
 
-use super::{Gpu, View};
+use super::{f32_bits, Arg, Binding, Grid, Kernel, Launch, Tensor};
 
-const ROWS_WGSL: &str = r#"
-struct Params { x: View, w: View, o: View, rows: u32, cols: u32, kind: u32, eps: f32, scale: f32, causal: u32, pad0: u32, pad1: u32 }
-@group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read_write> x: array<f32>;
-@group(0) @binding(2) var<storage, read_write> w: array<f32>;
-@group(0) @binding(3) var<storage, read_write> o: array<f32>;
-// The output again, as integers: argmax stores indices without passing them through f32.
-@group(0) @binding(4) var<storage, read_write> oi: array<u32>;
+static ROWS: Kernel = Kernel {
+    name: "rows",
+    scalars: &[
+        ("rows", "u32"),
+        ("cols", "u32"),
+        ("kind", "u32"),
+        ("eps", "f32"),
+        ("scale", "f32"),
+        ("causal", "u32"),
+    ],
+    body: r#"
+var<workgroup> red: array<f32, 64>;
+var<workgroup> redi: array<u32, 64>;
+const NONE: u32 = 0xffffffffu;
+
+fn sum_all(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s = s >> 1u) {
+        if (lid < s) { red[lid] += red[lid + s]; }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+
+fn max_all(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s = s >> 1u) {
+        if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
 
 @compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
-    let r = flat(g, nw);
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>,
+        @builtin(local_invocation_index) lid: u32) {
+    let r = group_index(wg, nw);
     if (r >= p.rows) { return; }
     let base = r * p.cols;
     if (p.kind == 0u) {
+        // rms_norm; the normalized value is rounded to x's dtype before the weight, as GLM does.
         var ss = 0.0;
-        for (var c = 0u; c < p.cols; c++) { let v = x[at(p.x, base + c)]; ss += v * v; }
-        let inv = 1.0 / sqrt(ss / f32(p.cols) + p.eps);
-        for (var c = 0u; c < p.cols; c++) { o[at(p.o, base + c)] = x[at(p.x, base + c)] * inv * w[at(p.w, c)]; }
+        for (var c = lid; c < p.cols; c += 64u) { let v = ld_x(at(p.x, base + c)); ss += v * v; }
+        let inv = 1.0 / sqrt(sum_all(ss, lid) / f32(p.cols) + p.eps);
+        for (var c = lid; c < p.cols; c += 64u) {
+            st_o(at(p.o, base + c), rnd_x(ld_x(at(p.x, base + c)) * inv) * ld_w(at(p.w, c)));
+        }
     } else if (p.kind == 1u) {
+        // layer_norm, two passes: mean, then variance.
+        var s = 0.0;
+        for (var c = lid; c < p.cols; c += 64u) { s += ld_x(at(p.x, base + c)); }
+        let mean = sum_all(s, lid) / f32(p.cols);
+        var sv = 0.0;
+        for (var c = lid; c < p.cols; c += 64u) { let d = ld_x(at(p.x, base + c)) - mean; sv += d * d; }
+        let inv = 1.0 / sqrt(sum_all(sv, lid) / f32(p.cols) + p.eps);
+        for (var c = lid; c < p.cols; c += 64u) {
+            st_o(at(p.o, base + c), (ld_x(at(p.x, base + c)) - mean) * inv * ld_w(at(p.w, c)) + ld_b(at(p.b, c)));
+        }
+    } else if (p.kind == 2u) {
+        // softmax of x * scale; causal rows see columns up to r + cols - rows.
         var visible = p.cols;
         if (p.causal != 0u) { visible = r + p.cols - p.rows + 1u; }
-        var mx = -3.4e38;
-        for (var c = 0u; c < visible; c++) { mx = max(mx, x[at(p.x, base + c)] * p.scale); }
-        var sum = 0.0;
-        for (var c = 0u; c < visible; c++) { sum += exp(x[at(p.x, base + c)] * p.scale - mx); }
-        for (var c = 0u; c < p.cols; c++) {
+        var m = -3.4e38;
+        for (var c = lid; c < visible; c += 64u) { m = max(m, ld_x(at(p.x, base + c)) * p.scale); }
+        let mx = max_all(m, lid);
+        var s = 0.0;
+        for (var c = lid; c < visible; c += 64u) { s += exp(ld_x(at(p.x, base + c)) * p.scale - mx); }
+        let sum = sum_all(s, lid);
+        for (var c = lid; c < p.cols; c += 64u) {
             var v = 0.0;
-            if (c < visible) { v = exp(x[at(p.x, base + c)] * p.scale - mx) / sum; }
-            o[at(p.o, base + c)] = v;
+            if (c < visible) { v = exp(ld_x(at(p.x, base + c)) * p.scale - mx) / sum; }
+            st_o(at(p.o, base + c), v);
         }
     } else {
-        var best = 0u;
-        var bv = x[at(p.x, base)];
-        for (var c = 1u; c < p.cols; c++) { let v = x[at(p.x, base + c)]; if (v > bv) { bv = v; best = c; } }
-        oi[at(p.o, r)] = best;
+        // argmax: the first index of the largest value.
+        var bv = 0.0;
+        var bi = NONE;
+        for (var c = lid; c < p.cols; c += 64u) {
+            let v = ld_x(at(p.x, base + c));
+            if (bi == NONE || v > bv) { bv = v; bi = c; }
+        }
+        red[lid] = bv;
+        redi[lid] = bi;
+        workgroupBarrier();
+        for (var s = 32u; s > 0u; s = s >> 1u) {
+            if (lid < s) {
+                let ov = red[lid + s];
+                let oi = redi[lid + s];
+                let mine = redi[lid];
+                if (oi != NONE && (mine == NONE || ov > red[lid] || (ov == red[lid] && oi < mine))) {
+                    red[lid] = ov;
+                    redi[lid] = oi;
+                }
+            }
+            workgroupBarrier();
+        }
+        if (lid == 0u) { sti_o(at(p.o, r), i32(redi[0])); }
     }
 }
-"#;
+"#,
+};
 
-/// Runs rms_norm, softmax or argmax over the rows of `x`.
-pub(crate) fn run(
-    gpu: &Gpu,
+/// Records rms_norm, layer_norm, softmax or argmax over the rows of `ins[0]`.
+pub(crate) fn launch(
     op: &Op,
-    ins: &[TensorDesc],
-    out: &TensorDesc,
-    bufs: [&wgpu::Buffer; 4],
-) -> Result<()> {
-    let x = &ins[0];
-    let (rows, cols) = (x.rows() as u32, x.last_dim() as u32);
+    ins: &[Tensor<'_>],
+    out: Tensor<'_>,
+    binding: &Binding,
+) -> Result<Launch> {
+    let x = ins[0];
+    let (rows, cols) = (x.desc.rows() as u32, x.desc.last_dim() as u32);
     let (kind, eps, scale, causal) = match op {
-        Op::RmsNorm { eps } => (0u32, *eps as f32, 1.0f32, 0u32),
-        Op::Softmax { scale, causal } => (1, 0.0, *scale as f32, u32::from(*causal)),
-        _ => (2, 0.0, 1.0, 0),
+        Op::RmsNorm { eps } => (0u32, *eps, 1.0, false),
+        Op::LayerNorm { eps } => (1, *eps, 1.0, false),
+        Op::Softmax { scale, causal } => (2, 0.0, *scale, *causal),
+        _ => (3, 0.0, 1.0, false),
     };
-    let w = if kind == 0 {
-        View::of(&ins[1])?
-    } else {
-        View::of(x)?
-    };
-    let mut params = Vec::new();
-    params.extend(View::of(x)?.words());
-    params.extend(w.words());
-    params.extend(View::of(out)?.words());
-    params.extend([
-        rows,
-        cols,
-        kind,
-        eps.to_bits(),
-        scale.to_bits(),
-        causal,
-        0,
-        0,
-    ]);
-    gpu.dispatch("rows", ROWS_WGSL, &params, &bufs, rows)
+    // Unused operands bind x again so every kind has the same module shape.
+    let w = ins.get(1).copied().unwrap_or(x);
+    let b = ins.get(2).copied().unwrap_or(x);
+    let args = vec![
+        Arg::read("x", x, binding)?,
+        Arg::read("w", w, binding)?,
+        Arg::read("b", b, binding)?,
+        Arg::write("o", out, binding)?,
+    ];
+    Ok(Launch::new(
+        &ROWS,
+        args,
+        &[
+            rows,
+            cols,
+            kind,
+            f32_bits(eps),
+            f32_bits(scale),
+            u32::from(causal),
+        ],
+        Grid::Groups(rows),
+        binding.native_f16,
+    ))
 }
