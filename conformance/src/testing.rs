@@ -9,22 +9,40 @@ use crate::suite::{run, Filter, Target, DEFAULT_SEED};
 /// (comma separated, e.g. `cpu,wgpu,opencl`). The CPU is always required.
 pub const REQUIRE_ENV: &str = "GLMHAL_REQUIRE_BACKENDS";
 
+/// Environment variable listing backends that must run every case and model
+/// (no "unsupported"), so CI notices when coverage shrinks.
+pub const REQUIRE_ALL_ENV: &str = "GLMHAL_REQUIRE_ALL_CASES";
+
+fn listed(var: &str, name: &str) -> bool {
+    std::env::var(var)
+        .unwrap_or_default()
+        .split(',')
+        .any(|b| b.trim() == name)
+}
+
+/// Whether tests of `provider` run here: true when it is available; when it
+/// is not, panics if it is required ([`REQUIRE_ENV`], or the CPU) and
+/// otherwise says why it did not run and returns false.
+pub fn should_run(provider: &dyn BackendProvider) -> bool {
+    let name = provider.name();
+    let Availability::Unavailable { detail, .. } = provider.probe() else {
+        return true;
+    };
+    let required = name == "cpu" || listed(REQUIRE_ENV, name);
+    assert!(
+        !required,
+        "{name} is required ({REQUIRE_ENV}) but unavailable: {detail}"
+    );
+    eprintln!("{name} not run: {detail}");
+    false
+}
+
 /// Runs every case of `kind` on the provider's default device and panics
 /// with the failing cases if any fails or errors. An unavailable backend
 /// panics when it is required, and otherwise says why it did not run.
 pub fn assert_op_conforms(provider: &dyn BackendProvider, kind: OpKind) {
     let name = provider.name();
-    let required = name == "cpu"
-        || std::env::var(REQUIRE_ENV)
-            .unwrap_or_default()
-            .split(',')
-            .any(|b| b.trim() == name);
-    if let Availability::Unavailable { detail, .. } = provider.probe() {
-        assert!(
-            !required,
-            "{name} is required ({REQUIRE_ENV}) but unavailable: {detail}"
-        );
-        eprintln!("{name} not run: {detail}");
+    if !should_run(provider) {
         return;
     }
     let backend = match provider.open(None) {
@@ -61,10 +79,24 @@ pub fn assert_op_conforms(provider: &dyn BackendProvider, kind: OpKind) {
         results.len(),
         bad.join("\n")
     );
-    let unsupported = results
+    let unsupported: Vec<String> = results
         .iter()
         .filter(|r| r.outcome.status == Status::Unsupported)
-        .count();
+        .map(|r| {
+            format!(
+                "{}: {}",
+                r.case,
+                r.outcome.detail.clone().unwrap_or_default()
+            )
+        })
+        .collect();
+    assert!(
+        unsupported.is_empty() || !listed(REQUIRE_ALL_ENV, name),
+        "{name} must run every case ({REQUIRE_ALL_ENV}) but reports {} {kind} case(s) unsupported:\n{}",
+        unsupported.len(),
+        unsupported.join("\n")
+    );
+    let unsupported = unsupported.len();
     eprintln!(
         "{name} {kind}: {} passed, {unsupported} unsupported",
         results.len() - unsupported
@@ -75,17 +107,7 @@ pub fn assert_op_conforms(provider: &dyn BackendProvider, kind: OpKind) {
 /// backend and panics on any disagreement.
 pub fn assert_models_agree(provider: &dyn BackendProvider) {
     let name = provider.name();
-    if let Availability::Unavailable { detail, .. } = provider.probe() {
-        let required = name == "cpu"
-            || std::env::var(REQUIRE_ENV)
-                .unwrap_or_default()
-                .split(',')
-                .any(|b| b.trim() == name);
-        assert!(
-            !required,
-            "{name} is required ({REQUIRE_ENV}) but unavailable: {detail}"
-        );
-        eprintln!("{name} not run: {detail}");
+    if !should_run(provider) {
         return;
     }
     for model in crate::model_check::builtin_models() {
@@ -93,6 +115,12 @@ pub fn assert_models_agree(provider: &dyn BackendProvider) {
             .unwrap_or_else(|e| panic!("reference run of {}: {e}", model.name));
         let r = crate::model_check::check(name, &|| provider.open(None), &expected);
         if r.status == Status::Unsupported {
+            assert!(
+                !listed(REQUIRE_ALL_ENV, name),
+                "{name} must run every model ({REQUIRE_ALL_ENV}): {}: {:?}",
+                model.name,
+                r.detail
+            );
             eprintln!(
                 "{name} {}: unsupported: {}",
                 model.name,

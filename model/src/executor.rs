@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use glmhal_hal::{Backend, Buffer, DType, HalError, Result, TensorRef};
+use glmhal_hal::{Backend, Buffer, DType, HalError, OpCall, Result, TensorRef};
 
 use crate::checkpoint::Checkpoint;
 use crate::config::ModelConfig;
@@ -169,11 +169,17 @@ impl Model {
             };
             buffer.view(desc)
         };
-        for node in &graph.nodes {
-            let inputs: Vec<TensorRef<'_>> = node.inputs.iter().map(view).collect();
-            self.backend
-                .execute(&node.op, &inputs, &[view(&node.output)])?;
-        }
+        // The whole step at once: backends that record (wgpu) submit it in one go.
+        let calls: Vec<OpCall<'_>> = graph
+            .nodes
+            .iter()
+            .map(|node| OpCall {
+                op: node.op.clone(),
+                inputs: node.inputs.iter().map(view).collect(),
+                outputs: vec![view(&node.output)],
+            })
+            .collect();
+        self.backend.execute_step(&calls)?;
         self.read_result(&graph, &plan, arena)
     }
 

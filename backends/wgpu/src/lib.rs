@@ -53,21 +53,23 @@ impl BackendProvider for Provider {
     }
 
     fn open(&self, index: Option<usize>) -> Result<Box<dyn Backend>> {
-        let adapters = device::adapters();
-        let chosen = match index {
-            Some(i) => i,
-            None => (0..adapters.len())
-                .min_by_key(|&i| device::rank(&adapters[i]))
-                .unwrap_or(0),
-        };
-        let adapter = adapters.get(chosen).ok_or_else(|| HalError::Unavailable {
-            backend: format!("wgpu:{chosen}"),
-            reason: format!("wgpu found {} adapter(s)", adapters.len()),
-        })?;
-        Ok(Box::new(WgpuBackend::open(
-            chosen,
-            adapter,
-            &WgpuOptions::from_env()?,
-        )?))
+        Ok(Box::new(open_with(index, &WgpuOptions::from_env()?)?))
     }
+}
+
+/// Opens adapter `index` (or the best one: discrete, integrated, virtual,
+/// then CPU adapters) with explicit options.
+pub fn open_with(index: Option<usize>, options: &WgpuOptions) -> Result<WgpuBackend> {
+    let adapters = device::adapters();
+    let chosen = match index {
+        Some(i) => i,
+        None => (0..adapters.len())
+            .min_by_key(|&i| device::rank(&adapters[i]))
+            .unwrap_or(0),
+    };
+    let adapter = adapters.get(chosen).ok_or_else(|| HalError::Unavailable {
+        backend: format!("wgpu:{chosen}"),
+        reason: format!("wgpu found {} adapter(s)", adapters.len()),
+    })?;
+    WgpuBackend::open(chosen, adapter, options)
 }

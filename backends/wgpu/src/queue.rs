@@ -2,6 +2,7 @@
 //! and submitted together (a whole step is one compute pass and one submit).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use glmhal_hal::{
@@ -61,6 +62,7 @@ pub struct WgpuBackend {
     /// The mappable buffer downloads go through, reused.
     staging: Mutex<Option<wgpu::Buffer>>,
     pool: Arc<BufferPool>,
+    submissions: AtomicU64,
     /// The first error wgpu reported outside an error scope.
     uncaptured: Arc<Mutex<Option<String>>>,
 }
@@ -94,7 +96,7 @@ impl WgpuBackend {
                 slot.get_or_insert_with(|| e.to_string());
             }
         }));
-        let adapter_max = u64::from(limits.max_storage_buffer_binding_size);
+        let adapter_max = limits.max_storage_buffer_binding_size;
         let binding = Binding {
             align: u64::from(limits.min_storage_buffer_offset_alignment).max(4),
             max_size: options
@@ -134,6 +136,7 @@ impl WgpuBackend {
             uniforms: Mutex::new(None),
             staging: Mutex::new(None),
             pool: Arc::new(BufferPool::default()),
+            submissions: AtomicU64::new(0),
             uncaptured,
         })
     }
@@ -162,6 +165,11 @@ impl WgpuBackend {
     /// Bytes the pool holds idle (for tests and diagnostics).
     pub fn pooled_bytes(&self) -> u64 {
         self.pool.idle_bytes()
+    }
+
+    /// Command buffers of kernels submitted so far (a step is one).
+    pub fn submissions(&self) -> u64 {
+        self.submissions.load(Ordering::Relaxed)
     }
 
     /// The launches that run `op` (checked against the catalogue and `supports`).
@@ -220,10 +228,9 @@ impl WgpuBackend {
 
     /// The pipeline of `launch`, compiled at first use.
     fn pipeline(&self, launch: &Launch) -> Result<Arc<wgpu::ComputePipeline>> {
-        let mut cache = self
-            .pipelines
-            .lock()
-            .map_err(|_| HalError::backend(self.selector(), &launch.key, "pipeline cache poisoned"))?;
+        let mut cache = self.pipelines.lock().map_err(|_| {
+            HalError::backend(self.selector(), &launch.key, "pipeline cache poisoned")
+        })?;
         if let Some(p) = cache.get(&launch.key) {
             return Ok(p.clone());
         }
@@ -292,7 +299,11 @@ impl WgpuBackend {
             }));
         }
         let Some(uniform) = uniforms.as_ref() else {
-            return Err(HalError::backend(self.selector(), "submit", "no uniform buffer"));
+            return Err(HalError::backend(
+                self.selector(),
+                "submit",
+                "no uniform buffer",
+            ));
         };
         self.queue.write_buffer(uniform, 0, &bytes);
         let groups: Vec<wgpu::BindGroup> = launches
@@ -343,6 +354,7 @@ impl WgpuBackend {
             }
         }
         self.queue.submit([encoder.finish()]);
+        self.submissions.fetch_add(1, Ordering::Relaxed);
         drop(uniforms);
         self.take_error(&launches[0].key)
     }

@@ -42,15 +42,14 @@ pub fn supports(
         Op::GetRows => Some(0),
         _ => None,
     };
-    let tensors = inputs.iter().enumerate().chain(outputs.iter().map(|t| (usize::MAX, t)));
+    let tensors = inputs
+        .iter()
+        .enumerate()
+        .chain(outputs.iter().map(|t| (usize::MAX, t)));
     for (i, t) in tensors {
         let splittable = split_input == Some(i);
-        let too_big = if splittable {
-            let row = t.dtype.bytes_for(t.strides[0]) as u64;
-            row + binding.align > binding.max_size
-        } else {
-            !binding.fits(t)
-        };
+        let splits = splittable && crate::kernels::linear::rows_per_part(t, binding).is_some();
+        let too_big = !(binding.fits(t) || splits);
         if too_big {
             let (start, end) = binding.span(t);
             return Support::Unsupported(format!(
@@ -58,7 +57,11 @@ pub fn supports(
                 t.describe(),
                 end - start,
                 binding.max_size,
-                if splittable { " even for a single row" } else { "" }
+                if splittable {
+                    " even for a single row"
+                } else {
+                    ""
+                }
             ));
         }
     }

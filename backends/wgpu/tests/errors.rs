@@ -1,17 +1,14 @@
-//! wgpu buffers and bad input: byte-exact copies at any offset, clear errors, no panics.
+//! wgpu buffers and bad input: byte-exact copies at any offset, clear errors,
+//! no panics; the buffer pool and one submission per step.
 
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic
 
-use glmhal_hal::{Availability, Backend, BackendProvider, DType, HalError, Op, TensorDesc};
+use glmhal_hal::{
+    Availability, Backend, BackendProvider, Buffer, DType, HalError, Op, OpCall, TensorDesc,
+};
 
 fn open() -> Option<Box<dyn Backend>> {
-    if let Availability::Unavailable { detail, .. } = glmhal_wgpu::Provider.probe() {
-        let required = std::env::var("GLMHAL_REQUIRE_BACKENDS")
-            .unwrap_or_default()
-            .split(',')
-            .any(|b| b == "wgpu");
-        assert!(!required, "wgpu required but unavailable: {detail}");
-        eprintln!("wgpu not run: {detail}");
+    if !glmhal_conformance::testing::should_run(&glmhal_wgpu::Provider) {
         return None;
     }
     Some(glmhal_wgpu::Provider.open(None).unwrap())
@@ -38,18 +35,30 @@ fn unsupported_ops_and_impossible_buffers_are_errors() {
     let x = b.upload_new(&[0; 64]).unwrap();
     let d = TensorDesc::contiguous(DType::F32, &[4, 4]);
     let out = b.alloc(64).unwrap();
+    // A head_dim beyond what the attention kernel holds: unsupported, with the reason and adapter.
+    let q = TensorDesc::contiguous(DType::F32, &[1, 1, 512]);
+    let big = b.upload_new(&vec![0u8; 2048]).unwrap();
+    let big_out = b.alloc(2048).unwrap();
     let err = b
-        .execute(&Op::Cast, &[x.view(d.clone())], &[out.view(d.clone())])
-        .unwrap_err();
-    assert!(matches!(err, HalError::Unsupported { .. }), "{err}");
-    let h = TensorDesc::contiguous(DType::F16, &[4, 4]);
-    assert!(!b
-        .supports(
-            &Op::Silu,
-            std::slice::from_ref(&h),
-            std::slice::from_ref(&h)
+        .execute(
+            &Op::Attention {
+                scale: 1.0,
+                causal: true,
+            },
+            &[
+                big.view(q.clone()),
+                big.view(q.clone()),
+                big.view(q.clone()),
+            ],
+            &[big_out.view(q.clone())],
         )
-        .is_supported());
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(matches!(err, HalError::Unsupported { .. }), "{err}");
+    assert!(
+        text.contains("wgpu:") && text.contains("head_dim"),
+        "{text}"
+    );
     assert!(matches!(
         b.alloc(usize::MAX / 2).unwrap_err(),
         HalError::OutOfMemory { .. }
@@ -74,4 +83,39 @@ fn devices_describe_adapters() {
             .any(|f| f.starts_with("max_storage_buffer_binding_size=")));
         assert!(glmhal_wgpu::Provider.open(Some(devices.len())).is_err());
     }
+}
+
+#[test]
+fn freed_buffers_are_reused_and_a_step_is_one_submission() {
+    if !glmhal_conformance::testing::should_run(&glmhal_wgpu::Provider) {
+        return;
+    }
+    let b = glmhal_wgpu::open_with(None, &glmhal_wgpu::WgpuOptions::default()).unwrap();
+    let before = b.pooled_bytes();
+    drop(b.alloc(4000).unwrap());
+    assert_eq!(b.pooled_bytes(), before + 4000);
+    let again = b.alloc(4000).unwrap();
+    assert_eq!(b.pooled_bytes(), before);
+
+    let d = TensorDesc::contiguous(DType::F32, &[1000]);
+    let x = b.upload_new(&1.5f32.to_le_bytes().repeat(1000)).unwrap();
+    let y = b.alloc(4000).unwrap();
+    fn scale<'a>(d: &TensorDesc, from: &'a Buffer, to: &'a Buffer) -> OpCall<'a> {
+        OpCall {
+            op: Op::Scale { factor: 2.0 },
+            inputs: vec![from.view(d.clone())],
+            outputs: vec![to.view(d.clone())],
+        }
+    }
+    let submitted = b.submissions();
+    b.execute_step(&[
+        scale(&d, &x, &y),
+        scale(&d, &y, &again),
+        scale(&d, &again, &y),
+    ])
+    .unwrap();
+    assert_eq!(b.submissions(), submitted + 1);
+    let mut out = vec![0u8; 4000];
+    b.download(&y, 0, &mut out).unwrap();
+    assert!(out.chunks(4).all(|w| w == 12.0f32.to_le_bytes()));
 }

@@ -14,7 +14,14 @@ pub(crate) const MAX_HEAD_DIM: usize = 256;
 
 static ROPE: Kernel = Kernel {
     name: "rope",
-    scalars: &[("tokens", "u32"), ("heads", "u32"), ("dim", "u32"), ("rot", "u32"), ("theta", "f32"), ("neox", "u32")],
+    scalars: &[
+        ("tokens", "u32"),
+        ("heads", "u32"),
+        ("dim", "u32"),
+        ("rot", "u32"),
+        ("theta", "f32"),
+        ("neox", "u32"),
+    ],
     body: r#"
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
@@ -163,7 +170,13 @@ pub(crate) fn launch(
                 f32_bits(*theta),
                 u32::from(*mode == RopeMode::Neox),
             ];
-            Launch::new(&ROPE, args, &scalars, Grid::Threads(t * heads * dim), native)
+            Launch::new(
+                &ROPE,
+                args,
+                &scalars,
+                Grid::Threads(t * heads * dim),
+                native,
+            )
         }
         Op::KvWrite => {
             let args = vec![

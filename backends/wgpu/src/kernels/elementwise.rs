@@ -8,7 +8,12 @@ use super::{f32_bits, Arg, Binding, Grid, Kernel, Launch, Tensor};
 
 static MAP: Kernel = Kernel {
     name: "map",
-    scalars: &[("n", "u32"), ("kind", "u32"), ("factor", "f32"), ("half", "u32")],
+    scalars: &[
+        ("n", "u32"),
+        ("kind", "u32"),
+        ("factor", "f32"),
+        ("half", "u32"),
+    ],
     body: r#"
 fn silu(x: f32) -> f32 { return x / (1.0 + exp(-x)); }
 fn gelu(x: f32) -> f32 {

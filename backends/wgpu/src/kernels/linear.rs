@@ -107,7 +107,13 @@ const ROWWISE_MAX_ROWS: usize = 4;
 /// outside the table.
 static GET_ROWS: Kernel = Kernel {
     name: "get_rows",
-    scalars: &[("n", "u32"), ("lo", "u32"), ("hi", "u32"), ("vocab", "u32"), ("first", "u32")],
+    scalars: &[
+        ("n", "u32"),
+        ("lo", "u32"),
+        ("hi", "u32"),
+        ("vocab", "u32"),
+        ("first", "u32"),
+    ],
     body: r#"
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
@@ -134,26 +140,38 @@ fn strides3(d: &TensorDesc) -> [u32; 3] {
     }
 }
 
+/// Rows of `desc` (along dim 0) that one binding can hold, whatever the
+/// part's alignment: `None` when not even one row fits.
+pub(crate) fn rows_per_part(desc: &TensorDesc, binding: &Binding) -> Option<usize> {
+    let row_span = desc.dtype.bytes_for(
+        1 + desc.shape[1..]
+            .iter()
+            .zip(&desc.strides[1..])
+            .map(|(n, s)| (n - 1) * s)
+            .sum::<usize>(),
+    ) as u64;
+    let stride = (desc.dtype.bytes_for(desc.strides[0]) as u64).max(1);
+    // A part may start up to `align` bytes after its binding does.
+    let room = binding.max_size.checked_sub(binding.align + row_span)?;
+    Some((room / stride + 1) as usize)
+}
+
 /// Row ranges of `desc` (along dim 0) small enough that each binds alone.
 pub(crate) fn row_chunks(desc: &TensorDesc, binding: &Binding) -> Result<Vec<(usize, usize)>> {
     let rows = desc.shape[0];
     if binding.fits(desc) {
         return Ok(vec![(0, rows)]);
     }
-    let row_bytes = desc.dtype.bytes_for(desc.strides[0]) as u64;
-    // A part may start up to `align` bytes after its binding does.
-    let per = binding.max_size.saturating_sub(binding.align) / row_bytes.max(1);
-    if per == 0 {
-        return Err(HalError::invalid(
+    let per = rows_per_part(desc, binding).ok_or_else(|| {
+        HalError::invalid(
             "wgpu",
             format!(
-                "one row of {} ({row_bytes} bytes) exceeds a storage binding ({} bytes)",
+                "one row of {} spans more than a storage binding ({} bytes)",
                 desc.describe(),
                 binding.max_size
             ),
-        ));
-    }
-    let per = per as usize;
+        )
+    })?;
     Ok((0..rows)
         .step_by(per)
         .map(|s| (s, per.min(rows - s)))

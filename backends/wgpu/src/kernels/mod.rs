@@ -196,7 +196,12 @@ impl Arg {
 
     /// Binds `t` as the written operand.
     pub fn write(name: &'static str, t: Tensor<'_>, binding: &Binding) -> Result<Self> {
-        Arg::new(Operand::write(name, t.desc.dtype), t, &t.desc.shape, binding)
+        Arg::new(
+            Operand::write(name, t.desc.dtype),
+            t,
+            &t.desc.shape,
+            binding,
+        )
     }
 }
 

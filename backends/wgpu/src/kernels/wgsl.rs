@@ -133,9 +133,8 @@ pub(crate) fn operand(op: &Operand, binding: u32, native_f16: bool) -> String {
     } else {
         "u32"
     };
-    let mut s = format!(
-        "@group(0) @binding({binding}) var<storage, read_write> {n}_buf: array<{elem}>;\n"
-    );
+    let mut s =
+        format!("@group(0) @binding({binding}) var<storage, read_write> {n}_buf: array<{elem}>;\n");
     let round = match op.dtype {
         DType::F16 => "round_f16(v)",
         DType::Bf16 => "round_bf16(v)",
@@ -144,17 +143,21 @@ pub(crate) fn operand(op: &Operand, binding: u32, native_f16: bool) -> String {
     s += &format!("fn rnd_{n}(v: f32) -> f32 {{ return {round}; }}\n");
     let body = match (op.dtype, write) {
         (DType::F32, false) => {
-            format!("fn ld_{n}(e: u32) -> f32 {{ return bitcast<f32>({n}_buf[p.{n}.offset + e]); }}")
+            format!(
+                "fn ld_{n}(e: u32) -> f32 {{ return bitcast<f32>({n}_buf[p.{n}.offset + e]); }}"
+            )
         }
-        (DType::F32, true) => format!(
-            "fn st_{n}(e: u32, v: f32) {{ {n}_buf[p.{n}.offset + e] = bitcast<u32>(v); }}"
-        ),
+        (DType::F32, true) => {
+            format!("fn st_{n}(e: u32, v: f32) {{ {n}_buf[p.{n}.offset + e] = bitcast<u32>(v); }}")
+        }
         (DType::I32, false) => {
-            format!("fn ldi_{n}(e: u32) -> i32 {{ return bitcast<i32>({n}_buf[p.{n}.offset + e]); }}")
+            format!(
+                "fn ldi_{n}(e: u32) -> i32 {{ return bitcast<i32>({n}_buf[p.{n}.offset + e]); }}"
+            )
         }
-        (DType::I32, true) => format!(
-            "fn sti_{n}(e: u32, v: i32) {{ {n}_buf[p.{n}.offset + e] = bitcast<u32>(v); }}"
-        ),
+        (DType::I32, true) => {
+            format!("fn sti_{n}(e: u32, v: i32) {{ {n}_buf[p.{n}.offset + e] = bitcast<u32>(v); }}")
+        }
         (DType::F16, false) if native_f16 => {
             format!("fn ld_{n}(e: u32) -> f32 {{ return f32({n}_buf[p.{n}.offset + e]); }}")
         }
@@ -162,14 +165,22 @@ pub(crate) fn operand(op: &Operand, binding: u32, native_f16: bool) -> String {
             "fn st_{n}(e: u32, v: f32) {{ {n}_buf[p.{n}.offset + e] = f16(round_f16(v)); }}"
         ),
         (DType::F16 | DType::Bf16, false) => {
-            let decode = if op.dtype == DType::F16 { "f16" } else { "bf16" };
+            let decode = if op.dtype == DType::F16 {
+                "f16"
+            } else {
+                "bf16"
+            };
             format!(
                 "fn ld_{n}(e: u32) -> f32 {{ let i = p.{n}.offset + e; \
                  return {decode}_bits_to_f32(({n}_buf[i >> 1u] >> ((i & 1u) * 16u)) & 0xffffu); }}"
             )
         }
         (DType::F16 | DType::Bf16, true) => {
-            let encode = if op.dtype == DType::F16 { "f16" } else { "bf16" };
+            let encode = if op.dtype == DType::F16 {
+                "f16"
+            } else {
+                "bf16"
+            };
             format!(
                 "fn st_{n}(e: u32, v: f32) {{ let i = p.{n}.offset + e; let sh = (i & 1u) * 16u; \
                  atomicAnd(&{n}_buf[i >> 1u], ~(0xffffu << sh)); \
@@ -178,7 +189,10 @@ pub(crate) fn operand(op: &Operand, binding: u32, native_f16: bool) -> String {
         }
         (DType::Q8_0 | DType::Q4_0, false) => {
             let (bytes, quant) = if op.dtype == DType::Q8_0 {
-                (34, format!("f32(bitcast<i32>(byte_{n}(base + 2u + j) << 24u) >> 24u)"))
+                (
+                    34,
+                    format!("f32(bitcast<i32>(byte_{n}(base + 2u + j) << 24u) >> 24u)"),
+                )
             } else {
                 (
                     18,
