@@ -13,6 +13,6 @@ cargo run --locked --profile test -q -p glmhal -- conformance \
 # wgpu again through its GL backend (llvmpipe where Mesa is installed).
 if WGPU_BACKEND=gl cargo run --locked --profile test -q -p glmhal -- devices --json 2>/dev/null \
     | grep -A1 '"backend": "wgpu"' | grep -q '"status": "available"'; then
-  WGPU_BACKEND=gl cargo run --locked --profile test -q -p glmhal -- conformance --backend wgpu \
+  WGPU_BACKEND=gl cargo run --locked --profile test -q -p glmhal -- conformance --backend wgpu --require-all \
     --json reports/conformance-wgpu-gl.json --markdown reports/conformance-wgpu-gl.md
 fi

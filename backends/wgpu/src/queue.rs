@@ -10,8 +10,14 @@ use glmhal_hal::{
     TensorDesc, TensorRef,
 };
 
-use crate::kernels::{attention, convert, elementwise, linear, rows, Binding, Launch, Tensor};
+use crate::kernels::{
+    activation, attention, convert, elementwise, embedding, kv_cache, matmul, norm, reduce, rope,
+    wgsl::status, Binding, Launch, Tensor,
+};
 use crate::memory::{align4, BufferPool, WgpuBuffer};
+
+/// Bytes of the kernel status buffer.
+const STATUS_BYTES: u64 = 16;
 
 /// Settings a user (or a test) can change when opening an adapter.
 #[derive(Clone, Debug, Default)]
@@ -62,6 +68,8 @@ pub struct WgpuBackend {
     /// The mappable buffer downloads go through, reused.
     staging: Mutex<Option<wgpu::Buffer>>,
     pool: Arc<BufferPool>,
+    /// Four words where kernels report bad data (see `kernels::wgsl::status`).
+    status: wgpu::Buffer,
     submissions: AtomicU64,
     /// The first error wgpu reported outside an error scope.
     uncaptured: Arc<Mutex<Option<String>>>,
@@ -111,6 +119,14 @@ impl WgpuBackend {
             .name
             .contains("llvmpipe")
             .then_some(65535);
+        let status = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("glmhal kernel status"),
+            size: STATUS_BYTES,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_SRC
+                | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
         let mut info = crate::device::describe(index, adapter);
         if options.max_binding.is_some() {
             info.features
@@ -136,6 +152,7 @@ impl WgpuBackend {
             uniforms: Mutex::new(None),
             staging: Mutex::new(None),
             pool: Arc::new(BufferPool::default()),
+            status,
             submissions: AtomicU64::new(0),
             uncaptured,
         })
@@ -210,18 +227,25 @@ impl WgpuBackend {
             }
             other => other,
         };
+        let one = |l: Result<Launch>| l.map(|l| vec![l]);
         let launches = match op {
-            Op::MatMul { bias } => linear::mat_mul(&ins, out, *bias, b),
-            Op::BatchedMatMul => linear::batched_mat_mul(&ins, out, b).map(|l| vec![l]),
-            Op::GetRows => linear::get_rows(&ins, out, b),
-            Op::RmsNorm { .. } | Op::LayerNorm { .. } | Op::Softmax { .. } | Op::Argmax => {
-                rows::launch(op, &ins, out, b).map(|l| vec![l])
+            Op::GetRows => embedding::get_rows(&ins, out, b),
+            Op::MatMul { bias } => matmul::mat_mul(&ins, out, *bias, b),
+            Op::BatchedMatMul => one(matmul::batched_mat_mul(&ins, out, b)),
+            Op::RmsNorm { .. } | Op::LayerNorm { .. } => one(norm::launch(op, &ins, out, b)),
+            Op::Rope { rot, theta, mode } => {
+                one(rope::launch(ins[0], ins[1], out, (*rot, *theta, *mode), b))
             }
-            Op::Rope { .. } | Op::KvWrite | Op::Attention { .. } => {
-                attention::launch(op, &ins, out, b).map(|l| vec![l])
+            Op::Attention { scale, causal } => {
+                one(attention::launch(&ins, out, *scale, *causal, b))
             }
-            Op::Quantize => convert::quantize(ins[0], out, b).map(|l| vec![l]),
-            _ => elementwise::launch(op, &ins, out, b).map(|l| vec![l]),
+            Op::Softmax { .. } | Op::Argmax => one(reduce::launch(op, ins[0], out, b)),
+            Op::SwiGlu | Op::Silu | Op::Gelu => one(activation::launch(op, ins[0], out, b)),
+            Op::Add | Op::Mul => one(elementwise::binary(op, &ins, out, b)),
+            Op::Scale { factor } => one(elementwise::scale(ins[0], out, *factor, b)),
+            Op::Cast => one(convert::cast(ins[0], out, b)),
+            Op::Quantize => one(convert::quantize(ins[0], out, b)),
+            Op::KvWrite => one(kv_cache::launch(ins[0], ins[1], out, b)),
         };
         launches.map_err(context)
     }
@@ -329,6 +353,12 @@ impl WgpuBackend {
                         }),
                     });
                 }
+                if l.kernel.status {
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: l.args.len() as u32 + 1,
+                        resource: self.status.as_entire_binding(),
+                    });
+                }
                 self.device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(&l.key),
                     layout: &pipeline.get_bind_group_layout(0),
@@ -372,18 +402,21 @@ impl WgpuBackend {
         pollster::block_on(scope.pop()).is_none().then_some(buffer)
     }
 
-    /// Reads whole words `start..start + out.len()` (both multiples of 4) through the staging buffer.
-    fn download_words(&self, buf: &WgpuBuffer, start: usize, out: &mut [u8]) -> Result<()> {
+    /// Waits for the queue and reads whole words `start..start + out.len()`
+    /// of `src` (both multiples of 4; none without `src`) through the staging
+    /// buffer, together with the kernel status, which it checks.
+    fn read_back(&self, src: Option<(&wgpu::Buffer, u64)>, out: &mut [u8]) -> Result<()> {
         let size = out.len() as u64;
+        let total = size + STATUS_BYTES;
         let err = |what: String| HalError::backend(self.selector(), "download", what);
         let mut staging = self
             .staging
             .lock()
             .map_err(|_| err("staging buffer poisoned".into()))?;
-        if staging.as_ref().is_none_or(|s| s.size() < size) {
+        if staging.as_ref().is_none_or(|s| s.size() < total) {
             *staging = Some(self.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("glmhal download"),
-                size: size.next_power_of_two().max(1 << 16),
+                size: total.next_power_of_two().max(1 << 16),
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             }));
@@ -392,27 +425,68 @@ impl WgpuBackend {
             return Err(err("no staging buffer".into()));
         };
         let mut encoder = self.device.create_command_encoder(&Default::default());
-        encoder.copy_buffer_to_buffer(&buf.buffer, start as u64, stage, 0, size);
+        if let Some((buffer, start)) = src {
+            encoder.copy_buffer_to_buffer(buffer, start, stage, 0, size);
+        }
+        encoder.copy_buffer_to_buffer(&self.status, 0, stage, size, STATUS_BYTES);
         self.queue.submit([encoder.finish()]);
-        let slice = stage.slice(..size);
+        let slice = stage.slice(..total);
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
-        self.synchronize()?;
+        self.wait()?;
         rx.recv()
             .map_err(|_| err("the map callback never ran".into()))?
             .map_err(|e| err(e.to_string()))?;
+        let mut words = [0u32; 4];
         {
             let view = slice.get_mapped_range().map_err(|e| err(e.to_string()))?;
-            out.copy_from_slice(&view);
+            out.copy_from_slice(&view[..size as usize]);
+            for (w, b) in words.iter_mut().zip(view[size as usize..].chunks_exact(4)) {
+                *w = u32::from_le_bytes([b[0], b[1], b[2], b[3]]);
+            }
         }
         stage.unmap();
         // Big one-off downloads do not keep a big staging buffer alive.
         if stage.size() > 64 << 20 {
             *staging = None;
         }
-        Ok(())
+        drop(staging);
+        self.check_status(words)
+    }
+
+    /// Waits until the queue is idle.
+    fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| HalError::backend(self.selector(), "synchronize", e.to_string()))?;
+        self.take_error("synchronize")
+    }
+
+    /// Turns a status a kernel reported into an error (and clears it).
+    fn check_status(&self, words: [u32; 4]) -> Result<()> {
+        let [code, value, ..] = words;
+        if code == 0 {
+            return Ok(());
+        }
+        self.queue.write_buffer(&self.status, 0, &[0u8; 16]);
+        let value = value as i32;
+        let (op, message) = match code {
+            status::ROW_OUT_OF_RANGE => (
+                "get_rows",
+                format!("id {value} is outside the table; its output row was filled with zeros"),
+            ),
+            status::POSITION_OUT_OF_RANGE => (
+                "kv_write",
+                format!("position {value} is outside the cache; that row was not written"),
+            ),
+            other => ("kernel", format!("unknown status code {other}")),
+        };
+        Err(HalError::invalid(
+            format!("{} {op}", self.selector()),
+            message,
+        ))
     }
 }
 
@@ -470,7 +544,7 @@ impl Backend for WgpuBackend {
             self.queue.write_buffer(&buf.buffer, start as u64, data);
         } else {
             let mut words = vec![0u8; end - start];
-            self.download_words(buf, start, &mut words)?;
+            self.read_back(Some((&buf.buffer, start as u64)), &mut words)?;
             words[range.start - start..range.end - start].copy_from_slice(data);
             self.queue.write_buffer(&buf.buffer, start as u64, &words);
         }
@@ -485,7 +559,7 @@ impl Backend for WgpuBackend {
         }
         let (start, end) = (range.start / 4 * 4, align4(range.end));
         let mut words = vec![0u8; end - start];
-        self.download_words(buf, start, &mut words)?;
+        self.read_back(Some((&buf.buffer, start as u64)), &mut words)?;
         out.copy_from_slice(&words[range.start - start..range.end - start]);
         Ok(())
     }
@@ -508,9 +582,6 @@ impl Backend for WgpuBackend {
     }
 
     fn synchronize(&self) -> Result<()> {
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| HalError::backend(self.selector(), "synchronize", e.to_string()))?;
-        self.take_error("synchronize")
+        self.read_back(None, &mut [])
     }
 }

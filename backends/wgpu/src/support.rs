@@ -48,7 +48,7 @@ pub fn supports(
         .chain(outputs.iter().map(|t| (usize::MAX, t)));
     for (i, t) in tensors {
         let splittable = split_input == Some(i);
-        let splits = splittable && crate::kernels::linear::rows_per_part(t, binding).is_some();
+        let splits = splittable && crate::kernels::matmul::rows_per_part(t, binding).is_some();
         let too_big = !(binding.fits(t) || splits);
         if too_big {
             let (start, end) = binding.span(t);

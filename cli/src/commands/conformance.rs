@@ -3,7 +3,9 @@
 use std::io::{IsTerminal, Write};
 
 use clap::Args;
-use glmhal_conformance::{run as run_suite, BackendEntry, Filter, Report, Target, DEFAULT_SEED};
+use glmhal_conformance::{
+    run as run_suite, BackendEntry, Filter, Report, Status, Target, DEFAULT_SEED,
+};
 use glmhal_hal::{Backend, DType, DeviceSelector, HalError, OpKind, Result};
 
 /// Options of `glmhal conformance`.
@@ -36,6 +38,10 @@ pub struct ConformanceArgs {
     /// Leave out the built-in model check (it runs unless --op narrows the run).
     #[arg(long)]
     skip_models: bool,
+    /// Count unsupported cases and models as failures (for CI on a device
+    /// that is expected to run everything).
+    #[arg(long)]
+    require_all: bool,
 }
 
 /// Outcome for the process exit code.
@@ -163,6 +169,14 @@ pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
             }
         }
     }
+    let unsupported = results
+        .iter()
+        .filter(|r| r.outcome.status == Status::Unsupported)
+        .count()
+        + models
+            .iter()
+            .filter(|m| m.status == Status::Unsupported)
+            .count();
     let report = Report::new(args.seed, filter, entries, results).with_models(models);
     print!("{}", report.console(colour));
     if let Some(path) = &args.json {
@@ -183,11 +197,16 @@ pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
             "no backend could be opened",
         ));
     }
-    Ok(if report.failed() {
-        Verdict::Failed
-    } else if infrastructure {
-        Verdict::Infrastructure
-    } else {
-        Verdict::Passed
-    })
+    if args.require_all && unsupported > 0 {
+        eprintln!("--require-all: {unsupported} case(s) or model(s) unsupported count as failures");
+    }
+    Ok(
+        if report.failed() || (args.require_all && unsupported > 0) {
+            Verdict::Failed
+        } else if infrastructure {
+            Verdict::Infrastructure
+        } else {
+            Verdict::Passed
+        },
+    )
 }

@@ -1,14 +1,32 @@
-//! quantize: f32/f16/bf16 rows into Q8_0 or Q4_0 blocks with ggml's rounding,
-//! one thread per 32-value block. (cast is an elementwise copy: the operands'
-//! loads and stores do the conversion.)
+//! cast and quantize. cast is a copy, one thread per element: the operands'
+//! loads decode (f16, bf16, Q8_0, Q4_0) and the stores round to nearest even.
+//! quantize packs f32/f16/bf16 rows into Q8_0 or Q4_0 blocks with ggml's
+//! rounding, one thread per 32-value block.
 
 use glmhal_hal::{DType, Result};
 
 use super::{Arg, Binding, Grid, Kernel, Launch, Tensor};
 
+static CAST: Kernel = Kernel {
+    name: "cast",
+    scalars: &[("n", "u32")],
+    helpers: &[],
+    status: false,
+    body: r#"
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+    let e = flat(g, nw);
+    if (e >= p.n) { return; }
+    st_o(at(p.o, e), ld_x(at(p.x, e)));
+}
+"#,
+};
+
 static QUANTIZE: Kernel = Kernel {
     name: "quantize",
     scalars: &[("blocks", "u32"), ("q4", "u32")],
+    helpers: &[],
+    status: false,
     body: r#"
 // Rounds half away from zero, like C's roundf (WGSL's round() goes to even).
 fn round_away(x: f32) -> f32 { return sign(x) * floor(abs(x) + 0.5); }
@@ -48,6 +66,19 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw
 }
 "#,
 };
+
+/// Records cast of `x` into `out`'s dtype.
+pub(crate) fn cast(x: Tensor<'_>, out: Tensor<'_>, binding: &Binding) -> Result<Launch> {
+    let n = out.desc.numel() as u32;
+    let args = vec![Arg::read("x", x, binding)?, Arg::write("o", out, binding)?];
+    Ok(Launch::new(
+        &CAST,
+        args,
+        &[n],
+        Grid::Threads(n),
+        binding.native_f16,
+    ))
+}
 
 /// Records quantize of `x` into `out` (Q8_0 or Q4_0).
 pub(crate) fn quantize(x: Tensor<'_>, out: Tensor<'_>, binding: &Binding) -> Result<Launch> {

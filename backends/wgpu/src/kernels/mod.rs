@@ -9,11 +9,16 @@
 //! the bytes its tensor spans (from the previous aligned offset), so a large
 //! arena never meets the adapter's binding-size limit.
 
+pub(crate) mod activation;
 pub(crate) mod attention;
 pub(crate) mod convert;
 pub(crate) mod elementwise;
-pub(crate) mod linear;
-pub(crate) mod rows;
+pub(crate) mod embedding;
+pub(crate) mod kv_cache;
+pub(crate) mod matmul;
+pub(crate) mod norm;
+pub(crate) mod reduce;
+pub(crate) mod rope;
 pub(crate) mod wgsl;
 
 use glmhal_hal::{HalError, Result, TensorDesc};
@@ -240,6 +245,10 @@ pub(crate) struct Kernel {
     pub name: &'static str,
     /// Scalar fields of the uniform after the operand views: (name, WGSL type).
     pub scalars: &'static [(&'static str, &'static str)],
+    /// Shared WGSL the body uses ([`wgsl::REDUCE_WGSL`], ...).
+    pub helpers: &'static [&'static str],
+    /// Whether the body reports data errors (binds the status buffer last).
+    pub status: bool,
     pub body: &'static str,
 }
 
@@ -288,6 +297,16 @@ impl Launch {
             uniform += &format!("{name}: {ty}, ");
         }
         uniform += "}\n@group(0) @binding(0) var<uniform> p: Params;\n";
+        for helper in self.kernel.helpers {
+            uniform += helper;
+        }
+        if self.kernel.status {
+            uniform += &format!(
+                "@group(0) @binding({}) var<storage, read_write> status: array<atomic<u32>, 4>;\n{}",
+                self.args.len() + 1,
+                wgsl::STATUS_WGSL
+            );
+        }
         wgsl::module(&operands, &(uniform + self.kernel.body), native_f16)
     }
 }

@@ -81,6 +81,52 @@ fn round_f16(v: f32) -> f32 { return f16_bits_to_f32(f32_to_f16_bits(v)); }
 fn round_bf16(v: f32) -> f32 { return bf16_bits_to_f32(f32_to_bf16_bits(v)); }
 "#;
 
+/// Workgroup-wide sums and maxima for 64-thread workgroups: every thread
+/// passes its partial value and gets the combined one. Call from uniform
+/// control flow.
+pub(crate) const REDUCE_WGSL: &str = r#"
+var<workgroup> red: array<f32, 64>;
+fn sum_all(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s = s >> 1u) {
+        if (lid < s) { red[lid] += red[lid + s]; }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+fn max_all(v: f32, lid: u32) -> f32 {
+    red[lid] = v;
+    workgroupBarrier();
+    for (var s = 32u; s > 0u; s = s >> 1u) {
+        if (lid < s) { red[lid] = max(red[lid], red[lid + s]); }
+        workgroupBarrier();
+    }
+    let r = red[0];
+    workgroupBarrier();
+    return r;
+}
+"#;
+
+/// Errors a kernel finds in its data (an index outside a table), reported
+/// through a small status buffer the backend reads at the next wait.
+pub(crate) const STATUS_WGSL: &str = r#"
+fn report(code: u32, value: u32) {
+    atomicMax(&status[0], code);
+    atomicStore(&status[1], value);
+}
+"#;
+
+/// Status codes `report` writes.
+pub(crate) mod status {
+    /// get_rows met an id outside its table.
+    pub const ROW_OUT_OF_RANGE: u32 = 1;
+    /// kv_write met a position outside its cache.
+    pub const POSITION_OUT_OF_RANGE: u32 = 2;
+}
+
 /// Whether a kernel reads or writes an operand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Access {

@@ -1,10 +1,11 @@
-//! mat_mul (+ bias), batched_mat_mul and get_rows. Weights in any weight dtype
-//! are decoded inside the loads (Q8_0/Q4_0 block by block), and weights or
-//! tables larger than one storage binding are split by rows into launches
-//! that each bind one part.
+//! mat_mul (+ bias) and batched_mat_mul. Weights in any weight dtype are
+//! decoded inside the loads (Q8_0/Q4_0 block by block), and weights larger
+//! than one storage binding are split by rows into launches that each bind
+//! one part (`row_chunks`, which get_rows uses for its table too).
 
 use glmhal_hal::{HalError, Result, TensorDesc};
 
+use super::wgsl::REDUCE_WGSL;
 use super::{Arg, Binding, Grid, Kernel, Launch, Tensor, MAX_GROUPS};
 
 /// `o[b, m, n] = Σ_k a[b, m, k] · bm[b, k, n] (+ c[n])` with arbitrary element
@@ -12,6 +13,8 @@ use super::{Arg, Binding, Grid, Kernel, Launch, Tensor, MAX_GROUPS};
 static TILED: Kernel = Kernel {
     name: "matmul_tiled",
     scalars: MATMUL_SCALARS,
+    helpers: &[],
+    status: false,
     body: r#"
 var<workgroup> ta: array<array<f32, 16>, 16>;
 var<workgroup> tb: array<array<f32, 16>, 16>;
@@ -52,9 +55,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) l: v
 static ROWWISE: Kernel = Kernel {
     name: "matmul_rowwise",
     scalars: MATMUL_SCALARS,
+    helpers: &[REDUCE_WGSL],
+    status: false,
     body: r#"
-var<workgroup> red: array<f32, 64>;
-
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>,
         @builtin(local_invocation_index) lid: u32) {
@@ -67,14 +70,8 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
     for (var q = lid; q < p.k; q += 64u) {
         acc += ld_a(bi * p.a_sb + row * p.a_sm + q * p.a_sk) * ld_b(bi * p.b_sb + q * p.b_sk + col * p.b_sn);
     }
-    red[lid] = acc;
-    workgroupBarrier();
-    for (var s = 32u; s > 0u; s = s >> 1u) {
-        if (lid < s) { red[lid] += red[lid + s]; }
-        workgroupBarrier();
-    }
+    var r = sum_all(acc, lid);
     if (lid == 0u) {
-        var r = red[0];
         if (p.has_bias != 0u) { r += ld_c(at(p.c, col)); }
         st_o(bi * p.o_sb + row * p.o_sm + col * p.o_sn, r);
     }
@@ -101,34 +98,6 @@ const MATMUL_SCALARS: &[(&str, &str)] = &[
 
 /// Rows at or below which the row-wise kernel beats 16×16 tiles.
 const ROWWISE_MAX_ROWS: usize = 4;
-
-/// `out[i] = table[ids[i]]`, one thread per output element; this launch
-/// covers table rows `lo..hi`, and the first launch also writes zeros for ids
-/// outside the table.
-static GET_ROWS: Kernel = Kernel {
-    name: "get_rows",
-    scalars: &[
-        ("n", "u32"),
-        ("lo", "u32"),
-        ("hi", "u32"),
-        ("vocab", "u32"),
-        ("first", "u32"),
-    ],
-    body: r#"
-@compute @workgroup_size(64)
-fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
-    let e = flat(g, nw);
-    let h = p.o.cols;
-    if (e >= p.n * h) { return; }
-    let id = bitcast<u32>(ldi_ids(at(p.ids, e / h)));
-    if (id >= p.lo && id < p.hi) {
-        st_o(at(p.o, e), ld_t(at(p.t, (id - p.lo) * h + e % h)));
-    } else if (p.first != 0u && id >= p.vocab) {
-        st_o(at(p.o, e), 0.0);
-    }
-}
-"#,
-};
 
 /// Element strides `[batch, rows, cols]` of a rank-2 or rank-3 tensor.
 fn strides3(d: &TensorDesc) -> [u32; 3] {
@@ -292,45 +261,4 @@ fn product(
         grid,
         binding.native_f16,
     ))
-}
-
-/// Records get_rows: one launch per part of the table that fits a binding.
-pub(crate) fn get_rows(
-    ins: &[Tensor<'_>],
-    out: Tensor<'_>,
-    binding: &Binding,
-) -> Result<Vec<Launch>> {
-    let (table, ids) = (ins[0], ins[1]);
-    let n = ids.desc.shape[0] as u32;
-    let vocab = table.desc.shape[0];
-    let mut launches = Vec::new();
-    for (i, (start, len)) in row_chunks(table.desc, binding)?.into_iter().enumerate() {
-        let part = table.desc.narrowed(0, start, len)?;
-        let args = vec![
-            Arg::read(
-                "t",
-                Tensor {
-                    desc: &part,
-                    buffer: table.buffer,
-                },
-                binding,
-            )?,
-            Arg::read("ids", ids, binding)?,
-            Arg::write("o", out, binding)?,
-        ];
-        launches.push(Launch::new(
-            &GET_ROWS,
-            args,
-            &[
-                n,
-                start as u32,
-                (start + len) as u32,
-                vocab as u32,
-                u32::from(i == 0),
-            ],
-            Grid::Threads(out.desc.numel() as u32),
-            binding.native_f16,
-        ));
-    }
-    Ok(launches)
 }
