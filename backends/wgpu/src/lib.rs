@@ -4,13 +4,19 @@
 //! DX12 and GL. CI runs it on Mesa's software drivers (lavapipe for Vulkan,
 //! llvmpipe for GL).
 //!
-//! Kernels so far, on f32 tensors with any strides: get_rows, mat_mul (+bias),
-//! rms_norm, rope (both modes), kv_write, attention (f32 softmax, Q scaled
-//! first), softmax, swiglu, silu, gelu, add, mul, scale, argmax. They are the
-//! plain first versions (one thread per output or per row). Every other op and
-//! dtype is reported unsupported with the reason, never run elsewhere. On Mesa
-//! llvmpipe, which ends any shader loop after 65535 iterations, kernels whose
-//! threads would loop longer are reported unsupported too.
+//! Every op of the catalogue has a WGSL kernel, for every dtype combination
+//! the catalogue allows and any strides: tensors are read and written through
+//! generated per-dtype accessors (f16 native with `SHADER_F16`, otherwise
+//! unpacked from 32-bit words; bf16 unpacked; Q8_0/Q4_0 decoded inside the
+//! loads, never expanded in memory); arithmetic is f32. Reductions use
+//! 64-thread workgroups, products 16×16 tiles (or a workgroup per output for
+//! a few rows), attention an online softmax over 64-key tiles, so every
+//! shader loop stays short (Mesa llvmpipe ends loops after 65535 iterations).
+//! mat_mul weights and get_rows tables larger than one storage binding are
+//! split by rows. `execute_step` encodes a whole step into one submission.
+//! Ids or positions outside a table or cache are reported as errors at the
+//! next `synchronize` or `download`. What an adapter cannot run is reported
+//! unsupported with the reason, never run elsewhere.
 //!
 //! File layout (the same in every backend crate): `lib.rs` (the [`Provider`]),
 //! `device.rs`, `memory.rs`, `queue.rs`, `support.rs`, `kernels/`.

@@ -247,7 +247,21 @@ impl WgpuBackend {
             Op::Quantize => one(convert::quantize(ins[0], out, b)),
             Op::KvWrite => one(kv_cache::launch(ins[0], ins[1], out, b)),
         };
-        launches.map_err(context)
+        let launches = launches.map_err(context)?;
+        // Compile here (cached after the first time) so a failure names the op.
+        for l in &launches {
+            self.pipeline(l).map_err(|e| match e {
+                HalError::Backend {
+                    context, message, ..
+                } => HalError::backend(
+                    format!("{} {}", self.selector(), op.name()),
+                    context,
+                    message,
+                ),
+                other => other,
+            })?;
+        }
+        Ok(launches)
     }
 
     /// The pipeline of `launch`, compiled at first use.
@@ -583,5 +597,45 @@ impl Backend for WgpuBackend {
 
     fn synchronize(&self) -> Result<()> {
         self.read_back(None, &mut [])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // a test that cannot set up should panic
+
+    use super::*;
+    use crate::kernels::{Arg, Grid, Kernel};
+    use glmhal_hal::DType;
+
+    static BROKEN: Kernel = Kernel {
+        name: "broken",
+        scalars: &[("n", "u32")],
+        helpers: &[],
+        status: false,
+        body: "@compute @workgroup_size(64) fn main() { let x: u32 = undefined_name; }",
+    };
+
+    #[test]
+    fn a_shader_that_does_not_compile_is_an_error_naming_adapter_and_kernel() {
+        let Ok(backend) = crate::open_with(None, &WgpuOptions::default()) else {
+            return;
+        };
+        let buffer = backend.alloc(64).unwrap();
+        let desc = TensorDesc::contiguous(DType::F32, &[16]);
+        let wgpu_buffer = &backend.buffer(&buffer).unwrap().buffer;
+        let t = Tensor {
+            desc: &desc,
+            buffer: wgpu_buffer,
+        };
+        let arg = Arg::write("o", t, &backend.binding).unwrap();
+        let launch = Launch::new(&BROKEN, vec![arg], &[16], Grid::Threads(16), false);
+        let err = backend.submit(&[launch]).unwrap_err().to_string();
+        assert!(
+            err.contains("wgpu:") && err.contains("broken") && err.contains("undefined_name"),
+            "{err}"
+        );
+        // The device is still usable.
+        backend.synchronize().unwrap();
     }
 }
