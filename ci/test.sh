@@ -16,3 +16,36 @@ if WGPU_BACKEND=gl cargo run --locked --profile test -q -p glmhal -- devices --j
   WGPU_BACKEND=gl cargo run --locked --profile test -q -p glmhal -- conformance --backend wgpu --require-all \
     --json reports/conformance-wgpu-gl.json --markdown reports/conformance-wgpu-gl.md
 fi
+
+# Benchmarks and the hardware-regression mode. Every backend that runs here
+# is measured on the tiny model's shapes; `glmhal ci` runs on the CPU.
+glmhal() { cargo run --locked --profile test -q -p glmhal -- "$@"; }
+bench_backends=(--backend cpu)
+if grep -q '"wgpu"' <(glmhal devices --json 2>/dev/null | grep -B2 '"status": "available"'); then
+  bench_backends+=(--backend wgpu)
+fi
+glmhal bench --preset tiny "${bench_backends[@]}" --quick --json reports/bench.json
+rm -f reports/ci-baseline.json
+glmhal ci --backend cpu --quick --baseline reports/ci-baseline.json --update-baseline >/dev/null
+# Round trip against the baseline just made. This shared 2-core machine is
+# noisy, so a metric may be up to 2× slower here before it counts.
+glmhal ci --backend cpu --quick --speed-tolerance 1.0 --baseline reports/ci-baseline.json \
+  --json reports/ci.json --junit reports/ci.xml --markdown reports/ci.md >/dev/null
+# A planted slowdown (30 ms after every mat_mul) must be a speed regression: exit 3.
+set +e
+GLMHAL_INJECT_DELAY=mat_mul:30 glmhal ci --backend cpu --quick --speed-tolerance 1.0 \
+  --baseline reports/ci-baseline.json --json reports/ci-planted.json \
+  --junit reports/ci-planted.xml >/dev/null 2>reports/ci-planted.log
+code=$?
+set -e
+if [ "$code" -ne 3 ]; then
+  echo "planted slowdown: expected exit code 3 (speed regression), got $code" >&2
+  cat reports/ci-planted.log >&2
+  exit 1
+fi
+grep -q '<failure' reports/ci-planted.xml
+echo "planted slowdown reported as a speed regression (exit 3)"
+# One HTML page from all of it, checked in headless Chromium.
+glmhal report --in reports/bench.json --in reports/ci-planted.json \
+  --in reports/conformance.json --out reports/report.html
+bash ci/check-report.sh reports/report.html

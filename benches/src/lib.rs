@@ -8,6 +8,14 @@
 //! without a GPU the wgpu numbers are Mesa's software drivers: kept for
 //! regressions, not for comparing vendors.
 
+pub mod compare;
+pub mod html;
+pub mod junit;
+pub mod measure;
+pub mod model;
+pub mod schema;
+pub mod sweep;
+
 use glmhal_hal::{quant, Backend, BackendProvider, Buffer, DType, Result, Rng};
 
 /// Environment variable with the comma-separated selectors to benchmark.

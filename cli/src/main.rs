@@ -16,6 +16,8 @@ use style::ColorChoice;
 const EXIT_FAILED: u8 = 1;
 /// Exit code for bad usage, unusable backends the user named, or I/O errors.
 const EXIT_ERROR: u8 = 2;
+/// Exit code of `glmhal ci` when a metric is slower than its baseline allows.
+const EXIT_SLOWER: u8 = 3;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -29,7 +31,8 @@ Start with:\n  glmhal devices          which backends this machine can use, and 
 glmhal conformance      every op on every available backend against the reference\n  \
 glmhal ops              the op catalogue\n  \
 glmhal synth --preset tiny --out m && glmhal generate --model m --prompt hi\n                          a random model, then text from it",
-    after_help = "Exit status: 0 success, 1 a conformance case failed, 2 usage or infrastructure error."
+    after_help = "Exit status: 0 success, 1 a conformance case failed (or, in `ci`, numbers drifted), \
+2 usage or infrastructure error, 3 (`ci`) slower than the baseline."
 )]
 struct Cli {
     /// When to use colour.
@@ -57,6 +60,12 @@ enum Command {
     Logits(commands::logits::LogitsArgs),
     /// Write a random checkpoint with the shapes of a real GLM model.
     Synth(commands::synth::SynthArgs),
+    /// Measure ops at a model's real shapes and the model's tokens/s on each backend.
+    Bench(commands::bench::BenchArgs),
+    /// Conformance and a bench set compared with a stored baseline (for CI on real hardware).
+    Ci(commands::ci::CiArgs),
+    /// Write one self-contained HTML report from bench, ci and conformance JSON.
+    Report(commands::report::ReportArgs),
     /// Show the op catalogue: inputs, shapes and dtypes of every op.
     Ops {
         /// Print JSON instead of text.
@@ -77,6 +86,13 @@ fn main() -> ExitCode {
         Command::Chat(args) => commands::chat::run(args).map(|_| ExitCode::SUCCESS),
         Command::Logits(args) => commands::logits::run(args).map(|_| ExitCode::SUCCESS),
         Command::Synth(args) => commands::synth::run(args).map(|_| ExitCode::SUCCESS),
+        Command::Bench(args) => commands::bench::run(args).map(|_| ExitCode::SUCCESS),
+        Command::Report(args) => commands::report::run(args).map(|_| ExitCode::SUCCESS),
+        Command::Ci(args) => commands::ci::run(args).map(|v| match v {
+            commands::ci::CiVerdict::Passed => ExitCode::SUCCESS,
+            commands::ci::CiVerdict::Numeric => ExitCode::from(EXIT_FAILED),
+            commands::ci::CiVerdict::Slower => ExitCode::from(EXIT_SLOWER),
+        }),
         Command::Conformance(args) => commands::conformance::run(args, colour).map(|v| match v {
             Verdict::Passed => ExitCode::SUCCESS,
             Verdict::Failed => ExitCode::from(EXIT_FAILED),

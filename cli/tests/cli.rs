@@ -2,22 +2,9 @@
 
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic
 
-use std::process::{Command, Output};
+mod common;
 
-fn glmhal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_glmhal"))
-        .args(args)
-        .env_remove("GLMHAL_CPU_THREADS")
-        .output()
-        .expect("the glmhal binary runs")
-}
-
-fn text(o: &Output) -> (String, String) {
-    (
-        String::from_utf8_lossy(&o.stdout).into(),
-        String::from_utf8_lossy(&o.stderr).into(),
-    )
-}
+use common::{glmhal, text};
 
 #[test]
 fn devices_lists_the_cpu_as_available_with_details() {
@@ -149,11 +136,7 @@ fn unusable_backends_and_bad_arguments_are_clear_errors() {
 
 #[test]
 fn a_bad_thread_count_is_reported_not_a_panic() {
-    let out = Command::new(env!("CARGO_BIN_EXE_glmhal"))
-        .args(["devices"])
-        .env("GLMHAL_CPU_THREADS", "lots")
-        .output()
-        .unwrap();
+    let out = common::glmhal_env(&["devices"], &[("GLMHAL_CPU_THREADS", "lots")]);
     let (stdout, stderr) = text(&out);
     assert!(out.status.success());
     assert!(
@@ -425,7 +408,7 @@ fn chat_answers_turns_from_stdin() {
             .status
             .success()
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_glmhal"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_glmhal"))
         .args([
             "chat",
             "--model",

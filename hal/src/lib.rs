@@ -17,6 +17,7 @@ pub mod device;
 pub mod dtype;
 pub mod error;
 pub mod host;
+pub mod inject;
 pub mod layout;
 pub mod op;
 pub mod quant;

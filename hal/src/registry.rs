@@ -143,15 +143,27 @@ impl Registry {
                         });
                     }
                 }
-                catch_unwind(AssertUnwindSafe(|| provider.open(selector.index))).unwrap_or_else(
-                    |panic| {
+                let backend = catch_unwind(AssertUnwindSafe(|| provider.open(selector.index)))
+                    .unwrap_or_else(|panic| {
                         Err(HalError::backend(
                             selector.to_string(),
                             "opening the device",
                             panic_text(&panic),
                         ))
-                    },
-                )
+                    })?;
+                match crate::inject::Delay::from_env()? {
+                    Some(delay) => {
+                        eprintln!(
+                            "warning: {}={}: {selector} waits {:?} after every {}",
+                            crate::inject::DELAY_ENV,
+                            std::env::var(crate::inject::DELAY_ENV).unwrap_or_default(),
+                            delay.delay,
+                            delay.op
+                        );
+                        Ok(Box::new(crate::inject::Delayed::new(backend, delay)))
+                    }
+                    None => Ok(backend),
+                }
             }
         }
     }

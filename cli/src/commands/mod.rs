@@ -1,10 +1,13 @@
 //! One module per subcommand.
 
+pub mod bench;
 pub mod chat;
+pub mod ci;
 pub mod conformance;
 pub mod devices;
 pub mod generate;
 pub mod logits;
 pub mod model_args;
 pub mod ops;
+pub mod report;
 pub mod synth;

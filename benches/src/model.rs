@@ -1,0 +1,98 @@
+//! Whole-model speed: prefill tokens/s and decode tokens/s at several batch
+//! sizes, with the weight bandwidth a decode step implies.
+
+use glmhal_hal::{DType, Result};
+use glmhal_model::{Model, SeqStep, Want, Workspace};
+
+use crate::measure::{measure, Budget};
+use crate::schema::{DecodeMeasurement, ModelMeasurement};
+
+/// What to measure on a loaded model.
+#[derive(Clone, Debug)]
+pub struct ModelPlan {
+    /// Prompt length of the prefill (and the prefix every decoded sequence has).
+    pub prompt_tokens: usize,
+    /// Decode batch sizes.
+    pub batches: Vec<usize>,
+    /// Timing budget per measurement.
+    pub budget: Budget,
+}
+
+/// Room past the prompt for the decode steps; positions cycle within it.
+const DECODE_ROOM: usize = 64;
+
+/// Measures `model` (loaded in `load_s` seconds) on its backend.
+pub fn run(
+    selector: &str,
+    name: &str,
+    model: &Model,
+    load_s: f64,
+    weights: DType,
+    plan: &ModelPlan,
+) -> Result<ModelMeasurement> {
+    let vocab = model.config.vocab;
+    let p = plan.prompt_tokens.max(1);
+    let slots = plan.batches.iter().copied().max().unwrap_or(1).max(1);
+    let cache = model.new_cache(p + DECODE_ROOM, slots, DType::F32)?;
+    let mut ws = Workspace::default();
+    let prompt: Vec<u32> = (0..p).map(|i| ((i * 7919 + 13) % vocab) as u32).collect();
+
+    let prefill = measure(plan.budget, || {
+        let seq = [SeqStep {
+            slot: 0,
+            start: 0,
+            len: p,
+        }];
+        model
+            .step(&cache, &mut ws, &seq, &prompt, Want::Greedy)
+            .map(|_| ())
+    })?;
+    // Every slot gets the prompt as its prefix before decoding.
+    for slot in 1..slots {
+        let seq = [SeqStep {
+            slot,
+            start: 0,
+            len: p,
+        }];
+        model.step(&cache, &mut ws, &seq, &prompt, Want::Greedy)?;
+    }
+    let mut decode = Vec::new();
+    for &batch in &plan.batches {
+        let mut k = 0usize;
+        let step = measure(plan.budget, || {
+            let position = p + k % DECODE_ROOM;
+            k += 1;
+            let seqs: Vec<SeqStep> = (0..batch)
+                .map(|slot| SeqStep {
+                    slot,
+                    start: position,
+                    len: 1,
+                })
+                .collect();
+            let tokens: Vec<u32> = (0..batch)
+                .map(|b| ((position * 31 + b) % vocab) as u32)
+                .collect();
+            model
+                .step(&cache, &mut ws, &seqs, &tokens, Want::Greedy)
+                .map(|_| ())
+        })?;
+        let t = step.median_s.max(1e-12);
+        decode.push(DecodeMeasurement {
+            batch,
+            step,
+            tps: batch as f64 / t,
+            effective_gbps: model.weight_bytes() as f64 / t / 1e9,
+        });
+    }
+    Ok(ModelMeasurement {
+        backend: selector.to_string(),
+        model: name.to_string(),
+        weights: weights.name().to_string(),
+        weight_bytes: model.weight_bytes() as u64,
+        load_s,
+        prompt_tokens: p,
+        prefill,
+        prefill_tps: p as f64 / prefill.median_s.max(1e-12),
+        decode,
+    })
+}

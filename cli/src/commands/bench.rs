@@ -1,0 +1,328 @@
+//! `glmhal bench`: op sweeps at a GLM model's real shapes and whole-model
+//! speed, on each chosen backend, with a versioned JSON document.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use clap::Args;
+use glmhal_benches::measure::Budget;
+use glmhal_benches::model::ModelPlan;
+use glmhal_benches::schema::{BenchReport, Fingerprint, Peak};
+use glmhal_benches::sweep::SweepPlan;
+use glmhal_hal::{Backend, DType, DeviceSelector, HalError, Result};
+use glmhal_model::synth::{synth, Preset};
+use glmhal_model::{LoadOptions, Model, ModelConfig};
+
+/// Options of `glmhal bench`.
+#[derive(Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Model directory to measure (its config gives the sweep shapes).
+    #[arg(long, value_name = "PATH", conflicts_with = "preset")]
+    pub model: Option<PathBuf>,
+    /// A preset (`glmhal synth --list`): its shapes for the sweeps, and a
+    /// random checkpoint of it for the model measurements.
+    #[arg(long, value_name = "NAME")]
+    pub preset: Option<String>,
+    /// Device to measure, NAME or NAME:INDEX (repeatable; default cpu).
+    #[arg(long = "backend", short = 'b', value_name = "NAME[:INDEX]")]
+    pub backends: Vec<DeviceSelector>,
+    /// Weight dtype: f32, f16, bf16, q8_0 or q4_0.
+    #[arg(long, default_value = "f16", value_name = "DTYPE")]
+    pub weights: DType,
+    /// Decode batch sizes, comma separated.
+    #[arg(long, default_value = "1,4,16", value_delimiter = ',')]
+    pub batch: Vec<usize>,
+    /// Attention cache lengths of the sweep, comma separated (capped at the model's context).
+    #[arg(long, default_value = "128,512,2048,8192,32768", value_delimiter = ',')]
+    pub contexts: Vec<usize>,
+    /// Prompt tokens of prefill measurements.
+    #[arg(long, default_value_t = 128)]
+    pub prompt: usize,
+    /// Fewer samples per measurement (for CI and smoke runs).
+    #[arg(long)]
+    pub quick: bool,
+    /// Leave out the op sweeps.
+    #[arg(long)]
+    pub skip_ops: bool,
+    /// Leave out the whole-model measurements.
+    #[arg(long)]
+    pub skip_model: bool,
+    /// Write the JSON document (schema glmhal.bench/1) here.
+    #[arg(long, value_name = "FILE")]
+    pub json: Option<PathBuf>,
+}
+
+/// A model to measure: shapes, name, and where its checkpoint is.
+struct Target {
+    name: String,
+    preset: Preset,
+    dir: PathBuf,
+    /// A scratch checkpoint this run wrote, removed at the end.
+    scratch: bool,
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        if self.scratch {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// The sweep shapes of a loaded model's config.
+fn preset_of(c: &ModelConfig) -> Preset {
+    Preset {
+        name: "model",
+        order: c.order,
+        hidden: c.hidden,
+        layers: c.layers,
+        heads: c.heads,
+        kv_heads: c.kv_heads,
+        head_dim: c.head_dim,
+        ffn: c.intermediate,
+        vocab: c.vocab,
+        theta: c.rope_theta,
+        eps: c.rms_eps,
+        context: c.max_positions,
+    }
+}
+
+fn target(args: &BenchArgs) -> Result<Target> {
+    match (&args.model, &args.preset) {
+        (Some(dir), _) => {
+            let config = glmhal_model::checkpoint::Checkpoint::open(dir)?.config;
+            Ok(Target {
+                name: dir
+                    .file_name()
+                    .map_or("model".into(), |n| n.to_string_lossy().into_owned()),
+                preset: preset_of(&config),
+                dir: dir.clone(),
+                scratch: false,
+            })
+        }
+        (None, Some(name)) => {
+            let preset = glmhal_benches::sweep::preset(name)?;
+            let dir =
+                std::env::temp_dir().join(format!("glmhal-bench-{name}-{}", std::process::id()));
+            Ok(Target {
+                name: name.clone(),
+                preset,
+                dir,
+                scratch: true,
+            })
+        }
+        (None, None) => Err(HalError::invalid(
+            "bench",
+            "give --model PATH or --preset NAME",
+        )),
+    }
+}
+
+/// Progress on stderr when it is a terminal.
+pub fn progress_line(label: &str) {
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[2K  measuring {label:.70}");
+    }
+}
+
+fn clear_progress() {
+    if std::io::stderr().is_terminal() {
+        eprint!("\r\x1b[2K");
+    }
+}
+
+/// Runs the measurements and returns the document (also printed as tables).
+pub fn measure(
+    args: &BenchArgs,
+    selectors: &[DeviceSelector],
+) -> Result<(BenchReport, Vec<String>)> {
+    let t = target(args)?;
+    let budget = if args.quick {
+        Budget::QUICK
+    } else {
+        Budget::THOROUGH
+    };
+    let mut report = BenchReport::new();
+    let mut skipped = Vec::new();
+    let registry = crate::backends::registry();
+    let needs_checkpoint = !args.skip_model && t.scratch;
+    if needs_checkpoint {
+        let file_dtype = if args.weights.is_quantized() {
+            DType::F16
+        } else {
+            args.weights
+        };
+        eprintln!(
+            "writing a random {} checkpoint ({:.2} B parameters, {})",
+            t.name,
+            t.preset.parameters() as f64 / 1e9,
+            file_dtype
+        );
+        synth(&t.preset, &t.dir, file_dtype, 1)?;
+    }
+    for sel in selectors {
+        let selector = sel.to_string();
+        let backend = registry.open(sel)?;
+        report
+            .fingerprints
+            .push(Fingerprint::of(&selector, backend.as_ref()));
+        let info = backend.info().clone();
+        let mut ops = Vec::new();
+        if !args.skip_ops {
+            let plan = SweepPlan {
+                name: t.name.clone(),
+                preset: t.preset.clone(),
+                weights: args.weights,
+                prefill_tokens: args.prompt,
+                contexts: args.contexts.clone(),
+                budget,
+            };
+            let (done, why) = plan.run(&selector, backend.as_ref(), &mut |l| progress_line(l))?;
+            clear_progress();
+            ops = done;
+            skipped.extend(why);
+        }
+        let backend: Box<dyn Backend> = backend;
+        if !args.skip_model {
+            let started = Instant::now();
+            let model = Model::load(
+                &t.dir,
+                backend,
+                LoadOptions {
+                    weights: Some(args.weights),
+                },
+            )?;
+            let load_s = started.elapsed().as_secs_f64();
+            progress_line(&format!("{} prefill and decode", t.name));
+            let plan = ModelPlan {
+                prompt_tokens: args.prompt,
+                batches: args.batch.clone(),
+                budget,
+            };
+            let m = glmhal_benches::model::run(
+                &selector,
+                &t.name,
+                &model,
+                load_s,
+                args.weights,
+                &plan,
+            )?;
+            clear_progress();
+            report.models.push(m);
+        }
+        // The share of peak: vendor figures where the device has them, else the best seen here.
+        let measured = |f: &dyn Fn(&glmhal_benches::schema::OpMeasurement) -> f64| {
+            ops.iter().map(f).fold(0.0f64, f64::max)
+        };
+        let (flops, bytes, source) = match (info.peak_flops.f32, info.peak_bandwidth) {
+            (Some(f), Some(b)) => (Some(f), Some(b), "device info".to_string()),
+            _ => (
+                Some(measured(&|m| m.gflops * 1e9)).filter(|v| *v > 0.0),
+                Some(measured(&|m| m.gbps * 1e9)).filter(|v| *v > 0.0),
+                "measured (best in this run)".to_string(),
+            ),
+        };
+        for m in &mut ops {
+            m.compute_share = flops.map(|f| m.gflops * 1e9 / f);
+            m.bandwidth_share = bytes.map(|b| m.gbps * 1e9 / b);
+        }
+        report.peaks.push(Peak {
+            backend: selector.clone(),
+            flops,
+            bytes_per_s: bytes,
+            source,
+        });
+        report.ops.extend(ops);
+    }
+    Ok((report, skipped))
+}
+
+/// Prints the measurements as tables.
+pub fn print(report: &BenchReport, skipped: &[String]) {
+    for peak in &report.peaks {
+        println!(
+            "\n{}: peak {} GFLOP/s, {} GB/s ({})",
+            peak.backend,
+            peak.flops.map_or("?".into(), |f| format!("{:.1}", f / 1e9)),
+            peak.bytes_per_s
+                .map_or("?".into(), |b| format!("{:.1}", b / 1e9)),
+            peak.source
+        );
+        let ops: Vec<_> = report
+            .ops
+            .iter()
+            .filter(|m| m.backend == peak.backend)
+            .collect();
+        if !ops.is_empty() {
+            println!(
+                "  {:<12} {:<40} {:>10} {:>7} {:>9} {:>8} {:>7} {:>7}",
+                "op", "shape", "median ms", "spread", "GFLOP/s", "GB/s", "%flops", "%bw"
+            );
+        }
+        for m in ops {
+            let pct = |x: Option<f64>| x.map_or("-".into(), |v| format!("{:.0}%", v * 100.0));
+            println!(
+                "  {:<12} {:<40.40} {:>10.3} {:>6.1}% {:>9.2} {:>8.2} {:>7} {:>7}",
+                m.op,
+                m.label,
+                m.stats.median_s * 1e3,
+                m.stats.spread * 100.0,
+                m.gflops,
+                m.gbps,
+                pct(m.compute_share),
+                pct(m.bandwidth_share)
+            );
+        }
+        for m in report.models.iter().filter(|m| m.backend == peak.backend) {
+            println!(
+                "  model {} ({} weights, {:.2} GB): load {:.2} s, prefill {} tokens {:.1} tok/s (±{:.1}%)",
+                m.model,
+                m.weights,
+                m.weight_bytes as f64 / 1e9,
+                m.load_s,
+                m.prompt_tokens,
+                m.prefill_tps,
+                m.prefill.spread * 100.0
+            );
+            for d in &m.decode {
+                println!(
+                    "    decode batch {:>2}: {:>8.2} tok/s, step {:.2} ms (±{:.1}%), weights read at {:.2} GB/s",
+                    d.batch,
+                    d.tps,
+                    d.step.median_s * 1e3,
+                    d.step.spread * 100.0,
+                    d.effective_gbps
+                );
+            }
+        }
+    }
+    for s in skipped {
+        println!("unsupported: {s}");
+    }
+}
+
+/// Writes `value` as pretty JSON to `path`.
+pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| HalError::invalid("json", e.to_string()))?;
+    std::fs::write(path, text)
+        .map_err(|e| HalError::io(format!("writing {}", path.display()), e))?;
+    eprintln!("wrote {}", path.display());
+    Ok(())
+}
+
+/// Runs `glmhal bench`.
+pub fn run(args: BenchArgs) -> Result<()> {
+    let selectors = if args.backends.is_empty() {
+        vec!["cpu".parse()?]
+    } else {
+        args.backends.clone()
+    };
+    let (report, skipped) = measure(&args, &selectors)?;
+    print(&report, &skipped);
+    if let Some(path) = &args.json {
+        write_json(path, &report)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,229 @@
+//! `glmhal ci`: conformance and a bench set on the chosen devices, compared
+//! with a stored baseline of the same device fingerprint. Writes JUnit XML
+//! and a Markdown summary; the exit code tells numeric failure, speed
+//! regression and infrastructure error apart.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use glmhal_benches::compare::{compare, CaseRecord, CiReport, ModelRecord};
+use glmhal_conformance::{run as run_suite, Filter, Status, Target, Tolerance, DEFAULT_SEED};
+use glmhal_hal::{DType, DeviceSelector, HalError, Result};
+
+use super::bench::{measure, progress_line, write_json, BenchArgs};
+
+/// Options of `glmhal ci`.
+#[derive(Args, Debug)]
+pub struct CiArgs {
+    /// The baseline (a previous `glmhal ci --json` document) to compare with.
+    #[arg(long, value_name = "FILE")]
+    baseline: PathBuf,
+    /// Write this run as the new baseline (creating it if missing).
+    #[arg(long)]
+    update_baseline: bool,
+    /// Device to run, NAME or NAME:INDEX (repeatable). Default: every available backend.
+    #[arg(long = "backend", short = 'b', value_name = "NAME[:INDEX]")]
+    backends: Vec<DeviceSelector>,
+    /// Bench set: the preset whose shapes and model are measured.
+    #[arg(long, default_value = "ci", value_name = "NAME")]
+    bench_preset: String,
+    /// Leave out the large conformance shapes and take fewer timing samples.
+    #[arg(long)]
+    quick: bool,
+    /// Slowdown always allowed before a metric counts as a regression (0.25 = 25%);
+    /// noisier metrics get more (3 × their spreads).
+    #[arg(long, default_value_t = 0.25, value_name = "FRACTION")]
+    speed_tolerance: f64,
+    /// Write this run (schema glmhal.ci/1, with the comparison) here.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Write JUnit XML here.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Write a Markdown summary here.
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+}
+
+/// What the run found, for the exit code.
+pub enum CiVerdict {
+    /// Everything passed and nothing got slower.
+    Passed,
+    /// A conformance case or model fails, or its error grew.
+    Numeric,
+    /// A metric got slower than allowed.
+    Slower,
+}
+
+fn status_name(s: Status) -> String {
+    match s {
+        Status::Pass => "pass",
+        Status::Fail => "fail",
+        Status::Unsupported => "unsupported",
+        Status::Error => "error",
+    }
+    .into()
+}
+
+/// Runs `glmhal ci`.
+pub fn run(args: CiArgs) -> Result<CiVerdict> {
+    let baseline = match std::fs::read_to_string(&args.baseline) {
+        Ok(text) => Some(serde_json::from_str::<CiReport>(&text).map_err(|e| {
+            HalError::invalid(
+                format!("baseline {}", args.baseline.display()),
+                format!("not a glmhal.ci/1 document: {e}"),
+            )
+        })?),
+        Err(_) if args.update_baseline => None,
+        Err(e) => {
+            return Err(HalError::io(
+                format!(
+                    "reading the baseline {} (create one with --update-baseline)",
+                    args.baseline.display()
+                ),
+                e,
+            ))
+        }
+    };
+    let registry = crate::backends::registry();
+    let selectors: Vec<DeviceSelector> = if args.backends.is_empty() {
+        registry
+            .open_all()
+            .into_iter()
+            .filter(|(_, b)| b.is_ok())
+            .map(|(name, _)| name.parse())
+            .collect::<Result<_>>()?
+    } else {
+        args.backends.clone()
+    };
+    let mut now = CiReport::new();
+
+    // Conformance, every case and the built-in models.
+    let opened = selectors
+        .iter()
+        .map(|s| Ok((s.to_string(), registry.open(s)?)))
+        .collect::<Result<Vec<_>>>()?;
+    let targets: Vec<Target<'_>> = opened
+        .iter()
+        .map(|(s, b)| Target {
+            selector: s.clone(),
+            backend: b.as_ref(),
+        })
+        .collect();
+    let cases = Filter {
+        skip_large: args.quick,
+        ..Filter::default()
+    }
+    .select();
+    eprintln!(
+        "conformance: {} case(s) on {}",
+        cases.len(),
+        selectors.len()
+    );
+    let results = run_suite(&cases, &targets, DEFAULT_SEED, &mut |p| {
+        progress_line(&format!("conformance {}/{} {}", p.done, p.total, p.case.id))
+    });
+    now.cases = results
+        .iter()
+        .map(|r| CaseRecord {
+            backend: r.backend.clone(),
+            case: r.case.clone(),
+            op: r.op.name().into(),
+            dtypes: r
+                .dtypes
+                .iter()
+                .map(|d: &DType| d.name().to_string())
+                .collect(),
+            status: status_name(r.outcome.status),
+            nmse: r.outcome.errors.as_ref().map(|e| e.nmse),
+            threshold: match r.outcome.tolerance {
+                Tolerance::Nmse(t) => Some(t),
+                Tolerance::Exact => None,
+            },
+        })
+        .collect();
+    for model in glmhal_conformance::model_check::builtin_models() {
+        progress_line(&format!("model check {}", model.name));
+        let expected = glmhal_conformance::model_check::expect(&model)?;
+        for (sel, s) in opened.iter().map(|(n, _)| n).zip(&selectors) {
+            let open = || registry.open(s);
+            let r = glmhal_conformance::model_check::check(sel, &open, &expected);
+            now.models.push(ModelRecord {
+                backend: sel.clone(),
+                model: model.name.into(),
+                status: status_name(r.status),
+                max_abs_error: r.max_abs_error.iter().copied().fold(0.0f32, f32::max) as f64,
+            });
+        }
+    }
+    drop(targets);
+    drop(opened);
+
+    // The bench set.
+    let bench_args = BenchArgs {
+        model: None,
+        preset: Some(args.bench_preset.clone()),
+        backends: selectors.clone(),
+        weights: DType::F16,
+        batch: vec![1, 4],
+        contexts: vec![1024],
+        prompt: 32,
+        quick: args.quick,
+        skip_ops: false,
+        skip_model: false,
+        json: None,
+    };
+    let (bench, skipped) = measure(&bench_args, &selectors)?;
+    for s in skipped {
+        eprintln!("bench: unsupported: {s}");
+    }
+    now.fingerprints = bench.fingerprints.clone();
+    now.bench = bench;
+
+    let comparison = baseline
+        .as_ref()
+        .map(|b| compare(b, &now, args.speed_tolerance))
+        .unwrap_or_default();
+    let summary = comparison.markdown(&now);
+    if args.update_baseline {
+        write_json(&args.baseline, &now)?;
+    }
+    now.comparison = baseline.is_some().then(|| comparison.clone());
+    print!("{summary}");
+    if let Some(path) = &args.json {
+        write_json(path, &now)?;
+    }
+    if let Some(path) = &args.junit {
+        std::fs::write(path, glmhal_benches::junit::junit(&now, &comparison))
+            .map_err(|e| HalError::io(format!("writing {}", path.display()), e))?;
+        eprintln!("wrote {}", path.display());
+    }
+    if let Some(path) = &args.markdown {
+        std::fs::write(path, &summary)
+            .map_err(|e| HalError::io(format!("writing {}", path.display()), e))?;
+        eprintln!("wrote {}", path.display());
+    }
+    if now.failing_cases().next().is_some()
+        || now
+            .models
+            .iter()
+            .any(|m| m.status == "fail" || m.status == "error")
+        || !comparison.numeric.is_empty()
+    {
+        return Ok(CiVerdict::Numeric);
+    }
+    if !comparison.speed.is_empty() {
+        return Ok(CiVerdict::Slower);
+    }
+    if baseline.is_some() && !args.update_baseline && !comparison.not_compared.is_empty() {
+        return Err(HalError::invalid(
+            "ci",
+            format!(
+                "the baseline {} was made on other devices: {}",
+                args.baseline.display(),
+                comparison.not_compared.join("; ")
+            ),
+        ));
+    }
+    Ok(CiVerdict::Passed)
+}
