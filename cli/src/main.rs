@@ -64,6 +64,9 @@ enum Command {
     Bench(commands::bench::BenchArgs),
     /// Conformance and a bench set compared with a stored baseline (for CI on real hardware).
     Ci(commands::ci::CiArgs),
+    /// The CUDA/HIP kernel tree: compile it for a target without the hardware.
+    #[command(subcommand)]
+    Kernels(commands::kernels::KernelsCommand),
     /// Write one self-contained HTML report from bench, ci and conformance JSON.
     Report(commands::report::ReportArgs),
     /// Show the op catalogue: inputs, shapes and dtypes of every op.
@@ -88,6 +91,13 @@ fn main() -> ExitCode {
         Command::Synth(args) => commands::synth::run(args).map(|_| ExitCode::SUCCESS),
         Command::Bench(args) => commands::bench::run(args).map(|_| ExitCode::SUCCESS),
         Command::Report(args) => commands::report::run(args).map(|_| ExitCode::SUCCESS),
+        Command::Kernels(cmd) => commands::kernels::run(cmd).map(|ok| {
+            if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILED)
+            }
+        }),
         Command::Ci(args) => commands::ci::run(args).map(|v| match v {
             commands::ci::CiVerdict::Passed => ExitCode::SUCCESS,
             commands::ci::CiVerdict::Numeric => ExitCode::from(EXIT_FAILED),

@@ -6,6 +6,7 @@ pub mod ci;
 pub mod conformance;
 pub mod devices;
 pub mod generate;
+pub mod kernels;
 pub mod logits;
 pub mod model_args;
 pub mod ops;
