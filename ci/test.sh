@@ -17,9 +17,14 @@ if WGPU_BACKEND=gl cargo run --locked --profile test -q -p glmhal -- devices --j
     --json reports/conformance-wgpu-gl.json --markdown reports/conformance-wgpu-gl.md
 fi
 
+# The CUDA/HIP kernel tree compiled for real for NVIDIA A100/H100 and AMD
+# MI50/MI210-class (and Hygon DCU's gfx9) targets: any compile error fails.
+glmhal() { cargo run --locked --profile test -q -p glmhal -- "$@"; }
+glmhal kernels compile --target cuda:sm_80 --target cuda:sm_90 \
+  --target hip:gfx906 --target hip:gfx90a --out reports/kernels | tee reports/kernels.txt
+
 # Benchmarks and the hardware-regression mode. Every backend that runs here
 # is measured on the tiny model's shapes; `glmhal ci` runs on the CPU.
-glmhal() { cargo run --locked --profile test -q -p glmhal -- "$@"; }
 bench_backends=(--backend cpu)
 if grep -q '"wgpu"' <(glmhal devices --json 2>/dev/null | grep -B2 '"status": "available"'); then
   bench_backends+=(--backend wgpu)

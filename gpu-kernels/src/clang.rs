@@ -60,16 +60,30 @@ impl Clang {
                 backend: "hip compiler".into(),
                 reason: "hip/hip_runtime.h was not found under $ROCM_PATH, /opt/rocm, /opt/dtk or /usr (Debian: libamdhip64-dev)".into(),
             })?;
-        Ok(Clang { clang, rocm, device_libs })
+        Ok(Clang {
+            clang,
+            rocm,
+            device_libs,
+        })
     }
 
     /// Compiles `file` for `target`.
-    pub fn compile(&self, target: &Target, file: KernelFile, out: Option<&Path>) -> Result<FileResult> {
+    pub fn compile(
+        &self,
+        target: &Target,
+        file: KernelFile,
+        out: Option<&Path>,
+    ) -> Result<FileResult> {
         let Target::Hip { arch } = target else {
-            return Err(HalError::invalid("clang", format!("{target} is not a HIP target")));
+            return Err(HalError::invalid(
+                "clang",
+                format!("{target} is not a HIP target"),
+            ));
         };
-        let work = std::env::temp_dir().join(format!("glmhal-hip-{}-{}", std::process::id(), file.name));
-        std::fs::create_dir_all(&work).map_err(|e| HalError::io(format!("creating {}", work.display()), e))?;
+        let work =
+            std::env::temp_dir().join(format!("glmhal-hip-{}-{}", std::process::id(), file.name));
+        std::fs::create_dir_all(&work)
+            .map_err(|e| HalError::io(format!("creating {}", work.display()), e))?;
         for f in HEADERS.iter().chain([&file]) {
             std::fs::write(work.join(f.name), f.source)
                 .map_err(|e| HalError::io(format!("writing {}", f.name), e))?;
@@ -79,9 +93,19 @@ impl Clang {
             None => work.join("out.o"),
         };
         let run = Command::new(&self.clang)
-            .args(["-x", "hip", "--cuda-device-only", "--no-gpu-bundle-output", "-O3", "-c"])
+            .args([
+                "-x",
+                "hip",
+                "--cuda-device-only",
+                "--no-gpu-bundle-output",
+                "-O3",
+                "-c",
+            ])
             .arg(format!("--rocm-path={}", self.rocm.display()))
-            .arg(format!("--hip-device-lib-path={}", self.device_libs.display()))
+            .arg(format!(
+                "--hip-device-lib-path={}",
+                self.device_libs.display()
+            ))
             .arg(format!("--offload-arch={arch}"))
             .args(crate::defines(target))
             .arg("-Rpass-analysis=kernel-resource-usage")
@@ -92,10 +116,15 @@ impl Clang {
             .map_err(|e| HalError::io(format!("running {}", self.clang.display()), e))?;
         let text = String::from_utf8_lossy(&run.stderr).into_owned();
         let _ = std::fs::remove_dir_all(&work);
-        let name = self.clang.file_name().map_or("clang".into(), |n| n.to_string_lossy().into_owned());
+        let name = self
+            .clang
+            .file_name()
+            .map_or("clang".into(), |n| n.to_string_lossy().into_owned());
         let log: String = text
             .lines()
-            .filter(|l| !l.contains("remark:") && !l.trim().is_empty() && !l.trim_start().starts_with('^'))
+            .filter(|l| {
+                !l.contains("remark:") && !l.trim().is_empty() && !l.trim_start().starts_with('^')
+            })
             .collect::<Vec<_>>()
             .join("\n");
         Ok(FileResult {
@@ -114,7 +143,12 @@ impl Clang {
 fn resource_usage(text: &str) -> Vec<KernelInfo> {
     let mut kernels: Vec<KernelInfo> = Vec::new();
     let value = |line: &str, key: &str| -> Option<u32> {
-        line.split(key).nth(1)?.split_whitespace().next()?.parse().ok()
+        line.split(key)
+            .nth(1)?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
     };
     for line in text.lines().filter(|l| l.contains("remark:")) {
         if let Some(name) = line.split("Function Name: ").nth(1) {

@@ -52,9 +52,17 @@ pub(crate) fn load() -> Result<Rtc> {
 }
 
 /// Compiles `file` for `target` with hiprtc.
-pub(crate) fn compile(rtc: &Rtc, target: &Target, file: KernelFile, out: Option<&Path>) -> Result<FileResult> {
+pub(crate) fn compile(
+    rtc: &Rtc,
+    target: &Target,
+    file: KernelFile,
+    out: Option<&Path>,
+) -> Result<FileResult> {
     let Target::Hip { arch } = target else {
-        return Err(HalError::invalid("hiprtc", format!("{target} is not a HIP target")));
+        return Err(HalError::invalid(
+            "hiprtc",
+            format!("{target} is not a HIP target"),
+        ));
     };
     let mut options = vec![format!("--gpu-architecture={arch}"), "-O3".to_string()];
     options.extend(crate::defines(target));
@@ -76,7 +84,10 @@ pub(crate) fn compile(rtc: &Rtc, target: &Target, file: KernelFile, out: Option<
         })
         .collect();
     if let (true, Some(dir)) = (compiled.ok, out) {
-        let path = dir.join(format!("{}.{arch}.hsaco", file.name.trim_end_matches(".cu")));
+        let path = dir.join(format!(
+            "{}.{arch}.hsaco",
+            file.name.trim_end_matches(".cu")
+        ));
         std::fs::write(&path, &compiled.code)
             .map_err(|e| HalError::io(format!("writing {}", path.display()), e))?;
         result.output = Some(path.display().to_string());

@@ -130,7 +130,11 @@ pub enum HipCompiler {
 /// Compiles every file for `target`, writing PTX/cubin or code objects to
 /// `out` when given. A file that does not compile is a result with `ok:
 /// false` and the log; a compiler that cannot be found is an error.
-pub fn compile_all(target: &Target, out: Option<&Path>, hip: HipCompiler) -> Result<Vec<FileResult>> {
+pub fn compile_all(
+    target: &Target,
+    out: Option<&Path>,
+    hip: HipCompiler,
+) -> Result<Vec<FileResult>> {
     if let Some(dir) = out {
         std::fs::create_dir_all(dir)
             .map_err(|e| HalError::io(format!("creating {}", dir.display()), e))?;
@@ -162,7 +166,9 @@ pub fn compile_all(target: &Target, out: Option<&Path>, hip: HipCompiler) -> Res
                 let mut r = match (&rtc, &clang) {
                     (Some(rtc), _) => hiprtc::compile(rtc, target, f, out)?,
                     (None, Some(c)) => c.compile(target, f, out)?,
-                    (None, None) => return Err(HalError::invalid("kernels", "no HIP compiler was chosen")),
+                    (None, None) => {
+                        return Err(HalError::invalid("kernels", "no HIP compiler was chosen"))
+                    }
                 };
                 r.seconds = start.elapsed().as_secs_f64();
                 results.push(r);
@@ -171,7 +177,6 @@ pub fn compile_all(target: &Target, out: Option<&Path>, hip: HipCompiler) -> Res
     }
     Ok(results)
 }
-
 
 /// The preprocessor definitions every compile passes.
 pub(crate) fn defines(target: &Target) -> Vec<String> {

@@ -10,20 +10,35 @@ use glmhal_hal::{HalError, Result};
 use crate::rtc::{candidates, ld_library_path, Flavor, Rtc};
 use crate::{FileResult, KernelFile, KernelInfo, Target};
 
-const FLAVOR: Flavor = Flavor { prefix: "nvrtc", code: "PTX" };
+const FLAVOR: Flavor = Flavor {
+    prefix: "nvrtc",
+    code: "PTX",
+};
 
 /// Loads NVRTC from `GLMHAL_NVRTC`, `LD_LIBRARY_PATH`, `$CUDA_PATH/lib64` or
 /// the system directories.
 pub(crate) fn load() -> Result<Rtc> {
-    let mut files: Vec<PathBuf> = std::env::var("GLMHAL_NVRTC").map(|p| vec![PathBuf::from(p)]).unwrap_or_default();
+    let mut files: Vec<PathBuf> = std::env::var("GLMHAL_NVRTC")
+        .map(|p| vec![PathBuf::from(p)])
+        .unwrap_or_default();
     let mut dirs = ld_library_path();
     for var in ["CUDA_PATH", "CUDA_HOME"] {
         if let Ok(root) = std::env::var(var) {
             dirs.push(Path::new(&root).join("lib64"));
         }
     }
-    dirs.extend(["/usr/local/cuda/lib64", "/usr/lib/x86_64-linux-gnu", "/usr/lib64"].map(PathBuf::from));
-    files.extend(candidates(&dirs, &["libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12"]));
+    dirs.extend(
+        [
+            "/usr/local/cuda/lib64",
+            "/usr/lib/x86_64-linux-gnu",
+            "/usr/lib64",
+        ]
+        .map(PathBuf::from),
+    );
+    files.extend(candidates(
+        &dirs,
+        &["libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12"],
+    ));
     Rtc::load(
         FLAVOR,
         files,
@@ -32,11 +47,23 @@ pub(crate) fn load() -> Result<Rtc> {
 }
 
 /// Compiles `file` to PTX for `target`, then (with `ptxas`) to a cubin.
-pub(crate) fn compile(rtc: &Rtc, target: &Target, file: KernelFile, out: Option<&Path>, ptxas: Option<&Path>) -> Result<FileResult> {
+pub(crate) fn compile(
+    rtc: &Rtc,
+    target: &Target,
+    file: KernelFile,
+    out: Option<&Path>,
+    ptxas: Option<&Path>,
+) -> Result<FileResult> {
     let Target::Cuda { sm } = target else {
-        return Err(HalError::invalid("nvrtc", format!("{target} is not a CUDA target")));
+        return Err(HalError::invalid(
+            "nvrtc",
+            format!("{target} is not a CUDA target"),
+        ));
     };
-    let mut options = vec![format!("--gpu-architecture=compute_{sm}"), "--std=c++17".to_string()];
+    let mut options = vec![
+        format!("--gpu-architecture=compute_{sm}"),
+        "--std=c++17".to_string(),
+    ];
     options.extend(crate::defines(target));
     let compiled = rtc.compile(file, &options)?;
     let mut result = FileResult {
@@ -51,20 +78,31 @@ pub(crate) fn compile(rtc: &Rtc, target: &Target, file: KernelFile, out: Option<
     if !compiled.ok {
         return Ok(result);
     }
-    let ptx = String::from_utf8_lossy(&compiled.code).trim_end_matches('\0').to_string();
+    let ptx = String::from_utf8_lossy(&compiled.code)
+        .trim_end_matches('\0')
+        .to_string();
     result.kernels = ptx
         .lines()
-        .filter_map(|l| l.trim().strip_prefix(".visible .entry ").or_else(|| l.trim().strip_prefix(".entry ")))
-        .map(|l| KernelInfo { name: l.split('(').next().unwrap_or(l).trim().to_string(), ..Default::default() })
+        .filter_map(|l| {
+            l.trim()
+                .strip_prefix(".visible .entry ")
+                .or_else(|| l.trim().strip_prefix(".entry "))
+        })
+        .map(|l| KernelInfo {
+            name: l.split('(').next().unwrap_or(l).trim().to_string(),
+            ..Default::default()
+        })
         .collect();
     let stem = format!("{}.sm_{sm}", file.name.trim_end_matches(".cu"));
     let work = match out {
         Some(dir) => dir.to_path_buf(),
         None => std::env::temp_dir().join(format!("glmhal-nvrtc-{}", std::process::id())),
     };
-    std::fs::create_dir_all(&work).map_err(|e| HalError::io(format!("creating {}", work.display()), e))?;
+    std::fs::create_dir_all(&work)
+        .map_err(|e| HalError::io(format!("creating {}", work.display()), e))?;
     let ptx_path = work.join(format!("{stem}.ptx"));
-    std::fs::write(&ptx_path, &ptx).map_err(|e| HalError::io(format!("writing {}", ptx_path.display()), e))?;
+    std::fs::write(&ptx_path, &ptx)
+        .map_err(|e| HalError::io(format!("writing {}", ptx_path.display()), e))?;
     result.output = Some(ptx_path.display().to_string());
     if let Some(ptxas) = ptxas {
         let cubin = work.join(format!("{stem}.cubin"));
@@ -104,8 +142,16 @@ fn apply_ptxas_report(text: &str, kernels: &mut [KernelInfo]) {
             if let Some(k) = kernels.iter_mut().find(|k| &k.name == name) {
                 k.registers = regs;
             }
-        } else if let (Some(name), Some(before)) = (&current, line.split(" bytes spill stores").next().filter(|_| line.contains("spill stores"))) {
-            let spill = before.rsplit(|c: char| !c.is_ascii_digit()).find(|s| !s.is_empty()).and_then(|n| n.parse().ok());
+        } else if let (Some(name), Some(before)) = (
+            &current,
+            line.split(" bytes spill stores")
+                .next()
+                .filter(|_| line.contains("spill stores")),
+        ) {
+            let spill = before
+                .rsplit(|c: char| !c.is_ascii_digit())
+                .find(|s| !s.is_empty())
+                .and_then(|n| n.parse().ok());
             if let Some(k) = kernels.iter_mut().find(|k| &k.name == name) {
                 k.spill_bytes = spill;
             }
@@ -134,7 +180,9 @@ pub(crate) fn find_ptxas(nvrtc_dir: Option<&Path>) -> Option<PathBuf> {
             dirs.push(nvidia.join("cuda_nvcc").join("bin"));
         }
     }
-    dirs.into_iter().map(|d| d.join("ptxas")).find(|p| p.is_file())
+    dirs.into_iter()
+        .map(|d| d.join("ptxas"))
+        .find(|p| p.is_file())
 }
 
 #[cfg(test)]
@@ -143,7 +191,10 @@ mod tests {
 
     #[test]
     fn reads_registers_from_ptxas() {
-        let mut k = vec![KernelInfo { name: "rope_f32_f32".into(), ..Default::default() }];
+        let mut k = vec![KernelInfo {
+            name: "rope_f32_f32".into(),
+            ..Default::default()
+        }];
         apply_ptxas_report(
             "ptxas info    : Compiling entry function 'rope_f32_f32' for 'sm_80'\nptxas info    : Function properties for rope_f32_f32\n    8 bytes stack frame, 4 bytes spill stores, 4 bytes spill loads\nptxas info    : Used 30 registers, 400 bytes cmem[0]\n",
             &mut k,

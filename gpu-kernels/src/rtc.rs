@@ -79,7 +79,11 @@ impl Rtc {
             reason: format!(
                 "{} not found ({hint}){}",
                 flavor.prefix,
-                if tried.is_empty() { String::new() } else { format!("; tried {}", tried.join(", ")) }
+                if tried.is_empty() {
+                    String::new()
+                } else {
+                    format!("; tried {}", tried.join(", "))
+                }
             ),
         })
     }
@@ -114,7 +118,10 @@ impl Rtc {
 
     /// `nvrtc 12.9`, `hiprtc 5.2`.
     pub fn describe(&self) -> String {
-        format!("{} {}.{}", self.flavor.prefix, self.version.0, self.version.1)
+        format!(
+            "{} {}.{}",
+            self.flavor.prefix, self.version.0, self.version.1
+        )
     }
 
     fn error_text(&self, code: c_int) -> String {
@@ -130,32 +137,65 @@ impl Rtc {
 
     /// Compiles `file` (with the tree's headers in memory) with `options`.
     pub fn compile(&self, file: KernelFile, options: &[String]) -> Result<Compiled> {
-        let cstr = |s: &str| CString::new(s).map_err(|_| HalError::invalid("rtc", "a NUL byte in the kernel source"));
+        let cstr = |s: &str| {
+            CString::new(s).map_err(|_| HalError::invalid("rtc", "a NUL byte in the kernel source"))
+        };
         let source = cstr(file.source)?;
         let name = cstr(file.name)?;
-        let headers = HEADERS.iter().map(|h| cstr(h.source)).collect::<Result<Vec<_>>>()?;
-        let header_names = HEADERS.iter().map(|h| cstr(h.name)).collect::<Result<Vec<_>>>()?;
+        let headers = HEADERS
+            .iter()
+            .map(|h| cstr(h.source))
+            .collect::<Result<Vec<_>>>()?;
+        let header_names = HEADERS
+            .iter()
+            .map(|h| cstr(h.name))
+            .collect::<Result<Vec<_>>>()?;
         let header_ptrs: Vec<*const c_char> = headers.iter().map(|h| h.as_ptr()).collect();
         let name_ptrs: Vec<*const c_char> = header_names.iter().map(|h| h.as_ptr()).collect();
-        let options = options.iter().map(|o| cstr(o)).collect::<Result<Vec<_>>>()?;
+        let options = options
+            .iter()
+            .map(|o| cstr(o))
+            .collect::<Result<Vec<_>>>()?;
         let option_ptrs: Vec<*const c_char> = options.iter().map(|o| o.as_ptr()).collect();
         let mut program: Program = std::ptr::null_mut();
         // SAFETY: every pointer refers to a live NUL-terminated string; counts match the arrays.
         let created = unsafe {
-            (self.create)(&mut program, source.as_ptr(), name.as_ptr(), HEADERS.len() as c_int, header_ptrs.as_ptr(), name_ptrs.as_ptr())
+            (self.create)(
+                &mut program,
+                source.as_ptr(),
+                name.as_ptr(),
+                HEADERS.len() as c_int,
+                header_ptrs.as_ptr(),
+                name_ptrs.as_ptr(),
+            )
         };
         if created != 0 {
-            return Err(HalError::backend(self.flavor.prefix, "creating a program", self.error_text(created)));
+            return Err(HalError::backend(
+                self.flavor.prefix,
+                "creating a program",
+                self.error_text(created),
+            ));
         }
         // SAFETY: `program` was created above; option pointers are live.
-        let status = unsafe { (self.compile)(program, option_ptrs.len() as c_int, option_ptrs.as_ptr()) };
-        let log = String::from_utf8_lossy(&self.read(program, self.log_size, self.log)).trim_end_matches('\0').to_string();
-        let code = if status == 0 { self.read(program, self.code_size, self.code) } else { Vec::new() };
+        let status =
+            unsafe { (self.compile)(program, option_ptrs.len() as c_int, option_ptrs.as_ptr()) };
+        let log = String::from_utf8_lossy(&self.read(program, self.log_size, self.log))
+            .trim_end_matches('\0')
+            .to_string();
+        let code = if status == 0 {
+            self.read(program, self.code_size, self.code)
+        } else {
+            Vec::new()
+        };
         // SAFETY: destroys the program created above, once.
         unsafe { (self.destroy)(&mut program) };
         Ok(Compiled {
             ok: status == 0,
-            log: if status == 0 { log } else { format!("{}\n{log}", self.error_text(status)) },
+            log: if status == 0 {
+                log
+            } else {
+                format!("{}\n{log}", self.error_text(status))
+            },
             code,
         })
     }
@@ -177,7 +217,9 @@ impl Rtc {
 
 /// `names` in each of `dirs`, in order.
 pub(crate) fn candidates(dirs: &[PathBuf], names: &[&str]) -> Vec<PathBuf> {
-    dirs.iter().flat_map(|d| names.iter().map(move |n| d.join(n))).collect()
+    dirs.iter()
+        .flat_map(|d| names.iter().map(move |n| d.join(n)))
+        .collect()
 }
 
 /// Library directories from `LD_LIBRARY_PATH`.

@@ -60,7 +60,9 @@ impl FromStr for Target {
         let bad = || {
             HalError::invalid(
                 "--target",
-                format!("expected cuda:sm_NN or hip:gfxNNN (e.g. cuda:sm_90, hip:gfx90a), got `{s}`"),
+                format!(
+                    "expected cuda:sm_NN or hip:gfxNNN (e.g. cuda:sm_90, hip:gfx90a), got `{s}`"
+                ),
             )
         };
         let (api, arch) = s.split_once(':').ok_or_else(bad)?;
@@ -72,9 +74,13 @@ impl FromStr for Target {
             }
             "hip" => {
                 let arch = arch.split(':').next().unwrap_or(arch);
-                (arch.starts_with("gfx") && arch.len() > 3 && arch[3..].chars().all(|c| c.is_ascii_alphanumeric()))
-                    .then(|| Target::Hip { arch: arch.to_string() })
-                    .ok_or_else(bad)
+                (arch.starts_with("gfx")
+                    && arch.len() > 3
+                    && arch[3..].chars().all(|c| c.is_ascii_alphanumeric()))
+                .then(|| Target::Hip {
+                    arch: arch.to_string(),
+                })
+                .ok_or_else(bad)
             }
             _ => Err(bad()),
         }
@@ -91,7 +97,10 @@ mod tests {
         assert_eq!((t.clone(), t.warp_size()), (Target::Cuda { sm: 90 }, 32));
         let h: Target = "hip:gfx906".parse().unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(h.warp_size(), 64);
-        assert_eq!("hip:gfx1100".parse::<Target>().map(|t| t.warp_size()).ok(), Some(32));
+        assert_eq!(
+            "hip:gfx1100".parse::<Target>().map(|t| t.warp_size()).ok(),
+            Some(32)
+        );
         assert_eq!(h.to_string(), "hip:gfx906");
         for bad in ["cuda:80", "hip:906", "metal:m1", "cuda:sm_x"] {
             assert!(bad.parse::<Target>().is_err(), "{bad}");

@@ -49,7 +49,12 @@ pub fn run(cmd: KernelsCommand) -> Result<bool> {
     let args = match cmd {
         KernelsCommand::List => {
             for f in FILES {
-                let first = f.source.lines().next().unwrap_or("").trim_start_matches("// ");
+                let first = f
+                    .source
+                    .lines()
+                    .next()
+                    .unwrap_or("")
+                    .trim_start_matches("// ");
                 println!("{:<16} {first}", f.name);
             }
             return Ok(true);
@@ -65,7 +70,10 @@ pub fn run(cmd: KernelsCommand) -> Result<bool> {
     let mut json = Vec::new();
     for t in &args.targets {
         let target: Target = t.parse()?;
-        let out = args.out.as_ref().map(|d| d.join(target.to_string().replace(':', "-")));
+        let out = args
+            .out
+            .as_ref()
+            .map(|d| d.join(target.to_string().replace(':', "-")));
         let results = compile_all(&target, out.as_deref(), hip)?;
         let kernels: usize = results.iter().map(|r| r.kernels.len()).sum();
         let failed = results.iter().filter(|r| !r.ok).count();
@@ -82,7 +90,11 @@ pub fn run(cmd: KernelsCommand) -> Result<bool> {
         );
         for r in &results {
             let regs: Vec<u32> = r.kernels.iter().filter_map(|k| k.registers).collect();
-            let spills = r.kernels.iter().filter(|k| k.spill_bytes.unwrap_or(0) > 0).count();
+            let spills = r
+                .kernels
+                .iter()
+                .filter(|k| k.spill_bytes.unwrap_or(0) > 0)
+                .count();
             let usage = match (regs.iter().min(), regs.iter().max()) {
                 (Some(lo), Some(hi)) => format!("registers {lo}..{hi}, {spills} spilling"),
                 _ => "registers not reported".into(),
@@ -102,7 +114,8 @@ pub fn run(cmd: KernelsCommand) -> Result<bool> {
         }
     }
     if args.json {
-        let text = serde_json::to_string_pretty(&json).map_err(|e| HalError::invalid("json", e.to_string()))?;
+        let text = serde_json::to_string_pretty(&json)
+            .map_err(|e| HalError::invalid("json", e.to_string()))?;
         println!("{text}");
     }
     Ok(all_ok)

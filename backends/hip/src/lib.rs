@@ -1,0 +1,118 @@
+//! # glmhal-hip
+//!
+//! The HIP backend for AMD GPUs and Hygon DCUs. The runtime is loaded at run
+//! time (`loader.rs`: `$ROCM_PATH/lib`, `/opt/rocm/lib`, Hygon DTK's
+//! `/opt/dtk`, including `libgalaxyhip.so.5`), so one glmhal binary builds
+//! and runs anywhere; `glmhal devices` says which runtime was found and how
+//! many devices it reports. A runtime that loads but reports no device (as
+//! on a CI machine with `libamdhip64` installed) reads as "unavailable: no
+//! device". The kernels are the shared CUDA/HIP tree in `glmhal-gpu-kernels`,
+//! which `glmhal kernels compile --target hip:<gfx>` builds without a device.
+//!
+//! Status: discovery only. Running ops on a HIP device (hiprtc at first use,
+//! rocBLAS GEMM, streams, memory pool) is not in this build, and a machine
+//! with a device says so rather than pretending.
+
+pub mod device;
+pub mod loader;
+
+use glmhal_hal::{Availability, Backend, BackendProvider, HalError, Result, UnavailableKind};
+
+/// Registry entry for HIP.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Provider;
+
+impl BackendProvider for Provider {
+    fn name(&self) -> &'static str {
+        "hip"
+    }
+
+    fn probe(&self) -> Availability {
+        let hip = match loader::Hip::load() {
+            Ok(h) => h,
+            Err(e) => {
+                return Availability::Unavailable {
+                    kind: UnavailableKind::LibraryMissing,
+                    detail: match e {
+                        HalError::Unavailable { reason, .. } => reason,
+                        other => other.to_string(),
+                    },
+                }
+            }
+        };
+        let (code, _) = hip.versions();
+        // HIP encodes versions as major * 10_000_000 + minor * 100_000 + patch.
+        let runtime = format!(
+            "{}.{}.{}",
+            code / 10_000_000,
+            code / 100_000 % 100,
+            code % 100_000
+        );
+        let count = hip
+            .init()
+            .and_then(|has| if has { hip.device_count() } else { Ok(0) });
+        match count {
+            Err(e) => Availability::Unavailable {
+                kind: UnavailableKind::Other,
+                detail: format!("{} (HIP runtime {runtime}) failed to start: {e}", hip.path),
+            },
+            Ok(0) => Availability::Unavailable {
+                kind: UnavailableKind::NoDevice,
+                detail: format!(
+                    "{} (HIP runtime {runtime}) loads but reports 0 devices",
+                    hip.path
+                ),
+            },
+            Ok(n) => {
+                let names: Vec<String> = (0..n)
+                    .map(|i| match device::describe(&hip, i) {
+                        Ok(d) => format!("{} ({})", d.name, d.architecture),
+                        Err(e) => e.to_string(),
+                    })
+                    .collect();
+                Availability::Unavailable {
+                    kind: UnavailableKind::Other,
+                    detail: format!(
+                        "{n} device(s) found ({}), but running ops on HIP devices is not in this build yet; `glmhal kernels compile --target hip:<arch>` checks the toolchain",
+                        names.join(", ")
+                    ),
+                }
+            }
+        }
+    }
+
+    fn open(&self, index: Option<usize>) -> Result<Box<dyn Backend>> {
+        let reason = match self.probe() {
+            Availability::Unavailable { detail, .. } => detail,
+            Availability::Available { .. } => "unexpected".into(),
+        };
+        Err(HalError::Unavailable {
+            backend: match index {
+                Some(i) => format!("hip:{i}"),
+                None => "hip".into(),
+            },
+            reason,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn probing_and_opening_explain_themselves_without_panicking() {
+        match Provider.probe() {
+            Availability::Unavailable { detail, .. } => {
+                assert!(detail.len() > 10, "{detail}");
+                let err = Provider
+                    .open(None)
+                    .err()
+                    .map(|e| e.to_string())
+                    .unwrap_or_default();
+                assert!(err.contains(&detail), "{err}");
+            }
+            Availability::Available { devices } => assert!(!devices.is_empty()),
+        }
+    }
+}

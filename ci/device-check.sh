@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# The check to run on a machine with an NVIDIA GPU and a prebuilt glmhal
+# binary (that machine may have no crates registry): devices, conformance on
+# cuda (ops and the model fixtures) and benchmarks of the bench-1.3b and
+# glm-4-9b shapes in bf16 and Q8_0, with every result as JSON in RESULTS_DIR.
+# Each step has its own time limit so the whole run stays within 8 minutes.
+#
+# Usage: GLMHAL=path/to/glmhal ci/device-check.sh RESULTS_DIR [BACKEND]
+set -uo pipefail
+out="${1:?usage: ci/device-check.sh RESULTS_DIR [BACKEND]}"
+backend="${2:-cuda}"
+glmhal="${GLMHAL:-./target/release/glmhal}"
+mkdir -p "$out"
+summary="$out/summary.txt"
+: >"$summary"
+failed=0
+
+step() { # step NAME SECONDS COMMAND...
+  local name="$1" limit="$2"
+  shift 2
+  local start=$SECONDS
+  timeout "$limit" "$@" >"$out/$name.log" 2>&1
+  local code=$?
+  echo "$name: exit $code in $((SECONDS - start)) s" | tee -a "$summary"
+  [ "$code" -eq 0 ] || failed=1
+}
+
+{
+  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
+  echo "host: $(uname -srm)"
+  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+  "$glmhal" --version
+} >>"$summary" 2>&1
+
+step devices 30 "$glmhal" devices --json
+cp "$out/devices.log" "$out/devices.json"
+step conformance 150 "$glmhal" conformance --backend "$backend" --require-all \
+  --json "$out/conformance.json" --markdown "$out/conformance.md"
+for preset in bench-1.3b glm-4-9b; do
+  for weights in bf16 q8_0; do
+    step "bench-$preset-$weights" 75 "$glmhal" bench --preset "$preset" --backend "$backend" \
+      --weights "$weights" --quick --contexts 128,2048,32768 --batch 1,4,16 \
+      --json "$out/bench-$preset-$weights.json"
+  done
+done
+inputs=()
+for f in "$out"/bench-*.json "$out/conformance.json"; do [ -s "$f" ] && inputs+=(--in "$f"); done
+if [ "${#inputs[@]}" -gt 0 ]; then
+  step report 30 "$glmhal" report "${inputs[@]}" --out "$out/report.html"
+fi
+echo "results in $out (summary: $summary)"
+exit "$failed"
