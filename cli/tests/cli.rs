@@ -107,10 +107,19 @@ fn filters_narrow_the_run() {
 
 #[test]
 fn unusable_backends_and_bad_arguments_are_clear_errors() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &["conformance", "--backend", "cann", "--op", "add"],
+            "not compiled",
+        ),
+        // Compiled in, and says why it cannot run here (no driver, no device).
         (
             &["conformance", "--backend", "cuda", "--op", "add"],
-            "not compiled",
+            "cuda: not tested",
+        ),
+        (
+            &["conformance", "--backend", "hip", "--op", "add"],
+            "hip: not tested",
         ),
         (
             &["conformance", "--backend", "cpu:3", "--op", "add"],

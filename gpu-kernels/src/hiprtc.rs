@@ -34,7 +34,7 @@ pub(crate) fn rocm_lib_dirs() -> Vec<PathBuf> {
 }
 
 /// Loads hiprtc.
-pub(crate) fn load() -> Result<Rtc> {
+pub fn load() -> Result<Rtc> {
     let names = [
         "libhiprtc.so",
         "libhiprtc.so.6",

@@ -12,9 +12,11 @@
 //! hiprtc where the HIP runtime carries it, otherwise clang's HIP mode.
 
 mod clang;
-mod hiprtc;
-mod nvrtc;
-mod rtc;
+pub mod hiprtc;
+pub mod nvrtc;
+pub mod plan;
+pub mod rtc;
+pub mod runtime;
 mod target;
 
 pub use target::Target;

@@ -17,7 +17,7 @@ const FLAVOR: Flavor = Flavor {
 
 /// Loads NVRTC from `GLMHAL_NVRTC`, `LD_LIBRARY_PATH`, `$CUDA_PATH/lib64` or
 /// the system directories.
-pub(crate) fn load() -> Result<Rtc> {
+pub fn load() -> Result<Rtc> {
     let mut files: Vec<PathBuf> = std::env::var("GLMHAL_NVRTC")
         .map(|p| vec![PathBuf::from(p)])
         .unwrap_or_default();
@@ -159,11 +159,12 @@ fn apply_ptxas_report(text: &str, kernels: &mut [KernelInfo]) {
     }
 }
 
-/// `ptxas` from `GLMHAL_PTXAS`, `PATH`, the CUDA toolkit, or the pip wheels
+/// `ptxas` from `GLMHAL_PTXAS` (`none`: do not assemble), `PATH`, the CUDA toolkit, or the pip wheels
 /// beside NVRTC (`nvidia/cuda_nvcc/bin`).
 pub(crate) fn find_ptxas(nvrtc_dir: Option<&Path>) -> Option<PathBuf> {
     if let Ok(p) = std::env::var("GLMHAL_PTXAS") {
-        return Some(PathBuf::from(p));
+        // `none` compiles to PTX only (no register report), which is much faster.
+        return (p != "none").then(|| PathBuf::from(p));
     }
     let mut dirs: Vec<PathBuf> = std::env::var("PATH")
         .map(|p| std::env::split_paths(&p).collect())

@@ -28,7 +28,7 @@ type ErrorFn = unsafe extern "C" fn(c_int) -> *const c_char;
 
 /// Which runtime compiler: its symbol prefix and how its output is fetched.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Flavor {
+pub struct Flavor {
     /// `nvrtc` or `hiprtc`.
     pub prefix: &'static str,
     /// The code accessor's suffix: `PTX` (NVRTC) or `Code` (hiprtc).
@@ -36,7 +36,7 @@ pub(crate) struct Flavor {
 }
 
 /// A loaded runtime compiler.
-pub(crate) struct Rtc {
+pub struct Rtc {
     _lib: Library,
     /// The library file.
     pub path: PathBuf,
@@ -54,15 +54,18 @@ pub(crate) struct Rtc {
 }
 
 /// One compile: whether it succeeded, the log, the code.
-pub(crate) struct Compiled {
+pub struct Compiled {
+    /// Whether it compiled.
     pub ok: bool,
+    /// The compiler's log.
     pub log: String,
+    /// PTX (NVRTC) or a code object (hiprtc).
     pub code: Vec<u8>,
 }
 
 impl Rtc {
     /// Loads the first of `candidates` that exists and has the flavor's symbols.
-    pub fn load(flavor: Flavor, candidates: Vec<PathBuf>, hint: &str) -> Result<Self> {
+    pub(crate) fn load(flavor: Flavor, candidates: Vec<PathBuf>, hint: &str) -> Result<Self> {
         let mut tried = Vec::new();
         for path in candidates.into_iter().filter(|p| p.exists()) {
             // SAFETY: loading the library runs its initializers, which have no preconditions.

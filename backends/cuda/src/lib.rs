@@ -7,12 +7,20 @@
 //! `glmhal-gpu-kernels`, which `glmhal kernels compile --target cuda:sm_NN`
 //! builds with NVRTC and ptxas without a GPU.
 //!
-//! Status: discovery only. Running ops on a CUDA device (NVRTC at first use,
-//! cuBLAS GEMM, streams, memory pool) is not in this build, and a machine
-//! with a GPU says so rather than pretending.
+//! Ops run through the shared GPU backend of `glmhal-gpu-kernels`: each
+//! kernel file is compiled with NVRTC for the device's compute capability at
+//! first use and JIT-loaded from PTX; launches go on the context's default
+//! stream. NVRTC is found through `GLMHAL_NVRTC`, `LD_LIBRARY_PATH` or the
+//! CUDA toolkit. This path has not yet been validated on NVIDIA hardware:
+//! `glmhal conformance --backend cuda` is the check to run first.
 
 pub mod device;
 pub mod loader;
+pub mod runtime;
+
+use std::sync::Arc;
+
+use glmhal_gpu_kernels::runtime::GpuBackend;
 
 use glmhal_hal::{Availability, Backend, BackendProvider, HalError, Result, UnavailableKind};
 
@@ -62,35 +70,32 @@ impl BackendProvider for Provider {
                 format!("the NVIDIA driver ({}) reports 0 GPUs", cuda.path),
             ),
             Ok(n) => {
-                let names: Vec<String> = (0..n)
-                    .map(|i| match device::describe(&cuda, i) {
-                        Ok(d) => format!("{} ({})", d.name, d.architecture),
-                        Err(e) => e.to_string(),
-                    })
-                    .collect();
-                unavailable(
-                    UnavailableKind::Other,
-                    format!(
-                        "{n} GPU(s) found ({}), but running ops on CUDA devices is not in this build yet; `glmhal kernels compile --target cuda:sm_NN` checks the toolchain",
-                        names.join(", ")
-                    ),
-                )
+                let devices: Result<Vec<_>> = (0..n).map(|i| device::describe(&cuda, i)).collect();
+                match devices {
+                    Ok(devices) => Availability::Available { devices },
+                    Err(e) => unavailable(UnavailableKind::Other, e.to_string()),
+                }
             }
         }
     }
 
     fn open(&self, index: Option<usize>) -> Result<Box<dyn Backend>> {
-        let reason = match self.probe() {
-            Availability::Unavailable { detail, .. } => detail,
-            Availability::Available { .. } => "unexpected".into(),
-        };
-        Err(HalError::Unavailable {
-            backend: match index {
-                Some(i) => format!("cuda:{i}"),
-                None => "cuda".into(),
-            },
+        let i = index.unwrap_or(0);
+        let unavailable = |reason: String| HalError::Unavailable {
+            backend: format!("cuda:{i}"),
             reason,
-        })
+        };
+        let devices = match self.probe() {
+            Availability::Available { devices } => devices,
+            Availability::Unavailable { detail, .. } => return Err(unavailable(detail)),
+        };
+        let info = devices
+            .get(i)
+            .cloned()
+            .ok_or_else(|| unavailable(format!("the driver reports {} GPU(s)", devices.len())))?;
+        let cuda = Arc::new(loader::Cuda::load()?);
+        let runtime = runtime::CudaRuntime::open(cuda, i)?;
+        Ok(Box::new(GpuBackend::new(Arc::new(runtime), info)?))
     }
 }
 

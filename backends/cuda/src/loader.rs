@@ -1,6 +1,6 @@
 //! The NVIDIA driver API's symbol table (libcuda), loaded at run time.
 
-use std::ffi::{c_char, c_int, c_uint, CStr};
+use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
 use std::path::PathBuf;
 
 use glmhal_hal::{HalError, Result};
@@ -10,6 +10,8 @@ use libloading::Library;
 const SUCCESS: c_int = 0;
 /// CUDA_ERROR_NO_DEVICE.
 pub const NO_DEVICE: c_int = 100;
+/// CUDA_ERROR_OUT_OF_MEMORY.
+pub const OUT_OF_MEMORY: c_int = 2;
 /// CUDA_ERROR_INSUFFICIENT_DRIVER.
 pub const DRIVER_TOO_OLD: c_int = 35;
 
@@ -20,6 +22,29 @@ type TotalMemFn = unsafe extern "C" fn(*mut usize, c_int) -> c_int;
 type AttributeFn = unsafe extern "C" fn(*mut c_int, c_int, c_int) -> c_int;
 type VersionFn = unsafe extern "C" fn(*mut c_int) -> c_int;
 type ErrorFn = unsafe extern "C" fn(c_int, *mut *const c_char) -> c_int;
+type CtxRetainFn = unsafe extern "C" fn(*mut *mut c_void, c_int) -> c_int;
+type CtxSetFn = unsafe extern "C" fn(*mut c_void) -> c_int;
+type SyncFn = unsafe extern "C" fn() -> c_int;
+type AllocFn = unsafe extern "C" fn(*mut u64, usize) -> c_int;
+type FreeFn = unsafe extern "C" fn(u64) -> c_int;
+type HtoDFn = unsafe extern "C" fn(u64, *const c_void, usize) -> c_int;
+type DtoHFn = unsafe extern "C" fn(*mut c_void, u64, usize) -> c_int;
+type MemInfoFn = unsafe extern "C" fn(*mut usize, *mut usize) -> c_int;
+type ModuleLoadFn = unsafe extern "C" fn(*mut *mut c_void, *const c_void) -> c_int;
+type GetFunctionFn = unsafe extern "C" fn(*mut *mut c_void, *mut c_void, *const c_char) -> c_int;
+type LaunchFn = unsafe extern "C" fn(
+    *mut c_void,
+    c_uint,
+    c_uint,
+    c_uint,
+    c_uint,
+    c_uint,
+    c_uint,
+    c_uint,
+    *mut c_void,
+    *mut *mut c_void,
+    *mut *mut c_void,
+) -> c_int;
 
 /// Device attributes read (CUdevice_attribute values).
 pub mod attribute {
@@ -47,6 +72,24 @@ pub struct Cuda {
     attribute: AttributeFn,
     driver_version: VersionFn,
     error: ErrorFn,
+    /// Execution entry points (see `runtime.rs`).
+    pub(crate) exec: Exec,
+}
+
+/// The driver calls that run work, bound once.
+#[derive(Clone, Copy)]
+pub(crate) struct Exec {
+    pub ctx_retain: CtxRetainFn,
+    pub ctx_set: CtxSetFn,
+    pub ctx_sync: SyncFn,
+    pub alloc: AllocFn,
+    pub free: FreeFn,
+    pub htod: HtoDFn,
+    pub dtoh: DtoHFn,
+    pub mem_info: MemInfoFn,
+    pub module_load: ModuleLoadFn,
+    pub get_function: GetFunctionFn,
+    pub launch: LaunchFn,
 }
 
 impl Cuda {
@@ -84,6 +127,19 @@ impl Cuda {
             attribute: sym(&lib, "cuDeviceGetAttribute")?,
             driver_version: sym(&lib, "cuDriverGetVersion")?,
             error: sym(&lib, "cuGetErrorString")?,
+            exec: Exec {
+                ctx_retain: sym(&lib, "cuDevicePrimaryCtxRetain")?,
+                ctx_set: sym(&lib, "cuCtxSetCurrent")?,
+                ctx_sync: sym(&lib, "cuCtxSynchronize")?,
+                alloc: sym(&lib, "cuMemAlloc_v2")?,
+                free: sym(&lib, "cuMemFree_v2")?,
+                htod: sym(&lib, "cuMemcpyHtoD_v2")?,
+                dtoh: sym(&lib, "cuMemcpyDtoH_v2")?,
+                mem_info: sym(&lib, "cuMemGetInfo_v2")?,
+                module_load: sym(&lib, "cuModuleLoadData")?,
+                get_function: sym(&lib, "cuModuleGetFunction")?,
+                launch: sym(&lib, "cuLaunchKernel")?,
+            },
             path,
             _lib: lib,
         })
@@ -103,7 +159,8 @@ impl Cuda {
         )
     }
 
-    fn check(&self, what: &str, code: c_int) -> Result<()> {
+    /// `Err` with the driver's words unless `code` is success.
+    pub fn check(&self, what: &str, code: c_int) -> Result<()> {
         if code == SUCCESS {
             Ok(())
         } else {

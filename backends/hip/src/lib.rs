@@ -9,12 +9,19 @@
 //! device". The kernels are the shared CUDA/HIP tree in `glmhal-gpu-kernels`,
 //! which `glmhal kernels compile --target hip:<gfx>` builds without a device.
 //!
-//! Status: discovery only. Running ops on a HIP device (hiprtc at first use,
-//! rocBLAS GEMM, streams, memory pool) is not in this build, and a machine
-//! with a device says so rather than pretending.
+//! Ops run through the shared GPU backend of `glmhal-gpu-kernels`: each
+//! kernel file is compiled with hiprtc for the device's `gcnArchName` (and
+//! its wavefront width) at first use. This path has not yet been validated
+//! on AMD or Hygon hardware: `glmhal conformance --backend hip` is the check
+//! to run first.
 
 pub mod device;
 pub mod loader;
+pub mod runtime;
+
+use std::sync::Arc;
+
+use glmhal_gpu_kernels::runtime::GpuBackend;
 
 use glmhal_hal::{Availability, Backend, BackendProvider, HalError, Result, UnavailableKind};
 
@@ -64,35 +71,37 @@ impl BackendProvider for Provider {
                 ),
             },
             Ok(n) => {
-                let names: Vec<String> = (0..n)
-                    .map(|i| match device::describe(&hip, i) {
-                        Ok(d) => format!("{} ({})", d.name, d.architecture),
-                        Err(e) => e.to_string(),
-                    })
-                    .collect();
-                Availability::Unavailable {
-                    kind: UnavailableKind::Other,
-                    detail: format!(
-                        "{n} device(s) found ({}), but running ops on HIP devices is not in this build yet; `glmhal kernels compile --target hip:<arch>` checks the toolchain",
-                        names.join(", ")
-                    ),
+                let devices: Result<Vec<_>> = (0..n).map(|i| device::describe(&hip, i)).collect();
+                match devices {
+                    Ok(devices) => Availability::Available { devices },
+                    Err(e) => Availability::Unavailable {
+                        kind: UnavailableKind::Other,
+                        detail: e.to_string(),
+                    },
                 }
             }
         }
     }
 
     fn open(&self, index: Option<usize>) -> Result<Box<dyn Backend>> {
-        let reason = match self.probe() {
-            Availability::Unavailable { detail, .. } => detail,
-            Availability::Available { .. } => "unexpected".into(),
-        };
-        Err(HalError::Unavailable {
-            backend: match index {
-                Some(i) => format!("hip:{i}"),
-                None => "hip".into(),
-            },
+        let i = index.unwrap_or(0);
+        let unavailable = |reason: String| HalError::Unavailable {
+            backend: format!("hip:{i}"),
             reason,
-        })
+        };
+        let devices = match self.probe() {
+            Availability::Available { devices } => devices,
+            Availability::Unavailable { detail, .. } => return Err(unavailable(detail)),
+        };
+        let info = devices.get(i).cloned().ok_or_else(|| {
+            unavailable(format!("the runtime reports {} device(s)", devices.len()))
+        })?;
+        let hip = Arc::new(loader::Hip::load()?);
+        if !hip.init()? {
+            return Err(unavailable("the HIP runtime reports no device".into()));
+        }
+        let runtime = runtime::HipRuntime::open(hip, i)?;
+        Ok(Box::new(GpuBackend::new(Arc::new(runtime), info)?))
     }
 }
 

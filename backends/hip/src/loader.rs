@@ -19,6 +19,48 @@ type AttributeFn = unsafe extern "C" fn(*mut c_int, c_int, c_int) -> c_int;
 type VersionFn = unsafe extern "C" fn(*mut c_int) -> c_int;
 type ErrorFn = unsafe extern "C" fn(c_int) -> *const c_char;
 type PropertiesFn = unsafe extern "C" fn(*mut c_void, c_int) -> c_int;
+type SetDeviceFn = unsafe extern "C" fn(c_int) -> c_int;
+type SyncFn = unsafe extern "C" fn() -> c_int;
+type AllocFn = unsafe extern "C" fn(*mut u64, usize) -> c_int;
+type FreeFn = unsafe extern "C" fn(u64) -> c_int;
+type MemcpyFn = unsafe extern "C" fn(*mut c_void, *const c_void, usize, c_int) -> c_int;
+type MemInfoFn = unsafe extern "C" fn(*mut usize, *mut usize) -> c_int;
+type ModuleLoadFn = unsafe extern "C" fn(*mut *mut c_void, *const c_void) -> c_int;
+type GetFunctionFn = unsafe extern "C" fn(*mut *mut c_void, *mut c_void, *const c_char) -> c_int;
+type LaunchFn = unsafe extern "C" fn(
+    *mut c_void,
+    c_uint,
+    c_uint,
+    c_uint,
+    c_uint,
+    c_uint,
+    c_uint,
+    c_uint,
+    *mut c_void,
+    *mut *mut c_void,
+    *mut *mut c_void,
+) -> c_int;
+
+/// hipErrorOutOfMemory.
+pub const OUT_OF_MEMORY: c_int = 2;
+/// hipMemcpyHostToDevice.
+pub const HOST_TO_DEVICE: c_int = 1;
+/// hipMemcpyDeviceToHost.
+pub const DEVICE_TO_HOST: c_int = 2;
+
+/// The runtime calls that run work, bound once.
+#[derive(Clone, Copy)]
+pub(crate) struct Exec {
+    pub set_device: SetDeviceFn,
+    pub sync: SyncFn,
+    pub alloc: AllocFn,
+    pub free: FreeFn,
+    pub memcpy: MemcpyFn,
+    pub mem_info: MemInfoFn,
+    pub module_load: ModuleLoadFn,
+    pub get_function: GetFunctionFn,
+    pub launch: LaunchFn,
+}
 
 /// Device attributes read (hipDeviceAttribute_t values).
 pub mod attribute {
@@ -69,6 +111,8 @@ pub struct Hip {
     error: ErrorFn,
     /// ROCm 6's `hipGetDevicePropertiesR0600`, or the legacy entry point.
     properties: Option<(PropertiesFn, usize)>,
+    /// Execution entry points (see `runtime.rs`).
+    pub(crate) exec: Exec,
 }
 
 impl Hip {
@@ -114,6 +158,17 @@ impl Hip {
             driver_version: sym(&lib, "hipDriverGetVersion")?,
             error: sym(&lib, "hipGetErrorString")?,
             properties,
+            exec: Exec {
+                set_device: sym(&lib, "hipSetDevice")?,
+                sync: sym(&lib, "hipDeviceSynchronize")?,
+                alloc: sym(&lib, "hipMalloc")?,
+                free: sym(&lib, "hipFree")?,
+                memcpy: sym(&lib, "hipMemcpy")?,
+                mem_info: sym(&lib, "hipMemGetInfo")?,
+                module_load: sym(&lib, "hipModuleLoadData")?,
+                get_function: sym(&lib, "hipModuleGetFunction")?,
+                launch: sym(&lib, "hipModuleLaunchKernel")?,
+            },
             path,
             _lib: lib,
         })
@@ -134,7 +189,8 @@ impl Hip {
         }
     }
 
-    fn check(&self, what: &str, code: c_int) -> Result<()> {
+    /// `Err` with the runtime's words unless `code` is success.
+    pub fn check(&self, what: &str, code: c_int) -> Result<()> {
         if code == SUCCESS {
             Ok(())
         } else {

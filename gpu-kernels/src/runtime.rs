@@ -1,0 +1,284 @@
+//! What a GPU vendor runtime must provide (memory, modules, launches, one
+//! stream) and the backend built on it, shared by CUDA and HIP: buffers,
+//! compiling each kernel file once for the device at first use, planning an
+//! op onto the tree's entry points ([`crate::plan`]) and reading the status
+//! words kernels report bad ids into.
+
+use std::collections::HashMap;
+use std::ffi::c_void;
+use std::sync::{Arc, Mutex};
+
+use glmhal_hal::{
+    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, Result, Support, TensorDesc,
+    TensorRef,
+};
+
+use crate::plan::{plan, supports, Arg};
+use crate::{KernelFile, FILES};
+
+/// A device address.
+pub type DevicePtr = u64;
+
+/// One vendor runtime on one device. Every call runs on the device's one
+/// stream, in order.
+pub trait DeviceRuntime: Send + Sync + 'static {
+    /// `cuda` or `hip`.
+    fn backend(&self) -> &'static str;
+    /// Warp (wavefront) width of the device.
+    fn warp_size(&self) -> u32;
+    /// Compiles `file` for this device (PTX or a code object).
+    fn compile(&self, file: KernelFile) -> Result<Vec<u8>>;
+    /// Loads a compiled image; returns a module handle.
+    fn load_module(&self, image: &[u8]) -> Result<usize>;
+    /// Finds an entry point in a loaded module.
+    fn function(&self, module: usize, name: &str) -> Result<usize>;
+    /// Allocates device memory (out of memory is `HalError::OutOfMemory`).
+    fn alloc(&self, bytes: usize) -> Result<DevicePtr>;
+    /// Frees memory from `alloc`.
+    fn free(&self, ptr: DevicePtr);
+    /// Copies host bytes to the device.
+    fn upload(&self, dst: DevicePtr, data: &[u8]) -> Result<()>;
+    /// Copies device bytes to the host, waiting for earlier work.
+    fn download(&self, src: DevicePtr, out: &mut [u8]) -> Result<()>;
+    /// Launches `function` with `params` (pointers to each argument's bytes).
+    fn launch(
+        &self,
+        function: usize,
+        grid: [u32; 3],
+        block: u32,
+        params: &mut [*mut c_void],
+    ) -> Result<()>;
+    /// Waits for everything enqueued.
+    fn synchronize(&self) -> Result<()>;
+}
+
+/// A buffer in device memory.
+pub struct GpuBuffer {
+    /// Device address.
+    pub ptr: DevicePtr,
+    /// Bytes asked for.
+    pub len: usize,
+    /// Owning device.
+    pub device: DeviceId,
+    runtime: Arc<dyn DeviceRuntime>,
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        self.runtime.free(self.ptr);
+    }
+}
+
+impl std::fmt::Debug for GpuBuffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "GpuBuffer({} bytes at {:#x})", self.len, self.ptr)
+    }
+}
+
+glmhal_hal::device_buffer!(GpuBuffer);
+
+/// Modules by file and functions by entry name, loaded on this device.
+#[derive(Default)]
+struct Loaded {
+    modules: HashMap<&'static str, usize>,
+    functions: HashMap<String, usize>,
+}
+
+/// The [`Backend`] over a [`DeviceRuntime`].
+pub struct GpuBackend {
+    runtime: Arc<dyn DeviceRuntime>,
+    info: DeviceInfo,
+    id: DeviceId,
+    /// Loaded modules and functions.
+    loaded: Mutex<Loaded>,
+    /// Four words kernels report bad data into (see `compat.h`).
+    status: DevicePtr,
+}
+
+impl GpuBackend {
+    /// A backend over `runtime` for the device `info` describes.
+    pub fn new(runtime: Arc<dyn DeviceRuntime>, info: DeviceInfo) -> Result<Self> {
+        let status = runtime.alloc(16)?;
+        runtime.upload(status, &[0u8; 16])?;
+        Ok(GpuBackend {
+            runtime,
+            info,
+            id: DeviceId::fresh(),
+            loaded: Mutex::new(Loaded::default()),
+            status,
+        })
+    }
+
+    fn selector(&self) -> String {
+        format!("{}:{}", self.runtime.backend(), self.info.index)
+    }
+
+    fn buffer<'a>(&self, b: &'a Buffer) -> Result<&'a GpuBuffer> {
+        b.downcast::<GpuBuffer>()
+            .filter(|g| g.device == self.id)
+            .ok_or_else(|| {
+                HalError::invalid(
+                    self.selector(),
+                    "the buffer belongs to another device or backend",
+                )
+            })
+    }
+
+    /// The entry point `name` of `file`, compiling and loading the file at first use.
+    fn function(&self, file: &'static str, name: &str) -> Result<usize> {
+        let mut guard = self
+            .loaded
+            .lock()
+            .map_err(|_| HalError::backend(self.selector(), "kernels", "module cache poisoned"))?;
+        if let Some(f) = guard.functions.get(name) {
+            return Ok(*f);
+        }
+        let module = match guard.modules.get(file) {
+            Some(m) => *m,
+            None => {
+                let source = FILES
+                    .iter()
+                    .find(|f| f.name == file)
+                    .copied()
+                    .ok_or_else(|| {
+                        HalError::invalid(self.selector(), format!("no kernel file {file}"))
+                    })?;
+                let image = self.runtime.compile(source)?;
+                let m = self.runtime.load_module(&image)?;
+                guard.modules.insert(file, m);
+                m
+            }
+        };
+        let f = self.runtime.function(module, name)?;
+        guard.functions.insert(name.to_string(), f);
+        Ok(f)
+    }
+
+    fn check_status(&self) -> Result<()> {
+        let mut words = [0u8; 16];
+        self.runtime.download(self.status, &mut words)?;
+        let word = |i: usize| {
+            u32::from_le_bytes([
+                words[4 * i],
+                words[4 * i + 1],
+                words[4 * i + 2],
+                words[4 * i + 3],
+            ])
+        };
+        let (code, value) = (word(0), word(1) as i32);
+        if code == 0 {
+            return Ok(());
+        }
+        self.runtime.upload(self.status, &[0u8; 16])?;
+        let (op, message) = match code {
+            1 => (
+                "get_rows",
+                format!("id {value} is outside the table; its output row was filled with zeros"),
+            ),
+            2 => (
+                "kv_write",
+                format!("position {value} is outside the cache; that row was not written"),
+            ),
+            other => ("kernel", format!("unknown status code {other}")),
+        };
+        Err(HalError::invalid(
+            format!("{} {op}", self.selector()),
+            message,
+        ))
+    }
+}
+
+impl Drop for GpuBackend {
+    fn drop(&mut self) {
+        self.runtime.free(self.status);
+    }
+}
+
+impl Backend for GpuBackend {
+    fn name(&self) -> &'static str {
+        self.runtime.backend()
+    }
+
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn device_id(&self) -> DeviceId {
+        self.id
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<Buffer> {
+        let ptr = self.runtime.alloc(bytes.max(1))?;
+        Ok(Buffer::new(GpuBuffer {
+            ptr,
+            len: bytes,
+            device: self.id,
+            runtime: self.runtime.clone(),
+        }))
+    }
+
+    fn upload(&self, dst: &Buffer, offset: usize, data: &[u8]) -> Result<()> {
+        let b = self.buffer(dst)?;
+        let range =
+            dst.checked_range(&format!("{} upload", self.selector()), offset, data.len())?;
+        self.runtime.upload(b.ptr + range.start as u64, data)
+    }
+
+    fn download(&self, src: &Buffer, offset: usize, out: &mut [u8]) -> Result<()> {
+        let b = self.buffer(src)?;
+        let range =
+            src.checked_range(&format!("{} download", self.selector()), offset, out.len())?;
+        self.runtime.download(b.ptr + range.start as u64, out)?;
+        self.check_status()
+    }
+
+    fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
+        supports(op, inputs, outputs)
+    }
+
+    fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
+        let ins: Vec<TensorDesc> = inputs.iter().map(|t| t.desc.clone()).collect();
+        let outs: Vec<TensorDesc> = outputs.iter().map(|t| t.desc.clone()).collect();
+        glmhal_ops::validate(op, &ins, &outs)?;
+        check_views(self.runtime.backend(), self.id, inputs, outputs)?;
+        if let Support::Unsupported(reason) = self.supports(op, &ins, &outs) {
+            return Err(HalError::Unsupported {
+                backend: self.selector(),
+                op: op.name().into(),
+                reason,
+            });
+        }
+        let ptrs = inputs
+            .iter()
+            .chain(outputs)
+            .map(|t| self.buffer(t.buffer).map(|b| b.ptr))
+            .collect::<Result<Vec<_>>>()?;
+        for launch in plan(op, &ins, &outs[0], self.runtime.warp_size())? {
+            let f = self.function(launch.file, &launch.entry)?;
+            let mut storage: Vec<Vec<u8>> = launch
+                .args
+                .iter()
+                .map(|a| match a {
+                    Arg::Tensor(i) => ptrs[*i].to_le_bytes().to_vec(),
+                    Arg::Status => self.status.to_le_bytes().to_vec(),
+                    Arg::View(v) => v.bytes(),
+                    Arg::U32(x) => x.to_le_bytes().to_vec(),
+                    Arg::U64(x) => x.to_le_bytes().to_vec(),
+                    Arg::I32(x) => x.to_le_bytes().to_vec(),
+                    Arg::F32(x) => x.to_le_bytes().to_vec(),
+                    Arg::Strides(s) => s.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                })
+                .collect();
+            let mut params: Vec<*mut c_void> =
+                storage.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
+            self.runtime
+                .launch(f, launch.grid, launch.block, &mut params)?;
+        }
+        Ok(())
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.runtime.synchronize()?;
+        self.check_status()
+    }
+}

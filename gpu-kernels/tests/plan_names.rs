@@ -1,0 +1,60 @@
+//! Every entry point the planner picks for the conformance cases exists in
+//! the compiled kernel tree. Needs NVRTC: required when `GLMHAL_NVRTC` is
+//! set (CI sets it), otherwise it says why it did not run.
+
+#![allow(clippy::unwrap_used)] // a test that cannot set up should panic
+
+use std::collections::BTreeSet;
+
+use glmhal_gpu_kernels::plan::{plan, supports};
+use glmhal_gpu_kernels::{compile_all, HipCompiler, Target};
+use glmhal_hal::Support;
+
+#[test]
+fn planned_entry_points_exist_for_every_conformance_case() {
+    // PTX is enough to list the entry points; assembling them is CI's kernels step.
+    std::env::set_var("GLMHAL_PTXAS", "none");
+    let target = Target::Cuda { sm: 80 };
+    let results = match compile_all(&target, None, HipCompiler::Auto) {
+        Ok(r) => r,
+        Err(e) => {
+            assert!(
+                std::env::var("GLMHAL_NVRTC").is_err(),
+                "GLMHAL_NVRTC is set but: {e}"
+            );
+            eprintln!("not run: {e}");
+            return;
+        }
+    };
+    let compiled: BTreeSet<String> = results
+        .iter()
+        .flat_map(|r| r.kernels.iter().map(|k| k.name.clone()))
+        .collect();
+    assert!(results.iter().all(|r| r.ok), "{results:?}");
+    let mut planned = 0;
+    for case in glmhal_conformance::Filter::default().select() {
+        let ins: Vec<_> = case.inputs.iter().map(|t| t.desc.clone()).collect();
+        let outs: Vec<_> = case.outputs.iter().map(|t| t.desc.clone()).collect();
+        if supports(&case.op, &ins, &outs) != Support::Supported {
+            continue;
+        }
+        for warp in [32, 64] {
+            for launch in plan(&case.op, &ins, &outs[0], warp).unwrap() {
+                assert!(
+                    compiled.contains(&launch.entry),
+                    "{}: {} is not in {}",
+                    case.id,
+                    launch.entry,
+                    launch.file
+                );
+                assert!(
+                    launch.grid.iter().all(|g| *g >= 1),
+                    "{}: {launch:?}",
+                    case.id
+                );
+                planned += 1;
+            }
+        }
+    }
+    assert!(planned > 1000, "only {planned} launches planned");
+}
