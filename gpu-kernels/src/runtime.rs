@@ -52,6 +52,53 @@ pub trait DeviceRuntime: Send + Sync + 'static {
     fn synchronize(&self) -> Result<()>;
 }
 
+/// Idle bytes the pool keeps at most; beyond it freed memory goes back to the driver.
+const POOL_MAX_IDLE: usize = 1 << 30;
+
+/// Freed device allocations by size, handed out again by `alloc` of the same
+/// size (activations, temporaries), so steady-state steps do not call the
+/// driver's allocator.
+struct Pool {
+    runtime: Arc<dyn DeviceRuntime>,
+    free: Mutex<(HashMap<usize, Vec<DevicePtr>>, usize)>,
+}
+
+impl Pool {
+    fn take(&self, size: usize) -> Option<DevicePtr> {
+        let mut g = self.free.lock().ok()?;
+        let ptr = g.0.get_mut(&size)?.pop()?;
+        g.1 -= size;
+        Some(ptr)
+    }
+
+    fn give(&self, ptr: DevicePtr, size: usize) {
+        if let Ok(mut g) = self.free.lock() {
+            if g.1 + size <= POOL_MAX_IDLE {
+                g.1 += size;
+                g.0.entry(size).or_default().push(ptr);
+                return;
+            }
+        }
+        self.runtime.free(ptr);
+    }
+
+    /// Returns every idle allocation to the driver.
+    fn release(&self) {
+        if let Ok(mut g) = self.free.lock() {
+            for ptr in g.0.drain().flat_map(|(_, v)| v) {
+                self.runtime.free(ptr);
+            }
+            g.1 = 0;
+        }
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 /// A buffer in device memory.
 pub struct GpuBuffer {
     /// Device address.
@@ -60,12 +107,13 @@ pub struct GpuBuffer {
     pub len: usize,
     /// Owning device.
     pub device: DeviceId,
-    runtime: Arc<dyn DeviceRuntime>,
+    size: usize,
+    pool: Arc<Pool>,
 }
 
 impl Drop for GpuBuffer {
     fn drop(&mut self) {
-        self.runtime.free(self.ptr);
+        self.pool.give(self.ptr, self.size);
     }
 }
 
@@ -93,6 +141,7 @@ pub struct GpuBackend {
     loaded: Mutex<Loaded>,
     /// Four words kernels report bad data into (see `compat.h`).
     status: DevicePtr,
+    pool: Arc<Pool>,
 }
 
 impl GpuBackend {
@@ -101,11 +150,15 @@ impl GpuBackend {
         let status = runtime.alloc(16)?;
         runtime.upload(status, &[0u8; 16])?;
         Ok(GpuBackend {
-            runtime,
             info,
             id: DeviceId::fresh(),
             loaded: Mutex::new(Loaded::default()),
             status,
+            pool: Arc::new(Pool {
+                runtime: runtime.clone(),
+                free: Mutex::new((HashMap::new(), 0)),
+            }),
+            runtime,
         })
     }
 
@@ -208,12 +261,26 @@ impl Backend for GpuBackend {
     }
 
     fn alloc(&self, bytes: usize) -> Result<Buffer> {
-        let ptr = self.runtime.alloc(bytes.max(1))?;
+        // Sizes round up to 256 bytes so freed buffers fit more requests.
+        let size = bytes.max(1).div_ceil(256) * 256;
+        let ptr = match self.pool.take(size) {
+            Some(p) => p,
+            None => match self.runtime.alloc(size) {
+                Ok(p) => p,
+                Err(HalError::OutOfMemory { .. }) => {
+                    // Idle pooled memory may be what is missing.
+                    self.pool.release();
+                    self.runtime.alloc(size)?
+                }
+                Err(e) => return Err(e),
+            },
+        };
         Ok(Buffer::new(GpuBuffer {
             ptr,
             len: bytes,
             device: self.id,
-            runtime: self.runtime.clone(),
+            size,
+            pool: self.pool.clone(),
         }))
     }
 

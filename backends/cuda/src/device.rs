@@ -24,5 +24,14 @@ pub fn describe(cuda: &Cuda, i: usize) -> Result<DeviceInfo> {
         // Double data rate: two transfers per clock.
         info.peak_bandwidth = Some(2.0 * khz as f64 * 1e3 * bits as f64 / 8.0);
     }
+    if let (Some(sms), Ok(khz)) = (info.compute_units, cuda.attribute(i, attribute::CLOCK_KHZ)) {
+        // FP32 lanes per SM: 64 on Volta, Turing and A100 (sm_80), 128 on later parts.
+        let lanes = if major * 10 + minor <= 80 {
+            64.0
+        } else {
+            128.0
+        };
+        info.peak_flops.f32 = Some(2.0 * lanes * sms as f64 * khz as f64 * 1e3);
+    }
     Ok(info)
 }

@@ -54,6 +54,8 @@ pub mod attribute {
     pub const CC_MAJOR: i32 = 75;
     /// Compute capability, minor.
     pub const CC_MINOR: i32 = 76;
+    /// Core clock, kHz.
+    pub const CLOCK_KHZ: i32 = 13;
     /// Memory clock, kHz.
     pub const MEMORY_CLOCK_KHZ: i32 = 36;
     /// Memory bus width, bits.
