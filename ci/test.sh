@@ -23,6 +23,9 @@ glmhal() { cargo run --locked --profile test -q -p glmhal -- "$@"; }
 glmhal kernels compile --target cuda:sm_80 --target cuda:sm_90 \
   --target hip:gfx906 --target hip:gfx90a --out reports/kernels | tee reports/kernels.txt
 
+# The CANN backend against the strict ACL simulator (ops and models).
+bash ci/cann-sim.sh reports
+
 # Benchmarks and the hardware-regression mode. Every backend that runs here
 # is measured on the tiny model's shapes; `glmhal ci` runs on the CPU.
 bench_backends=(--backend cpu)

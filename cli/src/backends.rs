@@ -9,6 +9,7 @@ pub fn registry() -> Registry {
         Box::new(glmhal_wgpu::Provider),
         Box::new(glmhal_cuda::Provider),
         Box::new(glmhal_hip::Provider),
+        Box::new(glmhal_cann::Provider),
     ];
     Registry::new(providers)
 }

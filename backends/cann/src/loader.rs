@@ -1,0 +1,200 @@
+//! The ACL runtime (`libascendcl.so`), tensor (`libnnopbase.so`) and op
+//! (`libopapi.so`) symbol tables, loaded at run time from the CANN toolkit.
+//! Declarations follow the documented C API; no header is vendored.
+
+use std::ffi::{c_char, c_void, CStr};
+use std::path::PathBuf;
+
+use glmhal_hal::{HalError, Result};
+use libloading::Library;
+
+/// ACL_SUCCESS.
+pub const SUCCESS: i32 = 0;
+/// aclrtMemcpyKind values.
+pub const HOST_TO_DEVICE: i32 = 1;
+/// aclrtMemcpyKind values.
+pub const DEVICE_TO_HOST: i32 = 2;
+/// aclFormat ACL_FORMAT_ND.
+pub const FORMAT_ND: i32 = 2;
+/// aclrtMemMallocPolicy ACL_MEM_MALLOC_HUGE_FIRST.
+pub const MALLOC_HUGE_FIRST: i32 = 0;
+/// aclDataType ACL_FLOAT, for scalars.
+pub const ACL_FLOAT: i32 = 0;
+
+/// `aclnnXxx(workspace, size, executor, stream)`, the second phase of every op.
+pub type RunFn = unsafe extern "C" fn(*mut c_void, u64, *mut c_void, *mut c_void) -> i32;
+
+/// Every entry point used, bound once.
+#[allow(missing_docs)] // each field is the C function of the same name
+pub struct Acl {
+    _libs: Vec<Library>,
+    pub root: PathBuf,
+    pub init: unsafe extern "C" fn(*const c_char) -> i32,
+    pub recent_error: unsafe extern "C" fn() -> *const c_char,
+    pub device_count: unsafe extern "C" fn(*mut u32) -> i32,
+    pub set_device: unsafe extern "C" fn(i32) -> i32,
+    pub soc_name: unsafe extern "C" fn() -> *const c_char,
+    pub mem_info: unsafe extern "C" fn(i32, *mut usize, *mut usize) -> i32,
+    pub create_stream: unsafe extern "C" fn(*mut *mut c_void) -> i32,
+    pub sync_stream: unsafe extern "C" fn(*mut c_void) -> i32,
+    pub malloc: unsafe extern "C" fn(*mut *mut c_void, usize, i32) -> i32,
+    pub free: unsafe extern "C" fn(*mut c_void) -> i32,
+    pub memcpy: unsafe extern "C" fn(*mut c_void, usize, *const c_void, usize, i32) -> i32,
+    pub create_tensor: unsafe extern "C" fn(
+        *const i64,
+        u64,
+        i32,
+        *const i64,
+        i64,
+        i32,
+        *const i64,
+        u64,
+        *mut c_void,
+    ) -> *mut c_void,
+    pub destroy_tensor: unsafe extern "C" fn(*const c_void) -> i32,
+    pub create_scalar: unsafe extern "C" fn(*mut c_void, i32) -> *mut c_void,
+    pub destroy_scalar: unsafe extern "C" fn(*const c_void) -> i32,
+    pub add_ws: unsafe extern "C" fn(
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        *mut u64,
+        *mut *mut c_void,
+    ) -> i32,
+    pub add: RunFn,
+    pub mul_ws: unsafe extern "C" fn(
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        *mut u64,
+        *mut *mut c_void,
+    ) -> i32,
+    pub mul: RunFn,
+    pub muls_ws: unsafe extern "C" fn(
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        *mut u64,
+        *mut *mut c_void,
+    ) -> i32,
+    pub muls: RunFn,
+    pub silu_ws:
+        unsafe extern "C" fn(*const c_void, *const c_void, *mut u64, *mut *mut c_void) -> i32,
+    pub silu: RunFn,
+    pub cast_ws:
+        unsafe extern "C" fn(*const c_void, i32, *const c_void, *mut u64, *mut *mut c_void) -> i32,
+    pub cast: RunFn,
+}
+
+/// Toolkit roots tried: `ASCEND_TOOLKIT_HOME`, `ASCEND_HOME_PATH`, then the default install.
+pub fn roots() -> Vec<PathBuf> {
+    let mut r: Vec<PathBuf> = ["ASCEND_TOOLKIT_HOME", "ASCEND_HOME_PATH"]
+        .iter()
+        .filter_map(|v| std::env::var(v).ok())
+        .map(PathBuf::from)
+        .collect();
+    r.push(PathBuf::from("/usr/local/Ascend/ascend-toolkit/latest"));
+    r
+}
+
+impl Acl {
+    /// Loads the three libraries from the first toolkit root that has them.
+    pub fn load() -> Result<Self> {
+        let roots = roots();
+        let root = roots
+            .iter()
+            .find(|r| r.join("lib64/libascendcl.so").exists())
+            .cloned()
+            .ok_or_else(|| HalError::Unavailable {
+                backend: "cann".into(),
+                reason: format!(
+                    "the CANN toolkit was not found: no lib64/libascendcl.so under {} (set ASCEND_TOOLKIT_HOME)",
+                    roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
+                ),
+            })?;
+        let open = |name: &str| {
+            let path = root.join("lib64").join(name);
+            // SAFETY: loading a vendor library runs its initializers, which have no preconditions.
+            unsafe { Library::new(&path) }.map_err(|e| HalError::Unavailable {
+                backend: "cann".into(),
+                reason: format!("loading {}: {e}", path.display()),
+            })
+        };
+        // nnopbase before opapi, which depends on it.
+        let (acl, nnop, opapi) = (
+            open("libascendcl.so")?,
+            open("libnnopbase.so")?,
+            open("libopapi.so")?,
+        );
+        fn sym<T: Copy>(lib: &Library, name: &str) -> Result<T> {
+            // SAFETY: each symbol is declared with the documented C signature.
+            unsafe { lib.get::<T>(name.as_bytes()) }
+                .map(|s| *s)
+                .map_err(|e| HalError::Unavailable {
+                    backend: "cann".into(),
+                    reason: format!("{name} is missing: {e}"),
+                })
+        }
+        Ok(Acl {
+            init: sym(&acl, "aclInit")?,
+            recent_error: sym(&acl, "aclGetRecentErrMsg")?,
+            device_count: sym(&acl, "aclrtGetDeviceCount")?,
+            set_device: sym(&acl, "aclrtSetDevice")?,
+            soc_name: sym(&acl, "aclrtGetSocName")?,
+            mem_info: sym(&acl, "aclrtGetMemInfo")?,
+            create_stream: sym(&acl, "aclrtCreateStream")?,
+            sync_stream: sym(&acl, "aclrtSynchronizeStream")?,
+            malloc: sym(&acl, "aclrtMalloc")?,
+            free: sym(&acl, "aclrtFree")?,
+            memcpy: sym(&acl, "aclrtMemcpy")?,
+            create_tensor: sym(&nnop, "aclCreateTensor")?,
+            destroy_tensor: sym(&nnop, "aclDestroyTensor")?,
+            create_scalar: sym(&nnop, "aclCreateScalar")?,
+            destroy_scalar: sym(&nnop, "aclDestroyScalar")?,
+            add_ws: sym(&opapi, "aclnnAddGetWorkspaceSize")?,
+            add: sym(&opapi, "aclnnAdd")?,
+            mul_ws: sym(&opapi, "aclnnMulGetWorkspaceSize")?,
+            mul: sym(&opapi, "aclnnMul")?,
+            muls_ws: sym(&opapi, "aclnnMulsGetWorkspaceSize")?,
+            muls: sym(&opapi, "aclnnMuls")?,
+            silu_ws: sym(&opapi, "aclnnSiluGetWorkspaceSize")?,
+            silu: sym(&opapi, "aclnnSilu")?,
+            cast_ws: sym(&opapi, "aclnnCastGetWorkspaceSize")?,
+            cast: sym(&opapi, "aclnnCast")?,
+            root,
+            _libs: vec![acl, nnop, opapi],
+        })
+    }
+
+    /// `Err` with `aclGetRecentErrMsg()` text unless `code` is success.
+    pub fn check(&self, what: &str, code: i32) -> Result<()> {
+        if code == SUCCESS {
+            return Ok(());
+        }
+        // SAFETY: returns NULL or a NUL-terminated string owned by ACL.
+        let p = unsafe { (self.recent_error)() };
+        let text = if p.is_null() {
+            String::new()
+        } else {
+            // SAFETY: non-null, NUL-terminated.
+            unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+        };
+        Err(HalError::backend(
+            "cann",
+            what,
+            format!("ACL error {code}: {text}"),
+        ))
+    }
+
+    /// The SoC name (`Ascend910B3`, `Ascend310P3`, ...).
+    pub fn soc(&self) -> String {
+        // SAFETY: returns NULL or a static NUL-terminated string.
+        let p = unsafe { (self.soc_name)() };
+        if p.is_null() {
+            return "unknown Ascend SoC".into();
+        }
+        // SAFETY: non-null, NUL-terminated.
+        unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+    }
+}

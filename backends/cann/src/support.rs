@@ -1,0 +1,28 @@
+//! What the CANN backend maps to aclnn on a given SoC, and why not otherwise.
+
+use glmhal_hal::{DType, Op, Support, TensorDesc};
+
+/// Honest answers: catalogue-valid, mapped to an aclnn op, dtypes the SoC has.
+pub fn supports(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc], soc: &str) -> Support {
+    if let Err(e) = glmhal_ops::validate(op, inputs, outputs) {
+        return Support::Unsupported(e.to_string());
+    }
+    if !crate::kernels::mapped(op) {
+        return Support::Unsupported(format!(
+            "{} is not mapped to an aclnn op in this build yet",
+            op.name()
+        ));
+    }
+    let all = || inputs.iter().chain(outputs);
+    if let Some(t) = all().find(|t| t.dtype.is_quantized()) {
+        return Support::Unsupported(format!(
+            "{} with {} tensors is not mapped yet (WeightQuantBatchMatmulV2 comes with mat_mul)",
+            op.name(),
+            t.dtype
+        ));
+    }
+    if !crate::device::supports_bf16(soc) && all().any(|t| t.dtype == DType::Bf16) {
+        return Support::Unsupported(format!("{soc} has no bf16"));
+    }
+    Support::Supported
+}

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Builds the ACL simulator, lays it out as a CANN toolkit (lib64/
+# libascendcl.so, libnnopbase.so, libopapi.so: links to one library, so the
+# three share its state, as the real ones share a process), and runs the
+# CANN backend's conformance against it. Any simulator violation fails.
+# Usage: ci/cann-sim.sh [REPORT_DIR]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-reports}"
+mkdir -p "$out"
+cargo build --locked --profile test -q -p glmhal-cann-sim -p glmhal
+target="${CARGO_TARGET_DIR:-target}/debug"
+toolkit="$(mktemp -d)/ascend-toolkit"
+mkdir -p "$toolkit/lib64"
+for lib in libascendcl.so libnnopbase.so libopapi.so; do
+  ln -s "$(realpath "$target/libglmhal_cann_sim.so")" "$toolkit/lib64/$lib"
+done
+export ASCEND_TOOLKIT_HOME="$toolkit"
+"$target/glmhal" devices | grep -A3 '^cann'
+"$target/glmhal" conformance --backend cann --json "$out/conformance-cann-sim.json" \
+  --markdown "$out/conformance-cann-sim.md" 2>"$out/cann-sim.log" | tee "$out/conformance-cann-sim.txt"
+if grep -q 'cann-sim violation' "$out/cann-sim.log"; then
+  echo "the CANN backend broke the ACL contract:" >&2
+  grep 'cann-sim violation' "$out/cann-sim.log" >&2
+  exit 1
+fi
