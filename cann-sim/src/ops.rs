@@ -25,6 +25,28 @@ enum Work {
         f: fn(f64, f64) -> f64,
         k: f64,
     },
+    /// out[m, n] = Σ_k a[m, k] · b[k, n].
+    Mm {
+        a: SimTensor,
+        b: SimTensor,
+        out: SimTensor,
+    },
+    /// Softmax over the last dim.
+    Softmax { x: SimTensor, out: SimTensor },
+    /// y = x · rsqrt(mean(x²) + eps) · gamma over the last dim; rstd per row.
+    RmsNorm {
+        x: SimTensor,
+        gamma: SimTensor,
+        eps: f64,
+        y: SimTensor,
+        rstd: SimTensor,
+    },
+    /// out[i, :] = table[index[i], :].
+    IndexSelect {
+        table: SimTensor,
+        index: SimTensor,
+        out: SimTensor,
+    },
 }
 
 struct Executor {
@@ -226,6 +248,69 @@ unsafe fn run(
                     out.element(i, &out.dims),
                     f(x.read(x.element(i, &x.dims)), *k),
                 );
+            }
+        }
+        Work::Mm { a, b, out } => {
+            let (m, k, n) = (a.dims[0], a.dims[1], b.dims[1]);
+            for r in 0..m {
+                for c in 0..n {
+                    let mut acc = 0.0;
+                    for q in 0..k {
+                        acc += a.read(a.element(r * k + q, &a.dims))
+                            * b.read(b.element(q * n + c, &b.dims));
+                    }
+                    out.write(out.element(r * n + c, &out.dims), acc);
+                }
+            }
+        }
+        Work::Softmax { x, out } => {
+            let cols = x.dims.last().copied().unwrap_or(1).max(1);
+            for row in 0..x.numel() / cols {
+                let v: Vec<f64> = (0..cols)
+                    .map(|c| x.read(x.element(row * cols + c, &x.dims)))
+                    .collect();
+                let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let sum: f64 = v.iter().map(|e| (e - m).exp()).sum();
+                for (c, e) in v.iter().enumerate() {
+                    out.write(out.element(row * cols + c, &out.dims), (e - m).exp() / sum);
+                }
+            }
+        }
+        Work::RmsNorm {
+            x,
+            gamma,
+            eps,
+            y,
+            rstd,
+        } => {
+            let cols = x.dims.last().copied().unwrap_or(1).max(1);
+            for row in 0..x.numel() / cols {
+                let v: Vec<f64> = (0..cols)
+                    .map(|c| x.read(x.element(row * cols + c, &x.dims)))
+                    .collect();
+                let r = 1.0 / (v.iter().map(|e| e * e).sum::<f64>() / cols as f64 + eps).sqrt();
+                for (c, e) in v.iter().enumerate() {
+                    let g = gamma.read(gamma.element(c, &gamma.dims));
+                    y.write(y.element(row * cols + c, &y.dims), e * r * g);
+                }
+                rstd.write(rstd.element(row, &rstd.dims), r);
+            }
+        }
+        Work::IndexSelect { table, index, out } => {
+            let (rows, h) = (table.dims[0], table.dims[1]);
+            for i in 0..index.numel() {
+                let id = index.read(index.element(i, &index.dims)) as i64;
+                if id < 0 || id as usize >= rows {
+                    return s.violation(
+                        &call,
+                        format!("index {id} at {i} is outside the {rows} rows of self"),
+                        code::INVALID_PARAM,
+                    );
+                }
+                for c in 0..h {
+                    let v = table.read(table.element(id as usize * h + c, &table.dims));
+                    out.write(out.element(i * h + c, &out.dims), v);
+                }
             }
         }
     }
@@ -454,4 +539,257 @@ pub unsafe extern "C" fn aclnnCast(
 ) -> i32 {
     // SAFETY: forwarded from the caller.
     unsafe { run("Cast", w, size, exec, stream) }
+}
+
+/// Takes live tensors by name for a first phase, or the violation's code.
+fn tensors<const N: usize>(
+    s: &mut State,
+    call: &str,
+    named: [(&str, *const c_void); N],
+) -> Result<[SimTensor; N], i32> {
+    let mut out = Vec::with_capacity(N);
+    for (name, t) in named {
+        out.push(get(s, call, name, t)?);
+    }
+    out.try_into().map_err(|_| code::INVALID_PARAM)
+}
+
+/// ACL's `aclnnMmGetWorkspaceSize`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnMmGetWorkspaceSize(
+    a: *const c_void,
+    b: *const c_void,
+    out: *const c_void,
+    cube_math: i8,
+    ws: *mut u64,
+    exec: *mut *mut c_void,
+) -> i32 {
+    let call = "aclnnMmGetWorkspaceSize";
+    let mut guard = lock();
+    let Some(s) = guard.as_mut() else {
+        return code::UNINITIALIZED;
+    };
+    let [a, b, o] = match tensors(s, call, [("self", a), ("mat2", b), ("out", out)]) {
+        Ok(t) => t,
+        Err(c) => return c,
+    };
+    if a.dims.len() != 2
+        || b.dims.len() != 2
+        || a.dims[1] != b.dims[0]
+        || o.dims != [a.dims[0], b.dims[1]]
+    {
+        return s.violation(
+            call,
+            format!(
+                "self {:?} · mat2 {:?} does not give out {:?}",
+                a.dims, b.dims, o.dims
+            ),
+            code::INVALID_PARAM,
+        );
+    }
+    if !(0..=3).contains(&cube_math) {
+        return s.violation(
+            call,
+            format!("cubeMathType {cube_math}"),
+            code::INVALID_PARAM,
+        );
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { hand_out(s, call, Work::Mm { a, b, out: o }, "Mm", ws, exec) }
+}
+
+/// ACL's `aclnnMm`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnMm(
+    w: *mut c_void,
+    size: u64,
+    exec: *mut c_void,
+    stream: *mut c_void,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { run("Mm", w, size, exec, stream) }
+}
+
+/// ACL's `aclnnSoftmaxGetWorkspaceSize`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnSoftmaxGetWorkspaceSize(
+    x: *const c_void,
+    dim: i64,
+    out: *const c_void,
+    ws: *mut u64,
+    exec: *mut *mut c_void,
+) -> i32 {
+    let call = "aclnnSoftmaxGetWorkspaceSize";
+    let mut guard = lock();
+    let Some(s) = guard.as_mut() else {
+        return code::UNINITIALIZED;
+    };
+    let [x, o] = match tensors(s, call, [("self", x), ("out", out)]) {
+        Ok(t) => t,
+        Err(c) => return c,
+    };
+    let rank = x.dims.len() as i64;
+    if x.dims != o.dims || !(dim == -1 || dim == rank - 1) {
+        return s.violation(
+            call,
+            format!(
+                "self {:?}, out {:?}, dim {dim} (the simulator computes the last dim)",
+                x.dims, o.dims
+            ),
+            code::INVALID_PARAM,
+        );
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { hand_out(s, call, Work::Softmax { x, out: o }, "Softmax", ws, exec) }
+}
+
+/// ACL's `aclnnSoftmax`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnSoftmax(
+    w: *mut c_void,
+    size: u64,
+    exec: *mut c_void,
+    stream: *mut c_void,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { run("Softmax", w, size, exec, stream) }
+}
+
+/// ACL's `aclnnRmsNormGetWorkspaceSize`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnRmsNormGetWorkspaceSize(
+    x: *const c_void,
+    gamma: *const c_void,
+    eps: f64,
+    y: *const c_void,
+    rstd: *const c_void,
+    ws: *mut u64,
+    exec: *mut *mut c_void,
+) -> i32 {
+    let call = "aclnnRmsNormGetWorkspaceSize";
+    let mut guard = lock();
+    let Some(s) = guard.as_mut() else {
+        return code::UNINITIALIZED;
+    };
+    let [x, g, yo, r] = match tensors(
+        s,
+        call,
+        [("x", x), ("gamma", gamma), ("yOut", y), ("rstdOut", rstd)],
+    ) {
+        Ok(t) => t,
+        Err(c) => return c,
+    };
+    let cols = x.dims.last().copied().unwrap_or(0);
+    let mut rstd_dims = x.dims.clone();
+    if let Some(l) = rstd_dims.last_mut() {
+        *l = 1;
+    }
+    if yo.dims != x.dims
+        || g.dims != [cols]
+        || r.dims != rstd_dims
+        || r.dtype != glmhal_hal::DType::F32
+        || eps.is_nan()
+        || eps <= 0.0
+    {
+        return s.violation(
+            call,
+            format!(
+                "x {:?}, gamma {:?}, yOut {:?}, rstdOut {:?} {}, eps {eps}",
+                x.dims, g.dims, yo.dims, r.dims, r.dtype
+            ),
+            code::INVALID_PARAM,
+        );
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        hand_out(
+            s,
+            call,
+            Work::RmsNorm {
+                x,
+                gamma: g,
+                eps,
+                y: yo,
+                rstd: r,
+            },
+            "RmsNorm",
+            ws,
+            exec,
+        )
+    }
+}
+
+/// ACL's `aclnnRmsNorm`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnRmsNorm(
+    w: *mut c_void,
+    size: u64,
+    exec: *mut c_void,
+    stream: *mut c_void,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { run("RmsNorm", w, size, exec, stream) }
+}
+
+/// ACL's `aclnnIndexSelectGetWorkspaceSize`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnIndexSelectGetWorkspaceSize(
+    x: *const c_void,
+    dim: i64,
+    index: *const c_void,
+    out: *const c_void,
+    ws: *mut u64,
+    exec: *mut *mut c_void,
+) -> i32 {
+    let call = "aclnnIndexSelectGetWorkspaceSize";
+    let mut guard = lock();
+    let Some(s) = guard.as_mut() else {
+        return code::UNINITIALIZED;
+    };
+    let [t, i, o] = match tensors(s, call, [("self", x), ("index", index), ("out", out)]) {
+        Ok(t) => t,
+        Err(c) => return c,
+    };
+    if dim != 0
+        || t.dims.len() != 2
+        || i.dims.len() != 1
+        || i.dtype != glmhal_hal::DType::I32
+        || o.dims != [i.dims[0], t.dims[1]]
+    {
+        return s.violation(
+            call,
+            format!(
+                "self {:?}, dim {dim}, index {:?} {}, out {:?}",
+                t.dims, i.dims, i.dtype, o.dims
+            ),
+            code::INVALID_PARAM,
+        );
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        hand_out(
+            s,
+            call,
+            Work::IndexSelect {
+                table: t,
+                index: i,
+                out: o,
+            },
+            "IndexSelect",
+            ws,
+            exec,
+        )
+    }
+}
+
+/// ACL's `aclnnIndexSelect`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnIndexSelect(
+    w: *mut c_void,
+    size: u64,
+    exec: *mut c_void,
+    stream: *mut c_void,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { run("IndexSelect", w, size, exec, stream) }
 }

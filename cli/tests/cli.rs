@@ -107,10 +107,14 @@ fn filters_narrow_the_run() {
 
 #[test]
 fn unusable_backends_and_bad_arguments_are_clear_errors() {
-    let cases: [(&[&str], &str); 7] = [
+    let cases: [(&[&str], &str); 8] = [
+        (
+            &["conformance", "--backend", "opencl", "--op", "add"],
+            "not compiled",
+        ),
         (
             &["conformance", "--backend", "cann", "--op", "add"],
-            "not compiled",
+            "cann: not tested",
         ),
         // Compiled in, and says why it cannot run here (no driver, no device).
         (
@@ -379,7 +383,7 @@ fn model_commands_report_bad_input_clearly() {
                 "--tokens",
                 "1",
                 "--backend",
-                "cann",
+                "opencl",
             ],
             "not compiled",
         ),

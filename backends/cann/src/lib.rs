@@ -10,8 +10,10 @@
 //!
 //! Status: proven against the strict ACL simulator (`cann-sim/`), not yet on
 //! Ascend hardware. Mapped so far: add, mul, scale, silu, cast (f32, f16,
-//! bf16; no bf16 on 310P parts); every other op is reported unsupported with
-//! that reason, never run elsewhere.
+//! bf16; no bf16 on 310P parts), rms_norm, softmax (unscaled, non-causal),
+//! mat_mul (x, w, y in one dtype; bias through add) and get_rows; every
+//! other op or dtype mix is reported unsupported with the reason, never run
+//! elsewhere.
 
 mod device;
 mod kernels;

@@ -85,6 +85,37 @@ pub struct Acl {
     pub cast_ws:
         unsafe extern "C" fn(*const c_void, i32, *const c_void, *mut u64, *mut *mut c_void) -> i32,
     pub cast: RunFn,
+    pub mm_ws: unsafe extern "C" fn(
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        i8,
+        *mut u64,
+        *mut *mut c_void,
+    ) -> i32,
+    pub mm: RunFn,
+    pub softmax_ws:
+        unsafe extern "C" fn(*const c_void, i64, *const c_void, *mut u64, *mut *mut c_void) -> i32,
+    pub softmax: RunFn,
+    pub rms_norm_ws: unsafe extern "C" fn(
+        *const c_void,
+        *const c_void,
+        f64,
+        *const c_void,
+        *const c_void,
+        *mut u64,
+        *mut *mut c_void,
+    ) -> i32,
+    pub rms_norm: RunFn,
+    pub index_select_ws: unsafe extern "C" fn(
+        *const c_void,
+        i64,
+        *const c_void,
+        *const c_void,
+        *mut u64,
+        *mut *mut c_void,
+    ) -> i32,
+    pub index_select: RunFn,
 }
 
 /// Toolkit roots tried: `ASCEND_TOOLKIT_HOME`, `ASCEND_HOME_PATH`, then the default install.
@@ -162,6 +193,14 @@ impl Acl {
             silu: sym(&opapi, "aclnnSilu")?,
             cast_ws: sym(&opapi, "aclnnCastGetWorkspaceSize")?,
             cast: sym(&opapi, "aclnnCast")?,
+            mm_ws: sym(&opapi, "aclnnMmGetWorkspaceSize")?,
+            mm: sym(&opapi, "aclnnMm")?,
+            softmax_ws: sym(&opapi, "aclnnSoftmaxGetWorkspaceSize")?,
+            softmax: sym(&opapi, "aclnnSoftmax")?,
+            rms_norm_ws: sym(&opapi, "aclnnRmsNormGetWorkspaceSize")?,
+            rms_norm: sym(&opapi, "aclnnRmsNorm")?,
+            index_select_ws: sym(&opapi, "aclnnIndexSelectGetWorkspaceSize")?,
+            index_select: sym(&opapi, "aclnnIndexSelect")?,
             root,
             _libs: vec![acl, nnop, opapi],
         })

@@ -8,7 +8,9 @@ use glmhal_hal::{
     TensorRef,
 };
 
-use crate::kernels::{activation, convert, elementwise, tensor, Launch};
+use crate::kernels::{
+    activation, convert, elementwise, embedding, matmul, norm, reduce, tensor, Launch,
+};
 use crate::loader::{Acl, DEVICE_TO_HOST, HOST_TO_DEVICE, MALLOC_HUGE_FIRST};
 use crate::memory::CannBuffer;
 
@@ -20,6 +22,8 @@ pub struct CannBackend {
     stream: usize,
     /// The op workspace, grown to the largest request (aclnn's two-phase convention).
     workspace: Mutex<Option<CannBuffer>>,
+    /// Scratch for outputs the catalogue does not keep (rms_norm's rstd).
+    scratch: Mutex<Option<CannBuffer>>,
 }
 
 impl CannBackend {
@@ -37,6 +41,7 @@ impl CannBackend {
             id: DeviceId::fresh(),
             stream: stream as usize,
             workspace: Mutex::new(None),
+            scratch: Mutex::new(None),
         })
     }
 
@@ -83,8 +88,12 @@ impl CannBackend {
 
     /// A device address with at least `size` bytes of workspace.
     fn workspace(&self, size: u64) -> Result<usize> {
-        let mut ws = self
-            .workspace
+        self.grow(&self.workspace, size)
+    }
+
+    /// A device address with at least `size` bytes in `slot`, grown when needed.
+    fn grow(&self, slot: &Mutex<Option<CannBuffer>>, size: u64) -> Result<usize> {
+        let mut ws = slot
             .lock()
             .map_err(|_| HalError::backend(self.selector(), "workspace", "poisoned"))?;
         if ws.as_ref().is_none_or(|b| (b.len as u64) < size) {
@@ -178,10 +187,12 @@ impl Backend for CannBackend {
         let x = handle(&inputs[0])?;
         let out = handle(&outputs[0])?;
         let ws = |size| self.workspace(size);
+        let scratch = |size| self.grow(&self.scratch, size);
         let l = Launch {
             acl: &self.acl,
             stream: self.stream as *mut c_void,
             workspace: &ws,
+            scratch: &scratch,
         };
         match op {
             Op::Add | Op::Mul => {
@@ -190,6 +201,20 @@ impl Backend for CannBackend {
             Op::Scale { factor } => elementwise::scale(&l, &x, *factor, &out),
             Op::Silu => activation::silu(&l, &x, &out),
             Op::Cast => convert::cast(&l, &x, outs[0].dtype, &out),
+            Op::RmsNorm { eps } => {
+                norm::rms_norm(&l, &x, &handle(&inputs[1])?, &ins[0], *eps, &out)
+            }
+            Op::Softmax { .. } => reduce::softmax(&l, &x, &out),
+            Op::GetRows => embedding::get_rows(&l, &x, &handle(&inputs[1])?, &out),
+            Op::MatMul { bias } => {
+                let w = self.buffer(inputs[1].buffer)?;
+                let w_t = tensor(&self.acl, &ins[1].transposed(0, 1), w.ptr, w.len)?;
+                let b = match bias {
+                    true => Some(handle(&inputs[2])?),
+                    false => None,
+                };
+                matmul::mat_mul(&l, &x, &w_t, b.as_ref(), &out)
+            }
             other => Err(HalError::Unsupported {
                 backend: self.selector(),
                 op: other.name().into(),

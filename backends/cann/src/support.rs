@@ -7,11 +7,8 @@ pub fn supports(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc], soc: &st
     if let Err(e) = glmhal_ops::validate(op, inputs, outputs) {
         return Support::Unsupported(e.to_string());
     }
-    if !crate::kernels::mapped(op) {
-        return Support::Unsupported(format!(
-            "{} is not mapped to an aclnn op in this build yet",
-            op.name()
-        ));
+    if let Some(why) = crate::kernels::unmapped(op, inputs, outputs) {
+        return Support::Unsupported(why);
     }
     let all = || inputs.iter().chain(outputs);
     if let Some(t) = all().find(|t| t.dtype.is_quantized()) {

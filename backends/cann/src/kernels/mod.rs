@@ -6,6 +6,10 @@
 pub(crate) mod activation;
 pub(crate) mod convert;
 pub(crate) mod elementwise;
+pub(crate) mod embedding;
+pub(crate) mod matmul;
+pub(crate) mod norm;
+pub(crate) mod reduce;
 
 use std::ffi::c_void;
 
@@ -13,12 +17,21 @@ use glmhal_hal::{DType, HalError, Op, Result, TensorDesc};
 
 use crate::loader::{Acl, RunFn, FORMAT_ND};
 
-/// Whether an op has an aclnn mapping in this build.
-pub(crate) fn mapped(op: &Op) -> bool {
-    matches!(
-        op,
-        Op::Add | Op::Mul | Op::Scale { .. } | Op::Silu | Op::Cast
-    )
+/// Why an op with these tensors has no aclnn mapping in this build, if it has none.
+pub(crate) fn unmapped(op: &Op, ins: &[TensorDesc], outs: &[TensorDesc]) -> Option<String> {
+    let same = |ts: &[&TensorDesc]| ts.windows(2).all(|w| w[0].dtype == w[1].dtype);
+    match op {
+        Op::Add | Op::Mul | Op::Scale { .. } | Op::Silu | Op::Cast | Op::RmsNorm { .. } => None,
+        Op::Softmax { scale, causal } => (*scale != 1.0 || *causal)
+            .then(|| "scaled or causal softmax is not mapped to aclnn yet (aclnnSoftmax has neither)".into()),
+        Op::MatMul { .. } => (!same(&[&ins[0], &ins[1], &outs[0]])).then(|| {
+            "aclnnMm takes x, w and y in one dtype; mixed dtypes (a cast first) are not mapped yet".into()
+        }),
+        Op::GetRows => (ins[0].dtype != outs[0].dtype).then(|| {
+            "aclnnIndexSelect copies rows; a table and output of different dtypes are not mapped yet".into()
+        }),
+        other => Some(format!("{} is not mapped to an aclnn op in this build yet", other.name())),
+    }
 }
 
 /// aclDataType of a dtype.
@@ -118,6 +131,8 @@ pub(crate) struct Launch<'a> {
     pub stream: *mut c_void,
     /// Returns a device buffer of at least the size asked for.
     pub workspace: &'a dyn Fn(u64) -> Result<usize>,
+    /// Returns a scratch device buffer (separate from the workspace) of at least the size asked for.
+    pub scratch: &'a dyn Fn(u64) -> Result<usize>,
 }
 
 impl Launch<'_> {
