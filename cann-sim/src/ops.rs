@@ -47,6 +47,14 @@ enum Work {
         index: SimTensor,
         out: SimTensor,
     },
+    /// out[b] = a[b] · m[b].
+    BatchMatMul {
+        a: SimTensor,
+        b: SimTensor,
+        out: SimTensor,
+    },
+    /// out = silu(first half) · second half, along the last dim.
+    SwiGlu { x: SimTensor, out: SimTensor },
 }
 
 struct Executor {
@@ -294,6 +302,30 @@ unsafe fn run(
                     y.write(y.element(row * cols + c, &y.dims), e * r * g);
                 }
                 rstd.write(rstd.element(row, &rstd.dims), r);
+            }
+        }
+        Work::BatchMatMul { a, b, out } => {
+            let (batch, m, k, n) = (a.dims[0], a.dims[1], a.dims[2], b.dims[2]);
+            for bi in 0..batch {
+                for r in 0..m {
+                    for c in 0..n {
+                        let mut acc = 0.0;
+                        for q in 0..k {
+                            acc += a.read(a.element((bi * m + r) * k + q, &a.dims))
+                                * b.read(b.element((bi * k + q) * n + c, &b.dims));
+                        }
+                        out.write(out.element((bi * m + r) * n + c, &out.dims), acc);
+                    }
+                }
+            }
+        }
+        Work::SwiGlu { x, out } => {
+            let half = out.dims.last().copied().unwrap_or(1).max(1);
+            for i in 0..out.numel() {
+                let (row, c) = (i / half, i % half);
+                let gate = x.read(x.element(row * 2 * half + c, &x.dims));
+                let up = x.read(x.element(row * 2 * half + c + half, &x.dims));
+                out.write(out.element(i, &out.dims), gate / (1.0 + (-gate).exp()) * up);
             }
         }
         Work::IndexSelect { table, index, out } => {
@@ -792,4 +824,163 @@ pub unsafe extern "C" fn aclnnIndexSelect(
 ) -> i32 {
     // SAFETY: forwarded from the caller.
     unsafe { run("IndexSelect", w, size, exec, stream) }
+}
+
+/// ACL's `aclnnBatchMatMulGetWorkspaceSize`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnBatchMatMulGetWorkspaceSize(
+    a: *const c_void,
+    b: *const c_void,
+    out: *const c_void,
+    cube_math: i8,
+    ws: *mut u64,
+    exec: *mut *mut c_void,
+) -> i32 {
+    let call = "aclnnBatchMatMulGetWorkspaceSize";
+    let mut guard = lock();
+    let Some(s) = guard.as_mut() else {
+        return code::UNINITIALIZED;
+    };
+    let [a, b, o] = match tensors(s, call, [("self", a), ("mat2", b), ("out", out)]) {
+        Ok(t) => t,
+        Err(c) => return c,
+    };
+    let ok = a.dims.len() == 3
+        && b.dims.len() == 3
+        && a.dims[0] == b.dims[0]
+        && a.dims[2] == b.dims[1]
+        && o.dims == [a.dims[0], a.dims[1], b.dims[2]];
+    if !ok || !(0..=3).contains(&cube_math) {
+        return s.violation(
+            call,
+            format!(
+                "self {:?} · mat2 {:?} -> out {:?}, cubeMathType {cube_math}",
+                a.dims, b.dims, o.dims
+            ),
+            code::INVALID_PARAM,
+        );
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        hand_out(
+            s,
+            call,
+            Work::BatchMatMul { a, b, out: o },
+            "BatchMatMul",
+            ws,
+            exec,
+        )
+    }
+}
+
+/// ACL's `aclnnBatchMatMul`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnBatchMatMul(
+    w: *mut c_void,
+    size: u64,
+    exec: *mut c_void,
+    stream: *mut c_void,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { run("BatchMatMul", w, size, exec, stream) }
+}
+
+/// ACL's `aclnnSwiGluGetWorkspaceSize`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnSwiGluGetWorkspaceSize(
+    x: *const c_void,
+    dim: i64,
+    out: *const c_void,
+    ws: *mut u64,
+    exec: *mut *mut c_void,
+) -> i32 {
+    let call = "aclnnSwiGluGetWorkspaceSize";
+    let mut guard = lock();
+    let Some(s) = guard.as_mut() else {
+        return code::UNINITIALIZED;
+    };
+    let [x, o] = match tensors(s, call, [("x", x), ("out", out)]) {
+        Ok(t) => t,
+        Err(c) => return c,
+    };
+    let mut half = x.dims.clone();
+    if let Some(l) = half.last_mut() {
+        *l /= 2;
+    }
+    let rank = x.dims.len() as i64;
+    if !(dim == -1 || dim == rank - 1) || x.dims.last().is_none_or(|l| l % 2 != 0) || o.dims != half
+    {
+        return s.violation(
+            call,
+            format!(
+                "x {:?}, dim {dim}, out {:?} (out must be x with the last dim halved)",
+                x.dims, o.dims
+            ),
+            code::INVALID_PARAM,
+        );
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { hand_out(s, call, Work::SwiGlu { x, out: o }, "SwiGlu", ws, exec) }
+}
+
+/// ACL's `aclnnSwiGlu`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnSwiGlu(
+    w: *mut c_void,
+    size: u64,
+    exec: *mut c_void,
+    stream: *mut c_void,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { run("SwiGlu", w, size, exec, stream) }
+}
+
+/// ACL's `aclnnGeluV2GetWorkspaceSize`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnGeluV2GetWorkspaceSize(
+    x: *const c_void,
+    approximate: i64,
+    out: *const c_void,
+    ws: *mut u64,
+    exec: *mut *mut c_void,
+) -> i32 {
+    if approximate != 1 {
+        let mut guard = lock();
+        let Some(s) = guard.as_mut() else {
+            return code::UNINITIALIZED;
+        };
+        return s.violation(
+            "aclnnGeluV2GetWorkspaceSize",
+            format!("approximate {approximate}: the simulator has the tanh form (1) only"),
+            code::INVALID_PARAM,
+        );
+    }
+    let gelu = |v: f64, _| {
+        0.5 * v * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (v + 0.044715 * v * v * v)).tanh())
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        unary(
+            "aclnnGeluV2GetWorkspaceSize",
+            x,
+            out,
+            gelu,
+            0.0,
+            "GeluV2",
+            ws,
+            exec,
+        )
+    }
+}
+
+/// ACL's `aclnnGeluV2`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnGeluV2(
+    w: *mut c_void,
+    size: u64,
+    exec: *mut c_void,
+    stream: *mut c_void,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { run("GeluV2", w, size, exec, stream) }
 }

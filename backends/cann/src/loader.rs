@@ -116,6 +116,21 @@ pub struct Acl {
         *mut *mut c_void,
     ) -> i32,
     pub index_select: RunFn,
+    pub batch_matmul_ws: unsafe extern "C" fn(
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        i8,
+        *mut u64,
+        *mut *mut c_void,
+    ) -> i32,
+    pub batch_matmul: RunFn,
+    pub swiglu_ws:
+        unsafe extern "C" fn(*const c_void, i64, *const c_void, *mut u64, *mut *mut c_void) -> i32,
+    pub swiglu: RunFn,
+    pub gelu_ws:
+        unsafe extern "C" fn(*const c_void, i64, *const c_void, *mut u64, *mut *mut c_void) -> i32,
+    pub gelu: RunFn,
 }
 
 /// Toolkit roots tried: `ASCEND_TOOLKIT_HOME`, `ASCEND_HOME_PATH`, then the default install.
@@ -201,6 +216,12 @@ impl Acl {
             rms_norm: sym(&opapi, "aclnnRmsNorm")?,
             index_select_ws: sym(&opapi, "aclnnIndexSelectGetWorkspaceSize")?,
             index_select: sym(&opapi, "aclnnIndexSelect")?,
+            batch_matmul_ws: sym(&opapi, "aclnnBatchMatMulGetWorkspaceSize")?,
+            batch_matmul: sym(&opapi, "aclnnBatchMatMul")?,
+            swiglu_ws: sym(&opapi, "aclnnSwiGluGetWorkspaceSize")?,
+            swiglu: sym(&opapi, "aclnnSwiGlu")?,
+            gelu_ws: sym(&opapi, "aclnnGeluV2GetWorkspaceSize")?,
+            gelu: sym(&opapi, "aclnnGeluV2")?,
             root,
             _libs: vec![acl, nnop, opapi],
         })

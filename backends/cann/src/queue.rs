@@ -200,6 +200,9 @@ impl Backend for CannBackend {
             }
             Op::Scale { factor } => elementwise::scale(&l, &x, *factor, &out),
             Op::Silu => activation::silu(&l, &x, &out),
+            Op::Gelu => activation::gelu(&l, &x, &out),
+            Op::SwiGlu => activation::swiglu(&l, &x, &out),
+            Op::BatchedMatMul => matmul::batched(&l, &x, &handle(&inputs[1])?, &out),
             Op::Cast => convert::cast(&l, &x, outs[0].dtype, &out),
             Op::RmsNorm { eps } => {
                 norm::rms_norm(&l, &x, &handle(&inputs[1])?, &ins[0], *eps, &out)

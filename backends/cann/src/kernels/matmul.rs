@@ -1,4 +1,5 @@
-//! mat_mul (aclnnMm with W passed as a transposed view, then aclnnAdd for the bias).
+//! mat_mul (aclnnMm with W passed as a transposed view, then aclnnAdd for the
+//! bias) and batched_mat_mul (aclnnBatchMatMul; views make transposes free).
 
 use std::ffi::c_void;
 
@@ -35,4 +36,26 @@ pub(crate) fn mat_mul(
         Some(b) => binary(l, true, y, b, y),
         None => Ok(()),
     }
+}
+
+/// `out[b] = a[b] · m[b]`.
+pub(crate) fn batched(
+    l: &Launch<'_>,
+    a: &Handle<'_>,
+    m: &Handle<'_>,
+    out: &Handle<'_>,
+) -> Result<()> {
+    let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
+    // SAFETY: every descriptor is live; outputs are valid for writes.
+    let status = unsafe {
+        (l.acl.batch_matmul_ws)(
+            a.ptr(),
+            m.ptr(),
+            out.ptr(),
+            KEEP_DTYPE,
+            &mut size,
+            &mut exec,
+        )
+    };
+    l.run("BatchMatMul", status, size, exec, l.acl.batch_matmul)
 }

@@ -21,7 +21,17 @@ use crate::loader::{Acl, RunFn, FORMAT_ND};
 pub(crate) fn unmapped(op: &Op, ins: &[TensorDesc], outs: &[TensorDesc]) -> Option<String> {
     let same = |ts: &[&TensorDesc]| ts.windows(2).all(|w| w[0].dtype == w[1].dtype);
     match op {
-        Op::Add | Op::Mul | Op::Scale { .. } | Op::Silu | Op::Cast | Op::RmsNorm { .. } => None,
+        Op::Add
+        | Op::Mul
+        | Op::Scale { .. }
+        | Op::Silu
+        | Op::Gelu
+        | Op::SwiGlu
+        | Op::Cast
+        | Op::RmsNorm { .. } => None,
+        Op::BatchedMatMul => (!same(&[&ins[0], &ins[1], &outs[0]])).then(|| {
+            "aclnnBatchMatMul takes a, b and out in one dtype; mixed dtypes are not mapped yet".into()
+        }),
         Op::Softmax { scale, causal } => (*scale != 1.0 || *causal)
             .then(|| "scaled or causal softmax is not mapped to aclnn yet (aclnnSoftmax has neither)".into()),
         Op::MatMul { .. } => (!same(&[&ins[0], &ins[1], &outs[0]])).then(|| {
