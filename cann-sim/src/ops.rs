@@ -55,6 +55,12 @@ enum Work {
     },
     /// out = silu(first half) · second half, along the last dim.
     SwiGlu { x: SimTensor, out: SimTensor },
+    /// target[index[i]] = source[i] along dim 0.
+    IndexCopy {
+        target: SimTensor,
+        index: SimTensor,
+        source: SimTensor,
+    },
 }
 
 struct Executor {
@@ -326,6 +332,28 @@ unsafe fn run(
                 let gate = x.read(x.element(row * 2 * half + c, &x.dims));
                 let up = x.read(x.element(row * 2 * half + c + half, &x.dims));
                 out.write(out.element(i, &out.dims), gate / (1.0 + (-gate).exp()) * up);
+            }
+        }
+        Work::IndexCopy {
+            target,
+            index,
+            source,
+        } => {
+            let rows = target.dims[0];
+            let row: usize = target.dims[1..].iter().product();
+            for i in 0..index.numel() {
+                let id = index.read(index.element(i, &index.dims)) as i64;
+                if id < 0 || id as usize >= rows {
+                    return s.violation(
+                        &call,
+                        format!("index {id} at {i} is outside the {rows} rows of selfRef"),
+                        code::INVALID_PARAM,
+                    );
+                }
+                for c in 0..row {
+                    let v = source.read(source.element(i * row + c, &source.dims));
+                    target.write(target.element(id as usize * row + c, &target.dims), v);
+                }
             }
         }
         Work::IndexSelect { table, index, out } => {
@@ -983,4 +1011,73 @@ pub unsafe extern "C" fn aclnnGeluV2(
 ) -> i32 {
     // SAFETY: forwarded from the caller.
     unsafe { run("GeluV2", w, size, exec, stream) }
+}
+
+/// ACL's `aclnnInplaceIndexCopyGetWorkspaceSize`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnInplaceIndexCopyGetWorkspaceSize(
+    target: *const c_void,
+    dim: i64,
+    index: *const c_void,
+    source: *const c_void,
+    ws: *mut u64,
+    exec: *mut *mut c_void,
+) -> i32 {
+    let call = "aclnnInplaceIndexCopyGetWorkspaceSize";
+    let mut guard = lock();
+    let Some(s) = guard.as_mut() else {
+        return code::UNINITIALIZED;
+    };
+    let [t, i, src] = match tensors(
+        s,
+        call,
+        [("selfRef", target), ("index", index), ("source", source)],
+    ) {
+        Ok(t) => t,
+        Err(c) => return c,
+    };
+    let ok = dim == 0
+        && i.dims.len() == 1
+        && i.dtype == glmhal_hal::DType::I32
+        && src.dims.len() == t.dims.len()
+        && src.dims[0] == i.dims[0]
+        && src.dims[1..] == t.dims[1..]
+        && src.dtype == t.dtype;
+    if !ok {
+        return s.violation(
+            call,
+            format!(
+                "selfRef {:?} {}, dim {dim}, index {:?} {}, source {:?} {}",
+                t.dims, t.dtype, i.dims, i.dtype, src.dims, src.dtype
+            ),
+            code::INVALID_PARAM,
+        );
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        hand_out(
+            s,
+            call,
+            Work::IndexCopy {
+                target: t,
+                index: i,
+                source: src,
+            },
+            "InplaceIndexCopy",
+            ws,
+            exec,
+        )
+    }
+}
+
+/// ACL's `aclnnInplaceIndexCopy`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnInplaceIndexCopy(
+    w: *mut c_void,
+    size: u64,
+    exec: *mut c_void,
+    stream: *mut c_void,
+) -> i32 {
+    // SAFETY: forwarded from the caller.
+    unsafe { run("InplaceIndexCopy", w, size, exec, stream) }
 }

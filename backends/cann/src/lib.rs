@@ -12,7 +12,8 @@
 //! Ascend hardware. Mapped so far: add, mul, scale, silu, cast (f32, f16,
 //! bf16; no bf16 on 310P parts), gelu (tanh form), swiglu, rms_norm, softmax
 //! (unscaled, non-causal), mat_mul (x, w, y in one dtype; bias through add),
-//! batched_mat_mul (one dtype) and get_rows; every
+//! batched_mat_mul (one dtype), get_rows and kv_write (rows and cache in one
+//! dtype); every
 //! other op or dtype mix is reported unsupported with the reason, never run
 //! elsewhere.
 

@@ -131,6 +131,15 @@ pub struct Acl {
     pub gelu_ws:
         unsafe extern "C" fn(*const c_void, i64, *const c_void, *mut u64, *mut *mut c_void) -> i32,
     pub gelu: RunFn,
+    pub index_copy_ws: unsafe extern "C" fn(
+        *const c_void,
+        i64,
+        *const c_void,
+        *const c_void,
+        *mut u64,
+        *mut *mut c_void,
+    ) -> i32,
+    pub index_copy: RunFn,
 }
 
 /// Toolkit roots tried: `ASCEND_TOOLKIT_HOME`, `ASCEND_HOME_PATH`, then the default install.
@@ -222,6 +231,8 @@ impl Acl {
             swiglu: sym(&opapi, "aclnnSwiGlu")?,
             gelu_ws: sym(&opapi, "aclnnGeluV2GetWorkspaceSize")?,
             gelu: sym(&opapi, "aclnnGeluV2")?,
+            index_copy_ws: sym(&opapi, "aclnnInplaceIndexCopyGetWorkspaceSize")?,
+            index_copy: sym(&opapi, "aclnnInplaceIndexCopy")?,
             root,
             _libs: vec![acl, nnop, opapi],
         })

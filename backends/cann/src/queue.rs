@@ -9,7 +9,7 @@ use glmhal_hal::{
 };
 
 use crate::kernels::{
-    activation, convert, elementwise, embedding, matmul, norm, reduce, tensor, Launch,
+    activation, convert, elementwise, embedding, kv_cache, matmul, norm, reduce, tensor, Launch,
 };
 use crate::loader::{Acl, DEVICE_TO_HOST, HOST_TO_DEVICE, MALLOC_HUGE_FIRST};
 use crate::memory::CannBuffer;
@@ -209,6 +209,7 @@ impl Backend for CannBackend {
             }
             Op::Softmax { .. } => reduce::softmax(&l, &x, &out),
             Op::GetRows => embedding::get_rows(&l, &x, &handle(&inputs[1])?, &out),
+            Op::KvWrite => kv_cache::kv_write(&l, &x, &handle(&inputs[1])?, &out),
             Op::MatMul { bias } => {
                 let w = self.buffer(inputs[1].buffer)?;
                 let w_t = tensor(&self.acl, &ins[1].transposed(0, 1), w.ptr, w.len)?;

@@ -7,6 +7,7 @@ pub(crate) mod activation;
 pub(crate) mod convert;
 pub(crate) mod elementwise;
 pub(crate) mod embedding;
+pub(crate) mod kv_cache;
 pub(crate) mod matmul;
 pub(crate) mod norm;
 pub(crate) mod reduce;
@@ -36,6 +37,9 @@ pub(crate) fn unmapped(op: &Op, ins: &[TensorDesc], outs: &[TensorDesc]) -> Opti
             .then(|| "scaled or causal softmax is not mapped to aclnn yet (aclnnSoftmax has neither)".into()),
         Op::MatMul { .. } => (!same(&[&ins[0], &ins[1], &outs[0]])).then(|| {
             "aclnnMm takes x, w and y in one dtype; mixed dtypes (a cast first) are not mapped yet".into()
+        }),
+        Op::KvWrite => (ins[0].dtype != outs[0].dtype).then(|| {
+            "aclnnInplaceIndexCopy copies rows; rows and a cache of different dtypes are not mapped yet".into()
         }),
         Op::GetRows => (ins[0].dtype != outs[0].dtype).then(|| {
             "aclnnIndexSelect copies rows; a table and output of different dtypes are not mapped yet".into()
