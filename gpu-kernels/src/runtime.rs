@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
+use glmhal_hal::pool::SizePool;
 use glmhal_hal::{
     check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, Result, Support, TensorDesc,
     TensorRef,
@@ -60,35 +61,24 @@ const POOL_MAX_IDLE: usize = 1 << 30;
 /// driver's allocator.
 struct Pool {
     runtime: Arc<dyn DeviceRuntime>,
-    free: Mutex<(HashMap<usize, Vec<DevicePtr>>, usize)>,
+    sizes: SizePool<DevicePtr>,
 }
 
 impl Pool {
     fn take(&self, size: usize) -> Option<DevicePtr> {
-        let mut g = self.free.lock().ok()?;
-        let ptr = g.0.get_mut(&size)?.pop()?;
-        g.1 -= size;
-        Some(ptr)
+        self.sizes.take(size)
     }
 
     fn give(&self, ptr: DevicePtr, size: usize) {
-        if let Ok(mut g) = self.free.lock() {
-            if g.1 + size <= POOL_MAX_IDLE {
-                g.1 += size;
-                g.0.entry(size).or_default().push(ptr);
-                return;
-            }
+        if let Some(ptr) = self.sizes.give(ptr, size) {
+            self.runtime.free(ptr);
         }
-        self.runtime.free(ptr);
     }
 
     /// Returns every idle allocation to the driver.
     fn release(&self) {
-        if let Ok(mut g) = self.free.lock() {
-            for ptr in g.0.drain().flat_map(|(_, v)| v) {
-                self.runtime.free(ptr);
-            }
-            g.1 = 0;
+        for ptr in self.sizes.drain() {
+            self.runtime.free(ptr);
         }
     }
 }
@@ -156,7 +146,7 @@ impl GpuBackend {
             status,
             pool: Arc::new(Pool {
                 runtime: runtime.clone(),
-                free: Mutex::new((HashMap::new(), 0)),
+                sizes: SizePool::new(POOL_MAX_IDLE, usize::MAX),
             }),
             runtime,
         })

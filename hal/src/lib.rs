@@ -20,6 +20,7 @@ pub mod host;
 pub mod inject;
 pub mod layout;
 pub mod op;
+pub mod pool;
 pub mod quant;
 pub mod registry;
 pub mod rng;

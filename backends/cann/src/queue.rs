@@ -11,8 +11,8 @@ use glmhal_hal::{
 use crate::kernels::{
     activation, convert, elementwise, embedding, kv_cache, matmul, norm, reduce, tensor, Launch,
 };
-use crate::loader::{Acl, DEVICE_TO_HOST, HOST_TO_DEVICE, MALLOC_HUGE_FIRST};
-use crate::memory::CannBuffer;
+use crate::loader::{Acl, DEVICE_TO_HOST, HOST_TO_DEVICE};
+use crate::memory::{CannBuffer, DevicePool};
 
 /// One opened Ascend device.
 pub struct CannBackend {
@@ -24,6 +24,7 @@ pub struct CannBackend {
     workspace: Mutex<Option<CannBuffer>>,
     /// Scratch for outputs the catalogue does not keep (rms_norm's rstd).
     scratch: Mutex<Option<CannBuffer>>,
+    pool: Arc<DevicePool>,
 }
 
 impl CannBackend {
@@ -36,12 +37,13 @@ impl CannBackend {
             (acl.create_stream)(&mut stream)
         })?;
         Ok(CannBackend {
-            acl,
             info,
             id: DeviceId::fresh(),
             stream: stream as usize,
             workspace: Mutex::new(None),
             scratch: Mutex::new(None),
+            pool: Arc::new(DevicePool::new(acl.clone())),
+            acl,
         })
     }
 
@@ -61,21 +63,19 @@ impl CannBackend {
     }
 
     fn malloc(&self, bytes: usize) -> Result<CannBuffer> {
-        let mut p: *mut c_void = std::ptr::null_mut();
-        // SAFETY: `p` is valid for writes.
-        let code = unsafe { (self.acl.malloc)(&mut p, bytes.max(1), MALLOC_HUGE_FIRST) };
-        if code != 0 || p.is_null() {
-            return Err(HalError::OutOfMemory {
-                backend: self.selector(),
-                requested: bytes,
-                available: None,
-            });
-        }
+        // Sizes round up to 512 bytes (ACL's alignment) so freed buffers fit more requests.
+        let size = bytes.max(1).div_ceil(512) * 512;
+        let ptr = self.pool.alloc(size).ok_or_else(|| HalError::OutOfMemory {
+            backend: self.selector(),
+            requested: bytes,
+            available: None,
+        })?;
         Ok(CannBuffer {
-            ptr: p as usize,
+            ptr,
             len: bytes,
             device: self.id,
-            acl: self.acl.clone(),
+            size,
+            pool: self.pool.clone(),
         })
     }
 

@@ -1,60 +1,47 @@
 //! Device buffers and the pool that recycles them. Sizes are rounded up to 4
 //! bytes, the unit of copies and of storage bindings.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
+use glmhal_hal::pool::SizePool;
 use glmhal_hal::DeviceId;
 
 /// Idle bytes the pool keeps at most; beyond it freed buffers are released.
-const POOL_MAX_IDLE: u64 = 256 << 20;
+const POOL_MAX_IDLE: usize = 256 << 20;
 /// Buffers above this size go straight back to the driver (weights, arenas).
-const POOL_MAX_BUFFER: u64 = 64 << 20;
+const POOL_MAX_BUFFER: usize = 64 << 20;
 
 /// Freed buffers by size, handed out again by `alloc` of the same size, so
 /// temporaries and per-request buffers do not go through the driver each time.
-#[derive(Default)]
-pub(crate) struct BufferPool {
-    free: Mutex<(HashMap<u64, Vec<wgpu::Buffer>>, u64)>,
+pub(crate) struct BufferPool(SizePool<wgpu::Buffer>);
+
+impl Default for BufferPool {
+    fn default() -> Self {
+        BufferPool(SizePool::new(POOL_MAX_IDLE, POOL_MAX_BUFFER))
+    }
 }
 
 impl BufferPool {
     /// A freed buffer of exactly `size` bytes, if one is idle.
     pub fn take(&self, size: u64) -> Option<wgpu::Buffer> {
-        let mut guard = self.free.lock().ok()?;
-        let (free, idle) = &mut *guard;
-        let buffer = free.get_mut(&size)?.pop()?;
-        *idle -= size;
-        Some(buffer)
+        self.0.take(size as usize)
     }
 
     /// Keeps `buffer` for reuse, or releases it when the pool is full.
     fn give(&self, buffer: wgpu::Buffer) {
-        let size = buffer.size();
-        if size > POOL_MAX_BUFFER {
-            return;
-        }
-        if let Ok(mut guard) = self.free.lock() {
-            let (free, idle) = &mut *guard;
-            if *idle + size <= POOL_MAX_IDLE {
-                *idle += size;
-                free.entry(size).or_default().push(buffer);
-            }
-        }
+        let size = buffer.size() as usize;
+        drop(self.0.give(buffer, size));
     }
 
     /// Releases every idle buffer (before retrying an allocation that ran out of memory).
     pub fn clear(&self) {
-        if let Ok(mut guard) = self.free.lock() {
-            guard.0.clear();
-            guard.1 = 0;
-        }
+        drop(self.0.drain());
     }
 
     /// Idle bytes held now.
     pub fn idle_bytes(&self) -> u64 {
-        self.free.lock().map(|g| g.1).unwrap_or(0)
+        self.0.idle_bytes() as u64
     }
 }
 
