@@ -114,10 +114,7 @@ impl CiReport {
         CiReport {
             schema: CI_SCHEMA.into(),
             glmhal_version: env!("CARGO_PKG_VERSION").into(),
-            created_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            created_unix: crate::schema::now_unix(),
             ..Default::default()
         }
     }

@@ -177,6 +177,14 @@ pub struct BenchReport {
     pub models: Vec<ModelMeasurement>,
 }
 
+/// Seconds since the Unix epoch (0 if the clock is before it).
+pub fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
 /// One comparable number: seconds per run of something (lower is better).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Metric {
@@ -194,10 +202,7 @@ impl BenchReport {
         BenchReport {
             schema: BENCH_SCHEMA.into(),
             glmhal_version: env!("CARGO_PKG_VERSION").into(),
-            created_unix: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0),
+            created_unix: now_unix(),
             ..Default::default()
         }
     }

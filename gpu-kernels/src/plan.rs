@@ -35,23 +35,12 @@ pub struct View {
 impl View {
     /// The view of `desc` read as `shape` (size-1 dims of `desc` broadcast).
     pub fn of(desc: &TensorDesc, shape: &[usize]) -> Result<Self> {
-        let rank = shape.len();
-        if rank == 0 || rank > 4 || desc.rank() != rank {
-            return Err(HalError::invalid(
+        let (dims, strides) = desc.folded4(shape).ok_or_else(|| {
+            HalError::invalid(
                 "gpu",
-                format!("views of rank {rank} are not supported"),
-            ));
-        }
-        let mut dims = [1usize; 4];
-        let mut strides = [0usize; 4];
-        for d in 0..rank {
-            dims[4 - rank + d] = shape[d];
-            strides[4 - rank + d] = if desc.shape[d] == 1 && shape[d] != 1 {
-                0
-            } else {
-                desc.strides[d]
-            };
-        }
+                format!("views of rank {} are not supported", shape.len()),
+            )
+        })?;
         let offset = if desc.dtype.is_quantized() {
             desc.offset
         } else {

@@ -89,6 +89,32 @@ impl Drop for Pool {
     }
 }
 
+/// Opens device `index` (default 0) of a vendor whose probe found `probe`:
+/// the device's info from the probe, the runtime from `open_runtime`, and the
+/// shared [`GpuBackend`] over it. Unavailable probes and missing indices are
+/// `HalError::Unavailable` naming `backend:index`.
+pub fn open_device(
+    backend: &str,
+    index: Option<usize>,
+    probe: glmhal_hal::Availability,
+    open_runtime: impl FnOnce(usize) -> Result<Arc<dyn DeviceRuntime>>,
+) -> Result<Box<dyn Backend>> {
+    let i = index.unwrap_or(0);
+    let unavailable = |reason: String| HalError::Unavailable {
+        backend: format!("{backend}:{i}"),
+        reason,
+    };
+    let devices = match probe {
+        glmhal_hal::Availability::Available { devices } => devices,
+        glmhal_hal::Availability::Unavailable { detail, .. } => return Err(unavailable(detail)),
+    };
+    let info = devices
+        .get(i)
+        .cloned()
+        .ok_or_else(|| unavailable(format!("{} device(s) found", devices.len())))?;
+    Ok(Box::new(GpuBackend::new(open_runtime(i)?, info)?))
+}
+
 /// A buffer in device memory.
 pub struct GpuBuffer {
     /// Device address.

@@ -175,6 +175,28 @@ impl TensorDesc {
         Ok(())
     }
 
+    /// The view read as `shape` (same rank, at most 4), folded to four dims
+    /// with size-1 dims added outermost: `(dims, strides)`, where a dim of
+    /// size 1 read as larger gets stride 0 (broadcast). The form GPU kernels
+    /// index through. `None` for rank 0, above 4, or a rank mismatch.
+    pub fn folded4(&self, shape: &[usize]) -> Option<([usize; 4], [usize; 4])> {
+        let rank = shape.len();
+        if rank == 0 || rank > 4 || self.rank() != rank {
+            return None;
+        }
+        let mut dims = [1usize; 4];
+        let mut strides = [0usize; 4];
+        for d in 0..rank {
+            dims[4 - rank + d] = shape[d];
+            strides[4 - rank + d] = if self.shape[d] == 1 && shape[d] != 1 {
+                0
+            } else {
+                self.strides[d]
+            };
+        }
+        Some((dims, strides))
+    }
+
     /// A view with dimensions `a` and `b` swapped (no data moves).
     pub fn transposed(&self, a: usize, b: usize) -> Self {
         let mut t = self.clone();
@@ -232,6 +254,17 @@ pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn folded4_pads_outer_dims_and_zeroes_broadcast_strides() {
+        let d = TensorDesc::strided(DType::F32, &[3, 1], &[5, 1], 0);
+        let (dims, strides) = d.folded4(&[3, 7]).unwrap_or_else(|| panic!("rank 2 folds"));
+        assert_eq!((dims, strides), ([1, 1, 3, 7], [0, 0, 5, 0]));
+        assert!(d.folded4(&[3, 7, 1]).is_none());
+        assert!(TensorDesc::contiguous(DType::F32, &[1, 1, 1, 1, 2])
+            .folded4(&[1, 1, 1, 1, 2])
+            .is_none());
+    }
 
     #[test]
     fn contiguous_views() {

@@ -20,7 +20,7 @@ pub mod runtime;
 
 use std::sync::Arc;
 
-use glmhal_gpu_kernels::runtime::GpuBackend;
+use glmhal_gpu_kernels::runtime::open_device;
 
 use glmhal_hal::{Availability, Backend, BackendProvider, HalError, Result, UnavailableKind};
 
@@ -80,22 +80,10 @@ impl BackendProvider for Provider {
     }
 
     fn open(&self, index: Option<usize>) -> Result<Box<dyn Backend>> {
-        let i = index.unwrap_or(0);
-        let unavailable = |reason: String| HalError::Unavailable {
-            backend: format!("cuda:{i}"),
-            reason,
-        };
-        let devices = match self.probe() {
-            Availability::Available { devices } => devices,
-            Availability::Unavailable { detail, .. } => return Err(unavailable(detail)),
-        };
-        let info = devices
-            .get(i)
-            .cloned()
-            .ok_or_else(|| unavailable(format!("the driver reports {} GPU(s)", devices.len())))?;
-        let cuda = Arc::new(loader::Cuda::load()?);
-        let runtime = runtime::CudaRuntime::open(cuda, i)?;
-        Ok(Box::new(GpuBackend::new(Arc::new(runtime), info)?))
+        open_device("cuda", index, self.probe(), |i| {
+            let cuda = Arc::new(loader::Cuda::load()?);
+            Ok(Arc::new(runtime::CudaRuntime::open(cuda, i)?))
+        })
     }
 }
 

@@ -21,7 +21,7 @@ pub mod runtime;
 
 use std::sync::Arc;
 
-use glmhal_gpu_kernels::runtime::GpuBackend;
+use glmhal_gpu_kernels::runtime::open_device;
 
 use glmhal_hal::{Availability, Backend, BackendProvider, HalError, Result, UnavailableKind};
 
@@ -84,24 +84,16 @@ impl BackendProvider for Provider {
     }
 
     fn open(&self, index: Option<usize>) -> Result<Box<dyn Backend>> {
-        let i = index.unwrap_or(0);
-        let unavailable = |reason: String| HalError::Unavailable {
-            backend: format!("hip:{i}"),
-            reason,
-        };
-        let devices = match self.probe() {
-            Availability::Available { devices } => devices,
-            Availability::Unavailable { detail, .. } => return Err(unavailable(detail)),
-        };
-        let info = devices.get(i).cloned().ok_or_else(|| {
-            unavailable(format!("the runtime reports {} device(s)", devices.len()))
-        })?;
-        let hip = Arc::new(loader::Hip::load()?);
-        if !hip.init()? {
-            return Err(unavailable("the HIP runtime reports no device".into()));
-        }
-        let runtime = runtime::HipRuntime::open(hip, i)?;
-        Ok(Box::new(GpuBackend::new(Arc::new(runtime), info)?))
+        open_device("hip", index, self.probe(), |i| {
+            let hip = Arc::new(loader::Hip::load()?);
+            if !hip.init()? {
+                return Err(HalError::Unavailable {
+                    backend: format!("hip:{i}"),
+                    reason: "the HIP runtime reports no device".into(),
+                });
+            }
+            Ok(Arc::new(runtime::HipRuntime::open(hip, i)?))
+        })
     }
 }
 

@@ -93,23 +93,12 @@ impl View {
     /// The view of `desc` read as `shape`: dims where `desc` has size 1
     /// repeat (stride 0). The offset is filled in when the tensor is bound.
     pub fn broadcast(desc: &TensorDesc, shape: &[usize]) -> Result<Self> {
-        let rank = shape.len();
-        if rank == 0 || rank > 4 || desc.rank() != rank {
-            return Err(HalError::invalid(
+        let (dims, strides) = desc.folded4(shape).ok_or_else(|| {
+            HalError::invalid(
                 "wgpu",
-                format!("views of rank {rank} are not supported"),
-            ));
-        }
-        let mut dims = [1usize; 4];
-        let mut strides = [0usize; 4];
-        for d in 0..rank {
-            dims[4 - rank + d] = shape[d];
-            strides[4 - rank + d] = if desc.shape[d] == 1 && shape[d] != 1 {
-                0
-            } else {
-                desc.strides[d]
-            };
-        }
+                format!("views of rank {} are not supported", shape.len()),
+            )
+        })?;
         u32_of(desc.span_elems(), "a tensor span of")?;
         Ok(View {
             offset: 0,
