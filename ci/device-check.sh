@@ -36,6 +36,9 @@ step devices 30 "$glmhal" devices --json
 cp "$out/devices.log" "$out/devices.json"
 step conformance 150 "$glmhal" conformance --backend "$backend" --require-all \
   --json "$out/conformance.json" --markdown "$out/conformance.md"
+# The same products on the kernel tree instead of the vendor BLAS, so both paths are checked.
+GLMHAL_GPU_GEMM=kernels step conformance-kernel-gemm 60 "$glmhal" conformance --backend "$backend" \
+  --require-all --op mat_mul --op batched_mat_mul --json "$out/conformance-kernel-gemm.json"
 for preset in bench-1.3b glm-4-9b; do
   for weights in bf16 q8_0; do
     step "bench-$preset-$weights" 75 "$glmhal" bench --preset "$preset" --backend "$backend" \

@@ -11,6 +11,7 @@
 //! NVRTC (loaded at run time) to PTX, then `ptxas` for register use; for HIP,
 //! hiprtc where the HIP runtime carries it, otherwise clang's HIP mode.
 
+pub mod blas;
 mod clang;
 pub mod hiprtc;
 pub mod nvrtc;

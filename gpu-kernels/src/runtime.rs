@@ -14,6 +14,7 @@ use glmhal_hal::{
     TensorRef,
 };
 
+use crate::blas::{enabled_by_env, plan_gemm, Gemm, VendorBlas};
 use crate::plan::{plan, supports, Arg};
 use crate::{KernelFile, FILES};
 
@@ -51,6 +52,11 @@ pub trait DeviceRuntime: Send + Sync + 'static {
     ) -> Result<()>;
     /// Waits for everything enqueued.
     fn synchronize(&self) -> Result<()>;
+    /// The vendor BLAS on this device's stream, when its library loaded
+    /// (float products go there; see [`crate::blas`]).
+    fn blas(&self) -> Option<&dyn VendorBlas> {
+        None
+    }
 }
 
 /// Idle bytes the pool keeps at most; beyond it freed memory goes back to the driver.
@@ -158,6 +164,9 @@ pub struct GpuBackend {
     /// Four words kernels report bad data into (see `compat.h`).
     status: DevicePtr,
     pool: Arc<Pool>,
+    /// Float products go to the vendor BLAS when it loaded (unless
+    /// `GLMHAL_GPU_GEMM=kernels`).
+    use_blas: bool,
 }
 
 impl GpuBackend {
@@ -174,6 +183,7 @@ impl GpuBackend {
                 runtime: runtime.clone(),
                 sizes: SizePool::new(POOL_MAX_IDLE, usize::MAX),
             }),
+            use_blas: enabled_by_env(),
             runtime,
         })
     }
@@ -221,6 +231,69 @@ impl GpuBackend {
         let f = self.runtime.function(module, name)?;
         guard.functions.insert(name.to_string(), f);
         Ok(f)
+    }
+
+    /// Launches the tree's kernels for `op`; `ptrs` are the tensors' buffer
+    /// addresses, inputs then output.
+    fn launch_planned(
+        &self,
+        op: &Op,
+        ins: &[TensorDesc],
+        out: &TensorDesc,
+        ptrs: &[DevicePtr],
+    ) -> Result<()> {
+        for launch in plan(op, ins, out, self.runtime.warp_size())? {
+            let f = self.function(launch.file, &launch.entry)?;
+            let mut storage: Vec<Vec<u8>> = launch
+                .args
+                .iter()
+                .map(|a| match a {
+                    Arg::Tensor(i) => ptrs[*i].to_le_bytes().to_vec(),
+                    Arg::Status => self.status.to_le_bytes().to_vec(),
+                    Arg::View(v) => v.bytes(),
+                    Arg::U32(x) => x.to_le_bytes().to_vec(),
+                    Arg::U64(x) => x.to_le_bytes().to_vec(),
+                    Arg::I32(x) => x.to_le_bytes().to_vec(),
+                    Arg::F32(x) => x.to_le_bytes().to_vec(),
+                    Arg::Strides(s) => s.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                })
+                .collect();
+            let mut params: Vec<*mut c_void> =
+                storage.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
+            self.runtime
+                .launch(f, launch.grid, launch.block, &mut params)?;
+        }
+        Ok(())
+    }
+
+    /// A product on the vendor BLAS: the bias (if any) is first cast into
+    /// the output by the tree's kernel, then the GEMM accumulates onto it.
+    fn run_gemm(&self, blas: &dyn VendorBlas, gemm: &Gemm, ptrs: &[DevicePtr]) -> Result<()> {
+        if let Some(fill) = &gemm.bias_fill {
+            let out = ptrs.len() - 1;
+            let out_desc = TensorDesc::strided(
+                gemm.dtype,
+                &fill.shape,
+                &[gemm.c.ld as usize, 1],
+                gemm.c.offset as usize,
+            );
+            self.launch_planned(
+                &Op::Cast,
+                std::slice::from_ref(fill),
+                &out_desc,
+                &[ptrs[2], ptrs[out]],
+            )?;
+        }
+        let address = |o| {
+            Gemm::address(o, ptrs)
+                .ok_or_else(|| HalError::invalid(self.selector(), "a GEMM operand is missing"))
+        };
+        blas.gemm(
+            gemm,
+            address(&gemm.a)?,
+            address(&gemm.b)?,
+            address(&gemm.c)?,
+        )
     }
 
     fn check_status(&self) -> Result<()> {
@@ -336,28 +409,12 @@ impl Backend for GpuBackend {
             .chain(outputs)
             .map(|t| self.buffer(t.buffer).map(|b| b.ptr))
             .collect::<Result<Vec<_>>>()?;
-        for launch in plan(op, &ins, &outs[0], self.runtime.warp_size())? {
-            let f = self.function(launch.file, &launch.entry)?;
-            let mut storage: Vec<Vec<u8>> = launch
-                .args
-                .iter()
-                .map(|a| match a {
-                    Arg::Tensor(i) => ptrs[*i].to_le_bytes().to_vec(),
-                    Arg::Status => self.status.to_le_bytes().to_vec(),
-                    Arg::View(v) => v.bytes(),
-                    Arg::U32(x) => x.to_le_bytes().to_vec(),
-                    Arg::U64(x) => x.to_le_bytes().to_vec(),
-                    Arg::I32(x) => x.to_le_bytes().to_vec(),
-                    Arg::F32(x) => x.to_le_bytes().to_vec(),
-                    Arg::Strides(s) => s.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                })
-                .collect();
-            let mut params: Vec<*mut c_void> =
-                storage.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
-            self.runtime
-                .launch(f, launch.grid, launch.block, &mut params)?;
+        if let Some(blas) = self.runtime.blas().filter(|_| self.use_blas) {
+            if let Some(gemm) = plan_gemm(op, &ins, &outs[0]) {
+                return self.run_gemm(blas, &gemm, &ptrs);
+            }
         }
-        Ok(())
+        self.launch_planned(op, &ins, &outs[0], &ptrs)
     }
 
     fn synchronize(&self) -> Result<()> {

@@ -1,5 +1,6 @@
 //! CUDA device discovery and what each device is.
 
+use glmhal_gpu_kernels::blas::gemm_feature;
 use glmhal_hal::{DeviceInfo, Result};
 
 use crate::loader::{attribute, Cuda};
@@ -33,5 +34,8 @@ pub fn describe(cuda: &Cuda, i: usize) -> Result<DeviceInfo> {
         };
         info.peak_flops.f32 = Some(2.0 * lanes * sms as f64 * khz as f64 * 1e3);
     }
+    info.features.push(gemm_feature(
+        crate::blas::locate().as_deref().map_err(|e| e.as_str()),
+    ));
     Ok(info)
 }

@@ -14,6 +14,7 @@
 //! CUDA toolkit. This path has not yet been validated on NVIDIA hardware:
 //! `glmhal conformance --backend cuda` is the check to run first.
 
+pub mod blas;
 pub mod device;
 pub mod loader;
 pub mod runtime;

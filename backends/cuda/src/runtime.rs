@@ -4,11 +4,13 @@
 use std::ffi::{c_void, CString};
 use std::sync::{Arc, Mutex, OnceLock};
 
+use glmhal_gpu_kernels::blas::VendorBlas;
 use glmhal_gpu_kernels::rtc::Rtc;
 use glmhal_gpu_kernels::runtime::{DevicePtr, DeviceRuntime};
 use glmhal_gpu_kernels::{nvrtc, KernelFile, Target};
 use glmhal_hal::{HalError, Result};
 
+use crate::blas::CuBlas;
 use crate::loader::{attribute, Cuda, OUT_OF_MEMORY};
 
 /// One device: the driver, its primary context and loaded modules.
@@ -20,6 +22,8 @@ pub struct CudaRuntime {
     nvrtc: OnceLock<std::result::Result<Rtc, String>>,
     /// Module and function handles by index (the driver's pointers).
     handles: Mutex<Vec<usize>>,
+    /// cuBLAS, opened at the first product (`None` when it could not be).
+    blas: OnceLock<Option<CuBlas>>,
 }
 
 // SAFETY: the driver API is thread-safe; the context handle is made current
@@ -45,6 +49,7 @@ impl CudaRuntime {
             context: ctx as usize,
             nvrtc: OnceLock::new(),
             handles: Mutex::new(Vec::new()),
+            blas: OnceLock::new(),
         })
     }
 
@@ -206,6 +211,21 @@ impl DeviceRuntime for CudaRuntime {
                 std::ptr::null_mut(),
             )
         })
+    }
+
+    fn blas(&self) -> Option<&dyn VendorBlas> {
+        self.blas
+            .get_or_init(|| {
+                match CuBlas::open(self.context, self.cuda.exec.ctx_set, &self.selector()) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        eprintln!("{}: products run on glmhal's kernels: {e}", self.selector());
+                        None
+                    }
+                }
+            })
+            .as_ref()
+            .map(|b| b as &dyn VendorBlas)
     }
 
     fn synchronize(&self) -> Result<()> {

@@ -1,5 +1,6 @@
 //! HIP device discovery and what each device is.
 
+use glmhal_gpu_kernels::blas::gemm_feature;
 use glmhal_hal::{DeviceInfo, Result};
 
 use crate::loader::{attribute, Hip};
@@ -25,5 +26,8 @@ pub fn describe(hip: &Hip, i: usize) -> Result<DeviceInfo> {
     if let Ok(w) = hip.attribute(i, attribute::WARP_SIZE) {
         info.features.push(format!("wavefront={w}"));
     }
+    info.features.push(gemm_feature(
+        crate::blas::locate().as_deref().map_err(|e| e.as_str()),
+    ));
     Ok(info)
 }

@@ -15,6 +15,7 @@
 //! on AMD or Hygon hardware: `glmhal conformance --backend hip` is the check
 //! to run first.
 
+pub mod blas;
 pub mod device;
 pub mod loader;
 pub mod runtime;

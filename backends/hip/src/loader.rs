@@ -19,7 +19,7 @@ type AttributeFn = unsafe extern "C" fn(*mut c_int, c_int, c_int) -> c_int;
 type VersionFn = unsafe extern "C" fn(*mut c_int) -> c_int;
 type ErrorFn = unsafe extern "C" fn(c_int) -> *const c_char;
 type PropertiesFn = unsafe extern "C" fn(*mut c_void, c_int) -> c_int;
-type SetDeviceFn = unsafe extern "C" fn(c_int) -> c_int;
+pub(crate) type SetDeviceFn = unsafe extern "C" fn(c_int) -> c_int;
 type SyncFn = unsafe extern "C" fn() -> c_int;
 type AllocFn = unsafe extern "C" fn(*mut u64, usize) -> c_int;
 type FreeFn = unsafe extern "C" fn(u64) -> c_int;
@@ -70,15 +70,21 @@ pub mod attribute {
     pub const WARP_SIZE: i32 = 87;
 }
 
-/// Libraries tried, in order: `$ROCM_PATH/lib`, `/opt/rocm/lib`, Hygon DTK,
-/// then whatever the loader finds by name.
-pub fn candidates() -> Vec<PathBuf> {
+/// ROCm and Hygon DTK library directories: `$ROCM_PATH/lib`, `/opt/rocm/lib`,
+/// then DTK's.
+pub fn rocm_dirs() -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = Vec::new();
     if let Ok(root) = std::env::var("ROCM_PATH") {
         dirs.push(PathBuf::from(root).join("lib"));
     }
     dirs.extend(["/opt/rocm/lib", "/opt/dtk/lib", "/opt/dtk/hip/lib"].map(PathBuf::from));
-    let mut files: Vec<PathBuf> = dirs
+    dirs
+}
+
+/// Libraries tried, in order: `$ROCM_PATH/lib`, `/opt/rocm/lib`, Hygon DTK,
+/// then whatever the loader finds by name.
+pub fn candidates() -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = rocm_dirs()
         .iter()
         .flat_map(|d| ["libamdhip64.so", "libgalaxyhip.so.5"].map(|n| d.join(n)))
         .filter(|p| p.exists())

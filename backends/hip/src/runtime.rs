@@ -4,11 +4,13 @@
 use std::ffi::{c_void, CString};
 use std::sync::{Arc, OnceLock};
 
+use glmhal_gpu_kernels::blas::VendorBlas;
 use glmhal_gpu_kernels::rtc::Rtc;
 use glmhal_gpu_kernels::runtime::{DevicePtr, DeviceRuntime};
 use glmhal_gpu_kernels::{hiprtc, KernelFile};
 use glmhal_hal::{HalError, Result};
 
+use crate::blas::RocBlas;
 use crate::loader::{attribute, Hip, DEVICE_TO_HOST, HOST_TO_DEVICE, OUT_OF_MEMORY};
 
 /// One HIP device.
@@ -18,6 +20,8 @@ pub struct HipRuntime {
     arch: String,
     warp: u32,
     rtc: OnceLock<std::result::Result<Rtc, String>>,
+    /// rocBLAS, opened at the first product (`None` when it could not be).
+    blas: OnceLock<Option<RocBlas>>,
 }
 
 // SAFETY: the HIP runtime is thread-safe; the device is selected on the
@@ -45,6 +49,7 @@ impl HipRuntime {
             arch,
             warp,
             rtc: OnceLock::new(),
+            blas: OnceLock::new(),
         })
     }
 
@@ -205,6 +210,21 @@ impl DeviceRuntime for HipRuntime {
                 std::ptr::null_mut(),
             )
         })
+    }
+
+    fn blas(&self) -> Option<&dyn VendorBlas> {
+        self.blas
+            .get_or_init(|| {
+                match RocBlas::open(self.index, self.hip.exec.set_device, &self.selector()) {
+                    Ok(b) => Some(b),
+                    Err(e) => {
+                        eprintln!("{}: products run on glmhal's kernels: {e}", self.selector());
+                        None
+                    }
+                }
+            })
+            .as_ref()
+            .map(|b| b as &dyn VendorBlas)
     }
 
     fn synchronize(&self) -> Result<()> {
