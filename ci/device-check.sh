@@ -2,7 +2,10 @@
 # The check to run on a machine with an NVIDIA GPU and a prebuilt glmhal
 # binary (that machine may have no crates registry): devices, conformance on
 # cuda (ops and the model fixtures) and benchmarks of the bench-1.3b and
-# glm-4-9b shapes in bf16 and Q8_0, with every result as JSON in RESULTS_DIR.
+# glm-4-9b shapes in bf16 and Q8_0, the products again on the kernel tree
+# instead of the vendor BLAS, and batch-1 decode against transformers (eager,
+# bf16) on one synthetic checkpoint where torch is installed; every result
+# as JSON in RESULTS_DIR.
 # Each step has its own time limit so the whole run stays within 8 minutes.
 #
 # Usage: GLMHAL=path/to/glmhal ci/device-check.sh RESULTS_DIR [BACKEND]
@@ -46,6 +49,18 @@ for preset in bench-1.3b glm-4-9b; do
       --json "$out/bench-$preset-$weights.json"
   done
 done
+# transformers' eager decode of the same synthetic checkpoint, where torch is installed.
+ckpt="${TMPDIR:-/tmp}/glmhal-device-check-bench-1.3b"
+step synth-bench-1.3b 90 "$glmhal" synth --preset bench-1.3b --dtype bf16 --out "$ckpt"
+step bench-model-bench-1.3b 90 "$glmhal" bench --model "$ckpt" --backend "$backend" \
+  --weights bf16 --quick --skip-ops --batch 1 --prompt 64 --json "$out/bench-model-bench-1.3b.json"
+if python3 -c "import torch, transformers" >/dev/null 2>&1; then
+  step transformers-bench-1.3b 150 python3 "$(dirname "$0")/transformers-decode.py" "$ckpt" \
+    "$out/bench-model-bench-1.3b.json" "$out/transformers-bench-1.3b.json"
+else
+  echo "transformers-bench-1.3b: skipped (python3 has no torch or transformers)" | tee -a "$summary"
+fi
+rm -rf "$ckpt"
 inputs=()
 for f in "$out"/bench-*.json "$out/conformance.json"; do [ -s "$f" ] && inputs+=(--in "$f"); done
 if [ "${#inputs[@]}" -gt 0 ]; then
