@@ -18,12 +18,22 @@
 
 #![allow(clippy::missing_safety_doc)] // the C API's own contracts apply
 
+#[macro_use]
 mod ops;
+mod attention_ops;
+mod reduce_ops;
+mod rope_ops;
 mod runtime;
 mod state;
 mod tensor;
 
+pub use attention_ops::*;
 pub use ops::*;
+pub use reduce_ops::*;
+pub use rope_ops::*;
 pub use runtime::*;
 pub use state::violations;
-pub use tensor::{aclCreateScalar, aclCreateTensor, aclDestroyScalar, aclDestroyTensor};
+pub use tensor::{
+    aclCreateIntArray, aclCreateScalar, aclCreateTensor, aclDestroyIntArray, aclDestroyScalar,
+    aclDestroyTensor,
+};

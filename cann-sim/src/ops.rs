@@ -7,10 +7,34 @@
 use std::ffi::c_void;
 
 use crate::state::{code, lock, State};
-use crate::tensor::{dtype, get, get_scalar, SimTensor};
+use crate::tensor::{dtype, get, get_scalar, Elem, SimTensor};
+
+/// Defines `aclnnXxx(workspace, size, executor, stream)`, the second phase of
+/// an op, which runs the executor its first phase made.
+macro_rules! second_phase {
+    ($name:ident, $op:literal) => {
+        #[doc = concat!("ACL's `aclnn", $op, "`, with the simulator's checks.")]
+        #[no_mangle]
+        pub unsafe extern "C" fn $name(
+            w: *mut std::ffi::c_void,
+            size: u64,
+            exec: *mut std::ffi::c_void,
+            stream: *mut std::ffi::c_void,
+        ) -> i32 {
+            // SAFETY: forwarded from the caller.
+            unsafe { $crate::ops::run($op, w, size, exec, stream) }
+        }
+    };
+}
+
+/// A computation on host memory; an error is a violation found while running
+/// (an index outside its table).
+pub(crate) type Compute = Box<dyn FnOnce() -> Result<(), String> + Send>;
 
 /// What an executor will compute.
-enum Work {
+pub(crate) enum Work {
+    /// Any computation, defined beside its entry point.
+    Compute(Compute),
     /// out = f(a, b) with numpy broadcasting.
     Binary {
         a: SimTensor,
@@ -72,7 +96,7 @@ struct Executor {
 /// Workspace every op asks for, so the backend's workspace path is exercised.
 const WORKSPACE: u64 = 512;
 
-fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
+pub(crate) fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let n = a.len().max(b.len());
     (0..n)
         .map(|i| {
@@ -97,7 +121,7 @@ fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
 }
 
 /// Stores a new executor and its workspace size for the caller.
-unsafe fn hand_out(
+pub(crate) unsafe fn hand_out(
     s: &mut State,
     call: &str,
     work: Work,
@@ -168,7 +192,7 @@ unsafe fn binary(
 }
 
 #[allow(clippy::too_many_arguments)]
-unsafe fn unary(
+pub(crate) unsafe fn unary(
     call: &str,
     x: *const c_void,
     out: *const c_void,
@@ -198,7 +222,7 @@ unsafe fn unary(
 }
 
 /// Runs an executor: the second phase of every op.
-unsafe fn run(
+pub(crate) unsafe fn run(
     op: &'static str,
     workspace: *mut c_void,
     size: u64,
@@ -247,6 +271,13 @@ unsafe fn run(
     }
     s.dirty_streams.insert(stream as usize);
     match &e.work {
+        Work::Compute(_) => {
+            if let Work::Compute(f) = e.work {
+                if let Err(what) = f() {
+                    return s.violation(&call, what, code::INVALID_PARAM);
+                }
+            }
+        }
         Work::Binary { a, b, out, f } => {
             for i in 0..out.numel() {
                 let v = f(
@@ -602,7 +633,7 @@ pub unsafe extern "C" fn aclnnCast(
 }
 
 /// Takes live tensors by name for a first phase, or the violation's code.
-fn tensors<const N: usize>(
+pub(crate) fn tensors<const N: usize>(
     s: &mut State,
     call: &str,
     named: [(&str, *const c_void); N],
@@ -747,7 +778,7 @@ pub unsafe extern "C" fn aclnnRmsNormGetWorkspaceSize(
     if yo.dims != x.dims
         || g.dims != [cols]
         || r.dims != rstd_dims
-        || r.dtype != glmhal_hal::DType::F32
+        || r.dtype != Elem::F32
         || eps.is_nan()
         || eps <= 0.0
     {
@@ -813,7 +844,7 @@ pub unsafe extern "C" fn aclnnIndexSelectGetWorkspaceSize(
     if dim != 0
         || t.dims.len() != 2
         || i.dims.len() != 1
-        || i.dtype != glmhal_hal::DType::I32
+        || i.dtype != Elem::I32
         || o.dims != [i.dims[0], t.dims[1]]
     {
         return s.violation(
@@ -1038,7 +1069,7 @@ pub unsafe extern "C" fn aclnnInplaceIndexCopyGetWorkspaceSize(
     };
     let ok = dim == 0
         && i.dims.len() == 1
-        && i.dtype == glmhal_hal::DType::I32
+        && i.dtype == Elem::I32
         && src.dims.len() == t.dims.len()
         && src.dims[0] == i.dims[0]
         && src.dims[1..] == t.dims[1..]

@@ -48,6 +48,7 @@ pub unsafe extern "C" fn aclFinalize() -> i32 {
     let leaks = [
         ("tensor(s)", s.tensors.len()),
         ("scalar(s)", s.scalars.len()),
+        ("int array(s)", s.int_arrays.len()),
         ("executor(s)", s.executors.len()),
         ("stream(s)", s.streams.len()),
     ];

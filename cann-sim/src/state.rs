@@ -40,6 +40,7 @@ pub struct State {
     /// Live tensors, scalars, int arrays and executors (by address).
     pub tensors: HashSet<usize>,
     pub scalars: HashSet<usize>,
+    pub int_arrays: HashSet<usize>,
     pub executors: HashSet<usize>,
     /// The last error message, as `aclGetRecentErrMsg` returns it.
     pub message: CString,

@@ -6,13 +6,62 @@ use glmhal_hal::{quant, DType};
 
 use crate::state::{code, lock, State};
 
-/// aclDataType values the simulator knows, with their glmhal dtype.
-pub fn dtype(acl: i32) -> Option<DType> {
+/// Element types the simulator knows (aclDataType values in [`dtype`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Elem {
+    F32,
+    F16,
+    Bf16,
+    I32,
+    I64,
+    I8,
+    U8,
+    Bool,
+}
+
+impl Elem {
+    /// Bytes per element.
+    pub fn size(self) -> usize {
+        match self {
+            Elem::F32 | Elem::I32 => 4,
+            Elem::F16 | Elem::Bf16 => 2,
+            Elem::I64 => 8,
+            Elem::I8 | Elem::U8 | Elem::Bool => 1,
+        }
+    }
+
+    fn float(self) -> Option<DType> {
+        match self {
+            Elem::F32 => Some(DType::F32),
+            Elem::F16 => Some(DType::F16),
+            Elem::Bf16 => Some(DType::Bf16),
+            _ => None,
+        }
+    }
+
+    /// Whether this is a floating-point type.
+    pub fn is_float(self) -> bool {
+        self.float().is_some()
+    }
+}
+
+impl std::fmt::Display for Elem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", format!("{self:?}").to_lowercase())
+    }
+}
+
+/// aclDataType values the simulator knows.
+pub fn dtype(acl: i32) -> Option<Elem> {
     match acl {
-        0 => Some(DType::F32),
-        1 => Some(DType::F16),
-        3 => Some(DType::I32),
-        27 => Some(DType::Bf16),
+        0 => Some(Elem::F32),
+        1 => Some(Elem::F16),
+        2 => Some(Elem::I8),
+        3 => Some(Elem::I32),
+        4 => Some(Elem::U8),
+        9 => Some(Elem::I64),
+        12 => Some(Elem::Bool),
+        27 => Some(Elem::Bf16),
         _ => None,
     }
 }
@@ -23,7 +72,7 @@ pub struct SimTensor {
     pub dims: Vec<usize>,
     pub strides: Vec<usize>,
     pub offset: usize,
-    pub dtype: DType,
+    pub dtype: Elem,
     pub acl_dtype: i32,
     pub data: usize,
     pub storage_elems: usize,
@@ -51,19 +100,37 @@ impl SimTensor {
     }
 
     fn bytes(&self) -> &'static mut [u8] {
-        let len = self.dtype.bytes_for(self.storage_elems);
+        let len = self.dtype.size() * self.storage_elems;
         // SAFETY: creation checked that `data..data+len` lies inside a live allocation.
         unsafe { std::slice::from_raw_parts_mut(self.data as *mut u8, len) }
     }
 
     /// Value at element index `e`.
     pub fn read(&self, e: usize) -> f64 {
-        quant::read_scalar(self.dtype, self.bytes(), e) as f64
+        let b = self.bytes();
+        let at = |n: usize| &b[e * n..e * n + n];
+        match self.dtype {
+            Elem::I64 => i64::from_le_bytes(at(8).try_into().unwrap_or([0; 8])) as f64,
+            Elem::I8 => at(1)[0] as i8 as f64,
+            Elem::U8 => at(1)[0] as f64,
+            Elem::Bool => f64::from(u8::from(at(1)[0] != 0)),
+            Elem::I32 => quant::read_scalar(DType::I32, b, e) as f64,
+            float => quant::read_scalar(float.float().unwrap_or(DType::F32), b, e) as f64,
+        }
     }
 
-    /// Stores `v` (rounded to the dtype) at element index `e`.
+    /// Stores `v` (rounded to the dtype; integers round half away from zero
+    /// and saturate) at element index `e`.
     pub fn write(&self, e: usize, v: f64) {
-        quant::write_scalar(self.dtype, self.bytes(), e, v as f32);
+        let b = self.bytes();
+        match self.dtype {
+            Elem::I64 => b[e * 8..e * 8 + 8].copy_from_slice(&(v.round() as i64).to_le_bytes()),
+            Elem::I8 => b[e] = v.round().clamp(-128.0, 127.0) as i8 as u8,
+            Elem::U8 => b[e] = v.round().clamp(0.0, 255.0) as u8,
+            Elem::Bool => b[e] = u8::from(v != 0.0),
+            Elem::I32 => quant::write_scalar(DType::I32, b, e, v as f32),
+            float => quant::write_scalar(float.float().unwrap_or(DType::F32), b, e, v as f32),
+        }
     }
 }
 
@@ -155,7 +222,7 @@ pub unsafe extern "C" fn aclCreateTensor(
         );
     }
     let storage_elems: usize = sdims.iter().map(|d| *d as usize).product();
-    let bytes = dt.bytes_for(storage_elems);
+    let bytes = dt.size() * storage_elems;
     if s.region(data as usize, bytes).is_none() {
         return fail(s, format!("storage of {storage_elems} {dt} elements ({bytes} bytes) at {data:?} is not inside one device allocation"));
     }
@@ -254,4 +321,68 @@ pub unsafe extern "C" fn aclDestroyScalar(p: *const c_void) -> i32 {
     // SAFETY: created by aclCreateScalar, dropped once.
     drop(unsafe { Box::from_raw(p as *mut SimScalar) });
     code::SUCCESS
+}
+
+/// An integer list as created by `aclCreateIntArray`.
+#[derive(Clone, Debug)]
+pub struct SimIntArray {
+    pub values: Vec<i64>,
+}
+
+/// ACL's `aclCreateIntArray`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclCreateIntArray(values: *const i64, size: u64) -> *mut c_void {
+    let mut guard = lock();
+    let Some(s) = guard.as_mut() else {
+        return std::ptr::null_mut();
+    };
+    if (values.is_null() && size > 0) || size > 64 {
+        s.violation(
+            "aclCreateIntArray",
+            format!("value {values:?} with size {size}"),
+            code::INVALID_PARAM,
+        );
+        return std::ptr::null_mut();
+    }
+    let values = if size == 0 {
+        Vec::new()
+    } else {
+        // SAFETY: non-null with `size` elements, as the caller promises.
+        unsafe { std::slice::from_raw_parts(values, size as usize) }.to_vec()
+    };
+    let p = Box::into_raw(Box::new(SimIntArray { values })) as usize;
+    s.int_arrays.insert(p);
+    p as *mut c_void
+}
+
+/// ACL's `aclDestroyIntArray`, with the simulator's checks.
+#[no_mangle]
+pub unsafe extern "C" fn aclDestroyIntArray(p: *const c_void) -> i32 {
+    let mut guard = lock();
+    let Some(s) = guard.as_mut() else {
+        return code::UNINITIALIZED;
+    };
+    if !s.int_arrays.remove(&(p as usize)) {
+        return s.violation(
+            "aclDestroyIntArray",
+            format!("{p:?} is not a live aclIntArray"),
+            code::INVALID_PARAM,
+        );
+    }
+    // SAFETY: created by aclCreateIntArray, dropped once.
+    drop(unsafe { Box::from_raw(p as *mut SimIntArray) });
+    code::SUCCESS
+}
+
+/// The int array behind `p`, if it is live.
+pub fn get_int_array(s: &mut State, call: &str, p: *const c_void) -> Result<SimIntArray, i32> {
+    if !s.int_arrays.contains(&(p as usize)) {
+        return Err(s.violation(
+            call,
+            format!("{p:?} is not a live aclIntArray"),
+            code::INVALID_PARAM,
+        ));
+    }
+    // SAFETY: live int arrays are boxes this library created.
+    Ok(unsafe { &*(p as *const SimIntArray) }.clone())
 }

@@ -20,9 +20,17 @@ pub const FORMAT_ND: i32 = 2;
 pub const MALLOC_HUGE_FIRST: i32 = 0;
 /// aclDataType ACL_FLOAT, for scalars.
 pub const ACL_FLOAT: i32 = 0;
+/// aclDataType ACL_INT64 (aclnnArgMax's output).
+pub const ACL_INT64: i32 = 9;
+/// aclDataType ACL_BOOL (masks).
+pub const ACL_BOOL: i32 = 12;
 
 /// `aclnnXxx(workspace, size, executor, stream)`, the second phase of every op.
 pub type RunFn = unsafe extern "C" fn(*mut c_void, u64, *mut c_void, *mut c_void) -> i32;
+
+/// `aclnnXxxGetWorkspaceSize(self, out, ...)` of one-input elementwise ops.
+pub type UnaryWsFn =
+    unsafe extern "C" fn(*const c_void, *const c_void, *mut u64, *mut *mut c_void) -> i32;
 
 /// Every entry point used, bound once.
 #[allow(missing_docs)] // each field is the C function of the same name
@@ -79,8 +87,7 @@ pub struct Acl {
         *mut *mut c_void,
     ) -> i32,
     pub muls: RunFn,
-    pub silu_ws:
-        unsafe extern "C" fn(*const c_void, *const c_void, *mut u64, *mut *mut c_void) -> i32,
+    pub silu_ws: UnaryWsFn,
     pub silu: RunFn,
     pub cast_ws:
         unsafe extern "C" fn(*const c_void, i32, *const c_void, *mut u64, *mut *mut c_void) -> i32,
@@ -140,6 +147,64 @@ pub struct Acl {
         *mut *mut c_void,
     ) -> i32,
     pub index_copy: RunFn,
+    pub create_int_array: unsafe extern "C" fn(*const i64, u64) -> *mut c_void,
+    pub destroy_int_array: unsafe extern "C" fn(*const c_void) -> i32,
+    pub cos_ws: UnaryWsFn,
+    pub cos: RunFn,
+    pub sin_ws: UnaryWsFn,
+    pub sin: RunFn,
+    pub rope_ws: unsafe extern "C" fn(
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        i64,
+        *const c_void,
+        *mut u64,
+        *mut *mut c_void,
+    ) -> i32,
+    pub rope: RunFn,
+    /// `aclnnInplaceCopyGetWorkspaceSize(selfRef, src, ...)`.
+    pub copy_ws: UnaryWsFn,
+    pub copy: RunFn,
+    pub matmul_ws: unsafe extern "C" fn(
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        i8,
+        *mut u64,
+        *mut *mut c_void,
+    ) -> i32,
+    pub matmul: RunFn,
+    pub masked_fill_ws: unsafe extern "C" fn(
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        *mut u64,
+        *mut *mut c_void,
+    ) -> i32,
+    pub masked_fill: RunFn,
+    pub argmax_ws: unsafe extern "C" fn(
+        *const c_void,
+        i64,
+        bool,
+        *const c_void,
+        *mut u64,
+        *mut *mut c_void,
+    ) -> i32,
+    pub argmax: RunFn,
+    pub layer_norm_ws: unsafe extern "C" fn(
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        f64,
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        *mut u64,
+        *mut *mut c_void,
+    ) -> i32,
+    pub layer_norm: RunFn,
 }
 
 /// Toolkit roots tried: `ASCEND_TOOLKIT_HOME`, `ASCEND_HOME_PATH`, then the default install.
@@ -233,6 +298,24 @@ impl Acl {
             gelu: sym(&opapi, "aclnnGeluV2")?,
             index_copy_ws: sym(&opapi, "aclnnInplaceIndexCopyGetWorkspaceSize")?,
             index_copy: sym(&opapi, "aclnnInplaceIndexCopy")?,
+            create_int_array: sym(&nnop, "aclCreateIntArray")?,
+            destroy_int_array: sym(&nnop, "aclDestroyIntArray")?,
+            cos_ws: sym(&opapi, "aclnnCosGetWorkspaceSize")?,
+            cos: sym(&opapi, "aclnnCos")?,
+            sin_ws: sym(&opapi, "aclnnSinGetWorkspaceSize")?,
+            sin: sym(&opapi, "aclnnSin")?,
+            rope_ws: sym(&opapi, "aclnnRotaryPositionEmbeddingGetWorkspaceSize")?,
+            rope: sym(&opapi, "aclnnRotaryPositionEmbedding")?,
+            copy_ws: sym(&opapi, "aclnnInplaceCopyGetWorkspaceSize")?,
+            copy: sym(&opapi, "aclnnInplaceCopy")?,
+            matmul_ws: sym(&opapi, "aclnnMatmulGetWorkspaceSize")?,
+            matmul: sym(&opapi, "aclnnMatmul")?,
+            masked_fill_ws: sym(&opapi, "aclnnInplaceMaskedFillScalarGetWorkspaceSize")?,
+            masked_fill: sym(&opapi, "aclnnInplaceMaskedFillScalar")?,
+            argmax_ws: sym(&opapi, "aclnnArgMaxGetWorkspaceSize")?,
+            argmax: sym(&opapi, "aclnnArgMax")?,
+            layer_norm_ws: sym(&opapi, "aclnnLayerNormGetWorkspaceSize")?,
+            layer_norm: sym(&opapi, "aclnnLayerNorm")?,
             root,
             _libs: vec![acl, nnop, opapi],
         })

@@ -1,5 +1,6 @@
 //! The CANN backend: device memory, one stream, aclnn ops enqueued on it.
 
+use std::collections::HashMap;
 use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
@@ -9,10 +10,14 @@ use glmhal_hal::{
 };
 
 use crate::kernels::{
-    activation, convert, elementwise, embedding, kv_cache, matmul, norm, reduce, tensor, Launch,
+    activation, attention, convert, elementwise, embedding, kv_cache, matmul, norm, reduce, rope,
+    Launch, Operand,
 };
 use crate::loader::{Acl, DEVICE_TO_HOST, HOST_TO_DEVICE};
 use crate::memory::{CannBuffer, DevicePool};
+
+/// Constant tables kept before the cache is cleared (causal masks differ per prompt length).
+const MAX_CONSTANTS: usize = 256;
 
 /// One opened Ascend device.
 pub struct CannBackend {
@@ -22,8 +27,11 @@ pub struct CannBackend {
     stream: usize,
     /// The op workspace, grown to the largest request (aclnn's two-phase convention).
     workspace: Mutex<Option<CannBuffer>>,
-    /// Scratch for outputs the catalogue does not keep (rms_norm's rstd).
+    /// Scratch for intermediates of composed ops and outputs the catalogue
+    /// does not keep (rms_norm's rstd).
     scratch: Mutex<Option<CannBuffer>>,
+    /// Constant tables by key (rope frequencies, causal masks), uploaded once.
+    constants: Mutex<HashMap<String, CannBuffer>>,
     pool: Arc<DevicePool>,
 }
 
@@ -42,6 +50,7 @@ impl CannBackend {
             stream: stream as usize,
             workspace: Mutex::new(None),
             scratch: Mutex::new(None),
+            constants: Mutex::new(HashMap::new()),
             pool: Arc::new(DevicePool::new(acl.clone())),
             acl,
         })
@@ -89,6 +98,38 @@ impl CannBackend {
     /// A device address with at least `size` bytes of workspace.
     fn workspace(&self, size: u64) -> Result<usize> {
         self.grow(&self.workspace, size)
+    }
+
+    /// The device address of constant data under `key`, uploaded the first
+    /// time the key is seen.
+    fn constant(&self, key: &str, bytes: &dyn Fn() -> Vec<u8>) -> Result<usize> {
+        let mut map = self
+            .constants
+            .lock()
+            .map_err(|_| HalError::backend(self.selector(), "constants", "poisoned"))?;
+        if let Some(b) = map.get(key) {
+            return Ok(b.ptr);
+        }
+        if map.len() >= MAX_CONSTANTS {
+            // Queued ops may still read the ones dropped here.
+            self.sync()?;
+            map.clear();
+        }
+        let data = bytes();
+        let buffer = self.malloc(data.len())?;
+        // SAFETY: `buffer` holds `data.len()` bytes; `data` is valid for its length.
+        self.acl.check("aclrtMemcpy (constant to device)", unsafe {
+            (self.acl.memcpy)(
+                buffer.ptr as *mut c_void,
+                data.len(),
+                data.as_ptr().cast(),
+                data.len(),
+                HOST_TO_DEVICE,
+            )
+        })?;
+        let ptr = buffer.ptr;
+        map.insert(key.to_string(), buffer);
+        Ok(ptr)
     }
 
     /// A device address with at least `size` bytes in `slot`, grown when needed.
@@ -180,44 +221,86 @@ impl Backend for CannBackend {
                 reason,
             });
         }
-        let handle = |t: &TensorRef<'_>| {
+        let operand = |t: &TensorRef<'_>| -> Result<Operand> {
             let b = self.buffer(t.buffer)?;
-            tensor(&self.acl, &t.desc, b.ptr, b.len)
+            Ok(Operand {
+                desc: t.desc.clone(),
+                base: b.ptr,
+                len: b.len,
+            })
         };
-        let x = handle(&inputs[0])?;
-        let out = handle(&outputs[0])?;
+        let ops = inputs
+            .iter()
+            .map(operand)
+            .collect::<Result<Vec<Operand>>>()?;
+        let out_op = operand(&outputs[0])?;
+        let acl = &*self.acl;
+        let handle = |i: usize| ops[i].handle(acl);
+        let (x, out) = (handle(0)?, out_op.handle(acl)?);
         let ws = |size| self.workspace(size);
         let scratch = |size| self.grow(&self.scratch, size);
+        let constant = |key: &str, bytes: &dyn Fn() -> Vec<u8>| self.constant(key, bytes);
         let l = Launch {
-            acl: &self.acl,
+            acl,
             stream: self.stream as *mut c_void,
             workspace: &ws,
             scratch: &scratch,
+            constant: &constant,
         };
+        let one_dtype = ins[..ins.len().min(2)]
+            .iter()
+            .all(|t| t.dtype == outs[0].dtype);
         match op {
             Op::Add | Op::Mul => {
-                elementwise::binary(&l, matches!(op, Op::Add), &x, &handle(&inputs[1])?, &out)
+                elementwise::binary(&l, matches!(op, Op::Add), &x, &handle(1)?, &out)
             }
             Op::Scale { factor } => elementwise::scale(&l, &x, *factor, &out),
             Op::Silu => activation::silu(&l, &x, &out),
             Op::Gelu => activation::gelu(&l, &x, &out),
             Op::SwiGlu => activation::swiglu(&l, &x, &out),
-            Op::BatchedMatMul => matmul::batched(&l, &x, &handle(&inputs[1])?, &out),
+            Op::BatchedMatMul if one_dtype => matmul::batched(&l, &x, &handle(1)?, &out),
+            Op::BatchedMatMul => matmul::batched_mixed(&l, &ops[0], &ops[1], &out_op),
             Op::Cast => convert::cast(&l, &x, outs[0].dtype, &out),
-            Op::RmsNorm { eps } => {
-                norm::rms_norm(&l, &x, &handle(&inputs[1])?, &ins[0], *eps, &out)
+            Op::RmsNorm { eps } => norm::rms_norm(&l, &x, &handle(1)?, &ins[0], *eps, &out),
+            Op::LayerNorm { eps } => {
+                norm::layer_norm(&l, [&ops[0], &ops[1], &ops[2]], *eps, &out_op)
             }
-            Op::Softmax { .. } => reduce::softmax(&l, &x, &out),
-            Op::GetRows => embedding::get_rows(&l, &x, &handle(&inputs[1])?, &out),
-            Op::KvWrite => kv_cache::kv_write(&l, &x, &handle(&inputs[1])?, &out),
+            Op::Softmax { scale, causal } if *scale == 1.0 && !*causal => {
+                reduce::softmax(&l, &x, &out)
+            }
+            Op::Softmax { scale, causal } => {
+                reduce::scaled_softmax(&l, &ops[0], *scale, *causal, &out_op)
+            }
+            Op::Argmax => reduce::argmax(&l, &x, &out_op),
+            Op::GetRows if ins[0].dtype == outs[0].dtype => {
+                embedding::get_rows(&l, &x, &handle(1)?, &out)
+            }
+            Op::GetRows => embedding::get_rows_converted(&l, &ops[0], &handle(1)?, &out_op),
+            Op::KvWrite if ins[0].dtype == outs[0].dtype => {
+                kv_cache::kv_write(&l, &x, &handle(1)?, &out)
+            }
+            Op::KvWrite => kv_cache::kv_write_converted(&l, &ops[0], &handle(1)?, &out_op),
+            Op::Rope { rot, theta, mode } => {
+                rope::rope(&l, &ops[0], &ops[1], (*rot, *theta, *mode), &out_op)
+            }
+            Op::Attention { scale, causal } => {
+                attention::attention(&l, [&ops[0], &ops[1], &ops[2]], *scale, *causal, &out_op)
+            }
             Op::MatMul { bias } => {
-                let w = self.buffer(inputs[1].buffer)?;
-                let w_t = tensor(&self.acl, &ins[1].transposed(0, 1), w.ptr, w.len)?;
-                let b = match bias {
-                    true => Some(handle(&inputs[2])?),
-                    false => None,
-                };
-                matmul::mat_mul(&l, &x, &w_t, b.as_ref(), &out)
+                let bias_op = bias.then(|| &ops[2]);
+                if one_dtype {
+                    let w = &ops[1];
+                    let w_t = w.view(
+                        acl,
+                        &[ins[1].shape[1], ins[1].shape[0]],
+                        &[ins[1].strides[1], ins[1].strides[0]],
+                        0,
+                    )?;
+                    let b = bias_op.map(|b| b.handle(acl)).transpose()?;
+                    matmul::mat_mul(&l, &x, &w_t, b.as_ref(), &out)
+                } else {
+                    matmul::mat_mul_mixed(&l, &ops[0], &ops[1], bias_op, &out_op)
+                }
             }
             other => Err(HalError::Unsupported {
                 backend: self.selector(),

@@ -1,10 +1,12 @@
-//! kv_write (aclnnInplaceIndexCopy of the rows into the cache along dim 0).
+//! kv_write (aclnnInplaceIndexCopy of the rows into the cache along dim 0;
+//! rows of another dtype are cast to the cache's first).
 
 use std::ffi::c_void;
 
 use glmhal_hal::Result;
 
-use super::{Handle, Launch};
+use super::convert::cast;
+use super::{Handle, Launch, Operand};
 
 /// `cache[positions[t]] = rows[t]`; other cache rows untouched.
 pub(crate) fn kv_write(
@@ -26,4 +28,17 @@ pub(crate) fn kv_write(
         )
     };
     l.run("InplaceIndexCopy", status, size, exec, l.acl.index_copy)
+}
+
+/// `cache[positions[t]] = rows[t]` converted to the cache's dtype.
+pub(crate) fn kv_write_converted(
+    l: &Launch<'_>,
+    rows: &Operand,
+    positions: &Handle<'_>,
+    cache: &Operand,
+) -> Result<()> {
+    let converted = l.temps(&[(cache.desc.dtype, &rows.desc.shape)])?;
+    let converted = converted[0].handle(l.acl)?;
+    cast(l, &rows.handle(l.acl)?, cache.desc.dtype, &converted)?;
+    kv_write(l, &converted, positions, &cache.handle(l.acl)?)
 }

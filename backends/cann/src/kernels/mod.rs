@@ -4,6 +4,7 @@
 //! destroy the descriptors.
 
 pub(crate) mod activation;
+pub(crate) mod attention;
 pub(crate) mod convert;
 pub(crate) mod elementwise;
 pub(crate) mod embedding;
@@ -11,40 +12,21 @@ pub(crate) mod kv_cache;
 pub(crate) mod matmul;
 pub(crate) mod norm;
 pub(crate) mod reduce;
+pub(crate) mod rope;
 
 use std::ffi::c_void;
 
 use glmhal_hal::{DType, HalError, Op, Result, TensorDesc};
 
-use crate::loader::{Acl, RunFn, FORMAT_ND};
+use crate::loader::{Acl, RunFn, ACL_BOOL, FORMAT_ND};
 
 /// Why an op with these tensors has no aclnn mapping in this build, if it has none.
-pub(crate) fn unmapped(op: &Op, ins: &[TensorDesc], outs: &[TensorDesc]) -> Option<String> {
-    let same = |ts: &[&TensorDesc]| ts.windows(2).all(|w| w[0].dtype == w[1].dtype);
+pub(crate) fn unmapped(op: &Op, _ins: &[TensorDesc], _outs: &[TensorDesc]) -> Option<String> {
     match op {
-        Op::Add
-        | Op::Mul
-        | Op::Scale { .. }
-        | Op::Silu
-        | Op::Gelu
-        | Op::SwiGlu
-        | Op::Cast
-        | Op::RmsNorm { .. } => None,
-        Op::BatchedMatMul => (!same(&[&ins[0], &ins[1], &outs[0]])).then(|| {
-            "aclnnBatchMatMul takes a, b and out in one dtype; mixed dtypes are not mapped yet".into()
-        }),
-        Op::Softmax { scale, causal } => (*scale != 1.0 || *causal)
-            .then(|| "scaled or causal softmax is not mapped to aclnn yet (aclnnSoftmax has neither)".into()),
-        Op::MatMul { .. } => (!same(&[&ins[0], &ins[1], &outs[0]])).then(|| {
-            "aclnnMm takes x, w and y in one dtype; mixed dtypes (a cast first) are not mapped yet".into()
-        }),
-        Op::KvWrite => (ins[0].dtype != outs[0].dtype).then(|| {
-            "aclnnInplaceIndexCopy copies rows; rows and a cache of different dtypes are not mapped yet".into()
-        }),
-        Op::GetRows => (ins[0].dtype != outs[0].dtype).then(|| {
-            "aclnnIndexSelect copies rows; a table and output of different dtypes are not mapped yet".into()
-        }),
-        other => Some(format!("{} is not mapped to an aclnn op in this build yet", other.name())),
+        Op::Quantize => {
+            Some("quantize (GGUF Q8_0/Q4_0 blocks) has no aclnn mapping in this build".into())
+        }
+        _ => None,
     }
 }
 
@@ -95,19 +77,53 @@ pub(crate) fn tensor<'a>(
     base: usize,
     buffer_len: usize,
 ) -> Result<Handle<'a>> {
-    let dtype = acl_dtype(desc.dtype)?;
     let elem = desc.dtype.block_bytes();
-    let dims: Vec<i64> = desc.shape.iter().map(|d| *d as i64).collect();
-    let strides: Vec<i64> = desc.strides.iter().map(|s| *s as i64).collect();
-    let storage = [(buffer_len / elem) as i64];
+    raw_tensor(
+        acl,
+        Layout {
+            dims: &desc.shape,
+            strides: &desc.strides,
+            offset: desc.offset / elem,
+            dtype: acl_dtype(desc.dtype)?,
+            elem_bytes: elem,
+        },
+        base,
+        buffer_len,
+    )
+}
+
+/// A view in an aclDataType glmhal has no `DType` for (int64, bool) or any other.
+pub(crate) struct Layout<'s> {
+    /// Row-major dims.
+    pub dims: &'s [usize],
+    /// Element strides.
+    pub strides: &'s [usize],
+    /// Element offset.
+    pub offset: usize,
+    /// aclDataType.
+    pub dtype: i32,
+    /// Bytes per element.
+    pub elem_bytes: usize,
+}
+
+/// An aclTensor for `layout` inside the buffer at `base` of `buffer_len` bytes.
+pub(crate) fn raw_tensor<'a>(
+    acl: &'a Acl,
+    layout: Layout<'_>,
+    base: usize,
+    buffer_len: usize,
+) -> Result<Handle<'a>> {
+    let dims: Vec<i64> = layout.dims.iter().map(|d| *d as i64).collect();
+    let strides: Vec<i64> = layout.strides.iter().map(|s| *s as i64).collect();
+    let storage = [(buffer_len / layout.elem_bytes) as i64];
     // SAFETY: the arrays live through the call; `base` is a device allocation of `buffer_len` bytes.
     let ptr = unsafe {
         (acl.create_tensor)(
             dims.as_ptr(),
             dims.len() as u64,
-            dtype,
+            layout.dtype,
             strides.as_ptr(),
-            (desc.offset / elem) as i64,
+            layout.offset as i64,
             FORMAT_ND,
             storage.as_ptr(),
             1,
@@ -123,6 +139,60 @@ pub(crate) fn tensor<'a>(
         scalar: false,
     })
 }
+
+/// A tensor an op was given or made: its view and the device buffer it lives in.
+#[derive(Clone, Debug)]
+pub(crate) struct Operand {
+    /// The view.
+    pub desc: TensorDesc,
+    /// Device address of the buffer.
+    pub base: usize,
+    /// Bytes of the buffer.
+    pub len: usize,
+}
+
+impl Operand {
+    /// Its aclTensor.
+    pub(crate) fn handle<'a>(&self, acl: &'a Acl) -> Result<Handle<'a>> {
+        tensor(acl, &self.desc, self.base, self.len)
+    }
+
+    /// The same memory seen with other dims and element strides, starting
+    /// `skip` elements after the view's first element.
+    pub(crate) fn view<'a>(
+        &self,
+        acl: &'a Acl,
+        dims: &[usize],
+        strides: &[usize],
+        skip: usize,
+    ) -> Result<Handle<'a>> {
+        let elem = self.desc.dtype.block_bytes();
+        let desc = TensorDesc::strided(
+            self.desc.dtype,
+            dims,
+            strides,
+            self.desc.offset + skip * elem,
+        );
+        tensor(acl, &desc, self.base, self.len)
+    }
+
+    /// Element strides of a rank-3 view, for building 4-D views of it.
+    pub(crate) fn strides3(&self) -> [usize; 3] {
+        let s = &self.desc.strides;
+        [s[0], s[1], s[2]]
+    }
+}
+
+/// A causal mask `[rows, cols]` as aclnn bool bytes: true (masked) where
+/// column `j` lies after row `i`'s position `i + cols - rows`.
+pub(crate) fn causal_mask(rows: usize, cols: usize) -> Vec<u8> {
+    (0..rows)
+        .flat_map(|i| (0..cols).map(move |j| u8::from(j + rows > i + cols)))
+        .collect()
+}
+
+/// A device copy of constant data (frequency tables, masks) and its length.
+pub(crate) type ConstantFn<'a> = dyn Fn(&str, &dyn Fn() -> Vec<u8>) -> Result<usize> + 'a;
 
 /// An f32 aclScalar.
 pub(crate) fn scalar(acl: &Acl, value: f32) -> Result<Handle<'_>> {
@@ -147,9 +217,73 @@ pub(crate) struct Launch<'a> {
     pub workspace: &'a dyn Fn(u64) -> Result<usize>,
     /// Returns a scratch device buffer (separate from the workspace) of at least the size asked for.
     pub scratch: &'a dyn Fn(u64) -> Result<usize>,
+    /// The device address of the constant named by the key, uploaded from
+    /// the bytes the closure makes the first time the key is seen.
+    pub constant: &'a ConstantFn<'a>,
 }
 
-impl Launch<'_> {
+/// Temporaries start on 512-byte boundaries (ACL's alignment).
+const SCRATCH_ALIGN: usize = 512;
+
+impl<'a> Launch<'a> {
+    /// Places contiguous temporaries of these dtypes and shapes side by
+    /// side in the scratch buffer (one request, so no temporary of an op
+    /// moves another).
+    pub(crate) fn temps(&self, specs: &[(DType, &[usize])]) -> Result<Vec<Operand>> {
+        let sizes: Vec<usize> = specs
+            .iter()
+            .map(|(d, shape)| d.bytes_for(shape.iter().product::<usize>().max(1)))
+            .collect();
+        let mut offsets = Vec::with_capacity(sizes.len());
+        let mut total = 0usize;
+        for size in &sizes {
+            offsets.push(total);
+            total += size.div_ceil(SCRATCH_ALIGN) * SCRATCH_ALIGN;
+        }
+        let base = (self.scratch)(total as u64)?;
+        Ok(specs
+            .iter()
+            .zip(offsets.iter().zip(&sizes))
+            .map(|((d, shape), (at, len))| Operand {
+                desc: TensorDesc::contiguous(*d, shape),
+                base: base + at,
+                len: *len,
+            })
+            .collect())
+    }
+
+    /// A bool aclTensor `[rows, cols]` holding [`causal_mask`], uploaded once per shape.
+    pub(crate) fn causal_mask(&self, rows: usize, cols: usize) -> Result<Handle<'a>> {
+        let key = format!("causal-mask:{rows}:{cols}");
+        let base = (self.constant)(&key, &|| causal_mask(rows, cols))?;
+        raw_tensor(
+            self.acl,
+            Layout {
+                dims: &[rows, cols],
+                strides: &[cols, 1],
+                offset: 0,
+                dtype: ACL_BOOL,
+                elem_bytes: 1,
+            },
+            base,
+            rows * cols,
+        )
+    }
+
+    /// `x` itself when it is f32, otherwise `x` cast into `temp` (same shape).
+    pub(crate) fn as_f32(&self, x: &Operand, temp: &Operand) -> Result<Operand> {
+        if x.desc.dtype == DType::F32 {
+            return Ok(x.clone());
+        }
+        convert::cast(
+            self,
+            &x.handle(self.acl)?,
+            DType::F32,
+            &temp.handle(self.acl)?,
+        )?;
+        Ok(temp.clone())
+    }
+
     /// The second phase: workspace, then `aclnnXxx` on the stream.
     pub(crate) fn run(
         &self,

@@ -1,10 +1,13 @@
-//! rms_norm (aclnnRmsNorm, which also writes the per-row rstd into scratch).
+//! rms_norm (aclnnRmsNorm, which also writes the per-row rstd into scratch)
+//! and layer_norm (aclnnLayerNorm without mean and rstd outputs).
 
 use std::ffi::c_void;
 
 use glmhal_hal::{DType, Result, TensorDesc};
 
-use super::{tensor, Handle, Launch};
+use super::convert::cast;
+use super::{tensor, Handle, Launch, Operand};
+use crate::loader::Acl;
 
 /// `y = x · rsqrt(mean(x²) + eps) · w` over the last dim.
 pub(crate) fn rms_norm(
@@ -36,4 +39,96 @@ pub(crate) fn rms_norm(
         )
     };
     l.run("RmsNorm", status, size, exec, l.acl.rms_norm)
+}
+
+/// An aclIntArray, destroyed on drop.
+struct IntArray<'a> {
+    acl: &'a Acl,
+    ptr: *mut c_void,
+}
+
+impl<'a> IntArray<'a> {
+    fn new(acl: &'a Acl, values: &[i64]) -> Result<Self> {
+        // SAFETY: `values` lives through the call; ACL copies it.
+        let ptr = unsafe { (acl.create_int_array)(values.as_ptr(), values.len() as u64) };
+        if ptr.is_null() {
+            acl.check("aclCreateIntArray", -1)?;
+        }
+        Ok(IntArray { acl, ptr })
+    }
+}
+
+impl Drop for IntArray<'_> {
+    fn drop(&mut self) {
+        // SAFETY: created by aclCreateIntArray, destroyed once.
+        unsafe { (self.acl.destroy_int_array)(self.ptr) };
+    }
+}
+
+fn layer_norm_call(
+    l: &Launch<'_>,
+    [x, w, b]: [&Handle<'_>; 3],
+    cols: usize,
+    eps: f64,
+    y: &Handle<'_>,
+) -> Result<()> {
+    let shape = IntArray::new(l.acl, &[cols as i64])?;
+    let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
+    // SAFETY: every descriptor is live; mean and rstd are optional (NULL).
+    let status = unsafe {
+        (l.acl.layer_norm_ws)(
+            x.ptr(),
+            shape.ptr,
+            w.ptr(),
+            b.ptr(),
+            eps,
+            y.ptr(),
+            std::ptr::null(),
+            std::ptr::null(),
+            &mut size,
+            &mut exec,
+        )
+    };
+    l.run("LayerNorm", status, size, exec, l.acl.layer_norm)
+}
+
+/// `y = (x - mean) · rsqrt(var + eps) · w + b` over the last dim
+/// (aclnnLayerNorm, normalizedShape `[H]`); mixed dtypes run in f32.
+pub(crate) fn layer_norm(
+    l: &Launch<'_>,
+    [x, w, b]: [&Operand; 3],
+    eps: f64,
+    out: &Operand,
+) -> Result<()> {
+    let acl = l.acl;
+    let cols = x.desc.shape.last().copied().unwrap_or(1);
+    if [w, b, out].iter().all(|t| t.desc.dtype == x.desc.dtype) {
+        let handles = [x.handle(acl)?, w.handle(acl)?, b.handle(acl)?];
+        let [xh, wh, bh] = &handles;
+        return layer_norm_call(l, [xh, wh, bh], cols, eps, &out.handle(acl)?);
+    }
+    let shape = x.desc.shape.clone();
+    let temps = l.temps(&[
+        (DType::F32, &shape),
+        (DType::F32, &[cols]),
+        (DType::F32, &[cols]),
+        (DType::F32, &shape),
+    ])?;
+    let [x32, w32, b32, y32] = &temps[..] else {
+        unreachable!("four temporaries were asked for")
+    };
+    let ins = [l.as_f32(x, x32)?, l.as_f32(w, w32)?, l.as_f32(b, b32)?];
+    let handles = [
+        ins[0].handle(acl)?,
+        ins[1].handle(acl)?,
+        ins[2].handle(acl)?,
+    ];
+    let [xh, wh, bh] = &handles;
+    if out.desc.dtype == DType::F32 {
+        layer_norm_call(l, [xh, wh, bh], cols, eps, &out.handle(acl)?)
+    } else {
+        let y = y32.handle(acl)?;
+        layer_norm_call(l, [xh, wh, bh], cols, eps, &y)?;
+        cast(l, &y, out.desc.dtype, &out.handle(acl)?)
+    }
 }

@@ -1,0 +1,128 @@
+//! What a composed attention needs beyond `Muls` and `Softmax`:
+//! `aclnnMatmul` (torch.matmul semantics, batch dims broadcast) and
+//! `aclnnInplaceMaskedFillScalar` (the causal mask).
+
+use std::ffi::c_void;
+
+use crate::ops::{broadcast, hand_out, tensors, Work};
+use crate::state::{code, lock};
+use crate::tensor::{get_scalar, Elem};
+
+/// ACL's `aclnnMatmulGetWorkspaceSize`: `out[..., m, n] = Σ self[..., m, k] ·
+/// mat2[..., k, n]` with the leading dims broadcast, one float dtype.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnMatmulGetWorkspaceSize(
+    a: *const c_void,
+    b: *const c_void,
+    out: *const c_void,
+    cube_math_type: i8,
+    ws: *mut u64,
+    exec: *mut *mut c_void,
+) -> i32 {
+    let call = "aclnnMatmulGetWorkspaceSize";
+    let mut guard = lock();
+    let Some(s) = guard.as_mut() else {
+        return code::UNINITIALIZED;
+    };
+    let [a, b, o] = match tensors(s, call, [("self", a), ("mat2", b), ("out", out)]) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let (ra, rb) = (a.dims.len(), b.dims.len());
+    let batch = (ra >= 2 && rb >= 2)
+        .then(|| broadcast(&a.dims[..ra - 2], &b.dims[..rb - 2]))
+        .flatten();
+    let expected = batch.as_ref().map(|bt| {
+        let mut d = bt.clone();
+        d.extend([a.dims[ra - 2], b.dims[rb - 1]]);
+        d
+    });
+    let ok = expected.as_ref() == Some(&o.dims)
+        && a.dims[ra - 1] == b.dims[rb - 2]
+        && a.dtype == b.dtype
+        && a.dtype == o.dtype
+        && a.dtype.is_float()
+        && (0..=3).contains(&cube_math_type);
+    let Some(batch) = batch.filter(|_| ok) else {
+        return s.violation(
+            call,
+            format!(
+                "self {:?} {}, mat2 {:?} {}, out {:?} {}, cubeMathType {cube_math_type}",
+                a.dims, a.dtype, b.dims, b.dtype, o.dims, o.dtype
+            ),
+            code::INVALID_PARAM,
+        );
+    };
+    let work = Work::Compute(Box::new(move || {
+        let (m, k, n) = (a.dims[ra - 2], a.dims[ra - 1], b.dims[rb - 1]);
+        let with = |tail: [usize; 2]| {
+            let mut d = batch.clone();
+            d.extend(tail);
+            d
+        };
+        let (sa, sb) = (with([m, k]), with([k, n]));
+        let count: usize = batch.iter().product();
+        for bi in 0..count {
+            for r in 0..m {
+                for c in 0..n {
+                    let mut acc = 0.0;
+                    for q in 0..k {
+                        acc += a.read(a.element((bi * m + r) * k + q, &sa))
+                            * b.read(b.element((bi * k + q) * n + c, &sb));
+                    }
+                    o.write(o.element((bi * m + r) * n + c, &o.dims), acc);
+                }
+            }
+        }
+        Ok(())
+    }));
+    // SAFETY: forwarded from the caller.
+    unsafe { hand_out(s, call, work, "Matmul", ws, exec) }
+}
+second_phase!(aclnnMatmul, "Matmul");
+
+/// ACL's `aclnnInplaceMaskedFillScalarGetWorkspaceSize`: `selfRef[i] = value`
+/// where the bool `mask`, broadcast to `selfRef`, is true.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnInplaceMaskedFillScalarGetWorkspaceSize(
+    target: *const c_void,
+    mask: *const c_void,
+    value: *const c_void,
+    ws: *mut u64,
+    exec: *mut *mut c_void,
+) -> i32 {
+    let call = "aclnnInplaceMaskedFillScalarGetWorkspaceSize";
+    let mut guard = lock();
+    let Some(s) = guard.as_mut() else {
+        return code::UNINITIALIZED;
+    };
+    let [t, m] = match tensors(s, call, [("selfRef", target), ("mask", mask)]) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let v = match get_scalar(s, call, value) {
+        Ok(v) => v.value,
+        Err(e) => return e,
+    };
+    if m.dtype != Elem::Bool || broadcast(&m.dims, &t.dims).as_deref() != Some(&t.dims[..]) {
+        return s.violation(
+            call,
+            format!(
+                "mask {:?} {} must be bool and broadcast to selfRef {:?}",
+                m.dims, m.dtype, t.dims
+            ),
+            code::INVALID_PARAM,
+        );
+    }
+    let work = Work::Compute(Box::new(move || {
+        for i in 0..t.numel() {
+            if m.read(m.element(i, &t.dims)) != 0.0 {
+                t.write(t.element(i, &t.dims), v);
+            }
+        }
+        Ok(())
+    }));
+    // SAFETY: forwarded from the caller.
+    unsafe { hand_out(s, call, work, "InplaceMaskedFillScalar", ws, exec) }
+}
+second_phase!(aclnnInplaceMaskedFillScalar, "InplaceMaskedFillScalar");
