@@ -21,6 +21,7 @@
 #[macro_use]
 mod ops;
 mod attention_ops;
+mod quant_ops;
 mod reduce_ops;
 mod rope_ops;
 mod runtime;
@@ -29,6 +30,7 @@ mod tensor;
 
 pub use attention_ops::*;
 pub use ops::*;
+pub use quant_ops::*;
 pub use reduce_ops::*;
 pub use rope_ops::*;
 pub use runtime::*;

@@ -20,6 +20,12 @@ pub const FORMAT_ND: i32 = 2;
 pub const MALLOC_HUGE_FIRST: i32 = 0;
 /// aclDataType ACL_FLOAT, for scalars.
 pub const ACL_FLOAT: i32 = 0;
+/// aclDataType ACL_FLOAT16 (block scales).
+pub const ACL_FLOAT16: i32 = 1;
+/// aclDataType ACL_INT8 (Q8_0 values).
+pub const ACL_INT8: i32 = 2;
+/// aclDataType ACL_UINT8 (Q4_0 pairs, raw row bytes).
+pub const ACL_UINT8: i32 = 4;
 /// aclDataType ACL_INT64 (aclnnArgMax's output).
 pub const ACL_INT64: i32 = 9;
 /// aclDataType ACL_BOOL (masks).
@@ -31,6 +37,15 @@ pub type RunFn = unsafe extern "C" fn(*mut c_void, u64, *mut c_void, *mut c_void
 /// `aclnnXxxGetWorkspaceSize(self, out, ...)` of one-input elementwise ops.
 pub type UnaryWsFn =
     unsafe extern "C" fn(*const c_void, *const c_void, *mut u64, *mut *mut c_void) -> i32;
+
+/// `aclnnXxxGetWorkspaceSize(self, scalar, out, ...)` of tensor-scalar ops.
+pub type ScalarWsFn = unsafe extern "C" fn(
+    *const c_void,
+    *const c_void,
+    *const c_void,
+    *mut u64,
+    *mut *mut c_void,
+) -> i32;
 
 /// Every entry point used, bound once.
 #[allow(missing_docs)] // each field is the C function of the same name
@@ -79,13 +94,7 @@ pub struct Acl {
         *mut *mut c_void,
     ) -> i32,
     pub mul: RunFn,
-    pub muls_ws: unsafe extern "C" fn(
-        *const c_void,
-        *const c_void,
-        *const c_void,
-        *mut u64,
-        *mut *mut c_void,
-    ) -> i32,
+    pub muls_ws: ScalarWsFn,
     pub muls: RunFn,
     pub silu_ws: UnaryWsFn,
     pub silu: RunFn,
@@ -205,6 +214,35 @@ pub struct Acl {
         *mut *mut c_void,
     ) -> i32,
     pub layer_norm: RunFn,
+    pub adds_ws: unsafe extern "C" fn(
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        *mut u64,
+        *mut *mut c_void,
+    ) -> i32,
+    pub adds: RunFn,
+    /// `aclnnRemainderTensorScalarGetWorkspaceSize(self, other, out, ...)`.
+    pub remainder_ws: ScalarWsFn,
+    pub remainder: RunFn,
+    /// `aclnnFloorDividesGetWorkspaceSize(self, other, out, ...)`.
+    pub floor_divide_ws: ScalarWsFn,
+    pub floor_divide: RunFn,
+    pub weight_quant_mm_ws: unsafe extern "C" fn(
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        *const c_void,
+        i32,
+        *const c_void,
+        *mut u64,
+        *mut *mut c_void,
+    ) -> i32,
+    pub weight_quant_mm: RunFn,
 }
 
 /// Toolkit roots tried: `ASCEND_TOOLKIT_HOME`, `ASCEND_HOME_PATH`, then the default install.
@@ -316,6 +354,14 @@ impl Acl {
             argmax: sym(&opapi, "aclnnArgMax")?,
             layer_norm_ws: sym(&opapi, "aclnnLayerNormGetWorkspaceSize")?,
             layer_norm: sym(&opapi, "aclnnLayerNorm")?,
+            adds_ws: sym(&opapi, "aclnnAddsGetWorkspaceSize")?,
+            adds: sym(&opapi, "aclnnAdds")?,
+            remainder_ws: sym(&opapi, "aclnnRemainderTensorScalarGetWorkspaceSize")?,
+            remainder: sym(&opapi, "aclnnRemainderTensorScalar")?,
+            floor_divide_ws: sym(&opapi, "aclnnFloorDividesGetWorkspaceSize")?,
+            floor_divide: sym(&opapi, "aclnnFloorDivides")?,
+            weight_quant_mm_ws: sym(&opapi, "aclnnWeightQuantBatchMatmulV2GetWorkspaceSize")?,
+            weight_quant_mm: sym(&opapi, "aclnnWeightQuantBatchMatmulV2")?,
             root,
             _libs: vec![acl, nnop, opapi],
         })

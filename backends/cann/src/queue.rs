@@ -10,8 +10,8 @@ use glmhal_hal::{
 };
 
 use crate::kernels::{
-    activation, attention, convert, elementwise, embedding, kv_cache, matmul, norm, reduce, rope,
-    Launch, Operand,
+    activation, attention, convert, elementwise, embedding, kv_cache, matmul, norm, quant, reduce,
+    rope, Launch, Operand,
 };
 use crate::loader::{Acl, DEVICE_TO_HOST, HOST_TO_DEVICE};
 use crate::memory::{CannBuffer, DevicePool};
@@ -236,7 +236,8 @@ impl Backend for CannBackend {
         let out_op = operand(&outputs[0])?;
         let acl = &*self.acl;
         let handle = |i: usize| ops[i].handle(acl);
-        let (x, out) = (handle(0)?, out_op.handle(acl)?);
+        let x = || handle(0);
+        let out = || out_op.handle(acl);
         let ws = |size| self.workspace(size);
         let scratch = |size| self.grow(&self.scratch, size);
         let constant = |key: &str, bytes: &dyn Fn() -> Vec<u8>| self.constant(key, bytes);
@@ -252,32 +253,36 @@ impl Backend for CannBackend {
             .all(|t| t.dtype == outs[0].dtype);
         match op {
             Op::Add | Op::Mul => {
-                elementwise::binary(&l, matches!(op, Op::Add), &x, &handle(1)?, &out)
+                elementwise::binary(&l, matches!(op, Op::Add), &x()?, &handle(1)?, &out()?)
             }
-            Op::Scale { factor } => elementwise::scale(&l, &x, *factor, &out),
-            Op::Silu => activation::silu(&l, &x, &out),
-            Op::Gelu => activation::gelu(&l, &x, &out),
-            Op::SwiGlu => activation::swiglu(&l, &x, &out),
-            Op::BatchedMatMul if one_dtype => matmul::batched(&l, &x, &handle(1)?, &out),
+            Op::Scale { factor } => elementwise::scale(&l, &x()?, *factor, &out()?),
+            Op::Silu => activation::silu(&l, &x()?, &out()?),
+            Op::Gelu => activation::gelu(&l, &x()?, &out()?),
+            Op::SwiGlu => activation::swiglu(&l, &x()?, &out()?),
+            Op::BatchedMatMul if one_dtype => matmul::batched(&l, &x()?, &handle(1)?, &out()?),
             Op::BatchedMatMul => matmul::batched_mixed(&l, &ops[0], &ops[1], &out_op),
-            Op::Cast => convert::cast(&l, &x, outs[0].dtype, &out),
-            Op::RmsNorm { eps } => norm::rms_norm(&l, &x, &handle(1)?, &ins[0], *eps, &out),
+            Op::Cast if ins[0].dtype.is_quantized() => quant::cast_from(&l, &ops[0], &out_op),
+            Op::Cast => convert::cast(&l, &x()?, outs[0].dtype, &out()?),
+            Op::RmsNorm { eps } => norm::rms_norm(&l, &x()?, &handle(1)?, &ins[0], *eps, &out()?),
             Op::LayerNorm { eps } => {
                 norm::layer_norm(&l, [&ops[0], &ops[1], &ops[2]], *eps, &out_op)
             }
             Op::Softmax { scale, causal } if *scale == 1.0 && !*causal => {
-                reduce::softmax(&l, &x, &out)
+                reduce::softmax(&l, &x()?, &out()?)
             }
             Op::Softmax { scale, causal } => {
                 reduce::scaled_softmax(&l, &ops[0], *scale, *causal, &out_op)
             }
-            Op::Argmax => reduce::argmax(&l, &x, &out_op),
+            Op::Argmax => reduce::argmax(&l, &x()?, &out_op),
+            Op::GetRows if ins[0].dtype.is_quantized() => {
+                quant::get_rows(&l, &ops[0], &handle(1)?, &out_op)
+            }
             Op::GetRows if ins[0].dtype == outs[0].dtype => {
-                embedding::get_rows(&l, &x, &handle(1)?, &out)
+                embedding::get_rows(&l, &x()?, &handle(1)?, &out()?)
             }
             Op::GetRows => embedding::get_rows_converted(&l, &ops[0], &handle(1)?, &out_op),
             Op::KvWrite if ins[0].dtype == outs[0].dtype => {
-                kv_cache::kv_write(&l, &x, &handle(1)?, &out)
+                kv_cache::kv_write(&l, &x()?, &handle(1)?, &out()?)
             }
             Op::KvWrite => kv_cache::kv_write_converted(&l, &ops[0], &handle(1)?, &out_op),
             Op::Rope { rot, theta, mode } => {
@@ -288,7 +293,9 @@ impl Backend for CannBackend {
             }
             Op::MatMul { bias } => {
                 let bias_op = bias.then(|| &ops[2]);
-                if one_dtype {
+                if ins[1].dtype.is_quantized() {
+                    quant::mat_mul_quantized(&l, &ops[0], &ops[1], bias_op, &out_op)
+                } else if one_dtype {
                     let w = &ops[1];
                     let w_t = w.view(
                         acl,
@@ -297,7 +304,7 @@ impl Backend for CannBackend {
                         0,
                     )?;
                     let b = bias_op.map(|b| b.handle(acl)).transpose()?;
-                    matmul::mat_mul(&l, &x, &w_t, b.as_ref(), &out)
+                    matmul::mat_mul(&l, &x()?, &w_t, b.as_ref(), &out()?)
                 } else {
                     matmul::mat_mul_mixed(&l, &ops[0], &ops[1], bias_op, &out_op)
                 }

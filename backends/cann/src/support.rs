@@ -11,13 +11,6 @@ pub fn supports(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc], soc: &st
         return Support::Unsupported(why);
     }
     let all = || inputs.iter().chain(outputs);
-    if let Some(t) = all().find(|t| t.dtype.is_quantized()) {
-        return Support::Unsupported(format!(
-            "{} with {} tensors is not mapped yet (WeightQuantBatchMatmulV2 comes with mat_mul)",
-            op.name(),
-            t.dtype
-        ));
-    }
     if !crate::device::supports_bf16(soc) && all().any(|t| t.dtype == DType::Bf16) {
         return Support::Unsupported(format!("{soc} has no bf16"));
     }

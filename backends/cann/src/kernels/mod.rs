@@ -11,6 +11,7 @@ pub(crate) mod embedding;
 pub(crate) mod kv_cache;
 pub(crate) mod matmul;
 pub(crate) mod norm;
+pub(crate) mod quant;
 pub(crate) mod reduce;
 pub(crate) mod rope;
 
