@@ -19,6 +19,16 @@ export ASCEND_TOOLKIT_HOME="$toolkit"
 "$target/glmhal" devices | grep -A3 '^cann'
 "$target/glmhal" conformance --backend cann --json "$out/conformance-cann-sim.json" \
   --markdown "$out/conformance-cann-sim.md" 2>"$out/cann-sim.log" | tee "$out/conformance-cann-sim.txt"
+# Per-SoC paths: a 910 training part has no WeightQuantBatchMatmulV2 (Q8_0
+# products are dequantized instead); a 310P has no bf16 (reported unsupported).
+GLMHAL_CANN_SIM_SOC=Ascend910A-sim "$target/glmhal" conformance --backend cann --op mat_mul \
+  --dtype q8_0 --require-all 2>>"$out/cann-sim.log" | tail -3
+GLMHAL_CANN_SIM_SOC=Ascend310P3-sim "$target/glmhal" conformance --backend cann --op mat_mul \
+  --op attention --dtype bf16 --json "$out/conformance-cann-sim-310p.json" 2>>"$out/cann-sim.log" | tail -3
+if grep -q '"status": *"pass"' "$out/conformance-cann-sim-310p.json"; then
+  echo "a bf16 case ran on a simulated 310P, which has no bf16" >&2
+  exit 1
+fi
 if grep -q 'cann-sim violation' "$out/cann-sim.log"; then
   echo "the CANN backend broke the ACL contract:" >&2
   grep 'cann-sim violation' "$out/cann-sim.log" >&2

@@ -21,6 +21,7 @@
 #[macro_use]
 mod ops;
 mod attention_ops;
+mod math_ops;
 mod quant_ops;
 mod reduce_ops;
 mod rope_ops;
@@ -29,6 +30,7 @@ mod state;
 mod tensor;
 
 pub use attention_ops::*;
+pub use math_ops::*;
 pub use ops::*;
 pub use quant_ops::*;
 pub use reduce_ops::*;

@@ -4,18 +4,10 @@
 
 use std::ffi::c_void;
 
+use crate::math_ops::scalar_value;
 use crate::ops::{hand_out, tensors, unary, Work};
 use crate::state::{code, lock};
-use crate::tensor::{get, get_scalar, Elem, SimTensor};
-
-/// The value of a live scalar, or the violation code.
-fn scalar_value(call: &str, p: *const c_void) -> Result<f64, i32> {
-    let mut guard = lock();
-    let Some(s) = guard.as_mut() else {
-        return Err(code::UNINITIALIZED);
-    };
-    get_scalar(s, call, p).map(|v| v.value)
-}
+use crate::tensor::{get, Elem, SimTensor};
 
 /// ACL's `aclnnAddsGetWorkspaceSize`: `out = self + alpha · other` (scalars).
 #[no_mangle]

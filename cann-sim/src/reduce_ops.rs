@@ -61,7 +61,7 @@ pub unsafe extern "C" fn aclnnArgMaxGetWorkspaceSize(
                     best = (c, v);
                 }
             }
-            o.write(o.element(row, &[x.numel() / cols]), best.0 as f64);
+            o.write(o.element(row, &o.dims), best.0 as f64);
         }
         Ok(())
     }));
@@ -159,12 +159,11 @@ pub unsafe extern "C" fn aclnnLayerNormGetWorkspaceSize(
                 let beta = b.as_ref().map_or(0.0, |b| b.read(b.element(c, &b.dims)));
                 o.write(o.element(row * n + c, &o.dims), (e - mean) * inv * g + beta);
             }
-            let rows = [x.numel() / n];
             if let Some(m) = &m {
-                m.write(m.element(row, &rows), mean);
+                m.write(m.element(row, &m.dims), mean);
             }
             if let Some(r) = &r {
-                r.write(r.element(row, &rows), inv);
+                r.write(r.element(row, &r.dims), inv);
             }
         }
         Ok(())

@@ -4,8 +4,10 @@ use std::ffi::{c_char, c_void};
 
 use crate::state::{code, lock, Allocation};
 
-/// The SoC this simulator reports (a 910B-class part: bf16 and fused attention).
-const SOC: &[u8] = b"Ascend910B-sim\0";
+/// The SoC this simulator reports by default (a 910B-class part: bf16 and
+/// aclnnWeightQuantBatchMatmulV2); `GLMHAL_CANN_SIM_SOC` names another, so
+/// the backend's per-SoC choices can be exercised.
+const SOC: &str = "Ascend910B-sim";
 /// Simulated device memory.
 const MEMORY: usize = 16 << 30;
 
@@ -140,7 +142,12 @@ pub unsafe extern "C" fn aclrtResetDevice(device: i32) -> i32 {
 /// ACL's `aclrtGetSocName`, with the simulator's checks.
 #[no_mangle]
 pub extern "C" fn aclrtGetSocName() -> *const c_char {
-    SOC.as_ptr().cast()
+    static NAME: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| {
+        let name = std::env::var("GLMHAL_CANN_SIM_SOC").unwrap_or_else(|_| SOC.into());
+        std::ffi::CString::new(name.replace('\0', " ")).unwrap_or_default()
+    })
+    .as_ptr()
 }
 
 /// ACL's `aclrtGetMemInfo`, with the simulator's checks.

@@ -91,10 +91,68 @@ fn contract_violations_are_refused_with_the_call_named() {
         assert_eq!(aclrtSynchronizeStream(stream), 0);
         assert_eq!(aclrtMemcpy(host.as_mut_ptr().cast(), 16, p, 16, 2), 0);
 
+        // The ops composed attention, rope and GGUF blocks use check theirs too.
+        let half = |dims: &[i64]| {
+            let strides = [dims[1..].iter().product::<i64>(), 1];
+            aclCreateTensor(
+                dims.as_ptr(),
+                dims.len() as u64,
+                1,
+                strides[2 - dims.len()..].as_ptr(),
+                0,
+                2,
+                storage.as_ptr(),
+                1,
+                p,
+            )
+        };
+        let x = half(&[1, 4]);
+        assert!(!x.is_null());
+        let (mut ws, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
+        assert_ne!(
+            aclnnRotaryPositionEmbeddingGetWorkspaceSize(x, x, x, 7, x, &mut ws, &mut exec),
+            0
+        );
+        assert!(message().contains("RotaryPositionEmbedding") && message().contains("mode 7"));
+        let mask = half(&[2, 8]);
+        let zero = 0.0f32;
+        let value = aclCreateScalar((&zero as *const f32).cast_mut().cast(), 0);
+        assert_ne!(
+            aclnnInplaceMaskedFillScalarGetWorkspaceSize(t, mask, value, &mut ws, &mut exec),
+            0
+        );
+        assert!(message().contains("must be bool"), "{}", message());
+        // Scales in another dtype than x: refused.
+        assert_ne!(
+            aclnnWeightQuantBatchMatmulV2GetWorkspaceSize(
+                x,
+                mask,
+                t,
+                std::ptr::null(),
+                std::ptr::null(),
+                std::ptr::null(),
+                std::ptr::null(),
+                32,
+                x,
+                &mut ws,
+                &mut exec
+            ),
+            0
+        );
+        assert!(
+            message().contains("WeightQuantBatchMatmulV2"),
+            "{}",
+            message()
+        );
+        for h in [x, mask] {
+            assert_eq!(aclDestroyTensor(h), 0);
+        }
+        assert_eq!(aclDestroyScalar(value), 0);
+
         // Leaks are reported at aclFinalize.
         assert_ne!(aclFinalize(), 0);
         assert!(message().contains("leaked 1 tensor(s)"), "{}", message());
         assert_eq!(aclDestroyTensor(t), 0);
     }
-    assert!(violations().len() >= 8, "{:?}", violations());
+    assert!(violations().len() >= 11, "{:?}", violations());
 }

@@ -51,7 +51,17 @@ pub fn describe(acl: &Acl, i: usize) -> Result<DeviceInfo> {
     if supports_bf16(&soc) {
         info.features.push("bf16".into());
     }
+    if has_weight_quant_matmul(&soc) {
+        info.features.push("weight-quant-matmul".into());
+    }
     Ok(info)
+}
+
+/// Whether aclnnWeightQuantBatchMatmulV2 exists on the SoC: Atlas A2/A3
+/// (Ascend 910B, 910_93) and Atlas inference parts (310P); not the first
+/// Ascend 910 training parts or the 310B (Atlas 200I/500 A2).
+pub fn has_weight_quant_matmul(soc: &str) -> bool {
+    soc.contains("910B") || soc.contains("910_93") || soc.contains("310P")
 }
 
 /// bf16 is not supported on Ascend 310P parts.

@@ -10,8 +10,8 @@ use glmhal_hal::{
 };
 
 use crate::kernels::{
-    activation, attention, convert, elementwise, embedding, kv_cache, matmul, norm, quant, reduce,
-    rope, Launch, Operand,
+    activation, attention, convert, elementwise, embedding, kv_cache, matmul, norm, quant,
+    quantize, reduce, rope, Launch, Operand,
 };
 use crate::loader::{Acl, DEVICE_TO_HOST, HOST_TO_DEVICE};
 use crate::memory::{CannBuffer, DevicePool};
@@ -247,6 +247,7 @@ impl Backend for CannBackend {
             workspace: &ws,
             scratch: &scratch,
             constant: &constant,
+            weight_quant_matmul: crate::device::has_weight_quant_matmul(&self.info.name),
         };
         let one_dtype = ins[..ins.len().min(2)]
             .iter()
@@ -274,6 +275,7 @@ impl Backend for CannBackend {
                 reduce::scaled_softmax(&l, &ops[0], *scale, *causal, &out_op)
             }
             Op::Argmax => reduce::argmax(&l, &x()?, &out_op),
+            Op::Quantize => quantize::quantize(&l, &ops[0], &out_op),
             Op::GetRows if ins[0].dtype.is_quantized() => {
                 quant::get_rows(&l, &ops[0], &handle(1)?, &out_op)
             }
@@ -309,11 +311,6 @@ impl Backend for CannBackend {
                     matmul::mat_mul_mixed(&l, &ops[0], &ops[1], bias_op, &out_op)
                 }
             }
-            other => Err(HalError::Unsupported {
-                backend: self.selector(),
-                op: other.name().into(),
-                reason: "not mapped to aclnn".into(),
-            }),
         }
     }
 

@@ -7,10 +7,13 @@ pub fn supports(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc], soc: &st
     if let Err(e) = glmhal_ops::validate(op, inputs, outputs) {
         return Support::Unsupported(e.to_string());
     }
-    if let Some(why) = crate::kernels::unmapped(op, inputs, outputs) {
-        return Support::Unsupported(why);
-    }
     let all = || inputs.iter().chain(outputs);
+    // Quantized views are read through block views: rows must start on blocks.
+    for t in all().filter(|t| t.dtype.is_quantized()) {
+        if let Err(e) = crate::kernels::quant::Blocks::of(t) {
+            return Support::Unsupported(e.to_string());
+        }
+    }
     if !crate::device::supports_bf16(soc) && all().any(|t| t.dtype == DType::Bf16) {
         return Support::Unsupported(format!("{soc} has no bf16"));
     }

@@ -32,13 +32,18 @@ fn matmul(l: &Launch<'_>, a: &Handle<'_>, b: &Handle<'_>, out: &Handle<'_>) -> R
     l.run("Matmul", status, size, exec, l.acl.matmul)
 }
 
-/// `scores = mask(scores)`: -inf where the bool mask is true.
-pub(crate) fn mask_fill(l: &Launch<'_>, scores: &Handle<'_>, mask: &Handle<'_>) -> Result<()> {
-    let value = scalar(l.acl, f32::NEG_INFINITY)?;
+/// `target = value` where the bool mask (broadcast) is true.
+pub(crate) fn mask_fill(
+    l: &Launch<'_>,
+    target: &Handle<'_>,
+    mask: &Handle<'_>,
+    value: f32,
+) -> Result<()> {
+    let value = scalar(l.acl, value)?;
     let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
-    // SAFETY: every descriptor is live; `scores` is valid for writes.
+    // SAFETY: every descriptor is live; `target` is valid for writes.
     let status = unsafe {
-        (l.acl.masked_fill_ws)(scores.ptr(), mask.ptr(), value.ptr(), &mut size, &mut exec)
+        (l.acl.masked_fill_ws)(target.ptr(), mask.ptr(), value.ptr(), &mut size, &mut exec)
     };
     l.run(
         "InplaceMaskedFillScalar",
@@ -92,7 +97,7 @@ pub(crate) fn attention(
     let scores_h = scores.handle(acl)?;
     matmul(l, &group_view(q_scaled)?, &k_t, &scores_h)?;
     if causal && t > 1 {
-        mask_fill(l, &scores_h, &l.causal_mask(t, s)?)?;
+        mask_fill(l, &scores_h, &l.causal_mask(t, s)?, f32::NEG_INFINITY)?;
     }
     let probs_h = probs.handle(acl)?;
     softmax(l, &scores_h, &probs_h)?;

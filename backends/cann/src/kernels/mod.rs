@@ -12,24 +12,15 @@ pub(crate) mod kv_cache;
 pub(crate) mod matmul;
 pub(crate) mod norm;
 pub(crate) mod quant;
+pub(crate) mod quantize;
 pub(crate) mod reduce;
 pub(crate) mod rope;
 
 use std::ffi::c_void;
 
-use glmhal_hal::{DType, HalError, Op, Result, TensorDesc};
+use glmhal_hal::{DType, HalError, Result, TensorDesc};
 
 use crate::loader::{Acl, RunFn, ACL_BOOL, FORMAT_ND};
-
-/// Why an op with these tensors has no aclnn mapping in this build, if it has none.
-pub(crate) fn unmapped(op: &Op, _ins: &[TensorDesc], _outs: &[TensorDesc]) -> Option<String> {
-    match op {
-        Op::Quantize => {
-            Some("quantize (GGUF Q8_0/Q4_0 blocks) has no aclnn mapping in this build".into())
-        }
-        _ => None,
-    }
-}
 
 /// aclDataType of a dtype.
 pub(crate) fn acl_dtype(d: DType) -> Result<i32> {
@@ -50,6 +41,8 @@ pub(crate) struct Handle<'a> {
     acl: &'a Acl,
     ptr: *mut c_void,
     scalar: bool,
+    /// The aclDataType it was created with.
+    dtype: i32,
 }
 
 impl Drop for Handle<'_> {
@@ -68,6 +61,11 @@ impl Drop for Handle<'_> {
 impl Handle<'_> {
     pub(crate) fn ptr(&self) -> *const c_void {
         self.ptr
+    }
+
+    /// The aclDataType it was created with.
+    pub(crate) fn dtype(&self) -> i32 {
+        self.dtype
     }
 }
 
@@ -138,6 +136,7 @@ pub(crate) fn raw_tensor<'a>(
         acl,
         ptr,
         scalar: false,
+        dtype: layout.dtype,
     })
 }
 
@@ -195,6 +194,34 @@ pub(crate) fn causal_mask(rows: usize, cols: usize) -> Vec<u8> {
 /// A device copy of constant data (frequency tables, masks) and its length.
 pub(crate) type ConstantFn<'a> = dyn Fn(&str, &dyn Fn() -> Vec<u8>) -> Result<usize> + 'a;
 
+/// An aclIntArray, destroyed on drop.
+pub(crate) struct IntArray<'a> {
+    acl: &'a Acl,
+    ptr: *mut c_void,
+}
+
+impl<'a> IntArray<'a> {
+    pub(crate) fn new(acl: &'a Acl, values: &[i64]) -> Result<Self> {
+        // SAFETY: `values` lives through the call; ACL copies it.
+        let ptr = unsafe { (acl.create_int_array)(values.as_ptr(), values.len() as u64) };
+        if ptr.is_null() {
+            acl.check("aclCreateIntArray", -1)?;
+        }
+        Ok(IntArray { acl, ptr })
+    }
+
+    pub(crate) fn ptr(&self) -> *const c_void {
+        self.ptr
+    }
+}
+
+impl Drop for IntArray<'_> {
+    fn drop(&mut self) {
+        // SAFETY: created by aclCreateIntArray, destroyed once.
+        unsafe { (self.acl.destroy_int_array)(self.ptr) };
+    }
+}
+
 /// An f32 aclScalar.
 pub(crate) fn scalar(acl: &Acl, value: f32) -> Result<Handle<'_>> {
     let mut v = value;
@@ -207,6 +234,7 @@ pub(crate) fn scalar(acl: &Acl, value: f32) -> Result<Handle<'_>> {
         acl,
         ptr,
         scalar: true,
+        dtype: crate::loader::ACL_FLOAT,
     })
 }
 
@@ -221,6 +249,8 @@ pub(crate) struct Launch<'a> {
     /// The device address of the constant named by the key, uploaded from
     /// the bytes the closure makes the first time the key is seen.
     pub constant: &'a ConstantFn<'a>,
+    /// Whether the SoC has aclnnWeightQuantBatchMatmulV2.
+    pub weight_quant_matmul: bool,
 }
 
 /// Temporaries start on 512-byte boundaries (ACL's alignment).

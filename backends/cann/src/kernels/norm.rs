@@ -6,8 +6,7 @@ use std::ffi::c_void;
 use glmhal_hal::{DType, Result, TensorDesc};
 
 use super::convert::cast;
-use super::{tensor, Handle, Launch, Operand};
-use crate::loader::Acl;
+use super::{tensor, Handle, IntArray, Launch, Operand};
 
 /// `y = x · rsqrt(mean(x²) + eps) · w` over the last dim.
 pub(crate) fn rms_norm(
@@ -41,30 +40,6 @@ pub(crate) fn rms_norm(
     l.run("RmsNorm", status, size, exec, l.acl.rms_norm)
 }
 
-/// An aclIntArray, destroyed on drop.
-struct IntArray<'a> {
-    acl: &'a Acl,
-    ptr: *mut c_void,
-}
-
-impl<'a> IntArray<'a> {
-    fn new(acl: &'a Acl, values: &[i64]) -> Result<Self> {
-        // SAFETY: `values` lives through the call; ACL copies it.
-        let ptr = unsafe { (acl.create_int_array)(values.as_ptr(), values.len() as u64) };
-        if ptr.is_null() {
-            acl.check("aclCreateIntArray", -1)?;
-        }
-        Ok(IntArray { acl, ptr })
-    }
-}
-
-impl Drop for IntArray<'_> {
-    fn drop(&mut self) {
-        // SAFETY: created by aclCreateIntArray, destroyed once.
-        unsafe { (self.acl.destroy_int_array)(self.ptr) };
-    }
-}
-
 fn layer_norm_call(
     l: &Launch<'_>,
     [x, w, b]: [&Handle<'_>; 3],
@@ -78,7 +53,7 @@ fn layer_norm_call(
     let status = unsafe {
         (l.acl.layer_norm_ws)(
             x.ptr(),
-            shape.ptr,
+            shape.ptr(),
             w.ptr(),
             b.ptr(),
             eps,

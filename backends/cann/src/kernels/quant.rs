@@ -25,12 +25,12 @@ use crate::loader::{ScalarWsFn, ACL_FLOAT16, ACL_INT8, ACL_UINT8};
 const SCALE_BYTES: usize = 2;
 
 /// How a quantized view's blocks lie in its buffer.
-struct Blocks {
+pub(crate) struct Blocks {
     /// Dims before the last, and their strides in bytes.
     outer: Vec<usize>,
     outer_bytes: Vec<usize>,
     /// Blocks per row.
-    blocks: usize,
+    pub(crate) blocks: usize,
     /// Bytes per block (34 or 18).
     block_bytes: usize,
     /// Values stored per block (32 int8, or 16 bytes of pairs).
@@ -38,11 +38,11 @@ struct Blocks {
     /// Byte offset of the first block.
     offset: usize,
     /// Q4_0.
-    q4: bool,
+    pub(crate) q4: bool,
 }
 
 impl Blocks {
-    fn of(q: &TensorDesc) -> Result<Self> {
+    pub(crate) fn of(q: &TensorDesc) -> Result<Self> {
         let rank = q.rank();
         let block_bytes = q.dtype.block_bytes();
         let row_aligned = q.strides[..rank - 1].iter().all(|s| s % QUANT_BLOCK == 0);
@@ -67,7 +67,7 @@ impl Blocks {
         })
     }
 
-    fn dims(&self, tail: &[usize]) -> Vec<usize> {
+    pub(crate) fn dims(&self, tail: &[usize]) -> Vec<usize> {
         self.outer
             .iter()
             .copied()
@@ -76,7 +76,11 @@ impl Blocks {
     }
 
     /// The stored values: int8 (Q8_0) or the pair bytes (Q4_0), `[.., blocks, stored]`.
-    fn values<'a>(&self, acl: &'a crate::loader::Acl, q: &Operand) -> Result<Handle<'a>> {
+    pub(crate) fn values<'a>(
+        &self,
+        acl: &'a crate::loader::Acl,
+        q: &Operand,
+    ) -> Result<Handle<'a>> {
         let dims = self.dims(&[self.blocks, self.stored]);
         let mut strides = self.outer_bytes.clone();
         strides.extend([self.block_bytes, 1]);
@@ -95,7 +99,11 @@ impl Blocks {
     }
 
     /// The f16 scales, `[.., blocks, 1]`.
-    fn scales<'a>(&self, acl: &'a crate::loader::Acl, q: &Operand) -> Result<Handle<'a>> {
+    pub(crate) fn scales<'a>(
+        &self,
+        acl: &'a crate::loader::Acl,
+        q: &Operand,
+    ) -> Result<Handle<'a>> {
         let dims = self.dims(&[self.blocks, 1]);
         let mut strides: Vec<usize> = self.outer_bytes.iter().map(|b| b / 2).collect();
         strides.extend([self.block_bytes / 2, 1]);
@@ -128,7 +136,7 @@ impl Blocks {
     }
 }
 
-fn scalar_op(
+pub(crate) fn scalar_op(
     l: &Launch<'_>,
     (name, ws, run): (&str, ScalarWsFn, crate::loader::RunFn),
     x: &Handle<'_>,
@@ -260,8 +268,9 @@ pub(crate) fn get_rows(
 }
 
 /// `y = x · Wᵀ (+ bias)` with a quantized `W [N, K]`: Q8_0 on
-/// aclnnWeightQuantBatchMatmulV2 (activations in f16, the scales' dtype),
-/// Q4_0 dequantized into f32 and multiplied with aclnnMm.
+/// aclnnWeightQuantBatchMatmulV2 (activations in f16, the scales' dtype)
+/// where the SoC has it; Q4_0, and Q8_0 elsewhere, dequantized into f32 and
+/// multiplied with aclnnMm.
 pub(crate) fn mat_mul_quantized(
     l: &Launch<'_>,
     x: &Operand,
@@ -272,7 +281,7 @@ pub(crate) fn mat_mul_quantized(
     let acl = l.acl;
     let (m, k, n) = (x.desc.shape[0], x.desc.shape[1], w.desc.shape[0]);
     let wb = Blocks::of(&w.desc)?;
-    if wb.q4 {
+    if wb.q4 || !l.weight_quant_matmul {
         let mut specs = wb.temps();
         specs.extend([
             (DType::F32, vec![n, k]),
@@ -389,6 +398,6 @@ pub(crate) fn mat_mul_quantized(
     }
 }
 
-fn as_specs(specs: &[(DType, Vec<usize>)]) -> Vec<(DType, &[usize])> {
+pub(crate) fn as_specs(specs: &[(DType, Vec<usize>)]) -> Vec<(DType, &[usize])> {
     specs.iter().map(|(d, s)| (*d, &s[..])).collect()
 }

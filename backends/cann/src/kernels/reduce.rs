@@ -49,7 +49,7 @@ pub(crate) fn scaled_softmax(
         1
     };
     if causal && rows > 1 {
-        mask_fill(l, &scaled_h, &l.causal_mask(rows, cols)?)?;
+        mask_fill(l, &scaled_h, &l.causal_mask(rows, cols)?, f32::NEG_INFINITY)?;
     }
     if out.desc.dtype == DType::F32 {
         softmax(l, &scaled_h, &out.handle(acl)?)

@@ -1,0 +1,290 @@
+//! Element and block arithmetic GGUF quantization is composed of:
+//! `aclnnAbs`, `aclnnSign`, `aclnnFloor`, `aclnnReciprocal`, `aclnnDivs`,
+//! `aclnnEqScalar` (bool out), `aclnnClamp`, `aclnnAmax` (over one dim) and
+//! `aclnnGather` (torch.gather with int64 indices).
+
+use std::ffi::c_void;
+
+use crate::ops::{hand_out, tensors, unary, Work};
+use crate::state::{code, lock};
+use crate::tensor::{get_int_array, get_scalar, Elem};
+
+/// Defines a one-input elementwise op: `aclnnXxxGetWorkspaceSize(self, out)`.
+macro_rules! elementwise {
+    ($ws:ident, $run:ident, $op:literal, $f:expr) => {
+        #[doc = concat!("ACL's `aclnn", $op, "GetWorkspaceSize`, with the simulator's checks.")]
+        #[no_mangle]
+        pub unsafe extern "C" fn $ws(
+            x: *const c_void,
+            out: *const c_void,
+            ws: *mut u64,
+            exec: *mut *mut c_void,
+        ) -> i32 {
+            // SAFETY: forwarded from the caller.
+            unsafe {
+                unary(
+                    concat!("aclnn", $op, "GetWorkspaceSize"),
+                    x,
+                    out,
+                    $f,
+                    0.0,
+                    $op,
+                    ws,
+                    exec,
+                )
+            }
+        }
+        second_phase!($run, $op);
+    };
+}
+
+elementwise!(aclnnAbsGetWorkspaceSize, aclnnAbs, "Abs", |v, _| v.abs());
+elementwise!(aclnnSignGetWorkspaceSize, aclnnSign, "Sign", |v, _| {
+    if v > 0.0 {
+        1.0
+    } else if v < 0.0 {
+        -1.0
+    } else {
+        0.0
+    }
+});
+elementwise!(aclnnFloorGetWorkspaceSize, aclnnFloor, "Floor", |v, _| v
+    .floor());
+elementwise!(
+    aclnnReciprocalGetWorkspaceSize,
+    aclnnReciprocal,
+    "Reciprocal",
+    |v, _| 1.0 / v
+);
+
+/// The value of a live scalar, or the violation code.
+pub(crate) fn scalar_value(call: &str, p: *const c_void) -> Result<f64, i32> {
+    let mut guard = lock();
+    let Some(s) = guard.as_mut() else {
+        return Err(code::UNINITIALIZED);
+    };
+    get_scalar(s, call, p).map(|v| v.value)
+}
+
+/// ACL's `aclnnDivsGetWorkspaceSize`: `out = self / other` (a scalar).
+#[no_mangle]
+pub unsafe extern "C" fn aclnnDivsGetWorkspaceSize(
+    x: *const c_void,
+    other: *const c_void,
+    out: *const c_void,
+    ws: *mut u64,
+    exec: *mut *mut c_void,
+) -> i32 {
+    let call = "aclnnDivsGetWorkspaceSize";
+    let k = match scalar_value(call, other) {
+        Ok(k) => k,
+        Err(e) => return e,
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { unary(call, x, out, |v, k| v / k, k, "Divs", ws, exec) }
+}
+second_phase!(aclnnDivs, "Divs");
+
+/// ACL's `aclnnEqScalarGetWorkspaceSize`: bool `out = (self == other)`.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnEqScalarGetWorkspaceSize(
+    x: *const c_void,
+    other: *const c_void,
+    out: *const c_void,
+    ws: *mut u64,
+    exec: *mut *mut c_void,
+) -> i32 {
+    let call = "aclnnEqScalarGetWorkspaceSize";
+    let k = match scalar_value(call, other) {
+        Ok(k) => k,
+        Err(e) => return e,
+    };
+    {
+        let mut guard = lock();
+        let Some(s) = guard.as_mut() else {
+            return code::UNINITIALIZED;
+        };
+        match tensors(s, call, [("out", out)]) {
+            Ok([o]) if o.dtype == Elem::Bool => {}
+            Ok([o]) => {
+                return s.violation(
+                    call,
+                    format!("out is {}, not bool", o.dtype),
+                    code::INVALID_PARAM,
+                )
+            }
+            Err(e) => return e,
+        }
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        unary(
+            call,
+            x,
+            out,
+            |v, k| f64::from(u8::from(v == k)),
+            k,
+            "EqScalar",
+            ws,
+            exec,
+        )
+    }
+}
+second_phase!(aclnnEqScalar, "EqScalar");
+
+/// ACL's `aclnnClampGetWorkspaceSize`: `out = min(max(self, min), max)`.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnClampGetWorkspaceSize(
+    x: *const c_void,
+    min: *const c_void,
+    max: *const c_void,
+    out: *const c_void,
+    ws: *mut u64,
+    exec: *mut *mut c_void,
+) -> i32 {
+    let call = "aclnnClampGetWorkspaceSize";
+    let (lo, hi) = match (scalar_value(call, min), scalar_value(call, max)) {
+        (Ok(lo), Ok(hi)) => (lo, hi),
+        (Err(e), _) | (_, Err(e)) => return e,
+    };
+    let mut guard = lock();
+    let Some(s) = guard.as_mut() else {
+        return code::UNINITIALIZED;
+    };
+    let [x, o] = match tensors(s, call, [("self", x), ("out", out)]) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    if x.dims != o.dims || lo > hi {
+        return s.violation(
+            call,
+            format!("self {:?}, out {:?}, min {lo}, max {hi}", x.dims, o.dims),
+            code::INVALID_PARAM,
+        );
+    }
+    let work = Work::Compute(Box::new(move || {
+        for i in 0..o.numel() {
+            let v = x.read(x.element(i, &x.dims)).max(lo).min(hi);
+            o.write(o.element(i, &o.dims), v);
+        }
+        Ok(())
+    }));
+    // SAFETY: forwarded from the caller.
+    unsafe { hand_out(s, call, work, "Clamp", ws, exec) }
+}
+second_phase!(aclnnClamp, "Clamp");
+
+/// ACL's `aclnnAmaxGetWorkspaceSize`: the largest value along the one dim
+/// `dim` names (the last), kept as size 1 when `keepDim`.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnAmaxGetWorkspaceSize(
+    x: *const c_void,
+    dim: *const c_void,
+    keep_dim: bool,
+    out: *const c_void,
+    ws: *mut u64,
+    exec: *mut *mut c_void,
+) -> i32 {
+    let call = "aclnnAmaxGetWorkspaceSize";
+    let mut guard = lock();
+    let Some(s) = guard.as_mut() else {
+        return code::UNINITIALIZED;
+    };
+    let [x, o] = match tensors(s, call, [("self", x), ("out", out)]) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let dims = match get_int_array(s, call, dim) {
+        Ok(a) => a.values,
+        Err(e) => return e,
+    };
+    let rank = x.dims.len() as i64;
+    let mut expected = x.dims.clone();
+    if keep_dim {
+        if let Some(l) = expected.last_mut() {
+            *l = 1;
+        }
+    } else {
+        expected.pop();
+    }
+    if !(dims == [-1] || dims == [rank - 1]) || o.dims != expected || o.dtype != x.dtype {
+        return s.violation(
+            call,
+            format!(
+                "self {:?} {}, dim {dims:?}, keepDim {keep_dim}, out {:?} {} (the simulator reduces the last dim)",
+                x.dims, x.dtype, o.dims, o.dtype
+            ),
+            code::INVALID_PARAM,
+        );
+    }
+    let work = Work::Compute(Box::new(move || {
+        let cols = x.dims.last().copied().unwrap_or(1).max(1);
+        let rows = x.numel() / cols;
+        for row in 0..rows {
+            let m = (0..cols)
+                .map(|c| x.read(x.element(row * cols + c, &x.dims)))
+                .fold(f64::NEG_INFINITY, f64::max);
+            o.write(o.element(row, &o.dims), m);
+        }
+        Ok(())
+    }));
+    // SAFETY: forwarded from the caller.
+    unsafe { hand_out(s, call, work, "Amax", ws, exec) }
+}
+second_phase!(aclnnAmax, "Amax");
+
+/// ACL's `aclnnGatherGetWorkspaceSize`: `out[.., j] = self[.., index[.., j]]`
+/// along the last dim (torch.gather), int64 indices of out's shape.
+#[no_mangle]
+pub unsafe extern "C" fn aclnnGatherGetWorkspaceSize(
+    x: *const c_void,
+    dim: i64,
+    index: *const c_void,
+    out: *const c_void,
+    ws: *mut u64,
+    exec: *mut *mut c_void,
+) -> i32 {
+    let call = "aclnnGatherGetWorkspaceSize";
+    let mut guard = lock();
+    let Some(s) = guard.as_mut() else {
+        return code::UNINITIALIZED;
+    };
+    let [x, i, o] = match tensors(s, call, [("self", x), ("index", index), ("out", out)]) {
+        Ok(t) => t,
+        Err(e) => return e,
+    };
+    let rank = x.dims.len();
+    let ok = rank >= 1
+        && (dim == -1 || dim == rank as i64 - 1)
+        && i.dtype == Elem::I64
+        && i.dims == o.dims
+        && o.dims.len() == rank
+        && o.dims[..rank - 1] == x.dims[..rank - 1]
+        && o.dtype == x.dtype;
+    if !ok {
+        return s.violation(
+            call,
+            format!(
+                "self {:?} {}, dim {dim}, index {:?} {}, out {:?} {} (the simulator gathers along the last dim)",
+                x.dims, x.dtype, i.dims, i.dtype, o.dims, o.dtype
+            ),
+            code::INVALID_PARAM,
+        );
+    }
+    let work = Work::Compute(Box::new(move || {
+        let (cols, picks) = (x.dims[rank - 1], o.dims[rank - 1].max(1));
+        for e in 0..o.numel() {
+            let row = e / picks;
+            let at = i.read(i.element(e, &i.dims)) as i64;
+            if at < 0 || at as usize >= cols {
+                return Err(format!("index {at} at {e} is outside the {cols} columns"));
+            }
+            let v = x.read(x.element(row * cols + at as usize, &x.dims));
+            o.write(o.element(e, &o.dims), v);
+        }
+        Ok(())
+    }));
+    // SAFETY: forwarded from the caller.
+    unsafe { hand_out(s, call, work, "Gather", ws, exec) }
+}
+second_phase!(aclnnGather, "Gather");
