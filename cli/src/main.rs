@@ -60,6 +60,8 @@ enum Command {
     Logits(commands::logits::LogitsArgs),
     /// Write a random checkpoint with the shapes of a real GLM model.
     Synth(commands::synth::SynthArgs),
+    /// Write a checkpoint (safetensors directory or GGUF) as a GGUF file llama.cpp loads.
+    Convert(commands::convert::ConvertArgs),
     /// Measure ops at a model's real shapes and the model's tokens/s on each backend.
     Bench(commands::bench::BenchArgs),
     /// Conformance and a bench set compared with a stored baseline (for CI on real hardware).
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
         Command::Chat(args) => commands::chat::run(args).map(|_| ExitCode::SUCCESS),
         Command::Logits(args) => commands::logits::run(args).map(|_| ExitCode::SUCCESS),
         Command::Synth(args) => commands::synth::run(args).map(|_| ExitCode::SUCCESS),
+        Command::Convert(args) => commands::convert::run(args).map(|_| ExitCode::SUCCESS),
         Command::Bench(args) => commands::bench::run(args).map(|_| ExitCode::SUCCESS),
         Command::Report(args) => commands::report::run(args).map(|_| ExitCode::SUCCESS),
         Command::Kernels(cmd) => commands::kernels::run(cmd).map(|ok| {

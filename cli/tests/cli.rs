@@ -450,3 +450,81 @@ fn chat_answers_turns_from_stdin() {
     );
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn gguf_files_generate_from_text_and_convert_keeps_greedy_tokens() {
+    let dir = std::env::temp_dir().join(format!("glmhal-gguf-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("tiny.gguf");
+    let run = glmhal(&[
+        "synth",
+        "--preset",
+        "tiny",
+        "--format",
+        "gguf",
+        "--dtype",
+        "f32",
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(run.status.success(), "{:?}", text(&run));
+    // Nothing but the file: its tokenizer turns the text into ids.
+    let greedy = |model: &std::path::Path| {
+        let run = glmhal(&[
+            "generate",
+            "--model",
+            model.to_str().unwrap(),
+            "--prompt",
+            "Hello, 世界",
+            "--chat",
+            "--max-new-tokens",
+            "6",
+            "--ignore-eos",
+            "--json",
+        ]);
+        assert!(run.status.success(), "{:?}", text(&run));
+        let v: serde_json::Value = serde_json::from_slice(&run.stdout).unwrap();
+        ids(&v["tokens"])
+    };
+    let from_file = greedy(&file);
+    assert_eq!(from_file.len(), 6);
+    // GGUF to GGUF, same type: the same model.
+    let copy = dir.join("copy.gguf");
+    let run = glmhal(&[
+        "convert",
+        "--model",
+        file.to_str().unwrap(),
+        "--out",
+        copy.to_str().unwrap(),
+        "--dtype",
+        "f32",
+    ]);
+    assert!(run.status.success(), "{:?}", text(&run));
+    assert_eq!(greedy(&copy), from_file);
+    // Refusals: overwriting the input, a dtype matrices cannot have, a broken file.
+    let same = glmhal(&[
+        "convert",
+        "--model",
+        file.to_str().unwrap(),
+        "--out",
+        file.to_str().unwrap(),
+    ]);
+    assert!(!same.status.success() && text(&same).1.contains("input model"));
+    let bad = glmhal(&[
+        "convert",
+        "--model",
+        file.to_str().unwrap(),
+        "--out",
+        dir.join("x.gguf").to_str().unwrap(),
+        "--dtype",
+        "i32",
+    ]);
+    assert!(!bad.status.success() && text(&bad).1.contains("cannot be stored as i32"));
+    let broken = dir.join("broken.gguf");
+    std::fs::write(&broken, &std::fs::read(&file).unwrap()[..200]).unwrap();
+    let run = glmhal(&["generate", "--model", broken.to_str().unwrap(), "--prompt", "hi"]);
+    let (_, stderr) = text(&run);
+    assert!(!run.status.success() && stderr.contains("broken.gguf"), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    std::fs::remove_dir_all(dir).ok();
+}

@@ -1,5 +1,6 @@
-//! A model directory: `config.json` plus one or more safetensors files, read
-//! through either tensor naming into one canonical set of weights.
+//! A model: a directory with `config.json` and one or more safetensors
+//! files (either tensor naming), or one GGUF file; read into one canonical
+//! set of weights.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use glmhal_hal::{quant, DType, HalError, Result};
 use serde_json::Value;
 
 use crate::config::{LayerOrder, ModelConfig, Naming};
+use crate::gguf::GgufFile;
 use crate::safetensors::{SafetensorsFile, TensorData};
 
 /// A weight as the checkpoint stores it (bytes borrowed from the map, or
@@ -52,21 +54,43 @@ fn fused(name: String, parts: &[(String, Vec<usize>)]) -> WeightSource {
     }
 }
 
-/// An opened model directory.
+/// Where the tensors are stored.
+enum Store {
+    /// safetensors files, and which file holds each tensor name.
+    Safetensors {
+        files: Vec<SafetensorsFile>,
+        index: BTreeMap<String, usize>,
+    },
+    /// One GGUF file.
+    Gguf(GgufFile),
+}
+
+/// An opened model.
 pub struct Checkpoint {
-    /// The directory.
+    /// The directory (the file's directory for GGUF).
     pub dir: PathBuf,
     /// Its parsed config.
     pub config: ModelConfig,
-    files: Vec<SafetensorsFile>,
-    /// Tensor name → index into `files`.
-    index: BTreeMap<String, usize>,
+    store: Store,
+    /// K-quant types already announced as converted at load.
+    announced: std::sync::Mutex<Vec<String>>,
 }
 
 impl Checkpoint {
-    /// Opens `dir` (or a `config.json` path's directory): the config, then
-    /// `model.safetensors.index.json` if present, else every `*.safetensors` file.
+    /// Opens a `.gguf` file, or `dir` (or a `config.json` path's directory):
+    /// the config, then `model.safetensors.index.json` if present, else
+    /// every `*.safetensors` file.
     pub fn open(path: &Path) -> Result<Self> {
+        if path.is_file() && path.extension().is_some_and(|e| e == "gguf") {
+            let file = GgufFile::open(path)?;
+            let config = crate::gguf_model::config(&file)?;
+            return Ok(Checkpoint {
+                dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
+                config,
+                store: Store::Gguf(file),
+                announced: Default::default(),
+            });
+        }
         let dir = if path.is_file() {
             path.parent().unwrap_or(Path::new(".")).to_path_buf()
         } else {
@@ -137,28 +161,102 @@ impl Checkpoint {
         Ok(Checkpoint {
             dir,
             config,
-            files,
-            index,
+            store: Store::Safetensors { files, index },
+            announced: Default::default(),
         })
     }
 
-    fn raw(&self, name: &str) -> Result<(TensorData<'_>, &SafetensorsFile)> {
-        let i = self.index.get(name).ok_or_else(|| {
+    /// The GGUF file, when the model is one.
+    pub fn gguf(&self) -> Option<&GgufFile> {
+        match &self.store {
+            Store::Gguf(g) => Some(g),
+            Store::Safetensors { .. } => None,
+        }
+    }
+
+    fn raw(&self, name: &str) -> Result<(TensorData<'_>, glmhal_hal::SharedBytes)> {
+        let missing = || {
             HalError::invalid(
                 self.dir.display().to_string(),
                 format!("missing tensor `{name}`"),
             )
-        })?;
-        Ok((self.files[*i].tensor(name)?, &self.files[*i]))
+        };
+        match &self.store {
+            Store::Safetensors { files, index } => {
+                let i = index.get(name).ok_or_else(missing)?;
+                Ok((files[*i].tensor(name)?, files[*i].shared()))
+            }
+            Store::Gguf(g) => Ok((g.tensor(name)?, g.shared())),
+        }
     }
 
     fn has(&self, name: &str) -> bool {
-        self.index.contains_key(name)
+        match &self.store {
+            Store::Safetensors { index, .. } => index.contains_key(name),
+            Store::Gguf(g) => g.info(name).is_some(),
+        }
+    }
+
+    /// A GGUF tensor stored as a K-quant, decoded and re-encoded as the
+    /// nearest type glmhal has (announced once per type on stderr).
+    fn converted(
+        &self,
+        g: &GgufFile,
+        stored: &str,
+        canonical: &str,
+        shape: &[usize],
+    ) -> Result<Option<RawWeight<'_>>> {
+        let Some(info) = g.info(stored) else {
+            return Ok(None);
+        };
+        let Some(mut target) = crate::kquants::target(info.ty) else {
+            return Ok(None);
+        };
+        if shape.len() != 2 || shape[1] % glmhal_hal::QUANT_BLOCK != 0 {
+            target = DType::F32;
+        }
+        let n = shape.iter().product();
+        let values = crate::kquants::dequantize(info.ty, g.bytes(info), n)
+            .map_err(|e| HalError::invalid(format!("tensor `{stored}`"), e.to_string()))?;
+        if let Ok(mut seen) = self.announced.lock() {
+            let ty = info.ty.name();
+            if !seen.contains(&ty) {
+                eprintln!(
+                    "notice: {}: tensors stored as {ty} (first: `{stored}`) are converted to {target} at load; glmhal has no {ty} kernels",
+                    g.path().display()
+                );
+                seen.push(ty);
+            }
+        }
+        Ok(Some(RawWeight {
+            name: canonical.to_string(),
+            dtype: target,
+            shape: shape.to_vec(),
+            bytes: quant::from_f32(target, &values)?.into(),
+            sources: vec![stored.to_string()],
+            shared: None,
+        }))
     }
 
     /// Reads one stored tensor, checking its shape.
     fn take(&self, stored: &str, canonical: String, shape: &[usize]) -> Result<RawWeight<'_>> {
-        let (t, file) = self.raw(stored)?;
+        if let Store::Gguf(g) = &self.store {
+            if let Some(info) = g.info(stored) {
+                if info.shape != shape {
+                    return Err(HalError::invalid(
+                        g.path().display().to_string(),
+                        format!(
+                            "tensor `{stored}` has shape {:?} but the metadata implies {shape:?}",
+                            info.shape
+                        ),
+                    ));
+                }
+            }
+            if let Some(w) = self.converted(g, stored, &canonical, shape)? {
+                return Ok(w);
+            }
+        }
+        let (t, shared) = self.raw(stored)?;
         if t.shape != shape {
             return Err(HalError::invalid(
                 self.dir.display().to_string(),
@@ -174,7 +272,7 @@ impl Checkpoint {
             shape: shape.to_vec(),
             bytes: t.bytes.into(),
             sources: vec![stored.to_string()],
-            shared: Some((file.shared(), t.range.clone())),
+            shared: Some((shared, t.range.clone())),
         })
     }
 
@@ -225,14 +323,22 @@ impl Checkpoint {
     /// Drops the pages of a weight's stored tensors once it is on the device.
     pub fn release(&self, weight: &RawWeight<'_>) {
         for name in &weight.sources {
-            if let Some(i) = self.index.get(name) {
-                self.files[*i].release(name);
+            match &self.store {
+                Store::Safetensors { files, index } => {
+                    if let Some(i) = index.get(name) {
+                        files[*i].release(name);
+                    }
+                }
+                Store::Gguf(g) => g.release(name),
             }
         }
     }
 
     /// Every weight the executor needs, in load order, under canonical names.
     pub fn weights(&self) -> Result<Vec<WeightSource>> {
+        if let Store::Gguf(g) = &self.store {
+            return Ok(crate::gguf_model::weights(g, &self.config));
+        }
         let c = &self.config;
         let (h, v, f) = (c.hidden, c.vocab, c.intermediate);
         let (q_rows, kv_rows) = (c.heads * c.head_dim, c.kv_heads * c.head_dim);

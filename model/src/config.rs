@@ -24,6 +24,8 @@ pub enum Naming {
     Hf,
     /// `transformer.encoder.layers.N.self_attention.query_key_value...` (THUDM originals).
     ChatGlm,
+    /// llama.cpp's GGUF names (`blk.N.attn_qkv`, ...).
+    Gguf,
 }
 
 /// Everything the executor needs to know about a model's shape.
@@ -108,7 +110,7 @@ impl ModelConfig {
         Ok(config)
     }
 
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         let positive = [
             ("hidden_size", self.hidden),
             ("intermediate_size", self.intermediate),

@@ -5,6 +5,8 @@
 //!
 //! - [`config`]: HF `glm`/`glm4` and ChatGLM configs;
 //! - [`safetensors`] and [`checkpoint`]: memory-mapped checkpoints in either naming;
+//! - [`gguf`], [`gguf_model`], [`kquants`], [`gguf_write`] and [`gguf_export`]:
+//!   GGUF files (read in place, K-quants converted at load) and writing them;
 //! - [`weights`]: weights on the device, converted once at load;
 //! - [`graph`] and [`plan`]: the forward pass as catalogue ops over planned activations;
 //! - [`kv_cache`] and [`executor`]: running steps on a backend;
@@ -17,7 +19,12 @@ pub mod checkpoint;
 pub mod config;
 pub mod executor;
 pub mod generate;
+pub mod gguf;
+pub mod gguf_export;
+pub mod gguf_model;
+pub mod gguf_write;
 pub mod graph;
+pub mod kquants;
 pub mod kv_cache;
 pub mod plan;
 pub mod safetensors;

@@ -47,8 +47,22 @@ pub enum Tokenizer {
 }
 
 impl Tokenizer {
-    /// Finds the tokenizer of a model directory: `tokenizer.json`, else `tokenizer.model` (tiktoken).
+    /// Finds the tokenizer of a model: the one stored in a `.gguf` file, or
+    /// in a directory `tokenizer.json`, else `tokenizer.model` (tiktoken).
     pub fn from_dir(dir: &Path) -> Result<Self> {
+        if dir.is_file() && dir.extension().is_some_and(|e| e == "gguf") {
+            let file = crate::gguf::GgufFile::open(dir)?;
+            let json = crate::gguf_model::tokenizer_json(&file)?;
+            return json
+                .parse::<tokenizers::Tokenizer>()
+                .map(|t| Tokenizer::Hf(Box::new(t)))
+                .map_err(|e| {
+                    HalError::invalid(
+                        dir.display().to_string(),
+                        format!("the stored tokenizer cannot be built: {e}"),
+                    )
+                });
+        }
         let json = dir.join("tokenizer.json");
         if json.exists() {
             return Self::from_hf_file(&json);

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod chat;
 pub mod ci;
 pub mod conformance;
+pub mod convert;
 pub mod devices;
 pub mod generate;
 pub mod kernels;

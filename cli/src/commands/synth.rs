@@ -15,12 +15,15 @@ pub struct SynthArgs {
     /// Model shape: tiny, glm-edge-1.5b, glm-edge-4b, chatglm3-6b, glm-4-9b, glm-4-9b-0414, bench-1.3b.
     #[arg(long, required_unless_present = "list")]
     preset: Option<String>,
-    /// Output directory.
-    #[arg(long, value_name = "DIR", required_unless_present = "list")]
+    /// Output directory (safetensors) or file (gguf).
+    #[arg(long, value_name = "PATH", required_unless_present = "list")]
     out: Option<PathBuf>,
-    /// Stored dtype: f32, f16 or bf16.
+    /// Stored dtype: f32, f16 or bf16; with `--format gguf` also q8_0 or q4_0.
     #[arg(long, default_value = "f16")]
     dtype: DType,
+    /// safetensors (a model directory) or gguf (one file, as llama.cpp reads it).
+    #[arg(long, default_value = "safetensors", value_parser = ["safetensors", "gguf"])]
+    format: String,
     /// Seed of the weights.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -56,6 +59,19 @@ pub fn run(args: SynthArgs) -> Result<()> {
     };
     let preset = find_preset(name)?;
     let start = Instant::now();
+    if args.format == "gguf" {
+        // Random weights in f32 (f16 for large presets), then the GGUF in the asked type.
+        let staging = out.with_extension("synth-staging");
+        let source = if preset.parameters() < 1 << 28 {
+            DType::F32
+        } else {
+            DType::F16
+        };
+        let result = synth(preset, &staging, source, args.seed)
+            .and_then(|_| super::convert::convert(&staging, out, args.dtype));
+        let _ = std::fs::remove_dir_all(&staging);
+        return result;
+    }
     synth(preset, out, args.dtype, args.seed)?;
     eprintln!(
         "wrote {} ({}, {:.2} B parameters, {} of weights) in {:.1} s",

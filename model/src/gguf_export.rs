@@ -1,0 +1,325 @@
+//! Any checkpoint glmhal reads, written as GGUF in llama.cpp's layout:
+//! `chatglm` (fused `attn_qkv`) for the GLM layer order, `glm4` (separate
+//! `attn_q/k/v`, `post_attention_norm`, `post_ffw_norm`) for GLM-4-0414;
+//! matrices in the chosen type, norms and biases in F32; the `gpt2` BPE
+//! tokenizer from a `tokenizer.json` when the model has one.
+
+use std::borrow::Cow;
+use std::ops::Range;
+use std::path::Path;
+
+use glmhal_hal::{quant, DType, HalError, Result};
+use serde_json::Value as Json;
+
+use crate::checkpoint::{Checkpoint, WeightSource};
+use crate::config::LayerOrder;
+use crate::gguf::GgmlType;
+use crate::gguf_write::{write, Meta, TensorSpec};
+
+/// One tensor to write: which canonical weight, which of its rows.
+struct Piece {
+    spec: TensorSpec,
+    source: usize,
+    rows: Range<usize>,
+}
+
+/// llama.cpp's `general.file_type` for a matrix type.
+fn file_type(dtype: DType) -> u32 {
+    match dtype {
+        DType::F32 => 0,
+        DType::F16 => 1,
+        DType::Q4_0 => 2,
+        DType::Q8_0 => 7,
+        DType::Bf16 => 32,
+        DType::I32 => 0,
+    }
+}
+
+/// The GGUF name(s) of a canonical weight, with the row range each takes.
+fn names(
+    canonical: &str,
+    glm4: bool,
+    qkv_rows: [usize; 3],
+    tied: bool,
+) -> Vec<(String, Range<usize>)> {
+    let whole = |n: &str| vec![(n.to_string(), 0..usize::MAX)];
+    match canonical {
+        "embed" => whole("token_embd.weight"),
+        "final_norm" => whole("output_norm.weight"),
+        "lm_head" if tied => Vec::new(),
+        "lm_head" => whole("output.weight"),
+        _ => {
+            let Some(rest) = canonical.strip_prefix("layers.") else {
+                return Vec::new();
+            };
+            let (layer, part) = rest.split_once('.').unwrap_or((rest, ""));
+            let b = |s: &str| format!("blk.{layer}.{s}");
+            match part {
+                "qkv.weight" | "qkv.bias" => {
+                    let kind = &part[4..];
+                    if glm4 {
+                        let [q, k, _] = qkv_rows;
+                        vec![
+                            (b(&format!("attn_q.{kind}")), 0..q),
+                            (b(&format!("attn_k.{kind}")), q..q + k),
+                            (b(&format!("attn_v.{kind}")), q + k..usize::MAX),
+                        ]
+                    } else {
+                        vec![(b(&format!("attn_qkv.{kind}")), 0..usize::MAX)]
+                    }
+                }
+                "input_norm" => vec![(b("attn_norm.weight"), 0..usize::MAX)],
+                "o.weight" => vec![(b("attn_output.weight"), 0..usize::MAX)],
+                "mlp_norm" => vec![(b("ffn_norm.weight"), 0..usize::MAX)],
+                "gate_up.weight" => vec![(b("ffn_up.weight"), 0..usize::MAX)],
+                "down.weight" => vec![(b("ffn_down.weight"), 0..usize::MAX)],
+                "post_attn_norm" => vec![(b("post_attention_norm.weight"), 0..usize::MAX)],
+                "post_mlp_norm" => vec![(b("post_ffw_norm.weight"), 0..usize::MAX)],
+                _ => Vec::new(),
+            }
+        }
+    }
+}
+
+/// `tokenizer.ggml.*` from a Hugging Face BPE `tokenizer.json`: tokens by
+/// id (gaps and the rest of the vocabulary filled with unused `[PADn]`),
+/// their types (added specials are control tokens) and the merges.
+fn tokenizer_metadata(path: &Path, vocab: usize, pre: &str) -> Result<Vec<(String, Meta)>> {
+    let ctx = path.display().to_string();
+    let bad = |m: &str| HalError::invalid(&ctx, m.to_string());
+    let text =
+        std::fs::read_to_string(path).map_err(|e| HalError::io(format!("reading {ctx}"), e))?;
+    let doc: Json = serde_json::from_str(&text).map_err(|e| bad(&format!("not JSON: {e}")))?;
+    let model = doc.get("model").ok_or_else(|| bad("no `model`"))?;
+    if model.get("type").and_then(Json::as_str) != Some("BPE") {
+        return Err(bad("only BPE tokenizers are written to GGUF"));
+    }
+    let mut tokens: Vec<Option<String>> = vec![None; vocab];
+    let mut types = vec![5i32; vocab];
+    let map = model
+        .get("vocab")
+        .and_then(Json::as_object)
+        .ok_or_else(|| bad("no `model.vocab`"))?;
+    let mut place = |token: &str, id: Option<u64>, ty: i32| -> Result<()> {
+        let id = id
+            .and_then(|i| usize::try_from(i).ok())
+            .ok_or_else(|| bad("a token id is not a number"))?;
+        if id >= vocab {
+            return Err(bad(&format!(
+                "token `{token}` has id {id}, outside the model's {vocab} rows"
+            )));
+        }
+        tokens[id] = Some(token.to_string());
+        types[id] = ty;
+        Ok(())
+    };
+    for (token, id) in map {
+        place(token, id.as_u64(), 1)?;
+    }
+    for added in doc
+        .get("added_tokens")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let content = added
+            .get("content")
+            .and_then(Json::as_str)
+            .unwrap_or_default();
+        let special = added
+            .get("special")
+            .and_then(Json::as_bool)
+            .unwrap_or(false);
+        place(
+            content,
+            added.get("id").and_then(Json::as_u64),
+            if special { 3 } else { 4 },
+        )?;
+    }
+    let merges: Vec<String> = model
+        .get("merges")
+        .and_then(Json::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|m| match m {
+            Json::String(s) => Some(s.clone()),
+            Json::Array(pair) => Some(
+                pair.iter()
+                    .filter_map(Json::as_str)
+                    .collect::<Vec<_>>()
+                    .join(" "),
+            ),
+            _ => None,
+        })
+        .collect();
+    let tokens: Vec<String> = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| t.unwrap_or_else(|| format!("[PAD{i}]")))
+        .collect();
+    Ok(vec![
+        ("tokenizer.ggml.model".to_string(), Meta::Str("gpt2".into())),
+        ("tokenizer.ggml.pre".to_string(), Meta::Str(pre.into())),
+        ("tokenizer.ggml.tokens".to_string(), Meta::StrArray(tokens)),
+        (
+            "tokenizer.ggml.token_type".to_string(),
+            Meta::I32Array(types),
+        ),
+        ("tokenizer.ggml.merges".to_string(), Meta::StrArray(merges)),
+    ])
+}
+
+/// Writes `checkpoint` to `out` with matrices as `matrix` (rows that are
+/// not whole blocks of a quantized type stay F16), under `name`. Returns
+/// the number of tensors written.
+pub fn export(checkpoint: &Checkpoint, out: &Path, matrix: DType, name: &str) -> Result<usize> {
+    let c = &checkpoint.config;
+    let glm4 = c.order == LayerOrder::Glm4;
+    let arch = if glm4 { "glm4" } else { "chatglm" };
+    let sources: Vec<WeightSource> = checkpoint.weights()?;
+    let tied = c.tie_word_embeddings
+        && sources
+            .iter()
+            .any(|s| s.name == "lm_head" && s.parts[0].0.contains("embed"));
+    let qkv_rows = [
+        c.heads * c.head_dim,
+        c.kv_heads * c.head_dim,
+        c.kv_heads * c.head_dim,
+    ];
+    let mut pieces = Vec::new();
+    for (i, source) in sources.iter().enumerate() {
+        let shape: Vec<usize> = {
+            let mut s = source.parts[0].1.clone();
+            s[0] = source.parts.iter().map(|p| p.1[0]).sum();
+            s
+        };
+        let ty = if shape.len() == 2 {
+            if matrix.is_quantized() && shape[1] % glmhal_hal::QUANT_BLOCK != 0 {
+                DType::F16
+            } else {
+                matrix
+            }
+        } else {
+            DType::F32
+        };
+        for (gguf_name, rows) in names(&source.name, glm4, qkv_rows, tied) {
+            let rows = rows.start..rows.end.min(shape[0]);
+            let mut s = shape.clone();
+            s[0] = rows.len();
+            pieces.push(Piece {
+                spec: TensorSpec {
+                    name: gguf_name,
+                    ty: GgmlType::of(ty).unwrap_or(GgmlType::F32),
+                    shape: s,
+                },
+                source: i,
+                rows,
+            });
+        }
+    }
+    let key = |k: &str| format!("{arch}.{k}");
+    let mut metadata = vec![
+        ("general.architecture".to_string(), Meta::Str(arch.into())),
+        ("general.name".to_string(), Meta::Str(name.into())),
+        (
+            "general.file_type".to_string(),
+            Meta::U32(file_type(matrix)),
+        ),
+        (key("context_length"), Meta::U32(c.max_positions as u32)),
+        (key("embedding_length"), Meta::U32(c.hidden as u32)),
+        (key("block_count"), Meta::U32(c.layers as u32)),
+        (key("feed_forward_length"), Meta::U32(c.intermediate as u32)),
+        (key("attention.head_count"), Meta::U32(c.heads as u32)),
+        (key("attention.head_count_kv"), Meta::U32(c.kv_heads as u32)),
+        (key("attention.key_length"), Meta::U32(c.head_dim as u32)),
+        (key("attention.value_length"), Meta::U32(c.head_dim as u32)),
+        (
+            key("attention.layer_norm_rms_epsilon"),
+            Meta::F32(c.rms_eps as f32),
+        ),
+        (key("rope.dimension_count"), Meta::U32(c.rotary_dim as u32)),
+        (key("rope.freq_base"), Meta::F32(c.rope_theta as f32)),
+    ];
+    // Every end-of-sequence id (GLM-4 has three), as llama.cpp names them.
+    for (key, id) in ["eos", "eot", "eom"].iter().zip(&c.eos_token_ids) {
+        metadata.push((format!("tokenizer.ggml.{key}_token_id"), Meta::U32(*id)));
+    }
+    let tokenizer = checkpoint.dir.join("tokenizer.json");
+    if checkpoint.gguf().is_none() && tokenizer.exists() {
+        let pre = if glm4 { "glm4" } else { "chatglm-bpe" };
+        metadata.extend(tokenizer_metadata(&tokenizer, c.vocab, pre)?);
+    } else if let Some(g) = checkpoint.gguf() {
+        // Carry the source file's tokenizer over unchanged.
+        for (k, v) in &g.layout.metadata {
+            let ids =
+                k.ends_with("_token_id") && ["eos", "eot", "eom"].iter().any(|e| k.contains(e));
+            if let Some(m) = (k.starts_with("tokenizer.") && !ids)
+                .then(|| to_meta(v))
+                .flatten()
+            {
+                metadata.push((k.clone(), m));
+            }
+        }
+    } else {
+        eprintln!(
+            "notice: {} has no tokenizer.json; {} is written without a tokenizer",
+            checkpoint.dir.display(),
+            out.display()
+        );
+    }
+    let specs: Vec<TensorSpec> = pieces.iter().map(|p| p.spec.clone()).collect();
+    write(out, &metadata, &specs, |i| {
+        let piece = &pieces[i];
+        let raw = checkpoint.read(&sources[piece.source])?;
+        let cols = raw.shape.get(1).copied().unwrap_or(1);
+        let row_bytes = |d: DType| d.bytes_for(cols);
+        let target = dtype_of(piece.spec.ty);
+        let bytes: Vec<u8> = if raw.dtype == target {
+            raw.bytes
+                [piece.rows.start * row_bytes(raw.dtype)..piece.rows.end * row_bytes(raw.dtype)]
+                .to_vec()
+        } else {
+            let all = quant::to_f32(raw.dtype, &raw.bytes, raw.shape.iter().product())?;
+            quant::from_f32(target, &all[piece.rows.start * cols..piece.rows.end * cols])?
+        };
+        checkpoint.release(&raw);
+        Ok(Cow::Owned(bytes))
+    })?;
+    Ok(pieces.len())
+}
+
+fn dtype_of(ty: GgmlType) -> DType {
+    ty.dtype().unwrap_or(DType::F32)
+}
+
+/// A read metadata value in a writable form (strings, string arrays,
+/// integer arrays and scalars; anything else is dropped).
+fn to_meta(v: &crate::gguf::Value) -> Option<Meta> {
+    use crate::gguf::Value;
+    match v {
+        Value::U64(n) => u32::try_from(*n).ok().map(Meta::U32),
+        Value::I64(n) => i32::try_from(*n).ok().map(Meta::I32),
+        Value::F64(x) => Some(Meta::F32(*x as f32)),
+        Value::Bool(b) => Some(Meta::Bool(*b)),
+        Value::Str(s) => Some(Meta::Str(s.clone())),
+        Value::Array(items) => {
+            if let Some(strings) = items
+                .iter()
+                .map(|i| i.as_str().map(String::from))
+                .collect::<Option<Vec<_>>>()
+            {
+                Some(Meta::StrArray(strings))
+            } else {
+                items
+                    .iter()
+                    .map(|i| match i {
+                        Value::U64(n) => i32::try_from(*n).ok(),
+                        Value::I64(n) => i32::try_from(*n).ok(),
+                        _ => None,
+                    })
+                    .collect::<Option<Vec<_>>>()
+                    .map(Meta::I32Array)
+            }
+        }
+    }
+}
