@@ -522,9 +522,18 @@ fn gguf_files_generate_from_text_and_convert_keeps_greedy_tokens() {
     assert!(!bad.status.success() && text(&bad).1.contains("cannot be stored as i32"));
     let broken = dir.join("broken.gguf");
     std::fs::write(&broken, &std::fs::read(&file).unwrap()[..200]).unwrap();
-    let run = glmhal(&["generate", "--model", broken.to_str().unwrap(), "--prompt", "hi"]);
+    let run = glmhal(&[
+        "generate",
+        "--model",
+        broken.to_str().unwrap(),
+        "--prompt",
+        "hi",
+    ]);
     let (_, stderr) = text(&run);
-    assert!(!run.status.success() && stderr.contains("broken.gguf"), "{stderr}");
+    assert!(
+        !run.status.success() && stderr.contains("broken.gguf"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     std::fs::remove_dir_all(dir).ok();
 }
