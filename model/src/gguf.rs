@@ -94,7 +94,21 @@ impl GgmlType {
             GgmlType::Q4K => "Q4_K".into(),
             GgmlType::Q5K => "Q5_K".into(),
             GgmlType::Q6K => "Q6_K".into(),
-            GgmlType::Other(c) => format!("ggml type {c}"),
+            GgmlType::Other(c) => match c {
+                3 => "Q4_1".into(),
+                6 => "Q5_0".into(),
+                7 => "Q5_1".into(),
+                9 => "Q8_1".into(),
+                10 => "Q2_K".into(),
+                11 => "Q3_K".into(),
+                15 => "Q8_K".into(),
+                24 => "I8".into(),
+                25 => "I16".into(),
+                26 => "I32".into(),
+                27 => "I64".into(),
+                28 => "F64".into(),
+                _ => format!("ggml type {c}"),
+            },
         }
     }
 

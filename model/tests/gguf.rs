@@ -310,3 +310,124 @@ fn k_quants_decode_like_ggml() {
         assert!(glmhal_model::kquants::dequantize(ty, &bytes[1..], want.len()).is_err());
     }
 }
+
+/// A one-layer glm4 model written tensor by tensor, with `output.weight`
+/// given as `head` (type and bytes).
+fn kquant_model(path: &Path, head: (GgmlType, Vec<u8>)) {
+    let (h, f, v, kv) = (256usize, 256usize, 256usize, 128usize);
+    let mut rng = Rng::new(11);
+    let mut random = |n: usize, scale: f32| -> Vec<u8> {
+        (0..n)
+            .flat_map(|_| rng.uniform(-scale, scale).to_le_bytes())
+            .collect()
+    };
+    let ones = |n: usize| -> Vec<u8> { (0..n).flat_map(|_| 1.0f32.to_le_bytes()).collect() };
+    let mut tensors: Vec<(TensorSpec, Vec<u8>)> = vec![];
+    let mut add = |name: &str, shape: &[usize], bytes: Vec<u8>, ty: GgmlType| {
+        tensors.push((
+            TensorSpec {
+                name: name.into(),
+                ty,
+                shape: shape.to_vec(),
+            },
+            bytes,
+        ))
+    };
+    let s = 1.0 / (h as f32).sqrt();
+    add(
+        "token_embd.weight",
+        &[v, h],
+        random(v * h, 1.0),
+        GgmlType::F32,
+    );
+    add("output_norm.weight", &[h], ones(h), GgmlType::F32);
+    add("output.weight", &[v, h], head.1.clone(), head.0);
+    for (name, rows) in [
+        ("attn_q", h),
+        ("attn_k", kv),
+        ("attn_v", kv),
+        ("attn_output", h),
+    ] {
+        add(
+            &format!("blk.0.{name}.weight"),
+            &[rows, h],
+            random(rows * h, s),
+            GgmlType::F32,
+        );
+    }
+    add(
+        "blk.0.ffn_up.weight",
+        &[2 * f, h],
+        random(2 * f * h, s),
+        GgmlType::F32,
+    );
+    add(
+        "blk.0.ffn_down.weight",
+        &[h, f],
+        random(h * f, s),
+        GgmlType::F32,
+    );
+    for norm in [
+        "attn_norm",
+        "ffn_norm",
+        "post_attention_norm",
+        "post_ffw_norm",
+    ] {
+        add(
+            &format!("blk.0.{norm}.weight"),
+            &[h],
+            ones(h),
+            GgmlType::F32,
+        );
+    }
+    let k = |s: &str| format!("glm4.{s}");
+    let meta = vec![
+        ("general.architecture".to_string(), Meta::Str("glm4".into())),
+        (k("context_length"), Meta::U32(64)),
+        (k("embedding_length"), Meta::U32(h as u32)),
+        (k("block_count"), Meta::U32(1)),
+        (k("feed_forward_length"), Meta::U32(f as u32)),
+        (k("attention.head_count"), Meta::U32(4)),
+        (k("attention.head_count_kv"), Meta::U32(2)),
+        (k("attention.layer_norm_rms_epsilon"), Meta::F32(1e-5)),
+        (k("rope.dimension_count"), Meta::U32(32)),
+    ];
+    let specs: Vec<TensorSpec> = tensors.iter().map(|t| t.0.clone()).collect();
+    write(path, &meta, &specs, |i| Ok(tensors[i].1.clone().into())).unwrap();
+}
+
+#[test]
+fn k_quant_weights_load_as_their_nearest_type() {
+    let dir = scratch("kquant-model");
+    // Random Q6_K blocks with small finite scales are a valid Q6_K matrix.
+    let mut rng = Rng::new(5);
+    let mut q6k = vec![0u8; 256 * 210];
+    for block in q6k.chunks_exact_mut(210) {
+        for b in block.iter_mut() {
+            *b = rng.next_u64() as u8;
+        }
+        block[208..].copy_from_slice(&half::f16::from_f32(rng.uniform(0.001, 0.01)).to_le_bytes());
+    }
+    let with_k = dir.join("q6k.gguf");
+    kquant_model(&with_k, (GgmlType::Q6K, q6k.clone()));
+    // The same model with the head as what the conversion must produce.
+    let values = glmhal_model::kquants::dequantize(GgmlType::Q6K, &q6k, 256 * 256).unwrap();
+    let q8 = glmhal_hal::quant::from_f32(DType::Q8_0, &values).unwrap();
+    let with_q8 = dir.join("q8.gguf");
+    kquant_model(&with_q8, (GgmlType::Q8_0, q8));
+    let tokens = [1u32, 7, 42, 200];
+    let a = load(&with_k).logits(&tokens, DType::F32).unwrap();
+    let b = load(&with_q8).logits(&tokens, DType::F32).unwrap();
+    assert_eq!(a, b);
+    assert!(a.iter().all(|x| x.is_finite()));
+    // A type glmhal cannot read is named.
+    let odd = dir.join("q2k.gguf");
+    kquant_model(&odd, (GgmlType::Other(10), vec![0u8; 256 * 84]));
+    let backend = glmhal_cpu::Provider.open(None).unwrap();
+    let e = Model::load(&odd, backend, LoadOptions { weights: None })
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(e.contains("output.weight") && e.contains("Q2_K"), "{e}");
+    std::fs::remove_dir_all(dir).ok();
+}
