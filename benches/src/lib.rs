@@ -8,6 +8,7 @@
 //! without a GPU the wgpu numbers are Mesa's software drivers: kept for
 //! regressions, not for comparing vendors.
 
+pub mod bandwidth;
 pub mod compare;
 pub mod html;
 pub mod junit;

@@ -82,6 +82,7 @@ pub fn run(
             step,
             tps: batch as f64 / t,
             effective_gbps: model.weight_bytes() as f64 / t / 1e9,
+            ceiling_share: None,
         });
     }
     Ok(ModelMeasurement {

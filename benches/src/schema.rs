@@ -156,6 +156,10 @@ pub struct DecodeMeasurement {
     pub tps: f64,
     /// Weight bytes read per second (each step reads every weight once).
     pub effective_gbps: f64,
+    /// `effective_gbps` over the device's bandwidth peak (on a CPU, the read
+    /// ceiling measured in the same run), when known.
+    #[serde(default)]
+    pub ceiling_share: Option<f64>,
 }
 
 /// The document `glmhal bench --json` writes.

@@ -172,6 +172,7 @@ pub fn run(args: CiArgs) -> Result<CiVerdict> {
         skip_ops: false,
         skip_model: false,
         json: None,
+        threads: None,
     };
     let (bench, skipped) = measure(&bench_args, &selectors)?;
     for s in skipped {
