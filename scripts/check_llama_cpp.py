@@ -11,8 +11,11 @@ package, which builds llama.cpp from source.
 
 For each matrix type it writes a random model with `glmhal synth --format
 gguf`, greedy-decodes a fixed prompt with llama.cpp (temperature 0, top-k
-1) and with `glmhal generate --ignore-eos`, and prints both; it exits 1 when
-llama.cpp cannot load a file or the tokens differ.
+1) and with `glmhal generate --ignore-eos`, and prints both. Then it
+converts the golden fixtures (`chatglm` and `glm4` layouts, HF and ChatGLM
+naming, no tokenizer) to f32 GGUF and checks llama.cpp's greedy tokens
+against transformers' (`golden.json`). It exits 1 when llama.cpp cannot load
+a file or tokens differ.
 """
 
 import argparse
@@ -36,10 +39,10 @@ def glmhal_greedy(glmhal, model, n):
     return json.loads(out.stdout)["tokens"]
 
 
-def llama_greedy(model, n):
+def llama_greedy(model, n, prompt=PROMPT):
     llm = Llama(model_path=str(model), n_ctx=256, n_threads=2, verbose=False)
     tokens = []
-    for token in llm.generate(PROMPT, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0):
+    for token in llm.generate(prompt, top_k=1, top_p=1.0, temp=0.0, repeat_penalty=1.0):
         tokens.append(token)
         if len(tokens) == n:
             break
@@ -72,6 +75,23 @@ def main():
             same = ours == theirs
             failed |= not same
             print(f"{dtype}: glmhal {ours}\n{' ' * len(dtype)}  llama.cpp {theirs}  {'same' if same else 'DIFFERENT'}")
+        fixtures = Path(__file__).resolve().parent.parent / "model" / "tests" / "fixtures"
+        for golden in sorted(fixtures.glob("*/golden.json")):
+            if not (golden.parent / "config.json").exists():
+                continue
+            g = json.loads(golden.read_text())
+            model = Path(tmp) / f"{golden.parent.name}.gguf"
+            subprocess.run([args.glmhal, "convert", "--model", str(golden.parent), "--out", str(model),
+                            "--dtype", "f32"], check=True, capture_output=True)
+            try:
+                theirs = llama_greedy(model, len(g["greedy"]), g["prompt"])
+            except Exception as e:  # llama.cpp refusing the file is the failure to report
+                print(f"{golden.parent.name}: llama.cpp could not load it: {e}")
+                failed = True
+                continue
+            same = theirs == g["greedy"]
+            failed |= not same
+            print(f"{golden.parent.name} f32: llama.cpp {theirs} vs transformers {'same' if same else g['greedy']}")
     sys.exit(1 if failed else 0)
 
 

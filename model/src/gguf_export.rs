@@ -261,8 +261,11 @@ pub fn export(checkpoint: &Checkpoint, out: &Path, matrix: DType, name: &str) ->
             }
         }
     } else {
+        // llama.cpp's marker for a model without a vocabulary, with its size.
+        metadata.push(("tokenizer.ggml.model".into(), Meta::Str("none".into())));
+        metadata.push((key("vocab_size"), Meta::U32(c.vocab as u32)));
         eprintln!(
-            "notice: {} has no tokenizer.json; {} is written without a tokenizer",
+            "notice: {} has no tokenizer.json; {} is written without a tokenizer (token ids only)",
             checkpoint.dir.display(),
             out.display()
         );

@@ -212,6 +212,12 @@ pub fn tokenizer_json(file: &GgufFile) -> Result<String> {
                     .into(),
             )
         })?;
+    if model == "none" || model == "no_vocab" {
+        return Err(bad(
+            "the file has no tokenizer (tokenizer.ggml.model = none); pass token ids with --tokens"
+                .into(),
+        ));
+    }
     if model != "gpt2" {
         return Err(bad(format!(
             "tokenizer kind `{model}` is not supported (glmhal reads GLM-4's gpt2 BPE); pass token ids with --tokens"
