@@ -17,6 +17,10 @@ if WGPU_BACKEND=gl cargo run --locked --profile test -q -p glmhal -- devices --j
     --json reports/conformance-wgpu-gl.json --markdown reports/conformance-wgpu-gl.md
 fi
 
+# The CPU's portable kernels (what a CPU without AVX2/FMA/F16C runs) on the products.
+GLMHAL_CPU_ISA=portable cargo run --locked --profile test -q -p glmhal -- conformance \
+  --backend cpu --op mat_mul --require-all
+
 # The CUDA/HIP kernel tree compiled for real for NVIDIA A100/H100 and AMD
 # MI50/MI210-class (and Hygon DCU's gfx9) targets: any compile error fails.
 glmhal() { cargo run --locked --profile test -q -p glmhal -- "$@"; }

@@ -1,12 +1,34 @@
-//! mat_mul (weights in any dtype, dequantized a row at a time) and batched_mat_mul.
+//! mat_mul and batched_mat_mul.
+//!
+//! Weights whose rows are packed are read as stored by the dot products of
+//! [`super::simd`]: Q8_0/Q4_0 rows against activations quantized once to
+//! int8 blocks, f16/bf16/f32 rows converted in registers. For a few rows of
+//! activations (decode) every weight row is read once and used for all of
+//! them; for many rows (prefill) a float weight row is converted to f32 once
+//! and reused across the activations. Other views dequantize a row at a time.
 
-use glmhal_hal::Result;
+use glmhal_hal::{DType, Result};
 use rayon::prelude::*;
 
-use super::{dot, In, Out};
+use super::simd::{self, QuantizedRow, TILE};
+use super::{In, Out};
 
 /// Weight rows handled by one task: enough work to amortize scheduling.
 const ROWS_PER_TASK: usize = 8;
+/// Activation rows up to which float weights are dotted as stored (each
+/// weight row read once per tile of activations); above, a row is
+/// converted to f32 once and reused.
+const FUSED_MAX_ROWS: usize = 2 * TILE;
+
+/// How a weight row is multiplied with the activations.
+enum Rows {
+    /// Packed quantized rows against quantized activations.
+    Quantized(DType, Vec<QuantizedRow>),
+    /// Packed float rows dotted as stored.
+    Fused(DType),
+    /// Any view: each row converted to f32 first.
+    Converted,
+}
 
 pub(super) fn matmul(
     x: &In<'_>,
@@ -17,9 +39,37 @@ pub(super) fn matmul(
     let (m, k) = (x.desc.shape[0], x.desc.shape[1]);
     let n = w.desc.shape[0];
     let xs = x.to_f32();
+    let x_rows: Vec<&[f32]> = xs.chunks_exact(k).collect();
     let bias = bias.map(|b| b.to_f32());
-    // Computed transposed ([N, M]) so each task owns a contiguous block and
-    // each weight row is converted once for all M activations.
+    let packed = w.desc.rows_contiguous();
+    let rows = match w.desc.dtype {
+        d if d.is_quantized() && packed => Rows::Quantized(
+            d,
+            x_rows
+                .par_iter()
+                .map(|row| {
+                    let mut q = QuantizedRow::default();
+                    q.quantize(row);
+                    q
+                })
+                .collect(),
+        ),
+        d @ (DType::F32 | DType::F16 | DType::Bf16) if packed && m <= FUSED_MAX_ROWS => {
+            Rows::Fused(d)
+        }
+        _ => Rows::Converted,
+    };
+    // Tiles of quantized activation rows, made once (not per weight row).
+    let q_tiles: Vec<Vec<&QuantizedRow>> = match &rows {
+        Rows::Quantized(_, qs) => qs.chunks(TILE).map(|t| t.iter().collect()).collect(),
+        _ => Vec::new(),
+    };
+    let row_bytes = w.desc.dtype.bytes_for(k);
+    let row_of = |j: usize| {
+        let at = w.desc.byte_at(w.desc.row_start(j));
+        &w.bytes[at..at + row_bytes]
+    };
+    // Computed transposed ([N, M]) so each task owns a contiguous block.
     let mut out_t = vec![0.0f32; n * m];
     out_t
         .par_chunks_mut(ROWS_PER_TASK * m)
@@ -29,10 +79,27 @@ pub(super) fn matmul(
             |wrow, (task, block)| {
                 for (jj, col) in block.chunks_exact_mut(m).enumerate() {
                     let j = task * ROWS_PER_TASK + jj;
-                    w.read_row(j, wrow);
-                    let b = bias.as_ref().map_or(0.0, |b| b[j]);
-                    for (i, o) in col.iter_mut().enumerate() {
-                        *o = dot(&xs[i * k..(i + 1) * k], wrow) + b;
+                    match &rows {
+                        Rows::Quantized(d, _) => {
+                            for (outs, tile) in col.chunks_mut(TILE).zip(&q_tiles) {
+                                simd::dot_rows_quantized(*d, row_of(j), tile, outs);
+                            }
+                        }
+                        Rows::Fused(d) => {
+                            for (outs, tile) in col.chunks_mut(TILE).zip(x_rows.chunks(TILE)) {
+                                simd::dot_rows(*d, row_of(j), tile, outs);
+                            }
+                        }
+                        Rows::Converted => {
+                            w.read_row(j, wrow);
+                            let wb = f32_bytes(wrow);
+                            for (outs, tile) in col.chunks_mut(TILE).zip(x_rows.chunks(TILE)) {
+                                simd::dot_rows(DType::F32, wb, tile, outs);
+                            }
+                        }
+                    }
+                    if let Some(b) = &bias {
+                        col.iter_mut().for_each(|o| *o += b[j]);
                     }
                 }
             },
@@ -45,6 +112,12 @@ pub(super) fn matmul(
     });
     out.store(&result);
     Ok(())
+}
+
+/// The bytes of an f32 slice (little-endian targets), for the byte-reading dot products.
+fn f32_bytes(v: &[f32]) -> &[u8] {
+    // SAFETY: any f32 slice is a valid byte slice of 4× its length; u8 has no alignment.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
 }
 
 pub(super) fn batched(a: &In<'_>, b: &In<'_>, out: &mut Out<'_>) -> Result<()> {

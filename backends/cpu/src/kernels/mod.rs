@@ -12,6 +12,7 @@ mod matmul;
 mod norm;
 mod reduce;
 mod rope;
+pub(crate) mod simd;
 
 use glmhal_hal::{quant, HalError, Op, Result, TensorDesc};
 use rayon::prelude::*;

@@ -1,0 +1,393 @@
+//! Dot products chosen at run time by CPU feature: AVX2 + FMA + F16C where
+//! the CPU has them (checked once), a portable path everywhere else. They
+//! read weights as stored, so a matrix-vector product never writes a
+//! converted copy of a weight row:
+//!
+//! - f32 · f32, f16 · f32 and bf16 · f32 (weights converted in registers,
+//!   f32 accumulation);
+//! - Q8_0 · x and Q4_0 · x in integers: activations are quantized once per
+//!   product into blocks of 32 int16 with an f32 scale ([`QuantizedRow`];
+//!   16 bits keep the rounding error near f32's, where int8 activations
+//!   would cost about 1/254 of each block's largest value), each block's
+//!   integer dot product (`madd`) is exact, then scaled in f32.
+
+use std::sync::OnceLock;
+
+use glmhal_hal::{quant::block_scale, DType, QUANT_BLOCK};
+
+/// The instruction set the kernels use on this CPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Isa {
+    /// AVX2, FMA and F16C.
+    Avx2,
+    /// Plain Rust the compiler vectorizes for the build target.
+    Portable,
+}
+
+/// Detected once per process (`GLMHAL_CPU_ISA=portable` forces the portable path).
+pub(crate) fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        if std::env::var("GLMHAL_CPU_ISA").is_ok_and(|v| v == "portable") {
+            return Isa::Portable;
+        }
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+            && is_x86_feature_detected!("f16c")
+        {
+            return Isa::Avx2;
+        }
+        Isa::Portable
+    })
+}
+
+/// Largest quantized activation magnitude.
+const QMAX: f32 = 32767.0;
+
+/// Activations quantized to blocks of 32 int16 with one f32 scale each
+/// (`x ≈ scale · q`, `q = round(x / scale)`, `scale = max|x| / 32767`).
+#[derive(Default)]
+pub(crate) struct QuantizedRow {
+    /// Values, 32 per block.
+    pub values: Vec<i16>,
+    /// One scale per block.
+    pub scales: Vec<f32>,
+}
+
+impl QuantizedRow {
+    /// Quantizes `x` (a multiple of 32 values), reusing this row's storage.
+    pub fn quantize(&mut self, x: &[f32]) {
+        self.values.resize(x.len(), 0);
+        self.scales.resize(x.len() / QUANT_BLOCK, 0.0);
+        for ((block, q), s) in x
+            .chunks_exact(QUANT_BLOCK)
+            .zip(self.values.chunks_exact_mut(QUANT_BLOCK))
+            .zip(self.scales.iter_mut())
+        {
+            let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let d = amax / QMAX;
+            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+            for (o, v) in q.iter_mut().zip(block) {
+                *o = (v * id).round() as i16;
+            }
+            *s = d;
+        }
+    }
+}
+
+/// Activation rows one call handles (each weight row is read once for all of them).
+pub(crate) const TILE: usize = 4;
+
+fn weight(dtype: DType, w: &[u8], i: usize) -> f32 {
+    match dtype {
+        DType::F32 => f32::from_le_bytes([w[4 * i], w[4 * i + 1], w[4 * i + 2], w[4 * i + 3]]),
+        DType::F16 => half::f16::from_le_bytes([w[2 * i], w[2 * i + 1]]).to_f32(),
+        _ => f32::from_bits((u16::from_le_bytes([w[2 * i], w[2 * i + 1]]) as u32) << 16),
+    }
+}
+
+/// `out[r] = Σ_i w[i]·xs[r][i]` for a row of f32, f16 or bf16 weights stored
+/// in `w` (packed, little-endian) and up to [`TILE`] activation rows.
+pub(crate) fn dot_rows(dtype: DType, w: &[u8], xs: &[&[f32]], out: &mut [f32]) {
+    debug_assert!(xs.len() <= TILE && out.len() >= xs.len());
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        // SAFETY: the CPU has AVX2, FMA and F16C (checked by `isa`); lengths are asserted inside.
+        unsafe { avx2::dot_rows(dtype, w, xs, out) };
+        return;
+    }
+    for (o, x) in out.iter_mut().zip(xs) {
+        *o = x
+            .iter()
+            .enumerate()
+            .map(|(i, v)| weight(dtype, w, i) * v)
+            .sum();
+    }
+}
+
+/// `out[r] = Σ w·xs[r]` for a Q8_0 or Q4_0 weight row and up to [`TILE`]
+/// quantized activation rows.
+pub(crate) fn dot_rows_quantized(dtype: DType, w: &[u8], xs: &[&QuantizedRow], out: &mut [f32]) {
+    debug_assert!(xs.len() <= TILE && out.len() >= xs.len());
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        // SAFETY: as in `dot_rows`.
+        unsafe { avx2::dot_rows_quantized(dtype, w, xs, out) };
+        return;
+    }
+    let bb = dtype.block_bytes();
+    for (o, x) in out.iter_mut().zip(xs) {
+        *o = w
+            .chunks_exact(bb)
+            .zip(x.values.chunks_exact(QUANT_BLOCK).zip(&x.scales))
+            .map(|(block, (q, s))| {
+                let mut sum = 0i32;
+                if dtype == DType::Q8_0 {
+                    for (a, b) in block[2..].iter().zip(q) {
+                        sum += (*a as i8 as i32) * (*b as i32);
+                    }
+                } else {
+                    for (j, b) in block[2..].iter().enumerate() {
+                        sum += ((b & 0x0f) as i32 - 8) * q[j] as i32;
+                        sum += ((b >> 4) as i32 - 8) * q[j + 16] as i32;
+                    }
+                }
+                block_scale(block) * s * sum as f32
+            })
+            .sum();
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx2 {
+    //! Every function needs AVX2, FMA and F16C (the caller checked `isa()`)
+    //! and reads only inside the slices it is given.
+
+    use std::arch::x86_64::*;
+
+    use glmhal_hal::{DType, QUANT_BLOCK};
+
+    use super::QuantizedRow;
+
+    #[target_feature(enable = "avx2,fma")]
+    fn sum8(v: __m256) -> f32 {
+        let hi = _mm256_extractf128_ps(v, 1);
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), hi);
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+        _mm_cvtss_f32(s)
+    }
+
+    /// Eight weights from `p` (element `i`) as f32.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn load8(dtype: DType, p: *const u8, i: usize) -> __m256 {
+        // SAFETY: the caller guarantees elements i..i+8 lie inside the row.
+        unsafe {
+            match dtype {
+                DType::F32 => _mm256_loadu_ps(p.add(4 * i).cast()),
+                DType::F16 => _mm256_cvtph_ps(_mm_loadu_si128(p.add(2 * i).cast())),
+                _ => {
+                    let h = _mm256_cvtepu16_epi32(_mm_loadu_si128(p.add(2 * i).cast()));
+                    _mm256_castsi256_ps(_mm256_slli_epi32(h, 16))
+                }
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn rows_float<const R: usize>(dtype: DType, w: &[u8], xs: &[&[f32]], out: &mut [f32]) {
+        let n = xs[0].len();
+        assert!(xs.len() == R && xs.iter().all(|x| x.len() == n) && out.len() >= R);
+        assert!(w.len() >= dtype.block_bytes() * n);
+        let p = w.as_ptr();
+        let mut a0 = [_mm256_setzero_ps(); R];
+        let mut a1 = [_mm256_setzero_ps(); R];
+        let mut i = 0;
+        // SAFETY (every load below): i + 16 <= n or i + 8 <= n, inside `w` and each x (asserted).
+        while i + 16 <= n {
+            let (w0, w1) = unsafe { (load8(dtype, p, i), load8(dtype, p, i + 8)) };
+            for r in 0..R {
+                let x = xs[r].as_ptr();
+                let (x0, x1) =
+                    unsafe { (_mm256_loadu_ps(x.add(i)), _mm256_loadu_ps(x.add(i + 8))) };
+                a0[r] = _mm256_fmadd_ps(w0, x0, a0[r]);
+                a1[r] = _mm256_fmadd_ps(w1, x1, a1[r]);
+            }
+            i += 16;
+        }
+        while i + 8 <= n {
+            let w0 = unsafe { load8(dtype, p, i) };
+            for r in 0..R {
+                let x0 = unsafe { _mm256_loadu_ps(xs[r].as_ptr().add(i)) };
+                a0[r] = _mm256_fmadd_ps(w0, x0, a0[r]);
+            }
+            i += 8;
+        }
+        for r in 0..R {
+            let mut total = sum8(_mm256_add_ps(a0[r], a1[r]));
+            for (j, x) in xs[r].iter().enumerate().skip(i) {
+                total += super::weight(dtype, w, j) * x;
+            }
+            out[r] = total;
+        }
+    }
+
+    pub(super) unsafe fn dot_rows(dtype: DType, w: &[u8], xs: &[&[f32]], out: &mut [f32]) {
+        // SAFETY: the caller checked the CPU features.
+        unsafe {
+            match xs.len() {
+                1 => rows_float::<1>(dtype, w, xs, out),
+                2 => rows_float::<2>(dtype, w, xs, out),
+                3 => rows_float::<3>(dtype, w, xs, out),
+                4 => rows_float::<4>(dtype, w, xs, out),
+                _ => {}
+            }
+        }
+    }
+
+    /// A block's f16 scale (bytes 0-1) as f32, through F16C.
+    #[target_feature(enable = "avx2,f16c")]
+    fn scale(block: &[u8]) -> f32 {
+        let bits = u16::from_le_bytes([block[0], block[1]]) as i32;
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)))
+    }
+
+    /// A block's 32 weights as two halves of 16 int16.
+    #[target_feature(enable = "avx2")]
+    unsafe fn weights16(q4: bool, block: &[u8]) -> (__m256i, __m256i) {
+        // SAFETY: the block holds 34 (Q8_0) or 18 (Q4_0) bytes (the caller's chunking).
+        unsafe {
+            if q4 {
+                let packed = _mm_loadu_si128(block.as_ptr().add(2).cast());
+                let low = _mm_set1_epi8(0x0f);
+                let eight = _mm_set1_epi8(8);
+                let lo = _mm_sub_epi8(_mm_and_si128(packed, low), eight);
+                let hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(packed, 4), low), eight);
+                (_mm256_cvtepi8_epi16(lo), _mm256_cvtepi8_epi16(hi))
+            } else {
+                let lo = _mm_loadu_si128(block.as_ptr().add(2).cast());
+                let hi = _mm_loadu_si128(block.as_ptr().add(18).cast());
+                (_mm256_cvtepi8_epi16(lo), _mm256_cvtepi8_epi16(hi))
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn rows_quantized<const R: usize>(
+        q4: bool,
+        w: &[u8],
+        xs: &[&QuantizedRow],
+        out: &mut [f32],
+    ) {
+        let blocks = xs[0].scales.len();
+        let bb = if q4 { 18 } else { 34 };
+        assert!(xs.len() == R && out.len() >= R && w.len() >= bb * blocks);
+        assert!(xs
+            .iter()
+            .all(|x| x.scales.len() == blocks && x.values.len() >= QUANT_BLOCK * blocks));
+        // Two accumulator sets (even and odd blocks) so consecutive FMAs do
+        // not wait on each other; both indexed statically so they stay in registers.
+        let mut even = [_mm256_setzero_ps(); R];
+        let mut odd = [_mm256_setzero_ps(); R];
+        let step = |b: usize, acc: &mut [__m256; R]| {
+            let block = &w[b * bb..(b + 1) * bb];
+            // SAFETY: `block` is one whole block of `w`; the features are enabled here.
+            let (w0, w1) = unsafe { weights16(q4, block) };
+            let d = scale(block);
+            for r in 0..R {
+                let x = xs[r];
+                // SAFETY: 32 int16 values of block b (asserted above).
+                let (x0, x1) = unsafe {
+                    let p = x.values.as_ptr().add(b * QUANT_BLOCK);
+                    (
+                        _mm256_loadu_si256(p.cast()),
+                        _mm256_loadu_si256(p.add(16).cast()),
+                    )
+                };
+                let sums = _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1));
+                let xs_scale = x.scales[b];
+                acc[r] = _mm256_fmadd_ps(
+                    _mm256_set1_ps(d * xs_scale),
+                    _mm256_cvtepi32_ps(sums),
+                    acc[r],
+                );
+            }
+        };
+        let mut b = 0;
+        while b + 2 <= blocks {
+            step(b, &mut even);
+            step(b + 1, &mut odd);
+            b += 2;
+        }
+        if b < blocks {
+            step(b, &mut even);
+        }
+        for r in 0..R {
+            out[r] = sum8(_mm256_add_ps(even[r], odd[r]));
+        }
+    }
+
+    pub(super) unsafe fn dot_rows_quantized(
+        dtype: DType,
+        w: &[u8],
+        xs: &[&QuantizedRow],
+        out: &mut [f32],
+    ) {
+        let q4 = dtype == DType::Q4_0;
+        // SAFETY: the caller checked the CPU features.
+        unsafe {
+            match xs.len() {
+                1 => rows_quantized::<1>(q4, w, xs, out),
+                2 => rows_quantized::<2>(q4, w, xs, out),
+                3 => rows_quantized::<3>(q4, w, xs, out),
+                4 => rows_quantized::<4>(q4, w, xs, out),
+                _ => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use glmhal_hal::{quant, Rng};
+
+    fn random(n: usize, seed: u64) -> Vec<f32> {
+        let mut rng = Rng::new(seed);
+        (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()
+    }
+
+    #[test]
+    fn every_dot_matches_a_plain_loop_for_every_tile_size() {
+        for n in [32usize, 96, 1000, 4096] {
+            let w = random(n, 1);
+            let xs: Vec<Vec<f32>> = (0..TILE as u64).map(|s| random(n, 10 + s)).collect();
+            for rows in 1..=TILE {
+                let x: Vec<&[f32]> = xs[..rows].iter().map(|v| &v[..]).collect();
+                let exact: Vec<f64> = x
+                    .iter()
+                    .map(|x| w.iter().zip(*x).map(|(a, b)| *a as f64 * *b as f64).sum())
+                    .collect();
+                for (dtype, tol) in [(DType::F32, 1e-4), (DType::F16, 2e-2), (DType::Bf16, 1e-1)] {
+                    let bytes = quant::from_f32(dtype, &w).unwrap();
+                    let mut out = [0.0f32; TILE];
+                    dot_rows(dtype, &bytes, &x, &mut out);
+                    for (got, want) in out.iter().zip(&exact) {
+                        assert!(
+                            (*got as f64 - want).abs() <= tol * (1.0 + want.abs()),
+                            "{dtype} n={n} rows={rows}: {got} vs {want}"
+                        );
+                    }
+                }
+                if n % QUANT_BLOCK != 0 {
+                    continue;
+                }
+                let quantized: Vec<QuantizedRow> = x
+                    .iter()
+                    .map(|x| {
+                        let mut q = QuantizedRow::default();
+                        q.quantize(x);
+                        q
+                    })
+                    .collect();
+                let qrefs: Vec<&QuantizedRow> = quantized.iter().collect();
+                for dtype in [DType::Q8_0, DType::Q4_0] {
+                    let bytes = quant::from_f32(dtype, &w).unwrap();
+                    let deq = quant::to_f32(dtype, &bytes, n).unwrap();
+                    let mut out = [0.0f32; TILE];
+                    dot_rows_quantized(dtype, &bytes, &qrefs, &mut out);
+                    for (got, x) in out.iter().zip(&x) {
+                        // Against the dequantized weights and the f32 activations.
+                        let want: f64 =
+                            deq.iter().zip(*x).map(|(a, b)| *a as f64 * *b as f64).sum();
+                        assert!(
+                            (*got as f64 - want).abs() <= 1e-3 * (1.0 + want.abs()),
+                            "{dtype} n={n} rows={rows}: {got} vs {want}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
