@@ -270,38 +270,40 @@ mod avx2 {
         // not wait on each other; both indexed statically so they stay in registers.
         let mut even = [_mm256_setzero_ps(); R];
         let mut odd = [_mm256_setzero_ps(); R];
-        let step = |b: usize, acc: &mut [__m256; R]| {
-            let block = &w[b * bb..(b + 1) * bb];
-            // SAFETY: `block` is one whole block of `w`; the features are enabled here.
-            let (w0, w1) = unsafe { weights16(q4, block) };
-            let d = scale(block);
-            for r in 0..R {
-                let x = xs[r];
-                // SAFETY: 32 int16 values of block b (asserted above).
-                let (x0, x1) = unsafe {
-                    let p = x.values.as_ptr().add(b * QUANT_BLOCK);
-                    (
-                        _mm256_loadu_si256(p.cast()),
-                        _mm256_loadu_si256(p.add(16).cast()),
-                    )
-                };
-                let sums = _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1));
-                let xs_scale = x.scales[b];
-                acc[r] = _mm256_fmadd_ps(
-                    _mm256_set1_ps(d * xs_scale),
-                    _mm256_cvtepi32_ps(sums),
-                    acc[r],
-                );
-            }
-        };
+        // A macro rather than a closure: the body must be inlined into this
+        // function to use its target features.
+        macro_rules! step {
+            ($b:expr, $acc:ident) => {{
+                let b = $b;
+                let block = &w[b * bb..(b + 1) * bb];
+                // SAFETY: `block` is one whole block of `w`.
+                let (w0, w1) = unsafe { weights16(q4, block) };
+                let d = scale(block);
+                for r in 0..R {
+                    let x = xs[r];
+                    // SAFETY: 32 int16 values of block b (asserted above).
+                    let (x0, x1) = unsafe {
+                        let p = x.values.as_ptr().add(b * QUANT_BLOCK);
+                        (
+                            _mm256_loadu_si256(p.cast()),
+                            _mm256_loadu_si256(p.add(16).cast()),
+                        )
+                    };
+                    let sums =
+                        _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1));
+                    let k = _mm256_set1_ps(d * x.scales[b]);
+                    $acc[r] = _mm256_fmadd_ps(k, _mm256_cvtepi32_ps(sums), $acc[r]);
+                }
+            }};
+        }
         let mut b = 0;
         while b + 2 <= blocks {
-            step(b, &mut even);
-            step(b + 1, &mut odd);
+            step!(b, even);
+            step!(b + 1, odd);
             b += 2;
         }
         if b < blocks {
-            step(b, &mut even);
+            step!(b, even);
         }
         for r in 0..R {
             out[r] = sum8(_mm256_add_ps(even[r], odd[r]));
