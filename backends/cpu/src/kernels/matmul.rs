@@ -69,37 +69,45 @@ pub(super) fn matmul(
         let at = w.desc.byte_at(w.desc.row_start(j));
         &w.bytes[at..at + row_bytes]
     };
-    // Computed transposed ([N, M]) so each task owns a contiguous block.
+    let x_tiles: Vec<&[&[f32]]> = x_rows.chunks(TILE).collect();
+    // Computed transposed ([N, M]) so each task owns a contiguous block: a
+    // few weight rows against every activation row. Tiles of activations
+    // are the outer loop, so a tile stays in cache across the task's rows.
     let mut out_t = vec![0.0f32; n * m];
     out_t
         .par_chunks_mut(ROWS_PER_TASK * m)
         .enumerate()
         .for_each_init(
-            || vec![0.0f32; k],
-            |wrow, (task, block)| {
-                for (jj, col) in block.chunks_exact_mut(m).enumerate() {
-                    let j = task * ROWS_PER_TASK + jj;
-                    match &rows {
-                        Rows::Quantized(d, _) => {
-                            for (outs, tile) in col.chunks_mut(TILE).zip(&q_tiles) {
-                                simd::dot_rows_quantized(*d, row_of(j), tile, outs);
+            || vec![0.0f32; ROWS_PER_TASK * k],
+            |converted, (task, block)| {
+                let j0 = task * ROWS_PER_TASK;
+                let here = block.len() / m;
+                if let Rows::Converted = rows {
+                    for (jj, dst) in converted.chunks_exact_mut(k).take(here).enumerate() {
+                        w.read_row(j0 + jj, dst);
+                    }
+                }
+                for (t, tile) in x_tiles.iter().enumerate() {
+                    let start = t * TILE;
+                    for jj in 0..here {
+                        let outs = &mut block[jj * m + start..jj * m + start + tile.len()];
+                        match &rows {
+                            Rows::Quantized(d, _) => {
+                                simd::dot_rows_quantized(*d, row_of(j0 + jj), &q_tiles[t], outs)
                             }
-                        }
-                        Rows::Fused(d) => {
-                            for (outs, tile) in col.chunks_mut(TILE).zip(x_rows.chunks(TILE)) {
-                                simd::dot_rows(*d, row_of(j), tile, outs);
-                            }
-                        }
-                        Rows::Converted => {
-                            w.read_row(j, wrow);
-                            let wb = f32_bytes(wrow);
-                            for (outs, tile) in col.chunks_mut(TILE).zip(x_rows.chunks(TILE)) {
-                                simd::dot_rows(DType::F32, wb, tile, outs);
-                            }
+                            Rows::Fused(d) => simd::dot_rows(*d, row_of(j0 + jj), tile, outs),
+                            Rows::Converted => simd::dot_rows(
+                                DType::F32,
+                                f32_bytes(&converted[jj * k..(jj + 1) * k]),
+                                tile,
+                                outs,
+                            ),
                         }
                     }
-                    if let Some(b) = &bias {
-                        col.iter_mut().for_each(|o| *o += b[j]);
+                }
+                if let Some(b) = &bias {
+                    for (jj, col) in block.chunks_exact_mut(m).enumerate() {
+                        col.iter_mut().for_each(|o| *o += b[j0 + jj]);
                     }
                 }
             },
