@@ -177,10 +177,15 @@ pub fn export(checkpoint: &Checkpoint, out: &Path, matrix: DType, name: &str) ->
     let glm4 = c.order == LayerOrder::Glm4;
     let arch = if glm4 { "glm4" } else { "chatglm" };
     let sources: Vec<WeightSource> = checkpoint.weights()?;
+    // Tied when lm_head is read from the embedding (whatever the source's naming).
+    let embed_source = sources
+        .iter()
+        .find(|s| s.name == "embed")
+        .map(|s| &s.parts[0].0);
     let tied = c.tie_word_embeddings
         && sources
             .iter()
-            .any(|s| s.name == "lm_head" && s.parts[0].0.contains("embed"));
+            .any(|s| s.name == "lm_head" && Some(&s.parts[0].0) == embed_source);
     let qkv_rows = [
         c.heads * c.head_dim,
         c.kv_heads * c.head_dim,
