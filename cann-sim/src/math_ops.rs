@@ -1,5 +1,6 @@
-//! Element and block arithmetic GGUF quantization is composed of:
+//! Element and block arithmetic GGUF blocks are composed of:
 //! `aclnnAbs`, `aclnnSign`, `aclnnFloor`, `aclnnReciprocal`, `aclnnDivs`,
+//! `aclnnRemainderTensorScalar`, `aclnnFloorDivides`,
 //! `aclnnEqScalar` (bool out), `aclnnClamp`, `aclnnAmax` (over one dim) and
 //! `aclnnGather` (torch.gather with int64 indices).
 
@@ -66,24 +67,43 @@ pub(crate) fn scalar_value(call: &str, p: *const c_void) -> Result<f64, i32> {
     get_scalar(s, call, p).map(|v| v.value)
 }
 
-/// ACL's `aclnnDivsGetWorkspaceSize`: `out = self / other` (a scalar).
-#[no_mangle]
-pub unsafe extern "C" fn aclnnDivsGetWorkspaceSize(
-    x: *const c_void,
-    other: *const c_void,
-    out: *const c_void,
-    ws: *mut u64,
-    exec: *mut *mut c_void,
-) -> i32 {
-    let call = "aclnnDivsGetWorkspaceSize";
-    let k = match scalar_value(call, other) {
-        Ok(k) => k,
-        Err(e) => return e,
+/// Defines a tensor-scalar op: `aclnnXxxGetWorkspaceSize(self, other, out)`.
+macro_rules! with_scalar {
+    ($ws:ident, $run:ident, $op:literal, $f:expr) => {
+        #[doc = concat!("ACL's `aclnn", $op, "GetWorkspaceSize`, with the simulator's checks.")]
+        #[no_mangle]
+        pub unsafe extern "C" fn $ws(
+            x: *const c_void,
+            other: *const c_void,
+            out: *const c_void,
+            ws: *mut u64,
+            exec: *mut *mut c_void,
+        ) -> i32 {
+            let call = concat!("aclnn", $op, "GetWorkspaceSize");
+            let k = match scalar_value(call, other) {
+                Ok(k) => k,
+                Err(e) => return e,
+            };
+            // SAFETY: forwarded from the caller.
+            unsafe { unary(call, x, out, $f, k, $op, ws, exec) }
+        }
+        second_phase!($run, $op);
     };
-    // SAFETY: forwarded from the caller.
-    unsafe { unary(call, x, out, |v, k| v / k, k, "Divs", ws, exec) }
 }
-second_phase!(aclnnDivs, "Divs");
+
+with_scalar!(aclnnDivsGetWorkspaceSize, aclnnDivs, "Divs", |v, k| v / k);
+with_scalar!(
+    aclnnRemainderTensorScalarGetWorkspaceSize,
+    aclnnRemainderTensorScalar,
+    "RemainderTensorScalar",
+    |v, k| v - (v / k).floor() * k
+);
+with_scalar!(
+    aclnnFloorDividesGetWorkspaceSize,
+    aclnnFloorDivides,
+    "FloorDivides",
+    |v, k| (v / k).floor()
+);
 
 /// ACL's `aclnnEqScalarGetWorkspaceSize`: bool `out = (self == other)`.
 #[no_mangle]

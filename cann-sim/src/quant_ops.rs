@@ -1,6 +1,6 @@
-//! What GGUF blocks need on Ascend: the scalar arithmetic that unpacks 4-bit
-//! pairs (`aclnnAdds`, `aclnnRemainderTensorScalar`, `aclnnFloorDivides`)
-//! and `aclnnWeightQuantBatchMatmulV2` (int8 weights, per-group scales).
+//! What GGUF blocks need on Ascend beyond element arithmetic: `aclnnAdds`
+//! (removing Q4_0's + 8) and `aclnnWeightQuantBatchMatmulV2` (int8 weights,
+//! per-group scales).
 
 use std::ffi::c_void;
 
@@ -28,66 +28,6 @@ pub unsafe extern "C" fn aclnnAddsGetWorkspaceSize(
     unsafe { unary(call, x, out, |v, k| v + k, k, "Adds", ws, exec) }
 }
 second_phase!(aclnnAdds, "Adds");
-
-/// ACL's `aclnnRemainderTensorScalarGetWorkspaceSize`: `self - floor(self / other) · other`.
-#[no_mangle]
-pub unsafe extern "C" fn aclnnRemainderTensorScalarGetWorkspaceSize(
-    x: *const c_void,
-    other: *const c_void,
-    out: *const c_void,
-    ws: *mut u64,
-    exec: *mut *mut c_void,
-) -> i32 {
-    let call = "aclnnRemainderTensorScalarGetWorkspaceSize";
-    let k = match scalar_value(call, other) {
-        Ok(k) => k,
-        Err(e) => return e,
-    };
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        unary(
-            call,
-            x,
-            out,
-            |v, k| v - (v / k).floor() * k,
-            k,
-            "RemainderTensorScalar",
-            ws,
-            exec,
-        )
-    }
-}
-second_phase!(aclnnRemainderTensorScalar, "RemainderTensorScalar");
-
-/// ACL's `aclnnFloorDividesGetWorkspaceSize`: `floor(self / other)`.
-#[no_mangle]
-pub unsafe extern "C" fn aclnnFloorDividesGetWorkspaceSize(
-    x: *const c_void,
-    other: *const c_void,
-    out: *const c_void,
-    ws: *mut u64,
-    exec: *mut *mut c_void,
-) -> i32 {
-    let call = "aclnnFloorDividesGetWorkspaceSize";
-    let k = match scalar_value(call, other) {
-        Ok(k) => k,
-        Err(e) => return e,
-    };
-    // SAFETY: forwarded from the caller.
-    unsafe {
-        unary(
-            call,
-            x,
-            out,
-            |v, k| (v / k).floor(),
-            k,
-            "FloorDivides",
-            ws,
-            exec,
-        )
-    }
-}
-second_phase!(aclnnFloorDivides, "FloorDivides");
 
 /// ACL's `aclnnWeightQuantBatchMatmulV2GetWorkspaceSize`: `y = x · (weight ·
 /// antiquantScale[k / group])` with x and y f16 or bf16 `[M, K]`/`[M, N]`,

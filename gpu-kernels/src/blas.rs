@@ -263,6 +263,57 @@ pub trait VendorBlas: Send + Sync {
     fn gemm(&self, gemm: &Gemm, a: DevicePtr, b: DevicePtr, c: DevicePtr) -> Result<()>;
 }
 
+/// A vendor BLAS's `*StatusString` entry point (cuBLAS and rocBLAS share the shape).
+pub type StatusStringFn = unsafe extern "C" fn(std::ffi::c_int) -> *const std::ffi::c_char;
+
+/// `Err` naming `library`, `what` and the status with the library's own
+/// words (when it has a status-string entry point) unless `status` is 0.
+pub fn check_status(
+    selector: &str,
+    library: &str,
+    what: &str,
+    status: std::ffi::c_int,
+    words: Option<StatusStringFn>,
+) -> Result<()> {
+    if status == 0 {
+        return Ok(());
+    }
+    let text = words
+        // SAFETY: both libraries return a static NUL-terminated string or null.
+        .map(|f| unsafe { f(status) })
+        .filter(|p| !p.is_null())
+        // SAFETY: non-null, NUL-terminated, static.
+        .map(|p| {
+            unsafe { std::ffi::CStr::from_ptr(p) }
+                .to_string_lossy()
+                .into_owned()
+        })
+        .unwrap_or_default();
+    Err(glmhal_hal::HalError::backend(
+        selector,
+        what,
+        format!("{library} status {status} {text}"),
+    ))
+}
+
+/// The vendor BLAS in `slot`, opened by `open` at the first call; when it
+/// cannot be opened, stderr says why once and products stay on the kernels.
+pub fn opened<'a, B: VendorBlas + 'static>(
+    slot: &'a std::sync::OnceLock<Option<B>>,
+    selector: &str,
+    open: impl FnOnce() -> Result<B>,
+) -> Option<&'a dyn VendorBlas> {
+    slot.get_or_init(|| match open() {
+        Ok(b) => Some(b),
+        Err(e) => {
+            eprintln!("{selector}: products run on glmhal's kernels: {e}");
+            None
+        }
+    })
+    .as_ref()
+    .map(|b| b as &dyn VendorBlas)
+}
+
 /// How a device's float products run, for `glmhal devices`: the vendor
 /// BLAS when `library` loaded, otherwise the tree's kernels and why.
 pub fn gemm_feature(library: std::result::Result<&str, &str>) -> String {

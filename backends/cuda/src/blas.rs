@@ -4,19 +4,17 @@
 //! ordered with the rest of a step. Without the library the tree's own
 //! kernels run the products, and `glmhal devices` says so.
 
-use std::ffi::{c_char, c_int, c_longlong, c_void, CStr};
+use std::ffi::{c_int, c_longlong, c_void};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use glmhal_gpu_kernels::blas::{open_library, Gemm, VendorBlas};
+use glmhal_gpu_kernels::blas::{check_status, open_library, Gemm, StatusStringFn, VendorBlas};
 use glmhal_gpu_kernels::runtime::DevicePtr;
 use glmhal_hal::{DType, HalError, Result};
 use libloading::Library;
 
 use crate::loader::CtxSetFn;
 
-/// CUBLAS_STATUS_SUCCESS.
-const SUCCESS: c_int = 0;
 /// CUBLAS_OP_N / CUBLAS_OP_T.
 const OP_N: c_int = 0;
 const OP_T: c_int = 1;
@@ -33,7 +31,6 @@ type Handle = *mut c_void;
 type CreateFn = unsafe extern "C" fn(*mut Handle) -> c_int;
 type DestroyFn = unsafe extern "C" fn(Handle) -> c_int;
 type VersionFn = unsafe extern "C" fn(Handle, *mut c_int) -> c_int;
-type StatusStringFn = unsafe extern "C" fn(c_int) -> *const c_char;
 type GemmFn = unsafe extern "C" fn(
     Handle,
     c_int,
@@ -149,22 +146,7 @@ impl CuBlas {
     }
 
     fn check(&self, what: &str, status: c_int) -> Result<()> {
-        if status == SUCCESS {
-            return Ok(());
-        }
-        let words = self
-            .status_string
-            // SAFETY: cublasGetStatusString returns a static NUL-terminated string or null.
-            .map(|f| unsafe { f(status) })
-            .filter(|p| !p.is_null())
-            // SAFETY: non-null, NUL-terminated, static.
-            .map(|p| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Err(HalError::backend(
-            &self.selector,
-            what,
-            format!("cuBLAS status {status} {words}"),
-        ))
+        check_status(&self.selector, "cuBLAS", what, status, self.status_string)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::ffi::{c_void, CString};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use glmhal_gpu_kernels::blas::VendorBlas;
+use glmhal_gpu_kernels::blas::{opened, VendorBlas};
 use glmhal_gpu_kernels::rtc::Rtc;
 use glmhal_gpu_kernels::runtime::{DevicePtr, DeviceRuntime};
 use glmhal_gpu_kernels::{nvrtc, KernelFile, Target};
@@ -214,18 +214,9 @@ impl DeviceRuntime for CudaRuntime {
     }
 
     fn blas(&self) -> Option<&dyn VendorBlas> {
-        self.blas
-            .get_or_init(|| {
-                match CuBlas::open(self.context, self.cuda.exec.ctx_set, &self.selector()) {
-                    Ok(b) => Some(b),
-                    Err(e) => {
-                        eprintln!("{}: products run on glmhal's kernels: {e}", self.selector());
-                        None
-                    }
-                }
-            })
-            .as_ref()
-            .map(|b| b as &dyn VendorBlas)
+        opened(&self.blas, &self.selector(), || {
+            CuBlas::open(self.context, self.cuda.exec.ctx_set, &self.selector())
+        })
     }
 
     fn synchronize(&self) -> Result<()> {

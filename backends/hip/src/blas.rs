@@ -7,7 +7,7 @@
 use std::ffi::{c_char, c_int, c_void, CStr};
 use std::sync::Mutex;
 
-use glmhal_gpu_kernels::blas::{open_library, Gemm, VendorBlas};
+use glmhal_gpu_kernels::blas::{check_status, open_library, Gemm, StatusStringFn, VendorBlas};
 use glmhal_gpu_kernels::runtime::DevicePtr;
 use glmhal_hal::{DType, HalError, Result};
 use libloading::Library;
@@ -29,7 +29,6 @@ const ALGO_STANDARD: c_int = 0;
 type Handle = *mut c_void;
 type CreateFn = unsafe extern "C" fn(*mut Handle) -> c_int;
 type DestroyFn = unsafe extern "C" fn(Handle) -> c_int;
-type StatusStringFn = unsafe extern "C" fn(c_int) -> *const c_char;
 type VersionStringFn = unsafe extern "C" fn(*mut c_char, usize) -> c_int;
 type GemmFn = unsafe extern "C" fn(
     Handle,
@@ -155,22 +154,7 @@ impl RocBlas {
     }
 
     fn check(&self, what: &str, status: c_int) -> Result<()> {
-        if status == SUCCESS {
-            return Ok(());
-        }
-        let words = self
-            .status_string
-            // SAFETY: rocblas_status_to_string returns a static NUL-terminated string or null.
-            .map(|f| unsafe { f(status) })
-            .filter(|p| !p.is_null())
-            // SAFETY: non-null, NUL-terminated, static.
-            .map(|p| unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        Err(HalError::backend(
-            &self.selector,
-            what,
-            format!("rocBLAS status {status} {words}"),
-        ))
+        check_status(&self.selector, "rocBLAS", what, status, self.status_string)
     }
 }
 

@@ -4,7 +4,7 @@
 use std::ffi::{c_void, CString};
 use std::sync::{Arc, OnceLock};
 
-use glmhal_gpu_kernels::blas::VendorBlas;
+use glmhal_gpu_kernels::blas::{opened, VendorBlas};
 use glmhal_gpu_kernels::rtc::Rtc;
 use glmhal_gpu_kernels::runtime::{DevicePtr, DeviceRuntime};
 use glmhal_gpu_kernels::{hiprtc, KernelFile};
@@ -213,18 +213,9 @@ impl DeviceRuntime for HipRuntime {
     }
 
     fn blas(&self) -> Option<&dyn VendorBlas> {
-        self.blas
-            .get_or_init(|| {
-                match RocBlas::open(self.index, self.hip.exec.set_device, &self.selector()) {
-                    Ok(b) => Some(b),
-                    Err(e) => {
-                        eprintln!("{}: products run on glmhal's kernels: {e}", self.selector());
-                        None
-                    }
-                }
-            })
-            .as_ref()
-            .map(|b| b as &dyn VendorBlas)
+        opened(&self.blas, &self.selector(), || {
+            RocBlas::open(self.index, self.hip.exec.set_device, &self.selector())
+        })
     }
 
     fn synchronize(&self) -> Result<()> {
