@@ -33,9 +33,11 @@ bash ci/cann-sim.sh reports
 # Benchmarks and the hardware-regression mode. Every backend that runs here
 # is measured on the tiny model's shapes; `glmhal ci` runs on the CPU.
 bench_backends=(--backend cpu)
-if grep -q '"wgpu"' <(glmhal devices --json 2>/dev/null | grep -B2 '"status": "available"'); then
-  bench_backends+=(--backend wgpu)
-fi
+for gpu_api in wgpu opencl; do
+  if grep -q "\"$gpu_api\"" <(glmhal devices --json 2>/dev/null | grep -B2 '"status": "available"'); then
+    bench_backends+=(--backend "$gpu_api")
+  fi
+done
 glmhal bench --preset tiny "${bench_backends[@]}" --quick --json reports/bench.json
 rm -f reports/ci-baseline.json
 # One CPU thread: a single-threaded timing suffers far less when something

@@ -4,8 +4,9 @@
 //! measure (every available one by default, so ratios between them come from
 //! one process on one machine) and GLM-shaped inputs on their devices.
 //!
-//! `GLMHAL_BENCH_BACKENDS=cpu,wgpu:1` picks devices by selector. On a machine
-//! without a GPU the wgpu numbers are Mesa's software drivers: kept for
+//! `GLMHAL_BENCH_BACKENDS=cpu,wgpu:1,opencl` picks devices by selector
+//! (default `cpu,wgpu,opencl`). On a machine without a GPU the wgpu numbers
+//! are Mesa's software drivers and the OpenCL ones PoCL on the CPU: kept for
 //! regressions, not for comparing vendors.
 
 pub mod bandwidth;
@@ -25,7 +26,7 @@ pub const BACKENDS_ENV: &str = "GLMHAL_BENCH_BACKENDS";
 /// The devices to benchmark with their selectors. Unavailable backends are
 /// reported on stderr and left out; nothing runs elsewhere in their place.
 pub fn backends() -> Vec<(String, Box<dyn Backend>)> {
-    let wanted = std::env::var(BACKENDS_ENV).unwrap_or_else(|_| "cpu,wgpu".into());
+    let wanted = std::env::var(BACKENDS_ENV).unwrap_or_else(|_| "cpu,wgpu,opencl".into());
     let mut out = Vec::new();
     for selector in wanted.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, index) = match selector.split_once(':') {
@@ -35,6 +36,7 @@ pub fn backends() -> Vec<(String, Box<dyn Backend>)> {
         let provider: &dyn BackendProvider = match name {
             "cpu" => &glmhal_cpu::Provider,
             "wgpu" => &glmhal_wgpu::Provider,
+            "opencl" => &glmhal_opencl::Provider,
             other => {
                 eprintln!("bench: unknown backend `{other}` skipped");
                 continue;

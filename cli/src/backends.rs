@@ -10,6 +10,7 @@ pub fn registry() -> Registry {
         Box::new(glmhal_cuda::Provider),
         Box::new(glmhal_hip::Provider),
         Box::new(glmhal_cann::Provider),
+        Box::new(glmhal_opencl::Provider),
     ];
     Registry::new(providers)
 }

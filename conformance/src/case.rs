@@ -176,6 +176,12 @@ impl Case {
         d
     }
 
+    /// The descriptors of its inputs and outputs, as a backend sees them.
+    pub fn descs(&self) -> (Vec<TensorDesc>, Vec<TensorDesc>) {
+        let of = |specs: &[TensorSpec]| specs.iter().map(|t| t.desc.clone()).collect();
+        (of(&self.inputs), of(&self.outputs))
+    }
+
     /// Seed for this case's inputs.
     pub fn seed(&self, base: u64) -> u64 {
         hash_str(&self.id) ^ base

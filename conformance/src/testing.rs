@@ -143,6 +143,157 @@ pub fn assert_models_agree(provider: &dyn BackendProvider) {
     }
 }
 
+/// Largest |logit − transformers| allowed on the golden fixtures (f32).
+pub const GOLDEN_MAX_ABS_ERROR: f32 = 1e-4;
+
+/// Runs the transformers golden fixtures on the provider's device: f32
+/// prefill logits within [`GOLDEN_MAX_ABS_ERROR`] of transformers' and the
+/// same greedy continuation through the KV cache.
+pub fn assert_goldens_agree(provider: &dyn BackendProvider) {
+    use glmhal_model::golden::{fixture_dir, Golden, FIXTURES};
+    use glmhal_model::{generate, GenerateOptions, LoadOptions, Model, Sampling};
+    let name = provider.name();
+    if !should_run(provider) {
+        return;
+    }
+    for fixture in FIXTURES {
+        let golden = Golden::load(&fixture_dir(fixture))
+            .unwrap_or_else(|e| panic!("reading fixture {fixture}: {e}"));
+        let backend = provider
+            .open(None)
+            .unwrap_or_else(|e| panic!("opening {name}: {e}"));
+        let model = Model::load(&fixture_dir(fixture), backend, LoadOptions::default())
+            .unwrap_or_else(|e| panic!("{fixture} on {name}: {e}"));
+        let logits = model
+            .logits(&golden.prompt, glmhal_hal::DType::F32)
+            .unwrap_or_else(|e| panic!("{fixture} on {name}: {e}"));
+        assert_eq!(logits.len(), golden.logits.len(), "{fixture} on {name}");
+        let err = logits
+            .iter()
+            .zip(&golden.logits)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0f32, f32::max);
+        eprintln!("{name} {fixture}: max |logit - transformers| = {err:.2e}");
+        assert!(
+            err <= GOLDEN_MAX_ABS_ERROR,
+            "{fixture} on {name}: max |logit - transformers| = {err}"
+        );
+        let options = GenerateOptions {
+            max_new_tokens: golden.greedy.len(),
+            sampling: Sampling::default(),
+            stop: vec![],
+            context: None,
+            cache_dtype: glmhal_hal::DType::F32,
+        };
+        let out = generate(&model, &golden.prompt, &options, &mut |_| {})
+            .unwrap_or_else(|e| panic!("{fixture} on {name}: {e}"));
+        assert_eq!(
+            out.tokens, golden.greedy,
+            "{fixture} on {name}: greedy tokens"
+        );
+    }
+}
+
+fn open_for_test(provider: &dyn BackendProvider) -> Option<Box<dyn glmhal_hal::Backend>> {
+    if !should_run(provider) {
+        return None;
+    }
+    Some(
+        provider
+            .open(None)
+            .unwrap_or_else(|e| panic!("opening {}: {e}", provider.name())),
+    )
+}
+
+/// Uploads and downloads at unaligned offsets touch exactly their bytes,
+/// and a copy past the end of a buffer is an error.
+pub fn assert_copies_keep_neighbouring_bytes(provider: &dyn BackendProvider) {
+    let Some(b) = open_for_test(provider) else {
+        return;
+    };
+    let name = provider.name();
+    let buf = b
+        .upload_new(&[1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11])
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    b.upload(&buf, 3, &[30, 40, 50, 60, 70])
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let mut all = [0u8; 11];
+    b.download(&buf, 0, &mut all)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(all, [1, 2, 3, 30, 40, 50, 60, 70, 9, 10, 11], "{name}");
+    let mut mid = [0u8; 3];
+    b.download(&buf, 5, &mut mid)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    assert_eq!(mid, [50, 60, 70], "{name}");
+    assert!(
+        b.upload(&buf, 9, &[0; 3]).is_err(),
+        "{name}: upload past the end"
+    );
+    assert!(
+        b.download(&buf, 10, &mut mid).is_err(),
+        "{name}: download past the end"
+    );
+}
+
+/// A get_rows id outside the table and a kv_write position outside the
+/// cache are errors naming the op and the value, at the latest at the next
+/// wait, and the device goes on working afterwards.
+pub fn assert_out_of_range_indices_are_reported(provider: &dyn BackendProvider) {
+    use glmhal_hal::{DType, Op, TensorDesc};
+    let Some(b) = open_for_test(provider) else {
+        return;
+    };
+    let name = provider.name();
+    let ints = |v: &[i32]| v.iter().flat_map(|i| i.to_le_bytes()).collect::<Vec<u8>>();
+    let upload = |bytes: &[u8]| {
+        b.upload_new(bytes)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let table = upload(&[0u8; 128]);
+    let ids = upload(&ints(&[1, 999, 2]));
+    let ids_desc = TensorDesc::contiguous(DType::I32, &[3]);
+    let out = upload(&[0u8; 96]);
+    let err = b
+        .execute(
+            &Op::GetRows,
+            &[
+                table.view(TensorDesc::contiguous(DType::F32, &[4, 8])),
+                ids.view(ids_desc.clone()),
+            ],
+            &[out.view(TensorDesc::contiguous(DType::F32, &[3, 8]))],
+        )
+        .and_then(|()| b.synchronize())
+        .expect_err("an id outside the table was accepted")
+        .to_string();
+    assert!(
+        err.contains("get_rows") && err.contains("999"),
+        "{name}: {err}"
+    );
+    b.synchronize()
+        .unwrap_or_else(|e| panic!("{name}: the error was reported twice: {e}"));
+
+    let positions = upload(&ints(&[0, 1, -5]));
+    let mut bytes = [0u8; 128];
+    let err = b
+        .execute(
+            &Op::KvWrite,
+            &[
+                out.view(TensorDesc::contiguous(DType::F32, &[3, 1, 8])),
+                positions.view(ids_desc),
+            ],
+            &[table.view(TensorDesc::contiguous(DType::F32, &[4, 1, 8]))],
+        )
+        .and_then(|()| b.download(&table, 0, &mut bytes))
+        .expect_err("a position outside the cache was accepted")
+        .to_string();
+    assert!(
+        err.contains("kv_write") && err.contains("-5"),
+        "{name}: {err}"
+    );
+    b.download(&table, 0, &mut bytes)
+        .unwrap_or_else(|e| panic!("{name}: the device stopped working: {e}"));
+}
+
 /// Instantiates the conformance suite for one backend: one `#[test]` per op.
 ///
 /// ```text
@@ -161,6 +312,21 @@ macro_rules! backend_tests {
         #[test]
         fn builtin_models_agree_with_the_reference() {
             $crate::testing::assert_models_agree(&$provider);
+        }
+
+        #[test]
+        fn transformers_goldens_agree() {
+            $crate::testing::assert_goldens_agree(&$provider);
+        }
+
+        #[test]
+        fn copies_keep_neighbouring_bytes() {
+            $crate::testing::assert_copies_keep_neighbouring_bytes(&$provider);
+        }
+
+        #[test]
+        fn out_of_range_indices_are_reported() {
+            $crate::testing::assert_out_of_range_indices_are_reported(&$provider);
         }
 
         $(

@@ -5,58 +5,58 @@
 // thread; an online f32 softmax rescales the running sums per tile; thread d
 // accumulates output dim d. Query t sits at position keys - tokens + t.
 #include "compat.h"
-#include "dtypes.h"
 
 #define GLMHAL_MAX_HEAD_DIM 256
 
-template <int Q, int KV, int O>
-__device__ void attention_impl(const void* q, View vq, const void* k, View vk, const void* v, View vv,
-                               void* o, View vo, u32 tokens, u32 heads, u32 dim, u32 keys,
-                               u32 kv_heads, float scale, int causal) {
-    __shared__ float qs[GLMHAL_MAX_HEAD_DIM];
-    __shared__ float w[GLMHAL_BLOCK];
-    __shared__ float scratch[GLMHAL_BLOCK / GLMHAL_WARP];
-    const u64 e = blockIdx.x + (u64)blockIdx.y * gridDim.x;
+DEVICE void attention_impl(const int Q, const int KV, const int O, IN q, View vq, IN k, View vk,
+                           IN v, View vv, OUT o, View vo, u32 tokens, u32 heads, u32 dim, u32 keys,
+                           u32 kv_heads, float scale, int causal, LOCAL float* qs, LOCAL float* w,
+                           LOCAL float* scratch) {
+    const u64 e = group_row();
     if (e >= (u64)tokens * heads) return;
+    const u32 lid = LOCAL_ID;
     const u32 t = (u32)(e / heads), h = (u32)(e % heads), g = h / (heads / kv_heads);
     const u32 visible = causal ? keys - tokens + t + 1 : keys;
-    for (u32 d = threadIdx.x; d < dim; d += GLMHAL_BLOCK)
-        qs[d] = load<Q>(q, vq, at(vq, ((u64)t * heads + h) * dim + d)) * scale;
-    __syncthreads();
+    for (u32 d = lid; d < dim; d += GLMHAL_BLOCK)
+        qs[d] = load(Q, q, vq, at(vq, ((u64)t * heads + h) * dim + d)) * scale;
+    SYNC();
     float acc = 0.0f, m = -3.402823466e38f, l = 0.0f;
     for (u32 tile = 0; tile < visible; tile += GLMHAL_BLOCK) {
-        const u32 j = tile + threadIdx.x;
+        const u32 j = tile + lid;
         float s = -3.402823466e38f;
         if (j < visible) {
             s = 0.0f;
-            for (u32 d = 0; d < dim; d++) s += qs[d] * load<KV>(k, vk, at(vk, ((u64)j * kv_heads + g) * dim + d));
+            for (u32 d = 0; d < dim; d++) s += qs[d] * load(KV, k, vk, at(vk, ((u64)j * kv_heads + g) * dim + d));
         }
         const float m_new = fmaxf(m, block_max(s, scratch));
-        w[threadIdx.x] = j < visible ? expf(s - m_new) : 0.0f;
-        __syncthreads();
+        w[lid] = j < visible ? expf(s - m_new) : 0.0f;
+        SYNC();
         const float corr = expf(m - m_new);
         const u32 count = min((u32)GLMHAL_BLOCK, visible - tile);
         float tile_sum = 0.0f;
         for (u32 jj = 0; jj < count; jj++) tile_sum += w[jj];
         l = l * corr + tile_sum;
-        if (threadIdx.x < dim) {
+        if (lid < dim) {
             float a = acc * corr;
             for (u32 jj = 0; jj < count; jj++)
-                a += w[jj] * load<KV>(v, vv, at(vv, ((u64)(tile + jj) * kv_heads + g) * dim + threadIdx.x));
+                a += w[jj] * load(KV, v, vv, at(vv, ((u64)(tile + jj) * kv_heads + g) * dim + lid));
             acc = a;
         }
         m = m_new;
-        __syncthreads();
+        SYNC();
     }
-    if (threadIdx.x < dim) store<O>(o, vo, at(vo, ((u64)t * heads + h) * dim + threadIdx.x), acc / l);
+    if (lid < dim) store(O, o, vo, at(vo, ((u64)t * heads + h) * dim + lid), acc / l);
 }
 
 #define ATTENTION(KV, Q, O)                                                                        \
-    extern "C" __global__ void attention_##Q##_##KV##_##O(                                         \
-        const void* q, View vq, const void* k, View vk, const void* v, View vv, void* o, View vo,  \
-        u32 tokens, u32 heads, u32 dim, u32 keys, u32 kv_heads, float scale, int causal) {         \
-        attention_impl<DT_##Q, DT_##KV, DT_##O>(q, vq, k, vk, v, vv, o, vo, tokens, heads, dim,    \
-                                                keys, kv_heads, scale, causal);                    \
+    KERNEL(attention_##Q##_##KV##_##O)(IN q, View vq, IN k, View vk, IN v, View vv, OUT o, View vo, \
+                                       u32 tokens, u32 heads, u32 dim, u32 keys, u32 kv_heads,     \
+                                       float scale, int causal) {                                  \
+        SHARED float qs[GLMHAL_MAX_HEAD_DIM];                                                      \
+        SHARED float w[GLMHAL_BLOCK];                                                              \
+        SHARED float scratch[GLMHAL_BLOCK];                                                        \
+        attention_impl(DT_##Q, DT_##KV, DT_##O, q, vq, k, vk, v, vv, o, vo, tokens, heads, dim,    \
+                       keys, kv_heads, scale, causal, qs, w, scratch);                             \
     }
 #define ATTENTION_KV(Q, O) FLOATS_3(ATTENTION, Q, O)
 #define ATTENTION_Q(O, _) FLOATS_2(ATTENTION_KV, O)

@@ -3,22 +3,23 @@
 // largest magnitude to -8), one thread per 32-value block. (cast is
 // unary kind 4 in elementwise.cu.)
 #include "compat.h"
-#include "dtypes.h"
 
-template <int X, int QT>
-__device__ void quantize_impl(const void* x, View vx, void* o, View vo, u64 blocks) {
-    for (u64 blk = blockIdx.x * (u64)blockDim.x + threadIdx.x; blk < blocks; blk += (u64)gridDim.x * blockDim.x) {
+DEVICE void quantize_impl(const int X, const int QT, IN x, View vx, OUT o, View vo, u64 blocks) {
+    GRID_STRIDE(blk, blocks) {
         const u64 first = blk * 32;
         float vals[32];
         float amax = 0.0f, mx = 0.0f;
         for (int j = 0; j < 32; j++) {
-            vals[j] = load<X>(x, vx, at(vx, first + j));
-            if (fabsf(vals[j]) > amax) { amax = fabsf(vals[j]); mx = vals[j]; }
+            vals[j] = load(X, x, vx, at(vx, first + j));
+            if (fabsf(vals[j]) > amax) {
+                amax = fabsf(vals[j]);
+                mx = vals[j];
+            }
         }
         const u32 bytes = QT == DT_Q8_0 ? 34u : 18u;
         const float d = QT == DT_Q8_0 ? amax / 127.0f : mx / -8.0f;
         const float id = d != 0.0f ? 1.0f / d : 0.0f;
-        u8* b = (u8*)o + vo.offset + at(vo, first) / 32 * bytes;
+        OUT b = o + vo.offset + at(vo, first) / 32 * bytes;
         const u32 dh = f32_to_f16(d);
         b[0] = (u8)dh;
         b[1] = (u8)(dh >> 8);
@@ -35,9 +36,8 @@ __device__ void quantize_impl(const void* x, View vx, void* o, View vo, u64 bloc
 }
 
 #define QUANTIZE(QT, X)                                                                            \
-    extern "C" __global__ void quantize_##X##_##QT(const void* x, View vx, void* o, View vo,       \
-                                                   u64 blocks) {                                   \
-        quantize_impl<DT_##X, DT_##QT>(x, vx, o, vo, blocks);                                      \
+    KERNEL(quantize_##X##_##QT)(IN x, View vx, OUT o, View vo, u64 blocks) {                       \
+        quantize_impl(DT_##X, DT_##QT, x, vx, o, vo, blocks);                                      \
     }
 #define QUANTIZE_X(X, _) QUANTIZE(q8_0, X) QUANTIZE(q4_0, X)
 FLOATS_1(QUANTIZE_X, _)

@@ -1,8 +1,16 @@
-// Lower-case dtype tokens for entry point names (unary_f16_f32 and so on),
-// and lists of dtypes to instantiate kernels over. The preprocessor does not
-// re-expand a macro inside its own expansion, so each nesting level has its
-// own list macro (1 outermost).
+// dtype codes (as the host passes them for a bias), lower-case tokens for
+// entry point names (unary_f16_f32 and so on) and lists of dtypes to
+// instantiate kernels over. The preprocessor does not re-expand a macro
+// inside its own expansion, so each nesting level has its own list macro
+// (1 outermost).
 #pragma once
+#define DT_F32 0
+#define DT_F16 1
+#define DT_BF16 2
+#define DT_I32 3
+#define DT_Q8_0 4
+#define DT_Q4_0 5
+
 #define DT_f32 DT_F32
 #define DT_f16 DT_F16
 #define DT_bf16 DT_BF16

@@ -2,29 +2,26 @@
 // dequantizing the rows it picks. An id outside the table fills its row with
 // zeros and is reported in status (code 1, the id), read at the next wait.
 #include "compat.h"
-#include "dtypes.h"
 
-template <int T, int O>
-__device__ void get_rows_impl(const void* t, View vt, const void* ids, View vids, void* o, View vo,
-                              u64 n, u32 h, u32 vocab, u32* status) {
-    for (u64 e = blockIdx.x * (u64)blockDim.x + threadIdx.x; e < n * h; e += (u64)gridDim.x * blockDim.x) {
+DEVICE void get_rows_impl(const int T, const int O, IN t, View vt, IN ids, View vids, OUT o,
+                          View vo, u64 n, u32 h, u32 vocab, GLOBAL u32* status) {
+    GRID_STRIDE(e, n * h) {
         const u32 id = (u32)load_i32(ids, vids, at(vids, e / h));
         float v = 0.0f;
         if (id < vocab) {
-            v = load<T>(t, vt, at(vt, (u64)id * h + e % h));
+            v = load(T, t, vt, at(vt, (u64)id * h + e % h));
         } else if (e % h == 0) {
-            atomicMax(&status[0], 1u);
+            ATOMIC_MAX(&status[0], 1u);
             status[1] = id;
         }
-        store<O>(o, vo, at(vo, e), v);
+        store(O, o, vo, at(vo, e), v);
     }
 }
 
 #define GET_ROWS(T, O)                                                                             \
-    extern "C" __global__ void get_rows_##T##_##O(const void* t, View vt, const void* ids,         \
-                                                  View vids, void* o, View vo, u64 n, u32 h,       \
-                                                  u32 vocab, u32* status) {                        \
-        get_rows_impl<DT_##T, DT_##O>(t, vt, ids, vids, o, vo, n, h, vocab, status);               \
+    KERNEL(get_rows_##T##_##O)(IN t, View vt, IN ids, View vids, OUT o, View vo, u64 n, u32 h,     \
+                               u32 vocab, GLOBAL u32* status) {                                    \
+        get_rows_impl(DT_##T, DT_##O, t, vt, ids, vids, o, vo, n, h, vocab, status);               \
     }
 #define GET_ROWS_T(O, _) WEIGHTS_2(GET_ROWS, O)
 FLOATS_1(GET_ROWS_T, _)

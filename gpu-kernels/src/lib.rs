@@ -1,11 +1,15 @@
 //! # glmhal-gpu-kernels
 //!
-//! One kernel source tree for the CUDA and HIP backends: CUDA C++ in
-//! `kernels/`, with `compat.h` mapping the few differences (headers, warp
-//! shuffles, dp4a) and `GLMHAL_WARP` (32 on NVIDIA, 64 on AMD and Hygon
-//! wavefronts) defined by the compiler driver, never written as a literal.
+//! One kernel source tree for the CUDA, HIP and OpenCL backends in
+//! `kernels/`, with `compat.h` mapping the differences (headers, address
+//! spaces, ids, barriers, warp shuffles or local-memory reductions) and
+//! `GLMHAL_WARP` (32 on NVIDIA, 64 on AMD and Hygon wavefronts, 32 on
+//! OpenCL) defined by the compiler driver, never written as a literal.
 //! Every op of the catalogue has kernels here, instantiated per dtype
-//! combination as `extern "C"` entry points (`unary_f16_f32`, ...).
+//! combination as entry points (`unary_f16_f32`, ...). The files are written
+//! in the common subset of CUDA C++ and OpenCL C 1.2, so the OpenCL backend
+//! builds the same tree ([`flatten`]), [`plan`] and [`runtime::GpuBackend`]
+//! serve it too, and every kernel runs for real in CI on PoCL.
 //!
 //! The drivers compile the tree for a [`Target`] without the hardware:
 //! NVRTC (loaded at run time) to PTX, then `ptxas` for register use; for HIP,
@@ -88,6 +92,51 @@ pub const FILES: [KernelFile; 9] = [
         source: include_str!("../kernels/convert.cu"),
     },
 ];
+
+/// The first line of a [`flatten`]ed file, before its name.
+const FLATTENED_MARK: &str = "// glmhal kernel file: ";
+
+/// `file` with the tree's headers inlined where it includes them (each
+/// once, `#pragma once` dropped) and `#line` directives so compiler
+/// messages name the original file and line: one self-contained text, for
+/// drivers that take a single source string and no include files (OpenCL).
+pub fn flatten(file: KernelFile) -> String {
+    fn inline(text: &str, name: &str, seen: &mut Vec<&'static str>, out: &mut String) {
+        out.push_str(&format!("#line 1 \"{name}\"\n"));
+        for (i, line) in text.lines().enumerate() {
+            let trimmed = line.trim();
+            if trimmed == "#pragma once" {
+                out.push('\n');
+                continue;
+            }
+            let header = trimmed
+                .strip_prefix("#include \"")
+                .and_then(|rest| rest.strip_suffix('"'))
+                .and_then(|included| HEADERS.iter().find(|h| h.name == included));
+            match header {
+                Some(h) => {
+                    if !seen.contains(&h.name) {
+                        seen.push(h.name);
+                        inline(h.source, h.name, seen, out);
+                    }
+                    out.push_str(&format!("#line {} \"{name}\"\n", i + 2));
+                }
+                None => {
+                    out.push_str(line);
+                    out.push('\n');
+                }
+            }
+        }
+    }
+    let mut out = format!("{FLATTENED_MARK}{}\n", file.name);
+    inline(file.source, file.name, &mut Vec::new(), &mut out);
+    out
+}
+
+/// The file name a [`flatten`]ed text was made from.
+pub fn flattened_name(text: &str) -> Option<&str> {
+    text.lines().next()?.strip_prefix(FLATTENED_MARK)
+}
 
 /// What the compiler said about one entry point.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -184,4 +233,32 @@ pub fn compile_all(
 /// The preprocessor definitions every compile passes.
 pub(crate) fn defines(target: &Target) -> Vec<String> {
     vec![format!("-DGLMHAL_WARP={}", target.warp_size())]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flattening_inlines_each_header_once_and_keeps_line_numbers() {
+        let text = flatten(FILES[3]);
+        assert_eq!(flattened_name(&text), Some("matmul.cu"));
+        assert!(!text.contains("#include \"") && !text.contains("#pragma once"));
+        assert_eq!(text.matches("#define DT_F32 0").count(), 1);
+        assert_eq!(text.matches("typedef struct {\n    u64 offset;").count(), 1);
+        // The line after an include continues at its own number.
+        let lines: Vec<&str> = FILES[3].source.lines().collect();
+        let include = lines
+            .iter()
+            .position(|l| l.starts_with("#include"))
+            .unwrap_or(0);
+        let directive = format!("#line {} \"matmul.cu\"", include + 2);
+        let after: Vec<&str> = text
+            .lines()
+            .skip_while(|l| *l != directive)
+            .skip(1)
+            .collect();
+        assert_eq!(after.first(), lines.get(include + 1), "{text}");
+        assert_eq!(after.get(5), lines.get(include + 6), "{text}");
+    }
 }

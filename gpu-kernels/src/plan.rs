@@ -1,6 +1,6 @@
 //! Which entry point of the kernel tree runs an op, with which launch shape
-//! and arguments: shared by the CUDA and HIP backends, so an op maps to the
-//! same kernel on every vendor.
+//! and arguments: shared by the CUDA, HIP and OpenCL backends, so an op maps
+//! to the same kernel on every vendor.
 
 use glmhal_hal::{DType, HalError, Op, Result, RopeMode, Support, TensorDesc};
 
@@ -8,7 +8,7 @@ use glmhal_hal::{DType, HalError, Op, Result, RopeMode, Support, TensorDesc};
 pub const BLOCK: u32 = 256;
 /// Largest head_dim the attention kernel holds (`GLMHAL_MAX_HEAD_DIM`).
 pub const MAX_HEAD_DIM: usize = 256;
-/// Rows at or below which quantized mat_mul uses the int8 matvec kernel.
+/// Rows at or below which mat_mul uses the matvec kernel (when the BLAS does not take it).
 pub const MATVEC_MAX_ROWS: usize = 8;
 
 /// A view as the kernels' `struct View` lays it out (48 bytes, 8-aligned).
@@ -163,6 +163,20 @@ pub fn supports(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Suppo
         }
         _ => Support::Supported,
     }
+}
+
+/// The launches of `op` when the tree supports it with these tensors
+/// (`None` when not), for checks over many calls.
+pub fn plan_if_supported(
+    op: &Op,
+    inputs: &[TensorDesc],
+    outputs: &[TensorDesc],
+    warp: u32,
+) -> Result<Option<Vec<Launch>>> {
+    if supports(op, inputs, outputs) != Support::Supported {
+        return Ok(None);
+    }
+    plan(op, inputs, &outputs[0], warp).map(Some)
 }
 
 /// The launches that run `op` (already validated and supported).
@@ -410,7 +424,7 @@ fn mat_mul(ins: &[TensorDesc], out: &TensorDesc, bias: bool, warp: u32) -> Resul
     let o = ins.len();
     let (m, k, n) = (x.shape[0], x.shape[1], w.shape[0]);
     let bias_desc = bias.then(|| &ins[2]);
-    if w.dtype.is_quantized() && m <= MATVEC_MAX_ROWS && x.strides[1] == 1 {
+    if m <= MATVEC_MAX_ROWS && x.strides[1] == 1 && (w.dtype.is_quantized() || w.strides[1] == 1) {
         // One warp per output: BLOCK / warp outputs per block.
         let per_block = (BLOCK / warp.max(1)).max(1) as usize;
         let bias_view = View::of(bias_desc.unwrap_or(x), &bias_desc.unwrap_or(x).shape)?;

@@ -1,5 +1,5 @@
 //! What a GPU vendor runtime must provide (memory, modules, launches, one
-//! stream) and the backend built on it, shared by CUDA and HIP: buffers,
+//! stream) and the backend built on it, shared by CUDA, HIP and OpenCL: buffers,
 //! compiling each kernel file once for the device at first use, planning an
 //! op onto the tree's entry points ([`crate::plan`]) and reading the status
 //! words kernels report bad ids into.
@@ -18,17 +18,58 @@ use crate::blas::{enabled_by_env, plan_gemm, Gemm, VendorBlas};
 use crate::plan::{plan, supports, Arg};
 use crate::{KernelFile, FILES};
 
-/// A device address.
+/// A device allocation: an address (CUDA, HIP) or a handle the runtime
+/// resolves (an OpenCL `cl_mem`). Only the runtime that made it reads it.
 pub type DevicePtr = u64;
+
+/// One kernel argument as the runtime receives it.
+#[derive(Clone, Copy, Debug)]
+pub enum KernelArg<'a> {
+    /// A whole allocation from [`DeviceRuntime::alloc`] (views carry offsets).
+    Buffer(DevicePtr),
+    /// A value passed by copy, laid out as the kernel declares it.
+    Value(&'a [u8]),
+}
+
+/// Argument bytes for launch APIs that take an array of pointers to each
+/// argument (`cuLaunchKernel`, `hipModuleLaunchKernel`): a buffer is its
+/// device address.
+pub struct ParamBlock {
+    storage: Vec<Vec<u8>>,
+}
+
+impl ParamBlock {
+    /// Copies `args` into owned storage.
+    pub fn new(args: &[KernelArg<'_>]) -> Self {
+        let storage = args
+            .iter()
+            .map(|a| match a {
+                KernelArg::Buffer(ptr) => ptr.to_le_bytes().to_vec(),
+                KernelArg::Value(bytes) => bytes.to_vec(),
+            })
+            .collect();
+        ParamBlock { storage }
+    }
+
+    /// One pointer per argument, valid while `self` lives and is not moved.
+    pub fn pointers(&mut self) -> Vec<*mut c_void> {
+        self.storage
+            .iter_mut()
+            .map(|b| b.as_mut_ptr().cast())
+            .collect()
+    }
+}
 
 /// One vendor runtime on one device. Every call runs on the device's one
 /// stream, in order.
 pub trait DeviceRuntime: Send + Sync + 'static {
-    /// `cuda` or `hip`.
+    /// `cuda`, `hip` or `opencl`.
     fn backend(&self) -> &'static str;
-    /// Warp (wavefront) width of the device.
+    /// Warp (wavefront) width of the device, as `GLMHAL_WARP`: the lanes
+    /// that cooperate on one output of the quantized matvec.
     fn warp_size(&self) -> u32;
-    /// Compiles `file` for this device (PTX or a code object).
+    /// Compiles `file` for this device (PTX, a code object, or the
+    /// [`crate::flatten`]ed source where the driver builds it at load).
     fn compile(&self, file: KernelFile) -> Result<Vec<u8>>;
     /// Loads a compiled image; returns a module handle.
     fn load_module(&self, image: &[u8]) -> Result<usize>;
@@ -38,17 +79,18 @@ pub trait DeviceRuntime: Send + Sync + 'static {
     fn alloc(&self, bytes: usize) -> Result<DevicePtr>;
     /// Frees memory from `alloc`.
     fn free(&self, ptr: DevicePtr);
-    /// Copies host bytes to the device.
-    fn upload(&self, dst: DevicePtr, data: &[u8]) -> Result<()>;
-    /// Copies device bytes to the host, waiting for earlier work.
-    fn download(&self, src: DevicePtr, out: &mut [u8]) -> Result<()>;
-    /// Launches `function` with `params` (pointers to each argument's bytes).
+    /// Copies host bytes to the device, `offset` bytes into `dst`.
+    fn upload(&self, dst: DevicePtr, offset: usize, data: &[u8]) -> Result<()>;
+    /// Copies device bytes from `offset` bytes into `src` to the host,
+    /// waiting for earlier work.
+    fn download(&self, src: DevicePtr, offset: usize, out: &mut [u8]) -> Result<()>;
+    /// Launches `function` on `grid` blocks of `block` threads.
     fn launch(
         &self,
         function: usize,
         grid: [u32; 3],
         block: u32,
-        params: &mut [*mut c_void],
+        args: &[KernelArg<'_>],
     ) -> Result<()>;
     /// Waits for everything enqueued.
     fn synchronize(&self) -> Result<()>;
@@ -173,7 +215,7 @@ impl GpuBackend {
     /// A backend over `runtime` for the device `info` describes.
     pub fn new(runtime: Arc<dyn DeviceRuntime>, info: DeviceInfo) -> Result<Self> {
         let status = runtime.alloc(16)?;
-        runtime.upload(status, &[0u8; 16])?;
+        runtime.upload(status, 0, &[0u8; 16])?;
         Ok(GpuBackend {
             info,
             id: DeviceId::fresh(),
@@ -244,12 +286,11 @@ impl GpuBackend {
     ) -> Result<()> {
         for launch in plan(op, ins, out, self.runtime.warp_size())? {
             let f = self.function(launch.file, &launch.entry)?;
-            let mut storage: Vec<Vec<u8>> = launch
+            let values: Vec<Vec<u8>> = launch
                 .args
                 .iter()
                 .map(|a| match a {
-                    Arg::Tensor(i) => ptrs[*i].to_le_bytes().to_vec(),
-                    Arg::Status => self.status.to_le_bytes().to_vec(),
+                    Arg::Tensor(_) | Arg::Status => Vec::new(),
                     Arg::View(v) => v.bytes(),
                     Arg::U32(x) => x.to_le_bytes().to_vec(),
                     Arg::U64(x) => x.to_le_bytes().to_vec(),
@@ -258,10 +299,17 @@ impl GpuBackend {
                     Arg::Strides(s) => s.iter().flat_map(|x| x.to_le_bytes()).collect(),
                 })
                 .collect();
-            let mut params: Vec<*mut c_void> =
-                storage.iter_mut().map(|b| b.as_mut_ptr().cast()).collect();
-            self.runtime
-                .launch(f, launch.grid, launch.block, &mut params)?;
+            let args: Vec<KernelArg<'_>> = launch
+                .args
+                .iter()
+                .zip(&values)
+                .map(|(a, bytes)| match a {
+                    Arg::Tensor(i) => KernelArg::Buffer(ptrs[*i]),
+                    Arg::Status => KernelArg::Buffer(self.status),
+                    _ => KernelArg::Value(bytes),
+                })
+                .collect();
+            self.runtime.launch(f, launch.grid, launch.block, &args)?;
         }
         Ok(())
     }
@@ -298,7 +346,7 @@ impl GpuBackend {
 
     fn check_status(&self) -> Result<()> {
         let mut words = [0u8; 16];
-        self.runtime.download(self.status, &mut words)?;
+        self.runtime.download(self.status, 0, &mut words)?;
         let word = |i: usize| {
             u32::from_le_bytes([
                 words[4 * i],
@@ -311,7 +359,7 @@ impl GpuBackend {
         if code == 0 {
             return Ok(());
         }
-        self.runtime.upload(self.status, &[0u8; 16])?;
+        self.runtime.upload(self.status, 0, &[0u8; 16])?;
         let (op, message) = match code {
             1 => (
                 "get_rows",
@@ -350,8 +398,28 @@ impl Backend for GpuBackend {
     }
 
     fn alloc(&self, bytes: usize) -> Result<Buffer> {
+        // The error names what the caller asked for, not the rounded size.
+        let out_of_memory = |e: HalError| match e {
+            HalError::OutOfMemory {
+                backend, available, ..
+            } => HalError::OutOfMemory {
+                backend,
+                requested: bytes,
+                available,
+            },
+            other => other,
+        };
         // Sizes round up to 256 bytes so freed buffers fit more requests.
-        let size = bytes.max(1).div_ceil(256) * 256;
+        let size =
+            bytes
+                .max(1)
+                .div_ceil(256)
+                .checked_mul(256)
+                .ok_or_else(|| HalError::OutOfMemory {
+                    backend: self.selector(),
+                    requested: bytes,
+                    available: None,
+                })?;
         let ptr = match self.pool.take(size) {
             Some(p) => p,
             None => match self.runtime.alloc(size) {
@@ -359,7 +427,7 @@ impl Backend for GpuBackend {
                 Err(HalError::OutOfMemory { .. }) => {
                     // Idle pooled memory may be what is missing.
                     self.pool.release();
-                    self.runtime.alloc(size)?
+                    self.runtime.alloc(size).map_err(out_of_memory)?
                 }
                 Err(e) => return Err(e),
             },
@@ -377,14 +445,14 @@ impl Backend for GpuBackend {
         let b = self.buffer(dst)?;
         let range =
             dst.checked_range(&format!("{} upload", self.selector()), offset, data.len())?;
-        self.runtime.upload(b.ptr + range.start as u64, data)
+        self.runtime.upload(b.ptr, range.start, data)
     }
 
     fn download(&self, src: &Buffer, offset: usize, out: &mut [u8]) -> Result<()> {
         let b = self.buffer(src)?;
         let range =
             src.checked_range(&format!("{} download", self.selector()), offset, out.len())?;
-        self.runtime.download(b.ptr + range.start as u64, out)?;
+        self.runtime.download(b.ptr, range.start, out)?;
         self.check_status()
     }
 

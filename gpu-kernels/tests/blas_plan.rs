@@ -10,11 +10,10 @@
 use glmhal_conformance::metrics::compare;
 use glmhal_conformance::suite::tolerance_of;
 use glmhal_conformance::{Filter, DEFAULT_SEED};
-use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
 use glmhal_gpu_kernels::blas::{plan_gemm, Gemm, Operand, VendorBlas};
-use glmhal_gpu_kernels::runtime::{DevicePtr, DeviceRuntime, GpuBackend};
+use glmhal_gpu_kernels::runtime::{DevicePtr, DeviceRuntime, GpuBackend, KernelArg};
 use glmhal_gpu_kernels::KernelFile;
 use glmhal_hal::quant::{read_scalar, write_scalar};
 use glmhal_hal::{
@@ -174,19 +173,19 @@ impl DeviceRuntime for HostRuntime {
     fn free(&self, ptr: DevicePtr) {
         self.memory.lock().unwrap().retain(|(base, _)| *base != ptr);
     }
-    fn upload(&self, dst: DevicePtr, data: &[u8]) -> Result<()> {
+    fn upload(&self, dst: DevicePtr, offset: usize, data: &[u8]) -> Result<()> {
         let mut regions = self.memory.lock().unwrap();
-        let (i, o) = locate(&regions, dst);
+        let (i, o) = locate(&regions, dst + offset as u64);
         regions[i].1[o..o + data.len()].copy_from_slice(data);
         Ok(())
     }
-    fn download(&self, src: DevicePtr, out: &mut [u8]) -> Result<()> {
+    fn download(&self, src: DevicePtr, offset: usize, out: &mut [u8]) -> Result<()> {
         let regions = self.memory.lock().unwrap();
-        let (i, o) = locate(&regions, src);
+        let (i, o) = locate(&regions, src + offset as u64);
         out.copy_from_slice(&regions[i].1[o..o + out.len()]);
         Ok(())
     }
-    fn launch(&self, _: usize, _: [u32; 3], _: u32, _: &mut [*mut c_void]) -> Result<()> {
+    fn launch(&self, _: usize, _: [u32; 3], _: u32, _: &[KernelArg<'_>]) -> Result<()> {
         Ok(())
     }
     fn synchronize(&self) -> Result<()> {

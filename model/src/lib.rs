@@ -23,6 +23,7 @@ pub mod gguf;
 pub mod gguf_export;
 pub mod gguf_model;
 pub mod gguf_write;
+pub mod golden;
 pub mod graph;
 pub mod kquants;
 pub mod kv_cache;

@@ -3,61 +3,18 @@
 
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic
 
-use std::path::{Path, PathBuf};
-
 use glmhal_hal::{BackendProvider, DType};
 use glmhal_model::generate::greedy_without_cache;
-use glmhal_model::safetensors::SafetensorsFile;
+use glmhal_model::golden::{fixture_dir, Golden, FIXTURES};
 use glmhal_model::{generate, GenerateOptions, LoadOptions, Model, Sampling};
 
-const FIXTURES: [&str; 4] = [
-    "glm-gqa2-tf4",
-    "glm4-gqa4-tf5",
-    "glm-mha-chatglm",
-    "glm4-mqa-theta5e6",
-];
-
-fn dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-struct Golden {
-    prompt: Vec<u32>,
-    greedy: Vec<u32>,
-    logits: Vec<f32>,
-}
-
 fn golden(name: &str) -> Golden {
-    let json: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(dir(name).join("golden.json")).unwrap())
-            .unwrap();
-    let ids = |k: &str| {
-        json[k]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as u32)
-            .collect()
-    };
-    let f = SafetensorsFile::open(&dir(name).join("golden.safetensors")).unwrap();
-    let t = f.tensor("logits").unwrap();
-    let logits = t
-        .bytes
-        .chunks_exact(4)
-        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .collect();
-    Golden {
-        prompt: ids("prompt"),
-        greedy: ids("greedy"),
-        logits,
-    }
+    Golden::load(&fixture_dir(name)).unwrap()
 }
 
 fn load(name: &str, weights: Option<DType>) -> Model {
     let backend = glmhal_cpu::Provider.open(None).unwrap();
-    Model::load(&dir(name), backend, LoadOptions { weights }).unwrap()
+    Model::load(&fixture_dir(name), backend, LoadOptions { weights }).unwrap()
 }
 
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {

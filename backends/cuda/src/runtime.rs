@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex, OnceLock};
 
 use glmhal_gpu_kernels::blas::{opened, VendorBlas};
 use glmhal_gpu_kernels::rtc::Rtc;
-use glmhal_gpu_kernels::runtime::{DevicePtr, DeviceRuntime};
+use glmhal_gpu_kernels::runtime::{DevicePtr, DeviceRuntime, KernelArg, ParamBlock};
 use glmhal_gpu_kernels::{nvrtc, KernelFile, Target};
 use glmhal_hal::{HalError, Result};
 
@@ -164,25 +164,25 @@ impl DeviceRuntime for CudaRuntime {
         }
     }
 
-    fn upload(&self, dst: DevicePtr, data: &[u8]) -> Result<()> {
+    fn upload(&self, dst: DevicePtr, offset: usize, data: &[u8]) -> Result<()> {
         if data.is_empty() {
             return Ok(());
         }
         self.current()?;
         // SAFETY: `data` is valid for its length; `dst` lies inside an allocation (checked by the caller).
         self.cuda.check("cuMemcpyHtoD", unsafe {
-            (self.cuda.exec.htod)(dst, data.as_ptr().cast(), data.len())
+            (self.cuda.exec.htod)(dst + offset as u64, data.as_ptr().cast(), data.len())
         })
     }
 
-    fn download(&self, src: DevicePtr, out: &mut [u8]) -> Result<()> {
+    fn download(&self, src: DevicePtr, offset: usize, out: &mut [u8]) -> Result<()> {
         if out.is_empty() {
             return Ok(());
         }
         self.current()?;
         // SAFETY: `out` is valid for writes of its length; `src` lies inside an allocation.
         self.cuda.check("cuMemcpyDtoH", unsafe {
-            (self.cuda.exec.dtoh)(out.as_mut_ptr().cast(), src, out.len())
+            (self.cuda.exec.dtoh)(out.as_mut_ptr().cast(), src + offset as u64, out.len())
         })
     }
 
@@ -191,9 +191,11 @@ impl DeviceRuntime for CudaRuntime {
         function: usize,
         grid: [u32; 3],
         block: u32,
-        params: &mut [*mut c_void],
+        args: &[KernelArg<'_>],
     ) -> Result<()> {
         self.current()?;
+        let mut block_of_params = ParamBlock::new(args);
+        let mut params = block_of_params.pointers();
         // SAFETY: `function` came from cuModuleGetFunction; `params` point to
         // live argument bytes laid out as the kernel declares them.
         self.cuda.check("cuLaunchKernel", unsafe {

@@ -6,7 +6,7 @@ use std::sync::{Arc, OnceLock};
 
 use glmhal_gpu_kernels::blas::{opened, VendorBlas};
 use glmhal_gpu_kernels::rtc::Rtc;
-use glmhal_gpu_kernels::runtime::{DevicePtr, DeviceRuntime};
+use glmhal_gpu_kernels::runtime::{DevicePtr, DeviceRuntime, KernelArg, ParamBlock};
 use glmhal_gpu_kernels::{hiprtc, KernelFile};
 use glmhal_hal::{HalError, Result};
 
@@ -153,7 +153,7 @@ impl DeviceRuntime for HipRuntime {
         }
     }
 
-    fn upload(&self, dst: DevicePtr, data: &[u8]) -> Result<()> {
+    fn upload(&self, dst: DevicePtr, offset: usize, data: &[u8]) -> Result<()> {
         if data.is_empty() {
             return Ok(());
         }
@@ -161,7 +161,7 @@ impl DeviceRuntime for HipRuntime {
         // SAFETY: `data` is valid for its length; `dst` lies inside an allocation.
         self.hip.check("hipMemcpy (to device)", unsafe {
             (self.hip.exec.memcpy)(
-                dst as *mut c_void,
+                (dst + offset as u64) as *mut c_void,
                 data.as_ptr().cast(),
                 data.len(),
                 HOST_TO_DEVICE,
@@ -169,7 +169,7 @@ impl DeviceRuntime for HipRuntime {
         })
     }
 
-    fn download(&self, src: DevicePtr, out: &mut [u8]) -> Result<()> {
+    fn download(&self, src: DevicePtr, offset: usize, out: &mut [u8]) -> Result<()> {
         if out.is_empty() {
             return Ok(());
         }
@@ -178,7 +178,7 @@ impl DeviceRuntime for HipRuntime {
         self.hip.check("hipMemcpy (to host)", unsafe {
             (self.hip.exec.memcpy)(
                 out.as_mut_ptr().cast(),
-                src as *const c_void,
+                (src + offset as u64) as *const c_void,
                 out.len(),
                 DEVICE_TO_HOST,
             )
@@ -190,9 +190,11 @@ impl DeviceRuntime for HipRuntime {
         function: usize,
         grid: [u32; 3],
         block: u32,
-        params: &mut [*mut c_void],
+        args: &[KernelArg<'_>],
     ) -> Result<()> {
         self.current()?;
+        let mut block_of_params = ParamBlock::new(args);
+        let mut params = block_of_params.pointers();
         // SAFETY: `function` came from hipModuleGetFunction; `params` point to
         // live argument bytes laid out as the kernel declares them.
         self.hip.check("hipModuleLaunchKernel", unsafe {

@@ -1,0 +1,74 @@
+//! # glmhal-opencl
+//!
+//! The OpenCL backend, for phone and car GPUs (Adreno, Mali), accelerators
+//! with OpenCL drivers, and CPUs through PoCL (how CI runs it). The ICD
+//! loader is opened at run time (`loader.rs`), so one glmhal binary builds
+//! and starts anywhere; every device of every platform is listed, whatever
+//! its type (PoCL's device is a CPU).
+//!
+//! The kernels are the CUDA/HIP tree of `glmhal-gpu-kernels` itself,
+//! written in the common subset of CUDA C++ and OpenCL C 1.2 (`compat.h`
+//! maps the rest), so every op and dtype combination runs here with the same
+//! code as on NVIDIA and AMD, and the shared plan and backend choose the
+//! launches; this crate supplies the runtime (`runtime.rs`). No extension is
+//! needed: f16 and bf16 are converted with exact bit operations, Q8_0/Q4_0
+//! decoded in the kernels, arithmetic in f32 (so `cl_khr_fp16` arithmetic is
+//! never relied on), reductions go through local memory. Each file is built
+//! at first use, once per context (headers inlined, `#line` kept), with the
+//! build log in the error when a driver refuses one.
+//!
+//! File layout (as in the cuda and hip crates): `lib.rs` (the [`Provider`]),
+//! `loader.rs`, `device.rs`, `runtime.rs`.
+
+pub mod device;
+pub mod loader;
+pub mod runtime;
+
+use std::sync::Arc;
+
+use glmhal_gpu_kernels::runtime::open_device;
+use glmhal_hal::{Availability, Backend, BackendProvider, Result};
+
+/// Registry entry for OpenCL.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Provider;
+
+impl BackendProvider for Provider {
+    fn name(&self) -> &'static str {
+        "opencl"
+    }
+
+    fn probe(&self) -> Availability {
+        match loader::devices() {
+            Ok(found) => Availability::Available {
+                devices: loader::serialized(|| {
+                    found
+                        .iter()
+                        .enumerate()
+                        .map(|(i, f)| device::describe(i, f))
+                        .collect()
+                }),
+            },
+            Err(e) => Availability::Unavailable {
+                kind: e.kind,
+                detail: e.detail,
+            },
+        }
+    }
+
+    fn open(&self, index: Option<usize>) -> Result<Box<dyn Backend>> {
+        open_device("opencl", index, self.probe(), |i| {
+            let found = loader::devices().map_err(|e| glmhal_hal::HalError::Unavailable {
+                backend: format!("opencl:{i}"),
+                reason: e.detail,
+            })?;
+            let device = found.get(i).map(|f| f.device).ok_or_else(|| {
+                glmhal_hal::HalError::Unavailable {
+                    backend: format!("opencl:{i}"),
+                    reason: format!("{} device(s) found", found.len()),
+                }
+            })?;
+            Ok(Arc::new(runtime::OpenClRuntime::open(i, device)?))
+        })
+    }
+}
