@@ -1,17 +1,31 @@
 //! GLM-shaped ops on every backend: mat_mul at decode (one row) and prefill
-//! (32 rows) in the weight dtypes, and decode attention over a 512-key cache.
-//! Each iteration enqueues the op and waits for it.
+//! (32 rows) in the weight dtypes, reported as FLOP/s (`mat_mul`, criterion's
+//! elem/s) and as GB/s of the bytes it must move (`mat_mul_bytes`: the
+//! weight as stored, x and y), and decode attention over a 512-key cache
+//! (FLOP/s). Each iteration enqueues the op and waits for it.
 
 #![allow(missing_docs)] // criterion's macros define undocumented functions
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use glmhal_benches::{backends, random_buffer};
-use glmhal_hal::{Backend, DType, Op, TensorDesc};
+use glmhal_hal::{Backend, Buffer, DType, Op, TensorDesc};
+
+/// One prepared product on one backend.
+struct Product<'a> {
+    name: String,
+    backend: &'a dyn Backend,
+    x: (Buffer, TensorDesc),
+    w: (Buffer, TensorDesc),
+    y: (Buffer, TensorDesc),
+    flops: u64,
+    bytes: u64,
+}
 
 fn mat_mul(c: &mut Criterion) {
     let (k, n) = (2048, 2048);
-    let mut group = c.benchmark_group("mat_mul");
-    for (selector, backend) in backends() {
+    let devices = backends();
+    let mut products = Vec::new();
+    for (selector, backend) in &devices {
         let b: &dyn Backend = backend.as_ref();
         for (rows, dtype) in [
             (1, DType::F16),
@@ -42,21 +56,44 @@ fn mat_mul(c: &mut Criterion) {
                 eprintln!("bench: {selector} could not allocate mat_mul buffers");
                 continue;
             };
-            group.throughput(Throughput::Elements((2 * rows * k * n) as u64));
-            group.bench_function(format!("{rows}x{k}x{n}-{dtype}/{selector}"), |bench| {
-                bench.iter(|| {
-                    b.execute(
-                        &op,
-                        &[x.view(x_desc.clone()), w.view(w_desc.clone())],
-                        &[y.view(y_desc.clone())],
-                    )
-                    .and_then(|()| b.synchronize())
-                    .expect("mat_mul")
-                })
+            // Bytes every product must move at least: the weight as stored, x and y.
+            let bytes = dtype.bytes_for(n * k) + 4 * rows * (k + n);
+            products.push(Product {
+                name: format!("{rows}x{k}x{n}-{dtype}/{selector}"),
+                backend: b,
+                x: (x, x_desc),
+                w: (w, w_desc),
+                y: (y, y_desc),
+                flops: (2 * rows * k * n) as u64,
+                bytes: bytes as u64,
             });
         }
     }
-    group.finish();
+    // Criterion reports one rate per benchmark: the same products twice,
+    // as FLOP/s (shown as elem/s) and as decimal GB/s.
+    for (group_name, per_flop) in [("mat_mul", true), ("mat_mul_bytes", false)] {
+        let mut group = c.benchmark_group(group_name);
+        for p in &products {
+            group.throughput(if per_flop {
+                Throughput::Elements(p.flops)
+            } else {
+                Throughput::BytesDecimal(p.bytes)
+            });
+            group.bench_function(&p.name, |bench| {
+                bench.iter(|| {
+                    p.backend
+                        .execute(
+                            &Op::MatMul { bias: false },
+                            &[p.x.0.view(p.x.1.clone()), p.w.0.view(p.w.1.clone())],
+                            &[p.y.0.view(p.y.1.clone())],
+                        )
+                        .and_then(|()| p.backend.synchronize())
+                        .expect("mat_mul")
+                })
+            });
+        }
+        group.finish();
+    }
 }
 
 fn attention(c: &mut Criterion) {
