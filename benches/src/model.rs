@@ -59,6 +59,8 @@ pub fn run(
     let mut decode = Vec::new();
     for &batch in &plan.batches {
         let mut k = 0usize;
+        // Heap allocations inside `step` (not the harness's), after the first step.
+        let (mut allocated, mut counted) = (0u64, 0u64);
         let step = measure(plan.budget, || {
             let position = p + k % DECODE_ROOM;
             k += 1;
@@ -72,17 +74,25 @@ pub fn run(
             let tokens: Vec<u32> = (0..batch)
                 .map(|b| ((position * 31 + b) % vocab) as u32)
                 .collect();
-            model
-                .step(&cache, &mut ws, &seqs, &tokens, Want::Greedy)
-                .map(|_| ())
+            let before = glmhal_hal::alloc_count::allocations();
+            model.step(&cache, &mut ws, &seqs, &tokens, Want::Greedy)?;
+            if let (Some(b), Some(a), true) =
+                (before, glmhal_hal::alloc_count::allocations(), k > 1)
+            {
+                allocated += a - b;
+                counted += 1;
+            }
+            Ok(())
         })?;
         let t = step.median_s.max(1e-12);
+        let allocations_per_step = (counted > 0).then(|| allocated as f64 / counted as f64);
         decode.push(DecodeMeasurement {
             batch,
             step,
             tps: batch as f64 / t,
             effective_gbps: model.weight_bytes() as f64 / t / 1e9,
             ceiling_share: None,
+            allocations_per_step,
         });
     }
     Ok(ModelMeasurement {

@@ -160,6 +160,10 @@ pub struct DecodeMeasurement {
     /// ceiling measured in the same run), when known.
     #[serde(default)]
     pub ceiling_share: Option<f64>,
+    /// Heap allocations per step on every thread, where the binary counts
+    /// them (`glmhal` does; the goal is 0).
+    #[serde(default)]
+    pub allocations_per_step: Option<f64>,
 }
 
 /// The document `glmhal bench --json` writes.

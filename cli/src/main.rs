@@ -7,6 +7,11 @@ mod style;
 
 use std::process::ExitCode;
 
+/// Counts heap allocations so `glmhal bench` can report them per decode step.
+#[global_allocator]
+static ALLOCATOR: glmhal_hal::alloc_count::CountingAllocator =
+    glmhal_hal::alloc_count::CountingAllocator;
+
 use clap::{Parser, Subcommand};
 
 use commands::conformance::{ConformanceArgs, Verdict};

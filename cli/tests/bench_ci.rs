@@ -49,6 +49,11 @@ fn bench_writes_a_versioned_document_with_fingerprint_and_rates() {
     let model = &v["models"][0];
     assert_eq!(model["decode"].as_array().unwrap().len(), 2);
     assert!(model["prefill_tps"].as_f64().unwrap() > 0.0);
+    // The binary counts heap allocations, so every decode row reports them.
+    for d in model["decode"].as_array().unwrap() {
+        assert!(d["allocations_per_step"].as_f64().is_some(), "{d}");
+    }
+    assert!(stdout.contains("heap allocations per step"), "{stdout}");
     assert!(stdout.contains("decode batch  4"), "{stdout}");
 
     // The report turns it into a page; an unknown document is a clear error.

@@ -11,6 +11,7 @@
 //! - [`Op`]: the ops a backend runs, as data (their catalogue lives in `glmhal-ops`);
 //! - [`HalError`]: the one error type.
 
+pub mod alloc_count;
 pub mod backend;
 pub mod buffer;
 pub mod device;

@@ -308,14 +308,16 @@ pub fn print(report: &BenchReport, skipped: &[String]) {
             );
             for d in &m.decode {
                 println!(
-                    "    decode batch {:>2}: {:>8.2} tok/s, step {:.2} ms (±{:.1}%), weights read at {:.2} GB/s{}",
+                    "    decode batch {:>2}: {:>8.2} tok/s, step {:.2} ms (±{:.1}%), weights read at {:.2} GB/s{}{}",
                     d.batch,
                     d.tps,
                     d.step.median_s * 1e3,
                     d.step.spread * 100.0,
                     d.effective_gbps,
                     d.ceiling_share
-                        .map_or(String::new(), |s| format!(" ({:.0}% of the bandwidth peak)", s * 100.0))
+                        .map_or(String::new(), |s| format!(" ({:.0}% of the bandwidth peak)", s * 100.0)),
+                    d.allocations_per_step
+                        .map_or(String::new(), |a| format!(", {a:.1} heap allocations per step"))
                 );
             }
         }
