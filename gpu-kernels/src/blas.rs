@@ -399,7 +399,10 @@ mod tests {
         let g = plan(Op::MatMul { bias: true }, &[x, w, b], &y);
         assert_eq!(g.beta, 1.0);
         let fill = g.bias_fill.unwrap_or_else(|| panic!("a bias fill"));
-        assert_eq!((fill.shape, fill.strides), (vec![3, 5], vec![0, 1]));
+        assert_eq!(
+            (&fill.shape[..], &fill.strides[..]),
+            (&[3, 5][..], &[0, 1][..])
+        );
         assert_eq!(g.c.tensor, 3);
     }
 

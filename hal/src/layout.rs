@@ -7,9 +7,15 @@
 //! number of blocks, because a block is the smallest addressable unit.
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::dtype::DType;
 use crate::error::{HalError, Result};
+
+/// Sizes or strides of a tensor's dimensions, outermost first: inline up to
+/// six (every GLM tensor), so cloning a descriptor, which every op call
+/// does, never touches the heap.
+pub type Dims = SmallVec<[usize; 6]>;
 
 /// Where a tensor lives inside a buffer and how to read it.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -17,9 +23,9 @@ pub struct TensorDesc {
     /// Element type.
     pub dtype: DType,
     /// Dimensions, outermost first.
-    pub shape: Vec<usize>,
+    pub shape: Dims,
     /// Distance between neighbours along each dimension, in elements.
-    pub strides: Vec<usize>,
+    pub strides: Dims,
     /// Byte offset of element `[0, 0, ...]` from the start of the buffer.
     pub offset: usize,
 }
@@ -29,7 +35,7 @@ impl TensorDesc {
     pub fn contiguous(dtype: DType, shape: &[usize]) -> Self {
         TensorDesc {
             dtype,
-            shape: shape.to_vec(),
+            shape: Dims::from_slice(shape),
             strides: contiguous_strides(shape),
             offset: 0,
         }
@@ -40,8 +46,8 @@ impl TensorDesc {
     pub fn strided(dtype: DType, shape: &[usize], strides: &[usize], offset: usize) -> Self {
         TensorDesc {
             dtype,
-            shape: shape.to_vec(),
-            strides: strides.to_vec(),
+            shape: Dims::from_slice(shape),
+            strides: Dims::from_slice(strides),
             offset,
         }
     }
@@ -243,8 +249,8 @@ impl TensorDesc {
 }
 
 /// Row-major strides for a shape.
-pub fn contiguous_strides(shape: &[usize]) -> Vec<usize> {
-    let mut strides = vec![1; shape.len()];
+pub fn contiguous_strides(shape: &[usize]) -> Dims {
+    let mut strides: Dims = smallvec::smallvec![1; shape.len()];
     for d in (0..shape.len().saturating_sub(1)).rev() {
         strides[d] = strides[d + 1] * shape[d + 1];
     }
@@ -269,7 +275,7 @@ mod tests {
     #[test]
     fn contiguous_views() {
         let t = TensorDesc::contiguous(DType::F32, &[2, 3, 4]);
-        assert_eq!(t.strides, vec![12, 4, 1]);
+        assert_eq!(t.strides[..], [12, 4, 1]);
         assert!(t.is_contiguous());
         assert_eq!(t.byte_range(), 0..96);
         assert_eq!(t.row_start(4), 16);
@@ -281,7 +287,7 @@ mod tests {
     fn transposes_and_narrows() {
         let t = TensorDesc::contiguous(DType::F16, &[4, 6]);
         let tt = t.transposed(0, 1);
-        assert_eq!(tt.shape, vec![6, 4]);
+        assert_eq!(tt.shape[..], [6, 4]);
         assert!(!tt.is_contiguous());
         assert_eq!(tt.element_index(&[2, 3]), 3 * 6 + 2);
         assert_eq!(tt.byte_range(), 0..48);

@@ -32,7 +32,7 @@ pub use device::{DeviceInfo, DeviceSelector, PeakFlops};
 pub use dtype::{DType, QUANT_BLOCK};
 pub use error::{HalError, Result};
 pub use host::HostTensor;
-pub use layout::{contiguous_strides, TensorDesc};
+pub use layout::{contiguous_strides, Dims, TensorDesc};
 pub use op::{Op, OpKind, RopeMode};
 pub use registry::{
     Availability, BackendProvider, BackendStatus, Registry, UnavailableKind, KNOWN_BACKENDS,

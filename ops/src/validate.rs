@@ -311,7 +311,7 @@ impl Checker {
     }
 
     fn shape(&self, name: &str, t: &TensorDesc, want: &[usize]) -> Result<()> {
-        if t.shape != want {
+        if t.shape.as_slice() != want {
             return Err(HalError::shape(
                 self.op,
                 format!("{name} must be {want:?}, got {:?}", t.shape),

@@ -208,7 +208,7 @@ fn dequantize(l: &Launch<'_>, q: &Operand, out: &Operand, temps: &[Operand]) -> 
 pub(crate) fn cast_from(l: &Launch<'_>, q: &Operand, out: &Operand) -> Result<()> {
     let b = Blocks::of(&q.desc)?;
     let mut specs = b.temps();
-    specs.push((DType::F32, q.desc.shape.clone()));
+    specs.push((DType::F32, q.desc.shape.to_vec()));
     let temps = l.temps(&as_specs(&specs))?;
     let (y32, rest) = temps.split_last().unwrap_or_else(|| unreachable!());
     if out.desc.dtype == DType::F32 {
@@ -232,9 +232,9 @@ pub(crate) fn get_rows(
     let row_bytes = tb.blocks * tb.block_bytes;
     let rows_desc = TensorDesc::contiguous(table.desc.dtype, &out.desc.shape);
     let rb = Blocks::of(&rows_desc)?;
-    let mut specs = vec![(table.desc.dtype, out.desc.shape.clone())];
+    let mut specs = vec![(table.desc.dtype, out.desc.shape.to_vec())];
     specs.extend(rb.temps());
-    specs.push((DType::F32, out.desc.shape.clone()));
+    specs.push((DType::F32, out.desc.shape.to_vec()));
     let temps = l.temps(&as_specs(&specs))?;
     let (rows, rest) = temps.split_first().unwrap_or_else(|| unreachable!());
     let (y32, dq) = rest.split_last().unwrap_or_else(|| unreachable!());

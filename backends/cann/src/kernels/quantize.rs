@@ -58,7 +58,7 @@ pub(crate) fn quantize(l: &Launch<'_>, x: &Operand, out: &Operand) -> Result<()>
     let pairs = b.dims(&[b.blocks, QUANT_BLOCK / 2]);
     // Per-block temporaries, then per-value ones; the mask and the int64
     // index sit in i32 space (bool and int64 have no glmhal dtype).
-    let mut specs = vec![(DType::F32, x.desc.shape.clone())];
+    let mut specs = vec![(DType::F32, x.desc.shape.to_vec())];
     specs
         .extend([per_block.clone(), per_block.clone(), per_block.clone()].map(|d| (DType::F32, d)));
     specs.push((DType::I32, b.dims(&[b.blocks, 2])));
