@@ -194,7 +194,9 @@ pub fn assert_goldens_agree(provider: &dyn BackendProvider) {
     }
 }
 
-fn open_for_test(provider: &dyn BackendProvider) -> Option<Box<dyn glmhal_hal::Backend>> {
+/// The provider's default device when tests of it run here ([`should_run`]);
+/// `None` when it is absent and not required. Panics if opening fails.
+pub fn open_for_test(provider: &dyn BackendProvider) -> Option<Box<dyn glmhal_hal::Backend>> {
     if !should_run(provider) {
         return None;
     }

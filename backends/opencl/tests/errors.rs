@@ -10,16 +10,9 @@ use std::collections::BTreeSet;
 use glmhal_gpu_kernels::plan::plan_if_supported;
 use glmhal_gpu_kernels::runtime::DeviceRuntime;
 use glmhal_gpu_kernels::FILES;
-use glmhal_hal::{Availability, Backend, BackendProvider, DType, HalError, Op, TensorDesc};
+use glmhal_hal::{Availability, BackendProvider, DType, HalError, Op, TensorDesc};
 use glmhal_opencl::runtime::{OpenClRuntime, WARP};
 use glmhal_opencl::Provider;
-
-fn open() -> Option<Box<dyn Backend>> {
-    if !glmhal_conformance::testing::should_run(&Provider) {
-        return None;
-    }
-    Some(Provider.open(None).unwrap())
-}
 
 fn runtime() -> Option<OpenClRuntime> {
     if !glmhal_conformance::testing::should_run(&Provider) {
@@ -76,7 +69,9 @@ fn a_kernel_that_does_not_build_reports_the_file_and_the_build_log() {
 
 #[test]
 fn impossible_buffers_are_out_of_memory_and_the_device_goes_on() {
-    let Some(b) = open() else { return };
+    let Some(b) = glmhal_conformance::testing::open_for_test(&Provider) else {
+        return;
+    };
     // Past the device's largest allocation (PoCL: a quarter of its memory).
     let max_alloc = glmhal_opencl::loader::devices().unwrap()[0]
         .device

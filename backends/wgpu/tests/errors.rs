@@ -8,16 +8,11 @@ use glmhal_hal::{
     Availability, Backend, BackendProvider, Buffer, DType, HalError, Op, OpCall, TensorDesc,
 };
 
-fn open() -> Option<Box<dyn Backend>> {
-    if !glmhal_conformance::testing::should_run(&glmhal_wgpu::Provider) {
-        return None;
-    }
-    Some(glmhal_wgpu::Provider.open(None).unwrap())
-}
-
 #[test]
 fn unsupported_ops_and_impossible_buffers_are_errors() {
-    let Some(b) = open() else { return };
+    let Some(b) = glmhal_conformance::testing::open_for_test(&glmhal_wgpu::Provider) else {
+        return;
+    };
     let x = b.upload_new(&[0; 64]).unwrap();
     let d = TensorDesc::contiguous(DType::F32, &[4, 4]);
     let out = b.alloc(64).unwrap();
