@@ -1,24 +1,29 @@
 //! mat_mul and batched_mat_mul.
 //!
-//! Weights whose rows are packed are read as stored by the dot products of
-//! [`super::simd`]: Q8_0/Q4_0 rows against activations quantized once to
-//! int8 blocks, f16/bf16/f32 rows converted in registers. For a few rows of
-//! activations (decode) every weight row is read once and used for all of
-//! them; for many rows (prefill) a float weight row is converted to f32 once
-//! and reused across the activations. Other views dequantize a row at a time.
+//! For a few rows of activations (decode) weights whose rows are packed are
+//! read as stored by the dot products of [`super::simd`] (Q8_0/Q4_0 rows
+//! against activations quantized once to int16 blocks, f16/bf16/f32 rows
+//! converted in registers), each weight row read once for all of them;
+//! other views dequantize a row at a time. Many rows (prefill) go to the
+//! register-blocked GEMM of [`super::gemm`].
 
 use glmhal_hal::{DType, Result};
 use rayon::prelude::*;
 
 use super::simd::{self, QuantizedRow, TILE};
-use super::{In, Out};
+use super::{gemm, In, Out};
 
 /// Weight rows handled by one task: enough work to amortize scheduling.
 const ROWS_PER_TASK: usize = 8;
-/// Activation rows up to which float weights are dotted as stored (each
-/// weight row read once per tile of activations); above, a row is
-/// converted to f32 once and reused.
+/// Activation rows up to which weights are dotted as stored (each weight
+/// row read once per tile of activations); above, the GEMM converts a
+/// panel of weights once and reuses it across every activation row.
 const FUSED_MAX_ROWS: usize = 2 * TILE;
+
+/// How far ahead (in weight rows of the same task) a row's bytes are
+/// requested from memory: decode reads each weight once, so waiting for
+/// memory, not arithmetic, is what a row costs.
+const PREFETCH_ROWS_AHEAD: usize = 2;
 
 /// How a weight row is multiplied with the activations.
 enum Rows {
@@ -39,14 +44,32 @@ pub(super) fn matmul(
     let (m, k) = (x.desc.shape[0], x.desc.shape[1]);
     let n = w.desc.shape[0];
     let xs = x.to_f32();
-    let x_rows: Vec<&[f32]> = xs.chunks_exact(k).collect();
+    let out_t = if m > FUSED_MAX_ROWS {
+        gemm::gemm_transposed(&xs, m, k, w, n)
+    } else {
+        few_rows_transposed(&xs, m, k, w, n)
+    };
     let bias = bias.map(|b| b.to_f32());
+    let mut result = vec![0.0f32; m * n];
+    result.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
+        for (j, o) in row.iter_mut().enumerate() {
+            *o = out_t[j * m + i] + bias.as_ref().map_or(0.0, |b| b[j]);
+        }
+    });
+    out.store(&result);
+    Ok(())
+}
+
+/// `x · wᵀ` for at most [`FUSED_MAX_ROWS`] activation rows, transposed as
+/// [`gemm::gemm_transposed`]'s result.
+fn few_rows_transposed(xs: &[f32], m: usize, k: usize, w: &In<'_>, n: usize) -> Vec<f32> {
+    let x_rows: Vec<&[f32]> = xs.chunks_exact(k).collect();
     let packed = w.desc.rows_contiguous();
     let rows = match w.desc.dtype {
         d if d.is_quantized() && packed => Rows::Quantized(
             d,
             x_rows
-                .par_iter()
+                .iter()
                 .map(|row| {
                     let mut q = QuantizedRow::default();
                     q.quantize(row);
@@ -54,9 +77,7 @@ pub(super) fn matmul(
                 })
                 .collect(),
         ),
-        d @ (DType::F32 | DType::F16 | DType::Bf16) if packed && m <= FUSED_MAX_ROWS => {
-            Rows::Fused(d)
-        }
+        d @ (DType::F32 | DType::F16 | DType::Bf16) if packed => Rows::Fused(d),
         _ => Rows::Converted,
     };
     // Tiles of quantized activation rows, made once (not per weight row).
@@ -71,8 +92,7 @@ pub(super) fn matmul(
     };
     let x_tiles: Vec<&[&[f32]]> = x_rows.chunks(TILE).collect();
     // Computed transposed ([N, M]) so each task owns a contiguous block: a
-    // few weight rows against every activation row. Tiles of activations
-    // are the outer loop, so a tile stays in cache across the task's rows.
+    // few weight rows against every activation row.
     let mut out_t = vec![0.0f32; n * m];
     out_t
         .par_chunks_mut(ROWS_PER_TASK * m)
@@ -90,6 +110,9 @@ pub(super) fn matmul(
                 for (t, tile) in x_tiles.iter().enumerate() {
                     let start = t * TILE;
                     for jj in 0..here {
+                        if t == 0 && packed && jj + PREFETCH_ROWS_AHEAD < here {
+                            simd::prefetch(row_of(j0 + jj + PREFETCH_ROWS_AHEAD));
+                        }
                         let outs = &mut block[jj * m + start..jj * m + start + tile.len()];
                         match &rows {
                             Rows::Quantized(d, _) => {
@@ -105,21 +128,9 @@ pub(super) fn matmul(
                         }
                     }
                 }
-                if let Some(b) = &bias {
-                    for (jj, col) in block.chunks_exact_mut(m).enumerate() {
-                        col.iter_mut().for_each(|o| *o += b[j0 + jj]);
-                    }
-                }
             },
         );
-    let mut result = vec![0.0f32; m * n];
-    result.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
-        for (j, o) in row.iter_mut().enumerate() {
-            *o = out_t[j * m + i];
-        }
-    });
-    out.store(&result);
-    Ok(())
+    out_t
 }
 
 /// The bytes of an f32 slice (little-endian targets), for the byte-reading dot products.

@@ -7,6 +7,7 @@ mod attention;
 mod convert;
 mod elementwise;
 mod embedding;
+mod gemm;
 mod kv_cache;
 mod matmul;
 mod norm;
@@ -14,7 +15,7 @@ mod reduce;
 mod rope;
 pub(crate) mod simd;
 
-use glmhal_hal::{quant, HalError, Op, Result, TensorDesc};
+use glmhal_hal::{quant, DType, HalError, Op, Result, TensorDesc};
 use rayon::prelude::*;
 
 /// An input view: its descriptor (offset relative to `bytes`) and the bytes it spans.
@@ -61,22 +62,28 @@ pub(crate) fn run(op: &Op, ins: &[In<'_>], out: &mut Out<'_>) -> Result<()> {
 impl In<'_> {
     /// Reads logical row `row` (the last dimension) into `dst` as f32.
     pub fn read_row(&self, row: usize, dst: &mut [f32]) {
+        self.read_row_from(row, 0, dst);
+    }
+
+    /// Reads columns `col..col + dst.len()` of logical row `row` into `dst`
+    /// as f32 (for quantized rows `col` is a multiple of the block size).
+    pub fn read_row_from(&self, row: usize, col: usize, dst: &mut [f32]) {
         let d = &self.desc;
-        let start = d.row_start(row);
+        let step = d.strides.last().copied().unwrap_or(1);
+        let start = d.row_start(row) + col * step;
         if d.dtype.is_quantized() {
             let at = d.byte_at(start);
-            quant::dequantize(
+            simd::to_f32(
                 d.dtype,
                 &self.bytes[at..at + d.dtype.bytes_for(dst.len())],
                 dst,
             );
             return;
         }
-        let step = d.strides.last().copied().unwrap_or(1);
         let esize = d.dtype.block_bytes();
         if step == 1 {
             let at = d.byte_at(start);
-            quant::decode_packed(d.dtype, &self.bytes[at..at + esize * dst.len()], dst);
+            simd::to_f32(d.dtype, &self.bytes[at..at + esize * dst.len()], dst);
             return;
         }
         for (c, o) in dst.iter_mut().enumerate() {
@@ -119,6 +126,16 @@ impl Out<'_> {
         let start = d.row_start(row);
         let step = d.strides.last().copied().unwrap_or(1);
         let esize = d.dtype.block_bytes();
+        if d.dtype == DType::F32 && (step == 1 || src.len() == 1) {
+            let at = d.byte_at(start);
+            for (b, v) in self.bytes[at..at + 4 * src.len()]
+                .chunks_exact_mut(4)
+                .zip(src)
+            {
+                b.copy_from_slice(&v.to_le_bytes());
+            }
+            return;
+        }
         for (c, v) in src.iter().enumerate() {
             let at = d.offset + (start + c * step) * esize;
             quant::write_scalar(d.dtype, &mut self.bytes[at..at + esize], 0, *v);

@@ -139,6 +139,37 @@ pub(crate) fn dot_rows_quantized(dtype: DType, w: &[u8], xs: &[&QuantizedRow], o
     }
 }
 
+/// Asks the CPU to start loading every cache line of `bytes`.
+pub(crate) fn prefetch(bytes: &[u8]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in bytes.chunks(64) {
+        // SAFETY: a prefetch of an address inside the slice; it never faults.
+        unsafe {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast());
+        }
+    }
+}
+
+/// Converts `dst.len()` packed values of `src` to f32: f32/f16/bf16 values
+/// or whole Q8_0/Q4_0 blocks (`d·q`). Every conversion is exact, so the
+/// values are those of [`glmhal_hal::quant::decode_packed`].
+pub(crate) fn to_f32(dtype: DType, src: &[u8], dst: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        // SAFETY: as in `dot_rows`; the functions check their lengths.
+        unsafe {
+            match dtype {
+                DType::Q8_0 | DType::Q4_0 => avx2::dequantize(dtype == DType::Q4_0, src, dst),
+                DType::F16 | DType::Bf16 => avx2::widen(dtype, src, dst),
+                _ => glmhal_hal::quant::decode_packed(dtype, src, dst),
+            }
+        }
+        return;
+    }
+    glmhal_hal::quant::decode_packed(dtype, src, dst);
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     //! Every function needs AVX2, FMA and F16C (the caller checked `isa()`)
@@ -310,6 +341,60 @@ mod avx2 {
         }
     }
 
+    /// Eight int8 values (the low eight bytes of `v`) times `d`, stored at `out`.
+    #[target_feature(enable = "avx2")]
+    unsafe fn scaled8(v: __m128i, d: __m256, out: *mut f32) {
+        let f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+        // SAFETY: the caller passes room for eight f32.
+        unsafe { _mm256_storeu_ps(out, _mm256_mul_ps(f, d)) };
+    }
+
+    /// f16 or bf16 values to f32, eight at a time.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub(super) unsafe fn widen(dtype: DType, src: &[u8], dst: &mut [f32]) {
+        let n = dst.len();
+        assert!(src.len() >= 2 * n);
+        let mut i = 0;
+        while i + 8 <= n {
+            // SAFETY: elements i..i+8 lie inside both slices (asserted).
+            unsafe { _mm256_storeu_ps(dst.as_mut_ptr().add(i), load8(dtype, src.as_ptr(), i)) };
+            i += 8;
+        }
+        for (j, o) in dst.iter_mut().enumerate().skip(i) {
+            *o = super::weight(dtype, src, j);
+        }
+    }
+
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn dequantize(q4: bool, src: &[u8], dst: &mut [f32]) {
+        let bb = if q4 { 18 } else { 34 };
+        for (block, out) in src.chunks_exact(bb).zip(dst.chunks_exact_mut(QUANT_BLOCK)) {
+            let d = _mm256_set1_ps(scale(block));
+            let o = out.as_mut_ptr();
+            // SAFETY: `block` is one whole block and `out` holds 32 f32.
+            unsafe {
+                let (lo, hi) = if q4 {
+                    let packed = _mm_loadu_si128(block.as_ptr().add(2).cast());
+                    let low = _mm_set1_epi8(0x0f);
+                    let eight = _mm_set1_epi8(8);
+                    (
+                        _mm_sub_epi8(_mm_and_si128(packed, low), eight),
+                        _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(packed, 4), low), eight),
+                    )
+                } else {
+                    (
+                        _mm_loadu_si128(block.as_ptr().add(2).cast()),
+                        _mm_loadu_si128(block.as_ptr().add(18).cast()),
+                    )
+                };
+                scaled8(lo, d, o);
+                scaled8(_mm_srli_si128(lo, 8), d, o.add(8));
+                scaled8(hi, d, o.add(16));
+                scaled8(_mm_srli_si128(hi, 8), d, o.add(24));
+            }
+        }
+    }
+
     pub(super) unsafe fn dot_rows_quantized(
         dtype: DType,
         w: &[u8],
@@ -353,6 +438,9 @@ mod tests {
                     .collect();
                 for (dtype, tol) in [(DType::F32, 1e-4), (DType::F16, 2e-2), (DType::Bf16, 1e-1)] {
                     let bytes = quant::from_f32(dtype, &w).unwrap();
+                    let mut fast = vec![0.0f32; n];
+                    to_f32(dtype, &bytes, &mut fast);
+                    assert_eq!(fast, quant::to_f32(dtype, &bytes, n).unwrap(), "{dtype}");
                     let mut out = [0.0f32; TILE];
                     dot_rows(dtype, &bytes, &x, &mut out);
                     for (got, want) in out.iter().zip(&exact) {
@@ -377,6 +465,9 @@ mod tests {
                 for dtype in [DType::Q8_0, DType::Q4_0] {
                     let bytes = quant::from_f32(dtype, &w).unwrap();
                     let deq = quant::to_f32(dtype, &bytes, n).unwrap();
+                    let mut fast = vec![0.0f32; n];
+                    to_f32(dtype, &bytes, &mut fast);
+                    assert_eq!(fast, deq, "{dtype} n={n}: to_f32");
                     let mut out = [0.0f32; TILE];
                     dot_rows_quantized(dtype, &bytes, &qrefs, &mut out);
                     for (got, x) in out.iter().zip(&x) {
