@@ -20,11 +20,6 @@ const ROWS_PER_TASK: usize = 8;
 /// panel of weights once and reuses it across every activation row.
 const FUSED_MAX_ROWS: usize = 2 * TILE;
 
-/// How far ahead (in weight rows of the same task) a row's bytes are
-/// requested from memory: decode reads each weight once, so waiting for
-/// memory, not arithmetic, is what a row costs.
-const PREFETCH_ROWS_AHEAD: usize = 2;
-
 /// How a weight row is multiplied with the activations.
 enum Rows {
     /// Packed quantized rows against quantized activations.
@@ -86,8 +81,10 @@ fn few_rows_transposed(xs: &[f32], m: usize, k: usize, w: &In<'_>, n: usize) -> 
         _ => Vec::new(),
     };
     let row_bytes = w.desc.dtype.bytes_for(k);
+    // w is [N, K] (validated): row j starts j·strides[0] elements in.
+    let row_stride = w.desc.strides[0];
     let row_of = |j: usize| {
-        let at = w.desc.byte_at(w.desc.row_start(j));
+        let at = w.desc.byte_at(j * row_stride);
         &w.bytes[at..at + row_bytes]
     };
     let x_tiles: Vec<&[&[f32]]> = x_rows.chunks(TILE).collect();
@@ -110,9 +107,6 @@ fn few_rows_transposed(xs: &[f32], m: usize, k: usize, w: &In<'_>, n: usize) -> 
                 for (t, tile) in x_tiles.iter().enumerate() {
                     let start = t * TILE;
                     for jj in 0..here {
-                        if t == 0 && packed && jj + PREFETCH_ROWS_AHEAD < here {
-                            simd::prefetch(row_of(j0 + jj + PREFETCH_ROWS_AHEAD));
-                        }
                         let outs = &mut block[jj * m + start..jj * m + start + tile.len()];
                         match &rows {
                             Rows::Quantized(d, _) => {
