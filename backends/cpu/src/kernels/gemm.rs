@@ -4,34 +4,47 @@
 //! ([`PANEL_ROWS`] rows × [`DEPTH`] columns; Q8_0/Q4_0 dequantized, which
 //! is exact in f32) and the panel is reused by every activation row, so the
 //! conversion is paid once per weight and the products run at the FMA rate
-//! with f32 activations: no activation is quantized. A register-blocked
-//! tile multiplies [`MR`] activation rows with [`NR`] weight rows, holding
-//! `MR × NR` accumulators of eight lanes in registers, so each vector it
-//! loads feeds three or four FMAs; the depth blocking keeps the panel and
-//! the activation slices in L1.
+//! with f32 activations: no activation is quantized. The activations are
+//! packed once per product into blocks of [`NC`] rows laid out depth-major,
+//! so a register tile loads [`NC`] activations as two vectors, broadcasts
+//! one weight of each of [`MR`] panel rows and issues `2·MR` FMAs into
+//! accumulators that stay in registers for the whole depth: no horizontal
+//! sums, and the outputs land in the transposed layout the caller wants.
+//! The depth blocking keeps the panel and one activation block in L1.
 
 use rayon::prelude::*;
 
 use super::simd::{self, isa, Isa};
 use super::In;
 
-/// Weight rows one task converts and owns (its outputs are a contiguous block).
-const PANEL_ROWS: usize = 8;
+/// Weight rows one task converts and owns (its outputs are a contiguous
+/// block); a multiple of [`MR`].
+const PANEL_ROWS: usize = 12;
 /// Columns of `K` converted and multiplied per pass (a multiple of the quantization block).
-const DEPTH: usize = 512;
-/// Activation rows per register tile.
-const MR: usize = 3;
+const DEPTH: usize = 256;
 /// Weight rows per register tile.
-const NR: usize = 4;
+const MR: usize = 6;
+/// Activation rows per register tile (two vectors of eight).
+const NC: usize = 16;
 
 /// `x · wᵀ` (`x` as f32 rows of length `k`), transposed: element `j·m + i` is
 /// output `(i, j)`, so each task writes one contiguous block.
 pub(super) fn gemm_transposed(xs: &[f32], m: usize, k: usize, w: &In<'_>, n: usize) -> Vec<f32> {
-    // Rows of x and of the panel start on cache lines (k and DEPTH are
-    // multiples of 16 in models), so no vector load straddles two lines.
-    let mut x_lines = CacheLines::zeroed(m * k);
-    x_lines.as_mut_slice().copy_from_slice(xs);
-    let xs = x_lines.as_slice();
+    let blocks = m.div_ceil(NC);
+    let m_pad = blocks * NC;
+    // Packed activations: element (b·k + p)·NC + c is x[b·NC + c][p]; rows
+    // past m stay zero.
+    let mut packed = CacheLines::zeroed(m_pad * k);
+    {
+        let xp = packed.as_mut_slice();
+        for (i, row) in xs.chunks_exact(k).enumerate() {
+            let (b, c) = (i / NC, i % NC);
+            for (p, v) in row.iter().enumerate() {
+                xp[(b * k + p) * NC + c] = *v;
+            }
+        }
+    }
+    let xp = packed.as_slice();
     let mut out_t = vec![0.0f32; n * m];
     out_t
         .par_chunks_mut(PANEL_ROWS * m)
@@ -40,7 +53,7 @@ pub(super) fn gemm_transposed(xs: &[f32], m: usize, k: usize, w: &In<'_>, n: usi
             || {
                 (
                     CacheLines::zeroed(PANEL_ROWS * DEPTH),
-                    vec![0.0f32; m * PANEL_ROWS],
+                    vec![0.0f32; PANEL_ROWS * m_pad],
                 )
             },
             |(panel, sums), (task, block)| {
@@ -54,30 +67,25 @@ pub(super) fn gemm_transposed(xs: &[f32], m: usize, k: usize, w: &In<'_>, n: usi
                         w.read_row_from(j0 + jj, k0, &mut dst[..depth]);
                     }
                     // The next pass's weights arrive from memory while this
-                    // one computes, a few lines per tile of x.
-                    let mut next = Prefetch::new(w, j0..j0 + rows, k0 + DEPTH, k, m.div_ceil(MR));
-                    // Activation rows outside, panel rows inside: the panel
-                    // and one tile of x rows both stay in L1.
-                    for ir in (0..m).step_by(MR) {
+                    // one computes, a few lines per activation block.
+                    let mut next = Prefetch::new(w, j0..j0 + rows, k0 + DEPTH, k, blocks);
+                    for b in 0..blocks {
                         next.some();
-                        let mr = MR.min(m - ir);
-                        for jr in (0..rows).step_by(NR) {
+                        let x = &xp[(b * k + k0) * NC..(b * k + k0 + depth) * NC];
+                        for jr in (0..rows).step_by(MR) {
                             let tile = Tile {
-                                x: &xs[ir * k + k0..],
-                                ldx: k,
                                 w: &panel[jr * DEPTH..],
                                 ldw: DEPTH,
+                                x,
                                 depth,
                             };
-                            let out = &mut sums[ir * PANEL_ROWS + jr..];
-                            tile.accumulate(mr, NR.min(rows - jr), out, PANEL_ROWS);
+                            let out = &mut sums[jr * m_pad + b * NC..];
+                            tile.accumulate(MR.min(rows - jr), out, m_pad);
                         }
                     }
                 }
                 for (jj, col) in block.chunks_exact_mut(m).enumerate() {
-                    for (i, o) in col.iter_mut().enumerate() {
-                        *o = sums[i * PANEL_ROWS + jj];
-                    }
+                    col.copy_from_slice(&sums[jj * m_pad..jj * m_pad + m]);
                 }
             },
         );
@@ -161,34 +169,39 @@ impl CacheLines {
     }
 }
 
-/// One register tile: up to [`MR`] rows of `x` (stride `ldx`) against up to
-/// [`NR`] rows of the panel (stride `ldw`), over `depth` columns.
+/// One register tile: up to [`MR`] panel rows (stride `ldw`) against one
+/// packed block of [`NC`] activation rows, over `depth` columns.
 struct Tile<'a> {
-    x: &'a [f32],
-    ldx: usize,
     w: &'a [f32],
     ldw: usize,
+    x: &'a [f32],
     depth: usize,
 }
 
 impl Tile<'_> {
-    /// `out[r·ldo + c] += Σ x[r]·w[c]` for `r < mr`, `c < nr`.
-    fn accumulate(&self, mr: usize, nr: usize, out: &mut [f32], ldo: usize) {
-        assert!(mr <= MR && nr <= NR && mr > 0 && nr > 0);
-        assert!(self.x.len() >= (mr - 1) * self.ldx + self.depth);
-        assert!(self.w.len() >= (nr - 1) * self.ldw + self.depth);
-        assert!(ldo >= nr && out.len() >= (mr - 1) * ldo + nr);
+    /// `out[r·ldo + c] += Σ_p w[r][p]·x[p][c]` for `r < rows`, `c < NC`.
+    fn accumulate(&self, rows: usize, out: &mut [f32], ldo: usize) {
+        assert!(rows > 0 && rows <= MR && ldo >= NC);
+        assert!(self.w.len() >= (rows - 1) * self.ldw + self.depth);
+        assert!(self.x.len() >= self.depth * NC);
+        assert!(out.len() >= (rows - 1) * ldo + NC);
         #[cfg(target_arch = "x86_64")]
         if isa() == Isa::Avx2 {
             // SAFETY: the CPU has AVX2 and FMA (checked by `isa`); the slices
-            // hold every row the tile reads and writes (asserted above).
-            unsafe { avx2::accumulate(self, mr, nr, out, ldo) };
+            // hold everything the tile reads and writes (asserted above).
+            unsafe { avx2::accumulate(self, rows, out, ldo) };
             return;
         }
-        for r in 0..mr {
-            let x = &self.x[r * self.ldx..r * self.ldx + self.depth];
-            for c in 0..nr {
-                out[r * ldo + c] += super::dot(x, &self.w[c * self.ldw..c * self.ldw + self.depth]);
+        for r in 0..rows {
+            let w = &self.w[r * self.ldw..r * self.ldw + self.depth];
+            let mut acc = [0.0f32; NC];
+            for (wp, xs) in w.iter().zip(self.x.chunks_exact(NC)) {
+                for (a, x) in acc.iter_mut().zip(xs) {
+                    *a += wp * x;
+                }
+            }
+            for (o, a) in out[r * ldo..r * ldo + NC].iter_mut().zip(acc) {
+                *o += a;
             }
         }
     }
@@ -202,82 +215,47 @@ mod avx2 {
 
     use super::Tile;
 
-    /// Four horizontal sums at once: lane `c` of the result is the sum of `v[c]`.
     #[target_feature(enable = "avx2,fma")]
-    fn sum4(v: [__m256; 4]) -> __m128 {
-        let a = _mm256_hadd_ps(v[0], v[1]);
-        let b = _mm256_hadd_ps(v[2], v[3]);
-        let ab = _mm256_hadd_ps(a, b);
-        _mm_add_ps(_mm256_castps256_ps128(ab), _mm256_extractf128_ps(ab, 1))
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    unsafe fn kernel<const R: usize, const C: usize>(t: &Tile<'_>, out: &mut [f32], ldo: usize) {
-        let mut acc = [[_mm256_setzero_ps(); C]; R];
-        let (x, w) = (t.x.as_ptr(), t.w.as_ptr());
-        let mut i = 0;
-        // SAFETY (every load): i + 8 <= depth, and rows r < R, c < C lie inside
-        // the slices (asserted by `Tile::accumulate`).
-        while i + 8 <= t.depth {
-            let mut xv = [_mm256_setzero_ps(); R];
-            for (r, v) in xv.iter_mut().enumerate() {
-                *v = unsafe { _mm256_loadu_ps(x.add(r * t.ldx + i)) };
+    unsafe fn kernel<const R: usize>(t: &Tile<'_>, out: &mut [f32], ldo: usize) {
+        let mut lo = [_mm256_setzero_ps(); R];
+        let mut hi = [_mm256_setzero_ps(); R];
+        let (w, x) = (t.w.as_ptr(), t.x.as_ptr());
+        // SAFETY (every load): p < depth, rows r < R and 16 activations per
+        // p lie inside the slices (asserted by `Tile::accumulate`).
+        for p in 0..t.depth {
+            let (x0, x1) = unsafe {
+                (
+                    _mm256_loadu_ps(x.add(16 * p)),
+                    _mm256_loadu_ps(x.add(16 * p + 8)),
+                )
+            };
+            for r in 0..R {
+                let wv = unsafe { _mm256_broadcast_ss(&*w.add(r * t.ldw + p)) };
+                lo[r] = _mm256_fmadd_ps(wv, x0, lo[r]);
+                hi[r] = _mm256_fmadd_ps(wv, x1, hi[r]);
             }
-            for c in 0..C {
-                let wv = unsafe { _mm256_loadu_ps(w.add(c * t.ldw + i)) };
-                for r in 0..R {
-                    acc[r][c] = _mm256_fmadd_ps(xv[r], wv, acc[r][c]);
-                }
-            }
-            i += 8;
         }
         for r in 0..R {
-            let mut four = [_mm256_setzero_ps(); 4];
-            four[..C].copy_from_slice(&acc[r]);
-            let sums = sum4(four);
-            let o = &mut out[r * ldo..r * ldo + C];
-            if C == 4 && i == t.depth {
-                // SAFETY: `o` holds four f32.
-                unsafe {
-                    _mm_storeu_ps(o.as_mut_ptr(), _mm_add_ps(_mm_loadu_ps(o.as_ptr()), sums))
-                };
-                continue;
-            }
-            let mut lanes = [0.0f32; 4];
-            // SAFETY: `lanes` holds four f32.
-            unsafe { _mm_storeu_ps(lanes.as_mut_ptr(), sums) };
-            for (c, o) in o.iter_mut().enumerate() {
-                let tail: f32 = (i..t.depth)
-                    .map(|j| t.x[r * t.ldx + j] * t.w[c * t.ldw + j])
-                    .sum();
-                *o += lanes[c] + tail;
+            let o = out[r * ldo..r * ldo + 16].as_mut_ptr();
+            // SAFETY: `o` points at 16 f32 of `out`.
+            unsafe {
+                _mm256_storeu_ps(o, _mm256_add_ps(_mm256_loadu_ps(o), lo[r]));
+                _mm256_storeu_ps(o.add(8), _mm256_add_ps(_mm256_loadu_ps(o.add(8)), hi[r]));
             }
         }
     }
 
-    /// Dispatches to the tile of exactly `mr × nr`.
-    pub(super) unsafe fn accumulate(
-        t: &Tile<'_>,
-        mr: usize,
-        nr: usize,
-        out: &mut [f32],
-        ldo: usize,
-    ) {
+    /// Dispatches to the tile of exactly `rows` panel rows.
+    pub(super) unsafe fn accumulate(t: &Tile<'_>, rows: usize, out: &mut [f32], ldo: usize) {
         // SAFETY: the caller checked the CPU features and the bounds.
         unsafe {
-            match (mr, nr) {
-                (3, 4) => kernel::<3, 4>(t, out, ldo),
-                (3, 3) => kernel::<3, 3>(t, out, ldo),
-                (3, 2) => kernel::<3, 2>(t, out, ldo),
-                (3, 1) => kernel::<3, 1>(t, out, ldo),
-                (2, 4) => kernel::<2, 4>(t, out, ldo),
-                (2, 3) => kernel::<2, 3>(t, out, ldo),
-                (2, 2) => kernel::<2, 2>(t, out, ldo),
-                (2, 1) => kernel::<2, 1>(t, out, ldo),
-                (1, 4) => kernel::<1, 4>(t, out, ldo),
-                (1, 3) => kernel::<1, 3>(t, out, ldo),
-                (1, 2) => kernel::<1, 2>(t, out, ldo),
-                _ => kernel::<1, 1>(t, out, ldo),
+            match rows {
+                6 => kernel::<6>(t, out, ldo),
+                5 => kernel::<5>(t, out, ldo),
+                4 => kernel::<4>(t, out, ldo),
+                3 => kernel::<3>(t, out, ldo),
+                2 => kernel::<2>(t, out, ldo),
+                _ => kernel::<1>(t, out, ldo),
             }
         }
     }
@@ -292,7 +270,14 @@ mod tests {
     fn every_tile_edge_matches_a_plain_product() {
         let mut rng = Rng::new(7);
         // Depths below, at and across the panel depth, with vector tails.
-        for (m, k, n) in [(9, 40, 11), (13, 1029, 6), (4, 8, 1), (10, 512, 9)] {
+        for (m, k, n) in [
+            (9, 40, 11),
+            (13, 1029, 6),
+            (4, 8, 1),
+            (10, 512, 9),
+            (17, 300, 25),
+            (32, 64, 13),
+        ] {
             let x: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
             let wv: Vec<f32> = (0..n * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
             let bytes = quant::from_f32(DType::F32, &wv).unwrap();
