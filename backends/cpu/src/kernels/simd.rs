@@ -270,12 +270,13 @@ mod avx2 {
         // SAFETY: the block holds 34 (Q8_0) or 18 (Q4_0) bytes (the caller's chunking).
         unsafe {
             if q4 {
-                let packed = _mm_loadu_si128(block.as_ptr().add(2).cast());
-                let low = _mm_set1_epi8(0x0f);
-                let eight = _mm_set1_epi8(8);
-                let lo = _mm_sub_epi8(_mm_and_si128(packed, low), eight);
-                let hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(packed, 4), low), eight);
-                (_mm256_cvtepi8_epi16(lo), _mm256_cvtepi8_epi16(hi))
+                // Each byte widened to 16 bits holds both nibbles, so one
+                // mask and one shift separate them without crossing lanes.
+                let bytes = _mm256_cvtepu8_epi16(_mm_loadu_si128(block.as_ptr().add(2).cast()));
+                let eight = _mm256_set1_epi16(8);
+                let lo = _mm256_and_si256(bytes, _mm256_set1_epi16(0x0f));
+                let hi = _mm256_srli_epi16(bytes, 4);
+                (_mm256_sub_epi16(lo, eight), _mm256_sub_epi16(hi, eight))
             } else {
                 let lo = _mm_loadu_si128(block.as_ptr().add(2).cast());
                 let hi = _mm_loadu_si128(block.as_ptr().add(18).cast());
