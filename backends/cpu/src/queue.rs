@@ -7,8 +7,13 @@ use glmhal_hal::{
     TensorRef,
 };
 
+use smallvec::SmallVec;
+
 use crate::kernels::{self, In, Out};
 use crate::memory::CpuBuffer;
+
+/// One op's inputs or outputs (at most four in the catalogue).
+type Views<T> = SmallVec<[T; 4]>;
 
 /// One opened CPU device. Ops run synchronously inside [`Backend::execute`];
 /// the queue lock serializes them with uploads and downloads, which is what
@@ -136,12 +141,14 @@ impl Backend for CpuBackend {
     }
 
     fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
-        let in_descs: Vec<TensorDesc> = inputs.iter().map(|t| t.desc.clone()).collect();
-        let out_descs: Vec<TensorDesc> = outputs.iter().map(|t| t.desc.clone()).collect();
+        // On the stack for the usual arity: descriptors keep their dims
+        // inline, so an op does not allocate to be validated.
+        let in_descs: Views<TensorDesc> = inputs.iter().map(|t| t.desc.clone()).collect();
+        let out_descs: Views<TensorDesc> = outputs.iter().map(|t| t.desc.clone()).collect();
         glmhal_ops::validate(op, &in_descs, &out_descs)?;
         check_views("cpu", self.id, inputs, outputs)?;
         let _q = self.lock();
-        let mut ins = Vec::with_capacity(inputs.len());
+        let mut ins: Views<In<'_>> = SmallVec::new();
         for t in inputs {
             let buf = self.buffer(t.buffer)?;
             // SAFETY: queue lock held; check_views proved no output overlaps this range.

@@ -95,7 +95,12 @@ fn few_rows_transposed(xs: &[f32], m: usize, k: usize, w: &In<'_>, n: usize) -> 
         .par_chunks_mut(ROWS_PER_TASK * m)
         .enumerate()
         .for_each_init(
-            || vec![0.0f32; ROWS_PER_TASK * k],
+            // Scratch only where rows are converted: rayon calls this once
+            // per piece of work it splits off, every product.
+            || match rows {
+                Rows::Converted => vec![0.0f32; ROWS_PER_TASK * k],
+                _ => Vec::new(),
+            },
             |converted, (task, block)| {
                 let j0 = task * ROWS_PER_TASK;
                 let here = block.len() / m;
