@@ -342,10 +342,10 @@ mod avx2 {
         }
     }
 
-    /// Eight int8 values (the low eight bytes of `v`) times `d`, stored at `out`.
+    /// Eight int16 values times `d`, stored at `out`.
     #[target_feature(enable = "avx2")]
     unsafe fn scaled8(v: __m128i, d: __m256, out: *mut f32) {
-        let f = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+        let f = _mm256_cvtepi32_ps(_mm256_cvtepi16_epi32(v));
         // SAFETY: the caller passes room for eight f32.
         unsafe { _mm256_storeu_ps(out, _mm256_mul_ps(f, d)) };
     }
@@ -372,26 +372,14 @@ mod avx2 {
         for (block, out) in src.chunks_exact(bb).zip(dst.chunks_exact_mut(QUANT_BLOCK)) {
             let d = _mm256_set1_ps(scale(block));
             let o = out.as_mut_ptr();
-            // SAFETY: `block` is one whole block and `out` holds 32 f32.
+            // SAFETY: `block` is one whole block and `out` holds 32 f32;
+            // the weights come unpacked exactly as the dot products see them.
             unsafe {
-                let (lo, hi) = if q4 {
-                    let packed = _mm_loadu_si128(block.as_ptr().add(2).cast());
-                    let low = _mm_set1_epi8(0x0f);
-                    let eight = _mm_set1_epi8(8);
-                    (
-                        _mm_sub_epi8(_mm_and_si128(packed, low), eight),
-                        _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(packed, 4), low), eight),
-                    )
-                } else {
-                    (
-                        _mm_loadu_si128(block.as_ptr().add(2).cast()),
-                        _mm_loadu_si128(block.as_ptr().add(18).cast()),
-                    )
-                };
-                scaled8(lo, d, o);
-                scaled8(_mm_srli_si128(lo, 8), d, o.add(8));
-                scaled8(hi, d, o.add(16));
-                scaled8(_mm_srli_si128(hi, 8), d, o.add(24));
+                let (lo, hi) = weights16(q4, block);
+                scaled8(_mm256_castsi256_si128(lo), d, o);
+                scaled8(_mm256_extracti128_si256::<1>(lo), d, o.add(8));
+                scaled8(_mm256_castsi256_si128(hi), d, o.add(16));
+                scaled8(_mm256_extracti128_si256::<1>(hi), d, o.add(24));
             }
         }
     }
