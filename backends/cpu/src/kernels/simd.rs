@@ -53,6 +53,9 @@ pub(crate) struct QuantizedRow {
     pub values: Vec<i16>,
     /// One scale per block.
     pub scales: Vec<f32>,
+    /// Per block, `−8·Σq`: what a Q4_0 block's −8 offset adds to the
+    /// product of its unsigned nibbles with `q` (exact in f32: |Σq| < 2²⁰).
+    pub nibble_offsets: Vec<f32>,
 }
 
 impl QuantizedRow {
@@ -60,10 +63,12 @@ impl QuantizedRow {
     pub fn quantize(&mut self, x: &[f32]) {
         self.values.resize(x.len(), 0);
         self.scales.resize(x.len() / QUANT_BLOCK, 0.0);
-        for ((block, q), s) in x
+        self.nibble_offsets.resize(x.len() / QUANT_BLOCK, 0.0);
+        for (((block, q), s), offset) in x
             .chunks_exact(QUANT_BLOCK)
             .zip(self.values.chunks_exact_mut(QUANT_BLOCK))
             .zip(self.scales.iter_mut())
+            .zip(self.nibble_offsets.iter_mut())
         {
             let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
             let d = amax / QMAX;
@@ -72,6 +77,7 @@ impl QuantizedRow {
                 *o = (v * id).round() as i16;
             }
             *s = d;
+            *offset = -8.0 * q.iter().map(|&v| v as i32).sum::<i32>() as f32;
         }
     }
 }
@@ -257,11 +263,56 @@ mod avx2 {
         }
     }
 
-    /// A block's f16 scale (bytes 0-1) as f32, through F16C.
+    /// The f16 scale at the start of a block, as f32 in all eight lanes, through F16C.
     #[target_feature(enable = "avx2,f16c")]
-    fn scale(block: &[u8]) -> f32 {
-        let bits = u16::from_le_bytes([block[0], block[1]]) as i32;
-        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)))
+    unsafe fn scale(block: *const u8) -> __m256 {
+        // SAFETY: the caller passes a whole block.
+        let bits = unsafe { block.cast::<i16>().read_unaligned() };
+        // Converted in every lane, not in lane 0 and broadcast: for a lane-0
+        // value the compiler inserts the bits into whatever register is
+        // free, often an accumulator, and the scale then waits on the
+        // previous block's sum (a loop-carried chain of ~15 cycles).
+        _mm256_cvtph_ps(_mm_set1_epi16(bits))
+    }
+
+    /// The f16 scales of the eight blocks from `first` on, `stride` bytes
+    /// apart, as f32.
+    #[target_feature(enable = "avx2,f16c")]
+    unsafe fn scales8(first: *const u8, stride: usize) -> __m256 {
+        // SAFETY: the caller passes eight whole blocks.
+        let bits = |i: usize| unsafe { first.add(i * stride).cast::<i16>().read_unaligned() };
+        _mm256_cvtph_ps(_mm_setr_epi16(
+            bits(0),
+            bits(1),
+            bits(2),
+            bits(3),
+            bits(4),
+            bits(5),
+            bits(6),
+            bits(7),
+        ))
+    }
+
+    /// A block's 32 four-bit weights as stored (0..=15, not yet offset by
+    /// −8): elements 0..16 and 16..32 as two vectors of 16 int16.
+    #[target_feature(enable = "avx2")]
+    unsafe fn nibbles16(block: *const u8) -> (__m256i, __m256i) {
+        // SAFETY: the caller passes a whole 18-byte Q4_0 block.
+        let both = unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(block.add(2).cast())) };
+        // Bytes 0..8 of the low copy and 8..16 of the high copy, each
+        // widened to 16 bits (index −1 writes zero): one in-lane shuffle,
+        // cheaper than a widening move across lanes.
+        let widen = _mm256_setr_epi8(
+            0, -1, 1, -1, 2, -1, 3, -1, 4, -1, 5, -1, 6, -1, 7, -1, //
+            8, -1, 9, -1, 10, -1, 11, -1, 12, -1, 13, -1, 14, -1, 15, -1,
+        );
+        let bytes = _mm256_shuffle_epi8(both, widen);
+        // Each byte widened to 16 bits holds both nibbles, so one mask and
+        // one shift separate them without crossing lanes.
+        (
+            _mm256_and_si256(bytes, _mm256_set1_epi16(0x0f)),
+            _mm256_srli_epi16(bytes, 4),
+        )
     }
 
     /// A block's 32 weights as two halves of 16 int16.
@@ -270,12 +321,8 @@ mod avx2 {
         // SAFETY: the block holds 34 (Q8_0) or 18 (Q4_0) bytes (the caller's chunking).
         unsafe {
             if q4 {
-                // Each byte widened to 16 bits holds both nibbles, so one
-                // mask and one shift separate them without crossing lanes.
-                let bytes = _mm256_cvtepu8_epi16(_mm_loadu_si128(block.as_ptr().add(2).cast()));
+                let (lo, hi) = nibbles16(block.as_ptr());
                 let eight = _mm256_set1_epi16(8);
-                let lo = _mm256_and_si256(bytes, _mm256_set1_epi16(0x0f));
-                let hi = _mm256_srli_epi16(bytes, 4);
                 (_mm256_sub_epi16(lo, eight), _mm256_sub_epi16(hi, eight))
             } else {
                 let lo = _mm_loadu_si128(block.as_ptr().add(2).cast());
@@ -285,60 +332,125 @@ mod avx2 {
         }
     }
 
+    /// `R` quantized activation rows against one Q8_0 (`Q4 = false`) or
+    /// Q4_0 row. Per block: the weights are unpacked once for every
+    /// activation row; each row's integer products (`madd`, exact) are
+    /// scaled by both blocks' scales into f32 accumulators. Q4_0 nibbles
+    /// are multiplied as stored; the −8 offset comes back through the
+    /// row's precomputed `−8·Σq`, eight blocks per FMA. Weight scales are
+    /// converted eight blocks at a time as well: per block and row that
+    /// leaves two `madd`, an add, a conversion, a shuffle and an FMA.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn rows_quantized<const R: usize>(
-        q4: bool,
+    unsafe fn rows_quantized<const Q4: bool, const R: usize>(
         w: &[u8],
         xs: &[&QuantizedRow],
         out: &mut [f32],
     ) {
         let blocks = xs[0].scales.len();
-        let bb = if q4 { 18 } else { 34 };
+        let bb = if Q4 { 18 } else { 34 };
         assert!(xs.len() == R && out.len() >= R && w.len() >= bb * blocks);
-        assert!(xs
-            .iter()
-            .all(|x| x.scales.len() == blocks && x.values.len() >= QUANT_BLOCK * blocks));
+        assert!(xs.iter().all(|x| x.scales.len() == blocks
+            && x.values.len() >= QUANT_BLOCK * blocks
+            && (!Q4 || x.nibble_offsets.len() >= blocks)));
+        let values: [*const i16; R] = std::array::from_fn(|r| xs[r].values.as_ptr());
+        let scales: [*const f32; R] = std::array::from_fn(|r| xs[r].scales.as_ptr());
+        let offsets: [*const f32; R] = std::array::from_fn(|r| xs[r].nibble_offsets.as_ptr());
         // Two accumulator sets (even and odd blocks) so consecutive FMAs do
-        // not wait on each other; both indexed statically so they stay in registers.
+        // not wait on each other; both indexed statically so they stay in
+        // registers. Q4_0's offsets (scaled) gather in a third.
         let mut even = [_mm256_setzero_ps(); R];
         let mut odd = [_mm256_setzero_ps(); R];
-        // A macro rather than a closure: the body must be inlined into this
+        let mut offset = [_mm256_setzero_ps(); R];
+        // Macros rather than closures: the bodies must be inlined into this
         // function to use its target features.
-        macro_rules! step {
-            ($b:expr, $acc:ident) => {{
+        //
+        // Block b's integer products, one f32 vector (8 lanes to be summed) per row.
+        macro_rules! products {
+            ($b:expr) => {{
                 let b = $b;
-                let block = &w[b * bb..(b + 1) * bb];
-                // SAFETY: `block` is one whole block of `w`.
-                let (w0, w1) = unsafe { weights16(q4, block) };
-                let d = scale(block);
-                for r in 0..R {
-                    let x = xs[r];
-                    // SAFETY: 32 int16 values of block b (asserted above).
-                    let (x0, x1) = unsafe {
-                        let p = x.values.as_ptr().add(b * QUANT_BLOCK);
+                // SAFETY: b < blocks, so block b lies inside `w` and every
+                // activation row's arrays (asserted above).
+                unsafe {
+                    let block = w.as_ptr().add(b * bb);
+                    let (w0, w1) = if Q4 {
+                        nibbles16(block)
+                    } else {
                         (
-                            _mm256_loadu_si256(p.cast()),
-                            _mm256_loadu_si256(p.add(16).cast()),
+                            _mm256_cvtepi8_epi16(_mm_loadu_si128(block.add(2).cast())),
+                            _mm256_cvtepi8_epi16(_mm_loadu_si128(block.add(18).cast())),
                         )
                     };
-                    let sums =
-                        _mm256_add_epi32(_mm256_madd_epi16(w0, x0), _mm256_madd_epi16(w1, x1));
-                    let k = _mm256_set1_ps(d * x.scales[b]);
-                    $acc[r] = _mm256_fmadd_ps(k, _mm256_cvtepi32_ps(sums), $acc[r]);
+                    let products: [__m256; R] = std::array::from_fn(|r| {
+                        let p = values[r].add(b * QUANT_BLOCK);
+                        _mm256_cvtepi32_ps(_mm256_add_epi32(
+                            _mm256_madd_epi16(w0, _mm256_loadu_si256(p.cast())),
+                            _mm256_madd_epi16(w1, _mm256_loadu_si256(p.add(16).cast())),
+                        ))
+                    });
+                    products
+                }
+            }};
+        }
+        // Block b + i of a group of eight: its scales (lane i of the group's
+        // scales, copied to every lane by one in-lane shuffle of `half`).
+        macro_rules! grouped {
+            ($b:expr, $half:ident, $lane:literal, $acc:ident) => {{
+                let products = products!($b);
+                for r in 0..R {
+                    let k = _mm256_permute_ps::<{ $lane * 0x55 }>($half[r]);
+                    $acc[r] = _mm256_fmadd_ps(k, products[r], $acc[r]);
                 }
             }};
         }
         let mut b = 0;
-        while b + 2 <= blocks {
-            step!(b, even);
-            step!(b + 1, odd);
-            b += 2;
+        // Groups of eight blocks: their weight scales converted together and
+        // multiplied by the rows' scales in one vector per row.
+        while b + 8 <= blocks {
+            // SAFETY: blocks b..b+8 lie inside `w` and the rows' scales (asserted).
+            let k: [__m256; R] = unsafe {
+                let dw = scales8(w.as_ptr().add(b * bb), bb);
+                std::array::from_fn(|r| _mm256_mul_ps(dw, _mm256_loadu_ps(scales[r].add(b))))
+            };
+            if Q4 {
+                for r in 0..R {
+                    // SAFETY: as for the scales.
+                    let o = unsafe { _mm256_loadu_ps(offsets[r].add(b)) };
+                    offset[r] = _mm256_fmadd_ps(k[r], o, offset[r]);
+                }
+            }
+            let low: [__m256; R] =
+                std::array::from_fn(|r| _mm256_permute2f128_ps(k[r], k[r], 0x00));
+            grouped!(b, low, 0, even);
+            grouped!(b + 1, low, 1, odd);
+            grouped!(b + 2, low, 2, even);
+            grouped!(b + 3, low, 3, odd);
+            let high: [__m256; R] =
+                std::array::from_fn(|r| _mm256_permute2f128_ps(k[r], k[r], 0x11));
+            grouped!(b + 4, high, 0, even);
+            grouped!(b + 5, high, 1, odd);
+            grouped!(b + 6, high, 2, even);
+            grouped!(b + 7, high, 3, odd);
+            b += 8;
         }
-        if b < blocks {
-            step!(b, even);
+        while b < blocks {
+            let mut products = products!(b);
+            // SAFETY: block b lies inside `w` (asserted).
+            let d = unsafe { scale(w.as_ptr().add(b * bb)) };
+            for r in 0..R {
+                // SAFETY (both reads): b < blocks, the row's scale and
+                // (for Q4_0) offset count (asserted).
+                if Q4 {
+                    // An eighth of the offset in each of the eight lanes (exact).
+                    let o = _mm256_set1_ps(0.125 * unsafe { *offsets[r].add(b) });
+                    products[r] = _mm256_add_ps(products[r], o);
+                }
+                let k = _mm256_mul_ps(d, _mm256_set1_ps(unsafe { *scales[r].add(b) }));
+                even[r] = _mm256_fmadd_ps(k, products[r], even[r]);
+            }
+            b += 1;
         }
         for r in 0..R {
-            out[r] = sum8(_mm256_add_ps(even[r], odd[r]));
+            out[r] = sum8(_mm256_add_ps(_mm256_add_ps(even[r], odd[r]), offset[r]));
         }
     }
 
@@ -370,7 +482,8 @@ mod avx2 {
     pub(super) unsafe fn dequantize(q4: bool, src: &[u8], dst: &mut [f32]) {
         let bb = if q4 { 18 } else { 34 };
         for (block, out) in src.chunks_exact(bb).zip(dst.chunks_exact_mut(QUANT_BLOCK)) {
-            let d = _mm256_set1_ps(scale(block));
+            // SAFETY: `block` is one whole block.
+            let d = unsafe { scale(block.as_ptr()) };
             let o = out.as_mut_ptr();
             // SAFETY: `block` is one whole block and `out` holds 32 f32;
             // the weights come unpacked exactly as the dot products see them.
@@ -390,14 +503,17 @@ mod avx2 {
         xs: &[&QuantizedRow],
         out: &mut [f32],
     ) {
-        let q4 = dtype == DType::Q4_0;
         // SAFETY: the caller checked the CPU features.
         unsafe {
-            match xs.len() {
-                1 => rows_quantized::<1>(q4, w, xs, out),
-                2 => rows_quantized::<2>(q4, w, xs, out),
-                3 => rows_quantized::<3>(q4, w, xs, out),
-                4 => rows_quantized::<4>(q4, w, xs, out),
+            match (dtype == DType::Q4_0, xs.len()) {
+                (true, 1) => rows_quantized::<true, 1>(w, xs, out),
+                (true, 2) => rows_quantized::<true, 2>(w, xs, out),
+                (true, 3) => rows_quantized::<true, 3>(w, xs, out),
+                (true, 4) => rows_quantized::<true, 4>(w, xs, out),
+                (false, 1) => rows_quantized::<false, 1>(w, xs, out),
+                (false, 2) => rows_quantized::<false, 2>(w, xs, out),
+                (false, 3) => rows_quantized::<false, 3>(w, xs, out),
+                (false, 4) => rows_quantized::<false, 4>(w, xs, out),
                 _ => {}
             }
         }
@@ -416,7 +532,7 @@ mod tests {
 
     #[test]
     fn every_dot_matches_a_plain_loop_for_every_tile_size() {
-        for n in [32usize, 96, 1000, 4096] {
+        for n in [32usize, 96, 320, 1000, 4096] {
             let w = random(n, 1);
             let xs: Vec<Vec<f32>> = (0..TILE as u64).map(|s| random(n, 10 + s)).collect();
             for rows in 1..=TILE {
