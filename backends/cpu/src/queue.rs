@@ -169,6 +169,18 @@ impl Backend for CpuBackend {
         self.pool.install(|| kernels::run(op, &ins, &mut out))
     }
 
+    fn execute_step(&self, calls: &[glmhal_hal::OpCall<'_>]) -> Result<()> {
+        // The whole step on a worker: each op's `install` is then a direct
+        // call instead of a hand-off to the pool and a wait for it (two
+        // thread wake-ups per op, hundreds of ops per decoded token), and
+        // the calling thread does not compete with the workers for cores.
+        self.pool.install(|| {
+            calls
+                .iter()
+                .try_for_each(|call| self.execute(&call.op, &call.inputs, &call.outputs))
+        })
+    }
+
     fn synchronize(&self) -> Result<()> {
         // Ops complete inside execute; taking the lock waits for one in flight.
         drop(self.lock());
