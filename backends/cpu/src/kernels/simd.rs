@@ -196,6 +196,21 @@ mod avx2 {
         _mm_cvtss_f32(s)
     }
 
+    /// How far ahead of the bytes being multiplied the matrix-vector
+    /// products ask for weights. A decode product streams its weights from
+    /// memory once; the hardware prefetchers alone left single-row kernels
+    /// waiting on it (measured in alternating decode runs: 10–25 % more
+    /// tokens/s with requests 8 KiB ahead; 2 and 16 KiB gained less).
+    const PREFETCH_AHEAD: usize = 8 << 10;
+
+    /// Asks for the cache line `PREFETCH_AHEAD` bytes past `p`. The address
+    /// may lie past the weights (a prefetch never faults), so it is formed
+    /// with wrapping arithmetic and never dereferenced.
+    #[target_feature(enable = "avx2")]
+    fn prefetch_ahead(p: *const u8) {
+        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_AHEAD).cast());
+    }
+
     /// Eight weights from `p` (element `i`) as f32.
     #[target_feature(enable = "avx2,fma,f16c")]
     unsafe fn load8(dtype: DType, p: *const u8, i: usize) -> __m256 {
@@ -221,8 +236,13 @@ mod avx2 {
         let mut a0 = [_mm256_setzero_ps(); R];
         let mut a1 = [_mm256_setzero_ps(); R];
         let mut i = 0;
+        let esize = dtype.block_bytes();
         // SAFETY (every load below): i + 16 <= n or i + 8 <= n, inside `w` and each x (asserted).
         while i + 16 <= n {
+            // One request per cache line of weights (16 f16/bf16 are half a line).
+            if (i * esize) % 64 < 16 * esize {
+                prefetch_ahead(p.wrapping_add(i * esize));
+            }
             let (w0, w1) = unsafe { (load8(dtype, p, i), load8(dtype, p, i + 8)) };
             for r in 0..R {
                 let x = xs[r].as_ptr();
@@ -406,6 +426,11 @@ mod avx2 {
         // Groups of eight blocks: their weight scales converted together and
         // multiplied by the rows' scales in one vector per row.
         while b + 8 <= blocks {
+            // The group's bytes are 144 (Q4_0) or 272 (Q8_0): a request per line.
+            let group = w.as_ptr().wrapping_add(b * bb);
+            for line in (0..8 * bb).step_by(64) {
+                prefetch_ahead(group.wrapping_add(line));
+            }
             // SAFETY: blocks b..b+8 lie inside `w` and the rows' scales (asserted).
             let k: [__m256; R] = unsafe {
                 let dw = scales8(w.as_ptr().add(b * bb), bb);
