@@ -9,11 +9,12 @@
 //! so a register tile loads [`NC`] activations as two vectors, broadcasts
 //! one weight of each of [`MR`] panel rows and issues `2·MR` FMAs into
 //! accumulators that stay in registers for the whole depth: no horizontal
-//! sums, and the outputs land in the transposed layout the caller wants.
+//! sums. Each task writes its column range of the result in place.
 //! The depth blocking keeps the panel and one activation block in L1.
 
 use rayon::prelude::*;
 
+use super::columns::Columns;
 use super::simd::{self, isa, Isa};
 use super::In;
 
@@ -27,9 +28,10 @@ const MR: usize = 6;
 /// Activation rows per register tile (two vectors of eight).
 const NC: usize = 16;
 
-/// `x · wᵀ` (`x` as f32 rows of length `k`), transposed: element `j·m + i` is
-/// output `(i, j)`, so each task writes one contiguous block.
-pub(super) fn gemm_transposed(xs: &[f32], m: usize, k: usize, w: &In<'_>, n: usize) -> Vec<f32> {
+/// `out = x · wᵀ` (`x` as f32 rows of length `k`, `out` as `[m, n]`).
+pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
+    let m = out.rows();
+    let n = w.desc.shape[0];
     let blocks = m.div_ceil(NC);
     let m_pad = blocks * NC;
     // Packed activations: element (b·k + p)·NC + c is x[b·NC + c][p]; rows
@@ -45,51 +47,50 @@ pub(super) fn gemm_transposed(xs: &[f32], m: usize, k: usize, w: &In<'_>, n: usi
         }
     }
     let xp = packed.as_slice();
-    let mut out_t = vec![0.0f32; n * m];
-    out_t
-        .par_chunks_mut(PANEL_ROWS * m)
-        .enumerate()
-        .for_each_init(
-            || {
-                (
-                    CacheLines::zeroed(PANEL_ROWS * DEPTH),
-                    vec![0.0f32; PANEL_ROWS * m_pad],
-                )
-            },
-            |(panel, sums), (task, block)| {
-                let panel = panel.as_mut_slice();
-                let j0 = task * PANEL_ROWS;
-                let rows = block.len() / m;
-                sums.fill(0.0);
-                for k0 in (0..k).step_by(DEPTH) {
-                    let depth = DEPTH.min(k - k0);
-                    for (jj, dst) in panel.chunks_exact_mut(DEPTH).take(rows).enumerate() {
-                        w.read_row_from(j0 + jj, k0, &mut dst[..depth]);
-                    }
-                    // The next pass's weights arrive from memory while this
-                    // one computes, a few lines per activation block.
-                    let mut next = Prefetch::new(w, j0..j0 + rows, k0 + DEPTH, k, blocks);
-                    for b in 0..blocks {
-                        next.some();
-                        let x = &xp[(b * k + k0) * NC..(b * k + k0 + depth) * NC];
-                        for jr in (0..rows).step_by(MR) {
-                            let tile = Tile {
-                                w: &panel[jr * DEPTH..],
-                                ldw: DEPTH,
-                                x,
-                                depth,
-                            };
-                            let out = &mut sums[jr * m_pad + b * NC..];
-                            tile.accumulate(MR.min(rows - jr), out, m_pad);
-                        }
+    (0..n.div_ceil(PANEL_ROWS)).into_par_iter().for_each_init(
+        || {
+            (
+                CacheLines::zeroed(PANEL_ROWS * DEPTH),
+                vec![0.0f32; PANEL_ROWS * m_pad],
+            )
+        },
+        |(panel, sums), task| {
+            let panel = panel.as_mut_slice();
+            let j0 = task * PANEL_ROWS;
+            let rows = PANEL_ROWS.min(n - j0);
+            sums.fill(0.0);
+            for k0 in (0..k).step_by(DEPTH) {
+                let depth = DEPTH.min(k - k0);
+                for (jj, dst) in panel.chunks_exact_mut(DEPTH).take(rows).enumerate() {
+                    w.read_row_from(j0 + jj, k0, &mut dst[..depth]);
+                }
+                // The next pass's weights arrive from memory while this
+                // one computes, a few lines per activation block.
+                let mut next = Prefetch::new(w, j0..j0 + rows, k0 + DEPTH, k, blocks);
+                for b in 0..blocks {
+                    next.some();
+                    let x = &xp[(b * k + k0) * NC..(b * k + k0 + depth) * NC];
+                    for jr in (0..rows).step_by(MR) {
+                        let tile = Tile {
+                            w: &panel[jr * DEPTH..],
+                            ldw: DEPTH,
+                            x,
+                            depth,
+                        };
+                        let out = &mut sums[jr * m_pad + b * NC..];
+                        tile.accumulate(MR.min(rows - jr), out, m_pad);
                     }
                 }
-                for (jj, col) in block.chunks_exact_mut(m).enumerate() {
-                    col.copy_from_slice(&sums[jj * m_pad..jj * m_pad + m]);
+            }
+            for i in 0..m {
+                // SAFETY: this task alone owns columns j0..j0 + rows.
+                let row = unsafe { out.segment(i, j0, rows) };
+                for (jj, o) in row.iter_mut().enumerate() {
+                    *o = sums[jj * m_pad + i];
                 }
-            },
-        );
-    out_t
+            }
+        },
+    );
 }
 
 /// Prefetches of the packed weight bytes of the next depth block, spread
@@ -285,13 +286,14 @@ mod tests {
                 desc: TensorDesc::contiguous(DType::F32, &[n, k]),
                 bytes: &bytes,
             };
-            let got = gemm_transposed(&x, m, k, &w, n);
+            let mut got = vec![f32::NAN; m * n];
+            gemm(&x, k, &w, &Columns::new(&mut got, m, n));
             for i in 0..m {
                 for j in 0..n {
                     let want: f64 = (0..k)
                         .map(|p| x[i * k + p] as f64 * wv[j * k + p] as f64)
                         .sum();
-                    let g = got[j * m + i] as f64;
+                    let g = got[i * n + j] as f64;
                     assert!(
                         (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
                         "m={m} k={k} n={n} ({i},{j}): {g} vs {want}"

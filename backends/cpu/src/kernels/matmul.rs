@@ -10,8 +10,9 @@
 use glmhal_hal::{DType, Result};
 use rayon::prelude::*;
 
+use super::columns::Columns;
 use super::simd::{self, QuantizedRow, TILE};
-use super::{gemm, In, Out};
+use super::{f32_bytes, gemm, In, Out};
 
 /// Weight rows handled by one task: enough work to amortize scheduling.
 const ROWS_PER_TASK: usize = 8;
@@ -39,25 +40,30 @@ pub(super) fn matmul(
     let (m, k) = (x.desc.shape[0], x.desc.shape[1]);
     let n = w.desc.shape[0];
     let xs = x.to_f32();
-    let out_t = if m > FUSED_MAX_ROWS {
-        gemm::gemm_transposed(&xs, m, k, w, n)
-    } else {
-        few_rows_transposed(&xs, m, k, w, n)
-    };
-    let bias = bias.map(|b| b.to_f32());
     let mut result = vec![0.0f32; m * n];
-    result.par_chunks_mut(n).enumerate().for_each(|(i, row)| {
-        for (j, o) in row.iter_mut().enumerate() {
-            *o = out_t[j * m + i] + bias.as_ref().map_or(0.0, |b| b[j]);
+    {
+        let columns = Columns::new(&mut result, m, n);
+        if m > FUSED_MAX_ROWS {
+            gemm::gemm(&xs, k, w, &columns);
+        } else {
+            few_rows(&xs, k, w, &columns);
         }
-    });
+    }
+    if let Some(bias) = bias {
+        let bias = bias.to_f32();
+        result.par_chunks_mut(n).for_each(|row| {
+            for (o, b) in row.iter_mut().zip(&bias) {
+                *o += b;
+            }
+        });
+    }
     out.store(&result);
     Ok(())
 }
 
-/// `x · wᵀ` for at most [`FUSED_MAX_ROWS`] activation rows, transposed as
-/// [`gemm::gemm_transposed`]'s result.
-fn few_rows_transposed(xs: &[f32], m: usize, k: usize, w: &In<'_>, n: usize) -> Vec<f32> {
+/// `out = x · wᵀ` for at most [`FUSED_MAX_ROWS`] activation rows.
+fn few_rows(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
+    let (m, n) = (out.rows(), w.desc.shape[0]);
     let x_rows: Vec<&[f32]> = xs.chunks_exact(k).collect();
     let packed = w.desc.rows_contiguous();
     let rows = match w.desc.dtype {
@@ -88,12 +94,9 @@ fn few_rows_transposed(xs: &[f32], m: usize, k: usize, w: &In<'_>, n: usize) -> 
         &w.bytes[at..at + row_bytes]
     };
     let x_tiles: Vec<&[&[f32]]> = x_rows.chunks(TILE).collect();
-    // Computed transposed ([N, M]) so each task owns a contiguous block: a
-    // few weight rows against every activation row.
-    let mut out_t = vec![0.0f32; n * m];
-    out_t
-        .par_chunks_mut(ROWS_PER_TASK * m)
-        .enumerate()
+    // Each task: a few weight rows (output columns) against every activation row.
+    (0..n.div_ceil(ROWS_PER_TASK))
+        .into_par_iter()
         .for_each_init(
             // Scratch only where rows are converted: rayon calls this once
             // per piece of work it splits off, every product.
@@ -101,9 +104,11 @@ fn few_rows_transposed(xs: &[f32], m: usize, k: usize, w: &In<'_>, n: usize) -> 
                 Rows::Converted => vec![0.0f32; ROWS_PER_TASK * k],
                 _ => Vec::new(),
             },
-            |converted, (task, block)| {
+            |converted, task| {
                 let j0 = task * ROWS_PER_TASK;
-                let here = block.len() / m;
+                let here = ROWS_PER_TASK.min(n - j0);
+                // This task's outputs, weight row by weight row, on the stack.
+                let mut block = [0.0f32; ROWS_PER_TASK * FUSED_MAX_ROWS];
                 if let Rows::Converted = rows {
                     for (jj, dst) in converted.chunks_exact_mut(k).take(here).enumerate() {
                         w.read_row(j0 + jj, dst);
@@ -127,15 +132,15 @@ fn few_rows_transposed(xs: &[f32], m: usize, k: usize, w: &In<'_>, n: usize) -> 
                         }
                     }
                 }
+                for i in 0..m {
+                    // SAFETY: this task alone owns columns j0..j0 + here.
+                    let row = unsafe { out.segment(i, j0, here) };
+                    for (jj, o) in row.iter_mut().enumerate() {
+                        *o = block[jj * m + i];
+                    }
+                }
             },
         );
-    out_t
-}
-
-/// The bytes of an f32 slice (little-endian targets), for the byte-reading dot products.
-fn f32_bytes(v: &[f32]) -> &[u8] {
-    // SAFETY: any f32 slice is a valid byte slice of 4× its length; u8 has no alignment.
-    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
 }
 
 pub(super) fn batched(a: &In<'_>, b: &In<'_>, out: &mut Out<'_>) -> Result<()> {

@@ -4,6 +4,7 @@
 
 mod activation;
 mod attention;
+mod columns;
 mod convert;
 mod elementwise;
 mod embedding;
@@ -170,11 +171,17 @@ impl Out<'_> {
     }
 }
 
-/// Dot product with eight independent accumulators so it vectorizes.
-#[inline]
+/// Dot product of two f32 slices (over the shorter length): the AVX2 dot
+/// product where the CPU has it, else eight independent accumulators so
+/// the compiler vectorizes it for the build target.
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
+    if simd::isa() == simd::Isa::Avx2 {
+        let mut out = [0.0f32];
+        simd::dot_rows(DType::F32, f32_bytes(b), &[a], &mut out);
+        return out[0];
+    }
     let mut acc = [0.0f32; 8];
     let chunks = n / 8;
     for i in 0..chunks {
@@ -187,6 +194,12 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
         tail += a[i] * b[i];
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// The bytes of an f32 slice (little-endian targets), for the byte-reading dot products.
+pub(crate) fn f32_bytes(v: &[f32]) -> &[u8] {
+    // SAFETY: any f32 slice is a valid byte slice of 4× its length; u8 has no alignment.
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
 }
 
 /// Checks an index read from a device tensor before it is used.
