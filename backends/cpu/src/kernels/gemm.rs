@@ -65,8 +65,14 @@ pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
                     w.read_row_from(j0 + jj, k0, &mut dst[..depth]);
                 }
                 // The next pass's weights arrive from memory while this
-                // one computes, a few lines per activation block.
-                let mut next = Prefetch::new(w, j0..j0 + rows, k0 + DEPTH, k, blocks);
+                // one computes, a few lines per activation block; the last
+                // pass asks for the first of the panel that follows (the
+                // next task a worker takes is usually that one).
+                let mut next = if k0 + DEPTH < k {
+                    Prefetch::new(w, j0..j0 + rows, k0 + DEPTH, k, blocks)
+                } else {
+                    Prefetch::new(w, j0 + rows..(j0 + 2 * rows).min(n), 0, k, blocks)
+                };
                 for b in 0..blocks {
                     next.some();
                     let x = &xp[(b * k + k0) * NC..(b * k + k0 + depth) * NC];
