@@ -172,6 +172,18 @@ pub fn catalogue() -> Vec<OpSpec> {
     OpKind::ALL.into_iter().map(spec).collect()
 }
 
+/// The spec of one op, built once per process: validation reads it for
+/// every op executed, and building it allocates.
+pub fn spec_ref(kind: OpKind) -> &'static OpSpec {
+    static CATALOGUE: std::sync::OnceLock<Vec<OpSpec>> = std::sync::OnceLock::new();
+    let all = CATALOGUE.get_or_init(catalogue);
+    // `catalogue` lists every kind in `OpKind::ALL` order (tested below).
+    &all[OpKind::ALL
+        .iter()
+        .position(|k| *k == kind)
+        .unwrap_or_default()]
+}
+
 /// An op of `kind` with typical GLM parameters (for examples and tests).
 pub fn example_op(kind: OpKind) -> Op {
     match kind {
@@ -220,6 +232,15 @@ mod tests {
         for s in &cat {
             assert!(!s.inputs.is_empty() && s.outputs.len() == 1, "{}", s.name);
             assert_eq!(example_op(s.kind).kind(), s.kind);
+        }
+    }
+
+    #[test]
+    fn the_cached_spec_is_the_spec_of_that_kind() {
+        for kind in OpKind::ALL {
+            let cached = spec_ref(kind);
+            assert_eq!(cached.kind, kind);
+            assert_eq!(cached.inputs.len(), spec(kind).inputs.len());
         }
     }
 }

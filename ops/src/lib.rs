@@ -9,5 +9,5 @@ pub mod catalogue;
 pub mod reference;
 pub mod validate;
 
-pub use catalogue::{catalogue, example_op, spec, ArgSpec, OpSpec};
+pub use catalogue::{catalogue, example_op, spec, spec_ref, ArgSpec, OpSpec};
 pub use validate::validate;

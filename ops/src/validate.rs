@@ -6,7 +6,7 @@ use glmhal_hal::{DType, HalError, Op, Result, TensorDesc};
 /// and dtypes, and the op's parameters. Errors name the op and the mismatch.
 pub fn validate(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Result<()> {
     let v = Checker { op: op.name() };
-    let n_in = crate::catalogue::spec(op.kind()).inputs.len();
+    let n_in = crate::catalogue::spec_ref(op.kind()).inputs.len();
     let expected_inputs = match op {
         Op::MatMul { bias: false } => n_in - 1,
         _ => n_in,

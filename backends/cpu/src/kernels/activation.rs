@@ -3,7 +3,7 @@
 use glmhal_hal::Result;
 use rayon::prelude::*;
 
-use super::{In, Out};
+use super::{In, Out, Scratch};
 
 pub(super) fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
@@ -26,7 +26,7 @@ pub(super) fn swiglu(x: &In<'_>, out: &mut Out<'_>) -> Result<()> {
     let two_f = x.desc.last_dim();
     let f = two_f / 2;
     let v = x.to_f32();
-    let mut result = vec![0.0f32; v.len() / 2];
+    let mut result = Scratch::filled(v.len() / 2, 0.0f32);
     result
         .par_chunks_mut(f)
         .zip(v.par_chunks(two_f))

@@ -3,7 +3,7 @@
 use glmhal_hal::Result;
 use rayon::prelude::*;
 
-use super::{dot, In, Out};
+use super::{dot, In, Out, Scratch};
 
 pub(super) fn attention(
     q: &In<'_>,
@@ -19,9 +19,9 @@ pub(super) fn attention(
     let past = s - t;
     let scale = scale as f32;
     let (qs, ks, vs) = (q.to_f32(), k.to_f32(), v.to_f32());
-    let mut result = vec![0.0f32; t * nh * d];
+    let mut result = Scratch::filled(t * nh * d, 0.0f32);
     result.par_chunks_mut(d).enumerate().for_each_init(
-        || (vec![0.0f32; s], vec![0.0f32; d]),
+        || (Scratch::filled(s, 0.0f32), Scratch::filled(d, 0.0f32)),
         |(scores, qh), (th, o)| {
             let (ti, h) = (th / nh, th % nh);
             let g = h / group;

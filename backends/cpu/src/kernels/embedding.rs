@@ -3,16 +3,15 @@
 use glmhal_hal::Result;
 use rayon::prelude::*;
 
-use super::{checked_index, In, Out};
+use super::{checked_index, In, Out, Scratch};
 
 pub(super) fn get_rows(table: &In<'_>, ids: &In<'_>, out: &mut Out<'_>) -> Result<()> {
     let (vocab, hidden) = (table.desc.shape[0], table.desc.shape[1]);
-    let rows = ids
-        .to_i32()
-        .into_iter()
-        .map(|id| checked_index("get_rows", "token id", id, vocab))
-        .collect::<Result<Vec<usize>>>()?;
-    let mut result = vec![0.0f32; rows.len() * hidden];
+    let mut rows = Scratch::empty();
+    for &id in ids.to_i32().iter() {
+        rows.push(checked_index("get_rows", "token id", id, vocab)?);
+    }
+    let mut result = Scratch::filled(rows.len() * hidden, 0.0f32);
     result
         .par_chunks_mut(hidden)
         .zip(rows.par_iter())

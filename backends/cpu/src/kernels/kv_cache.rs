@@ -2,18 +2,17 @@
 
 use glmhal_hal::{HalError, Result};
 
-use super::{checked_index, In, Out};
+use super::{checked_index, In, Out, Scratch};
 
 pub(super) fn write(rows: &In<'_>, positions: &In<'_>, cache: &mut Out<'_>) -> Result<()> {
     let capacity = cache.desc.shape[0];
     let (kv, d) = (rows.desc.shape[1], rows.desc.shape[2]);
-    let pos = positions
-        .to_i32()
-        .into_iter()
-        .map(|p| checked_index("kv_write", "position", p, capacity))
-        .collect::<Result<Vec<usize>>>()?;
-    let mut seen = vec![false; capacity];
-    for &p in &pos {
+    let mut pos = Scratch::empty();
+    for &p in positions.to_i32().iter() {
+        pos.push(checked_index("kv_write", "position", p, capacity)?);
+    }
+    let mut seen = Scratch::filled(capacity, false);
+    for &p in pos.iter() {
         if std::mem::replace(&mut seen[p], true) {
             return Err(HalError::invalid(
                 "kv_write",
@@ -21,7 +20,7 @@ pub(super) fn write(rows: &In<'_>, positions: &In<'_>, cache: &mut Out<'_>) -> R
             ));
         }
     }
-    let mut row = vec![0.0f32; d];
+    let mut row = Scratch::filled(d, 0.0f32);
     for (t, &p) in pos.iter().enumerate() {
         for g in 0..kv {
             rows.read_row(t * kv + g, &mut row);

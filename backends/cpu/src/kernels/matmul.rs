@@ -9,10 +9,11 @@
 
 use glmhal_hal::{DType, Result};
 use rayon::prelude::*;
+use smallvec::SmallVec;
 
 use super::columns::Columns;
 use super::simd::{self, QuantizedRow, TILE};
-use super::{f32_bytes, gemm, In, Out};
+use super::{f32_bytes, gemm, In, Out, Scratch};
 
 /// Weight rows handled by one task: enough work to amortize scheduling.
 const ROWS_PER_TASK: usize = 8;
@@ -22,9 +23,12 @@ const ROWS_PER_TASK: usize = 8;
 const FUSED_MAX_ROWS: usize = 2 * TILE;
 
 /// How a weight row is multiplied with the activations.
+// One per product, on the stack: the quantized rows live inline so that a
+// decode product does not allocate.
+#[allow(clippy::large_enum_variant)]
 enum Rows {
     /// Packed quantized rows against quantized activations.
-    Quantized(DType, Vec<QuantizedRow>),
+    Quantized(DType, SmallVec<[QuantizedRow; FUSED_MAX_ROWS]>),
     /// Packed float rows dotted as stored.
     Fused(DType),
     /// Any view: each row converted to f32 first.
@@ -40,7 +44,7 @@ pub(super) fn matmul(
     let (m, k) = (x.desc.shape[0], x.desc.shape[1]);
     let n = w.desc.shape[0];
     let xs = x.to_f32();
-    let mut result = vec![0.0f32; m * n];
+    let mut result = Scratch::filled(m * n, 0.0f32);
     {
         let columns = Columns::new(&mut result, m, n);
         if m > FUSED_MAX_ROWS {
@@ -64,7 +68,8 @@ pub(super) fn matmul(
 /// `out = x · wᵀ` for at most [`FUSED_MAX_ROWS`] activation rows.
 fn few_rows(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
     let (m, n) = (out.rows(), w.desc.shape[0]);
-    let x_rows: Vec<&[f32]> = xs.chunks_exact(k).collect();
+    // On the stack: at most FUSED_MAX_ROWS rows, two tiles.
+    let x_rows: SmallVec<[&[f32]; FUSED_MAX_ROWS]> = xs.chunks_exact(k).collect();
     let packed = w.desc.rows_contiguous();
     let rows = match w.desc.dtype {
         d if d.is_quantized() && packed => Rows::Quantized(
@@ -82,9 +87,9 @@ fn few_rows(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
         _ => Rows::Converted,
     };
     // Tiles of quantized activation rows, made once (not per weight row).
-    let q_tiles: Vec<Vec<&QuantizedRow>> = match &rows {
+    let q_tiles: SmallVec<[SmallVec<[&QuantizedRow; TILE]>; 2]> = match &rows {
         Rows::Quantized(_, qs) => qs.chunks(TILE).map(|t| t.iter().collect()).collect(),
-        _ => Vec::new(),
+        _ => SmallVec::new(),
     };
     let row_bytes = w.desc.dtype.bytes_for(k);
     // w is [N, K] (validated): row j starts j·strides[0] elements in.
@@ -93,7 +98,7 @@ fn few_rows(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
         let at = w.desc.byte_at(j * row_stride);
         &w.bytes[at..at + row_bytes]
     };
-    let x_tiles: Vec<&[&[f32]]> = x_rows.chunks(TILE).collect();
+    let x_tiles: SmallVec<[&[&[f32]]; 2]> = x_rows.chunks(TILE).collect();
     // Each task: a few weight rows (output columns) against every activation row.
     (0..n.div_ceil(ROWS_PER_TASK))
         .into_par_iter()
@@ -147,7 +152,7 @@ pub(super) fn batched(a: &In<'_>, b: &In<'_>, out: &mut Out<'_>) -> Result<()> {
     let (m, k) = (a.desc.shape[1], a.desc.shape[2]);
     let n = b.desc.shape[2];
     let (av, bv) = (a.to_f32(), b.to_f32());
-    let mut result = vec![0.0f32; a.desc.shape[0] * m * n];
+    let mut result = Scratch::filled(a.desc.shape[0] * m * n, 0.0f32);
     // Row form (out_row += a[p] * b_row_p) keeps every access contiguous.
     result.par_chunks_mut(n).enumerate().for_each(|(zi, row)| {
         let z = zi / m;

@@ -14,10 +14,13 @@ mod matmul;
 mod norm;
 mod reduce;
 mod rope;
+mod scratch;
 pub(crate) mod simd;
 
 use glmhal_hal::{quant, DType, HalError, Op, Result, TensorDesc};
 use rayon::prelude::*;
+
+use scratch::Scratch;
 
 /// An input view: its descriptor (offset relative to `bytes`) and the bytes it spans.
 pub(crate) struct In<'a> {
@@ -94,9 +97,9 @@ impl In<'_> {
     }
 
     /// The whole view as contiguous f32 in logical order (rows in parallel).
-    pub fn to_f32(&self) -> Vec<f32> {
+    pub fn to_f32(&self) -> Scratch<f32> {
         let cols = self.desc.last_dim();
-        let mut out = vec![0.0f32; self.desc.numel()];
+        let mut out = Scratch::filled(self.desc.numel(), 0.0f32);
         out.par_chunks_mut(cols)
             .enumerate()
             .for_each(|(r, row)| self.read_row(r, row));
@@ -104,10 +107,10 @@ impl In<'_> {
     }
 
     /// The whole view of an i32 tensor in logical order.
-    pub fn to_i32(&self) -> Vec<i32> {
+    pub fn to_i32(&self) -> Scratch<i32> {
         let d = &self.desc;
         let step = d.strides.last().copied().unwrap_or(1);
-        let mut out = Vec::with_capacity(d.numel());
+        let mut out = Scratch::empty();
         for r in 0..d.rows() {
             let start = d.row_start(r);
             for c in 0..d.last_dim() {

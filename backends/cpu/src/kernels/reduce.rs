@@ -3,7 +3,7 @@
 use glmhal_hal::Result;
 use rayon::prelude::*;
 
-use super::{In, Out};
+use super::{In, Out, Scratch};
 
 pub(super) fn softmax(x: &In<'_>, scale: f64, causal: bool, out: &mut Out<'_>) -> Result<()> {
     let (m, n) = (x.desc.shape[0], x.desc.shape[1]);
@@ -33,18 +33,18 @@ pub(super) fn softmax(x: &In<'_>, scale: f64, causal: bool, out: &mut Out<'_>) -
 pub(super) fn argmax(x: &In<'_>, out: &mut Out<'_>) -> Result<()> {
     let n = x.desc.shape[1];
     let rows = x.to_f32();
-    let best: Vec<i32> = rows
-        .par_chunks(n)
-        .map(|row| {
+    let mut best = Scratch::filled(rows.len() / n, 0i32);
+    best.par_iter_mut()
+        .zip(rows.par_chunks(n))
+        .for_each(|(best, row)| {
             let mut b = 0;
             for (j, v) in row.iter().enumerate() {
                 if *v > row[b] {
                     b = j;
                 }
             }
-            b as i32
-        })
-        .collect();
+            *best = b as i32;
+        });
     out.store_i32(&best);
     Ok(())
 }

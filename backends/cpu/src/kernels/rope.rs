@@ -3,7 +3,7 @@
 use glmhal_hal::{Result, RopeMode};
 use rayon::prelude::*;
 
-use super::{checked_index, In, Out};
+use super::{checked_index, In, Out, Scratch};
 
 pub(super) fn rope(
     x: &In<'_>,
@@ -15,18 +15,17 @@ pub(super) fn rope(
 ) -> Result<()> {
     let (heads, d) = (x.desc.shape[1], x.desc.shape[2]);
     let pos = positions.to_i32();
-    for &p in &pos {
+    for &p in pos.iter() {
         checked_index("rope", "position", p, i32::MAX as usize)?;
     }
     let half = rot / 2;
-    let inv_freq: Vec<f64> = (0..half)
-        .map(|i| theta.powf(-2.0 * i as f64 / rot as f64))
-        .collect();
+    let mut inv_freq = Scratch::empty();
+    inv_freq.extend((0..half).map(|i| theta.powf(-2.0 * i as f64 / rot as f64)));
     let mut rows = x.to_f32();
     rows.par_chunks_mut(heads * d)
         .zip(pos.par_iter())
         .for_each_init(
-            || vec![(0.0f32, 0.0f32); half],
+            || Scratch::filled(half, (0.0f32, 0.0f32)),
             |trig, (token, &p)| {
                 for (tc, f) in trig.iter_mut().zip(&inv_freq) {
                     let (s, c) = (p as f64 * f).sin_cos();

@@ -15,6 +15,8 @@ use std::sync::OnceLock;
 
 use glmhal_hal::{quant::block_scale, DType, QUANT_BLOCK};
 
+use super::scratch::Scratch;
+
 /// The instruction set the kernels use on this CPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Isa {
@@ -50,12 +52,12 @@ const QMAX: f32 = 32767.0;
 #[derive(Default)]
 pub(crate) struct QuantizedRow {
     /// Values, 32 per block.
-    pub values: Vec<i16>,
+    pub values: Scratch<i16>,
     /// One scale per block.
-    pub scales: Vec<f32>,
+    pub scales: Scratch<f32>,
     /// Per block, `−8·Σq`: what a Q4_0 block's −8 offset adds to the
     /// product of its unsigned nibbles with `q` (exact in f32: |Σq| < 2²⁰).
-    pub nibble_offsets: Vec<f32>,
+    pub nibble_offsets: Scratch<f32>,
 }
 
 impl QuantizedRow {
