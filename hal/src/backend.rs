@@ -4,6 +4,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
+use smallvec::SmallVec;
 
 use crate::buffer::{Buffer, DeviceId, TensorRef};
 use crate::device::DeviceInfo;
@@ -37,10 +38,10 @@ impl Support {
 pub struct OpCall<'a> {
     /// The op.
     pub op: Op,
-    /// Its inputs, in catalogue order.
-    pub inputs: Vec<TensorRef<'a>>,
-    /// Its outputs, in catalogue order.
-    pub outputs: Vec<TensorRef<'a>>,
+    /// Its inputs, in catalogue order (inline: at most four).
+    pub inputs: SmallVec<[TensorRef<'a>; 4]>,
+    /// Its outputs, in catalogue order (inline: one).
+    pub outputs: SmallVec<[TensorRef<'a>; 1]>,
 }
 
 /// One opened device.

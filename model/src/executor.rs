@@ -38,6 +38,8 @@ pub struct Workspace {
     pub planned_peak: usize,
     /// What one buffer per activation would have needed for that step.
     pub unplanned: usize,
+    /// The i32 inputs of the last step, as bytes (kept for its capacity).
+    io_bytes: Vec<u8>,
 }
 
 /// What a step gave back.
@@ -142,18 +144,21 @@ impl Model {
             ws.io.as_ref().ok_or_else(missing)?,
         );
 
-        let mut io_values: Vec<i32> = Vec::with_capacity(graph.io_len);
-        io_values.extend(tokens.iter().map(|t| *t as i32));
+        // Tokens, positions, then each sequence's last row, as i32 bytes
+        // in a buffer the workspace keeps between steps.
+        let bytes = &mut ws.io_bytes;
+        bytes.clear();
+        let mut put = |v: usize| bytes.extend_from_slice(&(v as i32).to_le_bytes());
+        tokens.iter().for_each(|t| put(*t as usize));
         for s in seqs {
-            io_values.extend((s.start..s.start + s.len).map(|p| p as i32));
+            (s.start..s.start + s.len).for_each(&mut put);
         }
         let mut last = 0;
         for s in seqs {
             last += s.len;
-            io_values.push(last as i32 - 1);
+            put(last - 1);
         }
-        let bytes: Vec<u8> = io_values.iter().flat_map(|v| v.to_le_bytes()).collect();
-        self.backend.upload(io, 0, &bytes)?;
+        self.backend.upload(io, 0, bytes)?;
 
         let view = |o: &Operand| -> TensorRef<'_> {
             let mut desc = o.desc.clone();
@@ -176,7 +181,7 @@ impl Model {
             .map(|node| OpCall {
                 op: node.op.clone(),
                 inputs: node.inputs.iter().map(view).collect(),
-                outputs: vec![view(&node.output)],
+                outputs: std::iter::once(view(&node.output)).collect(),
             })
             .collect();
         self.backend.execute_step(&calls)?;

@@ -5,7 +5,11 @@
 //! rows of all sequences are stacked, so every projection is one matmul;
 //! cache writes and attention are per sequence, on views of its cache slot.
 
+use std::cell::RefCell;
+use std::fmt::Write as _;
+
 use glmhal_hal::{DType, Op, RopeMode, TensorDesc};
+use smallvec::{smallvec, SmallVec};
 
 use crate::config::{LayerOrder, ModelConfig};
 use crate::plan::Lifetime;
@@ -40,7 +44,7 @@ pub struct Node {
     /// The op.
     pub op: Op,
     /// Its inputs.
-    pub inputs: Vec<Operand>,
+    pub inputs: Inputs,
     /// Its output.
     pub output: Operand,
 }
@@ -95,10 +99,15 @@ pub struct CacheShape {
     pub capacity: usize,
 }
 
+/// An op's inputs, inline (at most four in the catalogue).
+pub type Inputs = SmallVec<[Operand; 4]>;
+
 struct Builder<'a> {
     nodes: Vec<Node>,
     acts: Vec<Lifetime>,
     weights: &'a dyn WeightTable,
+    /// Reused for the weight names of every layer.
+    name: RefCell<String>,
 }
 
 impl Builder<'_> {
@@ -126,7 +135,16 @@ impl Builder<'_> {
         })
     }
 
-    fn push(&mut self, op: Op, inputs: Vec<Operand>, output: Operand) {
+    /// Weight `layers.{layer}.{suffix}`, named in a reused buffer.
+    fn layer_weight(&self, layer: usize, suffix: &str) -> Result<Operand, String> {
+        let mut name = self.name.borrow_mut();
+        name.clear();
+        // Writing into a String cannot fail.
+        let _ = write!(name, "layers.{layer}.{suffix}");
+        self.weight(&name)
+    }
+
+    fn push(&mut self, op: Op, inputs: Inputs, output: Operand) {
         let at = self.nodes.len();
         for o in inputs.iter().chain(std::iter::once(&output)) {
             if let Slot::Act(a) = o.slot {
@@ -139,7 +157,7 @@ impl Builder<'_> {
     }
 
     /// `out = op(inputs)` into a fresh activation.
-    fn apply(&mut self, op: Op, inputs: Vec<Operand>, shape: &[usize]) -> Operand {
+    fn apply(&mut self, op: Op, inputs: Inputs, shape: &[usize]) -> Operand {
         let out = self.act(shape);
         self.push(op, inputs, out.clone());
         out
@@ -185,16 +203,21 @@ pub fn build(
     let b = seqs.len();
     let (h, nh, nkv, hd) = (c.hidden, c.heads, c.kv_heads, c.head_dim);
     let width = c.qkv_width();
+    // Nodes of one layer: two norms (four for GLM-4), three products,
+    // two ropes, two adds, swiglu, and a cache write pair and an
+    // attention per sequence; sized once so the lists never grow.
+    let per_layer = 13 + 3 * b;
     let mut g = Builder {
-        nodes: Vec::new(),
-        acts: Vec::new(),
+        nodes: Vec::with_capacity(c.layers * per_layer + 8),
+        acts: Vec::with_capacity(c.layers * per_layer + 8),
         weights,
+        name: RefCell::new(String::with_capacity(64)),
     };
     let tokens = io(0, n);
     let positions = io(n, n);
     let keep = io(2 * n, b);
 
-    let mut x = g.apply(Op::GetRows, vec![g.weight("embed")?, tokens], &[n, h]);
+    let mut x = g.apply(Op::GetRows, smallvec![g.weight("embed")?, tokens], &[n, h]);
     let rope = Op::Rope {
         rot: c.rotary_dim,
         theta: c.rope_theta,
@@ -202,15 +225,14 @@ pub fn build(
     };
     let norm = |eps: f64| Op::RmsNorm { eps };
     for layer in 0..c.layers {
-        let w = |s: &str| format!("layers.{layer}.{s}");
         let hn = g.apply(
             norm(c.rms_eps),
-            vec![x.clone(), g.weight(&w("input_norm"))?],
+            smallvec![x.clone(), g.layer_weight(layer, "input_norm")?],
             &[n, h],
         );
-        let mut qkv_in = vec![hn, g.weight(&w("qkv.weight"))?];
+        let mut qkv_in = smallvec![hn, g.layer_weight(layer, "qkv.weight")?];
         if c.qkv_bias {
-            qkv_in.push(g.weight(&w("qkv.bias"))?);
+            qkv_in.push(g.layer_weight(layer, "qkv.bias")?);
         }
         let qkv = g.apply(Op::MatMul { bias: c.qkv_bias }, qkv_in, &[n, width]);
         let head_view = |heads: usize, first_head: usize| Operand {
@@ -227,8 +249,8 @@ pub fn build(
             head_view(nkv, nh),
             head_view(nkv, nh + nkv),
         );
-        let qr = g.apply(rope.clone(), vec![q, positions.clone()], &[n, nh, hd]);
-        let kr = g.apply(rope.clone(), vec![k, positions.clone()], &[n, nkv, hd]);
+        let qr = g.apply(rope.clone(), smallvec![q, positions.clone()], &[n, nh, hd]);
+        let kr = g.apply(rope.clone(), smallvec![k, positions.clone()], &[n, nkv, hd]);
         let attn = g.act(&[n, nh, hd]);
         let mut r0 = 0;
         for s in seqs {
@@ -245,12 +267,12 @@ pub fn build(
             let pos = rows(&positions, r0, s.len);
             g.push(
                 Op::KvWrite,
-                vec![rows(&kr, r0, s.len), pos.clone()],
+                smallvec![rows(&kr, r0, s.len), pos.clone()],
                 cache_view(Slot::KCache(layer), cache.capacity),
             );
             g.push(
                 Op::KvWrite,
-                vec![rows(&v, r0, s.len), pos],
+                smallvec![rows(&v, r0, s.len), pos],
                 cache_view(Slot::VCache(layer), cache.capacity),
             );
             let seen = s.start + s.len;
@@ -259,7 +281,7 @@ pub fn build(
                     scale: (hd as f64).powf(-0.5),
                     causal: true,
                 },
-                vec![
+                smallvec![
                     rows(&qr, r0, s.len),
                     cache_view(Slot::KCache(layer), seen),
                     cache_view(Slot::VCache(layer), seen),
@@ -270,56 +292,59 @@ pub fn build(
         }
         let mut o = g.apply(
             Op::MatMul { bias: false },
-            vec![reshape(&attn, &[n, nh * hd]), g.weight(&w("o.weight"))?],
+            smallvec![
+                reshape(&attn, &[n, nh * hd]),
+                g.layer_weight(layer, "o.weight")?
+            ],
             &[n, h],
         );
         if c.order == LayerOrder::Glm4 {
             o = g.apply(
                 norm(c.rms_eps),
-                vec![o, g.weight(&w("post_attn_norm"))?],
+                smallvec![o, g.layer_weight(layer, "post_attn_norm")?],
                 &[n, h],
             );
         }
-        let x2 = g.apply(Op::Add, vec![x, o], &[n, h]);
+        let x2 = g.apply(Op::Add, smallvec![x, o], &[n, h]);
         let h2 = g.apply(
             norm(c.rms_eps),
-            vec![x2.clone(), g.weight(&w("mlp_norm"))?],
+            smallvec![x2.clone(), g.layer_weight(layer, "mlp_norm")?],
             &[n, h],
         );
         let gu = g.apply(
             Op::MatMul { bias: false },
-            vec![h2, g.weight(&w("gate_up.weight"))?],
+            smallvec![h2, g.layer_weight(layer, "gate_up.weight")?],
             &[n, 2 * c.intermediate],
         );
-        let a = g.apply(Op::SwiGlu, vec![gu], &[n, c.intermediate]);
+        let a = g.apply(Op::SwiGlu, smallvec![gu], &[n, c.intermediate]);
         let mut d = g.apply(
             Op::MatMul { bias: false },
-            vec![a, g.weight(&w("down.weight"))?],
+            smallvec![a, g.layer_weight(layer, "down.weight")?],
             &[n, h],
         );
         if c.order == LayerOrder::Glm4 {
             d = g.apply(
                 norm(c.rms_eps),
-                vec![d, g.weight(&w("post_mlp_norm"))?],
+                smallvec![d, g.layer_weight(layer, "post_mlp_norm")?],
                 &[n, h],
             );
         }
-        x = g.apply(Op::Add, vec![x2, d], &[n, h]);
+        x = g.apply(Op::Add, smallvec![x2, d], &[n, h]);
     }
     let kept = if want == Want::AllLogits { n } else { b };
     let last = if want == Want::AllLogits {
         x
     } else {
-        g.apply(Op::GetRows, vec![x, keep], &[b, h])
+        g.apply(Op::GetRows, smallvec![x, keep], &[b, h])
     };
     let normed = g.apply(
         norm(c.rms_eps),
-        vec![last, g.weight("final_norm")?],
+        smallvec![last, g.weight("final_norm")?],
         &[kept, h],
     );
     let logits = g.apply(
         Op::MatMul { bias: false },
-        vec![normed, g.weight("lm_head")?],
+        smallvec![normed, g.weight("lm_head")?],
         &[kept, c.vocab],
     );
     let result = if want == Want::Greedy {
@@ -328,7 +353,7 @@ pub fn build(
             slot: ids.slot,
             desc: TensorDesc::contiguous(DType::I32, &[b]),
         };
-        g.push(Op::Argmax, vec![logits], ids.clone());
+        g.push(Op::Argmax, smallvec![logits], ids.clone());
         ids
     } else {
         logits

@@ -36,18 +36,22 @@ pub fn plan(acts: &[Lifetime]) -> Plan {
     let mut order: Vec<usize> = (0..acts.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(acts[i].bytes));
     let mut offsets = vec![0usize; acts.len()];
-    let mut placed: Vec<usize> = Vec::new();
+    let mut placed: Vec<usize> = Vec::with_capacity(acts.len());
     let mut peak = 0;
+    // Reused for every activation: a step plans hundreds of them.
+    let mut busy: Vec<(usize, usize)> = Vec::with_capacity(acts.len());
     for &i in &order {
         let a = acts[i];
-        let mut busy: Vec<(usize, usize)> = placed
-            .iter()
-            .filter(|&&j| acts[j].first <= a.last && a.first <= acts[j].last)
-            .map(|&j| (offsets[j], offsets[j] + align(acts[j].bytes)))
-            .collect();
+        busy.clear();
+        busy.extend(
+            placed
+                .iter()
+                .filter(|&&j| acts[j].first <= a.last && a.first <= acts[j].last)
+                .map(|&j| (offsets[j], offsets[j] + align(acts[j].bytes))),
+        );
         busy.sort_unstable();
         let mut at = 0;
-        for (s, e) in busy {
+        for &(s, e) in &busy {
             if at + align(a.bytes) <= s {
                 break;
             }

@@ -84,8 +84,8 @@ fn freed_buffers_are_reused_and_a_step_is_one_submission() {
     fn scale<'a>(d: &TensorDesc, from: &'a Buffer, to: &'a Buffer) -> OpCall<'a> {
         OpCall {
             op: Op::Scale { factor: 2.0 },
-            inputs: vec![from.view(d.clone())],
-            outputs: vec![to.view(d.clone())],
+            inputs: [from.view(d.clone())].into_iter().collect(),
+            outputs: [to.view(d.clone())].into_iter().collect(),
         }
     }
     let submitted = b.submissions();
