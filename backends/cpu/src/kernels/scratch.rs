@@ -11,9 +11,9 @@ use std::cell::RefCell;
 use std::ops::{Deref, DerefMut};
 
 /// Vectors kept per thread and element type.
-const POOLED: usize = 16;
+const POOLED: usize = 8;
 /// Largest vector kept, in bytes.
-const LARGEST_POOLED: usize = 16 << 20;
+const LARGEST_POOLED: usize = 4 << 20;
 
 /// An element type with a per-thread pool.
 pub(crate) trait Pooled: Copy + 'static {
