@@ -533,3 +533,30 @@ fn gguf_files_generate_from_text_and_convert_keeps_greedy_tokens() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     std::fs::remove_dir_all(dir).ok();
 }
+
+#[test]
+fn one_generated_token_reports_no_decode_rate() {
+    let model = fixture("glm4-gqa4-tf5");
+    let args = [
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--tokens",
+        "1,2,3",
+    ];
+    let json = glmhal(
+        &[
+            &args[..],
+            &["--max-new-tokens", "1", "--ignore-eos", "--json"],
+        ]
+        .concat(),
+    );
+    assert!(json.status.success(), "{:?}", text(&json));
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(v["tokens"].as_array().map(Vec::len), Some(1));
+    assert!(v["timings"]["decode_tokens_per_second"].is_null(), "{v}");
+    let plain = glmhal(&[&args[..], &["--max-new-tokens", "1", "--ignore-eos"]].concat());
+    assert!(plain.status.success(), "{:?}", text(&plain));
+    let (_, stderr) = text(&plain);
+    assert!(stderr.contains("no decode step"), "{stderr}");
+}

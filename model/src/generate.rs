@@ -50,6 +50,11 @@ impl Generation {
         self.prompt_tokens as f64 / self.prefill_seconds.max(1e-9)
     }
 
+    /// Decode steps: every generated token after the first, which the prefill gives.
+    pub fn decode_steps(&self) -> usize {
+        self.tokens.len().saturating_sub(1)
+    }
+
     /// Generated tokens per second after the first.
     pub fn decode_tps(&self) -> f64 {
         self.tokens.len().saturating_sub(1) as f64 / self.decode_seconds.max(1e-9)

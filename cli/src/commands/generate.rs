@@ -133,21 +133,24 @@ pub fn run(args: GenerateArgs) -> Result<()> {
                 "prefill_seconds": out.prefill_seconds,
                 "decode_seconds": out.decode_seconds,
                 "prefill_tokens_per_second": out.prefill_tps(),
-                "decode_tokens_per_second": out.decode_tps(),
+                // null when the prefill gave the only token: nothing was decoded.
+                "decode_tokens_per_second": (out.decode_steps() > 0).then(|| out.decode_tps()),
             },
             "memory": memory,
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         println!();
+        let decode = match out.decode_steps() {
+            0 => "no decode step (the prefill gave the only token)".to_string(),
+            n => format!("decode {n} tokens at {:.1} tok/s", out.decode_tps()),
+        };
         eprintln!(
-            "[{}] load {:.2} s · prefill {} tokens at {:.1} tok/s · decode {} tokens at {:.1} tok/s · peak RSS {} · weights {} · KV cache {} · activations {}",
+            "[{}] load {:.2} s · prefill {} tokens at {:.1} tok/s · {decode} · peak RSS {} · weights {} · KV cache {} · activations {}",
             args.model.backend,
             model.load_seconds,
             out.prompt_tokens,
             out.prefill_tps(),
-            out.tokens.len(),
-            out.decode_tps(),
             memory.peak_rss_bytes.map_or("n/a".into(), human),
             human(memory.weights_bytes as u64),
             human(memory.kv_cache_bytes as u64),
