@@ -37,15 +37,18 @@ pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
     // Packed activations: element (b·k + p)·NC + c is x[b·NC + c][p]; rows
     // past m stay zero.
     let mut packed = CacheLines::zeroed(m_pad * k);
-    {
-        let xp = packed.as_mut_slice();
-        for (i, row) in xs.chunks_exact(k).enumerate() {
-            let (b, c) = (i / NC, i % NC);
-            for (p, v) in row.iter().enumerate() {
-                xp[(b * k + p) * NC + c] = *v;
+    // One task per block of NC rows: each writes its own contiguous block.
+    packed
+        .as_mut_slice()
+        .par_chunks_mut(k * NC)
+        .zip(xs.par_chunks(k * NC))
+        .for_each(|(block, rows)| {
+            for (c, row) in rows.chunks_exact(k).enumerate() {
+                for (p, v) in row.iter().enumerate() {
+                    block[p * NC + c] = *v;
+                }
             }
-        }
-    }
+        });
     let xp = packed.as_slice();
     (0..n.div_ceil(PANEL_ROWS)).into_par_iter().for_each_init(
         || {
