@@ -11,7 +11,9 @@ engine and their ratio per dtype for prefill and decode, as Markdown.
 script re-runs itself there. glmhal is measured with `glmhal bench --model
 FILE --skip-ops` (prefill of the prompt in one step, batch-1 decode steps);
 llama.cpp with `Llama.eval` on the same prompt length and one token per
-decode step. A developer and release tool: CI does not run it.
+decode step. The GGUF files are written one at a time into a temporary
+directory under `GLMHAL_PEER_TMP` (default: the system's); bench-1.3b's F16
+file needs 2.5 GB free there. A developer and release tool: CI does not run it.
 """
 
 import argparse
@@ -60,12 +62,22 @@ def machine():
     return f"{model}, {os.cpu_count()} logical cores"
 
 
+def run_glmhal(args, what):
+    """Runs glmhal; on failure stops with its own error message, not a traceback."""
+    try:
+        run = subprocess.run(args, capture_output=True, text=True)
+    except OSError as e:
+        sys.exit(f"{what}: cannot run {args[0]}: {e}")
+    if run.returncode != 0:
+        sys.exit(f"{what} failed (exit {run.returncode}): {run.stderr.strip() or run.stdout.strip()}")
+
+
 def glmhal_run(glmhal, model, dtype, threads, prompt):
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        subprocess.run(
+        run_glmhal(
             [glmhal, "bench", "--model", str(model), "--skip-ops", "--quick", "--batch", "1",
              "--prompt", str(prompt), "--threads", str(threads), "--weights", dtype, "--json", out.name],
-            check=True, capture_output=True,
+            f"glmhal bench on {model.name}",
         )
         m = json.loads(Path(out.name).read_text())["models"][0]
     decode = next(d for d in m["decode"] if d["batch"] == 1)
@@ -102,10 +114,11 @@ def main():
     with tempfile.TemporaryDirectory(dir=os.environ.get("GLMHAL_PEER_TMP")) as tmp:
         for dtype in args.dtypes.split(","):
             model = Path(tmp) / f"{args.preset}-{dtype}.gguf"
-            subprocess.run(
+            # One file at a time (bench-1.3b's F16 file is 2.5 GB); GLMHAL_PEER_TMP picks the disk.
+            run_glmhal(
                 [args.glmhal, "synth", "--preset", args.preset, "--format", "gguf", "--dtype", dtype,
                  "--out", str(model)],
-                check=True, capture_output=True,
+                f"glmhal synth --dtype {dtype} into {tmp}",
             )
             llm = Llama(model_path=str(model), n_ctx=args.prompt + args.new_tokens + 8,
                         n_batch=args.prompt, n_threads=args.threads, n_threads_batch=args.threads,
