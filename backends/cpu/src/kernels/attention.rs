@@ -1,9 +1,15 @@
 //! attention: one task per (query, head), f32 scores and softmax.
+//!
+//! Keys and values are read from the cache as they are stored: K rows of
+//! f32/f16/bf16 go straight to the dot products (converted in registers),
+//! and each V row is converted into a row of scratch as it is used. A
+//! decode step therefore never copies the cache, which at long contexts
+//! would be megabytes per layer per token.
 
-use glmhal_hal::Result;
+use glmhal_hal::{DType, Result};
 use rayon::prelude::*;
 
-use super::{dot, In, Out, Scratch};
+use super::{dot, simd, In, Out, Scratch};
 
 pub(super) fn attention(
     q: &In<'_>,
@@ -18,11 +24,31 @@ pub(super) fn attention(
     let group = nh / nkv;
     let past = s - t;
     let scale = scale as f32;
-    let (qs, ks, vs) = (q.to_f32(), k.to_f32(), v.to_f32());
+    let qs = q.to_f32();
+    // Other key layouts (strided rows, quantized) are converted once.
+    let keys_as_stored =
+        k.desc.rows_contiguous() && matches!(k.desc.dtype, DType::F32 | DType::F16 | DType::Bf16);
+    let converted_keys = (!keys_as_stored).then(|| k.to_f32());
+    let key_bytes = k.desc.dtype.bytes_for(d);
+    let score = |qh: &[f32], row: usize| match &converted_keys {
+        Some(ks) => dot(qh, &ks[row * d..(row + 1) * d]),
+        None => {
+            let at = k.desc.byte_at(k.desc.row_start(row));
+            let mut out = [0.0f32];
+            simd::dot_rows(k.desc.dtype, &k.bytes[at..at + key_bytes], &[qh], &mut out);
+            out[0]
+        }
+    };
     let mut result = Scratch::filled(t * nh * d, 0.0f32);
     result.par_chunks_mut(d).enumerate().for_each_init(
-        || (Scratch::filled(s, 0.0f32), Scratch::filled(d, 0.0f32)),
-        |(scores, qh), (th, o)| {
+        || {
+            (
+                Scratch::filled(s, 0.0f32),
+                Scratch::filled(d, 0.0f32),
+                Scratch::filled(d, 0.0f32),
+            )
+        },
+        |(scores, qh, vh), (th, o)| {
             let (ti, h) = (th / nh, th % nh);
             let g = h / group;
             // Q is scaled before Q·Kᵀ so large GLM activations cannot overflow the scores.
@@ -32,7 +58,7 @@ pub(super) fn attention(
             let visible = if causal { past + ti + 1 } else { s };
             let mut max = f32::NEG_INFINITY;
             for (j, sc) in scores[..visible].iter_mut().enumerate() {
-                *sc = dot(qh, &ks[(j * nkv + g) * d..(j * nkv + g + 1) * d]);
+                *sc = score(qh, j * nkv + g);
                 max = max.max(*sc);
             }
             let mut denom = 0.0f32;
@@ -42,9 +68,9 @@ pub(super) fn attention(
             }
             let inv = 1.0 / denom;
             for (j, p) in scores[..visible].iter().enumerate() {
-                let vh = &vs[(j * nkv + g) * d..(j * nkv + g + 1) * d];
+                v.read_row(j * nkv + g, vh);
                 let w = p * inv;
-                for (oi, vi) in o.iter_mut().zip(vh) {
+                for (oi, vi) in o.iter_mut().zip(vh.iter()) {
                     *oi += w * vi;
                 }
             }
