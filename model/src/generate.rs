@@ -57,7 +57,7 @@ impl Generation {
 
     /// Generated tokens per second after the first.
     pub fn decode_tps(&self) -> f64 {
-        self.tokens.len().saturating_sub(1) as f64 / self.decode_seconds.max(1e-9)
+        self.decode_steps() as f64 / self.decode_seconds.max(1e-9)
     }
 }
 

@@ -3,14 +3,11 @@
 use glmhal_hal::Result;
 use rayon::prelude::*;
 
-use super::{checked_index, In, Out, Scratch};
+use super::{In, Out, Scratch};
 
 pub(super) fn get_rows(table: &In<'_>, ids: &In<'_>, out: &mut Out<'_>) -> Result<()> {
     let (vocab, hidden) = (table.desc.shape[0], table.desc.shape[1]);
-    let mut rows = Scratch::empty();
-    for &id in ids.to_i32().iter() {
-        rows.push(checked_index("get_rows", "token id", id, vocab)?);
-    }
+    let rows = ids.indices("get_rows", "token id", vocab)?;
     let mut result = Scratch::filled(rows.len() * hidden, 0.0f32);
     result
         .par_chunks_mut(hidden)

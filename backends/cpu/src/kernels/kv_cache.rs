@@ -2,15 +2,12 @@
 
 use glmhal_hal::{HalError, Result};
 
-use super::{checked_index, In, Out, Scratch};
+use super::{In, Out, Scratch};
 
 pub(super) fn write(rows: &In<'_>, positions: &In<'_>, cache: &mut Out<'_>) -> Result<()> {
     let capacity = cache.desc.shape[0];
     let (kv, d) = (rows.desc.shape[1], rows.desc.shape[2]);
-    let mut pos = Scratch::empty();
-    for &p in positions.to_i32().iter() {
-        pos.push(checked_index("kv_write", "position", p, capacity)?);
-    }
+    let pos = positions.indices("kv_write", "position", capacity)?;
     let mut seen = Scratch::filled(capacity, false);
     for &p in pos.iter() {
         if std::mem::replace(&mut seen[p], true) {

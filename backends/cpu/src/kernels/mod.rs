@@ -106,6 +106,16 @@ impl In<'_> {
         out
     }
 
+    /// The i32 tensor's values as indices, each checked to lie below
+    /// `bound` (the error names `op` and `what`).
+    pub fn indices(&self, op: &str, what: &str, bound: usize) -> Result<Scratch<usize>> {
+        let mut out = Scratch::empty();
+        for &v in self.to_i32().iter() {
+            out.push(checked_index(op, what, v, bound)?);
+        }
+        Ok(out)
+    }
+
     /// The whole view of an i32 tensor in logical order.
     pub fn to_i32(&self) -> Scratch<i32> {
         let d = &self.desc;

@@ -337,6 +337,18 @@ mod avx2 {
         )
     }
 
+    /// A Q8_0 block's 32 weights as two halves of 16 int16.
+    #[target_feature(enable = "avx2")]
+    unsafe fn bytes16(block: *const u8) -> (__m256i, __m256i) {
+        // SAFETY: the caller passes a whole 34-byte Q8_0 block.
+        unsafe {
+            (
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(block.add(2).cast())),
+                _mm256_cvtepi8_epi16(_mm_loadu_si128(block.add(18).cast())),
+            )
+        }
+    }
+
     /// A block's 32 weights as two halves of 16 int16.
     #[target_feature(enable = "avx2")]
     unsafe fn weights16(q4: bool, block: &[u8]) -> (__m256i, __m256i) {
@@ -347,9 +359,7 @@ mod avx2 {
                 let eight = _mm256_set1_epi16(8);
                 (_mm256_sub_epi16(lo, eight), _mm256_sub_epi16(hi, eight))
             } else {
-                let lo = _mm_loadu_si128(block.as_ptr().add(2).cast());
-                let hi = _mm_loadu_si128(block.as_ptr().add(18).cast());
-                (_mm256_cvtepi8_epi16(lo), _mm256_cvtepi8_epi16(hi))
+                bytes16(block.as_ptr())
             }
         }
     }
@@ -394,14 +404,7 @@ mod avx2 {
                 // activation row's arrays (asserted above).
                 unsafe {
                     let block = w.as_ptr().add(b * bb);
-                    let (w0, w1) = if Q4 {
-                        nibbles16(block)
-                    } else {
-                        (
-                            _mm256_cvtepi8_epi16(_mm_loadu_si128(block.add(2).cast())),
-                            _mm256_cvtepi8_epi16(_mm_loadu_si128(block.add(18).cast())),
-                        )
-                    };
+                    let (w0, w1) = if Q4 { nibbles16(block) } else { bytes16(block) };
                     let products: [__m256; R] = std::array::from_fn(|r| {
                         let p = values[r].add(b * QUANT_BLOCK);
                         _mm256_cvtepi32_ps(_mm256_add_epi32(
