@@ -49,4 +49,20 @@ impl<'a> Columns<'a> {
         // SAFETY: in bounds (asserted); exclusive by the caller's contract.
         unsafe { std::slice::from_raw_parts_mut(self.ptr.add(i * self.n + j0), len) }
     }
+
+    /// Sets columns `j0..j0 + len` of every row from `sums`, which holds
+    /// them column by column: `out[i][j0 + jj] = sums[jj·ld + i]`.
+    ///
+    /// # Safety
+    /// As for [`Columns::segment`]: the caller owns columns `j0..j0 + len`.
+    pub unsafe fn set_columns(&self, j0: usize, len: usize, sums: &[f32], ld: usize) {
+        assert!(ld >= self.m && sums.len() >= len.saturating_sub(1) * ld + self.m);
+        for i in 0..self.m {
+            // SAFETY: the caller owns these columns.
+            let row = unsafe { self.segment(i, j0, len) };
+            for (jj, o) in row.iter_mut().enumerate() {
+                *o = sums[jj * ld + i];
+            }
+        }
+    }
 }

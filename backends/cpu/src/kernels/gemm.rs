@@ -91,13 +91,8 @@ pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
                     }
                 }
             }
-            for i in 0..m {
-                // SAFETY: this task alone owns columns j0..j0 + rows.
-                let row = unsafe { out.segment(i, j0, rows) };
-                for (jj, o) in row.iter_mut().enumerate() {
-                    *o = sums[jj * m_pad + i];
-                }
-            }
+            // SAFETY: this task alone owns columns j0..j0 + rows.
+            unsafe { out.set_columns(j0, rows, sums, m_pad) };
         },
     );
 }

@@ -5,7 +5,8 @@
 //! against activations quantized once to int16 blocks, f16/bf16/f32 rows
 //! converted in registers), each weight row read once for all of them;
 //! other views dequantize a row at a time. Many rows (prefill) go to the
-//! register-blocked GEMM of [`super::gemm`].
+//! register-blocked GEMM of [`super::gemm`], except Q4_0 weights on AVX2,
+//! which [`super::gemm_q4`] multiplies in 8-bit integers.
 
 use glmhal_hal::{DType, Result};
 use rayon::prelude::*;
@@ -13,7 +14,7 @@ use smallvec::SmallVec;
 
 use super::columns::Columns;
 use super::simd::{self, QuantizedRow, TILE};
-use super::{f32_bytes, gemm, In, Out, Scratch};
+use super::{f32_bytes, gemm, gemm_q4, In, Out, Scratch};
 
 /// Weight rows handled by one task: enough work to amortize scheduling.
 const ROWS_PER_TASK: usize = 8;
@@ -47,7 +48,9 @@ pub(super) fn matmul(
     let mut result = Scratch::filled(m * n, 0.0f32);
     {
         let columns = Columns::new(&mut result, m, n);
-        if m > FUSED_MAX_ROWS {
+        if m > FUSED_MAX_ROWS && gemm_q4::applies(w) {
+            gemm_q4::gemm(&xs, k, w, &columns);
+        } else if m > FUSED_MAX_ROWS {
             gemm::gemm(&xs, k, w, &columns);
         } else {
             few_rows(&xs, k, w, &columns);
@@ -137,13 +140,8 @@ fn few_rows(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
                         }
                     }
                 }
-                for i in 0..m {
-                    // SAFETY: this task alone owns columns j0..j0 + here.
-                    let row = unsafe { out.segment(i, j0, here) };
-                    for (jj, o) in row.iter_mut().enumerate() {
-                        *o = block[jj * m + i];
-                    }
-                }
+                // SAFETY: this task alone owns columns j0..j0 + here.
+                unsafe { out.set_columns(j0, here, &block, m) };
             },
         );
 }

@@ -34,7 +34,7 @@ macro_rules! pooled {
         }
     )*};
 }
-pooled!(f32, f64, i16, i32, usize, bool, (f32, f32));
+pooled!(f32, f64, i8, i16, i32, usize, bool, (f32, f32));
 
 /// A vector borrowed from the pool; it goes back when dropped.
 pub(crate) struct Scratch<T: Pooled>(Vec<T>);

@@ -179,6 +179,9 @@ pub(crate) fn to_f32(dtype: DType, src: &[u8], dst: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
+pub(crate) use avx2::sum8;
+
+#[cfg(target_arch = "x86_64")]
 mod avx2 {
     //! Every function needs AVX2, FMA and F16C (the caller checked `isa()`)
     //! and reads only inside the slices it is given.
@@ -189,8 +192,9 @@ mod avx2 {
 
     use super::QuantizedRow;
 
+    /// The sum of the eight lanes.
     #[target_feature(enable = "avx2,fma")]
-    fn sum8(v: __m256) -> f32 {
+    pub(crate) fn sum8(v: __m256) -> f32 {
         let hi = _mm256_extractf128_ps(v, 1);
         let s = _mm_add_ps(_mm256_castps256_ps128(v), hi);
         let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
