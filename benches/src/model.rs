@@ -2,7 +2,7 @@
 //! sizes, with the weight bandwidth a decode step implies.
 
 use glmhal_hal::{DType, Result};
-use glmhal_model::{Model, SeqStep, Want, Workspace};
+use glmhal_model::{Model, SeqStep, StepOutput, Want, Workspace};
 
 use crate::measure::{measure, Budget};
 use crate::schema::{DecodeMeasurement, ModelMeasurement};
@@ -59,8 +59,9 @@ pub fn run(
     let mut decode = Vec::new();
     for &batch in &plan.batches {
         let mut k = 0usize;
-        // Heap allocations inside `step` (not the harness's), after the first step.
+        // Heap allocations inside `step_into` (not the harness's), after the first step.
         let (mut allocated, mut counted) = (0u64, 0u64);
+        let mut out = StepOutput::Tokens(Vec::new());
         let step = measure(plan.budget, || {
             let position = p + k % DECODE_ROOM;
             k += 1;
@@ -75,7 +76,7 @@ pub fn run(
                 .map(|b| ((position * 31 + b) % vocab) as u32)
                 .collect();
             let before = glmhal_hal::alloc_count::allocations();
-            model.step(&cache, &mut ws, &seqs, &tokens, Want::Greedy)?;
+            model.step_into(&cache, &mut ws, &seqs, &tokens, Want::Greedy, &mut out)?;
             if let (Some(b), Some(a), true) =
                 (before, glmhal_hal::alloc_count::allocations(), k > 1)
             {

@@ -3,13 +3,16 @@
 use std::path::Path;
 use std::time::Instant;
 
+use std::alloc::Layout;
+use std::mem::ManuallyDrop;
+
 use glmhal_hal::{Backend, Buffer, DType, HalError, OpCall, Result, TensorRef};
 
 use crate::checkpoint::Checkpoint;
 use crate::config::ModelConfig;
-use crate::graph::{build, CacheShape, Graph, Operand, SeqStep, Slot, Want};
+use crate::graph::{CacheShape, Graph, Operand, SeqStep, Slot, Want};
 use crate::kv_cache::KvCache;
-use crate::plan::{plan, Plan};
+use crate::plan::{Plan, Planner};
 use crate::weights::DeviceWeights;
 
 /// Options for [`Model::load`].
@@ -29,7 +32,10 @@ pub struct Model {
     pub load_seconds: f64,
 }
 
-/// Reusable per-run device memory: the activation arena and the i32 inputs.
+/// What one run of steps reuses: the activation arena and the i32 inputs on
+/// the device, and on the host every list a step builds (graph, memory
+/// plan, op list, result bytes), kept for its storage so that once the first
+/// steps have sized them a decode step allocates nothing.
 #[derive(Default)]
 pub struct Workspace {
     arena: Option<Buffer>,
@@ -38,8 +44,29 @@ pub struct Workspace {
     pub planned_peak: usize,
     /// What one buffer per activation would have needed for that step.
     pub unplanned: usize,
-    /// The i32 inputs of the last step, as bytes (kept for its capacity).
+    /// The i32 inputs of the last step, as bytes.
     io_bytes: Vec<u8>,
+    graph: Graph,
+    planner: Planner,
+    plan: Plan,
+    /// The op list's storage (empty between steps; its views borrow the step's buffers).
+    calls: Vec<OpCall<'static>>,
+    /// The result as downloaded.
+    result_bytes: Vec<u8>,
+    /// Cache slots a step uses.
+    slots_used: Vec<bool>,
+}
+
+/// An empty vector of `U` on `v`'s storage. `T` and `U` must have one
+/// layout; here they are one type at two lifetimes, so the op list's
+/// storage outlives the borrows of each step's views.
+fn recycle<T, U>(mut v: Vec<T>) -> Vec<U> {
+    assert_eq!(Layout::new::<T>(), Layout::new::<U>(), "one layout");
+    v.clear();
+    let mut v = ManuallyDrop::new(v);
+    // SAFETY: the storage was allocated for `capacity` values of a type
+    // with `U`'s size and alignment (asserted), and holds no values.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<U>(), 0, v.capacity()) }
 }
 
 /// What a step gave back.
@@ -92,6 +119,23 @@ impl Model {
         tokens: &[u32],
         want: Want,
     ) -> Result<StepOutput> {
+        let mut out = StepOutput::Tokens(Vec::new());
+        self.step_into(cache, ws, seqs, tokens, want, &mut out)?;
+        Ok(out)
+    }
+
+    /// [`Model::step`] with the result written into `out`, reusing its
+    /// storage: with the same `ws` and `out` from step to step, a decode step
+    /// makes no heap allocation once the first steps have run.
+    pub fn step_into(
+        &self,
+        cache: &KvCache,
+        ws: &mut Workspace,
+        seqs: &[SeqStep],
+        tokens: &[u32],
+        want: Want,
+        out: &mut StepOutput,
+    ) -> Result<()> {
         let c = &self.config;
         let n: usize = seqs.iter().map(|s| s.len).sum();
         if seqs.is_empty() || n == 0 || tokens.len() != n {
@@ -106,7 +150,9 @@ impl Model {
                 format!("token id {t} is not below the vocabulary size {}", c.vocab),
             ));
         }
-        let mut used = vec![false; cache.slots];
+        let used = &mut ws.slots_used;
+        used.clear();
+        used.resize(cache.slots, false);
         for s in seqs {
             if s.slot >= cache.slots || std::mem::replace(&mut used[s.slot], true) {
                 return Err(HalError::invalid(
@@ -126,19 +172,21 @@ impl Model {
                 ));
             }
         }
-        let graph = build(
-            c,
-            &self.weights,
-            CacheShape {
-                dtype: cache.dtype,
-                capacity: cache.capacity,
-            },
-            seqs,
-            want,
-        )
-        .map_err(|e| HalError::invalid("graph", e))?;
-        let plan = plan(&graph.acts);
-        self.ensure(ws, &plan, graph.io_len)?;
+        ws.graph
+            .rebuild(
+                c,
+                &self.weights,
+                CacheShape {
+                    dtype: cache.dtype,
+                    capacity: cache.capacity,
+                },
+                seqs,
+                want,
+            )
+            .map_err(|e| HalError::invalid("graph", e))?;
+        ws.planner.plan_into(&ws.graph.acts, &mut ws.plan);
+        self.ensure(ws)?;
+        let (graph, plan) = (&ws.graph, &ws.plan);
         let (arena, io) = (
             ws.arena.as_ref().ok_or_else(missing)?,
             ws.io.as_ref().ok_or_else(missing)?,
@@ -175,20 +223,26 @@ impl Model {
             buffer.view(desc)
         };
         // The whole step at once: backends that record (wgpu) submit it in one go.
-        let calls: Vec<OpCall<'_>> = graph
-            .nodes
-            .iter()
-            .map(|node| OpCall {
-                op: node.op.clone(),
-                inputs: node.inputs.iter().map(view).collect(),
-                outputs: std::iter::once(view(&node.output)).collect(),
-            })
-            .collect();
-        self.backend.execute_step(&calls)?;
-        self.read_result(&graph, &plan, arena)
+        let mut calls: Vec<OpCall<'_>> = recycle(std::mem::take(&mut ws.calls));
+        calls.extend(graph.nodes.iter().map(|node| OpCall {
+            op: node.op.clone(),
+            inputs: node.inputs.iter().map(view).collect(),
+            outputs: std::iter::once(view(&node.output)).collect(),
+        }));
+        let executed = self.backend.execute_step(&calls);
+        ws.calls = recycle(calls);
+        executed?;
+        self.read_result(graph, plan, arena, &mut ws.result_bytes, out)
     }
 
-    fn read_result(&self, graph: &Graph, plan: &Plan, arena: &Buffer) -> Result<StepOutput> {
+    fn read_result(
+        &self,
+        graph: &Graph,
+        plan: &Plan,
+        arena: &Buffer,
+        bytes: &mut Vec<u8>,
+        out: &mut StepOutput,
+    ) -> Result<()> {
         let r = &graph.result;
         let Slot::Act(a) = r.slot else {
             return Err(HalError::invalid(
@@ -196,26 +250,32 @@ impl Model {
                 "the result is not an activation",
             ));
         };
-        let mut bytes = vec![0u8; r.desc.dtype.bytes_for(r.desc.numel())];
+        bytes.clear();
+        bytes.resize(r.desc.dtype.bytes_for(r.desc.numel()), 0);
         self.backend
-            .download(arena, plan.offsets[a] + r.desc.offset, &mut bytes)?;
-        Ok(match r.desc.dtype {
-            DType::I32 => StepOutput::Tokens(
-                bytes
-                    .chunks_exact(4)
-                    .map(|b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u32)
-                    .collect(),
-            ),
-            _ => StepOutput::Logits(
-                bytes
-                    .chunks_exact(4)
-                    .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                    .collect(),
-            ),
-        })
+            .download(arena, plan.offsets[a] + r.desc.offset, bytes)?;
+        let words = bytes.chunks_exact(4).map(|b| [b[0], b[1], b[2], b[3]]);
+        // The vector of the variant `out` already holds is refilled in place.
+        match (r.desc.dtype, &mut *out) {
+            (DType::I32, StepOutput::Tokens(t)) => {
+                t.clear();
+                t.extend(words.map(|w| i32::from_le_bytes(w) as u32));
+            }
+            (DType::I32, _) => {
+                *out = StepOutput::Tokens(words.map(|w| i32::from_le_bytes(w) as u32).collect())
+            }
+            (_, StepOutput::Logits(l)) => {
+                l.clear();
+                l.extend(words.map(f32::from_le_bytes));
+            }
+            _ => *out = StepOutput::Logits(words.map(f32::from_le_bytes).collect()),
+        }
+        Ok(())
     }
 
-    fn ensure(&self, ws: &mut Workspace, plan: &Plan, io_len: usize) -> Result<()> {
+    /// Grows the device buffers to the planned step's needs.
+    fn ensure(&self, ws: &mut Workspace) -> Result<()> {
+        let (plan, io_len) = (&ws.plan, ws.graph.io_len);
         if ws.arena.as_ref().is_none_or(|a| a.len() < plan.peak) {
             ws.arena = None; // free before allocating the larger one
             ws.arena = Some(self.backend.alloc(plan.peak)?);

@@ -93,8 +93,12 @@ pub fn generate(
     } else {
         Want::LastLogits
     };
-    let mut history: Vec<u32> = prompt.to_vec();
-    let mut out = Vec::new();
+    // Sized up front, and every buffer of the loop reused: a decode step
+    // allocates nothing.
+    let mut history: Vec<u32> = Vec::with_capacity(prompt.len() + opts.max_new_tokens);
+    history.extend_from_slice(prompt);
+    let mut out = Vec::with_capacity(opts.max_new_tokens);
+    let mut result = StepOutput::Tokens(Vec::new());
     let mut stopped = false;
     let start = Instant::now();
     let mut first_at = 0.0;
@@ -105,9 +109,10 @@ pub fn generate(
     };
     let mut feed: Vec<u32> = prompt.to_vec();
     while out.len() < opts.max_new_tokens {
-        let next = match model.step(&cache, &mut ws, &[seq], &feed, want)? {
+        model.step_into(&cache, &mut ws, &[seq], &feed, want, &mut result)?;
+        let next = match &result {
             StepOutput::Tokens(t) => t[0],
-            StepOutput::Logits(l) => sampler.sample(&l, &history),
+            StepOutput::Logits(l) => sampler.sample(l, &history),
         };
         if out.is_empty() {
             first_at = start.elapsed().as_secs_f64();
@@ -124,7 +129,8 @@ pub fn generate(
             start: seq.start + seq.len,
             len: 1,
         };
-        feed = vec![next];
+        feed.clear();
+        feed.push(next);
     }
     let total = start.elapsed().as_secs_f64();
     Ok(Generation {

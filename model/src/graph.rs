@@ -88,6 +88,8 @@ pub struct Graph {
     pub result: Operand,
     /// i32 elements of the Io slot: tokens, positions, rows kept.
     pub io_len: usize,
+    /// Storage for the weight names looked up while building.
+    names: String,
 }
 
 /// Geometry of the KV cache the graph writes into.
@@ -199,20 +201,81 @@ pub fn build(
     seqs: &[SeqStep],
     want: Want,
 ) -> Result<Graph, String> {
+    let mut graph = Graph::empty();
+    graph.rebuild(c, weights, cache, seqs, want)?;
+    Ok(graph)
+}
+
+impl Default for Graph {
+    fn default() -> Self {
+        Self::empty()
+    }
+}
+
+impl Graph {
+    /// A graph with no nodes, for [`Graph::rebuild`] to fill.
+    pub fn empty() -> Self {
+        Graph {
+            nodes: Vec::new(),
+            acts: Vec::new(),
+            result: io(0, 0),
+            io_len: 0,
+            names: String::new(),
+        }
+    }
+
+    /// Builds the step for `seqs` in place of this graph's contents. The
+    /// lists keep their storage, so once they have grown to a step's size,
+    /// rebuilding (every decode step) allocates nothing.
+    pub fn rebuild(
+        &mut self,
+        c: &ModelConfig,
+        weights: &dyn WeightTable,
+        cache: CacheShape,
+        seqs: &[SeqStep],
+        want: Want,
+    ) -> Result<(), String> {
+        // Nodes of one layer: two norms (four for GLM-4), three products,
+        // two ropes, two adds, swiglu, and a cache write pair and an
+        // attention per sequence; reserved once so the lists never grow.
+        let per_layer = 13 + 3 * seqs.len();
+        let mut nodes = std::mem::take(&mut self.nodes);
+        let mut acts = std::mem::take(&mut self.acts);
+        let mut names = std::mem::take(&mut self.names);
+        nodes.clear();
+        acts.clear();
+        names.clear();
+        nodes.reserve(c.layers * per_layer + 8);
+        acts.reserve(c.layers * per_layer + 8);
+        names.reserve(64);
+        let mut g = Builder {
+            nodes,
+            acts,
+            weights,
+            name: RefCell::new(names),
+        };
+        let built = forward(&mut g, c, cache, seqs, want);
+        self.nodes = g.nodes;
+        self.acts = g.acts;
+        self.names = g.name.into_inner();
+        (self.result, self.io_len) = built?;
+        Ok(())
+    }
+}
+
+/// The nodes of the step, appended to `g`; returns the result operand and
+/// the length of the Io slot.
+fn forward(
+    g: &mut Builder<'_>,
+    c: &ModelConfig,
+    cache: CacheShape,
+    seqs: &[SeqStep],
+    want: Want,
+) -> Result<(Operand, usize), String> {
     let n: usize = seqs.iter().map(|s| s.len).sum();
     let b = seqs.len();
     let (h, nh, nkv, hd) = (c.hidden, c.heads, c.kv_heads, c.head_dim);
     let width = c.qkv_width();
-    // Nodes of one layer: two norms (four for GLM-4), three products,
-    // two ropes, two adds, swiglu, and a cache write pair and an
-    // attention per sequence; sized once so the lists never grow.
-    let per_layer = 13 + 3 * b;
-    let mut g = Builder {
-        nodes: Vec::with_capacity(c.layers * per_layer + 8),
-        acts: Vec::with_capacity(c.layers * per_layer + 8),
-        weights,
-        name: RefCell::new(String::with_capacity(64)),
-    };
     let tokens = io(0, n);
     let positions = io(n, n);
     let keep = io(2 * n, b);
@@ -362,10 +425,5 @@ pub fn build(
     if let Slot::Act(a) = result.slot {
         g.acts[a].last = g.nodes.len();
     }
-    Ok(Graph {
-        nodes: g.nodes,
-        acts: g.acts,
-        result,
-        io_len: 2 * n + b,
-    })
+    Ok((result, 2 * n + b))
 }

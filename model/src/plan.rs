@@ -16,7 +16,7 @@ pub struct Lifetime {
 }
 
 /// Where each activation lives in the arena.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Plan {
     /// Byte offset of each activation.
     pub offsets: Vec<usize>,
@@ -33,38 +33,61 @@ fn align(n: usize) -> usize {
 /// Greedy by size: each activation, largest first, goes at the lowest offset
 /// that collides with no already placed activation alive at the same time.
 pub fn plan(acts: &[Lifetime]) -> Plan {
-    let mut order: Vec<usize> = (0..acts.len()).collect();
-    order.sort_by_key(|&i| std::cmp::Reverse(acts[i].bytes));
-    let mut offsets = vec![0usize; acts.len()];
-    let mut placed: Vec<usize> = Vec::with_capacity(acts.len());
-    let mut peak = 0;
-    // Reused for every activation: a step plans hundreds of them.
-    let mut busy: Vec<(usize, usize)> = Vec::with_capacity(acts.len());
-    for &i in &order {
-        let a = acts[i];
-        busy.clear();
-        busy.extend(
-            placed
-                .iter()
-                .filter(|&&j| acts[j].first <= a.last && a.first <= acts[j].last)
-                .map(|&j| (offsets[j], offsets[j] + align(acts[j].bytes))),
-        );
-        busy.sort_unstable();
-        let mut at = 0;
-        for &(s, e) in &busy {
-            if at + align(a.bytes) <= s {
-                break;
+    let mut plan = Plan::default();
+    Planner::default().plan_into(acts, &mut plan);
+    plan
+}
+
+/// The planner's working lists, kept between steps so that planning
+/// (every decode step) allocates nothing once they have grown.
+#[derive(Clone, Debug, Default)]
+pub struct Planner {
+    order: Vec<usize>,
+    placed: Vec<usize>,
+    busy: Vec<(usize, usize)>,
+}
+
+impl Planner {
+    /// [`plan`] into `out`, reusing `out`'s and this planner's storage.
+    pub fn plan_into(&mut self, acts: &[Lifetime], out: &mut Plan) {
+        let Planner {
+            order,
+            placed,
+            busy,
+        } = self;
+        order.clear();
+        order.extend(0..acts.len());
+        // Unstable (it sorts in place) with the index breaking ties: the
+        // same order as a stable sort by size.
+        order.sort_unstable_by_key(|&i| (std::cmp::Reverse(acts[i].bytes), i));
+        let offsets = &mut out.offsets;
+        offsets.clear();
+        offsets.resize(acts.len(), 0);
+        placed.clear();
+        let mut peak = 0;
+        for &i in order.iter() {
+            let a = acts[i];
+            busy.clear();
+            busy.extend(
+                placed
+                    .iter()
+                    .filter(|&&j| acts[j].first <= a.last && a.first <= acts[j].last)
+                    .map(|&j| (offsets[j], offsets[j] + align(acts[j].bytes))),
+            );
+            busy.sort_unstable();
+            let mut at = 0;
+            for &(s, e) in busy.iter() {
+                if at + align(a.bytes) <= s {
+                    break;
+                }
+                at = at.max(e);
             }
-            at = at.max(e);
+            offsets[i] = at;
+            peak = peak.max(at + align(a.bytes));
+            placed.push(i);
         }
-        offsets[i] = at;
-        peak = peak.max(at + align(a.bytes));
-        placed.push(i);
-    }
-    Plan {
-        offsets,
-        peak,
-        unplanned: acts.iter().map(|a| align(a.bytes)).sum(),
+        out.peak = peak;
+        out.unplanned = acts.iter().map(|a| align(a.bytes)).sum();
     }
 }
 

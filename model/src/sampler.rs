@@ -59,10 +59,14 @@ impl Sampling {
     }
 }
 
-/// A sampler with its own random stream.
+/// A sampler with its own random stream. Its working lists are kept from
+/// token to token, so sampling allocates nothing once they have grown.
 pub struct Sampler {
     settings: Sampling,
     rng: Rng,
+    logits: Vec<f32>,
+    order: Vec<usize>,
+    probs: Vec<f64>,
 }
 
 impl Sampler {
@@ -71,13 +75,23 @@ impl Sampler {
         Sampler {
             settings,
             rng: Rng::new(settings.seed),
+            logits: Vec::new(),
+            order: Vec::new(),
+            probs: Vec::new(),
         }
     }
 
     /// Picks a token from `logits` given the tokens seen so far.
     pub fn sample(&mut self, logits: &[f32], history: &[u32]) -> u32 {
         let s = self.settings;
-        let mut l: Vec<f32> = logits.to_vec();
+        let Sampler {
+            logits: l,
+            order,
+            probs,
+            ..
+        } = self;
+        l.clear();
+        l.extend_from_slice(logits);
         if s.repetition_penalty != 1.0 {
             for &t in history {
                 if let Some(v) = l.get_mut(t as usize) {
@@ -90,18 +104,23 @@ impl Sampler {
             }
         }
         if s.temperature == 0.0 {
-            return argmax(&l);
+            return argmax(l);
         }
-        let mut order: Vec<usize> = (0..l.len()).collect();
-        order.sort_by(|&a, &b| l[b].total_cmp(&l[a]));
+        order.clear();
+        order.extend(0..l.len());
+        // Most likely first, the lower id first on ties (an unstable sort
+        // sorts in place; the tie-break keeps the order deterministic).
+        order.sort_unstable_by(|&a, &b| l[b].total_cmp(&l[a]).then(a.cmp(&b)));
         if s.top_k > 0 {
             order.truncate(s.top_k);
         }
         let max = l[order[0]];
-        let mut probs: Vec<f64> = order
-            .iter()
-            .map(|&i| (((l[i] - max) / s.temperature) as f64).exp())
-            .collect();
+        probs.clear();
+        probs.extend(
+            order
+                .iter()
+                .map(|&i| (((l[i] - max) / s.temperature) as f64).exp()),
+        );
         let total: f64 = probs.iter().sum();
         probs.iter_mut().for_each(|p| *p /= total);
         let mut keep = probs.len();

@@ -14,6 +14,10 @@ use std::ops::{Deref, DerefMut};
 const POOLED: usize = 8;
 /// Largest vector kept, in bytes.
 const LARGEST_POOLED: usize = 4 << 20;
+/// Smallest capacity a vector is given, in bytes: buffers that grow with the
+/// context (attention's scores, one per position) then keep their storage
+/// from step to step up to 4096 positions instead of doubling as it grows.
+const SMALLEST: usize = 16 << 10;
 
 /// An element type with a per-thread pool.
 pub(crate) trait Pooled: Copy + 'static {
@@ -42,20 +46,18 @@ pub(crate) struct Scratch<T: Pooled>(Vec<T>);
 impl<T: Pooled> Scratch<T> {
     /// `len` copies of `value`.
     pub fn filled(len: usize, value: T) -> Self {
-        let mut v = T::with_pool(|pool| pool.pop())
-            .flatten()
-            .unwrap_or_default();
-        v.clear();
+        let mut v = Self::empty();
         v.resize(len, value);
-        Scratch(v)
+        v
     }
 
-    /// An empty vector (with whatever capacity the pool had).
+    /// An empty vector with at least [`SMALLEST`] bytes of capacity.
     pub fn empty() -> Self {
         let mut v = T::with_pool(|pool| pool.pop())
             .flatten()
             .unwrap_or_default();
         v.clear();
+        v.reserve(SMALLEST / std::mem::size_of::<T>().max(1));
         Scratch(v)
     }
 }
