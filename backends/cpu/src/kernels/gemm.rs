@@ -13,6 +13,7 @@
 //! The depth blocking keeps the panel and one activation block in L1.
 
 use rayon::prelude::*;
+use smallvec::SmallVec;
 
 use super::columns::Columns;
 use super::simd::{self, isa, Isa};
@@ -61,20 +62,24 @@ pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
             let panel = panel.as_mut_slice();
             let j0 = task * PANEL_ROWS;
             let rows = PANEL_ROWS.min(n - j0);
+            // Where this panel's rows and the next panel's start, found once
+            // per task rather than once per row and pass.
+            let here = RowStarts::new(w, j0..j0 + rows);
+            let after = RowStarts::new(w, j0 + rows..(j0 + 2 * rows).min(n));
             sums.fill(0.0);
             for k0 in (0..k).step_by(DEPTH) {
                 let depth = DEPTH.min(k - k0);
                 for (jj, dst) in panel.chunks_exact_mut(DEPTH).take(rows).enumerate() {
-                    w.read_row_from(j0 + jj, k0, &mut dst[..depth]);
+                    here.read(w, jj, j0 + jj, k0, &mut dst[..depth]);
                 }
                 // The next pass's weights arrive from memory while this
                 // one computes, a few lines per activation block; the last
                 // pass asks for the first of the panel that follows (the
                 // next task a worker takes is usually that one).
                 let mut next = if k0 + DEPTH < k {
-                    Prefetch::new(w, j0..j0 + rows, k0 + DEPTH, k, blocks)
+                    Prefetch::new(w, &here, k0 + DEPTH, k, blocks)
                 } else {
-                    Prefetch::new(w, j0 + rows..(j0 + 2 * rows).min(n), 0, k, blocks)
+                    Prefetch::new(w, &after, 0, k, blocks)
                 };
                 for b in 0..blocks {
                     next.some();
@@ -97,24 +102,53 @@ pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
     );
 }
 
+/// Byte offsets of the first weight of up to [`PANEL_ROWS`] packed rows
+/// (none for other views, which are read element by element).
+struct RowStarts(SmallVec<[usize; PANEL_ROWS]>);
+
+impl RowStarts {
+    fn new(w: &In<'_>, rows: std::ops::Range<usize>) -> Self {
+        let packed = w.desc.rows_contiguous();
+        RowStarts(
+            rows.filter(|_| packed)
+                .map(|j| w.desc.byte_at(w.desc.row_start(j)))
+                .collect(),
+        )
+    }
+
+    /// Columns `col..col + dst.len()` of weight row `row`, the `i`-th of
+    /// these rows, as f32 (`col` a multiple of the quantization block).
+    fn read(&self, w: &In<'_>, i: usize, row: usize, col: usize, dst: &mut [f32]) {
+        match self.0.get(i) {
+            Some(&start) => {
+                let dtype = w.desc.dtype;
+                let at = start + dtype.bytes_for(col);
+                simd::to_f32(dtype, &w.bytes[at..at + dtype.bytes_for(dst.len())], dst);
+            }
+            None => w.read_row_from(row, col, dst),
+        }
+    }
+}
+
 /// Prefetches of the packed weight bytes of the next depth block, spread
 /// over the tiles of a pass so the memory system is never flooded.
 struct Prefetch<'a> {
     bytes: &'a [u8],
     /// Byte ranges still to request, one per weight row.
-    ranges: Vec<std::ops::Range<usize>>,
+    ranges: SmallVec<[std::ops::Range<usize>; PANEL_ROWS]>,
     /// Cache lines to request per call to [`Prefetch::some`].
     per_call: usize,
 }
 
 impl<'a> Prefetch<'a> {
-    /// Columns `from..from + DEPTH` of weight rows `rows`, over `calls` calls.
-    fn new(w: &In<'a>, rows: std::ops::Range<usize>, from: usize, k: usize, calls: usize) -> Self {
-        let mut ranges = Vec::new();
-        if from < k && w.desc.rows_contiguous() && cfg!(target_arch = "x86_64") {
+    /// Columns `from..from + DEPTH` of the rows starting at `rows`, over `calls` calls.
+    fn new(w: &In<'a>, rows: &RowStarts, from: usize, k: usize, calls: usize) -> Self {
+        let mut ranges: SmallVec<[std::ops::Range<usize>; PANEL_ROWS]> = SmallVec::new();
+        if from < k && cfg!(target_arch = "x86_64") {
+            let skip = w.desc.dtype.bytes_for(from);
             let len = w.desc.dtype.bytes_for(DEPTH.min(k - from));
-            ranges.extend(rows.map(|j| {
-                let at = w.desc.byte_at(w.desc.row_start(j) + from);
+            ranges.extend(rows.0.iter().map(|&start| {
+                let at = start + skip;
                 at..(at + len).min(w.bytes.len())
             }));
         }
@@ -305,5 +339,56 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn strided_and_transposed_weight_views_match_their_compact_copy() {
+        let (m, k, n, stride) = (11, 64, 7, 96);
+        let mut rng = Rng::new(9);
+        let x: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        for dtype in [DType::F16, DType::Q8_0] {
+            // Rows of 64 values taken every 96, after one block of 32.
+            let all: Vec<f32> = (0..32 + n * stride)
+                .map(|_| rng.uniform(-1.0, 1.0))
+                .collect();
+            let bytes = quant::from_f32(dtype, &all).unwrap();
+            let compact: Vec<f32> = (0..n)
+                .flat_map(|j| all[32 + j * stride..32 + j * stride + k].to_vec())
+                .collect();
+            let compact_bytes = quant::from_f32(dtype, &compact).unwrap();
+            let offset = dtype.bytes_for(32);
+            let strided = In {
+                desc: TensorDesc::strided(dtype, &[n, k], &[stride, 1], offset),
+                bytes: &bytes,
+            };
+            let packed = In {
+                desc: TensorDesc::contiguous(dtype, &[n, k]),
+                bytes: &compact_bytes,
+            };
+            let (mut a, mut b) = (vec![0.0f32; m * n], vec![1.0f32; m * n]);
+            gemm(&x, k, &strided, &Columns::new(&mut a, m, n));
+            gemm(&x, k, &packed, &Columns::new(&mut b, m, n));
+            assert_eq!(a, b, "{dtype}");
+        }
+        // A transposed f32 view ([k, n] storage read as [n, k]): read element by element.
+        let wt: Vec<f32> = (0..k * n).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let t_bytes = quant::from_f32(DType::F32, &wt).unwrap();
+        let transposed = In {
+            desc: TensorDesc::strided(DType::F32, &[n, k], &[1, n], 0),
+            bytes: &t_bytes,
+        };
+        let rows: Vec<f32> = (0..n)
+            .flat_map(|j| (0..k).map(move |p| (j, p)))
+            .map(|(j, p)| wt[p * n + j])
+            .collect();
+        let r_bytes = quant::from_f32(DType::F32, &rows).unwrap();
+        let packed = In {
+            desc: TensorDesc::contiguous(DType::F32, &[n, k]),
+            bytes: &r_bytes,
+        };
+        let (mut a, mut b) = (vec![0.0f32; m * n], vec![1.0f32; m * n]);
+        gemm(&x, k, &transposed, &Columns::new(&mut a, m, n));
+        gemm(&x, k, &packed, &Columns::new(&mut b, m, n));
+        assert_eq!(a, b, "transposed");
     }
 }
