@@ -3,7 +3,7 @@
 use glmhal_hal::Result;
 use rayon::prelude::*;
 
-use super::{In, Out, Scratch};
+use super::{simd, In, Out, Scratch};
 
 pub(super) fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
@@ -25,17 +25,22 @@ pub(super) fn map(x: &In<'_>, out: &mut Out<'_>, f: impl Fn(f32) -> f32 + Sync) 
 pub(super) fn swiglu(x: &In<'_>, out: &mut Out<'_>) -> Result<()> {
     let two_f = x.desc.last_dim();
     let f = two_f / 2;
-    let v = x.to_f32();
+    let v = x.f32s();
+    let rows = |result: &mut [f32]| {
+        result
+            .par_chunks_mut(f)
+            .zip(v.par_chunks(two_f))
+            .for_each(|(o, row)| {
+                let (gate, up) = row.split_at(f);
+                simd::silu_mul(gate, up, o);
+            })
+    };
+    if let Some(result) = out.f32s_mut() {
+        rows(result);
+        return Ok(());
+    }
     let mut result = Scratch::filled(v.len() / 2, 0.0f32);
-    result
-        .par_chunks_mut(f)
-        .zip(v.par_chunks(two_f))
-        .for_each(|(o, row)| {
-            let (gate, up) = row.split_at(f);
-            for ((o, g), u) in o.iter_mut().zip(gate).zip(up) {
-                *o = silu(*g) * u;
-            }
-        });
+    rows(&mut result);
     out.store(&result);
     Ok(())
 }

@@ -44,28 +44,47 @@ pub(super) fn matmul(
 ) -> Result<()> {
     let (m, k) = (x.desc.shape[0], x.desc.shape[1]);
     let n = w.desc.shape[0];
-    let xs = x.to_f32();
+    let xs = x.f32s();
+    // Into the output itself when it is contiguous f32 (the usual case),
+    // else into scratch converted on the way out.
+    if let Some(result) = out.f32s_mut() {
+        product(&xs, k, w, bias, result, m, n);
+        return Ok(());
+    }
     let mut result = Scratch::filled(m * n, 0.0f32);
+    product(&xs, k, w, bias, &mut result, m, n);
+    out.store(&result);
+    Ok(())
+}
+
+/// `result = xs · wᵀ (+ bias)` as `[m, n]` f32; every value is written.
+fn product(
+    xs: &[f32],
+    k: usize,
+    w: &In<'_>,
+    bias: Option<&In<'_>>,
+    result: &mut [f32],
+    m: usize,
+    n: usize,
+) {
     {
-        let columns = Columns::new(&mut result, m, n);
+        let columns = Columns::new(result, m, n);
         if m > FUSED_MAX_ROWS && gemm_q4::applies(w) {
-            gemm_q4::gemm(&xs, k, w, &columns);
+            gemm_q4::gemm(xs, k, w, &columns);
         } else if m > FUSED_MAX_ROWS {
-            gemm::gemm(&xs, k, w, &columns);
+            gemm::gemm(xs, k, w, &columns);
         } else {
-            few_rows(&xs, k, w, &columns);
+            few_rows(xs, k, w, &columns);
         }
     }
     if let Some(bias) = bias {
-        let bias = bias.to_f32();
+        let bias = bias.f32s();
         result.par_chunks_mut(n).for_each(|row| {
-            for (o, b) in row.iter_mut().zip(&bias) {
+            for (o, b) in row.iter_mut().zip(bias.iter()) {
                 *o += b;
             }
         });
     }
-    out.store(&result);
-    Ok(())
 }
 
 /// `out = x · wᵀ` for at most [`FUSED_MAX_ROWS`] activation rows.

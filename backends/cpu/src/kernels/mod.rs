@@ -97,6 +97,17 @@ impl In<'_> {
         }
     }
 
+    /// The view as f32 in logical order: its own bytes when it is a
+    /// contiguous f32 view, else converted ([`In::to_f32`]).
+    pub fn f32s(&self) -> F32s<'_> {
+        let d = &self.desc;
+        let span = d.offset..d.offset + 4 * d.numel();
+        match contiguous_f32(d, &self.bytes[span.start.min(self.bytes.len())..]) {
+            Some(values) => F32s::View(values),
+            None => F32s::Converted(self.to_f32()),
+        }
+    }
+
     /// The whole view as contiguous f32 in logical order (rows in parallel).
     pub fn to_f32(&self) -> Scratch<f32> {
         let cols = self.desc.last_dim();
@@ -135,6 +146,21 @@ impl In<'_> {
 }
 
 impl Out<'_> {
+    /// The output's values in logical order when it is a contiguous f32
+    /// view, so a kernel can write its result in place instead of building
+    /// it in scratch and copying it with [`Out::store`].
+    pub fn f32s_mut(&mut self) -> Option<&mut [f32]> {
+        let d = &self.desc;
+        if !(d.dtype == DType::F32 && d.is_contiguous()) {
+            return None;
+        }
+        let bytes = self.bytes.get_mut(d.offset..d.offset + 4 * d.numel())?;
+        // SAFETY: every bit pattern is an f32; the slices only split the
+        // bytes, and the result is used only when nothing is left over.
+        let (head, values, tail) = unsafe { bytes.align_to_mut::<f32>() };
+        (head.is_empty() && tail.is_empty()).then_some(values)
+    }
+
     /// Writes `src` as logical row `row`, rounding to the output dtype.
     pub fn write_row(&mut self, row: usize, src: &[f32]) {
         let d = &self.desc;
@@ -208,6 +234,36 @@ pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
         tail += a[i] * b[i];
     }
     acc.iter().sum::<f32>() + tail
+}
+
+/// f32 values of an input: borrowed from its bytes, or converted into scratch.
+pub(crate) enum F32s<'a> {
+    /// A contiguous f32 view, read in place.
+    View(&'a [f32]),
+    /// Any other view, converted.
+    Converted(Scratch<f32>),
+}
+
+impl std::ops::Deref for F32s<'_> {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            F32s::View(v) => v,
+            F32s::Converted(v) => v,
+        }
+    }
+}
+
+/// The first `numel` f32 of `bytes` when `desc` is a contiguous f32 view
+/// starting there and the bytes are aligned for f32 (little-endian targets).
+fn contiguous_f32<'a>(desc: &TensorDesc, bytes: &'a [u8]) -> Option<&'a [f32]> {
+    if !(desc.dtype == DType::F32 && desc.is_contiguous()) {
+        return None;
+    }
+    let bytes = bytes.get(..4 * desc.numel())?;
+    // SAFETY: every bit pattern is an f32; used only when nothing is left over.
+    let (head, values, tail) = unsafe { bytes.align_to::<f32>() };
+    (head.is_empty() && tail.is_empty()).then_some(values)
 }
 
 /// The bytes of an f32 slice (little-endian targets), for the byte-reading dot products.
