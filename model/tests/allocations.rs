@@ -2,8 +2,11 @@
 //! have sized the workspace, and neither does greedy generation per token.
 //! What remains is the CPU thread pool's: each step is handed to the pool
 //! once, and rayon's queue takes a new block of 63 job slots every 63
-//! hand-offs, so up to one allocation per 63 steps. This file is its own
-//! test binary so it can count every heap allocation.
+//! hand-offs, so up to one allocation per 63 steps; and, rarely, a kernel's
+//! work split one way more than in any step before takes one more buffer
+//! for the pool. The tests allow two in 32 steps: an allocation per step
+//! or per op would show as dozens or thousands. This file is its own test
+//! binary so it can count every heap allocation.
 
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic
 
@@ -19,17 +22,59 @@ use glmhal_model::{
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
+/// Allocations 32 steps may make: the thread pool's (see above).
+const SLACK: u64 = 2;
+
 /// The count is process-wide: the tests take turns.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
 
 fn tiny_model() -> Model {
+    tiny_model_with(LoadOptions::default())
+}
+
+fn tiny_model_with(options: LoadOptions) -> Model {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/glm4-gqa4-tf5");
-    Model::load(
-        &dir,
-        glmhal_cpu::Provider.open(None).unwrap(),
-        LoadOptions::default(),
-    )
-    .unwrap()
+    Model::load(&dir, glmhal_cpu::Provider.open(None).unwrap(), options).unwrap()
+}
+
+#[test]
+fn batched_decode_with_quantized_weights_allocates_nothing() {
+    let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Eight rows take the quantized dot products (three scratch vectors a
+    // row), sixteen the integer GEMM.
+    for weights in [DType::Q4_0, DType::Q8_0] {
+        let model = tiny_model_with(LoadOptions {
+            weights: Some(weights),
+        });
+        for batch in [8usize, 16] {
+            let cache = model.new_cache(48, batch, DType::F16).unwrap();
+            let mut ws = Workspace::default();
+            let mut out = StepOutput::Tokens(Vec::new());
+            let mut step = |ws: &mut Workspace, pos: usize| {
+                let seqs: Vec<SeqStep> = (0..batch)
+                    .map(|slot| SeqStep {
+                        slot,
+                        start: pos,
+                        len: 1,
+                    })
+                    .collect();
+                let tokens = vec![(pos % 7) as u32 + 1; batch];
+                let before = alloc_count::allocations().unwrap();
+                model
+                    .step_into(&cache, ws, &seqs, &tokens, Want::Greedy, &mut out)
+                    .unwrap();
+                alloc_count::allocations().unwrap() - before
+            };
+            for pos in 0..16 {
+                step(&mut ws, pos);
+            }
+            let made: u64 = (16..48).map(|pos| step(&mut ws, pos)).sum();
+            assert!(
+                made <= SLACK,
+                "{made} allocations in 32 steps of {batch} sequences ({weights} weights)"
+            );
+        }
+    }
 }
 
 #[test]
@@ -59,9 +104,8 @@ fn a_decode_step_allocates_nothing() {
             step(&mut ws, pos, 5);
         }
         let made = alloc_count::allocations().unwrap() - before;
-        // At most the pool queue's one block per 63 steps.
         assert!(
-            made <= 1,
+            made <= SLACK,
             "{made} allocations in 32 decode steps ({want:?})"
         );
     }
@@ -88,9 +132,9 @@ fn greedy_generation_allocates_nothing_per_token() {
     };
     count(8); // warm-up of the kernels' pools
     let (short, long) = (count(8), count(40));
-    // 32 more steps: at most the pool queue's one block per 63 steps more.
+    // 32 more steps.
     assert!(
-        long <= short + 1,
+        long <= short + SLACK,
         "{short} allocations for 8 tokens, {long} for 40"
     );
 }

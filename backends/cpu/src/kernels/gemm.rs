@@ -16,8 +16,9 @@ use rayon::prelude::*;
 use smallvec::SmallVec;
 
 use super::columns::Columns;
+use super::scratch::CacheLine;
 use super::simd::{self, isa, Isa};
-use super::In;
+use super::{In, Scratch};
 
 /// Weight rows one task converts and owns (its outputs are a contiguous
 /// block); a multiple of [`MR`].
@@ -55,7 +56,7 @@ pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
         || {
             (
                 CacheLines::zeroed(PANEL_ROWS * DEPTH),
-                vec![0.0f32; PANEL_ROWS * m_pad],
+                Scratch::filled(PANEL_ROWS * m_pad, 0.0f32),
             )
         },
         |(panel, sums), task| {
@@ -179,26 +180,23 @@ impl<'a> Prefetch<'a> {
     }
 }
 
-/// f32 storage that starts on a 64-byte cache line.
+/// f32 storage that starts on a 64-byte cache line (from the scratch pool,
+/// so a product allocates nothing once the pool has its sizes).
 struct CacheLines {
-    lines: Vec<Line>,
+    lines: Scratch<CacheLine>,
     len: usize,
 }
-
-#[derive(Clone, Copy)]
-#[repr(C, align(64))]
-struct Line([f32; 16]);
 
 impl CacheLines {
     fn zeroed(len: usize) -> Self {
         Self {
-            lines: vec![Line([0.0; 16]); len.div_ceil(16)],
+            lines: Scratch::filled(len.div_ceil(16), CacheLine([0.0; 16])),
             len,
         }
     }
 
     fn as_slice(&self) -> &[f32] {
-        // SAFETY: `Line` is 16 f32 with no padding; `len` ≤ 16 × lines.
+        // SAFETY: `CacheLine` is 16 f32 with no padding; `len` ≤ 16 × lines.
         unsafe { std::slice::from_raw_parts(self.lines.as_ptr().cast(), self.len) }
     }
 

@@ -63,7 +63,12 @@ pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
     let acts = Activations::quantize(xs, k);
     let m_pad = acts.rows;
     (0..n.div_ceil(PANEL_ROWS)).into_par_iter().for_each_init(
-        || (Panel::default(), vec![0.0f32; PANEL_ROWS * m_pad]),
+        || {
+            (
+                Panel::default(),
+                Scratch::filled(PANEL_ROWS * m_pad, 0.0f32),
+            )
+        },
         |(panel, sums), task| {
             let j0 = task * PANEL_ROWS;
             let rows = PANEL_ROWS.min(n - j0);
@@ -154,9 +159,9 @@ fn position(b: usize, e: usize) -> usize {
 #[derive(Default)]
 struct Panel {
     /// `rows × groups × GROUP` nibbles (0..=15), one per byte.
-    values: Vec<u8>,
+    values: Scratch<u8>,
     /// `rows × groups × 8` block scales (zero past the depth).
-    scales: Vec<f32>,
+    scales: Scratch<f32>,
     groups: usize,
 }
 

@@ -21,7 +21,7 @@ const ROWS_PER_TASK: usize = 8;
 /// Activation rows up to which weights are dotted as stored (each weight
 /// row read once per tile of activations); above, the GEMM converts a
 /// panel of weights once and reuses it across every activation row.
-const FUSED_MAX_ROWS: usize = 2 * TILE;
+pub(super) const FUSED_MAX_ROWS: usize = 2 * TILE;
 
 /// How a weight row is multiplied with the activations.
 // One per product, on the stack: the quantized rows live inline so that a
@@ -58,7 +58,7 @@ pub(super) fn matmul(
 }
 
 /// `result = xs · wᵀ (+ bias)` as `[m, n]` f32; every value is written.
-fn product(
+pub(super) fn product(
     xs: &[f32],
     k: usize,
     w: &In<'_>,

@@ -167,6 +167,25 @@ pub(crate) fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
     }
 }
 
+/// Softmax of `row` in place: `e^(x − max) / Σ`. On AVX2 the exponentials
+/// are vectorized (as in [`silu_mul`]).
+pub(crate) fn softmax_in_place(row: &mut [f32]) {
+    let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+    let mut done = 0;
+    let mut sum = 0.0f32;
+    #[cfg(target_arch = "x86_64")]
+    if isa() == Isa::Avx2 {
+        // SAFETY: the CPU has AVX2 and FMA (checked by `isa`).
+        (done, sum) = unsafe { avx2::exp_shifted(row, max) };
+    }
+    for v in &mut row[done..] {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    let inv = 1.0 / sum;
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
 /// Asks the CPU to start loading every cache line of `bytes`.
 pub(crate) fn prefetch(bytes: &[u8]) {
     #[cfg(target_arch = "x86_64")]
@@ -541,6 +560,26 @@ mod avx2 {
             _mm256_set1_epi32(127),
         ));
         _mm256_mul_ps(e, _mm256_castsi256_ps(scale))
+    }
+
+    /// `v = e^(v − max)` for whole vectors of eight of `row`: how many it
+    /// replaced and their sum.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn exp_shifted(row: &mut [f32], max: f32) -> (usize, f32) {
+        let m = _mm256_set1_ps(max);
+        let mut acc = _mm256_setzero_ps();
+        let mut i = 0;
+        while i + 8 <= row.len() {
+            // SAFETY: i + 8 ≤ len.
+            unsafe {
+                let p = row.as_mut_ptr().add(i);
+                let e = exp8(_mm256_sub_ps(_mm256_loadu_ps(p), m));
+                _mm256_storeu_ps(p, e);
+                acc = _mm256_add_ps(acc, e);
+            }
+            i += 8;
+        }
+        (i, sum8(acc))
     }
 
     /// [`super::silu_mul`] for whole vectors of eight; returns how many values it wrote.
