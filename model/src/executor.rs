@@ -1,10 +1,9 @@
 //! Running the GLM graph on any backend.
 
-use std::path::Path;
-use std::time::Instant;
-
 use std::alloc::Layout;
 use std::mem::ManuallyDrop;
+use std::path::Path;
+use std::time::Instant;
 
 use glmhal_hal::{Backend, Buffer, DType, HalError, OpCall, Result, TensorRef};
 
