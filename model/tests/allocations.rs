@@ -4,9 +4,9 @@
 //! once, and rayon's queue takes a new block of 63 job slots every 63
 //! hand-offs, so up to one allocation per 63 steps; and, rarely, a kernel's
 //! work split one way more than in any step before takes one more buffer
-//! for the pool. The tests allow two in 32 steps: an allocation per step
-//! or per op would show as dozens or thousands. This file is its own test
-//! binary so it can count every heap allocation.
+//! for the pool. The tests allow a few (see [`SLACK`]): an allocation per
+//! step or per op would show as dozens or thousands. This file is its own
+//! test binary so it can count every heap allocation.
 
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic
 
@@ -22,8 +22,12 @@ use glmhal_model::{
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
 
-/// Allocations 32 steps may make: the thread pool's (see above).
-const SLACK: u64 = 2;
+/// Allocations 32 decode steps may make: the thread pool's (see above).
+const SLACK: u64 = 4;
+/// Allocations two generations may differ by besides their extra tokens:
+/// each warms its own workspace and cache, and the kernels' pools may take
+/// a buffer or two more in one than in the other.
+const GENERATION_SLACK: u64 = 8;
 
 /// The count is process-wide: the tests take turns.
 static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
@@ -115,8 +119,8 @@ fn a_decode_step_allocates_nothing() {
 fn greedy_generation_allocates_nothing_per_token() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let model = tiny_model();
-    // The same prompt with 8 and with 40 new tokens: any allocation made
-    // per token shows up as a difference between the two runs.
+    // The same prompt with 8 and with 72 new tokens: any allocation made
+    // per token shows up as a difference of 64 or more between the runs.
     let count = |tokens: usize| {
         let opts = GenerateOptions {
             max_new_tokens: tokens,
@@ -131,10 +135,9 @@ fn greedy_generation_allocates_nothing_per_token() {
         alloc_count::allocations().unwrap() - before
     };
     count(8); // warm-up of the kernels' pools
-    let (short, long) = (count(8), count(40));
-    // 32 more steps.
+    let (short, long) = (count(8), count(72));
     assert!(
-        long <= short + SLACK,
-        "{short} allocations for 8 tokens, {long} for 40"
+        long <= short + GENERATION_SLACK,
+        "{short} allocations for 8 tokens, {long} for 72"
     );
 }

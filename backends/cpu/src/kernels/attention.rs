@@ -114,33 +114,44 @@ fn by_products(
     let group = nh / nkv;
     let past = s - t;
     let qs = q.f32s();
-    let mut result = Scratch::filled(t * nh * d, 0.0f32);
-    for g in 0..nkv {
-        // Head g's keys, a [s, d] view of the cache as stored.
-        let kd = &k.desc;
-        let keys = In {
-            desc: TensorDesc::strided(
-                kd.dtype,
-                &[s, d],
-                &[kd.strides[0], kd.strides[2]],
-                kd.byte_at(g * kd.strides[1]),
-            ),
-            bytes: k.bytes,
-        };
-        // Its values transposed to [d, s] f32: the second product's weights.
-        let mut vt = Scratch::filled(d * s, 0.0f32);
-        let mut row = Scratch::filled(d, 0.0f32);
-        for j in 0..s {
-            v.read_row(j * nkv + g, &mut row);
-            for (c, x) in row.iter().enumerate() {
-                vt[c * s + j] = *x;
+    // Each KV head's values transposed to [d, s] f32 once: the second
+    // product's weights for every query head of its group.
+    let transposed: Vec<Scratch<f32>> = (0..nkv)
+        .into_par_iter()
+        .map(|g| {
+            let mut vt = Scratch::filled(d * s, 0.0f32);
+            let mut row = Scratch::filled(d, 0.0f32);
+            for j in 0..s {
+                v.read_row(j * nkv + g, &mut row);
+                for (c, x) in row.iter().enumerate() {
+                    vt[c * s + j] = *x;
+                }
             }
-        }
-        let values = In {
-            desc: TensorDesc::contiguous(DType::F32, &[d, s]),
-            bytes: f32_bytes(&vt),
-        };
-        for h in g * group..(g + 1) * group {
+            vt
+        })
+        .collect();
+    // Query heads in parallel (a short prompt's products are small, so one
+    // head's products alone would leave a core idle), each into its own [t, d].
+    let heads: Vec<Scratch<f32>> = (0..nh)
+        .into_par_iter()
+        .map(|h| {
+            let g = h / group;
+            // Head g's keys, a [s, d] view of the cache as stored.
+            let kd = &k.desc;
+            let keys = In {
+                desc: TensorDesc::strided(
+                    kd.dtype,
+                    &[s, d],
+                    &[kd.strides[0], kd.strides[2]],
+                    kd.byte_at(g * kd.strides[1]),
+                ),
+                bytes: k.bytes,
+            };
+            let values = In {
+                desc: TensorDesc::contiguous(DType::F32, &[d, s]),
+                bytes: f32_bytes(&transposed[g]),
+            };
+            let mut head = Scratch::filled(t * d, 0.0f32);
             for t0 in (0..t).step_by(QUERY_BLOCK) {
                 let rows = QUERY_BLOCK.min(t - t0);
                 let mut qh = Scratch::filled(rows * d, 0.0f32);
@@ -159,12 +170,23 @@ fn by_products(
                     simd::softmax_in_place(live);
                     masked.fill(0.0);
                 });
-                let mut oh = Scratch::filled(rows * d, 0.0f32);
-                product(&scores, s, &values, None, &mut oh, rows, d);
-                for (i, src) in oh.chunks_exact(d).enumerate() {
-                    result[((t0 + i) * nh + h) * d..][..d].copy_from_slice(src);
-                }
+                product(
+                    &scores,
+                    s,
+                    &values,
+                    None,
+                    &mut head[t0 * d..(t0 + rows) * d],
+                    rows,
+                    d,
+                );
             }
+            head
+        })
+        .collect();
+    let mut result = Scratch::filled(t * nh * d, 0.0f32);
+    for (h, head) in heads.iter().enumerate() {
+        for (i, src) in head.chunks_exact(d).enumerate() {
+            result[(i * nh + h) * d..][..d].copy_from_slice(src);
         }
     }
     out.store(&result);
