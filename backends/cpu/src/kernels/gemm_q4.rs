@@ -358,9 +358,9 @@ mod avx2 {
     ///
     /// In assembly because the same sequence written with intrinsics came
     /// out of the register allocator with the activation vectors spilled
-    /// and reloaded (45 GMAC/s in cache against 93 for this): here the
-    /// twelve accumulators and the three weight vectors stay in registers
-    /// and each activation vector is an operand read straight from memory.
+    /// and reloaded (40–55 GMAC/s in cache against 78–97 for this): here the
+    /// twelve accumulators and the two weight vectors stay in registers and
+    /// each activation vector is loaded once for both weight rows.
     ///
     /// # Safety
     /// Group `g` of every row must be readable.
