@@ -41,6 +41,34 @@ fn tiny_model_with(options: LoadOptions) -> Model {
     Model::load(&dir, glmhal_cpu::Provider.open(None).unwrap(), options).unwrap()
 }
 
+/// Heap allocations in 32 decode steps of `batch` sequences (each at the
+/// same position, one token a step, a cache of `cache` values), after 16
+/// steps of warm-up.
+fn decode_allocations(model: &Model, batch: usize, cache: DType, want: Want) -> u64 {
+    let cache = model.new_cache(48, batch, cache).unwrap();
+    let mut ws = Workspace::default();
+    let mut out = StepOutput::Tokens(Vec::new());
+    let mut step = |pos: usize| {
+        let seqs: Vec<SeqStep> = (0..batch)
+            .map(|slot| SeqStep {
+                slot,
+                start: pos,
+                len: 1,
+            })
+            .collect();
+        let tokens = vec![(pos % 7) as u32 + 1; batch];
+        let before = alloc_count::allocations().unwrap();
+        model
+            .step_into(&cache, &mut ws, &seqs, &tokens, want, &mut out)
+            .unwrap();
+        alloc_count::allocations().unwrap() - before
+    };
+    for pos in 0..16 {
+        step(pos);
+    }
+    (16..48).map(step).sum()
+}
+
 #[test]
 fn batched_decode_with_quantized_weights_allocates_nothing() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
@@ -51,28 +79,7 @@ fn batched_decode_with_quantized_weights_allocates_nothing() {
             weights: Some(weights),
         });
         for batch in [8usize, 16] {
-            let cache = model.new_cache(48, batch, DType::F16).unwrap();
-            let mut ws = Workspace::default();
-            let mut out = StepOutput::Tokens(Vec::new());
-            let mut step = |ws: &mut Workspace, pos: usize| {
-                let seqs: Vec<SeqStep> = (0..batch)
-                    .map(|slot| SeqStep {
-                        slot,
-                        start: pos,
-                        len: 1,
-                    })
-                    .collect();
-                let tokens = vec![(pos % 7) as u32 + 1; batch];
-                let before = alloc_count::allocations().unwrap();
-                model
-                    .step_into(&cache, ws, &seqs, &tokens, Want::Greedy, &mut out)
-                    .unwrap();
-                alloc_count::allocations().unwrap() - before
-            };
-            for pos in 0..16 {
-                step(&mut ws, pos);
-            }
-            let made: u64 = (16..48).map(|pos| step(&mut ws, pos)).sum();
+            let made = decode_allocations(&model, batch, DType::F16, Want::Greedy);
             assert!(
                 made <= SLACK,
                 "{made} allocations in 32 steps of {batch} sequences ({weights} weights)"
@@ -85,29 +92,8 @@ fn batched_decode_with_quantized_weights_allocates_nothing() {
 fn a_decode_step_allocates_nothing() {
     let _turn = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let model = tiny_model();
-    let cache = model.new_cache(48, 1, DType::F32).unwrap();
-    let mut ws = Workspace::default();
     for want in [Want::Greedy, Want::LastLogits] {
-        let mut out = StepOutput::Tokens(Vec::new());
-        let mut step = |ws: &mut Workspace, start: usize, token: u32| {
-            let seq = SeqStep {
-                slot: 0,
-                start,
-                len: 1,
-            };
-            model
-                .step_into(&cache, ws, &[seq], &[token], want, &mut out)
-                .unwrap()
-        };
-        // Warm-up: buffers and pools reach their sizes.
-        for pos in 0..16 {
-            step(&mut ws, pos, 3);
-        }
-        let before = alloc_count::allocations().unwrap();
-        for pos in 16..48 {
-            step(&mut ws, pos, 5);
-        }
-        let made = alloc_count::allocations().unwrap() - before;
+        let made = decode_allocations(&model, 1, DType::F32, want);
         assert!(
             made <= SLACK,
             "{made} allocations in 32 decode steps ({want:?})"

@@ -25,6 +25,21 @@ const PRODUCTS_FROM: usize = FUSED_MAX_ROWS + 1;
 /// (`QUERY_BLOCK × keys` f32 per head in flight).
 const QUERY_BLOCK: usize = 256;
 
+/// The sizes both ways need: `t` queries of `nh` heads of `d` over `s`
+/// positions of `nkv` KV heads (validated by the catalogue).
+#[derive(Clone, Copy)]
+struct Sizes {
+    t: usize,
+    nh: usize,
+    d: usize,
+    s: usize,
+    nkv: usize,
+    /// Query heads per KV head.
+    group: usize,
+    /// Positions before the first query.
+    past: usize,
+}
+
 pub(super) fn attention(
     q: &In<'_>,
     k: &In<'_>,
@@ -35,12 +50,20 @@ pub(super) fn attention(
 ) -> Result<()> {
     let (t, nh, d) = (q.desc.shape[0], q.desc.shape[1], q.desc.shape[2]);
     let (s, nkv) = (k.desc.shape[0], k.desc.shape[1]);
-    if t >= PRODUCTS_FROM {
-        return by_products(q, k, v, scale as f32, causal, out);
-    }
-    let group = nh / nkv;
-    let past = s - t;
+    let sizes = Sizes {
+        t,
+        nh,
+        d,
+        s,
+        nkv,
+        group: nh / nkv,
+        past: s - t,
+    };
     let scale = scale as f32;
+    if t >= PRODUCTS_FROM {
+        return by_products(q, k, v, sizes, scale, causal, out);
+    }
+    let Sizes { group, past, .. } = sizes;
     let qs = q.to_f32();
     // Other key layouts (strided rows, quantized) are converted once.
     let keys_as_stored =
@@ -105,14 +128,20 @@ fn by_products(
     q: &In<'_>,
     k: &In<'_>,
     v: &In<'_>,
+    sizes: Sizes,
     scale: f32,
     causal: bool,
     out: &mut Out<'_>,
 ) -> Result<()> {
-    let (t, nh, d) = (q.desc.shape[0], q.desc.shape[1], q.desc.shape[2]);
-    let (s, nkv) = (k.desc.shape[0], k.desc.shape[1]);
-    let group = nh / nkv;
-    let past = s - t;
+    let Sizes {
+        t,
+        nh,
+        d,
+        s,
+        nkv,
+        group,
+        past,
+    } = sizes;
     let qs = q.f32s();
     // Each KV head's values transposed to [d, s] f32 once: the second
     // product's weights for every query head of its group.

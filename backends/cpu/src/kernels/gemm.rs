@@ -341,32 +341,17 @@ mod tests {
 
     #[test]
     fn strided_and_transposed_weight_views_match_their_compact_copy() {
-        let (m, k, n, stride) = (11, 64, 7, 96);
+        use crate::kernels::strided_weights::{match_compact_copy, K, N};
+        let (m, k, n) = (11, K, N);
         let mut rng = Rng::new(9);
         let x: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
+        let product = |w: &In<'_>| {
+            let mut out = vec![f32::NAN; m * n];
+            gemm(&x, k, w, &Columns::new(&mut out, m, n));
+            out
+        };
         for dtype in [DType::F16, DType::Q8_0] {
-            // Rows of 64 values taken every 96, after one block of 32.
-            let all: Vec<f32> = (0..32 + n * stride)
-                .map(|_| rng.uniform(-1.0, 1.0))
-                .collect();
-            let bytes = quant::from_f32(dtype, &all).unwrap();
-            let compact: Vec<f32> = (0..n)
-                .flat_map(|j| all[32 + j * stride..32 + j * stride + k].to_vec())
-                .collect();
-            let compact_bytes = quant::from_f32(dtype, &compact).unwrap();
-            let offset = dtype.bytes_for(32);
-            let strided = In {
-                desc: TensorDesc::strided(dtype, &[n, k], &[stride, 1], offset),
-                bytes: &bytes,
-            };
-            let packed = In {
-                desc: TensorDesc::contiguous(dtype, &[n, k]),
-                bytes: &compact_bytes,
-            };
-            let (mut a, mut b) = (vec![0.0f32; m * n], vec![1.0f32; m * n]);
-            gemm(&x, k, &strided, &Columns::new(&mut a, m, n));
-            gemm(&x, k, &packed, &Columns::new(&mut b, m, n));
-            assert_eq!(a, b, "{dtype}");
+            match_compact_copy(dtype, &mut rng, product);
         }
         // A transposed f32 view ([k, n] storage read as [n, k]): read element by element.
         let wt: Vec<f32> = (0..k * n).map(|_| rng.uniform(-1.0, 1.0)).collect();

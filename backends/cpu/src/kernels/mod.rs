@@ -282,3 +282,43 @@ pub(crate) fn checked_index(op: &str, what: &str, value: i32, bound: usize) -> R
     }
     Ok(value as usize)
 }
+
+#[cfg(test)]
+pub(crate) mod strided_weights {
+    //! The weight-view check the products share: rows taken every `STRIDE`
+    //! values after one block must multiply as their compact copy does.
+
+    use glmhal_hal::{quant, DType, Rng, TensorDesc};
+
+    use super::In;
+
+    /// Weight rows and their length.
+    pub const N: usize = 7;
+    /// Values per weight row.
+    pub const K: usize = 64;
+    /// Values from one row's start to the next in the strided storage.
+    const STRIDE: usize = 96;
+
+    /// Asserts that `product` gives identical results for `N × K` weights of
+    /// `dtype` read through a strided view (rows `STRIDE` apart, one block
+    /// of offset) and through a compact copy of the same rows.
+    pub fn match_compact_copy(dtype: DType, rng: &mut Rng, product: impl Fn(&In<'_>) -> Vec<f32>) {
+        let all: Vec<f32> = (0..32 + N * STRIDE)
+            .map(|_| rng.uniform(-1.0, 1.0))
+            .collect();
+        let storage = quant::from_f32(dtype, &all).unwrap();
+        let rows: Vec<f32> = (0..N)
+            .flat_map(|j| all[32 + j * STRIDE..32 + j * STRIDE + K].to_vec())
+            .collect();
+        let compact = quant::from_f32(dtype, &rows).unwrap();
+        let strided = In {
+            desc: TensorDesc::strided(dtype, &[N, K], &[STRIDE, 1], dtype.bytes_for(32)),
+            bytes: &storage,
+        };
+        let packed = In {
+            desc: TensorDesc::contiguous(dtype, &[N, K]),
+            bytes: &compact,
+        };
+        assert_eq!(product(&strided), product(&packed), "{dtype}");
+    }
+}
