@@ -20,6 +20,13 @@ fi
 # The CPU's portable kernels (what a CPU without AVX2/FMA/F16C runs) on the products.
 GLMHAL_CPU_ISA=portable cargo run --locked --profile test -q -p glmhal -- conformance \
   --backend cpu --op mat_mul --require-all
+# On a CPU with AVX-512 the default run above took the AVX-512 kernels: the
+# AVX2 ones (what most x86 CPUs run) get their unit tests and conformance too.
+if grep -q avx512vnni /proc/cpuinfo 2>/dev/null; then
+  GLMHAL_CPU_ISA=avx2 cargo test --locked -q -p glmhal-cpu
+  GLMHAL_CPU_ISA=avx2 cargo run --locked --profile test -q -p glmhal -- conformance \
+    --backend cpu --require-all --json reports/conformance-cpu-avx2.json
+fi
 
 # The CUDA/HIP kernel tree compiled for real for NVIDIA A100/H100 and AMD
 # MI50/MI210-class (and Hygon DCU's gfx9) targets: any compile error fails.

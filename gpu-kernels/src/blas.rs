@@ -135,7 +135,11 @@ pub fn plan_gemm(op: &Op, ins: &[TensorDesc], out: &TensorDesc) -> Option<Gemm> 
     }
     let int = |x: usize| i32::try_from(x).ok();
     let long = |x: usize| i64::try_from(x).ok();
-    let element = |d: &TensorDesc| (d.offset % dtype.block_bytes() == 0).then_some(d.offset);
+    let element = |d: &TensorDesc| {
+        d.offset
+            .is_multiple_of(dtype.block_bytes())
+            .then_some(d.offset)
+    };
     let bias_fill = match op {
         Op::MatMul { bias: true } => {
             let bias = ins.get(2)?;

@@ -148,7 +148,7 @@ impl TensorDesc {
         if self.dtype.is_quantized() {
             let block = self.dtype.block_elems();
             let last = self.last_dim();
-            if last % block != 0 {
+            if !last.is_multiple_of(block) {
                 return Err(HalError::Layout(format!(
                     "{} rows must be a multiple of {block} elements, got a last dimension of {last}",
                     self.dtype
@@ -222,7 +222,7 @@ impl TensorDesc {
         }
         let mut t = self.clone();
         let elem = start * self.strides[dim];
-        if self.dtype.is_quantized() && elem % self.dtype.block_elems() != 0 {
+        if self.dtype.is_quantized() && !elem.is_multiple_of(self.dtype.block_elems()) {
             return Err(HalError::Layout(format!(
                 "narrowing a {} tensor must start on a block boundary",
                 self.dtype

@@ -178,7 +178,7 @@ pub fn to_f32(dtype: DType, src: &[u8], n: usize) -> Result<Vec<f32>> {
     }
     let mut out = vec![0.0f32; n];
     if dtype.is_quantized() {
-        if n % QUANT_BLOCK != 0 {
+        if !n.is_multiple_of(QUANT_BLOCK) {
             return Err(HalError::Layout(format!(
                 "{dtype} needs a multiple of {QUANT_BLOCK} values, got {n}"
             )));
@@ -196,7 +196,7 @@ pub fn to_f32(dtype: DType, src: &[u8], n: usize) -> Result<Vec<f32>> {
 pub fn from_f32(dtype: DType, src: &[f32]) -> Result<Vec<u8>> {
     let mut out = vec![0u8; dtype.bytes_for(src.len())];
     if dtype.is_quantized() {
-        if src.len() % QUANT_BLOCK != 0 {
+        if !src.len().is_multiple_of(QUANT_BLOCK) {
             return Err(HalError::Layout(format!(
                 "{dtype} needs a multiple of {QUANT_BLOCK} values, got {}",
                 src.len()

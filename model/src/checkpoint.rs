@@ -212,7 +212,7 @@ impl Checkpoint {
         let Some(mut target) = crate::kquants::target(info.ty) else {
             return Ok(None);
         };
-        if shape.len() != 2 || shape[1] % glmhal_hal::QUANT_BLOCK != 0 {
+        if shape.len() != 2 || !shape[1].is_multiple_of(glmhal_hal::QUANT_BLOCK) {
             target = DType::F32;
         }
         let n = shape.iter().product();

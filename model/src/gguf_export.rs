@@ -199,7 +199,7 @@ pub fn export(checkpoint: &Checkpoint, out: &Path, matrix: DType, name: &str) ->
             s
         };
         let ty = if shape.len() == 2 {
-            if matrix.is_quantized() && shape[1] % glmhal_hal::QUANT_BLOCK != 0 {
+            if matrix.is_quantized() && !shape[1].is_multiple_of(glmhal_hal::QUANT_BLOCK) {
                 DType::F16
             } else {
                 matrix

@@ -118,7 +118,7 @@ pub fn dequantize(ty: GgmlType, bytes: &[u8], n: usize) -> Result<Vec<f32>> {
             ))
         }
     };
-    if n % QK_K != 0 || bytes.len() != n / QK_K * block_bytes {
+    if !n.is_multiple_of(QK_K) || bytes.len() != n / QK_K * block_bytes {
         return Err(HalError::invalid(
             "gguf",
             format!(

@@ -179,7 +179,7 @@ pub fn validate(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Resul
         Op::SwiGlu => {
             let x = &inputs[0];
             v.dtype("x", x, &DType::FLOATS)?;
-            if x.last_dim() % 2 != 0 {
+            if !x.last_dim().is_multiple_of(2) {
                 return Err(HalError::shape(
                     v.op,
                     format!(

@@ -38,8 +38,9 @@ pub fn describe(threads: usize) -> DeviceInfo {
     info.memory_free = kib("MemAvailable:");
     info.compute_units = u32::try_from(threads).ok();
     info.runtime_version = Some(format!(
-        "glmhal-cpu {} ({threads} threads)",
-        env!("CARGO_PKG_VERSION")
+        "glmhal-cpu {} ({threads} threads, {} kernels)",
+        env!("CARGO_PKG_VERSION"),
+        crate::kernels::simd::isa().name()
     ));
     info.features = features;
     info

@@ -25,6 +25,10 @@ use glmhal_hal::{Availability, Backend, BackendProvider, HalError, Result};
 /// Environment variable that sets the number of worker threads.
 pub const THREADS_ENV: &str = "GLMHAL_CPU_THREADS";
 
+/// Environment variable that caps the kernels' instruction set:
+/// `portable`, `avx2` or `avx512` (the default is the best the CPU has).
+pub const ISA_ENV: &str = "GLMHAL_CPU_ISA";
+
 /// Registry entry for the CPU backend. The CPU is always available.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Provider;
@@ -47,13 +51,21 @@ pub fn default_threads() -> Result<usize> {
     }
 }
 
+/// The worker threads, once the environment's settings are known to be valid.
+fn settings() -> Result<usize> {
+    if let Some(reason) = kernels::simd::isa_setting_error() {
+        return Err(HalError::invalid(ISA_ENV, reason));
+    }
+    default_threads()
+}
+
 impl BackendProvider for Provider {
     fn name(&self) -> &'static str {
         "cpu"
     }
 
     fn probe(&self) -> Availability {
-        match default_threads() {
+        match settings() {
             Ok(threads) => Availability::Available {
                 devices: vec![device::describe(threads)],
             },
@@ -71,6 +83,6 @@ impl BackendProvider for Provider {
                 reason: "the CPU backend has one device, cpu:0".into(),
             });
         }
-        Ok(Box::new(CpuBackend::new(default_threads()?)?))
+        Ok(Box::new(CpuBackend::new(settings()?)?))
     }
 }

@@ -46,7 +46,8 @@ impl Blocks {
         let rank = q.rank();
         let block_bytes = q.dtype.block_bytes();
         let row_aligned = q.strides[..rank - 1].iter().all(|s| s % QUANT_BLOCK == 0);
-        if !row_aligned || q.offset % 2 != 0 || q.last_dim() % QUANT_BLOCK != 0 {
+        if !row_aligned || !q.offset.is_multiple_of(2) || !q.last_dim().is_multiple_of(QUANT_BLOCK)
+        {
             return Err(HalError::invalid(
                 "cann",
                 format!("{} view {q:?} does not start rows on whole blocks", q.dtype),

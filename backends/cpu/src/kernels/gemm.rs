@@ -5,12 +5,13 @@
 //! is exact in f32) and the panel is reused by every activation row, so the
 //! conversion is paid once per weight and the products run at the FMA rate
 //! with f32 activations: no activation is quantized. The activations are
-//! packed once per product into blocks of [`NC`] rows laid out depth-major,
-//! so a register tile loads [`NC`] activations as two vectors, broadcasts
-//! one weight of each of [`MR`] panel rows and issues `2·MR` FMAs into
-//! accumulators that stay in registers for the whole depth: no horizontal
-//! sums. Each task writes its column range of the result in place.
-//! The depth blocking keeps the panel and one activation block in L1.
+//! packed once per product into blocks of [`block_rows`] rows laid out
+//! depth-major, so a register tile loads a block's activations as two
+//! vectors (of eight on AVX2, of sixteen on AVX-512), broadcasts one weight
+//! of each of [`MR`] panel rows and issues `2·MR` FMAs into accumulators
+//! that stay in registers for the whole depth: no horizontal sums. Each
+//! task writes its column range of the result in place. The depth blocking
+//! keeps the panel and one activation block in L1.
 
 use rayon::prelude::*;
 use smallvec::SmallVec;
@@ -24,30 +25,57 @@ use super::{In, Scratch};
 /// block); a multiple of [`MR`].
 const PANEL_ROWS: usize = 12;
 /// Columns of `K` converted and multiplied per pass (a multiple of the quantization block).
-const DEPTH: usize = 256;
-/// Weight rows per register tile.
+const DEPTH: usize = 512;
+/// Distance between two rows of a converted panel: one cache line more
+/// than [`DEPTH`], so the rows a tile broadcasts from do not all fall in the
+/// same few L1 sets; a constant, so the kernels address rows with
+/// immediate offsets.
+const PANEL_STRIDE: usize = DEPTH + 16;
+/// Weight rows per register tile (AVX2 and portable: 12 accumulators of 16).
 const MR: usize = 6;
-/// Activation rows per register tile (two vectors of eight).
-const NC: usize = 16;
+/// Weight rows per AVX-512 register tile: a whole panel, 24 accumulators of 32.
+const MR_AVX512: usize = PANEL_ROWS;
+
+/// Weight rows per register tile on this CPU.
+fn tile_rows() -> usize {
+    if isa() == Isa::Avx512 {
+        MR_AVX512
+    } else {
+        MR
+    }
+}
+
+/// Activation rows per packed block and register tile: two vectors of the
+/// widest registers the tile uses (eight f32 on AVX2 and portably, sixteen
+/// on AVX-512).
+fn block_rows() -> usize {
+    if isa() == Isa::Avx512 {
+        32
+    } else {
+        16
+    }
+}
 
 /// `out = x · wᵀ` (`x` as f32 rows of length `k`, `out` as `[m, n]`).
 pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
     let m = out.rows();
     let n = w.desc.shape[0];
-    let blocks = m.div_ceil(NC);
-    let m_pad = blocks * NC;
-    // Packed activations: element (b·k + p)·NC + c is x[b·NC + c][p]; rows
+    let nc = block_rows();
+    let mr = tile_rows();
+    let blocks = m.div_ceil(nc);
+    let m_pad = blocks * nc;
+    // Packed activations: element (b·k + p)·nc + c is x[b·nc + c][p]; rows
     // past m stay zero.
     let mut packed = CacheLines::zeroed(m_pad * k);
-    // One task per block of NC rows: each writes its own contiguous block.
+    // One task per block of nc rows: each writes its own contiguous block.
     packed
         .as_mut_slice()
-        .par_chunks_mut(k * NC)
-        .zip(xs.par_chunks(k * NC))
+        .par_chunks_mut(k * nc)
+        .zip(xs.par_chunks(k * nc))
         .for_each(|(block, rows)| {
             for (c, row) in rows.chunks_exact(k).enumerate() {
                 for (p, v) in row.iter().enumerate() {
-                    block[p * NC + c] = *v;
+                    block[p * nc + c] = *v;
                 }
             }
         });
@@ -55,7 +83,7 @@ pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
     (0..n.div_ceil(PANEL_ROWS)).into_par_iter().for_each_init(
         || {
             (
-                CacheLines::zeroed(PANEL_ROWS * DEPTH),
+                CacheLines::zeroed(PANEL_ROWS * PANEL_STRIDE),
                 Scratch::filled(PANEL_ROWS * m_pad, 0.0f32),
             )
         },
@@ -70,7 +98,7 @@ pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
             sums.fill(0.0);
             for k0 in (0..k).step_by(DEPTH) {
                 let depth = DEPTH.min(k - k0);
-                for (jj, dst) in panel.chunks_exact_mut(DEPTH).take(rows).enumerate() {
+                for (jj, dst) in panel.chunks_exact_mut(PANEL_STRIDE).take(rows).enumerate() {
                     here.read(w, jj, j0 + jj, k0, &mut dst[..depth]);
                 }
                 // The next pass's weights arrive from memory while this
@@ -84,16 +112,17 @@ pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
                 };
                 for b in 0..blocks {
                     next.some();
-                    let x = &xp[(b * k + k0) * NC..(b * k + k0 + depth) * NC];
-                    for jr in (0..rows).step_by(MR) {
+                    let x = &xp[(b * k + k0) * nc..(b * k + k0 + depth) * nc];
+                    for jr in (0..rows).step_by(mr) {
                         let tile = Tile {
-                            w: &panel[jr * DEPTH..],
-                            ldw: DEPTH,
+                            w: &panel[jr * PANEL_STRIDE..],
                             x,
+                            ldx: nc,
+                            cols: nc.min(m - b * nc),
                             depth,
                         };
-                        let out = &mut sums[jr * m_pad + b * NC..];
-                        tile.accumulate(MR.min(rows - jr), out, m_pad);
+                        let out = &mut sums[jr * m_pad + b * nc..];
+                        tile.accumulate(mr.min(rows - jr), out, m_pad);
                     }
                 }
             }
@@ -206,39 +235,51 @@ impl CacheLines {
     }
 }
 
-/// One register tile: up to [`MR`] panel rows (stride `ldw`) against one
-/// packed block of [`NC`] activation rows, over `depth` columns.
+/// One register tile: up to [`MR`] panel rows ([`PANEL_STRIDE`] apart) against one
+/// packed block of `ldx` activation rows (the first `cols` of them real),
+/// over `depth` columns.
+#[derive(Clone, Copy)]
 struct Tile<'a> {
     w: &'a [f32],
-    ldw: usize,
     x: &'a [f32],
+    ldx: usize,
+    cols: usize,
     depth: usize,
 }
 
 impl Tile<'_> {
-    /// `out[r·ldo + c] += Σ_p w[r][p]·x[p][c]` for `r < rows`, `c < NC`.
+    /// `out[r·ldo + c] += Σ_p w[r][p]·x[p][c]` for `r < rows` and every `c`
+    /// of the block (on AVX-512, only the first sixteen when `cols` ≤ 16:
+    /// the rest are padding nobody reads).
     fn accumulate(&self, rows: usize, out: &mut [f32], ldo: usize) {
-        assert!(rows > 0 && rows <= MR && ldo >= NC);
-        assert!(self.w.len() >= (rows - 1) * self.ldw + self.depth);
-        assert!(self.x.len() >= self.depth * NC);
-        assert!(out.len() >= (rows - 1) * ldo + NC);
+        let nc = self.ldx;
+        assert!(rows > 0 && rows <= tile_rows() && ldo >= nc && self.cols <= nc);
+        assert!(self.depth <= DEPTH && self.w.len() >= (rows - 1) * PANEL_STRIDE + self.depth);
+        assert!(self.x.len() >= self.depth * nc);
+        assert!(out.len() >= (rows - 1) * ldo + nc);
         #[cfg(target_arch = "x86_64")]
-        if isa() == Isa::Avx2 {
-            // SAFETY: the CPU has AVX2 and FMA (checked by `isa`); the slices
-            // hold everything the tile reads and writes (asserted above).
-            unsafe { avx2::accumulate(self, rows, out, ldo) };
-            return;
+        match isa() {
+            Isa::Avx512 if nc == 32 => {
+                // SAFETY: the CPU has AVX-512 F (checked by `isa`); the
+                // slices hold everything the tile reads and writes
+                // (asserted above).
+                unsafe { avx512::accumulate(self, rows, out, ldo) };
+                return;
+            }
+            Isa::Avx2 if nc == 16 => {
+                // SAFETY: the CPU has AVX2 and FMA (checked by `isa`); as above.
+                unsafe { avx2::accumulate(self, rows, out, ldo) };
+                return;
+            }
+            _ => {}
         }
         for r in 0..rows {
-            let w = &self.w[r * self.ldw..r * self.ldw + self.depth];
-            let mut acc = [0.0f32; NC];
-            for (wp, xs) in w.iter().zip(self.x.chunks_exact(NC)) {
-                for (a, x) in acc.iter_mut().zip(xs) {
-                    *a += wp * x;
+            let w = &self.w[r * PANEL_STRIDE..r * PANEL_STRIDE + self.depth];
+            let out = &mut out[r * ldo..r * ldo + nc];
+            for (wp, xs) in w.iter().zip(self.x.chunks_exact(nc)) {
+                for (o, x) in out.iter_mut().zip(xs) {
+                    *o += wp * x;
                 }
-            }
-            for (o, a) in out[r * ldo..r * ldo + NC].iter_mut().zip(acc) {
-                *o += a;
             }
         }
     }
@@ -250,7 +291,7 @@ mod avx2 {
 
     use std::arch::x86_64::*;
 
-    use super::Tile;
+    use super::{Tile, PANEL_STRIDE};
 
     #[target_feature(enable = "avx2,fma")]
     unsafe fn kernel<const R: usize>(t: &Tile<'_>, out: &mut [f32], ldo: usize) {
@@ -267,7 +308,7 @@ mod avx2 {
                 )
             };
             for r in 0..R {
-                let wv = unsafe { _mm256_broadcast_ss(&*w.add(r * t.ldw + p)) };
+                let wv = unsafe { _mm256_broadcast_ss(&*w.add(r * PANEL_STRIDE + p)) };
                 lo[r] = _mm256_fmadd_ps(wv, x0, lo[r]);
                 hi[r] = _mm256_fmadd_ps(wv, x1, hi[r]);
             }
@@ -293,6 +334,74 @@ mod avx2 {
                 3 => kernel::<3>(t, out, ldo),
                 2 => kernel::<2>(t, out, ldo),
                 _ => kernel::<1>(t, out, ldo),
+            }
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! The AVX-512 tile: two vectors of sixteen activations (one when the
+    //! block's real rows fit in one); needs AVX-512 F (the caller checked `isa()`).
+
+    use std::arch::x86_64::*;
+
+    use super::{Tile, PANEL_STRIDE};
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn kernel<const R: usize, const V: usize>(t: &Tile<'_>, out: &mut [f32], ldo: usize) {
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        let (w, x) = (t.w.as_ptr(), t.x.as_ptr());
+        // SAFETY (every load): p < depth, rows r < R and 16·V ≤ ldx
+        // activations per p lie inside the slices (asserted by `Tile::accumulate`).
+        for p in 0..t.depth {
+            let xv: [__m512; V] =
+                std::array::from_fn(|v| unsafe { _mm512_loadu_ps(x.add(t.ldx * p + 16 * v)) });
+            for (r, row) in acc.iter_mut().enumerate() {
+                let wv = _mm512_set1_ps(unsafe { *w.add(r * PANEL_STRIDE + p) });
+                for (a, x) in row.iter_mut().zip(&xv) {
+                    *a = _mm512_fmadd_ps(wv, *x, *a);
+                }
+            }
+        }
+        for r in 0..R {
+            for v in 0..V {
+                let o = out[r * ldo + 16 * v..r * ldo + 16 * v + 16].as_mut_ptr();
+                // SAFETY: `o` points at 16 f32 of `out`.
+                unsafe { _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), acc[r][v])) };
+            }
+        }
+    }
+
+    /// Dispatches to the tile of exactly `rows` panel rows and as many
+    /// vectors as the block's real rows need.
+    pub(super) unsafe fn accumulate(t: &Tile<'_>, rows: usize, out: &mut [f32], ldo: usize) {
+        // SAFETY: the caller checked the CPU features and the bounds.
+        unsafe {
+            match (rows, t.cols > 16) {
+                (12, true) => kernel::<12, 2>(t, out, ldo),
+                (12, false) => kernel::<12, 1>(t, out, ldo),
+                (r, _) if r > 6 => {
+                    // Partial panels: six rows, then the rest.
+                    accumulate(t, 6, out, ldo);
+                    let rest = Tile {
+                        w: &t.w[6 * PANEL_STRIDE..],
+                        ..*t
+                    };
+                    accumulate(&rest, r - 6, &mut out[6 * ldo..], ldo);
+                }
+                (6, true) => kernel::<6, 2>(t, out, ldo),
+                (5, true) => kernel::<5, 2>(t, out, ldo),
+                (4, true) => kernel::<4, 2>(t, out, ldo),
+                (3, true) => kernel::<3, 2>(t, out, ldo),
+                (2, true) => kernel::<2, 2>(t, out, ldo),
+                (_, true) => kernel::<1, 2>(t, out, ldo),
+                (6, false) => kernel::<6, 1>(t, out, ldo),
+                (5, false) => kernel::<5, 1>(t, out, ldo),
+                (4, false) => kernel::<4, 1>(t, out, ldo),
+                (3, false) => kernel::<3, 1>(t, out, ldo),
+                (2, false) => kernel::<2, 1>(t, out, ldo),
+                (_, false) => kernel::<1, 1>(t, out, ldo),
             }
         }
     }

@@ -1,4 +1,5 @@
-//! The prefill product for Q4_0 weights, in 8-bit integers (AVX2).
+//! The prefill product for Q4_0 weights, in 8-bit integers (AVX2, and
+//! AVX-512 VNNI where the CPU has it).
 //!
 //! Four-bit weights need not go through f32: the activations are quantized
 //! once per product to blocks of 32 signed bytes with an f32 scale
@@ -9,31 +10,42 @@
 //! instruction, four times the eight products of an f32 FMA, with no
 //! weight ever converted to f32.
 //!
-//! Layout: the depth is cut into groups of eight blocks (256 values).
-//! Within a group, vector `t` (of eight) holds bytes `4t..4t + 4` of each
-//! of the eight blocks, block `l` in 32-bit lane `l`, for weights and
-//! activations alike. The eight `maddubs` of a group, summed lane-wise in
+//! Layout: the depth is cut into groups of sixteen blocks (512 values).
+//! Within a group, vector `t` (of eight, 64 bytes each) holds bytes
+//! `4t..4t + 4` of each of the sixteen blocks, block `l` in 32-bit lane
+//! `l`, for weights and activations alike.
+//!
+//! With AVX-512 VNNI one `vpdpbusd` per vector multiplies 64 unsigned
+//! nibbles by 64 signed bytes and sums them four by four into the sixteen
+//! blocks' lanes: after the eight vectors of a group, lane `l` holds block
+//! `l`'s integer dot product. Its accumulators start at each activation
+//! block's `−8·Σq`, which takes the nibbles' −8 offset out of the sums; one
+//! conversion and one FMA with the sixteen blocks' scales (weight ×
+//! activation) finish a group.
+//!
+//! AVX2 reads a group as two halves of eight blocks (bytes `32h..32h + 32`
+//! of each vector): the eight `maddubs` of a half, summed lane-wise in
 //! int16 (no overflow: at most 8·2·15·127 = 30 480) and paired by `madd`,
-//! are then the eight blocks' integer dot products, one per lane: one
-//! conversion and one FMA with the eight blocks' scales (weight ×
-//! activation) finish a group, instead of one per block. Nibbles stay as
-//! stored (0..=15); the −8 offset leaves the integer sums through each
-//! activation block's `8·Σq`.
+//! are the eight blocks' dot products, finished as above.
 //!
 //! Tasks own panels of [`PANEL_ROWS`] weight rows: each packs its panel
 //! once (nibbles unpacked and transposed into the layout above) and
 //! multiplies it with every activation row, [`RM`] weight rows by [`RN`]
 //! activation rows at a time.
 
-use glmhal_hal::{quant::block_scale, QUANT_BLOCK};
+use glmhal_hal::QUANT_BLOCK;
 use rayon::prelude::*;
 
 use super::columns::Columns;
 use super::simd::{isa, Isa};
 use super::{In, Scratch};
 
-/// Blocks per group (one per 32-bit lane of a vector).
-const GROUP_BLOCKS: usize = 8;
+/// Blocks per group (one per 32-bit lane of a 512-bit vector).
+const GROUP_BLOCKS: usize = 16;
+/// Blocks per half group, as AVX2 reads them (one per 32-bit lane of a 256-bit vector).
+const HALF_BLOCKS: usize = GROUP_BLOCKS / 2;
+/// Bytes of one vector of a group: four of each block.
+const VECTOR: usize = 4 * GROUP_BLOCKS;
 /// Values per group.
 const GROUP: usize = GROUP_BLOCKS * QUANT_BLOCK;
 /// Weight rows per register tile (the assembly of `avx2::step_full` is written for 3).
@@ -49,10 +61,10 @@ const QMAX: f32 = 127.0;
 /// Q4_0 rows stored packed, and AVX2.
 pub(super) fn applies(w: &In<'_>) -> bool {
     cfg!(target_arch = "x86_64")
-        && isa() == Isa::Avx2
+        && isa().has_avx2()
         && w.desc.dtype == glmhal_hal::DType::Q4_0
         && w.desc.rows_contiguous()
-        && w.desc.shape[1] % QUANT_BLOCK == 0
+        && w.desc.shape[1].is_multiple_of(QUANT_BLOCK)
 }
 
 /// `out = x · wᵀ` (`x` as f32 rows of length `k`, `out` as `[m, n]`) for
@@ -98,13 +110,13 @@ pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
 struct Activations {
     /// Rows, padded with zero rows to a multiple of [`RN`].
     rows: usize,
-    /// Groups of eight blocks per row (the depth padded with zero blocks).
+    /// Groups of sixteen blocks per row (the depth padded with zero blocks).
     groups: usize,
     /// `rows × groups × GROUP` bytes in the group layout.
     values: Scratch<i8>,
-    /// `rows × groups × 8` block scales.
+    /// `rows × groups × 16` block scales.
     scales: Scratch<f32>,
-    /// `rows × groups × 8` values of `8·Σq` per block.
+    /// `rows × groups × 16` values of `−8·Σq`, one per block.
     offsets: Scratch<i32>,
 }
 
@@ -123,20 +135,10 @@ impl Activations {
             .zip(xs.par_chunks(k))
             .for_each(|(((values, scales), offsets), x)| {
                 for (b, block) in x.chunks_exact(QUANT_BLOCK).enumerate() {
-                    let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-                    // A NaN or infinity makes the block's scale NaN, so
-                    // every product it enters is NaN rather than finite.
-                    let finite = block.iter().all(|v| v.is_finite());
-                    let d = if finite { amax / QMAX } else { f32::NAN };
-                    let id = if finite && d > 0.0 { 1.0 / d } else { 0.0 };
-                    let mut sum = 0i32;
-                    for (e, v) in block.iter().enumerate() {
-                        let q = (v * id).round().clamp(-QMAX, QMAX) as i8;
-                        values[position(b, e)] = q;
-                        sum += q as i32;
-                    }
+                    let group = &mut values[(b / GROUP_BLOCKS) * GROUP..][..GROUP];
+                    let (d, sum) = quantize_block(block, b % GROUP_BLOCKS, group);
                     scales[b] = d;
-                    offsets[b] = 8 * sum;
+                    offsets[b] = -8 * sum;
                 }
             });
         Self {
@@ -149,10 +151,37 @@ impl Activations {
     }
 }
 
+/// Quantizes one block of 32 activations into lane `lane` of its row's
+/// `group`; returns the block's scale and `Σq`. A NaN or infinity makes
+/// the scale NaN (and every `q` zero), so every product the block enters is
+/// NaN rather than finite.
+fn quantize_block(block: &[f32], lane: usize, group: &mut [i8]) -> (f32, i32) {
+    assert!(block.len() == QUANT_BLOCK && lane < GROUP_BLOCKS && group.len() >= GROUP);
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `applies` checked AVX2; the lengths are asserted above.
+    unsafe {
+        avx2::quantize_block(block, lane, group)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let finite = block.iter().all(|v| v.is_finite());
+        let d = if finite { amax / QMAX } else { f32::NAN };
+        let id = if finite && d > 0.0 { 1.0 / d } else { 0.0 };
+        let mut sum = 0i32;
+        for (e, v) in block.iter().enumerate() {
+            let q = (v * id).round_ties_even().clamp(-QMAX, QMAX) as i8;
+            group[position(lane, e)] = q;
+            sum += q as i32;
+        }
+        (d, sum)
+    }
+}
+
 /// Where element `e` of block `b` of a row lies in the group layout.
 fn position(b: usize, e: usize) -> usize {
     let (group, lane) = (b / GROUP_BLOCKS, b % GROUP_BLOCKS);
-    group * GROUP + (e / 4) * 32 + lane * 4 + e % 4
+    group * GROUP + (e / 4) * VECTOR + lane * 4 + e % 4
 }
 
 /// A task's weight rows unpacked into the group layout.
@@ -181,19 +210,22 @@ impl Panel {
             let row = &w.bytes[at..at + blocks * bb];
             let values = &mut self.values[i * groups * GROUP..(i + 1) * groups * GROUP];
             let scales = &mut self.scales[i * groups * GROUP_BLOCKS..][..groups * GROUP_BLOCKS];
-            for (s, block) in scales.iter_mut().zip(row.chunks_exact(bb)) {
-                *s = block_scale(block);
-            }
             for (g, dst) in values.chunks_exact_mut(GROUP).enumerate() {
                 let first = g * GROUP_BLOCKS;
                 let here = GROUP_BLOCKS.min(blocks - first);
                 let src = &row[first * bb..(first + here) * bb];
-                #[cfg(target_arch = "x86_64")]
-                // SAFETY: `applies` checked AVX2; `src` holds `here` ≤ 8
-                // whole blocks and `dst` one group.
-                unsafe {
-                    avx2::unpack_group(src, here, dst)
-                };
+                for half in 0..here.div_ceil(HALF_BLOCKS) {
+                    let first = half * HALF_BLOCKS;
+                    let count = HALF_BLOCKS.min(here - first);
+                    let scales = &mut scales[g * GROUP_BLOCKS + first..][..HALF_BLOCKS];
+                    #[cfg(target_arch = "x86_64")]
+                    // SAFETY: `applies` checked AVX2; `src` holds `count` ≤ 8
+                    // whole blocks from `first` on, `dst` one group and
+                    // `scales` eight values.
+                    unsafe {
+                        avx2::unpack_half(&src[first * bb..], count, half, dst, scales)
+                    };
+                }
             }
         }
     }
@@ -217,12 +249,15 @@ impl Tile<'_> {
         assert!(self.panel.scales.len() >= (self.r0 + rows) * g * GROUP_BLOCKS);
         assert!(self.c0 + RN <= self.acts.rows);
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: `applies` checked AVX2; every row the kernel reads lies in
-        // the panel and the activations (asserted above).
+        // SAFETY: `applies` checked AVX2 and `isa` AVX-512 where it is
+        // used; every row the kernel reads lies in the panel and the
+        // activations (asserted above).
         unsafe {
-            match rows {
-                2 => avx2::tile::<2>(self, dots),
-                _ => avx2::tile::<1>(self, dots),
+            match (rows, isa() == Isa::Avx512) {
+                (2, true) => avx512::tile::<2>(self, dots),
+                (_, true) => avx512::tile::<1>(self, dots),
+                (2, false) => avx2::tile::<2>(self, dots),
+                (_, false) => avx2::tile::<1>(self, dots),
             }
         }
     }
@@ -234,14 +269,104 @@ mod avx2 {
 
     use std::arch::x86_64::*;
 
-    use super::{Tile, GROUP, GROUP_BLOCKS, RM, RN};
+    use super::{Tile, GROUP, GROUP_BLOCKS, HALF_BLOCKS, QMAX, RM, RN, VECTOR};
     use crate::kernels::simd::sum8;
 
-    /// Unpacks `here` ≤ 8 Q4_0 blocks (18 bytes each) into one group of the
-    /// layout: nibbles as bytes, block `l` in lane `l`; missing blocks are zero.
+    /// [`super::quantize_block`] (rounding to nearest, ties to even).
     #[target_feature(enable = "avx2")]
-    pub(super) unsafe fn unpack_group(src: &[u8], here: usize, dst: &mut [u8]) {
-        assert!(here <= GROUP_BLOCKS && src.len() >= 18 * here && dst.len() >= GROUP);
+    pub(super) unsafe fn quantize_block(
+        block: &[f32],
+        lane: usize,
+        group: &mut [i8],
+    ) -> (f32, i32) {
+        assert!(block.len() == 32 && lane < GROUP_BLOCKS && group.len() >= GROUP);
+        // SAFETY: the 32 values lie inside `block` (asserted).
+        let v: [__m256; 4] =
+            std::array::from_fn(|i| unsafe { _mm256_loadu_ps(block.as_ptr().add(8 * i)) });
+        let abs_mask = _mm256_castsi256_ps(_mm256_set1_epi32(0x7fff_ffff));
+        let abs: [__m256; 4] = std::array::from_fn(|i| _mm256_and_ps(v[i], abs_mask));
+        let amax = max8(_mm256_max_ps(
+            _mm256_max_ps(abs[0], abs[1]),
+            _mm256_max_ps(abs[2], abs[3]),
+        ));
+        // |v| < ∞ is false for infinities and NaN alike.
+        let inf = _mm256_set1_ps(f32::INFINITY);
+        let finite = abs
+            .iter()
+            .all(|a| _mm256_movemask_ps(_mm256_cmp_ps::<_CMP_LT_OQ>(*a, inf)) == 0xff);
+        if !finite {
+            for e in 0..32 {
+                group[super::position(lane, e)] = 0;
+            }
+            return (f32::NAN, 0);
+        }
+        let d = amax / QMAX;
+        let id = _mm256_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+        let (lo, hi) = (_mm256_set1_ps(-QMAX), _mm256_set1_ps(QMAX));
+        let q: [__m256i; 4] = std::array::from_fn(|i| {
+            let r = _mm256_round_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm256_mul_ps(v[i], id),
+            );
+            _mm256_cvtps_epi32(_mm256_min_ps(_mm256_max_ps(r, lo), hi))
+        });
+        let total = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+        let sum = {
+            let mut lanes = [0i32; 8];
+            // SAFETY: eight i32 into an array of eight.
+            unsafe { _mm256_storeu_si256(lanes.as_mut_ptr().cast(), total) };
+            lanes.iter().sum()
+        };
+        // Saturating packs work per 128-bit half; the permutation puts the
+        // 32 bytes back in element order.
+        let bytes = _mm256_permutevar8x32_epi32(
+            _mm256_packs_epi16(
+                _mm256_packs_epi32(q[0], q[1]),
+                _mm256_packs_epi32(q[2], q[3]),
+            ),
+            _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7),
+        );
+        let mut dwords = [0i32; 8];
+        // SAFETY: eight dwords into an array of eight.
+        unsafe { _mm256_storeu_si256(dwords.as_mut_ptr().cast(), bytes) };
+        // Dword t (elements 4t..4t + 4) goes to lane `lane` of vector t.
+        for (t, dword) in dwords.iter().enumerate() {
+            group[super::position(lane, 4 * t)..][..4]
+                .copy_from_slice(&dword.to_le_bytes().map(|b| b as i8));
+        }
+        (d, sum)
+    }
+
+    /// The largest of eight f32.
+    #[target_feature(enable = "avx2")]
+    fn max8(v: __m256) -> f32 {
+        let m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+        let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+        _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)))
+    }
+
+    /// Unpacks `here` ≤ 8 Q4_0 blocks (18 bytes each) into half `half` of
+    /// one group of the layout (nibbles as bytes, block `8·half + l` in
+    /// lane `l` of the half) and their scales into `scales`; missing blocks
+    /// are zero.
+    #[target_feature(enable = "avx2,f16c")]
+    pub(super) unsafe fn unpack_half(
+        src: &[u8],
+        here: usize,
+        half: usize,
+        dst: &mut [u8],
+        scales: &mut [f32],
+    ) {
+        assert!(here <= HALF_BLOCKS && half < 2 && src.len() >= 18 * here && dst.len() >= GROUP);
+        assert!(scales.len() >= HALF_BLOCKS);
+        let mut halves = [0u16; HALF_BLOCKS];
+        for (l, h) in halves.iter_mut().enumerate().take(here) {
+            *h = u16::from_le_bytes([src[18 * l], src[18 * l + 1]]);
+        }
+        // SAFETY: eight u16 in, eight f32 out, both inside their arrays.
+        unsafe {
+            let h = _mm_loadu_si128(halves.as_ptr().cast());
+            _mm256_storeu_ps(scales.as_mut_ptr(), _mm256_cvtph_ps(h));
+        }
         let low = _mm_set1_epi8(0x0f);
         // Block l's 32 values in order: low nibbles are elements 0..16, high 16..32.
         let v: [__m256i; 8] = std::array::from_fn(|l| {
@@ -277,15 +402,15 @@ mod avx2 {
             _mm256_unpacklo_epi64(t45[1], t67[1]),
             _mm256_unpackhi_epi64(t45[1], t67[1]),
         ];
-        let out = dst.as_mut_ptr().cast::<__m256i>();
+        // Half `half` of vector t starts 64·t + 32·half bytes into the group.
+        let group = dst.as_mut_ptr();
+        // SAFETY: offsets inside the group (t < 8, half < 2).
+        let out = |t: usize| unsafe { group.add(VECTOR * t + 32 * half) }.cast::<__m256i>();
         for t in 0..4 {
-            // SAFETY: vectors t and t + 4 of the group lie inside `dst` (asserted).
+            // SAFETY: half `half` of vectors t and t + 4 lies inside `dst` (asserted).
             unsafe {
-                _mm256_storeu_si256(out.add(t), _mm256_permute2x128_si256(lo[t], hi[t], 0x20));
-                _mm256_storeu_si256(
-                    out.add(t + 4),
-                    _mm256_permute2x128_si256(lo[t], hi[t], 0x31),
-                );
+                _mm256_storeu_si256(out(t), _mm256_permute2x128_si256(lo[t], hi[t], 0x20));
+                _mm256_storeu_si256(out(t + 4), _mm256_permute2x128_si256(lo[t], hi[t], 0x31));
             }
         }
     }
@@ -310,14 +435,16 @@ mod avx2 {
         let mut f = [[_mm256_setzero_ps(); RN]; R];
         // SAFETY (every load): group g < groups of each row lies inside the
         // panel and the activations (the caller asserted the row counts).
-        for g in 0..groups {
+        for (g, half) in (0..groups).flat_map(|g| [(g, 0), (g, 1)]) {
+            // Where the half's first vector starts.
+            let base = g * GROUP + 32 * half;
             let acc: [[__m256i; RN]; R] = if R == RM {
-                let full = unsafe { group_full(w_full, av, g) };
+                let full = unsafe { half_full(w_full, av, base) };
                 std::array::from_fn(|r| full[r])
             } else {
                 let mut acc = [[_mm256_setzero_si256(); RN]; R];
                 for v in 0..8 {
-                    let at = g * GROUP + 32 * v;
+                    let at = base + VECTOR * v;
                     let w: [__m256i; R] = std::array::from_fn(|r| unsafe {
                         _mm256_loadu_si256(wv[r].add(at).cast())
                     });
@@ -331,7 +458,7 @@ mod avx2 {
                 }
                 acc
             };
-            let s = g * GROUP_BLOCKS;
+            let s = g * GROUP_BLOCKS + HALF_BLOCKS * half;
             for c in 0..RN {
                 let (da, off) = unsafe {
                     (
@@ -341,7 +468,7 @@ mod avx2 {
                 };
                 for r in 0..R {
                     let k = _mm256_mul_ps(da, unsafe { _mm256_loadu_ps(ws[r].add(s)) });
-                    let sums = _mm256_sub_epi32(_mm256_madd_epi16(acc[r][c], ones), off);
+                    let sums = _mm256_add_epi32(_mm256_madd_epi16(acc[r][c], ones), off);
                     f[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums), k, f[r][c]);
                 }
             }
@@ -353,8 +480,8 @@ mod avx2 {
         }
     }
 
-    /// Group `g` of a full tile: `acc[r][c] = Σ_v maddubs(w_r, a_c)` over
-    /// the group's eight vectors.
+    /// The half group starting at byte `base` of a full tile:
+    /// `acc[r][c] = Σ_v maddubs(w_r, a_c)` over its eight vectors.
     ///
     /// In assembly because the same sequence written with intrinsics came
     /// out of the register allocator with the activation vectors spilled
@@ -363,13 +490,17 @@ mod avx2 {
     /// each activation vector is loaded once for both weight rows.
     ///
     /// # Safety
-    /// Group `g` of every row must be readable.
+    /// The group holding `base` must be readable in every row.
     #[target_feature(enable = "avx2")]
-    unsafe fn group_full(w: [*const u8; RM], a: [*const i8; RN], g: usize) -> [[__m256i; RN]; RM] {
+    unsafe fn half_full(
+        w: [*const u8; RM],
+        a: [*const i8; RN],
+        base: usize,
+    ) -> [[__m256i; RN]; RM] {
         let mut acc = [[_mm256_setzero_si256(); RN]; RM];
         for v in 0..8 {
-            // SAFETY: vector v of group g lies inside every row (the caller's guarantee).
-            unsafe { step_full(w, a, g * GROUP + 32 * v, &mut acc) };
+            // SAFETY: vector v of the half lies inside every row (the caller's guarantee).
+            unsafe { step_full(w, a, base + VECTOR * v, &mut acc) };
         }
         acc
     }
@@ -452,6 +583,67 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! Every function needs AVX-512 F, BW and VNNI (checked by `isa()`).
+
+    use std::arch::x86_64::*;
+
+    use super::{Tile, GROUP, GROUP_BLOCKS, RM, RN, VECTOR};
+
+    /// The tile of exactly `R` weight rows (see [`Tile::dots`]).
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub(super) unsafe fn tile<const R: usize>(t: &Tile<'_>, dots: &mut [[f32; RN]; RM]) {
+        let groups = t.panel.groups;
+        let row = |r: usize| (t.r0 + r) * groups;
+        let col = |c: usize| (t.c0 + c) * groups;
+        let wv: [*const u8; R] = std::array::from_fn(|r| t.panel.values[row(r) * GROUP..].as_ptr());
+        let ws: [*const f32; R] =
+            std::array::from_fn(|r| t.panel.scales[row(r) * GROUP_BLOCKS..].as_ptr());
+        let av: [*const i8; RN] = std::array::from_fn(|c| t.acts.values[col(c) * GROUP..].as_ptr());
+        let asc: [*const f32; RN] =
+            std::array::from_fn(|c| t.acts.scales[col(c) * GROUP_BLOCKS..].as_ptr());
+        let aoff: [*const i32; RN] =
+            std::array::from_fn(|c| t.acts.offsets[col(c) * GROUP_BLOCKS..].as_ptr());
+        let mut f = [[_mm512_setzero_ps(); RN]; R];
+        // SAFETY (every load): group g < groups of each row lies inside the
+        // panel and the activations (the caller asserted the row counts).
+        for g in 0..groups {
+            let s = g * GROUP_BLOCKS;
+            // Each sum starts at its activation block's −8·Σq.
+            let mut acc: [[__m512i; RN]; R] = {
+                let off: [__m512i; RN] =
+                    std::array::from_fn(|c| unsafe { _mm512_loadu_si512(aoff[c].add(s).cast()) });
+                [off; R]
+            };
+            for v in 0..GROUP / VECTOR {
+                let at = g * GROUP + VECTOR * v;
+                let w: [__m512i; R] =
+                    std::array::from_fn(|r| unsafe { _mm512_loadu_si512(wv[r].add(at).cast()) });
+                for c in 0..RN {
+                    let a = unsafe { _mm512_loadu_si512(av[c].add(at).cast()) };
+                    for r in 0..R {
+                        acc[r][c] = _mm512_dpbusd_epi32(acc[r][c], w[r], a);
+                    }
+                }
+            }
+            let dw: [__m512; R] = std::array::from_fn(|r| unsafe { _mm512_loadu_ps(ws[r].add(s)) });
+            for c in 0..RN {
+                let da = unsafe { _mm512_loadu_ps(asc[c].add(s)) };
+                for r in 0..R {
+                    let k = _mm512_mul_ps(da, dw[r]);
+                    f[r][c] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(acc[r][c]), k, f[r][c]);
+                }
+            }
+        }
+        for r in 0..R {
+            for c in 0..RN {
+                dots[r][c] = _mm512_reduce_add_ps(f[r][c]);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -529,11 +721,12 @@ mod tests {
 
     #[test]
     fn the_layout_puts_block_l_in_lane_l() {
-        // Element e of block b, for the kernel's vector t = e / 4 and lane l = b % 8.
+        // Element e of block b, for the kernel's vector t = e / 4 and lane l = b % 16.
         assert_eq!(position(0, 0), 0);
         assert_eq!(position(1, 0), 4);
-        assert_eq!(position(0, 4), 32);
-        assert_eq!(position(7, 31), 7 * 32 + 7 * 4 + 3);
-        assert_eq!(position(8, 0), GROUP);
+        assert_eq!(position(0, 4), 64);
+        assert_eq!(position(8, 0), 32);
+        assert_eq!(position(15, 31), 7 * 64 + 15 * 4 + 3);
+        assert_eq!(position(16, 0), GROUP);
     }
 }

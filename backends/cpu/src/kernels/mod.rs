@@ -217,7 +217,7 @@ impl Out<'_> {
 pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
-    if simd::isa() == simd::Isa::Avx2 {
+    if simd::isa().has_avx2() {
         let mut out = [0.0f32];
         simd::dot_rows(DType::F32, f32_bytes(b), &[a], &mut out);
         return out[0];

@@ -1,5 +1,6 @@
 //! Dot products chosen at run time by CPU feature: AVX2 + FMA + F16C where
-//! the CPU has them (checked once), a portable path everywhere else. They
+//! the CPU has them (checked once; the AVX-512 level adds only prefill
+//! products, elsewhere), a portable path everywhere else. They
 //! read weights as stored, so a matrix-vector product never writes a
 //! converted copy of a weight row:
 //!
@@ -17,31 +18,84 @@ use glmhal_hal::{quant::block_scale, DType, QUANT_BLOCK};
 
 use super::scratch::Scratch;
 
-/// The instruction set the kernels use on this CPU.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// The instruction set the kernels use on this CPU, best first.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Isa {
-    /// AVX2, FMA and F16C.
-    Avx2,
     /// Plain Rust the compiler vectorizes for the build target.
     Portable,
+    /// AVX2, FMA and F16C.
+    Avx2,
+    /// AVX2's set plus AVX-512 F, BW, VL and VNNI: the prefill products
+    /// use 512-bit registers (the rest of the kernels stay on AVX2).
+    Avx512,
 }
 
-/// Detected once per process (`GLMHAL_CPU_ISA=portable` forces the portable path).
-pub(crate) fn isa() -> Isa {
-    static ISA: OnceLock<Isa> = OnceLock::new();
-    *ISA.get_or_init(|| {
-        if std::env::var("GLMHAL_CPU_ISA").is_ok_and(|v| v == "portable") {
-            return Isa::Portable;
+impl Isa {
+    /// Whether the AVX2 kernels may run (every level above portable has them).
+    pub(crate) fn has_avx2(self) -> bool {
+        self >= Isa::Avx2
+    }
+
+    /// The name `GLMHAL_CPU_ISA` and the device report use.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Isa::Portable => "portable",
+            Isa::Avx2 => "avx2",
+            Isa::Avx512 => "avx512",
         }
+    }
+
+    /// The best level this CPU supports.
+    fn detected() -> Self {
         #[cfg(target_arch = "x86_64")]
         if is_x86_feature_detected!("avx2")
             && is_x86_feature_detected!("fma")
             && is_x86_feature_detected!("f16c")
         {
-            return Isa::Avx2;
+            let avx512 = is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx512bw")
+                && is_x86_feature_detected!("avx512vl")
+                && is_x86_feature_detected!("avx512vnni");
+            return if avx512 { Isa::Avx512 } else { Isa::Avx2 };
         }
         Isa::Portable
+    }
+}
+
+/// Detected once per process. `GLMHAL_CPU_ISA` (`portable`, `avx2` or
+/// `avx512`) caps the level, so a machine with AVX-512 can check its AVX2
+/// and portable paths too; a cap above what the CPU has changes nothing,
+/// and any other value is refused by [`isa_setting_error`].
+pub(crate) fn isa() -> Isa {
+    static ISA: OnceLock<Isa> = OnceLock::new();
+    *ISA.get_or_init(|| {
+        let detected = Isa::detected();
+        match requested_isa() {
+            Ok(Some(cap)) => cap.min(detected),
+            _ => detected,
+        }
     })
+}
+
+/// The cap `GLMHAL_CPU_ISA` asks for (`None` when it is unset).
+fn requested_isa() -> Result<Option<Isa>, String> {
+    match std::env::var("GLMHAL_CPU_ISA") {
+        Ok(value) => parse_isa(&value).map(Some),
+        Err(_) => Ok(None),
+    }
+}
+
+/// The level a `GLMHAL_CPU_ISA` value names.
+fn parse_isa(value: &str) -> Result<Isa, String> {
+    [Isa::Portable, Isa::Avx2, Isa::Avx512]
+        .into_iter()
+        .find(|i| i.name() == value)
+        .ok_or_else(|| format!("{value:?} is not one of portable, avx2, avx512"))
+}
+
+/// Why the CPU backend cannot honour `GLMHAL_CPU_ISA`, if it cannot.
+pub(crate) fn isa_setting_error() -> Option<String> {
+    requested_isa().err()
 }
 
 /// Largest quantized activation magnitude.
@@ -100,7 +154,7 @@ fn weight(dtype: DType, w: &[u8], i: usize) -> f32 {
 pub(crate) fn dot_rows(dtype: DType, w: &[u8], xs: &[&[f32]], out: &mut [f32]) {
     debug_assert!(xs.len() <= TILE && out.len() >= xs.len());
     #[cfg(target_arch = "x86_64")]
-    if isa() == Isa::Avx2 {
+    if isa().has_avx2() {
         // SAFETY: the CPU has AVX2, FMA and F16C (checked by `isa`); lengths are asserted inside.
         unsafe { avx2::dot_rows(dtype, w, xs, out) };
         return;
@@ -119,10 +173,19 @@ pub(crate) fn dot_rows(dtype: DType, w: &[u8], xs: &[&[f32]], out: &mut [f32]) {
 pub(crate) fn dot_rows_quantized(dtype: DType, w: &[u8], xs: &[&QuantizedRow], out: &mut [f32]) {
     debug_assert!(xs.len() <= TILE && out.len() >= xs.len());
     #[cfg(target_arch = "x86_64")]
-    if isa() == Isa::Avx2 {
-        // SAFETY: as in `dot_rows`.
-        unsafe { avx2::dot_rows_quantized(dtype, w, xs, out) };
-        return;
+    match isa() {
+        Isa::Avx512 => {
+            // SAFETY: the CPU has AVX-512 F/BW besides AVX2, FMA and F16C
+            // (checked by `isa`); lengths are asserted inside.
+            unsafe { avx512::dot_rows_quantized(dtype, w, xs, out) };
+            return;
+        }
+        Isa::Avx2 => {
+            // SAFETY: as in `dot_rows`.
+            unsafe { avx2::dot_rows_quantized(dtype, w, xs, out) };
+            return;
+        }
+        Isa::Portable => {}
     }
     let bb = dtype.block_bytes();
     for (o, x) in out.iter_mut().zip(xs) {
@@ -154,7 +217,7 @@ pub(crate) fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
     let n = out.len().min(gate.len()).min(up.len());
     let mut done = 0;
     #[cfg(target_arch = "x86_64")]
-    if isa() == Isa::Avx2 {
+    if isa().has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA (checked by `isa`); lengths are checked inside.
         done = unsafe { avx2::silu_mul(&gate[..n], &up[..n], &mut out[..n]) };
     }
@@ -174,7 +237,7 @@ pub(crate) fn softmax_in_place(row: &mut [f32]) {
     let mut done = 0;
     let mut sum = 0.0f32;
     #[cfg(target_arch = "x86_64")]
-    if isa() == Isa::Avx2 {
+    if isa().has_avx2() {
         // SAFETY: the CPU has AVX2 and FMA (checked by `isa`).
         (done, sum) = unsafe { avx2::exp_shifted(row, max) };
     }
@@ -203,7 +266,7 @@ pub(crate) fn prefetch(bytes: &[u8]) {
 /// values are those of [`glmhal_hal::quant::decode_packed`].
 pub(crate) fn to_f32(dtype: DType, src: &[u8], dst: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
-    if isa() == Isa::Avx2 {
+    if isa().has_avx2() {
         // SAFETY: as in `dot_rows`; the functions check their lengths.
         unsafe {
             match dtype {
@@ -252,7 +315,7 @@ mod avx2 {
     /// may lie past the weights (a prefetch never faults), so it is formed
     /// with wrapping arithmetic and never dereferenced.
     #[target_feature(enable = "avx2")]
-    fn prefetch_ahead(p: *const u8) {
+    pub(super) fn prefetch_ahead(p: *const u8) {
         _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_AHEAD).cast());
     }
 
@@ -669,6 +732,195 @@ mod avx2 {
     }
 }
 
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    //! The quantized matrix-vector products with 512-bit registers: one
+    //! `madd` per block and activation row where AVX2 needs two and an add,
+    //! and sixteen blocks' scales per vector. Every function needs AVX-512
+    //! F and BW besides AVX2, FMA and F16C (the caller checked `isa()`) and
+    //! reads only inside the slices it is given.
+
+    use std::arch::x86_64::*;
+
+    use glmhal_hal::{DType, QUANT_BLOCK};
+
+    use super::avx2::prefetch_ahead;
+    use super::QuantizedRow;
+
+    /// Blocks whose scales are converted and multiplied together.
+    const GROUP: usize = 16;
+
+    /// A block's 32 weights as 32 int16 in element order: Q4_0 nibbles as
+    /// stored (0..=15, not yet offset by −8), Q8_0 bytes sign-extended.
+    ///
+    /// # Safety
+    /// `block` must point at a whole block of the dtype.
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn weights32<const Q4: bool>(block: *const u8) -> __m512i {
+        // SAFETY: the caller passes a whole 18-byte (Q4_0) or 34-byte (Q8_0) block.
+        unsafe {
+            if Q4 {
+                let q = _mm_loadu_si128(block.add(2).cast());
+                let low = _mm_set1_epi8(0x0f);
+                let both = _mm256_set_m128i(
+                    _mm_and_si128(_mm_srli_epi16(q, 4), low),
+                    _mm_and_si128(q, low),
+                );
+                _mm512_cvtepu8_epi16(both)
+            } else {
+                _mm512_cvtepi8_epi16(_mm256_loadu_si256(block.add(2).cast()))
+            }
+        }
+    }
+
+    /// `R` quantized activation rows against one Q8_0 (`Q4 = false`) or
+    /// Q4_0 row, as `avx2::rows_quantized` computes them: per block one
+    /// `madd` of 32 int16 pairs per row, a conversion and an FMA with the
+    /// block's two scales (lane `i` of its group's scales, moved to every
+    /// lane by one permutation); Q4_0's −8 offset comes back through the
+    /// rows' `−8·Σq`, sixteen blocks per FMA.
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+    unsafe fn rows<const Q4: bool, const R: usize>(
+        w: &[u8],
+        xs: &[&QuantizedRow],
+        out: &mut [f32],
+    ) {
+        let blocks = xs[0].scales.len();
+        let bb = if Q4 { 18 } else { 34 };
+        assert!(xs.len() == R && out.len() >= R && w.len() >= bb * blocks);
+        assert!(xs.iter().all(|x| x.scales.len() == blocks
+            && x.values.len() >= QUANT_BLOCK * blocks
+            && (!Q4 || x.nibble_offsets.len() >= blocks)));
+        let values: [*const i16; R] = std::array::from_fn(|r| xs[r].values.as_ptr());
+        let scales: [*const f32; R] = std::array::from_fn(|r| xs[r].scales.as_ptr());
+        let offsets: [*const f32; R] = std::array::from_fn(|r| xs[r].nibble_offsets.as_ptr());
+        // Even and odd blocks in separate accumulators so consecutive FMAs
+        // do not wait on each other; Q4_0's scaled offsets in a third.
+        let mut even = [_mm512_setzero_ps(); R];
+        let mut odd = [_mm512_setzero_ps(); R];
+        let mut offset = [_mm512_setzero_ps(); R];
+        // Block b's integer products, one f32 vector (16 lanes to be summed) per row.
+        macro_rules! products {
+            ($b:expr) => {{
+                let b = $b;
+                // SAFETY: b < blocks, so block b lies inside `w` and every
+                // activation row's arrays (asserted above).
+                unsafe {
+                    let wv = weights32::<Q4>(w.as_ptr().add(b * bb));
+                    let products: [__m512; R] = std::array::from_fn(|r| {
+                        let x = _mm512_loadu_si512(values[r].add(b * QUANT_BLOCK).cast());
+                        _mm512_cvtepi32_ps(_mm512_madd_epi16(wv, x))
+                    });
+                    products
+                }
+            }};
+        }
+        let mut b = 0;
+        while b + GROUP <= blocks {
+            let group = w.as_ptr().wrapping_add(b * bb);
+            for line in (0..GROUP * bb).step_by(64) {
+                prefetch_ahead(group.wrapping_add(line));
+            }
+            // SAFETY: blocks b..b + 16 lie inside `w` and the rows' scales
+            // and offsets (asserted).
+            let k: [__m512; R] = unsafe {
+                let bits = |i: usize| group.add(i * bb).cast::<i16>().read_unaligned();
+                let dw = _mm512_cvtph_ps(_mm256_setr_epi16(
+                    bits(0),
+                    bits(1),
+                    bits(2),
+                    bits(3),
+                    bits(4),
+                    bits(5),
+                    bits(6),
+                    bits(7),
+                    bits(8),
+                    bits(9),
+                    bits(10),
+                    bits(11),
+                    bits(12),
+                    bits(13),
+                    bits(14),
+                    bits(15),
+                ));
+                std::array::from_fn(|r| _mm512_mul_ps(dw, _mm512_loadu_ps(scales[r].add(b))))
+            };
+            if Q4 {
+                for r in 0..R {
+                    // SAFETY: as for the scales.
+                    let o = unsafe { _mm512_loadu_ps(offsets[r].add(b)) };
+                    offset[r] = _mm512_fmadd_ps(k[r], o, offset[r]);
+                }
+            }
+            // Blocks b + i and b + i + 1, spelled out for every pair so the
+            // lane indices are constants.
+            macro_rules! pair {
+                ($i:literal) => {{
+                    let (p0, p1) = (products!(b + $i), products!(b + $i + 1));
+                    let (l0, l1) = (_mm512_set1_epi32($i), _mm512_set1_epi32($i + 1));
+                    for r in 0..R {
+                        even[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(l0, k[r]), p0[r], even[r]);
+                        odd[r] = _mm512_fmadd_ps(_mm512_permutexvar_ps(l1, k[r]), p1[r], odd[r]);
+                    }
+                }};
+            }
+            pair!(0);
+            pair!(2);
+            pair!(4);
+            pair!(6);
+            pair!(8);
+            pair!(10);
+            pair!(12);
+            pair!(14);
+            b += GROUP;
+        }
+        while b < blocks {
+            let mut products = products!(b);
+            // SAFETY: block b lies inside `w`; the row's scale and (for
+            // Q4_0) offset at b exist (asserted).
+            let d = half::f16::from_bits(unsafe {
+                w.as_ptr().add(b * bb).cast::<u16>().read_unaligned()
+            })
+            .to_f32();
+            for r in 0..R {
+                if Q4 {
+                    // A sixteenth of the offset in each of the sixteen lanes (exact).
+                    let o = _mm512_set1_ps(0.0625 * unsafe { *offsets[r].add(b) });
+                    products[r] = _mm512_add_ps(products[r], o);
+                }
+                let k = _mm512_set1_ps(d * unsafe { *scales[r].add(b) });
+                even[r] = _mm512_fmadd_ps(k, products[r], even[r]);
+            }
+            b += 1;
+        }
+        for r in 0..R {
+            out[r] = _mm512_reduce_add_ps(_mm512_add_ps(_mm512_add_ps(even[r], odd[r]), offset[r]));
+        }
+    }
+
+    pub(super) unsafe fn dot_rows_quantized(
+        dtype: DType,
+        w: &[u8],
+        xs: &[&QuantizedRow],
+        out: &mut [f32],
+    ) {
+        // SAFETY: the caller checked the CPU features.
+        unsafe {
+            match (dtype == DType::Q4_0, xs.len()) {
+                (true, 1) => rows::<true, 1>(w, xs, out),
+                (true, 2) => rows::<true, 2>(w, xs, out),
+                (true, 3) => rows::<true, 3>(w, xs, out),
+                (true, 4) => rows::<true, 4>(w, xs, out),
+                (false, 1) => rows::<false, 1>(w, xs, out),
+                (false, 2) => rows::<false, 2>(w, xs, out),
+                (false, 3) => rows::<false, 3>(w, xs, out),
+                (false, 4) => rows::<false, 4>(w, xs, out),
+                _ => {}
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -677,6 +929,21 @@ mod tests {
     fn random(n: usize, seed: u64) -> Vec<f32> {
         let mut rng = Rng::new(seed);
         (0..n).map(|_| rng.uniform(-1.0, 1.0)).collect()
+    }
+
+    #[test]
+    fn isa_settings_name_levels_in_order() {
+        assert_eq!(parse_isa("portable"), Ok(Isa::Portable));
+        assert_eq!(parse_isa("avx2"), Ok(Isa::Avx2));
+        assert_eq!(parse_isa("avx512"), Ok(Isa::Avx512));
+        let refused = parse_isa("AVX2").unwrap_err();
+        assert!(
+            refused.contains("\"AVX2\"") && refused.contains("avx512"),
+            "{refused}"
+        );
+        // A cap is a ceiling: `min` with what the CPU has.
+        assert_eq!(Isa::Avx512.min(Isa::Avx2), Isa::Avx2);
+        assert!(Isa::Avx512.has_avx2() && Isa::Avx2.has_avx2() && !Isa::Portable.has_avx2());
     }
 
     #[test]
@@ -707,7 +974,8 @@ mod tests {
 
     #[test]
     fn every_dot_matches_a_plain_loop_for_every_tile_size() {
-        for n in [32usize, 96, 320, 1000, 4096] {
+        // Block counts below, at and past the sixteen-block groups, with tails.
+        for n in [32usize, 96, 320, 672, 1000, 4096] {
             let w = random(n, 1);
             let xs: Vec<Vec<f32>> = (0..TILE as u64).map(|s| random(n, 10 + s)).collect();
             for rows in 1..=TILE {

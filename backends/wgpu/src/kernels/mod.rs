@@ -162,7 +162,7 @@ impl Arg {
         let elem = desc.dtype.block_bytes() as u64;
         view.offset = if desc.dtype.is_quantized() {
             u32_of(skip as usize, "an offset of")?
-        } else if skip % elem == 0 {
+        } else if skip.is_multiple_of(elem) {
             u32_of((skip / elem) as usize, "an offset of")?
         } else {
             return Err(HalError::invalid(
