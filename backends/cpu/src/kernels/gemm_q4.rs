@@ -56,6 +56,9 @@ const RN: usize = 6;
 const PANEL_ROWS: usize = 12;
 /// Largest quantized activation magnitude.
 const QMAX: f32 = 127.0;
+/// Groups of the depth multiplied per pass: a panel's 12 rows of them
+/// (24 KiB) and one tile's 6 activation rows (12 KiB) fit in L1.
+const DEPTH_GROUPS: usize = 4;
 
 /// Whether [`gemm`] computes `x · wᵀ` for these weights on this CPU:
 /// Q4_0 rows stored packed, and AVX2.
@@ -85,18 +88,30 @@ pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
             let j0 = task * PANEL_ROWS;
             let rows = PANEL_ROWS.min(n - j0);
             panel.pack(w, j0..j0 + rows, acts.groups);
-            for r0 in (0..rows).step_by(RM) {
+            sums.fill(0.0);
+            // A slice of the depth at a time, so that the panel's part and
+            // one tile's activation rows stay in L1 while every tile of the
+            // panel reads them (the whole depth of every activation row
+            // would be read from L2 once per pair of weight rows).
+            for g0 in (0..acts.groups).step_by(DEPTH_GROUPS) {
+                let groups = g0..(g0 + DEPTH_GROUPS).min(acts.groups);
                 for c0 in (0..m_pad).step_by(RN) {
-                    let tile = Tile {
-                        panel,
-                        acts: &acts,
-                        r0,
-                        c0,
-                    };
-                    let mut dots = [[0.0f32; RN]; RM];
-                    tile.dots(RM.min(rows - r0), &mut dots);
-                    for (r, row) in dots.iter().enumerate().take(rows - r0) {
-                        sums[(r0 + r) * m_pad + c0..][..RN].copy_from_slice(row);
+                    for r0 in (0..rows).step_by(RM) {
+                        let tile = Tile {
+                            panel,
+                            acts: &acts,
+                            r0,
+                            c0,
+                            groups: groups.clone(),
+                        };
+                        let mut dots = [[0.0f32; RN]; RM];
+                        tile.dots(RM.min(rows - r0), &mut dots);
+                        for (r, row) in dots.iter().enumerate().take(rows - r0) {
+                            let sums = &mut sums[(r0 + r) * m_pad + c0..][..RN];
+                            for (s, d) in sums.iter_mut().zip(row) {
+                                *s += d;
+                            }
+                        }
                     }
                 }
             }
@@ -231,20 +246,22 @@ impl Panel {
     }
 }
 
-/// One register tile: weight rows `r0..` of a panel against activation rows `c0..c0 + RN`.
+/// One register tile: weight rows `r0..` of a panel against activation
+/// rows `c0..c0 + RN`, over the depth's groups `groups`.
 struct Tile<'a> {
     panel: &'a Panel,
     acts: &'a Activations,
     r0: usize,
     c0: usize,
+    groups: std::ops::Range<usize>,
 }
 
 impl Tile<'_> {
     /// `dots[r][c]` = the dot product of weight row `r0 + r` (`r < rows`)
-    /// with activation row `c0 + c`.
+    /// with activation row `c0 + c` over the tile's groups.
     fn dots(&self, rows: usize, dots: &mut [[f32; RN]; RM]) {
         let g = self.panel.groups;
-        assert!(rows > 0 && rows <= RM && self.acts.groups == g);
+        assert!(rows > 0 && rows <= RM && self.acts.groups == g && self.groups.end <= g);
         assert!(self.panel.values.len() >= (self.r0 + rows) * g * GROUP);
         assert!(self.panel.scales.len() >= (self.r0 + rows) * g * GROUP_BLOCKS);
         assert!(self.c0 + RN <= self.acts.rows);
@@ -435,7 +452,7 @@ mod avx2 {
         let mut f = [[_mm256_setzero_ps(); RN]; R];
         // SAFETY (every load): group g < groups of each row lies inside the
         // panel and the activations (the caller asserted the row counts).
-        for (g, half) in (0..groups).flat_map(|g| [(g, 0), (g, 1)]) {
+        for (g, half) in t.groups.clone().flat_map(|g| [(g, 0), (g, 1)]) {
             // Where the half's first vector starts.
             let base = g * GROUP + 32 * half;
             let acc: [[__m256i; RN]; R] = if R == RM {
@@ -608,7 +625,7 @@ mod avx512 {
         let mut f = [[_mm512_setzero_ps(); RN]; R];
         // SAFETY (every load): group g < groups of each row lies inside the
         // panel and the activations (the caller asserted the row counts).
-        for g in 0..groups {
+        for g in t.groups.clone() {
             let s = g * GROUP_BLOCKS;
             // Each sum starts at its activation block's −8·Σq.
             let mut acc: [[__m512i; RN]; R] = {
@@ -664,13 +681,15 @@ mod tests {
         }
         let mut rng = Rng::new(3);
         // Depths inside one group, across groups with a partial last group,
-        // and rows off every tile and panel edge.
+        // across passes, and rows off every tile and panel edge.
         for (m, k, n) in [
             (9, 32, 1),
             (13, 288, 14),
             (4, 256, 3),
             (17, 800, 25),
             (64, 2048, 12),
+            // More groups than one pass over the depth takes, the last partial.
+            (19, 2336, 13),
         ] {
             let x: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
             let wv: Vec<f32> = (0..n * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
