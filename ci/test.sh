@@ -22,7 +22,7 @@ GLMHAL_CPU_ISA=portable cargo run --locked --profile test -q -p glmhal -- confor
   --backend cpu --op mat_mul --require-all
 # On a CPU with AVX-512 the default run above took the AVX-512 kernels: the
 # AVX2 ones (what most x86 CPUs run) get their unit tests and conformance too.
-if grep -q avx512vnni /proc/cpuinfo 2>/dev/null; then
+if grep -qw avx512_vnni /proc/cpuinfo 2>/dev/null; then
   GLMHAL_CPU_ISA=avx2 cargo test --locked -q -p glmhal-cpu
   GLMHAL_CPU_ISA=avx2 cargo run --locked --profile test -q -p glmhal -- conformance \
     --backend cpu --require-all --json reports/conformance-cpu-avx2.json

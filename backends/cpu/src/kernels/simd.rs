@@ -975,7 +975,7 @@ mod tests {
     #[test]
     fn every_dot_matches_a_plain_loop_for_every_tile_size() {
         // Block counts below, at and past the sixteen-block groups, with tails.
-        for n in [32usize, 96, 320, 672, 1000, 4096] {
+        for n in [32usize, 96, 320, 672, 1000, 1003, 4096] {
             let w = random(n, 1);
             let xs: Vec<Vec<f32>> = (0..TILE as u64).map(|s| random(n, 10 + s)).collect();
             for rows in 1..=TILE {
