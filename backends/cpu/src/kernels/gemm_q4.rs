@@ -48,9 +48,9 @@ const HALF_BLOCKS: usize = GROUP_BLOCKS / 2;
 const VECTOR: usize = 4 * GROUP_BLOCKS;
 /// Values per group.
 const GROUP: usize = GROUP_BLOCKS * QUANT_BLOCK;
-/// Weight rows per register tile (the assembly of `avx2::step_full` is written for 3).
+/// Weight rows per register tile (the assembly of `avx2::step_full` is written for 2).
 const RM: usize = 2;
-/// Activation rows per register tile (the assembly of `avx2::step_full` is written for 4).
+/// Activation rows per register tile (the assembly of `avx2::step_full` is written for 6).
 const RN: usize = 6;
 /// Weight rows one task packs and owns (a multiple of [`RM`]).
 const PANEL_ROWS: usize = 12;
