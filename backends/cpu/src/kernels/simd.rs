@@ -1,6 +1,6 @@
 //! Dot products chosen at run time by CPU feature: AVX2 + FMA + F16C where
-//! the CPU has them (checked once; the AVX-512 level adds only prefill
-//! products, elsewhere), a portable path everywhere else. They
+//! the CPU has them (checked once; at the AVX-512 level the Q8_0/Q4_0 dot
+//! products use 512-bit registers), a portable path everywhere else. They
 //! read weights as stored, so a matrix-vector product never writes a
 //! converted copy of a weight row:
 //!
@@ -18,7 +18,7 @@ use glmhal_hal::{quant::block_scale, DType, QUANT_BLOCK};
 
 use super::scratch::Scratch;
 
-/// The instruction set the kernels use on this CPU, best first.
+/// The instruction set the kernels use on this CPU, in increasing order.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub(crate) enum Isa {
     /// Plain Rust the compiler vectorizes for the build target.
@@ -26,7 +26,8 @@ pub(crate) enum Isa {
     /// AVX2, FMA and F16C.
     Avx2,
     /// AVX2's set plus AVX-512 F, BW, VL and VNNI: the prefill products
-    /// use 512-bit registers (the rest of the kernels stay on AVX2).
+    /// and the Q8_0/Q4_0 dot products use 512-bit registers (the rest of
+    /// the kernels stay on AVX2).
     Avx512,
 }
 
