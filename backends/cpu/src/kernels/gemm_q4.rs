@@ -280,13 +280,41 @@ impl Tile<'_> {
     }
 }
 
+/// Where each row of a tile starts: `R` weight rows (values and scales)
+/// and [`RN`] activation rows (values, scales, `−8·Σq` offsets).
+struct TileRows<const R: usize> {
+    wv: [*const u8; R],
+    ws: [*const f32; R],
+    av: [*const i8; RN],
+    asc: [*const f32; RN],
+    aoff: [*const i32; RN],
+}
+
+impl Tile<'_> {
+    /// The start of every row the tile of `R` weight rows reads (the
+    /// slicing checks that each row starts inside its array).
+    fn rows<const R: usize>(&self) -> TileRows<R> {
+        let groups = self.panel.groups;
+        let row = |r: usize| (self.r0 + r) * groups;
+        let col = |c: usize| (self.c0 + c) * groups;
+        let (panel, acts) = (self.panel, self.acts);
+        TileRows {
+            wv: std::array::from_fn(|r| panel.values[row(r) * GROUP..].as_ptr()),
+            ws: std::array::from_fn(|r| panel.scales[row(r) * GROUP_BLOCKS..].as_ptr()),
+            av: std::array::from_fn(|c| acts.values[col(c) * GROUP..].as_ptr()),
+            asc: std::array::from_fn(|c| acts.scales[col(c) * GROUP_BLOCKS..].as_ptr()),
+            aoff: std::array::from_fn(|c| acts.offsets[col(c) * GROUP_BLOCKS..].as_ptr()),
+        }
+    }
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
     //! Every function needs AVX2 and FMA (checked by `applies`).
 
     use std::arch::x86_64::*;
 
-    use super::{Tile, GROUP, GROUP_BLOCKS, HALF_BLOCKS, QMAX, RM, RN, VECTOR};
+    use super::{Tile, TileRows, GROUP, GROUP_BLOCKS, HALF_BLOCKS, QMAX, RM, RN, VECTOR};
     use crate::kernels::simd::sum8;
 
     /// [`super::quantize_block`] (rounding to nearest, ties to even).
@@ -435,17 +463,13 @@ mod avx2 {
     /// The tile of exactly `R` weight rows (see [`Tile::dots`]).
     #[target_feature(enable = "avx2,fma")]
     pub(super) unsafe fn tile<const R: usize>(t: &Tile<'_>, dots: &mut [[f32; RN]; RM]) {
-        let groups = t.panel.groups;
-        let row = |r: usize| (t.r0 + r) * groups;
-        let col = |c: usize| (t.c0 + c) * groups;
-        let wv: [*const u8; R] = std::array::from_fn(|r| t.panel.values[row(r) * GROUP..].as_ptr());
-        let ws: [*const f32; R] =
-            std::array::from_fn(|r| t.panel.scales[row(r) * GROUP_BLOCKS..].as_ptr());
-        let av: [*const i8; RN] = std::array::from_fn(|c| t.acts.values[col(c) * GROUP..].as_ptr());
-        let asc: [*const f32; RN] =
-            std::array::from_fn(|c| t.acts.scales[col(c) * GROUP_BLOCKS..].as_ptr());
-        let aoff: [*const i32; RN] =
-            std::array::from_fn(|c| t.acts.offsets[col(c) * GROUP_BLOCKS..].as_ptr());
+        let TileRows {
+            wv,
+            ws,
+            av,
+            asc,
+            aoff,
+        } = t.rows::<R>();
         // Full tiles take the assembly; row tails (R < RM) the intrinsics.
         let w_full: [*const u8; RM] = std::array::from_fn(|r| wv[r.min(R - 1)]);
         let ones = _mm256_set1_epi16(1);
@@ -606,22 +630,18 @@ mod avx512 {
 
     use std::arch::x86_64::*;
 
-    use super::{Tile, GROUP, GROUP_BLOCKS, RM, RN, VECTOR};
+    use super::{Tile, TileRows, GROUP, GROUP_BLOCKS, RM, RN, VECTOR};
 
     /// The tile of exactly `R` weight rows (see [`Tile::dots`]).
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
     pub(super) unsafe fn tile<const R: usize>(t: &Tile<'_>, dots: &mut [[f32; RN]; RM]) {
-        let groups = t.panel.groups;
-        let row = |r: usize| (t.r0 + r) * groups;
-        let col = |c: usize| (t.c0 + c) * groups;
-        let wv: [*const u8; R] = std::array::from_fn(|r| t.panel.values[row(r) * GROUP..].as_ptr());
-        let ws: [*const f32; R] =
-            std::array::from_fn(|r| t.panel.scales[row(r) * GROUP_BLOCKS..].as_ptr());
-        let av: [*const i8; RN] = std::array::from_fn(|c| t.acts.values[col(c) * GROUP..].as_ptr());
-        let asc: [*const f32; RN] =
-            std::array::from_fn(|c| t.acts.scales[col(c) * GROUP_BLOCKS..].as_ptr());
-        let aoff: [*const i32; RN] =
-            std::array::from_fn(|c| t.acts.offsets[col(c) * GROUP_BLOCKS..].as_ptr());
+        let TileRows {
+            wv,
+            ws,
+            av,
+            asc,
+            aoff,
+        } = t.rows::<R>();
         let mut f = [[_mm512_setzero_ps(); RN]; R];
         // SAFETY (every load): group g < groups of each row lies inside the
         // panel and the activations (the caller asserted the row counts).

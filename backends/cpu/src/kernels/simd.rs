@@ -281,6 +281,61 @@ pub(crate) fn to_f32(dtype: DType, src: &[u8], dst: &mut [f32]) {
     glmhal_hal::quant::decode_packed(dtype, src, dst);
 }
 
+/// The checked operands of a quantized row product: `R` activation rows
+/// against one weight row of Q8_0 (`q4 = false`) or Q4_0 blocks, as the
+/// AVX2 and AVX-512 kernels read them.
+#[cfg(target_arch = "x86_64")]
+struct QuantizedOperands<const R: usize> {
+    /// Blocks of the weight row (and of every activation row).
+    blocks: usize,
+    /// Bytes per weight block (34 for Q8_0, 18 for Q4_0).
+    block_bytes: usize,
+    values: [*const i16; R],
+    scales: [*const f32; R],
+    offsets: [*const f32; R],
+}
+
+#[cfg(target_arch = "x86_64")]
+impl<const R: usize> QuantizedOperands<R> {
+    /// Panics unless `xs` holds `R` rows of as many blocks as `w` has
+    /// (with Q4_0's offsets) and `out` room for `R` results: every read the
+    /// kernels make through these pointers is then inside the slices.
+    fn new(q4: bool, w: &[u8], xs: &[&QuantizedRow], out: &[f32]) -> Self {
+        let blocks = xs[0].scales.len();
+        let block_bytes = if q4 { 18 } else { 34 };
+        assert!(xs.len() == R && out.len() >= R && w.len() >= block_bytes * blocks);
+        assert!(xs.iter().all(|x| x.scales.len() == blocks
+            && x.values.len() >= QUANT_BLOCK * blocks
+            && (!q4 || x.nibble_offsets.len() >= blocks)));
+        Self {
+            blocks,
+            block_bytes,
+            values: std::array::from_fn(|r| xs[r].values.as_ptr()),
+            scales: std::array::from_fn(|r| xs[r].scales.as_ptr()),
+            offsets: std::array::from_fn(|r| xs[r].nibble_offsets.as_ptr()),
+        }
+    }
+}
+
+/// Calls `$rows::<Q4, R>` for the weights' dtype and the number of
+/// activation rows (1 to [`TILE`]).
+#[cfg(target_arch = "x86_64")]
+macro_rules! for_each_tile_size {
+    ($rows:ident, $dtype:expr, $w:expr, $xs:expr, $out:expr) => {
+        match ($dtype == DType::Q4_0, $xs.len()) {
+            (true, 1) => $rows::<true, 1>($w, $xs, $out),
+            (true, 2) => $rows::<true, 2>($w, $xs, $out),
+            (true, 3) => $rows::<true, 3>($w, $xs, $out),
+            (true, 4) => $rows::<true, 4>($w, $xs, $out),
+            (false, 1) => $rows::<false, 1>($w, $xs, $out),
+            (false, 2) => $rows::<false, 2>($w, $xs, $out),
+            (false, 3) => $rows::<false, 3>($w, $xs, $out),
+            (false, 4) => $rows::<false, 4>($w, $xs, $out),
+            _ => {}
+        }
+    };
+}
+
 #[cfg(target_arch = "x86_64")]
 pub(crate) use avx2::sum8;
 
@@ -293,7 +348,7 @@ mod avx2 {
 
     use glmhal_hal::{DType, QUANT_BLOCK};
 
-    use super::QuantizedRow;
+    use super::{QuantizedOperands, QuantizedRow};
 
     /// The sum of the eight lanes.
     #[target_feature(enable = "avx2,fma")]
@@ -485,15 +540,13 @@ mod avx2 {
         xs: &[&QuantizedRow],
         out: &mut [f32],
     ) {
-        let blocks = xs[0].scales.len();
-        let bb = if Q4 { 18 } else { 34 };
-        assert!(xs.len() == R && out.len() >= R && w.len() >= bb * blocks);
-        assert!(xs.iter().all(|x| x.scales.len() == blocks
-            && x.values.len() >= QUANT_BLOCK * blocks
-            && (!Q4 || x.nibble_offsets.len() >= blocks)));
-        let values: [*const i16; R] = std::array::from_fn(|r| xs[r].values.as_ptr());
-        let scales: [*const f32; R] = std::array::from_fn(|r| xs[r].scales.as_ptr());
-        let offsets: [*const f32; R] = std::array::from_fn(|r| xs[r].nibble_offsets.as_ptr());
+        let QuantizedOperands {
+            blocks,
+            block_bytes: bb,
+            values,
+            scales,
+            offsets,
+        } = QuantizedOperands::<R>::new(Q4, w, xs, out);
         // Two accumulator sets (even and odd blocks) so consecutive FMAs do
         // not wait on each other; both indexed statically so they stay in
         // registers. Q4_0's offsets (scaled) gather in a third.
@@ -717,19 +770,7 @@ mod avx2 {
         out: &mut [f32],
     ) {
         // SAFETY: the caller checked the CPU features.
-        unsafe {
-            match (dtype == DType::Q4_0, xs.len()) {
-                (true, 1) => rows_quantized::<true, 1>(w, xs, out),
-                (true, 2) => rows_quantized::<true, 2>(w, xs, out),
-                (true, 3) => rows_quantized::<true, 3>(w, xs, out),
-                (true, 4) => rows_quantized::<true, 4>(w, xs, out),
-                (false, 1) => rows_quantized::<false, 1>(w, xs, out),
-                (false, 2) => rows_quantized::<false, 2>(w, xs, out),
-                (false, 3) => rows_quantized::<false, 3>(w, xs, out),
-                (false, 4) => rows_quantized::<false, 4>(w, xs, out),
-                _ => {}
-            }
-        }
+        unsafe { for_each_tile_size!(rows_quantized, dtype, w, xs, out) }
     }
 }
 
@@ -746,7 +787,7 @@ mod avx512 {
     use glmhal_hal::{DType, QUANT_BLOCK};
 
     use super::avx2::prefetch_ahead;
-    use super::QuantizedRow;
+    use super::{QuantizedOperands, QuantizedRow};
 
     /// Blocks whose scales are converted and multiplied together.
     const GROUP: usize = 16;
@@ -786,15 +827,13 @@ mod avx512 {
         xs: &[&QuantizedRow],
         out: &mut [f32],
     ) {
-        let blocks = xs[0].scales.len();
-        let bb = if Q4 { 18 } else { 34 };
-        assert!(xs.len() == R && out.len() >= R && w.len() >= bb * blocks);
-        assert!(xs.iter().all(|x| x.scales.len() == blocks
-            && x.values.len() >= QUANT_BLOCK * blocks
-            && (!Q4 || x.nibble_offsets.len() >= blocks)));
-        let values: [*const i16; R] = std::array::from_fn(|r| xs[r].values.as_ptr());
-        let scales: [*const f32; R] = std::array::from_fn(|r| xs[r].scales.as_ptr());
-        let offsets: [*const f32; R] = std::array::from_fn(|r| xs[r].nibble_offsets.as_ptr());
+        let QuantizedOperands {
+            blocks,
+            block_bytes: bb,
+            values,
+            scales,
+            offsets,
+        } = QuantizedOperands::<R>::new(Q4, w, xs, out);
         // Even and odd blocks in separate accumulators so consecutive FMAs
         // do not wait on each other; Q4_0's scaled offsets in a third.
         let mut even = [_mm512_setzero_ps(); R];
@@ -825,25 +864,9 @@ mod avx512 {
             // SAFETY: blocks b..b + 16 lie inside `w` and the rows' scales
             // and offsets (asserted).
             let k: [__m512; R] = unsafe {
-                let bits = |i: usize| group.add(i * bb).cast::<i16>().read_unaligned();
-                let dw = _mm512_cvtph_ps(_mm256_setr_epi16(
-                    bits(0),
-                    bits(1),
-                    bits(2),
-                    bits(3),
-                    bits(4),
-                    bits(5),
-                    bits(6),
-                    bits(7),
-                    bits(8),
-                    bits(9),
-                    bits(10),
-                    bits(11),
-                    bits(12),
-                    bits(13),
-                    bits(14),
-                    bits(15),
-                ));
+                let bits: [u16; GROUP] =
+                    std::array::from_fn(|i| group.add(i * bb).cast::<u16>().read_unaligned());
+                let dw = _mm512_cvtph_ps(_mm256_loadu_si256(bits.as_ptr().cast()));
                 std::array::from_fn(|r| _mm512_mul_ps(dw, _mm512_loadu_ps(scales[r].add(b))))
             };
             if Q4 {
@@ -906,19 +929,7 @@ mod avx512 {
         out: &mut [f32],
     ) {
         // SAFETY: the caller checked the CPU features.
-        unsafe {
-            match (dtype == DType::Q4_0, xs.len()) {
-                (true, 1) => rows::<true, 1>(w, xs, out),
-                (true, 2) => rows::<true, 2>(w, xs, out),
-                (true, 3) => rows::<true, 3>(w, xs, out),
-                (true, 4) => rows::<true, 4>(w, xs, out),
-                (false, 1) => rows::<false, 1>(w, xs, out),
-                (false, 2) => rows::<false, 2>(w, xs, out),
-                (false, 3) => rows::<false, 3>(w, xs, out),
-                (false, 4) => rows::<false, 4>(w, xs, out),
-                _ => {}
-            }
-        }
+        unsafe { for_each_tile_size!(rows, dtype, w, xs, out) }
     }
 }
 
