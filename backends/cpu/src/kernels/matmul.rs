@@ -100,7 +100,7 @@ fn few_rows(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
                 .iter()
                 .map(|row| {
                     let mut q = QuantizedRow::default();
-                    q.quantize(row);
+                    q.quantize(row, d);
                     q
                 })
                 .collect(),
@@ -116,6 +116,8 @@ fn few_rows(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
     let row_bytes = w.desc.dtype.bytes_for(k);
     // w is [N, K] (validated): row j starts j·strides[0] elements in.
     let row_stride = w.desc.strides[0];
+    // Bytes from one weight row to the next (whole blocks for quantized rows).
+    let stride_bytes = w.desc.byte_at(row_stride) - w.desc.byte_at(0);
     let row_of = |j: usize| {
         let at = w.desc.byte_at(j * row_stride);
         &w.bytes[at..at + row_bytes]
@@ -143,20 +145,24 @@ fn few_rows(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
                 }
                 for (t, tile) in x_tiles.iter().enumerate() {
                     let start = t * TILE;
+                    if let Rows::Quantized(d, _) = &rows {
+                        // Every weight row of the task in one call.
+                        let weights = simd::WeightRows {
+                            bytes: &w.bytes[w.desc.byte_at(j0 * row_stride)..],
+                            stride: stride_bytes,
+                            count: here,
+                        };
+                        let outs = &mut block[start..];
+                        simd::dot_rows_quantized(*d, &weights, &q_tiles[t], outs, m);
+                        continue;
+                    }
                     for jj in 0..here {
                         let outs = &mut block[jj * m + start..jj * m + start + tile.len()];
-                        match &rows {
-                            Rows::Quantized(d, _) => {
-                                simd::dot_rows_quantized(*d, row_of(j0 + jj), &q_tiles[t], outs)
-                            }
-                            Rows::Fused(d) => simd::dot_rows(*d, row_of(j0 + jj), tile, outs),
-                            Rows::Converted => simd::dot_rows(
-                                DType::F32,
-                                f32_bytes(&converted[jj * k..(jj + 1) * k]),
-                                tile,
-                                outs,
-                            ),
-                        }
+                        let (dtype, row) = match &rows {
+                            Rows::Fused(d) => (*d, row_of(j0 + jj)),
+                            _ => (DType::F32, f32_bytes(&converted[jj * k..(jj + 1) * k])),
+                        };
+                        simd::dot_rows(dtype, row, tile, outs);
                     }
                 }
                 // SAFETY: this task alone owns columns j0..j0 + here.
