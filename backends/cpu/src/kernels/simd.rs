@@ -304,16 +304,18 @@ pub(crate) fn softmax_in_place(row: &mut [f32]) {
     row.iter_mut().for_each(|v| *v *= inv);
 }
 
-/// Asks the CPU to start loading every cache line of `bytes`.
-pub(crate) fn prefetch(bytes: &[u8]) {
+/// Asks the CPU to start loading the cache line that holds `p` (any
+/// address: a prefetch never faults and reads nothing the program sees).
+#[inline]
+pub(crate) fn prefetch_line(p: *const u8) {
     #[cfg(target_arch = "x86_64")]
-    for line in bytes.chunks(64) {
-        // SAFETY: a prefetch of an address inside the slice; it never faults.
-        unsafe {
-            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
-            _mm_prefetch::<_MM_HINT_T0>(line.as_ptr().cast());
-        }
+    // SAFETY: a prefetch is only a hint; it never faults.
+    unsafe {
+        use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        _mm_prefetch::<_MM_HINT_T0>(p.cast());
     }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
 }
 
 /// Converts `dst.len()` packed values of `src` to f32: f32/f16/bf16 values
