@@ -132,21 +132,21 @@ impl QuantizedRow {
         self.values.resize(x.len(), 0);
         self.scales.resize(x.len() / QUANT_BLOCK, 0.0);
         self.nibble_offsets.resize(x.len() / QUANT_BLOCK, 0.0);
-        for (((block, q), s), offset) in x
-            .chunks_exact(QUANT_BLOCK)
-            .zip(self.values.chunks_exact_mut(QUANT_BLOCK))
-            .zip(self.scales.iter_mut())
-            .zip(self.nibble_offsets.iter_mut())
-        {
-            let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let d = amax / QMAX;
-            let id = if d > 0.0 { 1.0 / d } else { 0.0 };
-            for (o, v) in q.iter_mut().zip(block) {
-                *o = (v * id).round() as i16;
-            }
-            *s = d;
-            *offset = -8.0 * q.iter().map(|&v| v as i32).sum::<i32>() as f32;
+        let (values, scales, offsets) = (
+            &mut self.values[..],
+            &mut self.scales[..],
+            &mut self.nibble_offsets[..],
+        );
+        #[cfg(target_arch = "x86_64")]
+        if isa() == Isa::Avx512 {
+            // SAFETY: the CPU has AVX-512 F (checked by `isa`); the
+            // function asserts the lengths.
+            unsafe { avx512::quantize_blocks(x, values, scales, offsets) };
+        } else {
+            quantize_blocks(x, values, scales, offsets);
         }
+        #[cfg(not(target_arch = "x86_64"))]
+        quantize_blocks(x, values, scales, offsets);
         self.byte_planes.clear();
         #[cfg(target_arch = "x86_64")]
         if dtype == DType::Q4_0 && isa() == Isa::Avx512 {
@@ -158,6 +158,27 @@ impl QuantizedRow {
         }
         #[cfg(not(target_arch = "x86_64"))]
         let _ = dtype;
+    }
+}
+
+/// The blocks of [`QuantizedRow::quantize`] in plain Rust: per block of
+/// 32, `d = max|x| / 32767`, `q = round(x / d)` (half away from zero, as an
+/// int16 with saturation; NaN gives 0) and `−8·Σq`.
+fn quantize_blocks(x: &[f32], values: &mut [i16], scales: &mut [f32], offsets: &mut [f32]) {
+    for (((block, q), s), offset) in x
+        .chunks_exact(QUANT_BLOCK)
+        .zip(values.chunks_exact_mut(QUANT_BLOCK))
+        .zip(scales.iter_mut())
+        .zip(offsets.iter_mut())
+    {
+        let amax = block.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / QMAX;
+        let id = if d > 0.0 { 1.0 / d } else { 0.0 };
+        for (o, v) in q.iter_mut().zip(block) {
+            *o = (v * id).round() as i16;
+        }
+        *s = d;
+        *offset = -8.0 * q.iter().map(|&v| v as i32).sum::<i32>() as f32;
     }
 }
 
@@ -1043,6 +1064,66 @@ mod avx512 {
         }
     }
 
+    /// `super::quantize_blocks` sixteen lanes at a time, with the same
+    /// values bit for bit: the same f32 operations, NaN lanes left out of
+    /// the maximum (`vmaxps` returns its second operand when either is
+    /// NaN, as `f32::max` ignores NaN), rounding half away from zero from
+    /// the truncated value and the exact remainder, NaN to 0 and ±∞ to the
+    /// int16 limits as `as i16` does.
+    ///
+    /// # Safety
+    /// The CPU must have AVX-512 F.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn quantize_blocks(
+        x: &[f32],
+        values: &mut [i16],
+        scales: &mut [f32],
+        offsets: &mut [f32],
+    ) {
+        let blocks = x.len() / QUANT_BLOCK;
+        assert!(values.len() >= blocks * QUANT_BLOCK);
+        assert!(scales.len() >= blocks && offsets.len() >= blocks);
+        let sign = _mm512_set1_ps(-0.0);
+        let (one, half) = (_mm512_set1_ps(1.0), _mm512_set1_ps(0.5));
+        let (low, high) = (_mm512_set1_ps(-32768.0), _mm512_set1_ps(32767.0));
+        for (((block, q), s), offset) in x
+            .chunks_exact(QUANT_BLOCK)
+            .zip(values.chunks_exact_mut(QUANT_BLOCK))
+            .zip(scales.iter_mut())
+            .zip(offsets.iter_mut())
+        {
+            // SAFETY: `block` holds 32 f32 and `q` 32 int16.
+            unsafe {
+                let v = [
+                    _mm512_loadu_ps(block.as_ptr()),
+                    _mm512_loadu_ps(block.as_ptr().add(16)),
+                ];
+                let m = _mm512_max_ps(_mm512_abs_ps(v[0]), _mm512_setzero_ps());
+                let m = _mm512_max_ps(_mm512_abs_ps(v[1]), m);
+                let d = _mm512_reduce_max_ps(m) / super::QMAX;
+                let id = _mm512_set1_ps(if d > 0.0 { 1.0 / d } else { 0.0 });
+                let mut total = _mm512_setzero_si512();
+                for (h, v) in v.into_iter().enumerate() {
+                    let y = _mm512_mul_ps(v, id);
+                    let t = _mm512_roundscale_ps::<{ _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC }>(y);
+                    let away =
+                        _mm512_cmp_ps_mask::<_CMP_GE_OQ>(_mm512_abs_ps(_mm512_sub_ps(y, t)), half);
+                    let step = _mm512_or_ps(one, _mm512_and_ps(y, sign));
+                    let r = _mm512_mask_add_ps(t, away, t, step);
+                    let r = _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_ORD_Q>(y, y), r);
+                    let r = _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(r, low), high));
+                    total = _mm512_add_epi32(total, r);
+                    _mm256_storeu_si256(
+                        q.as_mut_ptr().add(16 * h).cast(),
+                        _mm512_cvtepi32_epi16(r),
+                    );
+                }
+                *s = d;
+                *offset = -8.0 * _mm512_reduce_add_epi32(total) as f32;
+            }
+        }
+    }
+
     /// Splits int16 `values` into the byte planes `rows_q4` reads: per
     /// pair of blocks A, B, the high bytes (`q >> 8`, signed) of
     /// A[0..16], B[0..16], A[16..32], B[16..32], then their low bytes
@@ -1263,6 +1344,51 @@ mod tests {
         let mut nan = [0.0f32; 8];
         silu_mul(&[f32::NAN; 8], &[1.0; 8], &mut nan);
         assert!(nan.iter().all(|v| v.is_nan()), "a NaN stays NaN");
+    }
+
+    #[test]
+    fn vector_quantization_matches_the_plain_one_bit_for_bit() {
+        // Exact ties (the scale is 1), NaN, ±∞, zeros, a scale too small
+        // to invert (1/d = ∞), then random blocks of many magnitudes.
+        let mut blocks: Vec<[f32; QUANT_BLOCK]> = Vec::new();
+        let mut ties = [0.0f32; QUANT_BLOCK];
+        for (i, v) in ties.iter_mut().enumerate() {
+            *v = (i as f32 - 16.0) * 2.0 + 0.5;
+        }
+        ties[0] = 32767.0;
+        ties[1] = -32766.5;
+        blocks.push(ties);
+        let mut special = [1.0f32; QUANT_BLOCK];
+        special[3] = f32::NAN;
+        blocks.push(special);
+        special[5] = f32::INFINITY;
+        special[6] = f32::NEG_INFINITY;
+        blocks.push(special);
+        blocks.push([0.0; QUANT_BLOCK]);
+        blocks.push([1e-40; QUANT_BLOCK]);
+        let mut rng = Rng::new(3);
+        for scale in [1e-30f32, 1e-3, 1.0, 7.0, 1e4, 3e38] {
+            let mut b = [0.0f32; QUANT_BLOCK];
+            b.iter_mut()
+                .for_each(|v| *v = scale * rng.uniform(-1.0, 1.0));
+            blocks.push(b);
+        }
+        let x: Vec<f32> = blocks.concat();
+        let n = x.len() / QUANT_BLOCK;
+        let plain = {
+            let (mut q, mut s, mut o) = (vec![0i16; x.len()], vec![0.0f32; n], vec![0.0f32; n]);
+            quantize_blocks(&x, &mut q, &mut s, &mut o);
+            (q, s.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), o)
+        };
+        // 0.5 and 2.5 go to 1 and 3 (ties to even would give 0 and 2).
+        assert_eq!(&plain.0[16..18], &[1, 3], "ties round away from zero");
+        assert_eq!(&plain.0[..2], &[32767, -32767]);
+        let mut row = QuantizedRow::default();
+        row.quantize(&x, DType::Q8_0);
+        let scale_bits: Vec<u32> = row.scales.iter().map(|v| v.to_bits()).collect();
+        assert_eq!(&row.values[..], &plain.0[..], "values ({})", isa().name());
+        assert_eq!(scale_bits, plain.1, "scales");
+        assert_eq!(&row.nibble_offsets[..], &plain.2[..], "offsets");
     }
 
     #[test]
