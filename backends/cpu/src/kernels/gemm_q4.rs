@@ -215,9 +215,10 @@ impl Panel {
         let k = w.desc.shape[1];
         let blocks = k / QUANT_BLOCK;
         self.groups = groups;
-        self.values.clear();
+        // Not cleared: every byte and scale of every group is written
+        // below (blocks past the depth as zeros), and zeroing the panel
+        // first cost a few per cent of the product.
         self.values.resize(rows.len() * groups * GROUP, 0);
-        self.scales.clear();
         self.scales.resize(rows.len() * groups * GROUP_BLOCKS, 0.0);
         let bb = w.desc.dtype.block_bytes();
         for (i, j) in rows.enumerate() {
@@ -229,16 +230,17 @@ impl Panel {
                 let first = g * GROUP_BLOCKS;
                 let here = GROUP_BLOCKS.min(blocks - first);
                 let src = &row[first * bb..(first + here) * bb];
-                for half in 0..here.div_ceil(HALF_BLOCKS) {
+                // Both halves, also one with no blocks left (written as zeros).
+                for half in 0..2 {
                     let first = half * HALF_BLOCKS;
-                    let count = HALF_BLOCKS.min(here - first);
+                    let count = HALF_BLOCKS.min(here.saturating_sub(first));
+                    let src = src.get(first * bb..).unwrap_or_default();
                     let scales = &mut scales[g * GROUP_BLOCKS + first..][..HALF_BLOCKS];
                     #[cfg(target_arch = "x86_64")]
                     // SAFETY: `applies` checked AVX2; `src` holds `count` ≤ 8
-                    // whole blocks from `first` on, `dst` one group and
-                    // `scales` eight values.
+                    // whole blocks, `dst` one group and `scales` eight values.
                     unsafe {
-                        avx2::unpack_half(&src[first * bb..], count, half, dst, scales)
+                        avx2::unpack_half(src, count, half, dst, scales)
                     };
                 }
             }
@@ -293,6 +295,7 @@ struct TileRows<const R: usize> {
 impl Tile<'_> {
     /// The start of every row the tile of `R` weight rows reads (the
     /// slicing checks that each row starts inside its array).
+    #[inline(always)]
     fn rows<const R: usize>(&self) -> TileRows<R> {
         let groups = self.panel.groups;
         let row = |r: usize| (self.r0 + r) * groups;
