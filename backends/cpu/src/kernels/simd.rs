@@ -25,9 +25,9 @@ pub(crate) enum Isa {
     Portable,
     /// AVX2, FMA and F16C.
     Avx2,
-    /// AVX2's set plus AVX-512 F, BW, VL and VNNI: the prefill products
-    /// and the Q8_0/Q4_0 dot products use 512-bit registers (the rest of
-    /// the kernels stay on AVX2).
+    /// AVX2's set plus AVX-512 F, BW, VL and VNNI: the prefill products,
+    /// the Q8_0/Q4_0 dot products and their activations' quantization use
+    /// 512-bit registers (the rest of the kernels stay on AVX2).
     Avx512,
 }
 
@@ -881,11 +881,13 @@ mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    //! The quantized matrix-vector products with 512-bit registers: one
-    //! `madd` per block and activation row where AVX2 needs two and an add,
-    //! and sixteen blocks' scales per vector. Every function needs AVX-512
-    //! F and BW besides AVX2, FMA and F16C (the caller checked `isa()`) and
-    //! reads only inside the slices it is given.
+    //! The quantized matrix-vector products with 512-bit registers: for
+    //! Q8_0 one `madd` per block and activation row where AVX2 needs two
+    //! and an add, for Q4_0 two `vpdpbusd` per pair of blocks (`rows_q4`),
+    //! sixteen blocks' scales per vector for both; and the activations'
+    //! quantization. Every function needs AVX-512 F and BW (`rows_q4` VL
+    //! and VNNI too) besides AVX2, FMA and F16C (the caller checked
+    //! `isa()`) and reads only inside the slices it is given.
 
     use std::arch::x86_64::*;
 
