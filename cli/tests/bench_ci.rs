@@ -87,6 +87,51 @@ fn bench_writes_a_versioned_document_with_fingerprint_and_rates() {
 }
 
 #[test]
+fn bench_measures_a_checkpoint_as_stored_unless_told_otherwise() {
+    let dir = scratch("bench-stored");
+    let gguf = dir.join("tiny-q8_0.gguf");
+    let out = glmhal(&[
+        "synth",
+        "--preset",
+        "tiny",
+        "--format",
+        "gguf",
+        "--dtype",
+        "q8_0",
+        "--out",
+        gguf.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    for (extra, want) in [(None, "q8_0"), (Some("f16"), "f16")] {
+        let json = dir.join(format!("{want}.json"));
+        let mut args = vec![
+            "bench",
+            "--model",
+            gguf.to_str().unwrap(),
+            "--skip-ops",
+            "--quick",
+            "--batch",
+            "1",
+            "--prompt",
+            "8",
+            "--json",
+            json.to_str().unwrap(),
+        ];
+        if let Some(dtype) = extra {
+            args.extend(["--weights", dtype]);
+        }
+        let out = glmhal(&args);
+        let (stdout, stderr) = text(&out);
+        assert!(out.status.success(), "{stdout}{stderr}");
+        assert!(stdout.contains(&format!("({want} weights")), "{stdout}");
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        assert_eq!(v["models"][0]["weights"], want, "{extra:?}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
 fn ci_makes_a_baseline_and_a_planted_slowdown_is_a_speed_regression() {
     let dir = scratch("ci");
     let baseline = dir.join("baseline.json");

@@ -334,6 +334,21 @@ impl Checkpoint {
         }
     }
 
+    /// The dtype the projection weights load as when no conversion is asked
+    /// for: the stored dtype of the first layer's attention output
+    /// projection (K-quants: the dtype they are converted to at load).
+    pub fn projection_dtype(&self) -> Result<DType> {
+        let weights = self.weights()?;
+        let source = weights
+            .iter()
+            .find(|w| w.name == "layers.0.o.weight")
+            .ok_or_else(|| HalError::invalid("checkpoint", "no layers.0.o.weight to read"))?;
+        let weight = self.read(source)?;
+        let dtype = weight.dtype;
+        self.release(&weight);
+        Ok(dtype)
+    }
+
     /// Every weight the executor needs, in load order, under canonical names.
     pub fn weights(&self) -> Result<Vec<WeightSource>> {
         if let Store::Gguf(g) = &self.store {

@@ -27,9 +27,11 @@ pub struct BenchArgs {
     /// Device to measure, NAME or NAME:INDEX (repeatable; default cpu).
     #[arg(long = "backend", short = 'b', value_name = "NAME[:INDEX]")]
     pub backends: Vec<DeviceSelector>,
-    /// Weight dtype: f32, f16, bf16, q8_0 or q4_0.
-    #[arg(long, default_value = "f16", value_name = "DTYPE")]
-    pub weights: DType,
+    /// Weight dtype: f32, f16, bf16, q8_0 or q4_0 (weights are converted
+    /// to it at load). Default: as the checkpoint stores them for --model,
+    /// f16 for --preset.
+    #[arg(long, value_name = "DTYPE")]
+    pub weights: Option<DType>,
     /// Decode batch sizes, comma separated.
     #[arg(long, default_value = "1,4,16", value_delimiter = ',')]
     pub batch: Vec<usize>,
@@ -64,6 +66,8 @@ struct Target {
     dir: PathBuf,
     /// A scratch checkpoint this run wrote, removed at the end.
     scratch: bool,
+    /// The weight dtype measured (`--weights`, or its default).
+    weights: DType,
 }
 
 impl Drop for Target {
@@ -95,14 +99,19 @@ fn preset_of(c: &ModelConfig) -> Preset {
 fn target(args: &BenchArgs) -> Result<Target> {
     match (&args.model, &args.preset) {
         (Some(dir), _) => {
-            let config = glmhal_model::checkpoint::Checkpoint::open(dir)?.config;
+            let checkpoint = glmhal_model::checkpoint::Checkpoint::open(dir)?;
+            let weights = match args.weights {
+                Some(dtype) => dtype,
+                None => checkpoint.projection_dtype()?,
+            };
             Ok(Target {
                 name: dir
                     .file_name()
                     .map_or("model".into(), |n| n.to_string_lossy().into_owned()),
-                preset: preset_of(&config),
+                preset: preset_of(&checkpoint.config),
                 dir: dir.clone(),
                 scratch: false,
+                weights,
             })
         }
         (None, Some(name)) => {
@@ -114,6 +123,7 @@ fn target(args: &BenchArgs) -> Result<Target> {
                 preset,
                 dir,
                 scratch: true,
+                weights: args.weights.unwrap_or(DType::F16),
             })
         }
         (None, None) => Err(HalError::invalid(
@@ -152,10 +162,10 @@ pub fn measure(
     let registry = crate::backends::registry();
     let needs_checkpoint = !args.skip_model && t.scratch;
     if needs_checkpoint {
-        let file_dtype = if args.weights.is_quantized() {
+        let file_dtype = if t.weights.is_quantized() {
             DType::F16
         } else {
-            args.weights
+            t.weights
         };
         eprintln!(
             "writing a random {} checkpoint ({:.2} B parameters, {})",
@@ -177,7 +187,7 @@ pub fn measure(
             let plan = SweepPlan {
                 name: t.name.clone(),
                 preset: t.preset.clone(),
-                weights: args.weights,
+                weights: t.weights,
                 prefill_tokens: args.prompt,
                 contexts: args.contexts.clone(),
                 budget,
@@ -194,7 +204,12 @@ pub fn measure(
                 &t.dir,
                 backend,
                 LoadOptions {
-                    weights: Some(args.weights),
+                    // Without --weights a checkpoint of the user's loads as stored.
+                    weights: if t.scratch {
+                        Some(t.weights)
+                    } else {
+                        args.weights
+                    },
                 },
             )?;
             let load_s = started.elapsed().as_secs_f64();
@@ -204,14 +219,8 @@ pub fn measure(
                 batches: args.batch.clone(),
                 budget,
             };
-            let m = glmhal_benches::model::run(
-                &selector,
-                &t.name,
-                &model,
-                load_s,
-                args.weights,
-                &plan,
-            )?;
+            let m =
+                glmhal_benches::model::run(&selector, &t.name, &model, load_s, t.weights, &plan)?;
             clear_progress();
             report.models.push(m);
         }

@@ -164,7 +164,7 @@ pub fn run(args: CiArgs) -> Result<CiVerdict> {
         model: None,
         preset: Some(args.bench_preset.clone()),
         backends: selectors.clone(),
-        weights: DType::F16,
+        weights: Some(DType::F16),
         batch: vec![1, 4],
         contexts: vec![1024],
         prompt: 32,
