@@ -1,5 +1,5 @@
 //! GLM-shaped ops on every backend: mat_mul at decode (one row) and prefill
-//! (64 rows, the prompt of the peer comparison) in the weight dtypes, reported as FLOP/s (`mat_mul`, criterion's
+//! (64 rows, the prompt of the peer comparison; bf16 too) in the weight dtypes, reported as FLOP/s (`mat_mul`, criterion's
 //! elem/s) and as GB/s of the bytes it must move (`mat_mul_bytes`: the
 //! weight as stored, x and y), and decode attention over a 512-key cache
 //! (FLOP/s). Each iteration enqueues the op and waits for it.
@@ -32,6 +32,7 @@ fn mat_mul(c: &mut Criterion) {
             (1, DType::Q8_0),
             (1, DType::Q4_0),
             (64, DType::F16),
+            (64, DType::Bf16),
             (64, DType::Q8_0),
             (64, DType::Q4_0),
         ] {

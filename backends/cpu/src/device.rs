@@ -37,8 +37,15 @@ pub fn describe(threads: usize) -> DeviceInfo {
     info.memory_total = kib("MemTotal:");
     info.memory_free = kib("MemAvailable:");
     info.compute_units = u32::try_from(threads).ok();
+    // BF16 prefill products round activations to bf16 where the CPU can
+    // multiply bf16 pairs: say so where a user compares numbers.
+    let bf16 = if crate::kernels::simd::has_avx512_bf16() {
+        ", bf16 products for bf16 weights"
+    } else {
+        ""
+    };
     info.runtime_version = Some(format!(
-        "glmhal-cpu {} ({threads} threads, {} kernels)",
+        "glmhal-cpu {} ({threads} threads, {} kernels{bf16})",
         env!("CARGO_PKG_VERSION"),
         crate::kernels::simd::isa().name()
     ));

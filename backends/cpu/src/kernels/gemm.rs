@@ -14,6 +14,14 @@
 //! the result in place. The depth blocking keeps the converted panel in L1;
 //! each tile streams its activation block from L2 (passes of 512 columns
 //! measured faster than 256 on AVX-512 and the same on AVX2).
+//!
+//! BF16 weights on a CPU with AVX-512 BF16 are not converted: panels hold
+//! their bytes as stored, activations are rounded to bf16 once per product
+//! and packed as pairs along the depth ([`Words::Bf16Pairs`]), and the tile
+//! makes two products per f32 lane with `vdpbf16ps` (f32 accumulation).
+//! Rounding the activations costs precision (conformance NMSE about 2e-6
+//! against the f64 reference instead of 1e-14; a bf16 case allows 5e-4), as
+//! llama.cpp's BF16 products do, for 1.7× the f32 tile's speed.
 
 use rayon::prelude::*;
 use smallvec::SmallVec;
@@ -22,6 +30,7 @@ use super::columns::Columns;
 use super::scratch::CacheLine;
 use super::simd::{self, isa, Isa};
 use super::{In, Scratch};
+use glmhal_hal::DType;
 
 /// Weight rows one task converts and owns (its outputs are a contiguous
 /// block); a multiple of [`MR`].
@@ -58,6 +67,28 @@ fn block_rows() -> usize {
     }
 }
 
+/// What one 32-bit word of the packed activations and of a panel holds.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Words {
+    /// One f32 (weights converted to f32, activations as given).
+    F32,
+    /// Two bf16 consecutive along the depth, the lower one in the low half:
+    /// BF16 weights as stored, with activations rounded to bf16 (to nearest
+    /// even; within the NMSE that conformance allows a bf16 case), for
+    /// AVX-512 BF16's `vdpbf16ps`, which makes two products per f32 lane.
+    Bf16Pairs,
+}
+
+impl Words {
+    /// Depth elements per word.
+    fn per_word(self) -> usize {
+        match self {
+            Words::F32 => 1,
+            Words::Bf16Pairs => 2,
+        }
+    }
+}
+
 /// `out = x · wᵀ` (`x` as f32 rows of length `k`, `out` as `[m, n]`).
 pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
     let m = out.rows();
@@ -66,18 +97,43 @@ pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
     let mr = tile_rows();
     let blocks = m.div_ceil(nc);
     let m_pad = blocks * nc;
-    // Packed activations: element (b·k + p)·nc + c is x[b·nc + c][p]; rows
-    // past m stay zero.
-    let mut packed = CacheLines::zeroed(m_pad * k);
+    let words = if w.desc.dtype == DType::Bf16
+        && w.desc.rows_contiguous()
+        && nc == 32
+        && simd::has_avx512_bf16()
+    {
+        Words::Bf16Pairs
+    } else {
+        Words::F32
+    };
+    let per_word = words.per_word();
+    // Words per activation row.
+    let kw = k.div_ceil(per_word);
+    // Packed activations: word (b·kw + p)·nc + c holds x[b·nc + c][p] (or
+    // its pair p); rows past m and the depth stay zero.
+    let mut packed = CacheLines::zeroed(m_pad * kw);
     // One task per block of nc rows: each writes its own contiguous block.
     packed
         .as_mut_slice()
-        .par_chunks_mut(k * nc)
+        .par_chunks_mut(kw * nc)
         .zip(xs.par_chunks(k * nc))
         .for_each(|(block, rows)| {
             for (c, row) in rows.chunks_exact(k).enumerate() {
-                for (p, v) in row.iter().enumerate() {
-                    block[p * nc + c] = *v;
+                match words {
+                    Words::F32 => {
+                        for (p, v) in row.iter().enumerate() {
+                            block[p * nc + c] = *v;
+                        }
+                    }
+                    Words::Bf16Pairs => {
+                        let mut pairs = [0.0f32; 16];
+                        for (p0, part) in (0..).step_by(16).zip(row.chunks(32)) {
+                            let n = bf16_pairs(part, &mut pairs);
+                            for (p, word) in pairs[..n].iter().enumerate() {
+                                block[(p0 + p) * nc + c] = *word;
+                            }
+                        }
+                    }
                 }
             }
         });
@@ -100,8 +156,13 @@ pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
             sums.fill(0.0);
             for k0 in (0..k).step_by(DEPTH) {
                 let depth = DEPTH.min(k - k0);
+                // Words of this pass per row.
+                let depth_words = depth.div_ceil(per_word);
                 for (jj, dst) in panel.chunks_exact_mut(PANEL_STRIDE).take(rows).enumerate() {
-                    here.read(w, jj, j0 + jj, k0, &mut dst[..depth]);
+                    match words {
+                        Words::F32 => here.read(w, jj, j0 + jj, k0, &mut dst[..depth]),
+                        Words::Bf16Pairs => here.read_pairs(w, jj, k0, depth, dst),
+                    }
                 }
                 // The next pass's weights arrive from memory while this
                 // one computes, a few lines per activation block; the last
@@ -114,14 +175,16 @@ pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
                 };
                 for b in 0..blocks {
                     next.some();
-                    let x = &xp[(b * k + k0) * nc..(b * k + k0 + depth) * nc];
+                    let at = b * kw + k0 / per_word;
+                    let x = &xp[at * nc..(at + depth_words) * nc];
                     for jr in (0..rows).step_by(mr) {
                         let tile = Tile {
                             w: &panel[jr * PANEL_STRIDE..],
                             x,
                             ldx: nc,
                             cols: nc.min(m - b * nc),
-                            depth,
+                            depth: depth_words,
+                            words,
                         };
                         let out = &mut sums[jr * m_pad + b * nc..];
                         tile.accumulate(mr.min(rows - jr), out, m_pad);
@@ -146,6 +209,17 @@ impl RowStarts {
                 .map(|j| w.desc.byte_at(w.desc.row_start(j)))
                 .collect(),
         )
+    }
+
+    /// Columns `col..col + depth` of the `i`-th of these rows (BF16,
+    /// packed) as bf16 pairs in the first `depth.div_ceil(2)` words of
+    /// `dst`, an odd last one paired with zero.
+    fn read_pairs(&self, w: &In<'_>, i: usize, col: usize, depth: usize, dst: &mut [f32]) {
+        let at = self.0[i] + 2 * col;
+        // The stored bytes are the pairs already (little-endian bf16 in order).
+        let dst = &mut super::f32_bytes_mut(dst)[..4 * depth.div_ceil(2)];
+        dst[..2 * depth].copy_from_slice(&w.bytes[at..at + 2 * depth]);
+        dst[2 * depth..].fill(0);
     }
 
     /// Columns `col..col + dst.len()` of weight row `row`, the `i`-th of
@@ -218,6 +292,24 @@ impl<'a> Prefetch<'a> {
     }
 }
 
+/// Up to 32 activations as words of [`Words::Bf16Pairs`] (returns how
+/// many): each rounded to bf16 (to nearest even), the first of a pair in
+/// the low half, a missing second as zero.
+fn bf16_pairs(part: &[f32], words: &mut [f32; 16]) -> usize {
+    #[cfg(target_arch = "x86_64")]
+    if part.len() == 32 && simd::has_avx512_bf16() {
+        // SAFETY: the CPU has AVX-512 F and BF16 (checked just above).
+        unsafe { avx512::bf16_pairs(part, words) };
+        return 16;
+    }
+    let bits = |v: f32| half::bf16::from_f32(v).to_bits() as u32;
+    for (word, pair) in words.iter_mut().zip(part.chunks(2)) {
+        let hi = pair.get(1).map_or(0, |v| bits(*v));
+        *word = f32::from_bits(bits(pair[0]) | hi << 16);
+    }
+    part.len().div_ceil(2)
+}
+
 /// f32 storage that starts on a 64-byte cache line (from the scratch pool,
 /// so a product allocates nothing once the pool has its sizes).
 struct CacheLines {
@@ -246,7 +338,7 @@ impl CacheLines {
 
 /// One register tile: up to [`tile_rows`] panel rows ([`PANEL_STRIDE`] apart) against one
 /// packed block of `ldx` activation rows (the first `cols` of them real),
-/// over `depth` columns.
+/// over `depth` words of the depth, each holding what `words` says.
 #[derive(Clone, Copy)]
 struct Tile<'a> {
     w: &'a [f32],
@@ -254,6 +346,7 @@ struct Tile<'a> {
     ldx: usize,
     cols: usize,
     depth: usize,
+    words: Words,
 }
 
 impl Tile<'_> {
@@ -266,6 +359,19 @@ impl Tile<'_> {
         assert!(self.depth <= DEPTH && self.w.len() >= (rows - 1) * PANEL_STRIDE + self.depth);
         assert!(self.x.len() >= self.depth * nc);
         assert!(out.len() >= (rows - 1) * ldo + nc);
+        if self.words == Words::Bf16Pairs {
+            assert!(
+                nc == 32 && simd::has_avx512_bf16(),
+                "bf16 pairs need AVX-512 BF16"
+            );
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: the CPU has AVX-512 F and BF16 (asserted); the slices
+            // hold everything the tile reads and writes (asserted above).
+            unsafe {
+                avx512::accumulate_pairs(self, rows, out, ldo)
+            };
+            return;
+        }
         #[cfg(target_arch = "x86_64")]
         match isa() {
             Isa::Avx512 if nc == 32 => {
@@ -350,12 +456,64 @@ mod avx2 {
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    //! The AVX-512 tile: two vectors of sixteen activations (one when the
-    //! block's real rows fit in one); needs AVX-512 F (the caller checked `isa()`).
+    //! The AVX-512 tiles: two vectors of sixteen activations (one when the
+    //! block's real rows fit in one), f32 FMAs (`kernel`, AVX-512 F) or
+    //! bf16 pair products (`kernel_pairs`, AVX-512 F and BF16); the caller
+    //! checked the features.
 
     use std::arch::x86_64::*;
 
     use super::{Tile, PANEL_STRIDE};
+
+    /// The same 512 bits as 32 bf16.
+    #[inline]
+    fn as_bf16(v: __m512i) -> __m512bh {
+        // SAFETY: both are 64 bytes of plain bits; every pattern is valid.
+        unsafe { std::mem::transmute::<__m512i, __m512bh>(v) }
+    }
+
+    /// 32 activations rounded to bf16 (to nearest even, as
+    /// `half::bf16::from_f32`) as 16 pair words.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and BF16; `part` holds 32 values.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    pub(super) unsafe fn bf16_pairs(part: &[f32], words: &mut [f32; 16]) {
+        assert!(part.len() >= 32);
+        // SAFETY: 32 values in, 16 words out.
+        unsafe {
+            let (first, second) = (
+                _mm512_loadu_ps(part.as_ptr()),
+                _mm512_loadu_ps(part.as_ptr().add(16)),
+            );
+            // Elements 0..16 from the second operand, 16..32 from the first.
+            let bf16 = _mm512_cvtne2ps_pbh(second, first);
+            _mm512_storeu_si512(
+                words.as_mut_ptr().cast(),
+                std::mem::transmute::<__m512bh, __m512i>(bf16),
+            );
+        }
+    }
+
+    /// Adds the tile's accumulators to `out` (row `r` at `r·ldo`).
+    ///
+    /// # Safety
+    /// The CPU has AVX-512 F and `out` holds `(R − 1)·ldo + 16·V` values.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn add_into<const R: usize, const V: usize>(
+        acc: &[[__m512; V]; R],
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        for (r, row) in acc.iter().enumerate() {
+            for (v, a) in row.iter().enumerate() {
+                let o = out[r * ldo + 16 * v..r * ldo + 16 * v + 16].as_mut_ptr();
+                // SAFETY: `o` points at 16 f32 of `out`.
+                unsafe { _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), *a)) };
+            }
+        }
+    }
 
     #[target_feature(enable = "avx512f")]
     unsafe fn kernel<const R: usize, const V: usize>(t: &Tile<'_>, out: &mut [f32], ldo: usize) {
@@ -373,46 +531,82 @@ mod avx512 {
                 }
             }
         }
-        for r in 0..R {
-            for v in 0..V {
-                let o = out[r * ldo + 16 * v..r * ldo + 16 * v + 16].as_mut_ptr();
-                // SAFETY: `o` points at 16 f32 of `out`.
-                unsafe { _mm512_storeu_ps(o, _mm512_add_ps(_mm512_loadu_ps(o), acc[r][v])) };
-            }
-        }
+        // SAFETY: as asserted by `Tile::accumulate`.
+        unsafe { add_into(&acc, out, ldo) }
     }
 
-    /// Dispatches to the tile of exactly `rows` panel rows and as many
-    /// vectors as the block's real rows need.
-    pub(super) unsafe fn accumulate(t: &Tile<'_>, rows: usize, out: &mut [f32], ldo: usize) {
-        // SAFETY: the caller checked the CPU features and the bounds.
-        unsafe {
-            match (rows, t.cols > 16) {
-                (12, true) => kernel::<12, 2>(t, out, ldo),
-                (12, false) => kernel::<12, 1>(t, out, ldo),
+    /// As `kernel`, each word of the panel and the activations a pair of
+    /// bf16 along the depth: one `vdpbf16ps` per row and vector adds both
+    /// products to the f32 accumulators.
+    #[target_feature(enable = "avx512f,avx512bf16")]
+    unsafe fn kernel_pairs<const R: usize, const V: usize>(
+        t: &Tile<'_>,
+        out: &mut [f32],
+        ldo: usize,
+    ) {
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        let (w, x) = (t.w.as_ptr(), t.x.as_ptr());
+        // SAFETY (every load): as in `kernel`, in words.
+        for p in 0..t.depth {
+            let xv: [__m512bh; V] = std::array::from_fn(|v| unsafe {
+                as_bf16(_mm512_loadu_si512(x.add(t.ldx * p + 16 * v).cast()))
+            });
+            for (r, row) in acc.iter_mut().enumerate() {
+                // The word's bits, not its value as an f32: a broadcast moves them unchanged.
+                let pair = unsafe { w.add(r * PANEL_STRIDE + p).cast::<i32>().read() };
+                let wv = as_bf16(_mm512_set1_epi32(pair));
+                for (a, x) in row.iter_mut().zip(&xv) {
+                    *a = _mm512_dpbf16_ps(*a, wv, *x);
+                }
+            }
+        }
+        // SAFETY: as asserted by `Tile::accumulate`.
+        unsafe { add_into(&acc, out, ldo) }
+    }
+
+    /// Calls `$kernel::<R, V>` for exactly `$rows` panel rows and as many
+    /// vectors as the block's real rows need, a partial panel (more than
+    /// six rows, fewer than twelve) as six rows and then the rest.
+    macro_rules! dispatch {
+        ($kernel:ident, $again:ident, $t:expr, $rows:expr, $out:expr, $ldo:expr) => {{
+            let (t, out, ldo): (&Tile<'_>, &mut [f32], usize) = ($t, $out, $ldo);
+            match ($rows, t.cols > 16) {
+                (12, true) => $kernel::<12, 2>(t, out, ldo),
+                (12, false) => $kernel::<12, 1>(t, out, ldo),
                 (r, _) if r > 6 => {
-                    // Partial panels: six rows, then the rest.
-                    accumulate(t, 6, out, ldo);
+                    $again(t, 6, out, ldo);
                     let rest = Tile {
                         w: &t.w[6 * PANEL_STRIDE..],
                         ..*t
                     };
-                    accumulate(&rest, r - 6, &mut out[6 * ldo..], ldo);
+                    $again(&rest, r - 6, &mut out[6 * ldo..], ldo);
                 }
-                (6, true) => kernel::<6, 2>(t, out, ldo),
-                (5, true) => kernel::<5, 2>(t, out, ldo),
-                (4, true) => kernel::<4, 2>(t, out, ldo),
-                (3, true) => kernel::<3, 2>(t, out, ldo),
-                (2, true) => kernel::<2, 2>(t, out, ldo),
-                (_, true) => kernel::<1, 2>(t, out, ldo),
-                (6, false) => kernel::<6, 1>(t, out, ldo),
-                (5, false) => kernel::<5, 1>(t, out, ldo),
-                (4, false) => kernel::<4, 1>(t, out, ldo),
-                (3, false) => kernel::<3, 1>(t, out, ldo),
-                (2, false) => kernel::<2, 1>(t, out, ldo),
-                (_, false) => kernel::<1, 1>(t, out, ldo),
+                (6, true) => $kernel::<6, 2>(t, out, ldo),
+                (5, true) => $kernel::<5, 2>(t, out, ldo),
+                (4, true) => $kernel::<4, 2>(t, out, ldo),
+                (3, true) => $kernel::<3, 2>(t, out, ldo),
+                (2, true) => $kernel::<2, 2>(t, out, ldo),
+                (_, true) => $kernel::<1, 2>(t, out, ldo),
+                (6, false) => $kernel::<6, 1>(t, out, ldo),
+                (5, false) => $kernel::<5, 1>(t, out, ldo),
+                (4, false) => $kernel::<4, 1>(t, out, ldo),
+                (3, false) => $kernel::<3, 1>(t, out, ldo),
+                (2, false) => $kernel::<2, 1>(t, out, ldo),
+                (_, false) => $kernel::<1, 1>(t, out, ldo),
             }
-        }
+        }};
+    }
+
+    /// The f32 tile of exactly `rows` panel rows.
+    pub(super) unsafe fn accumulate(t: &Tile<'_>, rows: usize, out: &mut [f32], ldo: usize) {
+        // SAFETY: the caller checked the CPU features and the bounds.
+        unsafe { dispatch!(kernel, accumulate, t, rows, out, ldo) }
+    }
+
+    /// The bf16-pair tile of exactly `rows` panel rows.
+    pub(super) unsafe fn accumulate_pairs(t: &Tile<'_>, rows: usize, out: &mut [f32], ldo: usize) {
+        // SAFETY: the caller checked the CPU features (BF16 included) and the bounds.
+        unsafe { dispatch!(kernel_pairs, accumulate_pairs, t, rows, out, ldo) }
     }
 }
 
@@ -451,6 +645,87 @@ mod tests {
                     assert!(
                         (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
                         "m={m} k={k} n={n} ({i},{j}): {g} vs {want}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn activation_pairs_round_to_bf16_as_the_half_crate_does() {
+        // Ties (1 + 2⁻⁸ rounds down to even, 1 + 3·2⁻⁸ up), signs, large
+        // values, ±∞ and NaN; subnormals are left out: AVX-512 BF16 flushes
+        // them to zero, a difference below 1.2e-38.
+        let mut rng = Rng::new(5);
+        let mut part: Vec<f32> = (0..32).map(|_| rng.uniform(-3.0, 3.0)).collect();
+        part[..8].copy_from_slice(&[
+            1.0 + 1.0 / 256.0,
+            1.0 + 3.0 / 256.0,
+            -(1.0 + 1.0 / 256.0),
+            3.0e38,
+            f32::INFINITY,
+            f32::NEG_INFINITY,
+            f32::NAN,
+            0.0,
+        ]);
+        let mut words = [0.0f32; 16];
+        assert_eq!(bf16_pairs(&part, &mut words), 16);
+        for (i, word) in words.iter().enumerate() {
+            let bits = |v: f32| half::bf16::from_f32(v).to_bits() as u32;
+            let want = bits(part[2 * i]) | bits(part[2 * i + 1]) << 16;
+            assert_eq!(
+                word.to_bits(),
+                want,
+                "pair {i}: {:?}",
+                &part[2 * i..2 * i + 2]
+            );
+        }
+        assert_eq!(words[0].to_bits(), 0x3f82_3f80, "ties to even");
+        // An odd tail: the last value paired with zero.
+        assert_eq!(bf16_pairs(&[1.0, 2.0, 3.0], &mut words), 2);
+        assert_eq!(words[1].to_bits(), 0x0000_4040);
+    }
+
+    #[test]
+    fn bf16_weights_match_the_product_of_what_the_tile_multiplies() {
+        // With AVX-512 BF16 the activations are rounded to bf16 too (pairs
+        // along the depth, an odd depth's last one paired with zero); else
+        // the f32 tile multiplies them as given.
+        let pairs = simd::has_avx512_bf16();
+        let mut rng = Rng::new(11);
+        for (m, k, n) in [
+            (9, 40, 11),
+            (13, 1029, 14),
+            (33, 513, 25),
+            (17, 7, 3),
+            (64, 2048, 12),
+        ] {
+            let x: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
+            let wv: Vec<f32> = (0..n * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
+            let bytes = quant::from_f32(DType::Bf16, &wv).unwrap();
+            let wq = quant::to_f32(DType::Bf16, &bytes, n * k).unwrap();
+            let w = In {
+                desc: TensorDesc::contiguous(DType::Bf16, &[n, k]),
+                bytes: &bytes,
+            };
+            let mut got = vec![f32::NAN; m * n];
+            gemm(&x, k, &w, &Columns::new(&mut got, m, n));
+            let xq: Vec<f32> = if pairs {
+                x.iter()
+                    .map(|v| half::bf16::from_f32(*v).to_f32())
+                    .collect()
+            } else {
+                x.clone()
+            };
+            for i in 0..m {
+                for j in 0..n {
+                    let want: f64 = (0..k)
+                        .map(|p| xq[i * k + p] as f64 * wq[j * k + p] as f64)
+                        .sum();
+                    let g = got[i * n + j] as f64;
+                    assert!(
+                        (g - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "pairs={pairs} m={m} k={k} n={n} ({i},{j}): {g} vs {want}"
                     );
                 }
             }

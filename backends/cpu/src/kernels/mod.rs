@@ -272,6 +272,13 @@ pub(crate) fn f32_bytes(v: &[f32]) -> &[u8] {
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast(), std::mem::size_of_val(v)) }
 }
 
+/// The bytes of an f32 slice, writable (every bit pattern is an f32).
+pub(crate) fn f32_bytes_mut(v: &mut [f32]) -> &mut [u8] {
+    // SAFETY: as in `f32_bytes`, and the borrow is unique; any byte values
+    // make valid f32.
+    unsafe { std::slice::from_raw_parts_mut(v.as_mut_ptr().cast(), std::mem::size_of_val(v)) }
+}
+
 /// Checks an index read from a device tensor before it is used.
 pub(crate) fn checked_index(op: &str, what: &str, value: i32, bound: usize) -> Result<usize> {
     if value < 0 || value as usize >= bound {

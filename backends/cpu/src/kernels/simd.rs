@@ -78,6 +78,19 @@ pub(crate) fn isa() -> Isa {
     })
 }
 
+/// Whether the kernels may use AVX-512 BF16 (`vdpbf16ps`, two bf16
+/// products per f32 lane): the level in use is AVX-512 and the CPU has it.
+pub(crate) fn has_avx512_bf16() -> bool {
+    static BF16: OnceLock<bool> = OnceLock::new();
+    *BF16.get_or_init(|| {
+        #[cfg(target_arch = "x86_64")]
+        if isa() == Isa::Avx512 {
+            return is_x86_feature_detected!("avx512bf16");
+        }
+        false
+    })
+}
+
 /// The cap `GLMHAL_CPU_ISA` asks for (`None` when it is unset).
 fn requested_isa() -> Result<Option<Isa>, String> {
     match std::env::var("GLMHAL_CPU_ISA") {
