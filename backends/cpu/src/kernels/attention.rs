@@ -1,11 +1,16 @@
 //! attention: f32 scores and softmax, in one of two ways.
 //!
-//! A few queries (decode): one task per (query, head). Keys and values are
+//! A few queries (decode): one task per (query, KV head, chunk of
+//! [`CHUNK`] positions), each covering every query head that shares the KV
+//! head, so a key or value row is read once for the whole group (GLM
+//! shares each KV head among 8 or 16 query heads). A task keeps its own
+//! softmax maximum and sum, and the chunks of a query are merged after
+//! (the split that lets long contexts use every core). Keys and values are
 //! read from the cache as they are stored: K rows of f32/f16/bf16 go
-//! straight to the dot products (converted in registers), and each V row is
-//! converted into a row of scratch as it is used. A decode step therefore
-//! never copies the cache, which at long contexts would be megabytes per
-//! layer per token.
+//! straight to the dot products (converted in registers), and each V row
+//! is converted into a row of scratch as it is used. A decode step
+//! therefore never copies the cache, which at long contexts would be
+//! megabytes per layer per token.
 //!
 //! Many queries (a prompt): per head, two matrix products on the GEMM
 //! (scores `Q·Kᵀ`, then probabilities times values), blocks of queries at a
@@ -14,9 +19,10 @@
 
 use glmhal_hal::{DType, Result, TensorDesc};
 use rayon::prelude::*;
+use smallvec::SmallVec;
 
 use super::matmul::{product, FUSED_MAX_ROWS};
-use super::{dot, f32_bytes, simd, In, Out, Scratch};
+use super::{f32_bytes, simd, In, Out, Scratch};
 
 /// Queries from which attention runs as matrix products (the products
 /// take the GEMM above [`FUSED_MAX_ROWS`] rows).
@@ -24,6 +30,8 @@ const PRODUCTS_FROM: usize = FUSED_MAX_ROWS + 1;
 /// Queries per block of the products: bounds the scores held at once
 /// (`QUERY_BLOCK × keys` f32 per head in flight).
 const QUERY_BLOCK: usize = 256;
+/// Cached positions per decode task.
+const CHUNK: usize = 256;
 
 /// The sizes both ways need: `t` queries of `nh` heads of `d` over `s`
 /// positions of `nkv` KV heads (validated by the catalogue).
@@ -63,61 +71,150 @@ pub(super) fn attention(
     if t >= PRODUCTS_FROM {
         return by_products(q, k, v, sizes, scale, causal, out);
     }
-    let Sizes { group, past, .. } = sizes;
-    let qs = q.to_f32();
-    // Other key layouts (strided rows, quantized) are converted once.
-    let keys_as_stored =
-        k.desc.rows_contiguous() && matches!(k.desc.dtype, DType::F32 | DType::F16 | DType::Bf16);
-    let converted_keys = (!keys_as_stored).then(|| k.to_f32());
-    let key_bytes = k.desc.dtype.bytes_for(d);
-    let score = |qh: &[f32], row: usize| match &converted_keys {
-        Some(ks) => dot(qh, &ks[row * d..(row + 1) * d]),
-        None => {
-            let at = k.desc.byte_at(k.desc.row_start(row));
-            let mut out = [0.0f32];
-            simd::dot_rows(k.desc.dtype, &k.bytes[at..at + key_bytes], &[qh], &mut out);
-            out[0]
+    by_positions(q, k, v, sizes, scale, causal, out);
+    Ok(())
+}
+
+/// The rows of a `[s, nkv, d]` cache as a decode task reads them.
+enum CacheRows<'a> {
+    /// f32/f16/bf16 rows stored packed: read in place.
+    Stored(&'a In<'a>),
+    /// Any other layout (strided rows, quantized), converted to f32 once
+    /// (`nkv` heads per position).
+    Converted { values: Scratch<f32>, nkv: usize },
+}
+
+impl<'a> CacheRows<'a> {
+    fn new(c: &'a In<'a>) -> Self {
+        let packed = c.desc.rows_contiguous()
+            && matches!(c.desc.dtype, DType::F32 | DType::F16 | DType::Bf16);
+        if packed {
+            CacheRows::Stored(c)
+        } else {
+            CacheRows::Converted {
+                values: c.to_f32(),
+                nkv: c.desc.shape[1],
+            }
         }
-    };
-    let mut result = Scratch::filled(t * nh * d, 0.0f32);
-    result.par_chunks_mut(d).enumerate().for_each_init(
-        || {
-            (
-                Scratch::filled(s, 0.0f32),
-                Scratch::filled(d, 0.0f32),
-                Scratch::filled(d, 0.0f32),
-            )
-        },
-        |(scores, qh, vh), (th, o)| {
-            let (ti, h) = (th / nh, th % nh);
-            let g = h / group;
-            // Q is scaled before Q·Kᵀ so large GLM activations cannot overflow the scores.
-            for (dst, src) in qh.iter_mut().zip(&qs[th * d..(th + 1) * d]) {
+    }
+
+    /// Row `(j, g)` (`d` values) as stored: its dtype and bytes.
+    fn bytes(&self, j: usize, g: usize, d: usize) -> (DType, &[u8]) {
+        match self {
+            CacheRows::Stored(c) => {
+                let desc = &c.desc;
+                let at = desc.byte_at(j * desc.strides[0] + g * desc.strides[1]);
+                (desc.dtype, &c.bytes[at..at + desc.dtype.bytes_for(d)])
+            }
+            CacheRows::Converted { values, nkv } => {
+                (DType::F32, f32_bytes(&values[(j * nkv + g) * d..][..d]))
+            }
+        }
+    }
+}
+
+/// Attention of a few queries (see the module's notes).
+fn by_positions(
+    q: &In<'_>,
+    k: &In<'_>,
+    v: &In<'_>,
+    sizes: Sizes,
+    scale: f32,
+    causal: bool,
+    out: &mut Out<'_>,
+) {
+    let Sizes {
+        t,
+        nh,
+        d,
+        s,
+        nkv,
+        group,
+        past,
+    } = sizes;
+    let qs = q.to_f32();
+    let (keys, values) = (CacheRows::new(k), CacheRows::new(v));
+    let visible = |ti: usize| if causal { past + ti + 1 } else { s };
+    // Task i is query ti, KV head g, chunk c (the same chunk count for
+    // every query; a chunk past a query's last visible position is empty).
+    let chunks = visible(t - 1).div_ceil(CHUNK);
+    let tasks = t * nkv * chunks;
+    // Each task's share, in pooled buffers (a step allocates nothing): per
+    // query head of its group the softmax maximum and sum over its
+    // positions, and the unnormalized output.
+    let mut maxima = Scratch::filled(tasks * group, f32::NEG_INFINITY);
+    let mut sums = Scratch::filled(tasks * group, 0.0f32);
+    let mut outs = Scratch::filled(tasks * group * d, 0.0f32);
+    maxima
+        .par_chunks_mut(group)
+        .zip(sums.par_chunks_mut(group))
+        .zip(outs.par_chunks_mut(group * d))
+        .enumerate()
+        .for_each(|(i, ((max, sum), o))| {
+            let (ti, g, c) = (i / (nkv * chunks), i / chunks % nkv, i % chunks);
+            let (j0, j1) = (c * CHUNK, ((c + 1) * CHUNK).min(visible(ti)));
+            if j0 >= j1 {
+                return;
+            }
+            let len = j1 - j0;
+            // The group's queries, scaled before Q·Kᵀ so large GLM
+            // activations cannot overflow the scores.
+            let mut qh = Scratch::filled(group * d, 0.0f32);
+            let first = (ti * nh + g * group) * d;
+            for (dst, src) in qh.iter_mut().zip(&qs[first..first + group * d]) {
                 *dst = src * scale;
             }
-            let visible = if causal { past + ti + 1 } else { s };
-            let mut max = f32::NEG_INFINITY;
-            for (j, sc) in scores[..visible].iter_mut().enumerate() {
-                *sc = score(qh, j * nkv + g);
-                max = max.max(*sc);
-            }
-            let mut denom = 0.0f32;
-            for sc in &mut scores[..visible] {
-                *sc = (*sc - max).exp();
-                denom += *sc;
-            }
-            let inv = 1.0 / denom;
-            for (j, p) in scores[..visible].iter().enumerate() {
-                v.read_row(j * nkv + g, vh);
-                let w = p * inv;
-                for (oi, vi) in o.iter_mut().zip(vh.iter()) {
-                    *oi += w * vi;
+            let queries: SmallVec<[&[f32]; 16]> = qh.chunks_exact(d).collect();
+            // Scores, head by head: row h holds positions j0..j1.
+            let mut scores = Scratch::filled(group * len, 0.0f32);
+            let mut dots = [0.0f32; simd::TILE];
+            for j in j0..j1 {
+                let (dtype, key) = keys.bytes(j, g, d);
+                for (h0, tile) in (0..).step_by(simd::TILE).zip(queries.chunks(simd::TILE)) {
+                    simd::dot_rows(dtype, key, tile, &mut dots);
+                    for (i, dot) in dots[..tile.len()].iter().enumerate() {
+                        scores[(h0 + i) * len + j - j0] = *dot;
+                    }
                 }
             }
-        },
-    );
+            for ((row, m), l) in scores
+                .chunks_exact_mut(len)
+                .zip(max.iter_mut())
+                .zip(sum.iter_mut())
+            {
+                *m = row.iter().fold(f32::NEG_INFINITY, |a, b| a.max(*b));
+                *l = simd::exp_shifted_in_place(row, *m);
+            }
+            let mut row = Scratch::filled(d, 0.0f32);
+            for j in j0..j1 {
+                let (dtype, value) = values.bytes(j, g, d);
+                simd::to_f32(dtype, value, &mut row);
+                for (h, oh) in o.chunks_exact_mut(d).enumerate() {
+                    simd::axpy(scores[h * len + j - j0], &row, oh);
+                }
+            }
+        });
+    // Merge each query head's chunks, each rescaled to their largest maximum.
+    let mut result = Scratch::filled(t * nh * d, 0.0f32);
+    result.par_chunks_mut(d).enumerate().for_each(|(at, o)| {
+        let (ti, h) = (at / nh, at % nh);
+        let (g, hh) = (h / group, h % group);
+        let share = |c: usize| ((ti * nkv + g) * chunks + c) * group + hh;
+        let largest = (0..chunks).fold(f32::NEG_INFINITY, |m, c| m.max(maxima[share(c)]));
+        let mut total = 0.0f32;
+        for c in 0..chunks {
+            let i = share(c);
+            if maxima[i] == f32::NEG_INFINITY {
+                continue; // an empty chunk
+            }
+            let factor = (maxima[i] - largest).exp();
+            total += factor * sums[i];
+            simd::axpy(factor, &outs[i * d..(i + 1) * d], o);
+        }
+        let inv = 1.0 / total;
+        o.iter_mut().for_each(|x| *x *= inv);
+    });
     out.store(&result);
-    Ok(())
 }
 
 /// Attention of many queries as two products per head: for each KV head,
@@ -262,6 +359,60 @@ mod tests {
         )
         .unwrap();
         quant::to_f32(DType::F32, &out, t * nh * d).unwrap()
+    }
+
+    #[test]
+    fn decode_over_several_chunks_matches_a_plain_softmax() {
+        // Two queries over 700 cached positions (three chunks, the last
+        // partial), eight query heads sharing each of two KV heads.
+        let (t, past, nh, nkv, d) = (2, 698, 16, 2, 64);
+        let s = past + t;
+        let mut rng = Rng::new(12);
+        let mut random =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform(-2.0, 2.0)).collect() };
+        let q = random(t * nh * d);
+        let (kf, vf) = (random(s * nkv * d), random(s * nkv * d));
+        let kv = (
+            quant::from_f32(DType::F16, &kf).unwrap(),
+            quant::from_f32(DType::F16, &vf).unwrap(),
+        );
+        let (kq, vq) = (
+            quant::to_f32(DType::F16, &kv.0, kf.len()).unwrap(),
+            quant::to_f32(DType::F16, &kv.1, vf.len()).unwrap(),
+        );
+        let got = run(&q, t, &kv, s, (nh, nkv, d));
+        let scale = 1.0 / (d as f64).sqrt();
+        for ti in 0..t {
+            for h in 0..nh {
+                let g = h / (nh / nkv);
+                let qh = &q[(ti * nh + h) * d..][..d];
+                let seen = past + ti + 1;
+                let scores: Vec<f64> = (0..seen)
+                    .map(|j| {
+                        let kj = &kq[(j * nkv + g) * d..][..d];
+                        scale
+                            * qh.iter()
+                                .zip(kj)
+                                .map(|(a, b)| *a as f64 * *b as f64)
+                                .sum::<f64>()
+                    })
+                    .collect();
+                let max = scores.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+                let weights: Vec<f64> = scores.iter().map(|x| (x - max).exp()).collect();
+                let total: f64 = weights.iter().sum();
+                for c in 0..d {
+                    let want: f64 = (0..seen)
+                        .map(|j| weights[j] * vq[(j * nkv + g) * d + c] as f64)
+                        .sum::<f64>()
+                        / total;
+                    let g_ = got[(ti * nh + h) * d + c] as f64;
+                    assert!(
+                        (g_ - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "query {ti} head {h} dim {c}: {g_} vs {want}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]

@@ -211,31 +211,6 @@ impl Out<'_> {
     }
 }
 
-/// Dot product of two f32 slices (over the shorter length): the AVX2 dot
-/// product where the CPU has it, else eight independent accumulators so
-/// the compiler vectorizes it for the build target.
-pub(crate) fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let n = a.len().min(b.len());
-    let (a, b) = (&a[..n], &b[..n]);
-    if simd::isa().has_avx2() {
-        let mut out = [0.0f32];
-        simd::dot_rows(DType::F32, f32_bytes(b), &[a], &mut out);
-        return out[0];
-    }
-    let mut acc = [0.0f32; 8];
-    let chunks = n / 8;
-    for i in 0..chunks {
-        for l in 0..8 {
-            acc[l] += a[i * 8 + l] * b[i * 8 + l];
-        }
-    }
-    let mut tail = 0.0f32;
-    for i in chunks * 8..n {
-        tail += a[i] * b[i];
-    }
-    acc.iter().sum::<f32>() + tail
-}
-
 /// f32 values of an input: borrowed from its bytes, or converted into scratch.
 pub(crate) enum F32s<'a> {
     /// A contiguous f32 view, read in place.

@@ -323,6 +323,13 @@ pub(crate) fn silu_mul(gate: &[f32], up: &[f32], out: &mut [f32]) {
 /// are vectorized (as in [`silu_mul`]).
 pub(crate) fn softmax_in_place(row: &mut [f32]) {
     let max = row.iter().fold(f32::NEG_INFINITY, |m, v| m.max(*v));
+    let inv = 1.0 / exp_shifted_in_place(row, max);
+    row.iter_mut().for_each(|v| *v *= inv);
+}
+
+/// `v = e^(v − max)` for every value of `row`, returning their sum (the
+/// vectorized exponential of [`silu_mul`] on AVX2).
+pub(crate) fn exp_shifted_in_place(row: &mut [f32], max: f32) -> f32 {
     let mut done = 0;
     let mut sum = 0.0f32;
     #[cfg(target_arch = "x86_64")]
@@ -334,8 +341,21 @@ pub(crate) fn softmax_in_place(row: &mut [f32]) {
         *v = (*v - max).exp();
         sum += *v;
     }
-    let inv = 1.0 / sum;
-    row.iter_mut().for_each(|v| *v *= inv);
+    sum
+}
+
+/// `y += a·x` over the common length.
+pub(crate) fn axpy(a: f32, x: &[f32], y: &mut [f32]) {
+    let n = x.len().min(y.len());
+    let mut done = 0;
+    #[cfg(target_arch = "x86_64")]
+    if isa().has_avx2() {
+        // SAFETY: the CPU has AVX2 and FMA (checked by `isa`).
+        done = unsafe { avx2::axpy(a, &x[..n], &mut y[..n]) };
+    }
+    for (yi, xi) in y[done..n].iter_mut().zip(&x[done..n]) {
+        *yi += a * xi;
+    }
 }
 
 /// Asks the CPU to start loading the cache line that holds `p` (any
@@ -812,6 +832,25 @@ mod avx2 {
             i += 8;
         }
         (i, sum8(acc))
+    }
+
+    /// [`super::axpy`] for whole vectors of eight of equally long `x` and
+    /// `y`; returns how many values it updated.
+    #[target_feature(enable = "avx2,fma")]
+    pub(super) unsafe fn axpy(a: f32, x: &[f32], y: &mut [f32]) -> usize {
+        assert!(x.len() == y.len());
+        let av = _mm256_set1_ps(a);
+        let mut i = 0;
+        while i + 8 <= y.len() {
+            // SAFETY: i + 8 ≤ len of both.
+            unsafe {
+                let p = y.as_mut_ptr().add(i);
+                let xv = _mm256_loadu_ps(x.as_ptr().add(i));
+                _mm256_storeu_ps(p, _mm256_fmadd_ps(av, xv, _mm256_loadu_ps(p)));
+            }
+            i += 8;
+        }
+        i
     }
 
     /// [`super::silu_mul`] for whole vectors of eight; returns how many values it wrote.
