@@ -39,7 +39,9 @@ def ensure_llama_cpp():
     except ImportError:
         pass
     python = VENV / "bin" / "python"
-    if Path(sys.executable).resolve() == python.resolve():
+    # A venv's python is usually a symlink to the system's, so compare the
+    # prefix, not the resolved executable.
+    if Path(sys.prefix).resolve() == VENV.resolve():
         sys.exit("llama-cpp-python is not importable even inside .venv-peers")
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
