@@ -497,16 +497,21 @@ mod avx2 {
     /// How far ahead of the bytes being multiplied the matrix-vector
     /// products ask for weights. A decode product streams its weights from
     /// memory once; the hardware prefetchers alone left single-row kernels
-    /// waiting on it (measured in alternating decode runs: 10–25 % more
-    /// tokens/s with requests 8 KiB ahead; 2 and 16 KiB gained less).
-    pub(super) const PREFETCH_AHEAD: usize = 8 << 10;
+    /// waiting on it (on AMD Zen 3, 10–25 % more tokens/s with requests
+    /// 8 KiB ahead into L1). Requests 32 KiB ahead into L2 keep more lines
+    /// in flight: on AMD Zen 4, in three alternating decode runs each, F16
+    /// 10.57–11.47 against 7.74–9.33 tok/s with 8 KiB into L1, Q8_0 (AVX-512)
+    /// 19.4–22.6 against 16.2–17.7 with 8 KiB non-temporal, Q8_0 (AVX2)
+    /// 18.95–19.69 against 13.05–19.15; one thread, F16, 16 and 64 KiB
+    /// about as fast as 32.
+    pub(super) const PREFETCH_AHEAD: usize = 32 << 10;
 
-    /// Asks for the cache line `PREFETCH_AHEAD` bytes past `p`. The address
-    /// may lie past the weights (a prefetch never faults), so it is formed
-    /// with wrapping arithmetic and never dereferenced.
+    /// Asks for the cache line `PREFETCH_AHEAD` bytes past `p`, into L2.
+    /// The address may lie past the weights (a prefetch never faults), so
+    /// it is formed with wrapping arithmetic and never dereferenced.
     #[target_feature(enable = "avx2")]
     pub(super) fn prefetch_ahead(p: *const u8) {
-        _mm_prefetch::<_MM_HINT_T0>(p.wrapping_add(PREFETCH_AHEAD).cast());
+        _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(PREFETCH_AHEAD).cast());
     }
 
     /// Eight weights from `p` (element `i`) as f32.
@@ -945,17 +950,20 @@ mod avx512 {
 
     use glmhal_hal::{DType, QUANT_BLOCK};
 
-    use super::avx2::PREFETCH_AHEAD;
+    use super::avx2::prefetch_ahead;
     use super::{QuantizedOperands, QuantizedRow, WeightRows, PAIR_PLANE_BYTES};
 
-    /// `avx2::prefetch_ahead` with the non-temporal hint: a decode product
-    /// reads each weight once per token, and on AMD Zen 5 these kernels
-    /// decoded Q4_0 a few per cent faster with it (five alternating runs:
-    /// median 61.6 vs 57.4 tok/s); the AVX2 kernels did not gain (47.2–49.3
-    /// vs 48.6–49.8 tok/s), so they keep the ordinary hint.
+    /// The Q4_0 VNNI product's weight requests: 8 KiB ahead with the
+    /// non-temporal hint. On AMD Zen 5 that decoded Q4_0 a few per cent
+    /// faster than the ordinary hint (five alternating runs: median 61.6
+    /// vs 57.4 tok/s); on AMD Zen 4, where this kernel runs at the pace of
+    /// its instructions, not of memory, `avx2::prefetch_ahead` was no
+    /// faster (24.7–28.7 against 24.6–35.4 tok/s). The other AVX-512
+    /// products use `avx2::prefetch_ahead`.
     #[target_feature(enable = "avx2")]
-    fn prefetch_ahead(p: *const u8) {
-        _mm_prefetch::<_MM_HINT_NTA>(p.wrapping_add(PREFETCH_AHEAD).cast());
+    fn prefetch_ahead_nta(p: *const u8) {
+        const NTA_AHEAD: usize = 8 << 10;
+        _mm_prefetch::<_MM_HINT_NTA>(p.wrapping_add(NTA_AHEAD).cast());
     }
 
     /// Blocks whose scales are converted and multiplied together.
@@ -1255,7 +1263,7 @@ mod avx512 {
         while b < grouped {
             let group = w.as_ptr().wrapping_add(b * bb);
             for line in (0..GROUP * bb).step_by(64) {
-                prefetch_ahead(group.wrapping_add(line));
+                prefetch_ahead_nta(group.wrapping_add(line));
             }
             // SAFETY: blocks b..b + 16 lie inside `w` and the rows' scales
             // and offsets (asserted). Sixteen scalar loads: a `vpgatherdd`
