@@ -498,8 +498,8 @@ mod avx2 {
     /// products ask for weights. A decode product streams its weights from
     /// memory once; the hardware prefetchers alone left single-row kernels
     /// waiting on it (on AMD Zen 3, 10–25 % more tokens/s with requests
-    /// 8 KiB ahead into L1). Requests 32 KiB ahead into L2 keep more lines
-    /// in flight: on AMD Zen 4, in three alternating decode runs each, F16
+    /// 8 KiB ahead into L1). Requests 32 KiB ahead into L2 were faster
+    /// still on AMD Zen 4 (the Q4_0 AVX2 kernel not measured there): in three alternating decode runs each, F16
     /// 10.57–11.47 against 7.74–9.33 tok/s with 8 KiB into L1, Q8_0 (AVX-512)
     /// 19.4–22.6 against 16.2–17.7 with 8 KiB non-temporal, Q8_0 (AVX2)
     /// 18.95–19.69 against 13.05–19.15; one thread, F16, 16 and 64 KiB
