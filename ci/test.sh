@@ -20,6 +20,9 @@ fi
 # The CPU's portable kernels (what a CPU without AVX2/FMA/F16C runs) on the products.
 GLMHAL_CPU_ISA=portable cargo run --locked --profile test -q -p glmhal -- conformance \
   --backend cpu --op mat_mul --require-all
+# Q8_0/Q4_0 products with int16 activations (the default is int8).
+GLMHAL_CPU_ACTIVATIONS=int16 cargo run --locked --profile test -q -p glmhal -- conformance \
+  --backend cpu --op mat_mul --require-all
 # On a CPU with AVX-512 the default run above took the AVX-512 kernels: the
 # AVX2 ones (what most x86 CPUs run) get their unit tests and conformance too.
 if grep -qw avx512_vnni /proc/cpuinfo 2>/dev/null; then

@@ -5,11 +5,14 @@
 //! - [`cases`]: the case list (odd, large, strided and GLM-real shapes);
 //! - [`runner`]: one case on one backend, with guard regions around outputs;
 //! - [`tolerance`] and [`metrics`]: thresholds and error measures;
+//! - [`allowance`]: the error a product with quantized weights may carry
+//!   from int8 activations, forgiven before NMSE;
 //! - [`suite`]: filters and runs over many backends;
 //! - [`report`]: console matrix, JSON (versioned) and Markdown;
 //! - [`model_check`]: a built-in tiny GLM on each backend against [`reference_backend`];
 //! - [`backend_tests!`]: the suite as `cargo test` cases for one backend.
 
+pub mod allowance;
 pub mod case;
 pub mod cases;
 pub mod metrics;

@@ -45,9 +45,10 @@ pub fn describe(threads: usize) -> DeviceInfo {
         ""
     };
     info.runtime_version = Some(format!(
-        "glmhal-cpu {} ({threads} threads, {} kernels{bf16})",
+        "glmhal-cpu {} ({threads} threads, {} kernels, {} activations for Q8_0/Q4_0{bf16})",
         env!("CARGO_PKG_VERSION"),
-        crate::kernels::simd::isa().name()
+        crate::kernels::simd::isa().name(),
+        crate::kernels::simd::activation_bits().name()
     ));
     info.features = features;
     info

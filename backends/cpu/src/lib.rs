@@ -29,6 +29,10 @@ pub const THREADS_ENV: &str = "GLMHAL_CPU_THREADS";
 /// `portable`, `avx2` or `avx512` (the default is the best the CPU has).
 pub const ISA_ENV: &str = "GLMHAL_CPU_ISA";
 
+/// Environment variable that sets how Q8_0/Q4_0 products quantize their
+/// activations: `int8` (the default) or `int16`.
+pub const ACTIVATIONS_ENV: &str = "GLMHAL_CPU_ACTIVATIONS";
+
 /// Registry entry for the CPU backend. The CPU is always available.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Provider;
@@ -55,6 +59,9 @@ pub fn default_threads() -> Result<usize> {
 fn settings() -> Result<usize> {
     if let Some(reason) = kernels::simd::isa_setting_error() {
         return Err(HalError::invalid(ISA_ENV, reason));
+    }
+    if let Some(reason) = kernels::simd::activation_setting_error() {
+        return Err(HalError::invalid(ACTIVATIONS_ENV, reason));
     }
     default_threads()
 }

@@ -2,7 +2,7 @@
 //!
 //! For a few rows of activations (decode) weights whose rows are packed are
 //! read as stored by the dot products of [`super::simd`] (Q8_0/Q4_0 rows
-//! against activations quantized once to int16 blocks, f16/bf16/f32 rows
+//! against activations quantized once to int8 or int16 blocks, f16/bf16/f32 rows
 //! converted in registers), each weight row read once for all of them;
 //! other views dequantize a row at a time. Many rows (prefill) go to the
 //! register-blocked GEMM of [`super::gemm`], except Q4_0 weights on AVX2,
@@ -100,7 +100,7 @@ fn few_rows(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
                 .iter()
                 .map(|row| {
                     let mut q = QuantizedRow::default();
-                    q.quantize(row, d);
+                    q.quantize(row, d, simd::activation_bits());
                     q
                 })
                 .collect(),
