@@ -96,20 +96,40 @@ pub(crate) fn has_avx512_bf16() -> bool {
     })
 }
 
+/// The levels `GLMHAL_CPU_ISA` can name, in increasing order.
+const ISAS: [Isa; 3] = [Isa::Portable, Isa::Avx2, Isa::Avx512];
+
 /// The cap `GLMHAL_CPU_ISA` asks for (`None` when it is unset).
 fn requested_isa() -> Result<Option<Isa>, String> {
-    match std::env::var("GLMHAL_CPU_ISA") {
-        Ok(value) => parse_isa(&value).map(Some),
-        Err(_) => Ok(None),
-    }
+    env_setting("GLMHAL_CPU_ISA", &ISAS, Isa::name)
 }
 
-/// The level a `GLMHAL_CPU_ISA` value names.
-fn parse_isa(value: &str) -> Result<Isa, String> {
-    [Isa::Portable, Isa::Avx2, Isa::Avx512]
-        .into_iter()
-        .find(|i| i.name() == value)
-        .ok_or_else(|| format!("{value:?} is not one of portable, avx2, avx512"))
+/// The option of `options` whose `name` is `value`, or why there is none.
+fn parse_named<T: Copy>(
+    value: &str,
+    options: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<T, String> {
+    options
+        .iter()
+        .copied()
+        .find(|o| name(*o) == value)
+        .ok_or_else(|| {
+            let names: Vec<&str> = options.iter().map(|o| name(*o)).collect();
+            format!("{value:?} is not one of {}", names.join(", "))
+        })
+}
+
+/// The option environment variable `var` names (`None` when it is unset).
+fn env_setting<T: Copy>(
+    var: &str,
+    options: &[T],
+    name: fn(T) -> &'static str,
+) -> Result<Option<T>, String> {
+    match std::env::var(var) {
+        Ok(value) => parse_named(&value, options, name).map(Some),
+        Err(_) => Ok(None),
+    }
 }
 
 /// Why the CPU backend cannot honour `GLMHAL_CPU_ISA`, if it cannot.
@@ -152,20 +172,12 @@ pub(crate) fn activation_bits() -> ActivationBits {
     })
 }
 
+/// The precisions `GLMHAL_CPU_ACTIVATIONS` can name.
+const PRECISIONS: [ActivationBits; 2] = [ActivationBits::Int8, ActivationBits::Int16];
+
 /// The precision `GLMHAL_CPU_ACTIVATIONS` asks for (`None` when unset).
 fn requested_bits() -> Result<Option<ActivationBits>, String> {
-    match std::env::var("GLMHAL_CPU_ACTIVATIONS") {
-        Ok(value) => parse_bits(&value).map(Some),
-        Err(_) => Ok(None),
-    }
-}
-
-/// The precision a `GLMHAL_CPU_ACTIVATIONS` value names.
-fn parse_bits(value: &str) -> Result<ActivationBits, String> {
-    [ActivationBits::Int8, ActivationBits::Int16]
-        .into_iter()
-        .find(|b| b.name() == value)
-        .ok_or_else(|| format!("{value:?} is not one of int8, int16"))
+    env_setting("GLMHAL_CPU_ACTIVATIONS", &PRECISIONS, ActivationBits::name)
 }
 
 /// Why the CPU backend cannot honour `GLMHAL_CPU_ACTIVATIONS`, if it cannot.
@@ -593,12 +605,16 @@ macro_rules! for_each_tile_size {
 }
 
 /// Defines `$name::<Q4, R>(w, xs, out, out_stride)`, which runs the
-/// one-row kernel `$row::<Q4, R>` on every row of a [`WeightRows`] inside
+/// one-row kernel `$row::<…>` (by default `$row::<Q4, R>`; its generic
+/// arguments may name `Q4` and `R`) on every row of a [`WeightRows`] inside
 /// one function with the kernel's CPU features (`$features`): the kernel
 /// is inlined there and its constants are set up once for all rows.
 #[cfg(target_arch = "x86_64")]
 macro_rules! over_weight_rows {
     ($name:ident, $row:ident, $features:literal) => {
+        over_weight_rows!($name, $row::<Q4, R>, $features);
+    };
+    ($name:ident, $row:ident::<$($arg:tt),+>, $features:literal) => {
         #[target_feature(enable = $features)]
         unsafe fn $name<const Q4: bool, const R: usize>(
             w: &super::WeightRows<'_>,
@@ -609,7 +625,7 @@ macro_rules! over_weight_rows {
             for i in 0..w.count {
                 // SAFETY: the caller checked the same CPU features; the
                 // kernel asserts the lengths of its slices.
-                unsafe { $row::<Q4, R>(w.row(i), xs, &mut out[i * out_stride..]) }
+                unsafe { $row::<$($arg),+>(w.row(i), xs, &mut out[i * out_stride..]) }
             }
         }
     };
@@ -1109,32 +1125,12 @@ mod avx2 {
         }
     }
 
-    /// [`rows_quantized`] for int16 rows.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn rows_int16<const Q4: bool, const R: usize>(
-        w: &[u8],
-        xs: &[&QuantizedRow],
-        out: &mut [f32],
-    ) {
-        // SAFETY: the caller checked the CPU features.
-        unsafe { rows_quantized::<Q4, false, R>(w, xs, out) }
-    }
-
-    /// [`rows_quantized`] for int8 rows.
-    #[target_feature(enable = "avx2,fma,f16c")]
-    #[inline]
-    unsafe fn rows_int8<const Q4: bool, const R: usize>(
-        w: &[u8],
-        xs: &[&QuantizedRow],
-        out: &mut [f32],
-    ) {
-        // SAFETY: the caller checked the CPU features.
-        unsafe { rows_quantized::<Q4, true, R>(w, xs, out) }
-    }
-
-    over_weight_rows!(each_row, rows_int16, "avx2,fma,f16c");
-    over_weight_rows!(each_row_int8, rows_int8, "avx2,fma,f16c");
+    over_weight_rows!(each_row, rows_quantized::<Q4, false, R>, "avx2,fma,f16c");
+    over_weight_rows!(
+        each_row_int8,
+        rows_quantized::<Q4, true, R>,
+        "avx2,fma,f16c"
+    );
 
     /// The products of int16 rows (`int8 = false`) or int8 rows in their
     /// element order.
@@ -1423,7 +1419,7 @@ mod avx512 {
         }
     }
 
-    /// Splits int16 `values` into the byte planes `rows_q4` reads: per
+    /// Splits int16 `values` into the byte planes `rows_pairs` reads: per
     /// pair of blocks A, B, the high bytes (`q >> 8`, signed) of
     /// A[0..16], B[0..16], A[16..32], B[16..32], then their low bytes
     /// (`q & 255`, unsigned) in the same order, so `q = 256·high + low`.
@@ -1674,18 +1670,6 @@ mod avx512 {
         sums
     }
 
-    /// [`rows_pairs`] for int16 rows of Q4_0.
-    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
-    #[inline]
-    unsafe fn rows_q4<const Q4: bool, const R: usize>(
-        w: &[u8],
-        xs: &[&QuantizedRow],
-        out: &mut [f32],
-    ) {
-        // SAFETY: the caller checked the CPU features.
-        unsafe { rows_pairs::<true, false, R>(w, xs, out) }
-    }
-
     /// The int8 products: [`rows_pairs`] for Q8_0, [`rows_q4_int8`] for Q4_0.
     #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
     #[inline]
@@ -1806,7 +1790,7 @@ mod avx512 {
     over_weight_rows!(each_row, rows, "avx512f,avx512bw,avx2,fma,f16c");
     over_weight_rows!(
         each_row_q4,
-        rows_q4,
+        rows_pairs::<true, false, R>,
         "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"
     );
     over_weight_rows!(
@@ -1850,6 +1834,7 @@ mod tests {
 
     #[test]
     fn isa_settings_name_levels_in_order() {
+        let parse_isa = |v| parse_named(v, &ISAS, Isa::name);
         assert_eq!(parse_isa("portable"), Ok(Isa::Portable));
         assert_eq!(parse_isa("avx2"), Ok(Isa::Avx2));
         assert_eq!(parse_isa("avx512"), Ok(Isa::Avx512));
@@ -1969,9 +1954,10 @@ mod tests {
 
     #[test]
     fn activation_settings_name_precisions() {
-        assert_eq!(parse_bits("int8"), Ok(ActivationBits::Int8));
-        assert_eq!(parse_bits("int16"), Ok(ActivationBits::Int16));
-        let refused = parse_bits("i8").unwrap_err();
+        let parse = |v| parse_named(v, &PRECISIONS, ActivationBits::name);
+        assert_eq!(parse("int8"), Ok(ActivationBits::Int8));
+        assert_eq!(parse("int16"), Ok(ActivationBits::Int16));
+        let refused = parse("i8").unwrap_err();
         assert!(
             refused.contains("\"i8\"") && refused.contains("int16"),
             "{refused}"
