@@ -175,3 +175,27 @@ fn available_memory() -> Option<u64> {
     let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
     Some(kib * 1024)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mapped_buffer_is_zeroed_and_writable_end_to_end() {
+        // Past the mapping threshold and not a whole number of pages.
+        let len = 2 * MAPPED_FROM + 4099;
+        let buf = CpuBuffer::new(len, DeviceId::fresh()).expect("a few MiB");
+        assert!(buf.map.is_some());
+        // SAFETY: this test holds the only views of the buffer, one at a time.
+        unsafe {
+            assert!(buf.bytes(0..len).iter().all(|&b| b == 0));
+            let all = buf.bytes_mut(0..len);
+            all[0] = 1;
+            all[MAPPED_FROM] = 2;
+            all[len - 1] = 3;
+            let all = buf.bytes(0..len);
+            assert_eq!((all[0], all[MAPPED_FROM], all[len - 1]), (1, 2, 3));
+            assert_eq!(all.iter().map(|&b| b as usize).sum::<usize>(), 6);
+        }
+    }
+}
