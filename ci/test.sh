@@ -20,7 +20,7 @@ fi
 # The CPU's portable kernels (what a CPU without AVX2/FMA/F16C runs) on the products.
 GLMHAL_CPU_ISA=portable cargo run --locked --profile test -q -p glmhal -- conformance \
   --backend cpu --op mat_mul --require-all
-# Q8_0/Q4_0 products with int16 activations (the default is int8).
+# Q8_0/Q4_0 products with int16 activations in decode and f32 in prefill (the default is int8).
 GLMHAL_CPU_ACTIVATIONS=int16 cargo run --locked --profile test -q -p glmhal -- conformance \
   --backend cpu --op mat_mul --require-all
 # On a CPU with AVX-512 the default run above took the AVX-512 kernels: the

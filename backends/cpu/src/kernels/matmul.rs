@@ -5,8 +5,9 @@
 //! against activations quantized once to int8 or int16 blocks, f16/bf16/f32 rows
 //! converted in registers), each weight row read once for all of them;
 //! other views dequantize a row at a time. Many rows (prefill) go to the
-//! register-blocked GEMM of [`super::gemm`], except Q4_0 weights on AVX2,
-//! which [`super::gemm_q4`] multiplies in 8-bit integers.
+//! register-blocked GEMM of [`super::gemm`], except Q4_0 weights (AVX2 and
+//! up) and Q8_0 weights (AVX-512 VNNI) with int8 activations, which
+//! [`super::gemm_int8`] multiplies in 8-bit integers.
 
 use glmhal_hal::{DType, Result};
 use rayon::prelude::*;
@@ -14,7 +15,7 @@ use smallvec::SmallVec;
 
 use super::columns::Columns;
 use super::simd::{self, QuantizedRow, TILE};
-use super::{f32_bytes, gemm, gemm_q4, In, Out, Scratch};
+use super::{f32_bytes, gemm, gemm_int8, In, Out, Scratch};
 
 /// Weight rows handled by one task: enough work to amortize scheduling.
 const ROWS_PER_TASK: usize = 8;
@@ -69,8 +70,8 @@ pub(super) fn product(
 ) {
     {
         let columns = Columns::new(result, m, n);
-        if m > FUSED_MAX_ROWS && gemm_q4::applies(w) {
-            gemm_q4::gemm(xs, k, w, &columns);
+        if m > FUSED_MAX_ROWS && gemm_int8::applies(w) {
+            gemm_int8::gemm(xs, k, w, &columns);
         } else if m > FUSED_MAX_ROWS {
             gemm::gemm(xs, k, w, &columns);
         } else {

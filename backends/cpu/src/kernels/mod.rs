@@ -9,7 +9,7 @@ mod convert;
 mod elementwise;
 mod embedding;
 mod gemm;
-mod gemm_q4;
+mod gemm_int8;
 mod kv_cache;
 mod matmul;
 mod norm;

@@ -1,14 +1,17 @@
-//! The prefill product for Q4_0 weights, in 8-bit integers (AVX2, and
-//! AVX-512 VNNI where the CPU has it).
+//! The prefill product for Q4_0 and Q8_0 weights in 8-bit integers: Q4_0
+//! on AVX2 and AVX-512 VNNI, Q8_0 on AVX-512 VNNI, with int8 activations
+//! (the default of `GLMHAL_CPU_ACTIVATIONS`; with int16 these products go
+//! through the f32 GEMM of [`super::gemm`] and quantize nothing).
 //!
-//! Four-bit weights need not go through f32: the activations are quantized
-//! once per product to blocks of 32 signed bytes with an f32 scale
-//! (`scale = max|x| / 127`, as llama.cpp does for every quantized product;
-//! the rounding error, at most half a step of 1/127 of a block's largest
-//! value, is a sixteenth of the step of the weights' own four bits), and
-//! `maddubs` multiplies 32 unsigned nibbles by 32 signed bytes per
-//! instruction, four times the eight products of an f32 FMA, with no
-//! weight ever converted to f32.
+//! Quantized weights need not go through f32: the activations are
+//! quantized once per product to blocks of 32 signed bytes with an f32
+//! scale (`scale = max|x| / 127`, as llama.cpp does for every quantized
+//! product; the rounding error, at most half a step of 1/127 of a block's
+//! largest value, is a sixteenth of the step of Q4_0's four bits and half
+//! that of Q8_0's bytes), and each instruction multiplies unsigned weight
+//! bytes by signed activation bytes, with no weight ever converted to f32:
+//! Q4_0 nibbles as they are (0..=15, the format's −8 taken out below),
+//! Q8_0 bytes offset by 128 (0..=255, likewise).
 //!
 //! Layout: the depth is cut into groups of sixteen blocks (512 values).
 //! Within a group, vector `t` (of eight, 64 bytes each) holds bytes
@@ -16,28 +19,31 @@
 //! `l`, for weights and activations alike.
 //!
 //! With AVX-512 VNNI one `vpdpbusd` per vector multiplies 64 unsigned
-//! nibbles by 64 signed bytes and sums them four by four into the sixteen
-//! blocks' lanes: after the eight vectors of a group, lane `l` holds block
-//! `l`'s integer dot product. Its accumulators start at each activation
-//! block's `−8·Σq`, which takes the nibbles' −8 offset out of the sums; one
-//! conversion and one FMA with the sixteen blocks' scales (weight ×
-//! activation) finish a group.
+//! weight bytes by 64 signed bytes and sums them four by four into the
+//! sixteen blocks' lanes, exactly in int32: after the eight vectors of a
+//! group, lane `l` holds block `l`'s integer dot product. Its accumulators
+//! start at each activation block's `−c·Σq` (`c` = 8 for Q4_0, 128 for
+//! Q8_0), which takes the weights' offset out of the sums; one conversion
+//! and one FMA with the sixteen blocks' scales (weight × activation) finish
+//! a group.
 //!
-//! AVX2 reads a group as two halves of eight blocks (bytes `32h..32h + 32`
-//! of each vector): the eight `maddubs` of a half, summed lane-wise in
-//! int16 (no overflow: at most 8·2·15·127 = 30 480) and paired by `madd`,
-//! are the eight blocks' dot products, finished as above.
+//! AVX2 (Q4_0 only: `maddubs` sums pairs of products in int16, which an
+//! offset Q8_0 byte times a signed one can overflow) reads a group as two
+//! halves of eight blocks (bytes `32h..32h + 32` of each vector): the eight
+//! `maddubs` of a half, summed lane-wise in int16 (no overflow: at most
+//! 8·2·15·127 = 30 480) and paired by `madd`, are the eight blocks' dot
+//! products, finished as above.
 //!
 //! Tasks own panels of [`PANEL_ROWS`] weight rows: each packs its panel
-//! once (nibbles unpacked and transposed into the layout above) and
-//! multiplies it with every activation row, [`RM`] weight rows by [`RN`]
-//! activation rows at a time.
+//! once (unpacked and transposed into the layout above) and multiplies it
+//! with every activation row, [`RM`] weight rows by [`RN`] activation rows
+//! at a time.
 
-use glmhal_hal::QUANT_BLOCK;
+use glmhal_hal::{DType, QUANT_BLOCK};
 use rayon::prelude::*;
 
 use super::columns::Columns;
-use super::simd::{isa, Isa};
+use super::simd::{activation_bits, isa, ActivationBits, Isa};
 use super::{In, Scratch};
 
 /// Blocks per group (one per 32-bit lane of a 512-bit vector).
@@ -61,21 +67,41 @@ const QMAX: f32 = 127.0;
 const DEPTH_GROUPS: usize = 4;
 
 /// Whether [`gemm`] computes `x · wᵀ` for these weights on this CPU:
-/// Q4_0 rows stored packed, and AVX2.
+/// packed rows of Q4_0 (AVX2 and up) or Q8_0 (AVX-512 VNNI), with int8
+/// activations.
 pub(super) fn applies(w: &In<'_>) -> bool {
+    let level = isa();
+    let supported = match w.desc.dtype {
+        DType::Q4_0 => level.has_avx2(),
+        DType::Q8_0 => level == Isa::Avx512,
+        _ => false,
+    };
     cfg!(target_arch = "x86_64")
-        && isa().has_avx2()
-        && w.desc.dtype == glmhal_hal::DType::Q4_0
+        && supported
+        && activation_bits() == ActivationBits::Int8
         && w.desc.rows_contiguous()
         && w.desc.shape[1].is_multiple_of(QUANT_BLOCK)
+}
+
+/// What the unsigned weight bytes of the layout add to each weight value:
+/// its sum with the activations comes back out through `−c·Σq`.
+fn weight_offset(dtype: DType) -> i32 {
+    if dtype == DType::Q8_0 {
+        128
+    } else {
+        8
+    }
 }
 
 /// `out = x · wᵀ` (`x` as f32 rows of length `k`, `out` as `[m, n]`) for
 /// weights [`applies`] accepted.
 pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
-    assert!(applies(w) && w.desc.shape[1] == k, "Q4_0 weights on AVX2");
+    assert!(
+        applies(w) && w.desc.shape[1] == k,
+        "Q4_0 weights on AVX2 or Q8_0 on AVX-512 VNNI"
+    );
     let n = w.desc.shape[0];
-    let acts = Activations::quantize(xs, k);
+    let acts = Activations::quantize(xs, k, weight_offset(w.desc.dtype));
     let m_pad = acts.rows;
     (0..n.div_ceil(PANEL_ROWS)).into_par_iter().for_each_init(
         || {
@@ -131,12 +157,14 @@ struct Activations {
     values: Scratch<i8>,
     /// `rows × groups × 16` block scales.
     scales: Scratch<f32>,
-    /// `rows × groups × 16` values of `−8·Σq`, one per block.
+    /// `rows × groups × 16` values of `−c·Σq`, one per block (`c` the
+    /// weights' offset).
     offsets: Scratch<i32>,
 }
 
 impl Activations {
-    fn quantize(xs: &[f32], k: usize) -> Self {
+    /// `xs` as rows of `k` quantized, with each block's `−offset·Σq`.
+    fn quantize(xs: &[f32], k: usize, offset: i32) -> Self {
         let m = xs.len() / k;
         let rows = m.div_ceil(RN) * RN;
         let groups = k.div_ceil(GROUP);
@@ -153,7 +181,7 @@ impl Activations {
                     let group = &mut values[(b / GROUP_BLOCKS) * GROUP..][..GROUP];
                     let (d, sum) = quantize_block(block, b % GROUP_BLOCKS, group);
                     scales[b] = d;
-                    offsets[b] = -8 * sum;
+                    offsets[b] = -offset * sum;
                 }
             });
         Self {
@@ -202,24 +230,29 @@ fn position(b: usize, e: usize) -> usize {
 /// A task's weight rows unpacked into the group layout.
 #[derive(Default)]
 struct Panel {
-    /// `rows × groups × GROUP` nibbles (0..=15), one per byte.
+    /// `rows × groups × GROUP` unsigned weight bytes: Q4_0 nibbles (0..=15)
+    /// or Q8_0 bytes offset by 128.
     values: Scratch<u8>,
     /// `rows × groups × 8` block scales (zero past the depth).
     scales: Scratch<f32>,
     groups: usize,
+    /// Whether the bytes are Q8_0's (which only the AVX-512 tile may multiply).
+    q8: bool,
 }
 
 impl Panel {
-    /// Unpacks weight rows `rows` of `w` (Q4_0, packed rows).
+    /// Unpacks weight rows `rows` of `w` (Q4_0 or Q8_0, packed rows).
     fn pack(&mut self, w: &In<'_>, rows: std::ops::Range<usize>, groups: usize) {
         let k = w.desc.shape[1];
         let blocks = k / QUANT_BLOCK;
         self.groups = groups;
+        self.q8 = w.desc.dtype == DType::Q8_0;
         // Not cleared: every byte and scale of every group is written
         // below (blocks past the depth as zeros), and zeroing the panel
         // first cost a few per cent of the product.
         self.values.resize(rows.len() * groups * GROUP, 0);
         self.scales.resize(rows.len() * groups * GROUP_BLOCKS, 0.0);
+        let q8 = self.q8;
         let bb = w.desc.dtype.block_bytes();
         for (i, j) in rows.enumerate() {
             let at = w.desc.byte_at(w.desc.row_start(j));
@@ -240,7 +273,7 @@ impl Panel {
                     // SAFETY: `applies` checked AVX2; `src` holds `count` ≤ 8
                     // whole blocks, `dst` one group and `scales` eight values.
                     unsafe {
-                        avx2::unpack_half(src, count, half, dst, scales)
+                        avx2::unpack_half(q8, src, count, half, dst, scales)
                     };
                 }
             }
@@ -267,6 +300,8 @@ impl Tile<'_> {
         assert!(self.panel.values.len() >= (self.r0 + rows) * g * GROUP);
         assert!(self.panel.scales.len() >= (self.r0 + rows) * g * GROUP_BLOCKS);
         assert!(self.c0 + RN <= self.acts.rows);
+        // Offset Q8_0 bytes overflow the AVX2 tile's int16 sums.
+        assert!(!self.panel.q8 || isa() == Isa::Avx512);
         #[cfg(target_arch = "x86_64")]
         // SAFETY: `applies` checked AVX2 and `isa` AVX-512 where it is
         // used; every row the kernel reads lies in the panel and the
@@ -283,7 +318,7 @@ impl Tile<'_> {
 }
 
 /// Where each row of a tile starts: `R` weight rows (values and scales)
-/// and [`RN`] activation rows (values, scales, `−8·Σq` offsets).
+/// and [`RN`] activation rows (values, scales, `−c·Σq` offsets).
 struct TileRows<const R: usize> {
     wv: [*const u8; R],
     ws: [*const f32; R],
@@ -392,23 +427,26 @@ mod avx2 {
         _mm_cvtss_f32(_mm_max_ss(m, _mm_shuffle_ps(m, m, 1)))
     }
 
-    /// Unpacks `here` ≤ 8 Q4_0 blocks (18 bytes each) into half `half` of
-    /// one group of the layout (nibbles as bytes, block `8·half + l` in
-    /// lane `l` of the half) and their scales into `scales`; missing blocks
-    /// are zero.
+    /// Unpacks `here` ≤ 8 Q4_0 blocks (18 bytes each) or Q8_0 blocks (34
+    /// bytes each, `q8`) into half `half` of one group of the layout (Q4_0
+    /// nibbles or Q8_0 bytes plus 128 as unsigned bytes, block `8·half + l`
+    /// in lane `l` of the half) and their scales into `scales`; missing
+    /// blocks are zero.
     #[target_feature(enable = "avx2,f16c")]
     pub(super) unsafe fn unpack_half(
+        q8: bool,
         src: &[u8],
         here: usize,
         half: usize,
         dst: &mut [u8],
         scales: &mut [f32],
     ) {
-        assert!(here <= HALF_BLOCKS && half < 2 && src.len() >= 18 * here && dst.len() >= GROUP);
+        let bb = if q8 { 34 } else { 18 };
+        assert!(here <= HALF_BLOCKS && half < 2 && src.len() >= bb * here && dst.len() >= GROUP);
         assert!(scales.len() >= HALF_BLOCKS);
         let mut halves = [0u16; HALF_BLOCKS];
         for (l, h) in halves.iter_mut().enumerate().take(here) {
-            *h = u16::from_le_bytes([src[18 * l], src[18 * l + 1]]);
+            *h = u16::from_le_bytes([src[bb * l], src[bb * l + 1]]);
         }
         // SAFETY: eight u16 in, eight f32 out, both inside their arrays.
         unsafe {
@@ -416,13 +454,21 @@ mod avx2 {
             _mm256_storeu_ps(scales.as_mut_ptr(), _mm256_cvtph_ps(h));
         }
         let low = _mm_set1_epi8(0x0f);
-        // Block l's 32 values in order: low nibbles are elements 0..16, high 16..32.
+        let bias = _mm256_set1_epi8(-128);
+        // Block l's 32 values in order (Q4_0: low nibbles are elements
+        // 0..16, high 16..32).
         let v: [__m256i; 8] = std::array::from_fn(|l| {
             if l >= here {
                 return _mm256_setzero_si256();
             }
+            let block = src.as_ptr().wrapping_add(bb * l + 2);
+            if q8 {
+                // SAFETY: block l's 32 bytes lie inside `src` (asserted).
+                let q = unsafe { _mm256_loadu_si256(block.cast()) };
+                return _mm256_xor_si256(q, bias);
+            }
             // SAFETY: block l's 16 bytes of nibbles lie inside `src` (asserted).
-            let q = unsafe { _mm_loadu_si128(src.as_ptr().add(18 * l + 2).cast()) };
+            let q = unsafe { _mm_loadu_si128(block.cast()) };
             _mm256_set_m128i(
                 _mm_and_si128(_mm_srli_epi16(q, 4), low),
                 _mm_and_si128(q, low),
@@ -650,7 +696,7 @@ mod avx512 {
         // panel and the activations (the caller asserted the row counts).
         for g in t.groups.clone() {
             let s = g * GROUP_BLOCKS;
-            // Each sum starts at its activation block's −8·Σq.
+            // Each sum starts at its activation block's −c·Σq.
             let mut acc: [[__m512i; RN]; R] = {
                 let off: [__m512i; RN] =
                     std::array::from_fn(|c| unsafe { _mm512_loadu_si512(aoff[c].add(s).cast()) });
@@ -689,19 +735,25 @@ mod tests {
     use super::*;
     use glmhal_hal::{quant, DType, Rng, TensorDesc};
 
-    /// Whether this CPU takes the integer path (every x86-64 CPU with AVX2).
-    fn runs_here() -> bool {
+    /// Whether this CPU takes the integer path for `dtype` (Q4_0: every
+    /// x86-64 CPU with AVX2; Q8_0: AVX-512 VNNI).
+    fn runs_here(dtype: DType) -> bool {
         applies(&In {
-            desc: TensorDesc::contiguous(DType::Q4_0, &[1, 32]),
-            bytes: &[0; 18],
+            desc: TensorDesc::contiguous(dtype, &[1, 32]),
+            bytes: &[0; 34],
         })
     }
 
     #[test]
     fn matches_the_product_with_dequantized_weights() {
-        if !runs_here() {
-            return;
+        for dtype in [DType::Q4_0, DType::Q8_0] {
+            if runs_here(dtype) {
+                match_dequantized(dtype);
+            }
         }
+    }
+
+    fn match_dequantized(dtype: DType) {
         let mut rng = Rng::new(3);
         // Depths inside one group, across groups with a partial last group,
         // across passes, and rows off every tile and panel edge.
@@ -715,11 +767,12 @@ mod tests {
             (19, 2336, 13),
         ] {
             let x: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
+            // Q8_0 weights as large as the format holds, so the bytes reach ±127.
             let wv: Vec<f32> = (0..n * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
-            let bytes = quant::from_f32(DType::Q4_0, &wv).unwrap();
-            let deq = quant::to_f32(DType::Q4_0, &bytes, n * k).unwrap();
+            let bytes = quant::from_f32(dtype, &wv).unwrap();
+            let deq = quant::to_f32(dtype, &bytes, n * k).unwrap();
             let w = In {
-                desc: TensorDesc::contiguous(DType::Q4_0, &[n, k]),
+                desc: TensorDesc::contiguous(dtype, &[n, k]),
                 bytes: &bytes,
             };
             let mut got = vec![f32::NAN; m * n];
@@ -735,30 +788,36 @@ mod tests {
                     let bound = 4.0 * (k as f64).sqrt() / QMAX as f64;
                     assert!(
                         (g - want).abs() <= bound,
-                        "m={m} k={k} n={n} ({i},{j}): {g} vs {want}"
+                        "{dtype} m={m} k={k} n={n} ({i},{j}): {g} vs {want}"
                     );
                     err += (g - want).powi(2);
                     norm += want * want;
                 }
             }
-            assert!(err / norm < 1e-4, "m={m} k={k} n={n}: NMSE {}", err / norm);
+            assert!(
+                err / norm < 1e-4,
+                "{dtype} m={m} k={k} n={n}: NMSE {}",
+                err / norm
+            );
         }
     }
 
     #[test]
     fn reads_rows_of_a_strided_view() {
-        if !runs_here() {
-            return;
-        }
         use crate::kernels::strided_weights::{match_compact_copy, K, N};
         let (m, k, n) = (11, K, N);
-        let mut rng = Rng::new(5);
-        let x: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
-        match_compact_copy(DType::Q4_0, &mut rng, |w| {
-            let mut out = vec![f32::NAN; m * n];
-            gemm(&x, k, w, &Columns::new(&mut out, m, n));
-            out
-        });
+        for dtype in [DType::Q4_0, DType::Q8_0] {
+            if !runs_here(dtype) {
+                continue;
+            }
+            let mut rng = Rng::new(5);
+            let x: Vec<f32> = (0..m * k).map(|_| rng.uniform(-1.0, 1.0)).collect();
+            match_compact_copy(dtype, &mut rng, |w| {
+                let mut out = vec![f32::NAN; m * n];
+                gemm(&x, k, w, &Columns::new(&mut out, m, n));
+                out
+            });
+        }
     }
 
     #[test]
