@@ -3,7 +3,7 @@
 use glmhal_hal::{contiguous_strides, Result};
 use rayon::prelude::*;
 
-use super::{In, Out};
+use super::{In, Out, Scratch};
 
 pub(super) fn broadcast(
     a: &In<'_>,
@@ -17,28 +17,43 @@ pub(super) fn broadcast(
     let cols = shape[rank - 1];
     let b_cols = bshape[rank - 1];
     let bstrides = contiguous_strides(bshape);
-    let mut av = a.to_f32();
-    let bv = b.to_f32();
-    av.par_chunks_mut(cols).enumerate().for_each(|(r, row)| {
-        // Offset of b's row for this row of a: dims of size 1 in b stay at 0.
-        let mut rest = r;
-        let mut boff = 0;
-        for d in (0..rank - 1).rev() {
-            let i = rest % shape[d];
-            rest /= shape[d];
-            if bshape[d] != 1 {
-                boff += i * bstrides[d];
-            }
-        }
-        if b_cols == 1 {
-            let bval = bv[boff];
-            row.iter_mut().for_each(|x| *x = f(*x, bval));
-        } else {
-            for (x, y) in row.iter_mut().zip(&bv[boff..boff + cols]) {
-                *x = f(*x, *y);
-            }
-        }
-    });
-    out.store(&av);
+    let (av, bv) = (a.f32s(), b.f32s());
+    let rows = |result: &mut [f32]| {
+        result
+            .par_chunks_mut(cols)
+            .zip(av.par_chunks(cols))
+            .enumerate()
+            .for_each(|(r, (row, arow))| {
+                // Offset of b's row for this row of a: dims of size 1 in b stay at 0.
+                let mut rest = r;
+                let mut boff = 0;
+                for d in (0..rank - 1).rev() {
+                    let i = rest % shape[d];
+                    rest /= shape[d];
+                    if bshape[d] != 1 {
+                        boff += i * bstrides[d];
+                    }
+                }
+                if b_cols == 1 {
+                    let bval = bv[boff];
+                    for (o, x) in row.iter_mut().zip(arow) {
+                        *o = f(*x, bval);
+                    }
+                } else {
+                    for ((o, x), y) in row.iter_mut().zip(arow).zip(&bv[boff..boff + cols]) {
+                        *o = f(*x, *y);
+                    }
+                }
+            })
+    };
+    // Into the output itself when it is contiguous f32 (prefill's residual
+    // adds: no copy of either operand), else through scratch.
+    if let Some(result) = out.f32s_mut() {
+        rows(result);
+        return Ok(());
+    }
+    let mut result = Scratch::filled(av.len(), 0.0f32);
+    rows(&mut result);
+    out.store(&result);
     Ok(())
 }

@@ -21,26 +21,37 @@ pub(super) fn rope(
     let half = rot / 2;
     let mut inv_freq = Scratch::empty();
     inv_freq.extend((0..half).map(|i| theta.powf(-2.0 * i as f64 / rot as f64)));
-    let mut rows = x.to_f32();
-    rows.par_chunks_mut(heads * d)
-        .zip(pos.par_iter())
-        .for_each_init(
-            || Scratch::filled(half, (0.0f32, 0.0f32)),
-            |trig, (token, &p)| {
-                for (tc, f) in trig.iter_mut().zip(&inv_freq) {
-                    let (s, c) = (p as f64 * f).sin_cos();
-                    *tc = (s as f32, c as f32);
-                }
-                for head in token.chunks_exact_mut(d) {
-                    for (i, &(s, c)) in trig.iter().enumerate() {
-                        let (a, b) = mode.pair(i, rot);
-                        let (x0, x1) = (head[a], head[b]);
-                        head[a] = x0 * c - x1 * s;
-                        head[b] = x1 * c + x0 * s;
+    let xs = x.f32s();
+    let rotate = |rows: &mut [f32]| {
+        rows.par_chunks_mut(heads * d)
+            .zip(xs.par_chunks(heads * d))
+            .zip(pos.par_iter())
+            .for_each_init(
+                || Scratch::filled(half, (0.0f32, 0.0f32)),
+                |trig, ((token, input), &p)| {
+                    token.copy_from_slice(input);
+                    for (tc, f) in trig.iter_mut().zip(&inv_freq) {
+                        let (s, c) = (p as f64 * f).sin_cos();
+                        *tc = (s as f32, c as f32);
                     }
-                }
-            },
-        );
-    out.store(&rows);
+                    for head in token.chunks_exact_mut(d) {
+                        for (i, &(s, c)) in trig.iter().enumerate() {
+                            let (a, b) = mode.pair(i, rot);
+                            let (x0, x1) = (head[a], head[b]);
+                            head[a] = x0 * c - x1 * s;
+                            head[b] = x1 * c + x0 * s;
+                        }
+                    }
+                },
+            )
+    };
+    // Into the output itself when it is contiguous f32, else through scratch.
+    if let Some(result) = out.f32s_mut() {
+        rotate(result);
+        return Ok(());
+    }
+    let mut result = Scratch::filled(xs.len(), 0.0f32);
+    rotate(&mut result);
+    out.store(&result);
     Ok(())
 }
