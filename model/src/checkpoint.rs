@@ -190,6 +190,57 @@ impl Checkpoint {
         }
     }
 
+    /// Bytes `range` of `file` when it is one of this checkpoint's mapped files.
+    fn mapped(
+        &self,
+        file: &glmhal_hal::SharedBytes,
+        range: std::ops::Range<usize>,
+    ) -> Option<&[u8]> {
+        let same = |other: glmhal_hal::SharedBytes| {
+            std::ptr::addr_eq(std::sync::Arc::as_ptr(&other), std::sync::Arc::as_ptr(file))
+        };
+        match &self.store {
+            Store::Gguf(g) => same(g.shared()).then(|| g.mapped(range)).flatten(),
+            Store::Safetensors { files, .. } => {
+                files.iter().find(|f| same(f.shared()))?.mapped(range)
+            }
+        }
+    }
+
+    /// The fused weight as it lies in the file, when its parts are stored
+    /// back to back in one mapped file with one dtype (q, k and v in a GGUF
+    /// file, as llama.cpp's converter writes them): no copy, and a backend
+    /// may use it in place like any single tensor.
+    fn adjacent(
+        &self,
+        canonical: &str,
+        raws: &[RawWeight<'_>],
+        shape: &[usize],
+        parts: &[(String, Vec<usize>)],
+    ) -> Option<RawWeight<'_>> {
+        let (file, first) = raws.first()?.shared.as_ref()?;
+        let mut end = first.start;
+        for r in raws {
+            let (f, range) = r.shared.as_ref()?;
+            let same_file =
+                std::ptr::addr_eq(std::sync::Arc::as_ptr(f), std::sync::Arc::as_ptr(file));
+            if !same_file || range.start != end || r.dtype != raws[0].dtype {
+                return None;
+            }
+            end = range.end;
+        }
+        let range = first.start..end;
+        let bytes = self.mapped(file, range.clone())?;
+        Some(RawWeight {
+            name: canonical.to_string(),
+            dtype: raws[0].dtype,
+            shape: shape.to_vec(),
+            bytes: bytes.into(),
+            sources: parts.iter().map(|p| p.0.clone()).collect(),
+            shared: Some((file.clone(), range)),
+        })
+    }
+
     fn has(&self, name: &str) -> bool {
         match &self.store {
             Store::Safetensors { index, .. } => index.contains_key(name),
@@ -286,6 +337,9 @@ impl Checkpoint {
         let rows: usize = raws.iter().map(|r| r.shape[0]).sum();
         let mut shape = raws[0].shape.clone();
         shape[0] = rows;
+        if let Some(w) = self.adjacent(&canonical, &raws, &shape, parts) {
+            return Ok(w);
+        }
         let bytes: Vec<u8> = if raws.iter().all(|r| r.dtype == dtype) {
             raws.iter().flat_map(|r| r.bytes.iter().copied()).collect()
         } else {

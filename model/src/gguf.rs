@@ -530,6 +530,11 @@ impl GgufFile {
         self.map.clone()
     }
 
+    /// Bytes `range` of the mapped file, if it holds them.
+    pub fn mapped(&self, range: std::ops::Range<usize>) -> Option<&[u8]> {
+        self.map.get(range)
+    }
+
     /// A metadata value.
     pub fn get(&self, key: &str) -> Option<&Value> {
         self.layout.metadata.get(key)

@@ -95,6 +95,11 @@ impl SafetensorsFile {
         self.map.clone()
     }
 
+    /// Bytes `range` of the mapped file, if it holds them.
+    pub fn mapped(&self, range: std::ops::Range<usize>) -> Option<&[u8]> {
+        self.map.get(range)
+    }
+
     /// The file this was read from.
     pub fn path(&self) -> &Path {
         &self.path

@@ -152,6 +152,51 @@ fn fixtures_round_trip_through_gguf() {
 }
 
 #[test]
+fn projections_stored_back_to_back_are_fused_in_place() {
+    let dir = scratch("fused-in-place");
+    // GLM-4 files store q, k and v apart (ChatGLM ones store them fused).
+    for name in ["glm4-gqa4-tf5", "glm4-mqa-theta5e6"] {
+        let file = dir.join(format!("{name}.gguf"));
+        export(
+            &Checkpoint::open(&fixture(name)).unwrap(),
+            &file,
+            DType::F16,
+            name,
+        )
+        .unwrap();
+        let checkpoint = Checkpoint::open(&file).unwrap();
+        let g = GgufFile::open(&file).unwrap();
+        let fused: Vec<_> = checkpoint
+            .weights()
+            .unwrap()
+            .into_iter()
+            .filter(|w| w.parts.len() > 1)
+            .collect();
+        assert!(!fused.is_empty(), "{name}: no fused weight");
+        for source in fused {
+            let w = checkpoint.read(&source).unwrap();
+            // The parts' bytes in order, as the copying path would assemble them.
+            let expected: Vec<u8> = source
+                .parts
+                .iter()
+                .flat_map(|(part, _)| g.bytes(g.info(part).unwrap()).to_vec())
+                .collect();
+            assert_eq!(&*w.bytes, &expected[..], "{name}: {}", source.name);
+            let (_, range) = w.shared.as_ref().unwrap_or_else(|| {
+                panic!("{name}: {} is a copy, not the file's bytes", source.name)
+            });
+            assert_eq!(range.len(), expected.len(), "{name}: {}", source.name);
+            assert!(
+                matches!(w.bytes, std::borrow::Cow::Borrowed(_)),
+                "{name}: {}",
+                source.name
+            );
+        }
+    }
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
 fn the_stored_tokenizer_encodes_like_the_json_it_came_from() {
     let dir = scratch("tokenizer");
     std::fs::write(dir.join("tokenizer.json"), synthetic_tokenizer_json(512)).unwrap();
