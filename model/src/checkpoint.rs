@@ -54,6 +54,11 @@ fn fused(name: String, parts: &[(String, Vec<usize>)]) -> WeightSource {
     }
 }
 
+/// Whether two shared byte handles are the same mapped file.
+fn same_file(a: &glmhal_hal::SharedBytes, b: &glmhal_hal::SharedBytes) -> bool {
+    std::ptr::addr_eq(std::sync::Arc::as_ptr(a), std::sync::Arc::as_ptr(b))
+}
+
 /// Where the tensors are stored.
 enum Store {
     /// safetensors files, and which file holds each tensor name.
@@ -196,9 +201,7 @@ impl Checkpoint {
         file: &glmhal_hal::SharedBytes,
         range: std::ops::Range<usize>,
     ) -> Option<&[u8]> {
-        let same = |other: glmhal_hal::SharedBytes| {
-            std::ptr::addr_eq(std::sync::Arc::as_ptr(&other), std::sync::Arc::as_ptr(file))
-        };
+        let same = |other: glmhal_hal::SharedBytes| same_file(&other, file);
         match &self.store {
             Store::Gguf(g) => same(g.shared()).then(|| g.mapped(range)).flatten(),
             Store::Safetensors { files, .. } => {
@@ -222,9 +225,7 @@ impl Checkpoint {
         let mut end = first.start;
         for r in raws {
             let (f, range) = r.shared.as_ref()?;
-            let same_file =
-                std::ptr::addr_eq(std::sync::Arc::as_ptr(f), std::sync::Arc::as_ptr(file));
-            if !same_file || range.start != end || r.dtype != raws[0].dtype {
+            if !same_file(f, file) || range.start != end || r.dtype != raws[0].dtype {
                 return None;
             }
             end = range.end;

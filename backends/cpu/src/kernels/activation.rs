@@ -3,7 +3,7 @@
 use glmhal_hal::Result;
 use rayon::prelude::*;
 
-use super::{simd, In, Out, Scratch};
+use super::{simd, In, Out};
 
 pub(super) fn silu(x: f32) -> f32 {
     x / (1.0 + (-x).exp())
@@ -35,12 +35,6 @@ pub(super) fn swiglu(x: &In<'_>, out: &mut Out<'_>) -> Result<()> {
                 simd::silu_mul(gate, up, o);
             })
     };
-    if let Some(result) = out.f32s_mut() {
-        rows(result);
-        return Ok(());
-    }
-    let mut result = Scratch::filled(v.len() / 2, 0.0f32);
-    rows(&mut result);
-    out.store(&result);
+    out.fill_f32(v.len() / 2, rows);
     Ok(())
 }

@@ -3,7 +3,7 @@
 use glmhal_hal::{contiguous_strides, Result};
 use rayon::prelude::*;
 
-use super::{In, Out, Scratch};
+use super::{In, Out};
 
 pub(super) fn broadcast(
     a: &In<'_>,
@@ -46,14 +46,6 @@ pub(super) fn broadcast(
                 }
             })
     };
-    // Into the output itself when it is contiguous f32 (prefill's residual
-    // adds: no copy of either operand), else through scratch.
-    if let Some(result) = out.f32s_mut() {
-        rows(result);
-        return Ok(());
-    }
-    let mut result = Scratch::filled(av.len(), 0.0f32);
-    rows(&mut result);
-    out.store(&result);
+    out.fill_f32(av.len(), rows);
     Ok(())
 }

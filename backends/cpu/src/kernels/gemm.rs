@@ -243,9 +243,9 @@ impl RowStarts {
 /// issued a tile's whole share at a time stalled the core on requests in
 /// flight (on AMD Zen 4, 64×2048×2048 on one thread, criterion, six runs
 /// each: F16 87–96 GFLOP/s paced against 76–87, BF16 157–165 against
-/// 126–157; AVX2 no different within the noise). A cursor over the rows' byte ranges, so
-/// each request costs a few instructions (an iterator over ranges cost a
-/// tenth of the product).
+/// 126–157; AVX2 no different within the noise). A cursor over the rows'
+/// byte ranges, so each request costs a few instructions (an iterator over
+/// ranges cost a tenth of the product).
 struct Prefetch<'a> {
     bytes: &'a [u8],
     /// Where each row's range starts.
@@ -256,12 +256,12 @@ struct Prefetch<'a> {
     row: usize,
     offset: usize,
     /// Cache lines to request per tile.
-    per_call: usize,
+    per_tile: usize,
 }
 
 impl<'a> Prefetch<'a> {
-    /// Columns `from..from + DEPTH` of the rows starting at `rows`, over `calls` tiles.
-    fn new(w: &In<'a>, rows: &RowStarts, from: usize, k: usize, calls: usize) -> Self {
+    /// Columns `from..from + DEPTH` of the rows starting at `rows`, shared by `tiles` tiles.
+    fn new(w: &In<'a>, rows: &RowStarts, from: usize, k: usize, tiles: usize) -> Self {
         let mut starts: SmallVec<[usize; PANEL_ROWS]> = SmallVec::new();
         let mut len = 0;
         if from < k && cfg!(target_arch = "x86_64") {
@@ -276,7 +276,7 @@ impl<'a> Prefetch<'a> {
             len,
             row: 0,
             offset: 0,
-            per_call: lines.div_ceil(calls.max(1)),
+            per_tile: lines.div_ceil(tiles.max(1)),
         }
     }
 
@@ -297,7 +297,7 @@ impl<'a> Prefetch<'a> {
     /// The pace of a tile `depth` steps deep: its share of the requests,
     /// one every few steps.
     fn pace(&self, depth: usize) -> Pace {
-        let every = (depth / self.per_call.max(1)).max(1);
+        let every = (depth / self.per_tile.max(1)).max(1);
         Pace {
             every,
             countdown: every,
@@ -306,18 +306,8 @@ impl<'a> Prefetch<'a> {
 
     /// Requests a tile's share at once (the portable tile, which does not pace).
     fn some(&mut self) {
-        for _ in 0..self.per_call {
-            let Some(&start) = self.starts.get(self.row) else {
-                return;
-            };
-            // A prefetch never faults, so the address (inside the weights
-            // by construction) is formed without a bounds check.
-            simd::prefetch_line(self.bytes.as_ptr().wrapping_add(start + self.offset));
-            self.offset += 64;
-            if self.offset >= self.len {
-                self.offset = 0;
-                self.row += 1;
-            }
+        for _ in 0..self.per_tile {
+            self.one();
         }
     }
 }
@@ -641,31 +631,32 @@ mod avx512 {
     /// vectors as the block's real rows need, a partial panel (more than
     /// six rows, fewer than twelve) as six rows and then the rest.
     macro_rules! dispatch {
-        ($kernel:ident, $again:ident, $t:expr, $rows:expr, $out:expr, $ldo:expr $(, $extra:expr)?) => {{
-            let (t, out, ldo): (&Tile<'_>, &mut [f32], usize) = ($t, $out, $ldo);
+        ($kernel:ident, $again:ident, $t:expr, $rows:expr, $out:expr, $ldo:expr, $next:expr) => {{
+            let (t, out, ldo, next): (&Tile<'_>, &mut [f32], usize, &mut Prefetch<'_>) =
+                ($t, $out, $ldo, $next);
             match ($rows, t.cols > 16) {
-                (12, true) => $kernel::<12, 2>(t, out, ldo $(, $extra)?),
-                (12, false) => $kernel::<12, 1>(t, out, ldo $(, $extra)?),
+                (12, true) => $kernel::<12, 2>(t, out, ldo, next),
+                (12, false) => $kernel::<12, 1>(t, out, ldo, next),
                 (r, _) if r > 6 => {
-                    $again(t, 6, out, ldo $(, $extra)?);
+                    $again(t, 6, out, ldo, next);
                     let rest = Tile {
                         w: &t.w[6 * PANEL_STRIDE..],
                         ..*t
                     };
-                    $again(&rest, r - 6, &mut out[6 * ldo..], ldo $(, $extra)?);
+                    $again(&rest, r - 6, &mut out[6 * ldo..], ldo, next);
                 }
-                (6, true) => $kernel::<6, 2>(t, out, ldo $(, $extra)?),
-                (5, true) => $kernel::<5, 2>(t, out, ldo $(, $extra)?),
-                (4, true) => $kernel::<4, 2>(t, out, ldo $(, $extra)?),
-                (3, true) => $kernel::<3, 2>(t, out, ldo $(, $extra)?),
-                (2, true) => $kernel::<2, 2>(t, out, ldo $(, $extra)?),
-                (_, true) => $kernel::<1, 2>(t, out, ldo $(, $extra)?),
-                (6, false) => $kernel::<6, 1>(t, out, ldo $(, $extra)?),
-                (5, false) => $kernel::<5, 1>(t, out, ldo $(, $extra)?),
-                (4, false) => $kernel::<4, 1>(t, out, ldo $(, $extra)?),
-                (3, false) => $kernel::<3, 1>(t, out, ldo $(, $extra)?),
-                (2, false) => $kernel::<2, 1>(t, out, ldo $(, $extra)?),
-                (_, false) => $kernel::<1, 1>(t, out, ldo $(, $extra)?),
+                (6, true) => $kernel::<6, 2>(t, out, ldo, next),
+                (5, true) => $kernel::<5, 2>(t, out, ldo, next),
+                (4, true) => $kernel::<4, 2>(t, out, ldo, next),
+                (3, true) => $kernel::<3, 2>(t, out, ldo, next),
+                (2, true) => $kernel::<2, 2>(t, out, ldo, next),
+                (_, true) => $kernel::<1, 2>(t, out, ldo, next),
+                (6, false) => $kernel::<6, 1>(t, out, ldo, next),
+                (5, false) => $kernel::<5, 1>(t, out, ldo, next),
+                (4, false) => $kernel::<4, 1>(t, out, ldo, next),
+                (3, false) => $kernel::<3, 1>(t, out, ldo, next),
+                (2, false) => $kernel::<2, 1>(t, out, ldo, next),
+                (_, false) => $kernel::<1, 1>(t, out, ldo, next),
             }
         }};
     }

@@ -46,15 +46,7 @@ pub(super) fn matmul(
     let (m, k) = (x.desc.shape[0], x.desc.shape[1]);
     let n = w.desc.shape[0];
     let xs = x.f32s();
-    // Into the output itself when it is contiguous f32 (the usual case),
-    // else into scratch converted on the way out.
-    if let Some(result) = out.f32s_mut() {
-        product(&xs, k, w, bias, result, m, n);
-        return Ok(());
-    }
-    let mut result = Scratch::filled(m * n, 0.0f32);
-    product(&xs, k, w, bias, &mut result, m, n);
-    out.store(&result);
+    out.fill_f32(m * n, |result| product(&xs, k, w, bias, result, m, n));
     Ok(())
 }
 

@@ -146,6 +146,19 @@ impl In<'_> {
 }
 
 impl Out<'_> {
+    /// Has `fill` write the output's `len` values in logical order: into
+    /// the output itself when it is a contiguous f32 view (the usual case:
+    /// no copy), else into scratch converted on the way out.
+    pub fn fill_f32(&mut self, len: usize, fill: impl FnOnce(&mut [f32])) {
+        if let Some(values) = self.f32s_mut() {
+            fill(values);
+            return;
+        }
+        let mut values = Scratch::filled(len, 0.0f32);
+        fill(&mut values);
+        self.store(&values);
+    }
+
     /// The output's values in logical order when it is a contiguous f32
     /// view, so a kernel can write its result in place instead of building
     /// it in scratch and copying it with [`Out::store`].

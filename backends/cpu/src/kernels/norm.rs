@@ -3,7 +3,7 @@
 use glmhal_hal::{quant::round_to, DType, Result};
 use rayon::prelude::*;
 
-use super::{In, Out, Scratch};
+use super::{In, Out};
 
 pub(super) fn rms_norm(x: &In<'_>, w: &In<'_>, eps: f64, out: &mut Out<'_>) -> Result<()> {
     let h = x.desc.last_dim();
@@ -28,13 +28,7 @@ pub(super) fn rms_norm(x: &In<'_>, w: &In<'_>, eps: f64, out: &mut Out<'_>) -> R
                 }
             })
     };
-    if let Some(result) = out.f32s_mut() {
-        rows(result);
-        return Ok(());
-    }
-    let mut result = Scratch::filled(xs.len(), 0.0f32);
-    rows(&mut result);
-    out.store(&result);
+    out.fill_f32(xs.len(), rows);
     Ok(())
 }
 

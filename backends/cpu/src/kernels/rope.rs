@@ -45,13 +45,6 @@ pub(super) fn rope(
                 },
             )
     };
-    // Into the output itself when it is contiguous f32, else through scratch.
-    if let Some(result) = out.f32s_mut() {
-        rotate(result);
-        return Ok(());
-    }
-    let mut result = Scratch::filled(xs.len(), 0.0f32);
-    rotate(&mut result);
-    out.store(&result);
+    out.fill_f32(xs.len(), rotate);
     Ok(())
 }
