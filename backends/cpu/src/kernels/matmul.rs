@@ -91,9 +91,13 @@ fn few_rows(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
             d,
             x_rows
                 .iter()
-                .map(|row| {
+                .enumerate()
+                .map(|(i, row)| {
+                    // The last row is alone in its tile when m is one past a
+                    // whole number of tiles (decode: m = 1).
+                    let alone = m % TILE == 1 && i == m - 1;
                     let mut q = QuantizedRow::default();
-                    q.quantize(row, d, simd::activation_bits());
+                    q.quantize(row, d, simd::activation_bits(), alone);
                     q
                 })
                 .collect(),

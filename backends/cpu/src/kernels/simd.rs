@@ -222,9 +222,16 @@ impl QuantValue for i16 {
 pub(crate) struct QuantizedRow {
     /// int16 values, 32 per block (empty for int8 rows).
     pub values: Scratch<i16>,
-    /// int8 values, 32 per block, in the order the product for this
-    /// row's weight dtype reads them (see [`int8`]); empty for int16 rows.
+    /// int8 values, 32 per block, where the product for this row's weight
+    /// dtype reads them (see [`int8`]); empty for int16 rows.
     pub bytes: Scratch<i8>,
+    /// For a row laid out in step with the weights
+    /// ([`int8::WeightLayout`]; empty otherwise): per 32-bit lane of
+    /// `bytes`, `−c·Σq` over its values.
+    pub lane_offsets: Scratch<i32>,
+    /// For a row laid out in step with the weights: per lane, the scale of
+    /// the block whose values it holds (0 past the row).
+    pub lane_scales: Scratch<f32>,
     /// One scale per block. NaN for a block holding a NaN or an infinity
     /// (its values are then 0), so every product it enters is NaN.
     pub scales: Scratch<f32>,
@@ -247,14 +254,31 @@ const PAIR_PLANE_BYTES: usize = 128;
 
 impl QuantizedRow {
     /// Quantizes `x` (a multiple of 32 values) to `bits` for products with
-    /// `dtype` weights at the current [`isa`], reusing this row's storage.
-    pub fn quantize(&mut self, x: &[f32], dtype: DType, bits: ActivationBits) {
+    /// `dtype` weights at the current [`isa`], `alone` in its tile of
+    /// activation rows or with others, reusing this row's storage.
+    pub fn quantize(&mut self, x: &[f32], dtype: DType, bits: ActivationBits, alone: bool) {
         let blocks = x.len() / QUANT_BLOCK;
         self.scales.resize(blocks, 0.0);
         self.offsets.resize(blocks, 0.0);
         self.byte_planes.clear();
+        self.lane_offsets.clear();
+        self.lane_scales.clear();
         let (scales, sums) = (&mut self.scales[..], &mut self.offsets[..]);
         match bits {
+            ActivationBits::Int8 if alone && int8::in_weight_layout(dtype) => {
+                self.values.clear();
+                let mut plain = Scratch::filled(x.len(), 0i8);
+                quantize_into(x, &mut plain[..], scales, sums);
+                let bias = int8::weight_bias(dtype, bits) as i32;
+                int8::WeightLayout::new(dtype, blocks).lay_out(
+                    &plain,
+                    scales,
+                    bias,
+                    &mut self.bytes,
+                    &mut self.lane_offsets,
+                    &mut self.lane_scales,
+                );
+            }
             ActivationBits::Int8 => {
                 self.values.clear();
                 self.bytes.resize(x.len(), 0);
@@ -389,6 +413,11 @@ pub(crate) fn dot_rows_quantized(
     assert!(
         xs.iter().all(|x| x.bytes.is_empty() != int8),
         "activation rows of one product quantized to different precisions"
+    );
+    assert!(
+        xs.iter()
+            .all(|x| x.lane_scales.is_empty() == first.lane_scales.is_empty()),
+        "activation rows of one tile laid out in different orders"
     );
     #[cfg(target_arch = "x86_64")]
     match isa() {
@@ -1156,9 +1185,12 @@ mod avx2 {
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
     //! The quantized matrix-vector products with 512-bit registers and the
-    //! activations' quantization. With int8 activations: Q4_0 sixteen
-    //! blocks per eight `vpdpbusd` and one FMA (`rows_q4_int8`), Q8_0 one
-    //! `vpdpbusd` per pair of blocks (`rows_pairs`). With int16: Q8_0 one
+    //! activations' quantization. With int8 activations: a row alone in
+    //! its tile (decode) 64 weight bytes per `vpdpbusd` (two for Q4_0) and
+    //! one FMA, laid out in step with the weights (`rows_alone`); several
+    //! rows, Q4_0 sixteen blocks per eight `vpdpbusd` and one FMA
+    //! (`rows_q4_int8`), Q8_0 one `vpdpbusd` per pair of blocks
+    //! (`rows_pairs`). With int16: Q8_0 one
     //! `madd` per block and activation row where AVX2 needs two and an
     //! add (`rows`), Q4_0 two `vpdpbusd` per pair of blocks (`rows_pairs`);
     //! sixteen blocks' scales per vector throughout. Every function needs
@@ -1171,6 +1203,7 @@ mod avx512 {
     use glmhal_hal::{DType, QUANT_BLOCK};
 
     use super::avx2::prefetch_ahead;
+    use super::int8::{scale_words, WeightLayout, Q4_0_PERIOD, Q8_0_PERIOD, VECTOR};
     use super::{QuantizedOperands, QuantizedRow, WeightRows, PAIR_PLANE_BYTES};
 
     /// The int16 Q4_0 VNNI product's weight requests: 8 KiB ahead with the
@@ -1787,6 +1820,110 @@ mod avx512 {
         }
     }
 
+    /// Per place in its period, the `vpermt2w` indices that take each
+    /// lane's block scale from the previous and this chunk of a Q4_0 row
+    /// (see `super::int8::scale_words`).
+    static Q4_0_SCALE_WORDS: [[u16; 32]; Q4_0_PERIOD] = scale_words::<Q4_0_PERIOD>(18);
+    /// The same for Q8_0 rows.
+    static Q8_0_SCALE_WORDS: [[u16; 32]; Q8_0_PERIOD] = scale_words::<Q8_0_PERIOD>(34);
+
+    /// `R` int8 activation rows laid out in step with the weights
+    /// ([`WeightLayout`]; in practice one, as laid out only for rows alone
+    /// in their tile) against one Q4_0 (`Q4`) or Q8_0 row with VNNI, 64
+    /// weight bytes at a time as loaded, scales included. Q4_0's bytes
+    /// split into their low and high nibbles (0–15: the −8 comes back
+    /// through the rows' lane offsets); Q8_0's are offset by 128 (`xor`,
+    /// back through the offsets too). One `vpdpbusd` per plane, started
+    /// from the lane offsets, leaves each lane with an exact integer sum
+    /// over values of one block, which one FMA scales by that block's
+    /// weight scale (sixteen half-precision words gathered by one
+    /// `vpermt2w` from this and the previous chunk) times the row's lane
+    /// scale. The last chunk's load is masked to the row: the weights past
+    /// it read as zeros, and so do their scales. About ten instructions
+    /// per 64 bytes (3.6 Q4_0 or 1.9 Q8_0 blocks), where gathering each
+    /// block's bytes and scale on its own takes a shuffle or an insert per
+    /// 128-bit block and a scalar load per scale.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
+    #[inline]
+    unsafe fn rows_alone<const Q4: bool, const R: usize>(
+        w: &[u8],
+        xs: &[&QuantizedRow],
+        out: &mut [f32],
+    ) {
+        let dtype = if Q4 { DType::Q4_0 } else { DType::Q8_0 };
+        let layout = WeightLayout::new(dtype, xs[0].scales.len());
+        let lanes = layout.lanes();
+        assert!(
+            xs.len() == R
+                && out.len() >= R
+                && w.len() >= layout.row_bytes
+                && xs
+                    .iter()
+                    .all(|x| x.bytes.len() >= layout.planes * layout.plane_bytes
+                        && x.lane_offsets.len() >= lanes
+                        && x.lane_scales.len() >= lanes)
+        );
+        let bytes: [*const i8; R] = std::array::from_fn(|r| xs[r].bytes.as_ptr());
+        let offsets: [*const i32; R] = std::array::from_fn(|r| xs[r].lane_offsets.as_ptr());
+        let lane_scales: [*const f32; R] = std::array::from_fn(|r| xs[r].lane_scales.as_ptr());
+        let words: &[[u16; 32]] = if Q4 {
+            &Q4_0_SCALE_WORDS
+        } else {
+            &Q8_0_SCALE_WORDS
+        };
+        let nibbles = _mm512_set1_epi8(0x0f);
+        let bias = _mm512_set1_epi8(-128);
+        let mut sums = [_mm512_setzero_ps(); R];
+        let mut previous = _mm512_setzero_si512();
+        let mut phase = 0;
+        for chunk in 0..layout.plane_bytes / VECTOR {
+            let at = chunk * VECTOR;
+            let lane = chunk * (VECTOR / 4);
+            // SAFETY: the load is masked to the row's bytes inside `w`; the
+            // activation bytes and lanes lie inside every row's (asserted).
+            unsafe {
+                let p = w.as_ptr().add(at);
+                prefetch_ahead(p);
+                let left = layout.row_bytes - at;
+                let wv = if left >= VECTOR {
+                    _mm512_loadu_si512(p.cast())
+                } else {
+                    _mm512_maskz_loadu_epi8((1u64 << left) - 1, p.cast())
+                };
+                let index = _mm512_loadu_si512(words[phase].as_ptr().cast());
+                let halves = _mm512_permutex2var_epi16(previous, index, wv);
+                let dw = _mm512_cvtph_ps(_mm512_castsi512_si256(halves));
+                let (low, high) = if Q4 {
+                    (
+                        _mm512_and_si512(wv, nibbles),
+                        _mm512_and_si512(_mm512_srli_epi16::<4>(wv), nibbles),
+                    )
+                } else {
+                    (_mm512_xor_si512(wv, bias), wv)
+                };
+                for r in 0..R {
+                    let mut dot = _mm512_loadu_si512(offsets[r].add(lane).cast());
+                    let x = _mm512_loadu_si512(bytes[r].add(at).cast());
+                    dot = _mm512_dpbusd_epi32(dot, low, x);
+                    if Q4 {
+                        let x = _mm512_loadu_si512(bytes[r].add(layout.plane_bytes + at).cast());
+                        dot = _mm512_dpbusd_epi32(dot, high, x);
+                    }
+                    let k = _mm512_mul_ps(dw, _mm512_loadu_ps(lane_scales[r].add(lane)));
+                    sums[r] = _mm512_fmadd_ps(k, _mm512_cvtepi32_ps(dot), sums[r]);
+                }
+                previous = wv;
+            }
+            phase += 1;
+            if phase == words.len() {
+                phase = 0;
+            }
+        }
+        for r in 0..R {
+            out[r] = _mm512_reduce_add_ps(sums[r]);
+        }
+    }
+
     over_weight_rows!(each_row, rows, "avx512f,avx512bw,avx2,fma,f16c");
     over_weight_rows!(
         each_row_q4,
@@ -1798,9 +1935,15 @@ mod avx512 {
         rows_int8,
         "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"
     );
+    over_weight_rows!(
+        each_row_alone,
+        rows_alone,
+        "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c"
+    );
 
     /// The products of int16 rows (`int8 = false`) or int8 rows in the
-    /// order `super::int8` arranged them.
+    /// order `super::int8` arranged them (laid out in step with the
+    /// weights, or not, alike across the tile).
     pub(super) unsafe fn dot_rows_quantized(
         dtype: DType,
         int8: bool,
@@ -1811,7 +1954,9 @@ mod avx512 {
     ) {
         // SAFETY: the caller checked the CPU features (VNNI included).
         unsafe {
-            if int8 {
+            if int8 && xs.iter().all(|x| !x.lane_scales.is_empty()) {
+                for_each_tile_size!(each_row_alone, dtype, xs, w, xs, out, out_stride)
+            } else if int8 {
                 for_each_tile_size!(each_row_int8, dtype, xs, w, xs, out, out_stride)
             } else if dtype == DType::Q4_0 && xs.iter().all(|x| !x.byte_planes.is_empty()) {
                 for_each_tile_size!(each_row_q4, dtype, xs, w, xs, out, out_stride)
@@ -1941,15 +2086,28 @@ mod tests {
         assert!(narrow.iter().all(|v| *v != i8::MIN), "symmetric: ±127");
         // The row keeps Σq as −c·Σq, and exactly one precision.
         let mut row = QuantizedRow::default();
-        row.quantize(&x, DType::Q4_0, ActivationBits::Int16);
+        row.quantize(&x, DType::Q4_0, ActivationBits::Int16, false);
         assert!(row.bytes.is_empty() && row.values.len() == x.len());
         let sums: Vec<f32> = wide
             .chunks(QUANT_BLOCK)
             .map(|b| -8.0 * b.iter().map(|v| *v as i32).sum::<i32>() as f32)
             .collect();
         assert_eq!(&row.offsets[..], &sums[..]);
-        row.quantize(&x, DType::Q8_0, ActivationBits::Int8);
+        row.quantize(&x, DType::Q8_0, ActivationBits::Int8, false);
         assert!(row.values.is_empty() && row.bytes.len() == x.len());
+        // Alone, at the AVX-512 level, the row is laid out in step with the weights.
+        row.quantize(&x, DType::Q8_0, ActivationBits::Int8, true);
+        let laid_out = int8::WeightLayout::new(DType::Q8_0, x.len() / QUANT_BLOCK);
+        let bytes = if int8::in_weight_layout(DType::Q8_0) {
+            laid_out.planes * laid_out.plane_bytes
+        } else {
+            x.len()
+        };
+        assert!(row.values.is_empty() && row.bytes.len() == bytes);
+        assert_eq!(
+            row.lane_scales.is_empty(),
+            !int8::in_weight_layout(DType::Q8_0)
+        );
     }
 
     #[test]
@@ -1993,24 +2151,29 @@ mod tests {
                 if n % QUANT_BLOCK != 0 {
                     continue;
                 }
-                for (dtype, bits) in [DType::Q8_0, DType::Q4_0]
+                // A row alone in its tile too (its own layout at some levels).
+                let alone: &[bool] = if rows == 1 { &[false, true] } else { &[false] };
+                for (dtype, bits, alone) in [DType::Q8_0, DType::Q4_0]
                     .into_iter()
                     .flat_map(|d| [(d, ActivationBits::Int8), (d, ActivationBits::Int16)])
+                    .flat_map(|(d, b)| alone.iter().map(move |a| (d, b, *a)))
                 {
                     let quantized: Vec<QuantizedRow> = x
                         .iter()
                         .map(|x| {
                             let mut q = QuantizedRow::default();
-                            q.quantize(x, dtype, bits);
+                            q.quantize(x, dtype, bits, alone);
                             q
                         })
                         .collect();
                     let qrefs: Vec<&QuantizedRow> = quantized.iter().collect();
                     // Three weight rows (w, w reversed, w halved), each
-                    // followed by one unused block: a stride past the row.
+                    // followed by one unused block of NaN scales and
+                    // nonzero weights: a stride past the row, whose bytes
+                    // must not enter the products.
                     let row_bytes = dtype.bytes_for(n);
                     let stride = row_bytes + dtype.block_bytes();
-                    let mut bytes = vec![0u8; 3 * stride];
+                    let mut bytes = vec![0xffu8; 3 * stride];
                     let mut deq = Vec::new();
                     let reversed: Vec<f32> = w.iter().rev().copied().collect();
                     let halved: Vec<f32> = w.iter().map(|v| 0.5 * v).collect();
@@ -2047,7 +2210,7 @@ mod tests {
                             let got = out[i * out_stride + r];
                             assert!(
                                 (got as f64 - want).abs() <= rounding + 1e-3 * (1.0 + want.abs()),
-                                "{dtype} {bits:?} n={n} rows={rows} weight row {i}: {got} vs {want}"
+                                "{dtype} {bits:?} n={n} rows={rows} alone={alone} weight row {i}: {got} vs {want}"
                             );
                         }
                         // Nothing written past the activation rows.
