@@ -1875,20 +1875,21 @@ mod avx512 {
         let bias = _mm512_set1_epi8(-128);
         let mut sums = [_mm512_setzero_ps(); R];
         let mut previous = _mm512_setzero_si512();
-        let mut phase = 0;
-        for chunk in 0..layout.plane_bytes / VECTOR {
+        // Chunk `chunk` of the row, at place `phase` of its period.
+        let mut step = |chunk: usize, phase: usize, whole: bool| {
             let at = chunk * VECTOR;
             let lane = chunk * (VECTOR / 4);
-            // SAFETY: the load is masked to the row's bytes inside `w`; the
-            // activation bytes and lanes lie inside every row's (asserted).
+            // SAFETY: the load is masked to the row's bytes inside `w`
+            // unless the chunk is whole; the activation bytes and lanes lie
+            // inside every row's (asserted).
             unsafe {
                 let p = w.as_ptr().add(at);
                 prefetch_ahead(p);
-                let left = layout.row_bytes - at;
-                let wv = if left >= VECTOR {
+                let wv = if whole {
                     _mm512_loadu_si512(p.cast())
                 } else {
-                    _mm512_maskz_loadu_epi8((1u64 << left) - 1, p.cast())
+                    let left = (layout.row_bytes - at).min(VECTOR);
+                    _mm512_maskz_loadu_epi8(u64::MAX >> (VECTOR - left), p.cast())
                 };
                 let index = _mm512_loadu_si512(words[phase].as_ptr().cast());
                 let halves = _mm512_permutex2var_epi16(previous, index, wv);
@@ -1914,10 +1915,19 @@ mod avx512 {
                 }
                 previous = wv;
             }
-            phase += 1;
-            if phase == words.len() {
-                phase = 0;
+        };
+        // Whole periods with the places as constants, then the rest.
+        let period = words.len();
+        let whole = layout.row_bytes / VECTOR;
+        let mut chunk = 0;
+        while chunk + period <= whole {
+            for phase in 0..period {
+                step(chunk + phase, phase, true);
             }
+            chunk += period;
+        }
+        for (phase, chunk) in (chunk..layout.plane_bytes / VECTOR).enumerate() {
+            step(chunk, phase, chunk < whole);
         }
         for r in 0..R {
             out[r] = _mm512_reduce_add_ps(sums[r]);
@@ -2124,9 +2134,16 @@ mod tests {
 
     #[test]
     fn every_dot_matches_a_plain_loop_for_every_tile_size() {
-        // Block counts below, at and past the sixteen-block groups, with tails.
-        for n in [32usize, 96, 320, 672, 1000, 1003, 4096] {
-            let w = random(n, 1);
+        // Block counts below, at and past the sixteen-block groups, with
+        // tails; 43 blocks: a whole period of the weight layout and a rest.
+        for n in [32usize, 96, 320, 672, 1000, 1003, 1376, 4096] {
+            // Blocks of different magnitudes (1 to 7 times), so a block
+            // scaled by another block's scale is caught.
+            let w: Vec<f32> = random(n, 1)
+                .iter()
+                .enumerate()
+                .map(|(i, v)| v * (1 + (i / QUANT_BLOCK) % 7) as f32)
+                .collect();
             let xs: Vec<Vec<f32>> = (0..TILE as u64).map(|s| random(n, 10 + s)).collect();
             for rows in 1..=TILE {
                 let x: Vec<&[f32]> = xs[..rows].iter().map(|v| &v[..]).collect();
