@@ -175,12 +175,17 @@ impl WeightLayout {
             for (plane, values) in block.chunks_exact(per_plane).enumerate() {
                 let at = first + plane * self.plane_bytes;
                 bytes[at..at + per_plane].copy_from_slice(values);
-                // Plane bytes `first + i` lie in lane `(first + i) / 4`.
-                for (i, v) in values.iter().enumerate() {
-                    lane_offsets[(first + i) / LANE] -= bias * *v as i32;
-                }
             }
             lane_scales[self.lanes_of(b)].fill(*scale);
+        }
+        // Lane by lane over whole planes (zeros under the scales), in
+        // straight loops the compiler vectorizes: a quantization per
+        // product, on one thread while the others wait.
+        for plane in bytes.chunks_exact(self.plane_bytes) {
+            for (offset, lane) in lane_offsets.iter_mut().zip(plane.chunks_exact(LANE)) {
+                let sum: i32 = lane.iter().map(|v| *v as i32).sum();
+                *offset -= bias * sum;
+            }
         }
     }
 }
