@@ -415,9 +415,8 @@ pub(crate) fn dot_rows_quantized(
         "activation rows of one product quantized to different precisions"
     );
     assert!(
-        xs.iter()
-            .all(|x| x.lane_scales.is_empty() == first.lane_scales.is_empty()),
-        "activation rows of one tile laid out in different orders"
+        xs.len() == 1 || xs.iter().all(|x| x.lane_scales.is_empty()),
+        "a row laid out in step with the weights multiplied with others"
     );
     #[cfg(target_arch = "x86_64")]
     match isa() {
@@ -1828,8 +1827,8 @@ mod avx512 {
     static Q8_0_SCALE_WORDS: [[u16; 32]; Q8_0_PERIOD] = scale_words::<Q8_0_PERIOD>(34);
 
     /// `R` int8 activation rows laid out in step with the weights
-    /// ([`WeightLayout`]; in practice one, as laid out only for rows alone
-    /// in their tile) against one Q4_0 (`Q4`) or Q8_0 row with VNNI, 64
+    /// ([`WeightLayout`]; called with one, as rows are laid out so only
+    /// when alone in their tile) against one Q4_0 (`Q4`) or Q8_0 row with VNNI, 64
     /// weight bytes at a time as loaded, scales included. Q4_0's bytes
     /// split into their low and high nibbles (0–15: the −8 comes back
     /// through the rows' lane offsets); Q8_0's are offset by 128 (`xor`,
@@ -1952,8 +1951,8 @@ mod avx512 {
     );
 
     /// The products of int16 rows (`int8 = false`) or int8 rows in the
-    /// order `super::int8` arranged them (laid out in step with the
-    /// weights, or not, alike across the tile).
+    /// order `super::int8` arranged them (a row laid out in step with the
+    /// weights is alone in its tile).
     pub(super) unsafe fn dot_rows_quantized(
         dtype: DType,
         int8: bool,
@@ -1964,8 +1963,13 @@ mod avx512 {
     ) {
         // SAFETY: the caller checked the CPU features (VNNI included).
         unsafe {
-            if int8 && xs.iter().all(|x| !x.lane_scales.is_empty()) {
-                for_each_tile_size!(each_row_alone, dtype, xs, w, xs, out, out_stride)
+            if int8 && !xs[0].lane_scales.is_empty() {
+                // Laid out so only when alone in its tile: one row.
+                if dtype == DType::Q4_0 {
+                    each_row_alone::<true, 1>(w, xs, out, out_stride)
+                } else {
+                    each_row_alone::<false, 1>(w, xs, out, out_stride)
+                }
             } else if int8 {
                 for_each_tile_size!(each_row_int8, dtype, xs, w, xs, out, out_stride)
             } else if dtype == DType::Q4_0 && xs.iter().all(|x| !x.byte_planes.is_empty()) {
