@@ -21,6 +21,7 @@ use glmhal_hal::{quant::block_scale, DType, QUANT_BLOCK};
 
 use super::scratch::Scratch;
 
+pub(crate) mod attend;
 mod int8;
 
 /// The instruction set the kernels use on this CPU, in increasing order.
