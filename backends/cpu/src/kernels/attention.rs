@@ -119,6 +119,15 @@ impl<'a> CacheRows<'a> {
         }
     }
 
+    /// Whether a position's KV heads of `d` values are stored one right
+    /// after the other.
+    fn heads_adjacent(&self, d: usize) -> bool {
+        match self {
+            CacheRows::Stored(c) => c.desc.strides[1] == d,
+            CacheRows::Converted { .. } => true,
+        }
+    }
+
     /// Row `(j, g)` (`d` values) as stored: its dtype and bytes.
     fn bytes(&self, j: usize, g: usize, d: usize) -> (DType, &[u8]) {
         match self {
@@ -156,39 +165,62 @@ fn by_positions(
     let qs = q.to_f32();
     let (keys, values) = (CacheRows::new(k), CacheRows::new(v));
     let visible = |ti: usize| if causal { past + ti + 1 } else { s };
-    // Task i is query ti, KV head g, chunk c (the same chunk count for
-    // every query; a chunk past a query's last visible position is empty).
+    // KV heads per task: all of them where the register kernel reads a
+    // position's heads as one row (stored next to each other, as in the
+    // model's cache), so the cache is read front to back; otherwise one.
+    let together = match (keys.run(0, 0, d), values.run(0, 0, d)) {
+        (Some(_), Some(_)) if keys.heads_adjacent(d) && values.heads_adjacent(d) => nkv,
+        _ => 1,
+    };
+    let blocks = nkv / together;
+    // Task i is query ti, chunk c, block of KV heads b (the same chunk
+    // count for every query; a chunk past a query's last visible position
+    // is empty).
     let chunks = visible(t - 1).div_ceil(CHUNK);
-    let tasks = t * nkv * chunks;
+    let tasks = t * chunks * blocks;
     // Each task's share, in pooled buffers (a step allocates nothing): per
-    // query head of its group the softmax maximum and sum over its
-    // positions, and the unnormalized output.
-    let mut maxima = Scratch::filled(tasks * group, f32::NEG_INFINITY);
-    let mut sums = Scratch::filled(tasks * group, 0.0f32);
-    let mut outs = Scratch::filled(tasks * group * d, 0.0f32);
+    // query head of its KV heads the softmax maximum and sum over its
+    // positions, and the unnormalized output; laid out by (query, chunk,
+    // KV head, query head of the group) whatever the blocks.
+    let heads = together * group;
+    let mut maxima = Scratch::filled(tasks * heads, f32::NEG_INFINITY);
+    let mut sums = Scratch::filled(tasks * heads, 0.0f32);
+    let mut outs = Scratch::filled(tasks * heads * d, 0.0f32);
     maxima
-        .par_chunks_mut(group)
-        .zip(sums.par_chunks_mut(group))
-        .zip(outs.par_chunks_mut(group * d))
+        .par_chunks_mut(heads)
+        .zip(sums.par_chunks_mut(heads))
+        .zip(outs.par_chunks_mut(heads * d))
         .enumerate()
         .for_each(|(i, ((max, sum), o))| {
-            let (ti, g, c) = (i / (nkv * chunks), i / chunks % nkv, i % chunks);
+            let (ti, c, b) = (i / (chunks * blocks), i / blocks % chunks, i % blocks);
+            let g = b * together;
             let (j0, j1) = (c * CHUNK, ((c + 1) * CHUNK).min(visible(ti)));
             if j0 >= j1 {
                 return;
             }
             let len = j1 - j0;
-            // The group's queries, scaled before Q·Kᵀ so large GLM
+            // The task's queries, scaled before Q·Kᵀ so large GLM
             // activations cannot overflow the scores.
-            let mut qh = Scratch::filled(group * d, 0.0f32);
+            let mut qh = Scratch::filled(heads * d, 0.0f32);
             let first = (ti * nh + g * group) * d;
-            for (dst, src) in qh.iter_mut().zip(&qs[first..first + group * d]) {
+            for (dst, src) in qh.iter_mut().zip(&qs[first..first + heads * d]) {
                 *dst = src * scale;
             }
             if let (Some(k_run), Some(v_run)) = (keys.run(j0, g, d), values.run(j0, g, d)) {
-                let mut scores = Scratch::filled(group * len, 0.0f32);
+                let mut scores = Scratch::filled(attend::scores_len(group, together, len), 0.0f32);
                 let share = attend::RunShare { max, sum, out: o };
-                attend::attend(&qh, group, d, &k_run, &v_run, len, &mut scores, share);
+                let (k_run, v_run) = (&k_run, &v_run);
+                attend::attend(
+                    &qh,
+                    group,
+                    together,
+                    d,
+                    k_run,
+                    v_run,
+                    len,
+                    &mut scores,
+                    share,
+                );
                 return;
             }
             let queries: SmallVec<[&[f32]; 16]> = qh.chunks_exact(d).collect();
@@ -226,7 +258,7 @@ fn by_positions(
     result.par_chunks_mut(d).enumerate().for_each(|(at, o)| {
         let (ti, h) = (at / nh, at % nh);
         let (g, hh) = (h / group, h % group);
-        let share = |c: usize| ((ti * nkv + g) * chunks + c) * group + hh;
+        let share = |c: usize| ((ti * chunks + c) * nkv + g) * group + hh;
         let largest = (0..chunks).fold(f32::NEG_INFINITY, |m, c| m.max(maxima[share(c)]));
         let mut total = 0.0f32;
         for c in 0..chunks {

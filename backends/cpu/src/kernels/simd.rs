@@ -1020,7 +1020,7 @@ mod avx2 {
     /// polynomial for `e^r` and `n` added to the exponent. Inputs are
     /// clamped to ±87.3 (results stay normal); a NaN stays NaN.
     #[target_feature(enable = "avx2,fma")]
-    fn exp8(x: __m256) -> __m256 {
+    pub(super) fn exp8(x: __m256) -> __m256 {
         // `max`/`min` return their second operand when one is NaN: x last keeps a NaN.
         let x = _mm256_min_ps(
             _mm256_set1_ps(87.3),

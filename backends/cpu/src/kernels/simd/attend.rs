@@ -1,30 +1,33 @@
 //! Decode attention over a run of cached positions, in registers.
 //!
 //! One call is one task of [`super::super::attention`]'s decode path: the
-//! query heads that share a KV head, against positions `0..len` of that
-//! head's keys and values as the cache stores them (f32, f16 or bf16 rows,
-//! `stride` bytes apart). It leaves, per query head, the softmax maximum
-//! and sum over the run and the unnormalized output, which the caller
-//! merges across runs.
+//! query heads of one or more KV heads stored next to each other (all of
+//! them in the usual `[positions, KV heads, d]` cache, so the run is read
+//! front to back), against positions `0..len` of those heads' keys and
+//! values as the cache stores them (f32, f16 or bf16, `stride` bytes from
+//! one position to the next). It leaves, per query head, the softmax
+//! maximum and sum over the run and the unnormalized output, which the
+//! caller merges across runs.
 //!
 //! Three passes over the run:
 //! - scores: each key row is loaded into registers once and dotted with
-//!   every query head (the queries stay in L1); while it is there, the
-//!   value row of the same position is requested into L2;
-//! - softmax numerators, head by head;
-//! - values: the output of up to eight heads × 32 dimensions is held in
-//!   sixteen registers while the run's value rows stream past, so a value
-//!   row is never converted twice per head block and the outputs are
-//!   stored once. The value rows come from L2, requested in the first
-//!   pass: read 64 bytes at a time across rows, they would otherwise
-//!   wait on memory for every line.
+//!   every query head (the queries stay in L1), eight heads' sums reduced
+//!   together into one vector; while the row is there, the value row of
+//!   the same position is requested into L2;
+//! - softmax numerators, eight heads a vector;
+//! - values: per 32 positions, whose value rows then sit in L1, the
+//!   output of up to eight heads × 32 dimensions is held in sixteen
+//!   registers while the rows stream past. The value rows come from L2,
+//!   requested in the first pass: read 64 bytes at a time across rows,
+//!   they would otherwise wait on memory for every line.
 
 use glmhal_hal::DType;
 
 use super::{isa, Isa};
 
-/// Cached rows of one KV head: row `j` starts `j·stride` bytes into
-/// `bytes` and holds the head's `d` values in `dtype`.
+/// Cached rows of consecutive KV heads: position `j` starts `j·stride`
+/// bytes into `bytes` and holds each head's `d` values in `dtype`, one head
+/// after the other.
 #[derive(Clone, Copy)]
 pub(crate) struct PositionRun<'a> {
     /// f32, f16 or bf16.
@@ -36,10 +39,12 @@ pub(crate) struct PositionRun<'a> {
 }
 
 impl PositionRun<'_> {
-    /// Panics unless `len` rows of `d` values lie inside the bytes.
-    fn check(&self, len: usize, d: usize) {
+    /// Panics unless `len` positions of `heads` heads of `d` values lie
+    /// inside the bytes.
+    fn check(&self, len: usize, heads: usize, d: usize) {
         assert!(matches!(self.dtype, DType::F32 | DType::F16 | DType::Bf16));
-        assert!(len == 0 || self.bytes.len() >= (len - 1) * self.stride + self.dtype.bytes_for(d));
+        let row = self.dtype.bytes_for(heads * d);
+        assert!(len == 0 || self.bytes.len() >= (len - 1) * self.stride + row);
     }
 }
 
@@ -59,13 +64,21 @@ pub(crate) fn applies(d: usize) -> bool {
     cfg!(target_arch = "x86_64") && isa() == Isa::Avx512 && matches!(d, 16 | 32 | 64 | 128 | 256)
 }
 
-/// `group` query heads (`q`, `[group, d]`, already scaled) against `len`
-/// positions of `keys` and `values`; `scores` is scratch of at least
-/// `group·len` values. Only where [`applies`] holds.
+/// Scratch values [`attend`] needs for the scores of `kv_heads` groups of
+/// `group` query heads over `len` positions.
+pub(crate) fn scores_len(group: usize, kv_heads: usize, len: usize) -> usize {
+    kv_heads * group.next_multiple_of(8) * len
+}
+
+/// `kv_heads` groups of `group` query heads (`q`, `[kv_heads·group, d]`,
+/// already scaled; group `g` attends to KV head `g` of the run) against
+/// `len` positions of `keys` and `values`; `scores` is scratch of at
+/// least [`scores_len`] values. Only where [`applies`] holds.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn attend(
     q: &[f32],
     group: usize,
+    kv_heads: usize,
     d: usize,
     keys: &PositionRun<'_>,
     values: &PositionRun<'_>,
@@ -74,15 +87,16 @@ pub(crate) fn attend(
     share: RunShare<'_>,
 ) {
     assert!(applies(d), "attend without AVX-512 or for heads of {d}");
-    assert!(q.len() >= group * d && scores.len() >= group * len);
-    assert!(share.max.len() >= group && share.sum.len() >= group && share.out.len() >= group * d);
-    keys.check(len, d);
-    values.check(len, d);
+    let heads = kv_heads * group;
+    assert!(q.len() >= heads * d && scores.len() >= scores_len(group, kv_heads, len));
+    assert!(share.max.len() >= heads && share.sum.len() >= heads && share.out.len() >= heads * d);
+    keys.check(len, kv_heads, d);
+    values.check(len, kv_heads, d);
     #[cfg(target_arch = "x86_64")]
     // SAFETY: the CPU has AVX-512 F and BW, AVX2, FMA and F16C (`applies`
     // checked `isa`); every length the kernels rely on is asserted above.
     unsafe {
-        let args = (q, group, keys, values, len, scores, share);
+        let args = (q, (group, kv_heads), keys, values, len, scores, share);
         match d {
             16 => avx512::attend::<1>(args),
             32 => avx512::attend::<2>(args),
@@ -104,7 +118,7 @@ mod avx512 {
     /// The arguments of [`super::attend`], checked.
     pub(super) type Args<'a, 'b> = (
         &'a [f32],
-        usize,
+        (usize, usize),
         &'a PositionRun<'a>,
         &'a PositionRun<'a>,
         usize,
@@ -146,103 +160,207 @@ mod avx512 {
 
     /// The kernel for heads of `16·D16` values (see the module's notes).
     ///
+    /// Scores are kept position by position (`scores[j·ld + g·gp + h]`,
+    /// `gp` the group rounded up to eight, `ld = kv_heads·gp`) so that
+    /// eight heads' scores of a position are one vector from the
+    /// reduction to the softmax to the weighing.
+    ///
     /// # Safety
     /// The CPU has the features enabled here; the arguments passed the
     /// checks of [`super::attend`].
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
     pub(super) unsafe fn attend<const D16: usize>(args: Args<'_, '_>) {
-        let (q, group, keys, values, len, scores, share) = args;
+        let (q, (group, kv_heads), keys, values, len, scores, share) = args;
         let d = 16 * D16;
+        let gp = group.next_multiple_of(8);
+        let ld = kv_heads * gp;
+        assert!(scores.len() >= ld * len);
         let (kp, vp) = (keys.bytes.as_ptr(), values.bytes.as_ptr());
         let (k_bytes, v_bytes) = (keys.dtype.bytes_for(d), values.dtype.bytes_for(d));
         let (s, qp) = (scores.as_mut_ptr(), q.as_ptr());
-        // SAFETY (the loads and stores below): j < len rows of each run,
-        // c < D16 chunks of a row, h < group heads of q and of the scores
-        // (all asserted by the caller).
+        // SAFETY (the loads and stores below): j < len positions of each
+        // run, g < kv_heads heads of a position, c < D16 chunks of a head,
+        // query heads < kv_heads·group of q and columns < ld of a
+        // position's scores (all asserted).
         for j in 0..len {
-            request::<_MM_HINT_T1>(vp.wrapping_add(j * values.stride), v_bytes);
-            request::<_MM_HINT_T0>(kp.wrapping_add((j + KEYS_AHEAD) * keys.stride), k_bytes);
-            let row = unsafe { kp.add(j * keys.stride) };
-            let mut k = [_mm512_setzero_ps(); D16];
-            for (c, v) in k.iter_mut().enumerate() {
-                *v = unsafe { load16(keys.dtype, row, c) };
-            }
-            for h in 0..group {
-                let qh = unsafe { qp.add(h * d) };
-                let mut acc = _mm512_setzero_ps();
-                for (c, kc) in k.iter().enumerate() {
-                    acc = _mm512_fmadd_ps(*kc, unsafe { _mm512_loadu_ps(qh.add(16 * c)) }, acc);
+            request::<_MM_HINT_T1>(vp.wrapping_add(j * values.stride), kv_heads * v_bytes);
+            let ahead = kp.wrapping_add((j + KEYS_AHEAD) * keys.stride);
+            request::<_MM_HINT_T0>(ahead, kv_heads * k_bytes);
+            for g in 0..kv_heads {
+                let row = unsafe { kp.add(j * keys.stride + g * k_bytes) };
+                let mut k = [_mm512_setzero_ps(); D16];
+                for (c, v) in k.iter_mut().enumerate() {
+                    *v = unsafe { load16(keys.dtype, row, c) };
                 }
-                unsafe { *s.add(h * len + j) = _mm512_reduce_add_ps(acc) };
+                let (at, qg) = unsafe { (s.add(j * ld + g * gp), qp.add(g * group * d)) };
+                let mut h0 = 0;
+                while h0 + 8 <= group {
+                    let mut acc = [_mm512_setzero_ps(); 8];
+                    for (h, a) in acc.iter_mut().enumerate() {
+                        *a = unsafe { dot(&k, qg.add((h0 + h) * d)) };
+                    }
+                    unsafe { _mm256_storeu_ps(at.add(h0), sum_each(acc)) };
+                    h0 += 8;
+                }
+                for h in h0..gp {
+                    let score = if h < group {
+                        _mm512_reduce_add_ps(unsafe { dot(&k, qg.add(h * d)) })
+                    } else {
+                        0.0 // padding: never weighed
+                    };
+                    unsafe { *at.add(h) = score };
+                }
             }
         }
-        for h in 0..group {
-            let row = &mut scores[h * len..(h + 1) * len];
-            let max = row_max(row);
-            share.max[h] = max;
-            share.sum[h] = super::super::exp_shifted_in_place(row, max);
-        }
-        let mut h0 = 0;
-        while h0 < group {
-            // Blocks of eight heads, then four, two and one.
-            let block = [8, 4, 2, 1]
-                .into_iter()
-                .find(|b| *b <= group - h0)
-                .unwrap_or(1);
-            let out = &mut share.out[h0 * d..(h0 + block) * d];
-            let weights = &scores[h0 * len..(h0 + block) * len];
-            // SAFETY: as for this function; the block's heads lie inside `scores` and `out`.
+        // Softmax numerators, eight columns a vector (gp is a multiple of
+        // eight, so a vector never straddles two groups).
+        for col in (0..ld).step_by(8) {
+            let mut max = _mm256_set1_ps(f32::NEG_INFINITY);
+            for j in 0..len {
+                max = _mm256_max_ps(max, unsafe { _mm256_loadu_ps(s.add(j * ld + col)) });
+            }
+            let mut sum = _mm256_setzero_ps();
+            for j in 0..len {
+                unsafe {
+                    let at = s.add(j * ld + col);
+                    let e = super::super::avx2::exp8(_mm256_sub_ps(_mm256_loadu_ps(at), max));
+                    _mm256_storeu_ps(at, e);
+                    sum = _mm256_add_ps(sum, e);
+                }
+            }
+            let (mut maxima, mut sums) = ([0.0f32; 8], [0.0f32; 8]);
             unsafe {
-                match block {
-                    8 => weigh::<D16, 8>(values, len, weights, out),
-                    4 => weigh::<D16, 4>(values, len, weights, out),
-                    2 => weigh::<D16, 2>(values, len, weights, out),
-                    _ => weigh::<D16, 1>(values, len, weights, out),
+                _mm256_storeu_ps(maxima.as_mut_ptr(), max);
+                _mm256_storeu_ps(sums.as_mut_ptr(), sum);
+            }
+            let (g, h0) = (col / gp, col % gp);
+            let heads = group.saturating_sub(h0).min(8);
+            let first = g * group + h0;
+            share.max[first..first + heads].copy_from_slice(&maxima[..heads]);
+            share.sum[first..first + heads].copy_from_slice(&sums[..heads]);
+        }
+        share.out[..kv_heads * group * d].fill(0.0);
+        for j0 in (0..len).step_by(SUB_RUN) {
+            let rows = SUB_RUN.min(len - j0);
+            for g in 0..kv_heads {
+                let vs = PositionRun {
+                    bytes: &values.bytes[j0 * values.stride + g * v_bytes..],
+                    ..*values
+                };
+                let mut h0 = 0;
+                while h0 < group {
+                    // Blocks of eight heads, then four, two and one.
+                    let block = [8, 4, 2, 1]
+                        .into_iter()
+                        .find(|b| *b <= group - h0)
+                        .unwrap_or(1);
+                    let first = g * group + h0;
+                    let out = &mut share.out[first * d..(first + block) * d];
+                    let weights = &scores[j0 * ld + g * gp + h0..];
+                    // SAFETY: as for this function; the block's heads lie
+                    // inside `out`, and rows j0..j0 + rows inside `vs` and
+                    // `weights`.
+                    unsafe {
+                        match block {
+                            8 => weigh::<D16, 8>(&vs, rows, weights, ld, out),
+                            4 => weigh::<D16, 4>(&vs, rows, weights, ld, out),
+                            2 => weigh::<D16, 2>(&vs, rows, weights, ld, out),
+                            _ => weigh::<D16, 1>(&vs, rows, weights, ld, out),
+                        }
+                    }
+                    h0 += block;
                 }
             }
-            h0 += block;
         }
     }
 
-    /// The largest value of `row` (−∞ for none).
-    #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
-    fn row_max(row: &[f32]) -> f32 {
-        let mut wide = _mm512_set1_ps(f32::NEG_INFINITY);
-        let mut chunks = row.chunks_exact(16);
-        for c in &mut chunks {
-            // SAFETY: c holds 16 values.
-            wide = _mm512_max_ps(wide, unsafe { _mm512_loadu_ps(c.as_ptr()) });
-        }
-        let tail = chunks
-            .remainder()
-            .iter()
-            .fold(f32::NEG_INFINITY, |m, v| m.max(*v));
-        _mm512_reduce_max_ps(wide).max(tail)
-    }
+    /// Positions weighed per pass over a head block's dimensions: their
+    /// value rows (16 KiB in f32 for heads of 128) stay in L1 while the
+    /// block's dimensions are taken 32 at a time.
+    const SUB_RUN: usize = 32;
 
-    /// `out[h] = Σ_j weights[h][j]·v_j` for `H` heads (`weights` is
-    /// `[H, len]`, `out` `[H, 16·D16]`), 32 dimensions of every head at a
-    /// time in registers.
+    /// `Σ_c k[c]·q[16c..16c + 16]`, lane by lane.
     ///
     /// # Safety
-    /// As for [`attend`]; `weights` and `out` hold `H` heads.
+    /// `q` must point at `16·D16` values.
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+    unsafe fn dot<const D16: usize>(k: &[__m512; D16], q: *const f32) -> __m512 {
+        let mut acc = _mm512_setzero_ps();
+        for (c, kc) in k.iter().enumerate() {
+            // SAFETY: chunk c < D16 of q (the caller's contract).
+            acc = _mm512_fmadd_ps(*kc, unsafe { _mm512_loadu_ps(q.add(16 * c)) }, acc);
+        }
+        acc
+    }
+
+    /// The lane sums of eight vectors, in their order: three levels of
+    /// shuffles that add pairs of vectors' halves, then one to line the
+    /// eight sums up (24 instructions where eight separate reductions take
+    /// about 64).
+    #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
+    fn sum_each(a: [__m512; 8]) -> __m256 {
+        // [x0 x1 y0 y1] + [x2 x3 y2 y3] in 128-bit quarters: each vector's
+        // sum is now in two quarters.
+        let halves = |x: __m512, y: __m512| {
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x44>(x, y),
+                _mm512_shuffle_f32x4::<0xEE>(x, y),
+            )
+        };
+        // [x0 x2 y0 y2] + [x1 x3 y1 y3]: one quarter per vector.
+        let quarters = |x: __m512, y: __m512| {
+            _mm512_add_ps(
+                _mm512_shuffle_f32x4::<0x88>(x, y),
+                _mm512_shuffle_f32x4::<0xDD>(x, y),
+            )
+        };
+        let first = quarters(halves(a[0], a[1]), halves(a[2], a[3]));
+        let second = quarters(halves(a[4], a[5]), halves(a[6], a[7]));
+        // Quarter i: vector i's two pair sums, then vector 4 + i's.
+        let pairs = _mm512_add_ps(
+            _mm512_shuffle_ps::<0x44>(first, second),
+            _mm512_shuffle_ps::<0xEE>(first, second),
+        );
+        // Quarter i: [sum i, sum i, sum 4 + i, sum 4 + i].
+        let sums = _mm512_add_ps(pairs, _mm512_permute_ps::<0xB1>(pairs));
+        let order = _mm512_setr_epi32(0, 4, 8, 12, 2, 6, 10, 14, 0, 0, 0, 0, 0, 0, 0, 0);
+        _mm512_castps512_ps256(_mm512_permutexvar_ps(order, sums))
+    }
+
+    /// `out[h] += Σ_j w[j·ld + h]·v_j` for `H` heads and `rows` positions
+    /// (`out` is `[H, 16·D16]`), 32 dimensions of every head at a time in
+    /// registers.
+    ///
+    /// # Safety
+    /// As for [`attend`]; `weights` holds `rows` positions of `ld` and
+    /// `out` holds `H` heads.
     #[target_feature(enable = "avx512f,avx512bw,avx2,fma,f16c")]
     unsafe fn weigh<const D16: usize, const H: usize>(
         values: &PositionRun<'_>,
-        len: usize,
+        rows: usize,
         weights: &[f32],
+        ld: usize,
         out: &mut [f32],
     ) {
         let d = 16 * D16;
-        assert!(weights.len() >= H * len && out.len() >= H * d);
-        let (vp, wp) = (values.bytes.as_ptr(), weights.as_ptr());
+        assert!(rows == 0 || weights.len() >= (rows - 1) * ld + H);
+        assert!(out.len() >= H * d);
+        let (vp, wp, op) = (values.bytes.as_ptr(), weights.as_ptr(), out.as_mut_ptr());
         for c0 in (0..D16).step_by(2) {
             let pair = c0 + 1 < D16;
             let mut acc = [[_mm512_setzero_ps(); 2]; H];
-            for j in 0..len {
-                // SAFETY: row j < len and chunks c0, c0 + 1 < D16 (when
-                // `pair`) lie inside the run; weights[h·len + j] inside `weights`.
-                unsafe {
+            // SAFETY: chunks c0 (and c0 + 1 when `pair`) of head h < H lie
+            // inside `out`; row j < rows and those chunks inside the run;
+            // weights[j·ld + h] inside `weights`.
+            unsafe {
+                for (h, a) in acc.iter_mut().enumerate() {
+                    let o = op.add(h * d + 16 * c0);
+                    a[0] = _mm512_loadu_ps(o);
+                    if pair {
+                        a[1] = _mm512_loadu_ps(o.add(16));
+                    }
+                }
+                for j in 0..rows {
                     let row = vp.add(j * values.stride);
                     let v0 = load16(values.dtype, row, c0);
                     let v1 = if pair {
@@ -251,16 +369,13 @@ mod avx512 {
                         _mm512_setzero_ps()
                     };
                     for (h, a) in acc.iter_mut().enumerate() {
-                        let p = _mm512_set1_ps(*wp.add(h * len + j));
+                        let p = _mm512_set1_ps(*wp.add(j * ld + h));
                         a[0] = _mm512_fmadd_ps(p, v0, a[0]);
                         a[1] = _mm512_fmadd_ps(p, v1, a[1]);
                     }
                 }
-            }
-            for (h, a) in acc.iter().enumerate() {
-                // SAFETY: chunks c0 (and c0 + 1 when `pair`) of head h < H lie inside `out`.
-                unsafe {
-                    let o = out.as_mut_ptr().add(h * d + 16 * c0);
+                for (h, a) in acc.iter().enumerate() {
+                    let o = op.add(h * d + 16 * c0);
                     _mm512_storeu_ps(o, a[0]);
                     if pair {
                         _mm512_storeu_ps(o.add(16), a[1]);
@@ -317,12 +432,14 @@ mod tests {
             return;
         }
         let mut rng = Rng::new(7);
+        // A cache of two KV heads per position, as the model stores it.
+        let heads = 2;
         for d in [16usize, 32, 64, 128, 256] {
             for group in [1usize, 2, 3, 7, 8, 13, 16] {
                 for len in [1usize, 5, 16, 37, 256] {
-                    let q: Vec<f32> = (0..group * d).map(|_| rng.uniform(-1.0, 1.0)).collect();
-                    // Rows of this head sit between another head's, as in the cache.
-                    let heads = 2;
+                    let q: Vec<f32> = (0..heads * group * d)
+                        .map(|_| rng.uniform(-1.0, 1.0))
+                        .collect();
                     let keys_all: Vec<f32> = (0..len * heads * d)
                         .map(|_| rng.uniform(-2.0, 2.0))
                         .collect();
@@ -335,46 +452,70 @@ mod tests {
                         let stored_v = quant::from_f32(dtype, &values_all).unwrap();
                         let rounded = |b: &[u8]| quant::to_f32(dtype, b, len * heads * d).unwrap();
                         let (rk, rv) = (rounded(&stored_k), rounded(&stored_v));
-                        let head = 1;
-                        let own = |all: &[f32]| -> Vec<f32> {
+                        let own = |all: &[f32], head: usize| -> Vec<f32> {
                             (0..len)
                                 .flat_map(|j| all[(j * heads + head) * d..][..d].to_vec())
                                 .collect()
                         };
-                        let (ok, ov) = (own(&rk), own(&rv));
-                        let offset = dtype.bytes_for(head * d);
-                        let stride = dtype.bytes_for(heads * d);
-                        let keys = PositionRun {
-                            dtype,
-                            bytes: &stored_k[offset..],
-                            stride,
-                        };
-                        let values = PositionRun {
-                            dtype,
-                            bytes: &stored_v[offset..],
-                            stride,
-                        };
-                        let mut scores = vec![f32::NAN; group * len];
-                        let (mut max, mut sum) = (vec![f32::NAN; group], vec![f32::NAN; group]);
-                        let mut out = vec![f32::NAN; group * d];
-                        let share = RunShare {
-                            max: &mut max,
-                            sum: &mut sum,
-                            out: &mut out,
-                        };
-                        attend(&q, group, d, &keys, &values, len, &mut scores, share);
-                        let (want_max, want_sum, want_out) =
-                            expected(&q, group, d, (&ok, &ov), len);
-                        let close = |got: f32, want: f64| {
-                            (got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs())
-                        };
-                        let at = format!("{dtype} d={d} group={group} len={len}");
-                        for h in 0..group {
-                            assert!(close(max[h], want_max[h]), "{at} max[{h}]");
-                            assert!(close(sum[h], want_sum[h]), "{at} sum[{h}]");
-                        }
-                        for (i, (got, want)) in out.iter().zip(&want_out).enumerate() {
-                            assert!(close(*got, *want), "{at} out[{i}]: {got} vs {want}");
+                        // Both heads in one run, then the second alone
+                        // (its rows between the first's).
+                        for (first, kv_heads) in [(0, heads), (1, 1)] {
+                            let n = kv_heads * group;
+                            let offset = dtype.bytes_for(first * d);
+                            let stride = dtype.bytes_for(heads * d);
+                            let run = |bytes| PositionRun {
+                                dtype,
+                                bytes,
+                                stride,
+                            };
+                            let (keys, values) =
+                                (run(&stored_k[offset..]), run(&stored_v[offset..]));
+                            let mut scores = vec![f32::NAN; scores_len(group, kv_heads, len)];
+                            let (mut max, mut sum) = (vec![f32::NAN; n], vec![f32::NAN; n]);
+                            let mut out = vec![f32::NAN; n * d];
+                            let share = RunShare {
+                                max: &mut max,
+                                sum: &mut sum,
+                                out: &mut out,
+                            };
+                            let qs = &q[first * group * d..];
+                            attend(
+                                qs,
+                                group,
+                                kv_heads,
+                                d,
+                                &keys,
+                                &values,
+                                len,
+                                &mut scores,
+                                share,
+                            );
+                            let close = |got: f32, want: f64| {
+                                (got as f64 - want).abs() <= 1e-4 * (1.0 + want.abs())
+                            };
+                            for g in 0..kv_heads {
+                                let rows = (&own(&rk, first + g)[..], &own(&rv, first + g)[..]);
+                                let (want_max, want_sum, want_out) =
+                                    expected(&qs[g * group * d..], group, d, rows, len);
+                                let at = format!(
+                                    "{dtype} d={d} group={group} len={len} head {} of {kv_heads}",
+                                    first + g
+                                );
+                                for h in 0..group {
+                                    assert!(
+                                        close(max[g * group + h], want_max[h]),
+                                        "{at} max[{h}]"
+                                    );
+                                    assert!(
+                                        close(sum[g * group + h], want_sum[h]),
+                                        "{at} sum[{h}]"
+                                    );
+                                }
+                                let got = &out[g * group * d..(g + 1) * group * d];
+                                for (i, (got, want)) in got.iter().zip(&want_out).enumerate() {
+                                    assert!(close(*got, *want), "{at} out[{i}]: {got} vs {want}");
+                                }
+                            }
                         }
                     }
                 }
