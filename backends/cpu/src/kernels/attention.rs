@@ -124,7 +124,7 @@ impl<'a> CacheRows<'a> {
     fn heads_adjacent(&self, d: usize) -> bool {
         match self {
             CacheRows::Stored(c) => c.desc.strides[1] == d,
-            CacheRows::Converted { .. } => true,
+            CacheRows::Converted { .. } => false,
         }
     }
 
@@ -209,14 +209,13 @@ fn by_positions(
             if let (Some(k_run), Some(v_run)) = (keys.run(j0, g, d), values.run(j0, g, d)) {
                 let mut scores = Scratch::filled(attend::scores_len(group, together, len), 0.0f32);
                 let share = attend::RunShare { max, sum, out: o };
-                let (k_run, v_run) = (&k_run, &v_run);
                 attend::attend(
                     &qh,
                     group,
                     together,
                     d,
-                    k_run,
-                    v_run,
+                    &k_run,
+                    &v_run,
                     len,
                     &mut scores,
                     share,
