@@ -6,10 +6,13 @@ use serde::{Deserialize, Serialize};
 use crate::schema::{BenchReport, Fingerprint, Metric};
 
 /// Schema of the document `glmhal ci` writes (and reads as a baseline).
-pub const CI_SCHEMA: &str = "glmhal.ci/1";
+pub const CI_SCHEMA: &str = "glmhal.ci/2";
 
-/// A case's error may grow this many times before it counts as drift.
+/// A case's bound ratio may grow this many times before it counts as drift.
 pub const ERROR_GROWTH: f64 = 10.0;
+
+/// Bound ratios below this are rounding noise: their growth is not drift.
+pub const RATIO_FLOOR: f64 = 1e-3;
 
 /// One conformance case on one backend.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -24,10 +27,10 @@ pub struct CaseRecord {
     pub dtypes: Vec<String>,
     /// `pass`, `fail`, `unsupported` or `error`.
     pub status: String,
-    /// Its NMSE, where it ran.
+    /// Its NMSE, where it ran (information).
     pub nmse: Option<f64>,
-    /// Its NMSE threshold (`None` for exact ops).
-    pub threshold: Option<f64>,
+    /// Its worst `|error| / bound` (`None` for exact ops): what drift is judged on.
+    pub bound_ratio: Option<f64>,
 }
 
 /// One built-in model check on one backend.
@@ -215,18 +218,17 @@ pub fn compare(baseline: &CiReport, now: &CiReport, speed_tolerance: f64) -> Com
 fn case_drift(base: &CaseRecord, now: &CaseRecord) -> Option<String> {
     if base.status == "pass" && now.status != "pass" {
         return Some(format!(
-            "passed in the baseline, now {} (NMSE {})",
+            "passed in the baseline, now {} (bound ratio {})",
             now.status,
-            now.nmse.map_or("-".into(), |e| format!("{e:.3e}"))
+            now.bound_ratio.map_or("-".into(), |e| format!("{e:.3e}"))
         ));
     }
-    let (Some(b), Some(n)) = (base.nmse, now.nmse) else {
+    let (Some(b), Some(n)) = (base.bound_ratio, now.bound_ratio) else {
         return None;
     };
-    // Errors far below the threshold may wobble by orders of magnitude without meaning anything.
-    let floor = now.threshold.map_or(0.0, |t| t * 1e-3);
-    (n > ERROR_GROWTH * b.max(floor) && n > 0.0)
-        .then(|| format!("NMSE grew from {b:.3e} to {n:.3e} (more than {ERROR_GROWTH}×)"))
+    // Errors far inside the bound may wobble by orders of magnitude without meaning anything.
+    (n > ERROR_GROWTH * b.max(RATIO_FLOOR))
+        .then(|| format!("bound ratio grew from {b:.3e} to {n:.3e} (more than {ERROR_GROWTH}×)"))
 }
 
 /// A metric regressed when both its median and its fastest run are slower
@@ -325,7 +327,7 @@ mod tests {
         }
     }
 
-    fn report(driver: &str, status: &str, nmse: f64, median_ms: f64, spread: f64) -> CiReport {
+    fn report(driver: &str, status: &str, ratio: f64, median_ms: f64, spread: f64) -> CiReport {
         let mut r = CiReport::new();
         r.fingerprints = vec![fingerprint("cpu", driver)];
         r.cases = vec![CaseRecord {
@@ -334,8 +336,8 @@ mod tests {
             op: "mat_mul".into(),
             dtypes: vec!["f32".into()],
             status: status.into(),
-            nmse: Some(nmse),
-            threshold: Some(5e-4),
+            nmse: Some(ratio * 1e-6),
+            bound_ratio: Some(ratio),
         }];
         let stats = Stats {
             median_s: median_ms / 1e3,
@@ -366,14 +368,14 @@ mod tests {
 
     #[test]
     fn a_failure_or_tenfold_error_is_numeric_drift() {
-        let base = report("1", "pass", 1e-9, 2.0, 0.01);
-        let failed = compare(&base, &report("1", "fail", 1e-2, 2.0, 0.01), 0.25);
+        let base = report("1", "pass", 1e-4, 2.0, 0.01);
+        let failed = compare(&base, &report("1", "fail", 3.0, 2.0, 0.01), 0.25);
         assert_eq!(failed.numeric.len(), 1, "{failed:?}");
-        let grew = compare(&base, &report("1", "pass", 1e-5, 2.0, 0.01), 0.25);
+        let grew = compare(&base, &report("1", "pass", 0.2, 2.0, 0.01), 0.25);
         assert_eq!(grew.numeric.len(), 1, "{grew:?}");
         assert!(grew.numeric[0].detail.contains("grew"));
-        // Below a thousandth of the threshold, growth is noise.
-        let tiny = compare(&base, &report("1", "pass", 4e-8, 2.0, 0.01), 0.25);
+        // Far inside the bound, growth is noise.
+        let tiny = compare(&base, &report("1", "pass", 5e-3, 2.0, 0.01), 0.25);
         assert!(tiny.numeric.is_empty(), "{tiny:?}");
     }
 

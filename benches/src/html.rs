@@ -20,7 +20,7 @@ use crate::schema::{BenchReport, BENCH_SCHEMA};
 pub const CHARTS: usize = 4;
 
 /// Schema of conformance reports (`glmhal conformance --json`).
-const CONFORMANCE_SCHEMA: &str = "glmhal.conformance/1";
+const CONFORMANCE_SCHEMA: &str = "glmhal.conformance/2";
 
 #[derive(Default, Serialize)]
 struct Data {
@@ -383,7 +383,7 @@ mod tests {
             "{err}"
         );
         let conf = serde_json::json!({
-            "schema": "glmhal.conformance/1",
+            "schema": "glmhal.conformance/2",
             "results": [{"backend": "cpu", "op": "</script><b>", "status": "pass"}]
         });
         let html = report(&[("c.json".into(), conf)]).unwrap_or_else(|e| panic!("{e}"));

@@ -77,10 +77,10 @@ pub fn junit(now: &CiReport, cmp: &Comparison) -> String {
         counts.1 += 1;
         match c.status.as_str() {
             "fail" | "error" => problems.push(format!(
-                "{}: {} (NMSE {})",
+                "{}: {} (bound ratio {})",
                 c.case,
                 c.status,
-                c.nmse.map_or("-".into(), |e| format!("{e:.3e}"))
+                c.bound_ratio.map_or("-".into(), |e| format!("{e:.3e}"))
             )),
             "unsupported" => counts.0 += 1,
             _ => {}

@@ -158,7 +158,7 @@ fn ci_makes_a_baseline_and_a_planted_slowdown_is_a_speed_regression() {
     assert!(out.status.success(), "{:?}", text(&out));
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&baseline).unwrap()).unwrap();
-    assert_eq!(v["schema"], "glmhal.ci/1");
+    assert_eq!(v["schema"], "glmhal.ci/2");
     assert!(v["cases"].as_array().unwrap().len() > 500);
 
     let junit = dir.join("junit.xml");

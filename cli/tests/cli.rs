@@ -58,7 +58,7 @@ fn full_cpu_conformance_passes_and_its_json_names_every_op() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     let v: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
-    assert_eq!(v["schema"], "glmhal.conformance/1");
+    assert_eq!(v["schema"], "glmhal.conformance/2");
     let ops: Vec<&str> = v["ops"]
         .as_array()
         .unwrap()

@@ -15,6 +15,15 @@ pub enum Fill {
     Ids(usize),
     /// These exact i32 values.
     Values(Vec<i32>),
+    /// Uniform in `[-scale, scale]`, then these (logical element index,
+    /// value) pairs written over it: a maximum in the last column, keys
+    /// that draw the attention, values near a tie.
+    Planted {
+        /// Range of the uniform part.
+        scale: f32,
+        /// Elements set afterwards.
+        values: Vec<(usize, f32)>,
+    },
 }
 
 /// One tensor of a case: a view into storage of a given size.
@@ -126,6 +135,21 @@ impl TensorSpec {
                     .collect();
                 bytes.resize(self.storage, 0);
                 bytes
+            }
+            Fill::Planted { scale, values } => {
+                let uniform = TensorSpec {
+                    fill: Fill::Uniform(*scale),
+                    ..self.clone()
+                };
+                let mut t = uniform.materialize(rng)?;
+                let mut logical = t.to_f32();
+                for (i, v) in values {
+                    if let Some(slot) = logical.get_mut(*i) {
+                        *slot = *v;
+                    }
+                }
+                t.write_f32(&logical)?;
+                return Ok(t);
             }
             Fill::Values(values) => {
                 let mut t = HostTensor::new(self.desc.clone(), vec![0; self.storage])?;

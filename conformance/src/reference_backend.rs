@@ -4,8 +4,8 @@
 use std::sync::Mutex;
 
 use glmhal_hal::{
-    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, HostTensor, Op, Result, Support,
-    TensorDesc, TensorRef,
+    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, HostTensor, Op, Precision,
+    Result, Support, TensorDesc, TensorRef,
 };
 
 /// Host memory guarded by a lock.
@@ -107,6 +107,9 @@ impl Backend for ReferenceBackend {
             Ok(()) => Support::Supported,
             Err(e) => Support::Unsupported(e.to_string()),
         }
+    }
+    fn precision(&self, _op: &Op, _inputs: &[TensorDesc], _outputs: &[TensorDesc]) -> Precision {
+        Precision::F64
     }
     fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
         check_views("reference", self.id, inputs, outputs)?;

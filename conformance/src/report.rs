@@ -5,13 +5,18 @@ use std::collections::BTreeMap;
 use glmhal_hal::{DeviceInfo, OpKind};
 use serde::Serialize;
 
+use crate::agreement::Agreement;
 use crate::model_check::ModelResult;
+use crate::rules::{OpRule, OP_TABLE};
 use crate::runner::Status;
-use crate::suite::{CaseResult, Filter};
-use crate::tolerance::{OpTolerance, OP_TABLE};
+use crate::suite::{CaseResult, Filter, Run};
 
 /// Version of the JSON report layout; bumped on any incompatible change.
-pub const SCHEMA: &str = "glmhal.conformance/1";
+pub const SCHEMA: &str = "glmhal.conformance/2";
+
+/// A worst bound ratio below this means the bound is over 1000 times
+/// looser than the worst honest element: too loose to catch much.
+pub const LOOSE_RATIO: f64 = 1e-3;
 
 /// A backend named in a run: tested, or not, and why.
 #[derive(Clone, Debug, Serialize)]
@@ -66,30 +71,70 @@ pub struct Report {
     pub created_unix: u64,
     /// Base seed of the inputs.
     pub seed: u64,
+    /// Every seed run (the base seed, then the next ones for `--seeds N`).
+    pub seeds: Vec<u64>,
     /// The case filter.
     pub filter: Filter,
     /// Every backend named, tested or not.
     pub backends: Vec<BackendEntry>,
-    /// The thresholds that applied.
-    pub tolerances: Vec<OpTolerance>,
+    /// How each op is judged.
+    pub rules: Vec<OpRule>,
     /// Status counts per backend.
     pub summary: BTreeMap<String, Counts>,
     /// Every op the run covered, for readers that check coverage.
     pub ops: Vec<OpKind>,
+    /// Per backend, op and dtype class, the worst bound ratio.
+    pub tightness: Vec<Tightness>,
+    /// Per op and pair of backends, how close they came to each other.
+    pub agreement: Vec<PairSummary>,
+    /// Every pair comparison where two backends cannot both be right.
+    pub disagreements: Vec<Agreement>,
     /// Every case on every backend.
     pub results: Vec<CaseResult>,
     /// The built-in models on every backend.
     pub models: Vec<ModelResult>,
 }
 
+/// The worst bound ratio of one backend over one op and dtype class.
+#[derive(Clone, Debug, Serialize)]
+pub struct Tightness {
+    /// Backend selector.
+    pub backend: String,
+    /// Op.
+    pub op: OpKind,
+    /// Dtype class (`f32+q4_0`).
+    pub dtypes: String,
+    /// Cases compared (over every seed).
+    pub cases: usize,
+    /// Cases that failed.
+    pub failed: usize,
+    /// Largest `|error| / bound` over them (`None`: the op is exact).
+    pub worst_ratio: Option<f64>,
+    /// The case where it is reached.
+    pub worst_case: String,
+}
+
+/// How close two backends came on one op.
+#[derive(Clone, Debug, Serialize)]
+pub struct PairSummary {
+    /// Op.
+    pub op: OpKind,
+    /// One backend.
+    pub a: String,
+    /// The other.
+    pub b: String,
+    /// Cases both ran (over every seed).
+    pub cases: usize,
+    /// Largest `|a − b| / (bound_a + bound_b)`.
+    pub worst_ratio: f64,
+    /// Cases where it exceeds 1.
+    pub disagreements: usize,
+}
+
 impl Report {
     /// Assembles a report.
-    pub fn new(
-        seed: u64,
-        filter: Filter,
-        backends: Vec<BackendEntry>,
-        results: Vec<CaseResult>,
-    ) -> Self {
+    pub fn new(seeds: &[u64], filter: Filter, backends: Vec<BackendEntry>, run: Run) -> Self {
+        let Run { results, agreement } = run;
         let mut summary: BTreeMap<String, Counts> = BTreeMap::new();
         for b in backends.iter().filter(|b| b.tested) {
             summary.entry(b.selector.clone()).or_default();
@@ -109,12 +154,16 @@ impl Report {
             created_unix: std::time::SystemTime::now()
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_secs()),
-            seed,
+            seed: seeds.first().copied().unwrap_or(crate::DEFAULT_SEED),
+            seeds: seeds.to_vec(),
             filter,
             backends,
-            tolerances: OP_TABLE.to_vec(),
+            rules: OP_TABLE.to_vec(),
             summary,
             ops,
+            tightness: tightness(&results),
+            agreement: pair_summaries(&agreement),
+            disagreements: agreement.into_iter().filter(|a| !a.agrees()).collect(),
             results,
             models: Vec::new(),
         }
@@ -170,6 +219,30 @@ impl Report {
             .collect()
     }
 
+    /// The worst bound ratio of `backend` on `op` over every case.
+    fn worst_ratio(&self, op: OpKind, backend: &str) -> Option<f64> {
+        self.tightness
+            .iter()
+            .filter(|t| t.op == op && t.backend == backend)
+            .filter_map(|t| t.worst_ratio)
+            .reduce(f64::max)
+    }
+
+    fn ratio_cell(&self, op: OpKind, backend: &str) -> String {
+        let c = cell_text(&self.cell(op, backend));
+        match self.worst_ratio(op, backend) {
+            Some(r) => format!("{c} ≤{}", ratio_text(r)),
+            None if self
+                .rules
+                .iter()
+                .any(|r| r.op == op && r.rule == glmhal_ops::bounds::Rule::Exact) =>
+            {
+                format!("{c} =")
+            }
+            None => c,
+        }
+    }
+
     fn cell(&self, op: OpKind, backend: &str) -> Counts {
         let mut c = Counts::default();
         for r in self
@@ -193,7 +266,7 @@ impl Report {
         };
         let backends = self.tested();
         let mut out = String::new();
-        let width = 18;
+        let width = 22;
         out.push_str(&format!("{:<16}", "op"));
         for b in &backends {
             out.push_str(&format!("{b:>width$}"));
@@ -203,7 +276,7 @@ impl Report {
             out.push_str(&format!("{:<16}", op.name()));
             for b in &backends {
                 let c = self.cell(*op, b);
-                let text = cell_text(&c);
+                let text = self.ratio_cell(*op, b);
                 let padded = format!("{text:>width$}");
                 let code = if c.fail + c.error > 0 {
                     "31"
@@ -237,6 +310,12 @@ impl Report {
             out.push_str(&format!("{:>width$}", cell_text(&c)));
         }
         out.push('\n');
+        out.push_str(
+            "cells: passed/total, then F failed, U unsupported, E errors; ≤r the worst |error|/bound, = exact\n",
+        );
+        if !self.agreement.is_empty() {
+            out.push_str(&self.agreement_console());
+        }
         for b in self.backends.iter().filter(|b| !b.tested) {
             out.push_str(&paint(
                 "33",
@@ -316,8 +395,11 @@ impl Report {
         let backends = self.tested();
         let mut s = String::from("# glmhal conformance\n\n");
         s.push_str(&format!(
-            "glmhal {} · seed {:#x} · schema `{}`\n\n",
-            self.glmhal_version, self.seed, self.schema
+            "glmhal {} · seed {:#x} ({} seed(s)) · schema `{}`\n\n",
+            self.glmhal_version,
+            self.seed,
+            self.seeds.len(),
+            self.schema
         ));
         for b in &self.backends {
             match (&b.device, b.tested) {
@@ -332,7 +414,7 @@ impl Report {
                 )),
             }
         }
-        s.push_str("\nCells: passed/total, then F failed, U unsupported, E errors.\n\n| op |");
+        s.push_str("\nCells: passed/total, then F failed, U unsupported, E errors; ≤r is the worst |error| / bound over the op's cases (1 is the bound), = an exact op.\n\n| op |");
         for b in &backends {
             s.push_str(&format!(" {b} |"));
         }
@@ -342,7 +424,7 @@ impl Report {
         for op in &self.ops {
             s.push_str(&format!("| {} |", op.name()));
             for b in &backends {
-                s.push_str(&format!(" {} |", cell_text(&self.cell(*op, b))));
+                s.push_str(&format!(" {} |", self.ratio_cell(*op, b)));
             }
             s.push('\n');
         }
@@ -374,6 +456,12 @@ impl Report {
                 ));
             }
         }
+        if !self.agreement.is_empty() {
+            s.push_str("\n## Backend against backend\n\nPer op and pair, the worst |a − b| / (bound_a + bound_b) over the cases both ran: at most 1 when both are right.\n\n");
+            s.push_str(&self.agreement_markdown());
+        }
+        s.push_str("\n## Tightness\n\n");
+        s.push_str(&self.tightness_markdown());
         let reasons = self.unsupported_reasons();
         if !reasons.is_empty() {
             s.push_str("\n## Unsupported\n\n");
@@ -383,6 +471,203 @@ impl Report {
         }
         s
     }
+}
+
+impl Report {
+    /// Per op, the worst agreement ratio of each backend pair, for a terminal.
+    fn agreement_console(&self) -> String {
+        let pairs = self.pairs();
+        let mut out = format!("\n{:<16}", "agreement");
+        for (a, b) in &pairs {
+            out.push_str(&format!("{:>22}", format!("{a}~{b}")));
+        }
+        out.push('\n');
+        for op in &self.ops {
+            out.push_str(&format!("{:<16}", op.name()));
+            for pair in &pairs {
+                out.push_str(&format!("{:>22}", self.pair_cell(*op, pair)));
+            }
+            out.push('\n');
+        }
+        out.push_str(
+            "agreement: worst |a − b| / (bound_a + bound_b); above 1 one of them is wrong\n",
+        );
+        out
+    }
+
+    fn pairs(&self) -> Vec<(String, String)> {
+        let mut pairs: Vec<(String, String)> = self
+            .agreement
+            .iter()
+            .map(|p| (p.a.clone(), p.b.clone()))
+            .collect();
+        pairs.sort();
+        pairs.dedup();
+        pairs
+    }
+
+    fn pair_cell(&self, op: OpKind, pair: &(String, String)) -> String {
+        match self
+            .agreement
+            .iter()
+            .find(|p| p.op == op && p.a == pair.0 && p.b == pair.1)
+        {
+            None => "-".into(),
+            Some(p) if p.disagreements > 0 => format!(
+                "{} DIFFER {}/{}",
+                ratio_text(p.worst_ratio),
+                p.disagreements,
+                p.cases
+            ),
+            Some(p) => format!("{} ({})", ratio_text(p.worst_ratio), p.cases),
+        }
+    }
+
+    /// The agreement matrix as Markdown.
+    pub fn agreement_markdown(&self) -> String {
+        let pairs = self.pairs();
+        let mut s = String::from("| op |");
+        for (a, b) in &pairs {
+            s.push_str(&format!(" {a} ~ {b} |"));
+        }
+        s.push_str("\n|---|");
+        s.push_str(&"---|".repeat(pairs.len()));
+        s.push('\n');
+        for op in &self.ops {
+            s.push_str(&format!("| {op} |"));
+            for pair in &pairs {
+                s.push_str(&format!(" {} |", self.pair_cell(*op, pair)));
+            }
+            s.push('\n');
+        }
+        s
+    }
+
+    /// The tightness table: per op and dtype class, each backend's worst
+    /// bound ratio, flagged where the bound is looser than 1000 times the
+    /// worst honest element.
+    pub fn tightness_markdown(&self) -> String {
+        let backends = self.tested();
+        let mut s = format!(
+            "Worst |error| / bound per op and dtype class over {} seed(s); `exact` ops must match bit for bit; `0 (all exact)`: every honest element was exact, so no bound could be tighter; ⚠ marks a ratio below {LOOSE_RATIO:e}.\n\n| op | dtypes |",
+            self.seeds.len()
+        );
+        for b in &backends {
+            s.push_str(&format!(" {b} |"));
+        }
+        s.push_str("\n|---|---|");
+        s.push_str(&"---|".repeat(backends.len()));
+        s.push('\n');
+        let mut classes: Vec<(OpKind, String)> = self
+            .tightness
+            .iter()
+            .map(|t| (t.op, t.dtypes.clone()))
+            .collect();
+        classes.sort();
+        classes.dedup();
+        for (op, dtypes) in classes {
+            s.push_str(&format!("| {op} | {dtypes} |"));
+            for b in &backends {
+                let cell = match self
+                    .tightness
+                    .iter()
+                    .find(|t| t.op == op && t.dtypes == dtypes && t.backend == *b)
+                {
+                    None => "-".to_string(),
+                    Some(t) => tightness_cell(t),
+                };
+                s.push_str(&format!(" {cell} |"));
+            }
+            s.push('\n');
+        }
+        s
+    }
+
+    /// Classes whose worst bound ratio is under [`LOOSE_RATIO`] on some backend.
+    pub fn loose_classes(&self) -> Vec<&Tightness> {
+        self.tightness
+            .iter()
+            .filter(|t| t.worst_ratio.is_some_and(|r| r > 0.0 && r < LOOSE_RATIO))
+            .collect()
+    }
+}
+
+fn tightness_cell(t: &Tightness) -> String {
+    let mut cell = match t.worst_ratio {
+        None => "exact".to_string(),
+        // Every honest result was exact: no bound could be tighter.
+        Some(0.0) => "0 (all exact)".to_string(),
+        Some(r) if r < LOOSE_RATIO => format!("{} ⚠", ratio_text(r)),
+        Some(r) => ratio_text(r),
+    };
+    if t.failed > 0 {
+        cell.push_str(&format!(" ({} failed)", t.failed));
+    }
+    cell
+}
+
+/// A ratio in three significant digits.
+fn ratio_text(r: f64) -> String {
+    if r == 0.0 {
+        "0".into()
+    } else if r.is_infinite() {
+        "inf".into()
+    } else if (0.01..1000.0).contains(&r) {
+        format!("{r:.3}")
+    } else {
+        format!("{r:.2e}")
+    }
+}
+
+fn tightness(results: &[CaseResult]) -> Vec<Tightness> {
+    let mut rows: BTreeMap<(String, OpKind, String), Tightness> = BTreeMap::new();
+    for r in results
+        .iter()
+        .filter(|r| matches!(r.outcome.status, Status::Pass | Status::Fail))
+    {
+        let Some(errors) = &r.outcome.errors else {
+            continue;
+        };
+        let key = (r.backend.clone(), r.op, r.dtype_class());
+        let row = rows.entry(key).or_insert_with(|| Tightness {
+            backend: r.backend.clone(),
+            op: r.op,
+            dtypes: r.dtype_class(),
+            cases: 0,
+            failed: 0,
+            worst_ratio: None,
+            worst_case: String::new(),
+        });
+        row.cases += 1;
+        row.failed += usize::from(r.outcome.status == Status::Fail);
+        if let Some(ratio) = errors.bound_ratio {
+            if row.worst_ratio.is_none_or(|w| ratio > w) {
+                row.worst_ratio = Some(ratio);
+                row.worst_case = r.case.clone();
+            }
+        }
+    }
+    rows.into_values().collect()
+}
+
+fn pair_summaries(agreement: &[Agreement]) -> Vec<PairSummary> {
+    let mut rows: BTreeMap<(OpKind, String, String), PairSummary> = BTreeMap::new();
+    for a in agreement {
+        let row = rows
+            .entry((a.op, a.a.clone(), a.b.clone()))
+            .or_insert_with(|| PairSummary {
+                op: a.op,
+                a: a.a.clone(),
+                b: a.b.clone(),
+                cases: 0,
+                worst_ratio: 0.0,
+                disagreements: 0,
+            });
+        row.cases += 1;
+        row.worst_ratio = row.worst_ratio.max(a.ratio);
+        row.disagreements += usize::from(!a.agrees());
+    }
+    rows.into_values().collect()
 }
 
 fn cell_text(c: &Counts) -> String {

@@ -1,14 +1,17 @@
 //! Running one case on one backend: upload, execute, guard checks, compare.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use glmhal_hal::{Backend, Buffer, DType, HalError, HostTensor, Result, TensorDesc, TensorRef};
+use glmhal_hal::{
+    Arithmetic, Backend, Buffer, DType, HalError, HostTensor, Precision, Result, TensorRef,
+};
+use glmhal_ops::bounds::{error_bounds, rule, Rule};
 use serde::Serialize;
 
 use crate::case::Case;
-use crate::metrics::{compare_allowing, Errors, Mismatch};
-use crate::tolerance::{for_case, Tolerance};
+use crate::metrics::{compare, Errors, Expected, Mismatch};
 
 /// Bytes of sentinel before and after every output's storage.
 pub const GUARD_BYTES: usize = 1024;
@@ -19,7 +22,8 @@ pub const GUARD_BYTE: u8 = 0xA7;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
-    /// Within tolerance, no NaN, infinities match, nothing written outside the output.
+    /// Every element within its bound, no NaN, infinities only where the
+    /// output may overflow, nothing written outside the output.
     Pass,
     /// Ran but disagreed with the reference or wrote out of bounds.
     Fail,
@@ -35,11 +39,28 @@ pub struct Prepared {
     pub inputs: Vec<HostTensor>,
     /// Outputs before the op (whole storage).
     pub initial: Vec<HostTensor>,
-    /// Outputs after the reference ran.
+    /// Outputs after the reference ran (rounded to their dtypes).
     pub expected: Vec<HostTensor>,
-    /// Per element of output 0, the error forgiven before NMSE (empty:
-    /// none; see [`crate::allowance`]).
-    pub allowance: Vec<f64>,
+    /// Output 0's exact values (f64, logical order, before rounding).
+    pub exact: Vec<f64>,
+    /// Output 0 as the reference stored it, decoded.
+    pub rounded: Vec<f64>,
+    /// Bounds already derived, per declared precision.
+    bounds: Mutex<Vec<(Precision, Arc<Vec<f64>>)>>,
+}
+
+impl Prepared {
+    /// Per element of output 0, the bound for a backend computing as `precision` declares.
+    pub fn bounds(&self, case: &Case, precision: &Precision) -> Result<Arc<Vec<f64>>> {
+        let mut known = self.bounds.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, b)) = known.iter().find(|(p, _)| p == precision) {
+            return Ok(b.clone());
+        }
+        let out = &case.outputs[0].desc;
+        let b = Arc::new(error_bounds(&case.op, &self.inputs, out, precision)?);
+        known.push((*precision, b.clone()));
+        Ok(b)
+    }
 }
 
 /// Materializes a case's tensors and runs the reference on them.
@@ -47,12 +68,15 @@ pub fn prepare(case: &Case, seed: u64) -> Result<Prepared> {
     let (inputs, initial) = case.materialize(seed)?;
     let mut expected = initial.clone();
     glmhal_ops::reference::execute(&case.op, &inputs, &mut expected)?;
-    let allowance = crate::allowance::for_op(&case.op, &inputs).unwrap_or_default();
+    let exact = glmhal_ops::reference::values(&case.op, &inputs, &initial)?;
+    let rounded = decode(&expected[0])?;
     Ok(Prepared {
         inputs,
         initial,
         expected,
-        allowance,
+        exact,
+        rounded,
+        bounds: Mutex::new(Vec::new()),
     })
 }
 
@@ -61,8 +85,11 @@ pub fn prepare(case: &Case, seed: u64) -> Result<Prepared> {
 pub struct Outcome {
     /// The class.
     pub status: Status,
-    /// The threshold that applied.
-    pub tolerance: Tolerance,
+    /// How the case was judged.
+    pub rule: Rule,
+    /// What the backend declared it computes the case in (the bound follows from it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub precision: Option<Precision>,
     /// Error measures, when the output was compared.
     pub errors: Option<Errors>,
     /// The reason for anything but a pass.
@@ -72,10 +99,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    fn new(status: Status, tolerance: Tolerance, detail: impl Into<String>) -> Self {
+    /// An outcome without measurements.
+    pub fn new(status: Status, rule: Rule, detail: impl Into<String>) -> Self {
         Outcome {
             status,
-            tolerance,
+            rule,
+            precision: None,
             errors: None,
             detail: Some(detail.into()),
             elapsed_ms: 0.0,
@@ -83,38 +112,58 @@ impl Outcome {
     }
 }
 
+/// A case's outcome with output 0 as the backend computed it (decoded,
+/// logical order), when it ran.
+pub struct Ran {
+    /// The outcome.
+    pub outcome: Outcome,
+    /// Output 0's values.
+    pub values: Option<Vec<f64>>,
+}
+
 /// Runs `case` on `backend` and judges the result against `prepared`.
 /// Never panics: a panicking backend is an error outcome.
-pub fn run_case(backend: &dyn Backend, case: &Case, prepared: &Prepared) -> Outcome {
-    let tolerance = for_case(case.kind(), &case.dtypes());
-    let in_descs: Vec<TensorDesc> = case.inputs.iter().map(|t| t.desc.clone()).collect();
-    let out_descs: Vec<TensorDesc> = case.outputs.iter().map(|t| t.desc.clone()).collect();
+pub fn run_case(backend: &dyn Backend, case: &Case, prepared: &Prepared) -> Ran {
+    let rule = rule(&case.op);
+    let failed = |status, detail: String| Ran {
+        outcome: Outcome::new(status, rule, detail),
+        values: None,
+    };
+    let (in_descs, out_descs) = case.descs();
     let support = catch_unwind(AssertUnwindSafe(|| {
         backend.supports(&case.op, &in_descs, &out_descs)
     }));
     match support {
         Ok(glmhal_hal::Support::Supported) => {}
         Ok(glmhal_hal::Support::Unsupported(reason)) => {
-            return Outcome::new(Status::Unsupported, tolerance, reason)
+            return failed(Status::Unsupported, reason);
         }
-        Err(_) => return Outcome::new(Status::Error, tolerance, "supports() panicked"),
+        Err(_) => return failed(Status::Error, "supports() panicked".into()),
     }
+    let Ok(precision) = catch_unwind(AssertUnwindSafe(|| {
+        backend.precision(&case.op, &in_descs, &out_descs)
+    })) else {
+        return failed(Status::Error, "precision() panicked".into());
+    };
+    let bounds = match prepared.bounds(case, &precision) {
+        Ok(b) => b,
+        Err(e) => return failed(Status::Error, format!("deriving the bounds: {e}")),
+    };
     match catch_unwind(AssertUnwindSafe(|| {
-        execute_and_judge(backend, case, prepared, tolerance)
+        execute_and_judge(backend, case, prepared, rule, &bounds)
     })) {
-        Ok(Ok(outcome)) => outcome,
-        Ok(Err(e)) => Outcome::new(Status::Error, tolerance, e.to_string()),
+        Ok(Ok(mut ran)) => {
+            ran.outcome.precision = Some(precision);
+            ran
+        }
+        Ok(Err(e)) => failed(Status::Error, e.to_string()),
         Err(panic) => {
             let msg = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_default();
-            Outcome::new(
-                Status::Error,
-                tolerance,
-                format!("the backend panicked: {msg}"),
-            )
+            failed(Status::Error, format!("the backend panicked: {msg}"))
         }
     }
 }
@@ -130,8 +179,9 @@ fn execute_and_judge(
     backend: &dyn Backend,
     case: &Case,
     prepared: &Prepared,
-    tolerance: Tolerance,
-) -> Result<Outcome> {
+    rule: Rule,
+    bounds: &[f64],
+) -> Result<Ran> {
     let in_bufs = prepared
         .inputs
         .iter()
@@ -162,12 +212,16 @@ fn execute_and_judge(
     backend.synchronize()?;
     let elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
 
-    let judged = |status, errors, detail: Option<String>| Outcome {
-        status,
-        tolerance,
-        errors,
-        detail,
-        elapsed_ms,
+    let judged = |status, errors, detail: Option<String>, values| Ran {
+        outcome: Outcome {
+            status,
+            rule,
+            precision: None,
+            errors,
+            detail,
+            elapsed_ms,
+        },
+        values,
     };
 
     // Inputs must come back unchanged.
@@ -179,55 +233,125 @@ fn execute_and_judge(
                 Status::Fail,
                 None,
                 Some(format!("input {i} was modified by the op")),
+                None,
             ));
         }
     }
 
-    let mut worst: Option<Errors> = None;
+    let mut outputs = Vec::new();
+    let mut first_run = Vec::new();
     for (o, (buf, image)) in out_bufs.iter().zip(&out_images).enumerate() {
         let mut back = vec![0u8; image.len()];
         backend.download(buf, 0, &mut back)?;
+        first_run.push(back.clone());
         if let Some(msg) = stray_write(&back, image, &prepared.initial[o]) {
             return Ok(judged(
                 Status::Fail,
                 None,
                 Some(format!("output {o}: {msg}")),
+                None,
             ));
         }
         let storage = back[GUARD_BYTES..back.len() - GUARD_BYTES].to_vec();
-        let got = HostTensor::new(prepared.initial[o].desc.clone(), storage)?;
-        let (expected, actual) = (decode(&prepared.expected[o])?, decode(&got)?);
-        let allowance: &[f64] = if o == 0 { &prepared.allowance } else { &[] };
-        let (errors, mismatch) = compare_allowing(&expected, &actual, tolerance, allowance);
-        worst = Some(errors);
-        if let Some(m) = mismatch {
-            let detail = match m {
-                Mismatch::NaN(i) => format!("output {o}: NaN at element {i}"),
-                Mismatch::Infinity {
-                    index,
-                    expected,
-                    got,
-                } => {
-                    format!("output {o}: element {index} is {got}, reference {expected}")
-                }
-                Mismatch::OverThreshold => match tolerance {
-                    Tolerance::Exact => {
-                        format!("output {o}: not exact (max abs error {:e})", errors.max_abs)
-                    }
-                    Tolerance::Nmse(t) => match errors.nmse_beyond_allowance {
-                        Some(beyond) => format!(
-                            "output {o}: NMSE beyond the int8 rounding allowance {beyond:e} > {t:e} (NMSE {:e})",
-                            errors.nmse
-                        ),
-                        None => format!("output {o}: NMSE {:e} > {t:e}", errors.nmse),
-                    },
-                },
-                Mismatch::Length(a, b) => format!("output {o}: {b} values, reference {a}"),
-            };
-            return Ok(judged(Status::Fail, worst, Some(detail)));
-        }
+        outputs.push(decode(&HostTensor::new(
+            prepared.initial[o].desc.clone(),
+            storage,
+        )?)?);
     }
-    Ok(judged(Status::Pass, worst, None))
+    let got = outputs.swap_remove(0);
+    let out_desc = &prepared.initial[0].desc;
+    let expected = Expected {
+        rule,
+        exact: &prepared.exact,
+        rounded: &prepared.rounded,
+        bounds,
+        output: Arithmetic::of(out_desc.dtype),
+    };
+    let (errors, mismatch) = compare(&expected, &got);
+    let Some(m) = mismatch else {
+        // The same inputs must give the same bytes again.
+        let again = run_again(backend, case, &in_views, &out_images)?;
+        if let Some((o, at)) = first_difference(&first_run, &again) {
+            return Ok(judged(
+                Status::Fail,
+                Some(errors),
+                Some(format!(
+                    "output {o} differs between two runs of the same inputs (byte {at} of its storage)"
+                )),
+                Some(got),
+            ));
+        }
+        return Ok(judged(Status::Pass, Some(errors), None, Some(got)));
+    };
+    let detail = match m {
+        Mismatch::NaN(i) => format!("NaN at element {i}"),
+        Mismatch::Infinity {
+            index,
+            expected,
+            got,
+        } => format!("element {index} is {got}, exact {expected:e}"),
+        Mismatch::OutOfBound {
+            index,
+            expected,
+            got,
+            bound,
+        } => {
+            let at = out_desc.describe_index(index);
+            if rule == Rule::Exact {
+                format!("element {index}{at} is {got:e}, reference {expected:e} (must be exact)")
+            } else {
+                format!(
+                    "element {index}{at} is {got:e}, exact {expected:e}: error {:.3e} > bound {bound:.3e} (bound ratio {:.3})",
+                    (got - expected).abs(),
+                    errors.bound_ratio.unwrap_or(f64::INFINITY)
+                )
+            }
+        }
+        Mismatch::Length(a, b) => format!("{b} values, reference {a}"),
+    };
+    Ok(judged(Status::Fail, Some(errors), Some(detail), Some(got)))
+}
+
+/// Runs the case's op once more on fresh outputs, returning their guarded images.
+fn run_again(
+    backend: &dyn Backend,
+    case: &Case,
+    in_views: &[TensorRef<'_>],
+    out_images: &[Vec<u8>],
+) -> Result<Vec<Vec<u8>>> {
+    let bufs = out_images
+        .iter()
+        .map(|img| backend.upload_new(img))
+        .collect::<Result<Vec<Buffer>>>()?;
+    let views: Vec<TensorRef<'_>> = bufs
+        .iter()
+        .zip(&case.outputs)
+        .map(|(b, t)| {
+            let mut d = t.desc.clone();
+            d.offset += GUARD_BYTES;
+            b.view(d)
+        })
+        .collect();
+    backend.execute(&case.op, in_views, &views)?;
+    backend.synchronize()?;
+    bufs.iter()
+        .zip(out_images)
+        .map(|(b, img)| {
+            let mut back = vec![0u8; img.len()];
+            backend.download(b, 0, &mut back)?;
+            Ok(back)
+        })
+        .collect()
+}
+
+/// The first output and byte (past the guard) where two runs differ.
+fn first_difference(a: &[Vec<u8>], b: &[Vec<u8>]) -> Option<(usize, usize)> {
+    a.iter().zip(b).enumerate().find_map(|(o, (x, y))| {
+        x.iter()
+            .zip(y)
+            .position(|(p, q)| p != q)
+            .map(|i| (o, i.saturating_sub(GUARD_BYTES)))
+    })
 }
 
 /// Describes the first byte that changed outside the output view, if any.

@@ -59,7 +59,7 @@ pub fn assert_op_conforms(provider: &dyn BackendProvider, kind: OpKind) {
         selector: name.to_string(),
         backend: backend.as_ref(),
     }];
-    let results = run(&cases, &targets, DEFAULT_SEED, &mut |_| {});
+    let results = run(&cases, &targets, &[DEFAULT_SEED], &mut |_| {}).results;
     let bad: Vec<String> = results
         .iter()
         .filter(|r| matches!(r.outcome.status, Status::Fail | Status::Error))

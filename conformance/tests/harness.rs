@@ -4,12 +4,12 @@
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic
 
 use glmhal_conformance::{
-    run, BackendEntry, CaseResult, Filter, Report, Status, Target, DEFAULT_SEED,
+    run, BackendEntry, CaseResult, Filter, Report, Run, Status, Target, DEFAULT_SEED,
 };
 use glmhal_cpu::CpuBackend;
 use glmhal_hal::{
-    Backend, Buffer, DeviceId, DeviceInfo, HostTensor, Op, OpKind, Result, Support, TensorDesc,
-    TensorRef,
+    Backend, Buffer, DeviceId, DeviceInfo, HostTensor, Op, OpKind, Precision, Result, Support,
+    TensorDesc, TensorRef,
 };
 
 #[derive(Clone, Copy, PartialEq)]
@@ -69,6 +69,9 @@ impl Backend for Faulty {
         }
         self.inner.supports(op, i, o)
     }
+    fn precision(&self, op: &Op, i: &[TensorDesc], o: &[TensorDesc]) -> Precision {
+        self.inner.precision(op, i, o)
+    }
     fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
         if self.fault == Fault::Panic {
             panic!("kernel crashed");
@@ -122,7 +125,7 @@ fn run_with(fault: Fault, ops: &[OpKind]) -> Vec<CaseResult> {
         selector: "cpu".into(),
         backend: &backend,
     }];
-    run(&cases, &targets, DEFAULT_SEED, &mut |_| {})
+    run(&cases, &targets, &[DEFAULT_SEED], &mut |_| {}).results
 }
 
 fn all(results: &[CaseResult], status: Status, detail: &str) {
@@ -178,7 +181,7 @@ fn wrong_values_fail_with_their_numbers() {
         assert_eq!(r.outcome.status, Status::Fail, "{}", r.case);
         let d = r.outcome.detail.clone().unwrap_or_default();
         assert!(
-            d.contains("NMSE") || d.contains("not exact") || d.contains("element"),
+            d.contains("bound") || d.contains("exact") || d.contains("NaN"),
             "{}: {d}",
             r.case
         );
@@ -216,7 +219,11 @@ fn unsupported_is_reported_not_passed() {
         reason: None,
         device: None,
     };
-    let report = Report::new(DEFAULT_SEED, Filter::default(), vec![entry], results);
+    let run = Run {
+        results,
+        agreement: Vec::new(),
+    };
+    let report = Report::new(&[DEFAULT_SEED], Filter::default(), vec![entry], run);
     assert!(!report.failed());
     assert_eq!(report.summary["cpu"].pass, 0);
     assert!(report.console(false).contains("unsupported"));
@@ -250,16 +257,16 @@ fn the_json_report_names_every_op() {
         selector: "cpu".into(),
         backend: &backend,
     }];
-    let results = run(&cases, &targets, DEFAULT_SEED, &mut |_| {});
+    let run = run(&cases, &targets, &[DEFAULT_SEED], &mut |_| {});
     let entry = BackendEntry {
         selector: "cpu".into(),
         tested: true,
         reason: None,
         device: Some(backend.info().clone()),
     };
-    let report = Report::new(DEFAULT_SEED, Filter::default(), vec![entry], results);
+    let report = Report::new(&[DEFAULT_SEED], Filter::default(), vec![entry], run);
     let json = serde_json::to_value(&report).unwrap();
-    assert_eq!(json["schema"], "glmhal.conformance/1");
+    assert_eq!(json["schema"], "glmhal.conformance/2");
     let ops: Vec<String> = json["ops"]
         .as_array()
         .unwrap()
@@ -270,7 +277,9 @@ fn the_json_report_names_every_op() {
         assert!(ops.contains(&kind.name().to_string()), "{kind}");
     }
     assert_eq!(json["summary"]["cpu"]["pass"], OpKind::ALL.len());
-    assert!(json["results"][0]["nmse"].is_null() || json["results"][0]["errors"].is_object());
+    let first = &json["results"][0];
+    assert!(first["errors"].is_object() && first["rule"].is_string());
+    assert!(json["tightness"].is_array() && json["rules"].is_array());
 }
 
 /// The classic GLM port bug: rotating NeoX half-split pairs instead of
@@ -298,6 +307,9 @@ impl Backend for NeoxRope {
     }
     fn supports(&self, op: &Op, i: &[TensorDesc], o: &[TensorDesc]) -> Support {
         self.0.supports(op, i, o)
+    }
+    fn precision(&self, op: &Op, i: &[TensorDesc], o: &[TensorDesc]) -> Precision {
+        self.0.precision(op, i, o)
     }
     fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
         let op = match op {

@@ -2,7 +2,7 @@
 //! and arguments: shared by the CUDA, HIP and OpenCL backends, so an op maps
 //! to the same kernel on every vendor.
 
-use glmhal_hal::{DType, HalError, Op, Result, RopeMode, Support, TensorDesc};
+use glmhal_hal::{DType, HalError, Op, Precision, Result, RopeMode, Support, TensorDesc};
 
 /// Threads per block of every kernel (`GLMHAL_BLOCK` in `compat.h`).
 pub const BLOCK: u32 = 256;
@@ -133,6 +133,18 @@ fn strides3(d: &TensorDesc) -> [u64; 3] {
         [b, r, c] => [*b as u64, *r as u64, *c as u64],
         _ => [0, 0, 1],
     }
+}
+
+/// Error of the elementary functions the kernels call (`expf`, `tanhf`,
+/// `rsqrtf`, `powf`, `sinf`, `cosf`), in units of f32 roundoff: the
+/// largest the vendors document without fast-math (OpenCL's `pow`, 16 ulp;
+/// CUDA's and HIP's are within 2–4).
+pub const FUNCTION_ULPS: f64 = 16.0;
+
+/// Every kernel and vendor BLAS call computes in f32 (16-bit values widened
+/// as they are read, quantized weights dequantized, no TF32).
+pub fn precision(_op: &Op, _inputs: &[TensorDesc], _outputs: &[TensorDesc]) -> Precision {
+    Precision::F32.with_function_ulps(FUNCTION_ULPS)
 }
 
 /// Whether the kernel tree covers `op` with these tensors, and why not.

@@ -10,8 +10,8 @@ use std::sync::{Arc, Mutex};
 
 use glmhal_hal::pool::SizePool;
 use glmhal_hal::{
-    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, Result, Support, TensorDesc,
-    TensorRef,
+    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, Precision, Result, Support,
+    TensorDesc, TensorRef,
 };
 
 use crate::blas::{enabled_by_env, plan_gemm, Gemm, VendorBlas};
@@ -458,6 +458,10 @@ impl Backend for GpuBackend {
 
     fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
         supports(op, inputs, outputs)
+    }
+
+    fn precision(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Precision {
+        crate::plan::precision(op, inputs, outputs)
     }
 
     fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {

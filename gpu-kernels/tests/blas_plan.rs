@@ -7,9 +7,9 @@
 
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic
 
-use glmhal_conformance::metrics::compare;
-use glmhal_conformance::suite::tolerance_of;
+use glmhal_conformance::metrics::{compare, Expected};
 use glmhal_conformance::{Filter, DEFAULT_SEED};
+use glmhal_ops::bounds::Rule;
 use std::sync::{Arc, Mutex};
 
 use glmhal_gpu_kernels::blas::{plan_gemm, Gemm, Operand, VendorBlas};
@@ -83,11 +83,17 @@ fn blas_calls_agree_with_the_reference_on_every_case_they_accept() {
         }
         let at = |x: &Operand| &prepared.inputs[x.tensor].data[x.offset as usize..];
         blas_gemm(&g, at(&g.a), at(&g.b), &mut out.data[g.c.offset as usize..]);
-        let (errors, mismatch) = compare(
-            &prepared.expected[0].to_f64(),
-            &out.to_f64(),
-            tolerance_of(&case),
-        );
+        let precision =
+            glmhal_gpu_kernels::plan::precision(&case.op, &ins, std::slice::from_ref(&out_desc));
+        let bounds = prepared.bounds(&case, &precision).unwrap();
+        let expected = Expected {
+            rule: Rule::Bounded,
+            exact: &prepared.exact,
+            rounded: &prepared.rounded,
+            bounds: &bounds,
+            output: glmhal_hal::Arithmetic::of(out_desc.dtype),
+        };
+        let (errors, mismatch) = compare(&expected, &out.to_f64());
         assert!(mismatch.is_none(), "{}: {g:?}: {errors:?}", case.id);
         // Outside the view nothing changed (padding, guard rows).
         for (i, inside) in out.view_mask().iter().enumerate() {

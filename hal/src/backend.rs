@@ -11,6 +11,7 @@ use crate::device::DeviceInfo;
 use crate::error::Result;
 use crate::layout::TensorDesc;
 use crate::op::Op;
+use crate::precision::Precision;
 
 /// Host bytes that stay valid while they are held, such as a memory-mapped
 /// checkpoint; a host-memory backend can use them in place instead of copying.
@@ -74,6 +75,14 @@ pub trait Backend: Send + Sync {
 
     /// Whether `op` can run here with tensors of these descriptors.
     fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support;
+
+    /// What `op` with tensors of these descriptors computes in here: the
+    /// arithmetic, any rounding of inputs or quantization of activations,
+    /// and the accuracy of elementary functions. The conformance suite
+    /// derives each output element's error bound from this declaration,
+    /// so it must be true (a backend that declares f32 and rounds through
+    /// bf16 fails). Only asked for ops [`Backend::supports`] accepts.
+    fn precision(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Precision;
 
     /// Enqueues `op`. Inputs and outputs follow the op catalogue; outputs
     /// must not overlap inputs or each other.

@@ -13,6 +13,7 @@ use crate::device::DeviceInfo;
 use crate::error::{HalError, Result};
 use crate::layout::TensorDesc;
 use crate::op::{Op, OpKind};
+use crate::precision::Precision;
 
 /// The environment variable that plants a delay.
 pub const DELAY_ENV: &str = "GLMHAL_INJECT_DELAY";
@@ -98,6 +99,9 @@ impl Backend for Delayed {
     }
     fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
         self.inner.supports(op, inputs, outputs)
+    }
+    fn precision(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Precision {
+        self.inner.precision(op, inputs, outputs)
     }
     fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
         self.inner.execute(op, inputs, outputs)?;

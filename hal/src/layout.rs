@@ -246,6 +246,18 @@ impl TensorDesc {
         }
         s
     }
+
+    /// ` at [i,j,k]`: where element `index` (logical, row-major order) sits.
+    pub fn describe_index(&self, index: usize) -> String {
+        let mut rest = index;
+        let mut at = vec![0; self.shape.len()];
+        for (d, n) in self.shape.iter().enumerate().rev() {
+            at[d] = rest % n.max(&1);
+            rest /= n.max(&1);
+        }
+        let parts: Vec<String> = at.iter().map(|i| i.to_string()).collect();
+        format!(" at [{}]", parts.join(","))
+    }
 }
 
 /// Row-major strides for a shape.

@@ -7,6 +7,7 @@
 //! - [`TensorDesc`]: shape, element strides and byte offset of a view;
 //! - [`DeviceInfo`]: what a device is and how fast it can be;
 //! - [`Backend`]: buffers, uploads and downloads, ops on a device queue, `supports`;
+//! - [`Precision`]: what a backend declares it computes an op in (the basis of its error bounds);
 //! - [`Registry`]: run-time discovery of compiled-in backends;
 //! - [`Op`]: the ops a backend runs, as data (their catalogue lives in `glmhal-ops`);
 //! - [`HalError`]: the one error type.
@@ -22,6 +23,7 @@ pub mod inject;
 pub mod layout;
 pub mod op;
 pub mod pool;
+pub mod precision;
 pub mod quant;
 pub mod registry;
 pub mod rng;
@@ -34,6 +36,7 @@ pub use error::{HalError, Result};
 pub use host::HostTensor;
 pub use layout::{contiguous_strides, Dims, TensorDesc};
 pub use op::{Op, OpKind, RopeMode};
+pub use precision::{ActivationQuant, Arithmetic, Precision};
 pub use registry::{
     Availability, BackendProvider, BackendStatus, Registry, UnavailableKind, KNOWN_BACKENDS,
 };

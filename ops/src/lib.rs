@@ -3,8 +3,11 @@
 //! The op catalogue of glmhal:
 //! - [`catalogue`]: every op as data (inputs, dtypes, parameters);
 //! - [`validate`]: the shape and dtype checks every backend runs first;
-//! - [`reference`]: the plain f64 implementation that is the oracle.
+//! - [`reference`]: the plain f64 implementation that is the oracle;
+//! - [`bounds`]: next to each reference value, how far an honest
+//!   implementation of the computation a backend declares may land.
 
+pub mod bounds;
 pub mod catalogue;
 pub mod reference;
 pub mod validate;

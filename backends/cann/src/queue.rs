@@ -5,8 +5,8 @@ use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
 use glmhal_hal::{
-    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, Result, Support, TensorDesc,
-    TensorRef,
+    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, Precision, Result, Support,
+    TensorDesc, TensorRef,
 };
 
 use crate::kernels::{
@@ -207,6 +207,10 @@ impl Backend for CannBackend {
 
     fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
         crate::support::supports(op, inputs, outputs, &self.info.name)
+    }
+
+    fn precision(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Precision {
+        crate::support::precision(op, inputs, outputs, &self.info.name)
     }
 
     fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {

@@ -1,6 +1,17 @@
 //! What the CANN backend maps to aclnn on a given SoC, and why not otherwise.
 
-use glmhal_hal::{DType, Op, Support, TensorDesc};
+use glmhal_hal::{DType, Op, Precision, Support, TensorDesc};
+
+/// aclnn computes these ops in f32 (f16/bf16 operands widened, Q8_0/Q4_0
+/// weights dequantized before the product).
+pub fn precision(
+    _op: &Op,
+    _inputs: &[TensorDesc],
+    _outputs: &[TensorDesc],
+    _soc: &str,
+) -> Precision {
+    Precision::F32
+}
 
 /// Honest answers: catalogue-valid, mapped to an aclnn op, dtypes the SoC has.
 pub fn supports(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc], soc: &str) -> Support {

@@ -3,8 +3,8 @@
 use std::sync::Mutex;
 
 use glmhal_hal::{
-    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, Result, Support, TensorDesc,
-    TensorRef,
+    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, Precision, Result, Support,
+    TensorDesc, TensorRef,
 };
 
 use smallvec::SmallVec;
@@ -138,6 +138,10 @@ impl Backend for CpuBackend {
 
     fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
         crate::support::supports(op, inputs, outputs)
+    }
+
+    fn precision(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Precision {
+        crate::support::precision(op, inputs, outputs)
     }
 
     fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {

@@ -6,8 +6,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use glmhal_hal::{
-    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, OpCall, Result, Support,
-    TensorDesc, TensorRef,
+    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, OpCall, Precision, Result,
+    Support, TensorDesc, TensorRef,
 };
 
 use crate::kernels::{
@@ -580,6 +580,10 @@ impl Backend for WgpuBackend {
 
     fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
         crate::support::supports(op, inputs, outputs, &self.binding, self.loop_cap)
+    }
+
+    fn precision(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Precision {
+        crate::support::precision(op, inputs, outputs)
     }
 
     fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {

@@ -1,9 +1,22 @@
 //! What the wgpu backend can run on an adapter, and why not otherwise.
 
-use glmhal_hal::{Op, Support, TensorDesc};
+use glmhal_hal::{Op, Precision, Support, TensorDesc};
 
 use crate::kernels::attention::MAX_HEAD_DIM;
 use crate::kernels::Binding;
+
+/// Error of WGSL's `exp`, `pow`, `tanh`, `sin`, `cos` and `inverseSqrt`
+/// allowed here, in units of f32 roundoff: the WGSL specification leaves
+/// them to the driver (`exp` within 3 + 2·|x| ulp, `sin`/`cos` within
+/// 2^-11 absolute on [−π, π]), so this is what the drivers glmhal is tested
+/// on meet, with room.
+pub const FUNCTION_ULPS: f64 = 64.0;
+
+/// Every kernel computes in f32 (f16/bf16 values are expanded to f32 as
+/// they are read), with the driver's elementary functions.
+pub fn precision(_op: &Op, _inputs: &[TensorDesc], _outputs: &[TensorDesc]) -> Precision {
+    Precision::F32.with_function_ulps(FUNCTION_ULPS)
+}
 
 /// Honest answers: catalogue-valid, and every tensor either fits one storage
 /// binding of this adapter or is one the kernels split (mat_mul weights,
@@ -77,7 +90,8 @@ pub fn supports(
     Support::Supported
 }
 
-/// The longest loop one shader invocation runs for `op`.
+/// Loop iterations one shader invocation runs for `op`: all of attention's
+/// loops together, the longest loop of the others.
 fn loop_iterations(op: &Op, inputs: &[TensorDesc]) -> u64 {
     let x = &inputs[0];
     let n = match op {
@@ -86,7 +100,9 @@ fn loop_iterations(op: &Op, inputs: &[TensorDesc]) -> u64 {
         }
         Op::MatMul { .. } => x.last_dim().div_ceil(16),
         Op::BatchedMatMul => x.last_dim().div_ceil(16),
-        Op::Attention { .. } => inputs[1].shape[0].div_ceil(64).max(x.last_dim()),
+        Op::Attention { .. } => {
+            return crate::kernels::attention::loop_iterations(inputs[1].shape[0], x.last_dim())
+        }
         _ => 1,
     };
     n as u64

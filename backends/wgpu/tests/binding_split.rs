@@ -35,7 +35,7 @@ fn mat_mul_weights_and_get_rows_tables_split_across_bindings() {
         selector: "wgpu-capped".into(),
         backend: backend.as_ref(),
     }];
-    let results = run(&cases, &targets, DEFAULT_SEED, &mut |_| {});
+    let results = run(&cases, &targets, &[DEFAULT_SEED], &mut |_| {}).results;
     let mut split_passed = 0;
     for (case, r) in cases.iter().zip(&results) {
         let weight = &case.inputs[usize::from(case.kind() == OpKind::MatMul)].desc;

@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 use glmhal_benches::compare::{compare, CaseRecord, CiReport, ModelRecord};
-use glmhal_conformance::{run as run_suite, Filter, Status, Target, Tolerance, DEFAULT_SEED};
+use glmhal_conformance::{run as run_suite, Filter, Status, Target, DEFAULT_SEED};
 use glmhal_hal::{DType, DeviceSelector, HalError, Result};
 
 use super::bench::{measure, progress_line, write_json, BenchArgs};
@@ -34,7 +34,7 @@ pub struct CiArgs {
     /// noisier metrics get more (3 × their spreads).
     #[arg(long, default_value_t = 0.25, value_name = "FRACTION")]
     speed_tolerance: f64,
-    /// Write this run (schema glmhal.ci/1, with the comparison) here.
+    /// Write this run (schema glmhal.ci/2, with the comparison) here.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// Write JUnit XML here.
@@ -71,7 +71,7 @@ pub fn run(args: CiArgs) -> Result<CiVerdict> {
         Ok(text) => Some(serde_json::from_str::<CiReport>(&text).map_err(|e| {
             HalError::invalid(
                 format!("baseline {}", args.baseline.display()),
-                format!("not a glmhal.ci/1 document: {e}"),
+                format!("not a glmhal.ci/2 document: {e}"),
             )
         })?),
         Err(_) if args.update_baseline => None,
@@ -120,9 +120,10 @@ pub fn run(args: CiArgs) -> Result<CiVerdict> {
         cases.len(),
         selectors.len()
     );
-    let results = run_suite(&cases, &targets, DEFAULT_SEED, &mut |p| {
+    let results = run_suite(&cases, &targets, &[DEFAULT_SEED], &mut |p| {
         progress_line(&format!("conformance {}/{} {}", p.done, p.total, p.case.id))
-    });
+    })
+    .results;
     now.cases = results
         .iter()
         .map(|r| CaseRecord {
@@ -136,10 +137,7 @@ pub fn run(args: CiArgs) -> Result<CiVerdict> {
                 .collect(),
             status: status_name(r.outcome.status),
             nmse: r.outcome.errors.as_ref().map(|e| e.nmse),
-            threshold: match r.outcome.tolerance {
-                Tolerance::Nmse(t) => Some(t),
-                Tolerance::Exact => None,
-            },
+            bound_ratio: r.outcome.errors.as_ref().and_then(|e| e.bound_ratio),
         })
         .collect();
     for model in glmhal_conformance::model_check::builtin_models() {

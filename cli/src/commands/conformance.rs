@@ -26,6 +26,11 @@ pub struct ConformanceArgs {
     /// Base seed of the inputs.
     #[arg(long, default_value_t = DEFAULT_SEED)]
     seed: u64,
+    /// Run every case with this many seeds (the base seed and the ones
+    /// after it) and print the tightness table: per op and dtype class, the
+    /// worst |error| / bound.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=1000))]
+    seeds: u64,
     /// Write the full JSON report here.
     #[arg(long, value_name = "FILE")]
     json: Option<std::path::PathBuf>,
@@ -42,6 +47,11 @@ pub struct ConformanceArgs {
     /// that is expected to run everything).
     #[arg(long)]
     require_all: bool,
+    /// Instead of the suite, plant each mutant (a fault real kernels have
+    /// had; all when no NAME is given) in the backend and run its op's cases
+    /// until one fails: prints which case killed each, exit 1 if one survives.
+    #[arg(long, num_args = 0.., value_name = "NAME")]
+    mutants: Option<Vec<String>>,
 }
 
 /// Outcome for the process exit code.
@@ -134,8 +144,12 @@ pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
             names.join(", ")
         }
     );
+    if let Some(names) = &args.mutants {
+        return hunt_mutants(names, &cases, &targets, args.seed, &args);
+    }
     let show_progress = std::io::stderr().is_terminal();
-    let results = run_suite(&cases, &targets, args.seed, &mut |p| {
+    let seeds: Vec<u64> = (0..args.seeds).map(|i| args.seed.wrapping_add(i)).collect();
+    let run = run_suite(&cases, &targets, &seeds, &mut |p| {
         if show_progress {
             let width = 30;
             let filled = p.done * width / p.total.max(1);
@@ -169,7 +183,8 @@ pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
             }
         }
     }
-    let unsupported = results
+    let unsupported = run
+        .results
         .iter()
         .filter(|r| r.outcome.status == Status::Unsupported)
         .count()
@@ -177,8 +192,15 @@ pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
             .iter()
             .filter(|m| m.status == Status::Unsupported)
             .count();
-    let report = Report::new(args.seed, filter, entries, results).with_models(models);
+    let report = Report::new(&seeds, filter, entries, run).with_models(models);
     print!("{}", report.console(colour));
+    if seeds.len() > 1 {
+        println!(
+            "\ntightness over {} seeds:\n{}",
+            seeds.len(),
+            report.tightness_markdown()
+        );
+    }
     if let Some(path) = &args.json {
         let text = serde_json::to_string_pretty(&report)
             .map_err(|e| HalError::invalid("conformance report", e.to_string()))?;
@@ -209,4 +231,72 @@ pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
             Verdict::Passed
         },
     )
+}
+
+/// `--mutants`: every chosen mutant planted in every target, until a case kills it.
+fn hunt_mutants(
+    names: &[String],
+    cases: &[glmhal_conformance::Case],
+    targets: &[Target<'_>],
+    seed: u64,
+    args: &ConformanceArgs,
+) -> Result<Verdict> {
+    use glmhal_conformance::mutants;
+    let chosen = mutants::select(names).map_err(|e| HalError::invalid("--mutants", e))?;
+    if targets.is_empty() {
+        return Err(HalError::invalid(
+            "conformance",
+            "no backend could be opened",
+        ));
+    }
+    let mut survived = 0;
+    let mut documents = Vec::new();
+    for t in targets {
+        eprintln!("{} mutant(s) planted in {}", chosen.len(), t.selector);
+        let verdicts = mutants::hunt(
+            t.backend,
+            &chosen,
+            cases,
+            seed,
+            &mut |v| match &v.killed_by {
+                Some(case) => println!("killed   {:<44} {case}", v.mutant),
+                None => println!(
+                    "SURVIVED {:<44} ({} case(s) of {} ran)",
+                    v.mutant, v.cases_run, v.op
+                ),
+            },
+        );
+        let alive = verdicts.iter().filter(|v| v.killed_by.is_none()).count();
+        println!(
+            "{}: {} of {} mutants killed",
+            t.selector,
+            verdicts.len() - alive,
+            verdicts.len()
+        );
+        survived += alive;
+        documents.push(serde_json::json!({
+            "backend": t.selector,
+            "verdicts": verdicts,
+        }));
+        if let Some(path) = &args.markdown {
+            std::fs::write(path, mutants::markdown(&verdicts))
+                .map_err(|e| HalError::io(format!("writing {}", path.display()), e))?;
+        }
+    }
+    if let Some(path) = &args.json {
+        let doc = serde_json::json!({
+            "schema": "glmhal.mutants/1",
+            "seed": seed,
+            "runs": documents,
+        });
+        let text = serde_json::to_string_pretty(&doc)
+            .map_err(|e| HalError::invalid("mutant report", e.to_string()))?;
+        std::fs::write(path, text)
+            .map_err(|e| HalError::io(format!("writing {}", path.display()), e))?;
+    }
+    Ok(if survived > 0 {
+        Verdict::Failed
+    } else {
+        Verdict::Passed
+    })
 }

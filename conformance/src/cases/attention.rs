@@ -95,6 +95,34 @@ pub(crate) fn attention(cases: &mut Vec<Case>) {
             "cache view",
         );
     }
+    // Long contexts whose weight concentrates on a few keys far back (the
+    // queries and those keys share a large first component): a key dropped,
+    // duplicated or misplaced there moves the output far past its bound.
+    for (q, kv, o) in combos {
+        concentrated(
+            cases,
+            (q, kv, o),
+            (1, 4096, 8, 2, 64),
+            &[3, 100],
+            "long-context",
+        );
+        if kv != DType::Bf16 {
+            concentrated(
+                cases,
+                (q, kv, o),
+                (1, 32768, 16, 2, 128),
+                &[5, 1000, 20000],
+                "long-context large-shape",
+            );
+        }
+    }
+    concentrated(
+        cases,
+        (DType::F32, DType::F16, DType::F32),
+        (3, 3000, 4, 1, 32),
+        &[0, 7],
+        "long-context",
+    );
     // Non-causal (encoder-style) attention.
     let ins = vec![
         dense(DType::F32, &[6, 4, 16]),
@@ -128,6 +156,47 @@ pub(crate) fn attention(cases: &mut Vec<Case>) {
         dense(DType::F16, &[8, 16, 128]),
         "large-magnitude",
     );
+}
+
+/// Attention of `t` queries over `s` keys whose queries and keys `far`
+/// have a large first component, so those keys draw much of the weight.
+fn concentrated(
+    cases: &mut Vec<Case>,
+    (q, kv, o): (DType, DType, DType),
+    (t, s, nh, nkv, d): (usize, usize, usize, usize, usize),
+    far: &[usize],
+    tag: &str,
+) {
+    let pull = 6.0;
+    let queries = (0..t * nh).map(|i| (i * d, pull)).collect();
+    let keys = far
+        .iter()
+        .flat_map(|j| (0..nkv).map(move |g| ((j * nkv + g) * d, pull)))
+        .collect();
+    let ins = vec![
+        TensorSpec::contiguous(
+            q,
+            &[t, nh, d],
+            Fill::Planted {
+                scale: 1.0,
+                values: queries,
+            },
+        ),
+        TensorSpec::contiguous(
+            kv,
+            &[s, nkv, d],
+            Fill::Planted {
+                scale: 1.0,
+                values: keys,
+            },
+        ),
+        dense(kv, &[s, nkv, d]),
+    ];
+    let op = Op::Attention {
+        scale: (d as f64).powf(-0.5),
+        causal: true,
+    };
+    push(cases, op, ins, dense(o, &[t, nh, d]), tag);
 }
 
 /// `n` distinct positions in `0..capacity`, fixed by `key`.

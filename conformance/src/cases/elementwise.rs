@@ -24,7 +24,14 @@ pub(crate) fn activations(cases: &mut Vec<Case>) {
             dense(DType::F32, &[4, 128]),
             "strided",
         );
-        for op in [Op::Silu, Op::Gelu, Op::Scale { factor: -0.375 }] {
+        // GLM's attention scale, 1/√128, is not representable in f16 or f32.
+        let scales = [
+            Op::Scale { factor: -0.375 },
+            Op::Scale {
+                factor: 128f64.powf(-0.5),
+            },
+        ];
+        for op in [Op::Silu, Op::Gelu].into_iter().chain(scales) {
             for shape in [&[1usize, 1][..], &[5, 7], &[13, 33], &[3, 4097], &[2, 3, 5]] {
                 push(
                     cases,
@@ -77,6 +84,16 @@ pub(crate) fn binary(cases: &mut Vec<Case>) {
                         "",
                     );
                 }
+                // The same shapes right after with other inputs: a kernel
+                // that hands back its previous result fails here.
+                let (sa, sb) = pairs[5];
+                push(
+                    cases,
+                    op.clone(),
+                    vec![dense(a, sa), dense(b, sb)],
+                    dense(a, sa),
+                    "same shapes again",
+                );
             }
             push(
                 cases,
@@ -87,6 +104,19 @@ pub(crate) fn binary(cases: &mut Vec<Case>) {
                 ],
                 TensorSpec::padded(a, &[4, 32], 4, unit()),
                 "strided",
+            );
+            // Operands of different magnitudes: the result needs every bit
+            // of the output's significand and is rounded (inputs drawn in
+            // [-1, 1] share one grid, so their sums are often exact).
+            push(
+                cases,
+                op.clone(),
+                vec![
+                    dense(a, &[9, 65]),
+                    TensorSpec::contiguous(a, &[9, 65], Fill::Uniform(0.013)),
+                ],
+                dense(a, &[9, 65]),
+                "mixed-magnitude",
             );
         }
     }

@@ -2,11 +2,11 @@
 
 use glmhal_hal::HostTensor;
 
-pub(super) fn silu(x: f64) -> f64 {
+pub(crate) fn silu(x: f64) -> f64 {
     x / (1.0 + (-x).exp())
 }
 
-pub(super) fn gelu(x: f64) -> f64 {
+pub(crate) fn gelu(x: f64) -> f64 {
     let c = (2.0 / std::f64::consts::PI).sqrt();
     0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
 }

@@ -2,7 +2,7 @@
 
 use glmhal_hal::HostTensor;
 
-pub(super) fn broadcast(a: &HostTensor, b: &HostTensor, f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
+pub(crate) fn broadcast(a: &HostTensor, b: &HostTensor, f: impl Fn(f64, f64) -> f64) -> Vec<f64> {
     let (av, bv) = (a.to_f64(), b.to_f64());
     let shape = &a.desc.shape;
     let bshape = &b.desc.shape;

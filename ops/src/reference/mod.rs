@@ -4,10 +4,10 @@
 //! a few simple loops with f64 accumulation, and results are rounded once to
 //! the output dtype. One file per op family; no speed tricks.
 
-mod activation;
+pub(crate) mod activation;
 mod attention;
 mod convert;
-mod elementwise;
+pub(crate) mod elementwise;
 mod embedding;
 mod kv_cache;
 mod matmul;
@@ -22,14 +22,41 @@ use crate::validate::validate;
 /// Runs `op` on host tensors. `outputs` must be allocated (their descriptors
 /// say where results go); only the bytes of each output view are written.
 pub fn execute(op: &Op, inputs: &[HostTensor], outputs: &mut [HostTensor]) -> Result<()> {
+    check(op, inputs, outputs)?;
+    let out = &mut outputs[0];
+    if let Op::Quantize = op {
+        return convert::quantize(&inputs[0], out);
+    }
+    let result = compute(op, inputs, out)?;
+    store(out, &result)
+}
+
+/// The exact result of `op` on `inputs`: output 0's values in logical
+/// order, in f64, before any rounding to the output dtype (for `quantize`,
+/// its blocks decoded; for `kv_write`, the whole cache after the write).
+/// `outputs` holds the outputs as they are before the op.
+pub fn values(op: &Op, inputs: &[HostTensor], outputs: &[HostTensor]) -> Result<Vec<f64>> {
+    check(op, inputs, outputs)?;
+    if let Op::Quantize = op {
+        let mut out = outputs[0].clone();
+        convert::quantize(&inputs[0], &mut out)?;
+        return Ok(out.to_f64());
+    }
+    compute(op, inputs, &outputs[0])
+}
+
+fn check(op: &Op, inputs: &[HostTensor], outputs: &[HostTensor]) -> Result<()> {
     let in_descs: Vec<TensorDesc> = inputs.iter().map(|t| t.desc.clone()).collect();
     let out_descs: Vec<TensorDesc> = outputs.iter().map(|t| t.desc.clone()).collect();
     validate(op, &in_descs, &out_descs)?;
     for t in inputs.iter().chain(outputs.iter()) {
         t.desc.validate(t.data.len())?;
     }
-    let out = &mut outputs[0];
-    let result = match op {
+    Ok(())
+}
+
+fn compute(op: &Op, inputs: &[HostTensor], out: &HostTensor) -> Result<Vec<f64>> {
+    Ok(match op {
         Op::GetRows => embedding::get_rows(&inputs[0], &inputs[1].to_i32()?)?,
         Op::MatMul { .. } => matmul::matmul(&inputs[0], &inputs[1], inputs.get(2)),
         Op::BatchedMatMul => matmul::batched(&inputs[0], &inputs[1]),
@@ -49,11 +76,15 @@ pub fn execute(op: &Op, inputs: &[HostTensor], outputs: &mut [HostTensor]) -> Re
         Op::Add => elementwise::broadcast(&inputs[0], &inputs[1], |a, b| a + b),
         Op::Mul => elementwise::broadcast(&inputs[0], &inputs[1], |a, b| a * b),
         Op::Cast => inputs[0].to_f64(),
-        Op::Quantize => return convert::quantize(&inputs[0], out),
+        Op::Quantize => {
+            return Err(HalError::invalid(
+                "reference",
+                "quantize writes blocks, not values",
+            ))
+        }
         Op::KvWrite => kv_cache::write(out, &inputs[0], &inputs[1].to_i32()?)?,
         Op::Argmax => reduce::argmax(&inputs[0]),
-    };
-    store(out, &result)
+    })
 }
 
 /// Rounds f64 results to the output's dtype and writes them through its view.

@@ -52,6 +52,15 @@ struct Sizes {
     past: usize,
 }
 
+/// Whether attention of `q` over keys `k` rounds the (scaled) queries to
+/// bf16: many queries go to the products, whose first multiplies them with
+/// the keys as stored (see [`super::matmul::rounds_activations_to_bf16`]).
+pub(crate) fn rounds_queries_to_bf16(q: &TensorDesc, k: &TensorDesc) -> bool {
+    let (t, d) = (q.shape[0], q.shape[2]);
+    let keys = TensorDesc::strided(k.dtype, &[k.shape[0], d], &[k.strides[0], k.strides[2]], 0);
+    t >= PRODUCTS_FROM && super::matmul::rounds_activations_to_bf16(t.min(QUERY_BLOCK), &keys)
+}
+
 pub(super) fn attention(
     q: &In<'_>,
     k: &In<'_>,

@@ -30,7 +30,7 @@ use super::columns::Columns;
 use super::scratch::CacheLine;
 use super::simd::{self, isa, Isa};
 use super::{In, Scratch};
-use glmhal_hal::DType;
+use glmhal_hal::{DType, TensorDesc};
 
 /// Weight rows one task converts and owns (its outputs are a contiguous
 /// block); a multiple of [`MR`].
@@ -89,6 +89,12 @@ impl Words {
     }
 }
 
+/// Whether [`gemm`] multiplies `w` as bf16 pairs (`vdpbf16ps`), rounding
+/// the activations to bf16: packed bf16 rows on a CPU with AVX-512 BF16.
+pub(crate) fn rounds_activations_to_bf16(w: &TensorDesc) -> bool {
+    w.dtype == DType::Bf16 && w.rows_contiguous() && block_rows() == 32 && simd::has_avx512_bf16()
+}
+
 /// `out = x · wᵀ` (`x` as f32 rows of length `k`, `out` as `[m, n]`).
 pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
     let m = out.rows();
@@ -97,11 +103,7 @@ pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
     let mr = tile_rows();
     let blocks = m.div_ceil(nc);
     let m_pad = blocks * nc;
-    let words = if w.desc.dtype == DType::Bf16
-        && w.desc.rows_contiguous()
-        && nc == 32
-        && simd::has_avx512_bf16()
-    {
+    let words = if rounds_activations_to_bf16(&w.desc) {
         Words::Bf16Pairs
     } else {
         Words::F32

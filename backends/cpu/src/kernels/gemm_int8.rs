@@ -39,7 +39,7 @@
 //! with every activation row, [`RM`] weight rows by [`RN`] activation rows
 //! at a time.
 
-use glmhal_hal::{DType, QUANT_BLOCK};
+use glmhal_hal::{DType, TensorDesc, QUANT_BLOCK};
 use rayon::prelude::*;
 
 use super::columns::Columns;
@@ -70,8 +70,13 @@ const DEPTH_GROUPS: usize = 4;
 /// packed rows of Q4_0 (AVX2 and up) or Q8_0 (AVX-512 VNNI), with int8
 /// activations.
 pub(super) fn applies(w: &In<'_>) -> bool {
+    applies_to(&w.desc)
+}
+
+/// [`applies`] for a weight described by `w`.
+pub(super) fn applies_to(w: &TensorDesc) -> bool {
     let level = isa();
-    let supported = match w.desc.dtype {
+    let supported = match w.dtype {
         DType::Q4_0 => level.has_avx2(),
         DType::Q8_0 => level == Isa::Avx512,
         _ => false,
@@ -79,8 +84,8 @@ pub(super) fn applies(w: &In<'_>) -> bool {
     cfg!(target_arch = "x86_64")
         && supported
         && activation_bits() == ActivationBits::Int8
-        && w.desc.rows_contiguous()
-        && w.desc.shape[1].is_multiple_of(QUANT_BLOCK)
+        && w.rows_contiguous()
+        && w.shape[1].is_multiple_of(QUANT_BLOCK)
 }
 
 /// What the unsigned weight bytes of the layout add to each weight value:

@@ -9,7 +9,7 @@
 //! up) and Q8_0 weights (AVX-512 VNNI) with int8 activations, which
 //! [`super::gemm_int8`] multiplies in 8-bit integers.
 
-use glmhal_hal::{DType, Result};
+use glmhal_hal::{ActivationQuant, DType, Result, TensorDesc};
 use rayon::prelude::*;
 use smallvec::SmallVec;
 
@@ -48,6 +48,34 @@ pub(super) fn matmul(
     let xs = x.f32s();
     out.fill_f32(m * n, |result| product(&xs, k, w, bias, result, m, n));
     Ok(())
+}
+
+/// What [`product`] does with the activations `x` of a product with `w`:
+/// quantized to blocks where an integer kernel runs it (as it dispatches).
+pub(crate) fn activation_quant(x: &TensorDesc, w: &TensorDesc) -> ActivationQuant {
+    let m = x.shape[0];
+    if !w.dtype.is_quantized() {
+        ActivationQuant::AsStored
+    } else if m > FUSED_MAX_ROWS {
+        if gemm_int8::applies_to(w) {
+            ActivationQuant::Int8Blocks
+        } else {
+            ActivationQuant::AsStored
+        }
+    } else if w.rows_contiguous() {
+        match simd::activation_bits() {
+            simd::ActivationBits::Int8 => ActivationQuant::Int8Blocks,
+            simd::ActivationBits::Int16 => ActivationQuant::Int16Blocks,
+        }
+    } else {
+        ActivationQuant::AsStored
+    }
+}
+
+/// Whether [`product`] of `m` activation rows with `w` rounds the
+/// activations to bf16 (the GEMM's bf16 pairs).
+pub(crate) fn rounds_activations_to_bf16(m: usize, w: &TensorDesc) -> bool {
+    m > FUSED_MAX_ROWS && gemm::rounds_activations_to_bf16(w)
 }
 
 /// `result = xs · wᵀ (+ bias)` as `[m, n]` f32; every value is written.

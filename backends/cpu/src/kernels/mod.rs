@@ -3,7 +3,7 @@
 //! several accumulators, and parallelises over output rows with rayon.
 
 mod activation;
-mod attention;
+pub(crate) mod attention;
 mod columns;
 mod convert;
 mod elementwise;
@@ -11,7 +11,7 @@ mod embedding;
 mod gemm;
 mod gemm_int8;
 mod kv_cache;
-mod matmul;
+pub(crate) mod matmul;
 mod norm;
 mod reduce;
 mod rope;

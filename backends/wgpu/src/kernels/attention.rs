@@ -3,7 +3,8 @@
 //! One 64-thread workgroup per (query, head): keys are taken in tiles of 64
 //! (one score per thread, from Q already scaled as GLM needs), and an online
 //! f32 softmax rescales the running sums per tile, so no thread loops over
-//! the whole cache and any cache length fits.
+//! the whole cache. Its loops take four steps at a time
+//! ([`loop_iterations`] counts them for drivers that cap a shader's loops).
 
 use glmhal_hal::Result;
 
@@ -51,26 +52,39 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
         let j = tile * 64u + lid;
         var s = -3.4e38;
         if (j < visible) {
-            s = 0.0;
-            for (var d = 0u; d < p.dim; d++) { s += qs[d] * ld_k(at(p.k, (j * p.kv_heads + g) * p.dim + d)); }
+            // Four dims a step: llvmpipe stops a shader after 65535 loop
+            // iterations in all, so the loops are kept short.
+            let base = (j * p.kv_heads + g) * p.dim;
+            var d = 0u;
+            var s4 = 0.0;
+            for (; d + 4u <= p.dim; d += 4u) {
+                s4 += qs[d] * ld_k(at(p.k, base + d)) + qs[d + 1u] * ld_k(at(p.k, base + d + 1u))
+                    + qs[d + 2u] * ld_k(at(p.k, base + d + 2u)) + qs[d + 3u] * ld_k(at(p.k, base + d + 3u));
+            }
+            for (; d < p.dim; d++) { s4 += qs[d] * ld_k(at(p.k, base + d)); }
+            s = s4;
         }
         let m_new = max(m, max_all(s, lid));
         var pw = 0.0;
         if (j < visible) { pw = exp(s - m_new); }
+        let tile_sum = sum_all(pw, lid);
         w[lid] = pw;
         workgroupBarrier();
         let corr = exp(m - m_new);
-        var tile_sum = 0.0;
         let count = min(64u, visible - tile * 64u);
-        for (var jj = 0u; jj < count; jj++) { tile_sum += w[jj]; }
         l = l * corr + tile_sum;
         for (var slot = 0u; slot < 4u; slot++) {
             let d = lid + slot * 64u;
             if (d < p.dim) {
                 var a = acc[slot] * corr;
-                for (var jj = 0u; jj < count; jj++) {
-                    a += w[jj] * ld_v(at(p.v, ((tile * 64u + jj) * p.kv_heads + g) * p.dim + d));
+                let row = p.kv_heads * p.dim;
+                let base = (tile * 64u * p.kv_heads + g) * p.dim + d;
+                var jj = 0u;
+                for (; jj + 4u <= count; jj += 4u) {
+                    a += w[jj] * ld_v(at(p.v, base + jj * row)) + w[jj + 1u] * ld_v(at(p.v, base + (jj + 1u) * row))
+                        + w[jj + 2u] * ld_v(at(p.v, base + (jj + 2u) * row)) + w[jj + 3u] * ld_v(at(p.v, base + (jj + 3u) * row));
                 }
+                for (; jj < count; jj++) { a += w[jj] * ld_v(at(p.v, base + jj * row)); }
                 acc[slot] = a;
             }
         }
@@ -84,6 +98,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
 }
 "#,
 };
+
+/// Loop iterations one invocation runs over `keys` keys of `dim` values:
+/// per tile of 64 keys, the score (four dims a step), two reductions over
+/// the workgroup, and the weighted values (four keys a step) for each of
+/// the thread's dims.
+pub(crate) fn loop_iterations(keys: usize, dim: usize) -> u64 {
+    let tiles = keys.div_ceil(64) as u64;
+    let (dim, slots) = (dim as u64, dim.div_ceil(64) as u64);
+    let per_tile = dim / 4 + dim % 4 + 2 * 6 + 4 + slots * 16;
+    dim.div_ceil(64) + tiles * (1 + per_tile)
+}
 
 /// Records attention of `q [T, heads, D]` over `k`, `v [S, kv_heads, D]`.
 pub(crate) fn launch(
