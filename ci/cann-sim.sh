@@ -17,7 +17,7 @@ for lib in libascendcl.so libnnopbase.so libopapi.so; do
 done
 export ASCEND_TOOLKIT_HOME="$toolkit"
 "$target/glmhal" devices | grep -A3 '^cann'
-"$target/glmhal" conformance --backend cann --json "$out/conformance-cann-sim.json" \
+"$target/glmhal" conformance --backend cann --require-all --json "$out/conformance-cann-sim.json" \
   --markdown "$out/conformance-cann-sim.md" 2>"$out/cann-sim.log" | tee "$out/conformance-cann-sim.txt"
 # Per-SoC paths: a 910 training part has no WeightQuantBatchMatmulV2 (Q8_0
 # products are dequantized instead); a 310P has no bf16 (reported unsupported).

@@ -17,19 +17,37 @@ if WGPU_BACKEND=gl cargo run --locked --profile test -q -p glmhal -- devices --j
     --json reports/conformance-wgpu-gl.json --markdown reports/conformance-wgpu-gl.md
 fi
 
-# The CPU's portable kernels (what a CPU without AVX2/FMA/F16C runs) on the products.
-GLMHAL_CPU_ISA=portable cargo run --locked --profile test -q -p glmhal -- conformance \
-  --backend cpu --op mat_mul --require-all
+# Every instruction-set level of the CPU kernels this CPU can run gets the
+# CPU unit tests and the whole CPU conformance (the runs above took the best
+# level); a level the CPU lacks is named as not run.
+cpu_flags=" $(grep -m1 '^flags' /proc/cpuinfo 2>/dev/null | cut -d: -f2) "
+has() { for f in "$@"; do [[ "$cpu_flags" == *" $f "* ]] || return 1; done; }
+levels=(portable)
+best=portable
+if has avx2 fma f16c; then
+  levels+=(avx2)
+  best=avx2
+else
+  echo "CPU kernels not run: avx2 (this CPU lacks avx2, fma or f16c)"
+fi
+if has avx512f avx512bw avx512vl avx512_vnni; then
+  best=avx512
+else
+  echo "CPU kernels not run: avx512 (this CPU lacks avx512f, avx512bw, avx512vl or avx512_vnni)"
+fi
+echo "CPU kernels run: ${levels[*]} $([ "$best" = avx512 ] && echo avx512) (the default runs took $best)"
+for level in "${levels[@]}"; do
+  [ "$level" = "$best" ] && continue
+  GLMHAL_CPU_ISA=$level cargo test --locked -q -p glmhal-cpu
+  GLMHAL_CPU_ISA=$level cargo run --locked --profile test -q -p glmhal -- conformance \
+    --backend cpu --require-all --skip-models --json "reports/conformance-cpu-$level.json"
+done
 # Q8_0/Q4_0 products with int16 activations in decode and f32 in prefill (the default is int8).
 GLMHAL_CPU_ACTIVATIONS=int16 cargo run --locked --profile test -q -p glmhal -- conformance \
   --backend cpu --op mat_mul --require-all
-# On a CPU with AVX-512 the default run above took the AVX-512 kernels: the
-# AVX2 ones (what most x86 CPUs run) get their unit tests and conformance too.
-if grep -qw avx512_vnni /proc/cpuinfo 2>/dev/null; then
-  GLMHAL_CPU_ISA=avx2 cargo test --locked -q -p glmhal-cpu
-  GLMHAL_CPU_ISA=avx2 cargo run --locked --profile test -q -p glmhal -- conformance \
-    --backend cpu --require-all --json reports/conformance-cpu-avx2.json
-fi
+# The mutant catalogue against the CPU backend (the tests fail on a survivor too).
+cargo run --locked --profile test -q -p glmhal -- conformance --backend cpu --skip-large \
+  --mutants --markdown reports/mutants.md --json reports/mutants.json | tail -1
 
 # The CUDA/HIP kernel tree compiled for real for NVIDIA A100/H100 and AMD
 # MI50/MI210-class (and Hygon DCU's gfx9) targets: any compile error fails.

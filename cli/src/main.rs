@@ -36,7 +36,8 @@ Start with:\n  glmhal devices          which backends this machine can use, and 
 glmhal conformance      every op on every available backend against the reference\n  \
 glmhal ops              the op catalogue\n  \
 glmhal synth --preset tiny --out m && glmhal generate --model m --prompt hi\n                          a random model, then text from it",
-    after_help = "Exit status: 0 success, 1 a conformance case failed (or, in `ci`, numbers drifted), \
+    after_help = "Exit status: 0 success, 1 a conformance case failed (or, in `ci`, numbers drifted; \
+in `diff`, a node diverged), \
 2 usage or infrastructure error, 3 (`ci`) slower than the baseline."
 )]
 struct Cli {
@@ -61,6 +62,12 @@ enum Command {
     Generate(commands::generate::GenerateArgs),
     /// Chat with a model, turn by turn, on stdin.
     Chat(commands::chat::ChatArgs),
+    /// Run a model node by node on two backends and name the first node whose
+    /// output is not what its own inputs give (or compare two dumps).
+    Diff(commands::diff::DiffArgs),
+    /// Run a model node by node and write every node's statistics, bound
+    /// check and (with --tensors) output, for `diff --dump` on another machine.
+    Dump(commands::diff::DumpArgs),
     /// Write the prefill logits of token ids as an f32 .npy array [tokens, vocab].
     Logits(commands::logits::LogitsArgs),
     /// Write a random checkpoint with the shapes of a real GLM model.
@@ -94,6 +101,14 @@ fn main() -> ExitCode {
         Command::Ops { json } => commands::ops::run(json).map(|_| ExitCode::SUCCESS),
         Command::Generate(args) => commands::generate::run(args).map(|_| ExitCode::SUCCESS),
         Command::Chat(args) => commands::chat::run(args).map(|_| ExitCode::SUCCESS),
+        Command::Diff(args) => commands::diff::diff(args).map(|agree| {
+            if agree {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(EXIT_FAILED)
+            }
+        }),
+        Command::Dump(args) => commands::diff::dump(args).map(|_| ExitCode::SUCCESS),
         Command::Logits(args) => commands::logits::run(args).map(|_| ExitCode::SUCCESS),
         Command::Synth(args) => commands::synth::run(args).map(|_| ExitCode::SUCCESS),
         Command::Convert(args) => commands::convert::run(args).map(|_| ExitCode::SUCCESS),

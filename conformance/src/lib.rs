@@ -12,12 +12,15 @@
 //! - [`mutants`]: faults real kernels have had, planted by name in a real
 //!   backend, which the suite must catch;
 //! - [`report`]: console matrix, JSON (versioned) and Markdown;
+//! - [`divergence`]: two backends run node by node, the first node whose
+//!   output is not what its own inputs give (`glmhal diff`, `glmhal dump`);
 //! - [`model_check`]: a built-in tiny GLM on each backend against [`reference_backend`];
 //! - [`backend_tests!`]: the suite as `cargo test` cases for one backend.
 
 pub mod agreement;
 pub mod case;
 pub mod cases;
+pub mod divergence;
 pub mod metrics;
 pub mod model_check;
 pub mod mutants;

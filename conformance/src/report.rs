@@ -200,13 +200,13 @@ impl Report {
             Some(m) if m.status == Status::Error => "error".into(),
             Some(m) if m.status == Status::Unsupported => "unsupported".into(),
             Some(m) => {
-                let worst = m.max_abs_error.iter().cloned().fold(0.0f32, f32::max);
                 let verdict = if m.status == Status::Pass {
                     "ok"
                 } else {
                     "FAIL"
                 };
-                format!("{verdict} {worst:.0e} {}/{}", m.top1_agree, m.positions)
+                let ratio = m.logit_bound_ratio.map_or("-".into(), ratio_text);
+                format!("{verdict} ≤{ratio} {}/{}", m.top1_agree, m.positions)
             }
         }
     }
@@ -436,7 +436,7 @@ impl Report {
             s.push('\n');
         }
         if !self.models.is_empty() {
-            s.push_str("\nModel rows: ok/FAIL, the largest |logit error| against the reference backend, top-1 agreement over the prompt positions; greedy tokens must match too.\n");
+            s.push_str("\nModel rows: ok/FAIL, the last position's worst |logit − reference| / bound, top-1 agreement over the prompt positions; every node of the prompt step must be within its bound on its own inputs, and greedy tokens must match too.\n");
         }
         let bad: Vec<&CaseResult> = self
             .results
@@ -607,7 +607,7 @@ fn tightness_cell(t: &Tightness) -> String {
 }
 
 /// A ratio in three significant digits.
-fn ratio_text(r: f64) -> String {
+pub(crate) fn ratio_text(r: f64) -> String {
     if r == 0.0 {
         "0".into()
     } else if r.is_infinite() {

@@ -136,8 +136,9 @@ pub fn assert_models_agree(provider: &dyn BackendProvider) {
             r.detail
         );
         eprintln!(
-            "{name} {}: max error {:?}",
+            "{name} {}: logits within {:?} of their bound, max |logit error| {:?}",
             model.name,
+            r.logit_bound_ratio,
             r.max_abs_error.iter().cloned().fold(0.0f32, f32::max)
         );
     }

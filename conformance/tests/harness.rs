@@ -345,5 +345,8 @@ fn the_model_check_passes_a_correct_backend_and_catches_a_wrong_rope() {
         &expected,
     );
     assert_eq!(bad.status, Status::Fail);
-    assert!(bad.detail.unwrap().contains("max |logit error|"));
+    // The first node outside its bound is the first rope, on its own inputs.
+    let first = bad.first_node_outside.unwrap();
+    assert!(first.contains("rope"), "{first}");
+    assert!(bad.detail.unwrap().contains("outside their bound"));
 }

@@ -148,6 +148,9 @@ pub struct Precision {
     pub inputs_rounded_to: Option<Arithmetic>,
     /// What products with Q8_0/Q4_0 weights do with their activations.
     pub activations: ActivationQuant,
+    /// The result is rounded to this format before it is written to the
+    /// output (a product whose kernel writes f16), when set.
+    pub result_rounded_to: Option<Arithmetic>,
     /// Largest error of `exp`, `tanh`, `sqrt`/`rsqrt`, `pow` and the
     /// reciprocal, relative to the result, and of `sin`/`cos`, absolute,
     /// in units of [`Arithmetic::unit_roundoff`] of `accumulate`.
@@ -161,6 +164,7 @@ impl Precision {
         accumulate: Arithmetic::F32,
         inputs_rounded_to: None,
         activations: ActivationQuant::AsStored,
+        result_rounded_to: None,
         function_ulps: 4.0,
     };
 
@@ -169,6 +173,7 @@ impl Precision {
         accumulate: Arithmetic::F64,
         inputs_rounded_to: None,
         activations: ActivationQuant::AsStored,
+        result_rounded_to: None,
         function_ulps: 2.0,
     };
 
@@ -198,6 +203,9 @@ impl Precision {
             ActivationQuant::AsStored => {}
             ActivationQuant::Int8Blocks => s.push_str(", int8 activation blocks"),
             ActivationQuant::Int16Blocks => s.push_str(", int16 activation blocks"),
+        }
+        if let Some(r) = self.result_rounded_to {
+            s.push_str(&format!(", result rounded to {r}"));
         }
         s.push_str(&format!(", functions within {}u", self.function_ulps));
         s
@@ -229,7 +237,8 @@ mod tests {
         let mut rng = crate::Rng::new(3);
         for _ in 0..10_000 {
             // An f32 value, so that rounding it to f16 or bf16 is one rounding.
-            let x = (rng.uniform(-1.0, 1.0) as f64 * 10f64.powi(rng.below(12) as i32 - 6)) as f32 as f64;
+            let x = (rng.uniform(-1.0, 1.0) as f64 * 10f64.powi(rng.below(12) as i32 - 6)) as f32
+                as f64;
             for a in [Arithmetic::F32, Arithmetic::F16, Arithmetic::Bf16] {
                 if x.abs() > a.max_finite() {
                     continue;

@@ -25,8 +25,8 @@ pub struct LoadOptions {
 pub struct Model {
     /// Its config.
     pub config: ModelConfig,
-    backend: Box<dyn Backend>,
-    weights: DeviceWeights,
+    pub(crate) backend: Box<dyn Backend>,
+    pub(crate) weights: DeviceWeights,
     /// Seconds spent loading.
     pub load_seconds: f64,
 }
@@ -37,21 +37,21 @@ pub struct Model {
 /// steps have sized them a decode step allocates nothing.
 #[derive(Default)]
 pub struct Workspace {
-    arena: Option<Buffer>,
-    io: Option<Buffer>,
+    pub(crate) arena: Option<Buffer>,
+    pub(crate) io: Option<Buffer>,
     /// Largest planned activation peak so far, in bytes.
     pub planned_peak: usize,
     /// What one buffer per activation would have needed for that step.
     pub unplanned: usize,
     /// The i32 inputs of the last step, as bytes.
     io_bytes: Vec<u8>,
-    graph: Graph,
+    pub(crate) graph: Graph,
     planner: Planner,
-    plan: Plan,
+    pub(crate) plan: Plan,
     /// The op list's storage (empty between steps; its views borrow the step's buffers).
     calls: Vec<OpCall<'static>>,
     /// The result as downloaded.
-    result_bytes: Vec<u8>,
+    pub(crate) result_bytes: Vec<u8>,
     /// Cache slots a step uses.
     slots_used: Vec<bool>,
 }
@@ -135,6 +135,56 @@ impl Model {
         want: Want,
         out: &mut StepOutput,
     ) -> Result<()> {
+        self.begin_step(cache, ws, seqs, tokens, want)?;
+        let (graph, plan) = (&ws.graph, &ws.plan);
+        let arena = ws.arena.as_ref().ok_or_else(missing)?;
+        // The whole step at once: backends that record (wgpu) submit it in one go.
+        let mut calls: Vec<OpCall<'_>> = recycle(std::mem::take(&mut ws.calls));
+        for node in &graph.nodes {
+            let view = |o: &Operand| self.view(ws, cache, o);
+            calls.push(OpCall {
+                op: node.op.clone(),
+                inputs: node.inputs.iter().map(view).collect::<Result<_>>()?,
+                outputs: std::iter::once(view(&node.output)).collect::<Result<_>>()?,
+            });
+        }
+        let executed = self.backend.execute_step(&calls);
+        ws.calls = recycle(calls);
+        executed?;
+        self.read_result(graph, plan, arena, &mut ws.result_bytes, out)
+    }
+
+    /// Where operand `o` of the step planned in `ws` lives.
+    pub(crate) fn view<'a>(
+        &'a self,
+        ws: &'a Workspace,
+        cache: &'a KvCache,
+        o: &Operand,
+    ) -> Result<TensorRef<'a>> {
+        let mut desc = o.desc.clone();
+        let buffer = match o.slot {
+            Slot::Act(a) => {
+                desc.offset += ws.plan.offsets[a];
+                ws.arena.as_ref().ok_or_else(missing)?
+            }
+            Slot::Weight(w) => self.weights.buffer(w),
+            Slot::KCache(l) => &cache.k[l],
+            Slot::VCache(l) => &cache.v[l],
+            Slot::Io => ws.io.as_ref().ok_or_else(missing)?,
+        };
+        Ok(buffer.view(desc))
+    }
+
+    /// Checks a step, builds and plans its graph in `ws`, sizes the device
+    /// buffers and uploads its i32 inputs.
+    pub(crate) fn begin_step(
+        &self,
+        cache: &KvCache,
+        ws: &mut Workspace,
+        seqs: &[SeqStep],
+        tokens: &[u32],
+        want: Want,
+    ) -> Result<()> {
         let c = &self.config;
         let n: usize = seqs.iter().map(|s| s.len).sum();
         if seqs.is_empty() || n == 0 || tokens.len() != n {
@@ -185,12 +235,7 @@ impl Model {
             .map_err(|e| HalError::invalid("graph", e))?;
         ws.planner.plan_into(&ws.graph.acts, &mut ws.plan);
         self.ensure(ws)?;
-        let (graph, plan) = (&ws.graph, &ws.plan);
-        let (arena, io) = (
-            ws.arena.as_ref().ok_or_else(missing)?,
-            ws.io.as_ref().ok_or_else(missing)?,
-        );
-
+        let io = ws.io.as_ref().ok_or_else(missing)?;
         // Tokens, positions, then each sequence's last row, as i32 bytes
         // in a buffer the workspace keeps between steps.
         let bytes = &mut ws.io_bytes;
@@ -205,36 +250,10 @@ impl Model {
             last += s.len;
             put(last - 1);
         }
-        self.backend.upload(io, 0, bytes)?;
-
-        let view = |o: &Operand| -> TensorRef<'_> {
-            let mut desc = o.desc.clone();
-            let buffer = match o.slot {
-                Slot::Act(a) => {
-                    desc.offset += plan.offsets[a];
-                    arena
-                }
-                Slot::Weight(w) => self.weights.buffer(w),
-                Slot::KCache(l) => &cache.k[l],
-                Slot::VCache(l) => &cache.v[l],
-                Slot::Io => io,
-            };
-            buffer.view(desc)
-        };
-        // The whole step at once: backends that record (wgpu) submit it in one go.
-        let mut calls: Vec<OpCall<'_>> = recycle(std::mem::take(&mut ws.calls));
-        calls.extend(graph.nodes.iter().map(|node| OpCall {
-            op: node.op.clone(),
-            inputs: node.inputs.iter().map(view).collect(),
-            outputs: std::iter::once(view(&node.output)).collect(),
-        }));
-        let executed = self.backend.execute_step(&calls);
-        ws.calls = recycle(calls);
-        executed?;
-        self.read_result(graph, plan, arena, &mut ws.result_bytes, out)
+        self.backend.upload(io, 0, bytes)
     }
 
-    fn read_result(
+    pub(crate) fn read_result(
         &self,
         graph: &Graph,
         plan: &Plan,

@@ -10,9 +10,11 @@
 //! - [`weights`]: weights on the device, converted once at load;
 //! - [`graph`] and [`plan`]: the forward pass as catalogue ops over planned activations;
 //! - [`kv_cache`] and [`executor`]: running steps on a backend;
+//! - [`trace`]: a step node by node with every node's tensors read back;
 //! - [`sampler`] and [`generate`]: decoding;
 //! - [`tokenizer`] and [`chat`]: text in and out, GLM-4 and ChatGLM3 prompts;
-//! - [`synth`]: random checkpoints with real models' shapes.
+//! - [`synth`]: random checkpoints with real models' shapes;
+//! - [`npy`]: f32 NumPy arrays (logits, dumps).
 
 pub mod chat;
 pub mod checkpoint;
@@ -27,11 +29,13 @@ pub mod golden;
 pub mod graph;
 pub mod kquants;
 pub mod kv_cache;
+pub mod npy;
 pub mod plan;
 pub mod safetensors;
 pub mod sampler;
 pub mod synth;
 pub mod tokenizer;
+pub mod trace;
 pub mod weights;
 
 pub use config::{LayerOrder, ModelConfig, Naming};

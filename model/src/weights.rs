@@ -28,6 +28,14 @@ impl DeviceWeights {
         &self.buffers[i]
     }
 
+    /// The canonical name of weight `i` (`layers.0.qkv.weight`).
+    pub fn name_of(&self, i: usize) -> Option<&str> {
+        self.names
+            .iter()
+            .find(|(_, &at)| at == i)
+            .map(|(n, _)| n.as_str())
+    }
+
     /// Reads each weight of `sources` from `checkpoint` and uploads it to
     /// `backend` (releasing its mapped pages): projection and embedding matrices in
     /// `matrix_dtype` (as stored when `None`), norms and biases in f32.

@@ -1,16 +1,24 @@
 //! What the CANN backend maps to aclnn on a given SoC, and why not otherwise.
 
-use glmhal_hal::{DType, Op, Precision, Support, TensorDesc};
+use glmhal_hal::{Arithmetic, DType, Op, Precision, Support, TensorDesc};
 
-/// aclnn computes these ops in f32 (f16/bf16 operands widened, Q8_0/Q4_0
-/// weights dequantized before the product).
-pub fn precision(
-    _op: &Op,
-    _inputs: &[TensorDesc],
-    _outputs: &[TensorDesc],
-    _soc: &str,
-) -> Precision {
-    Precision::F32
+/// aclnn computes these ops in f32 (f16/bf16 operands widened, Q4_0
+/// weights dequantized before the product), except Q8_0 products on
+/// aclnnWeightQuantBatchMatmulV2, which take their activations in f16 (the
+/// scales' dtype) and write an f16 result.
+pub fn precision(op: &Op, inputs: &[TensorDesc], _outputs: &[TensorDesc], soc: &str) -> Precision {
+    match (op, inputs) {
+        (Op::MatMul { .. }, [_, w, ..])
+            if w.dtype == DType::Q8_0 && crate::device::has_weight_quant_matmul(soc) =>
+        {
+            Precision {
+                inputs_rounded_to: Some(Arithmetic::F16),
+                result_rounded_to: Some(Arithmetic::F16),
+                ..Precision::F32
+            }
+        }
+        _ => Precision::F32,
+    }
 }
 
 /// Honest answers: catalogue-valid, mapped to an aclnn op, dtypes the SoC has.

@@ -6,6 +6,7 @@ pub mod ci;
 pub mod conformance;
 pub mod convert;
 pub mod devices;
+pub mod diff;
 pub mod generate;
 pub mod kernels;
 pub mod logits;

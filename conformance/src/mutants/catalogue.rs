@@ -3,7 +3,7 @@
 use glmhal_hal::{quant::round_to, ActivationQuant, DType, HostTensor, Op, OpKind, QUANT_BLOCK};
 use half::{bf16, f16};
 
-use super::kernels::{self, ArgmaxBug, AttentionBug, CastBug, NormBug, PointwiseBug, SoftmaxBug};
+use super::kernels::{ArgmaxBug, AttentionBug, CastBug, Kernel, NormBug, PointwiseBug, SoftmaxBug};
 use super::{Mutant, Plant};
 
 const fn mutant(name: &'static str, op: OpKind, bug: &'static str, plant: Plant) -> Mutant {
@@ -59,7 +59,7 @@ pub fn all() -> Vec<Mutant> {
             "matmul-f16-accumulation",
             K::MatMul,
             "partial sums accumulated in f16",
-            Plant::Kernel(|op, t, out| kernels::f16_accumulation(t, out, op)),
+            Plant::Kernel(Kernel::F16Accumulation),
         ),
         mutant(
             "matmul-drops-last-k",
@@ -157,7 +157,7 @@ pub fn all() -> Vec<Mutant> {
             "matmul-ignores-row-stride",
             K::MatMul,
             "activation rows read as packed when they are a slice of a wider tensor",
-            Plant::Kernel(|op, t, out| kernels::matmul_ignoring_row_stride(t, out, op)),
+            Plant::Kernel(Kernel::IgnoresRowStride),
         ),
         mutant(
             "matmul-nondeterministic",
@@ -184,7 +184,7 @@ pub fn all() -> Vec<Mutant> {
             "bmm-f16-accumulation",
             K::BatchedMatMul,
             "partial sums accumulated in f16",
-            Plant::Kernel(|op, t, out| kernels::f16_accumulation(t, out, op)),
+            Plant::Kernel(Kernel::F16Accumulation),
         ),
         // Norms.
         mutant(
@@ -200,31 +200,31 @@ pub fn all() -> Vec<Mutant> {
             "rms-norm-mean-not-mean-square",
             K::RmsNorm,
             "the square of the mean instead of the mean of squares",
-            Plant::Kernel(|op, t, out| kernels::norm(t, out, op, NormBug::MeanInsteadOfMeanSquare)),
+            Plant::Kernel(Kernel::Norm(NormBug::MeanInsteadOfMeanSquare)),
         ),
         mutant(
             "rms-norm-no-cast-back",
             K::RmsNorm,
             "the normalized value not rounded to the activation dtype before the weight",
-            Plant::Kernel(|op, t, out| kernels::norm(t, out, op, NormBug::NoCastBack)),
+            Plant::Kernel(Kernel::Norm(NormBug::NoCastBack)),
         ),
         mutant(
             "rms-norm-weight-plus-one",
             K::RmsNorm,
             "(1 + w) as the weight, another family's convention",
-            Plant::Kernel(|op, t, out| kernels::norm(t, out, op, NormBug::WeightPlusOne)),
+            Plant::Kernel(Kernel::Norm(NormBug::WeightPlusOne)),
         ),
         mutant(
             "layer-norm-mean-not-subtracted",
             K::LayerNorm,
             "the variance taken without subtracting the mean",
-            Plant::Kernel(|op, t, out| kernels::norm(t, out, op, NormBug::NoMeanSubtraction)),
+            Plant::Kernel(Kernel::Norm(NormBug::NoMeanSubtraction)),
         ),
         mutant(
             "layer-norm-bias-dropped",
             K::LayerNorm,
             "the bias not added",
-            Plant::Kernel(|op, t, out| kernels::norm(t, out, op, NormBug::BiasDropped)),
+            Plant::Kernel(Kernel::Norm(NormBug::BiasDropped)),
         ),
         // Rotary embedding.
         mutant(
@@ -281,105 +281,93 @@ pub fn all() -> Vec<Mutant> {
             "rope-angles-in-f16",
             K::Rope,
             "angles computed in f16",
-            Plant::Kernel(|op, t, out| kernels::rope_f16_angles(t, out, op)),
+            Plant::Kernel(Kernel::RopeF16Angles),
         ),
         // Attention.
         mutant(
             "attention-drops-last-key",
             K::Attention,
             "the newest visible key left out",
-            Plant::Kernel(|op, t, out| kernels::attention(t, out, op, AttentionBug::DropsLastKey)),
+            Plant::Kernel(Kernel::Attention(AttentionBug::DropsLastKey)),
         ),
         mutant(
             "attention-causal-off-by-one",
             K::Attention,
             "each query also sees the next key",
-            Plant::Kernel(|op, t, out| {
-                kernels::attention(t, out, op, AttentionBug::CausalOffByOne)
-            }),
+            Plant::Kernel(Kernel::Attention(AttentionBug::CausalOffByOne)),
         ),
         mutant(
             "attention-gqa-modulo",
             K::Attention,
             "query head h reads KV head h % n_kv instead of h / group",
-            Plant::Kernel(|op, t, out| kernels::attention(t, out, op, AttentionBug::GqaModulo)),
+            Plant::Kernel(Kernel::Attention(AttentionBug::GqaModulo)),
         ),
         mutant(
             "attention-no-max-subtraction",
             K::Attention,
             "softmax without subtracting the maximum score",
-            Plant::Kernel(|op, t, out| {
-                kernels::attention(t, out, op, AttentionBug::NoMaxSubtraction)
-            }),
+            Plant::Kernel(Kernel::Attention(AttentionBug::NoMaxSubtraction)),
         ),
         mutant(
             "attention-scale-as-f16",
             K::Attention,
             "the score scale rounded to f16",
-            Plant::Kernel(|op, t, out| kernels::attention(t, out, op, AttentionBug::ScaleAsF16)),
+            Plant::Kernel(Kernel::Attention(AttentionBug::ScaleAsF16)),
         ),
         mutant(
             "attention-duplicates-first-key",
             K::Attention,
             "the first key counted twice",
-            Plant::Kernel(|op, t, out| {
-                kernels::attention(t, out, op, AttentionBug::DuplicatesFirstKey)
-            }),
+            Plant::Kernel(Kernel::Attention(AttentionBug::DuplicatesFirstKey)),
         ),
         mutant(
             "attention-drops-far-key-at-long-context",
             K::Attention,
             "key 0 left out once the context passes 2048 positions",
-            Plant::Kernel(|op, t, out| {
-                kernels::attention(t, out, op, AttentionBug::DropsFarKeyAtLongContext)
-            }),
+            Plant::Kernel(Kernel::Attention(AttentionBug::DropsFarKeyAtLongContext)),
         ),
         mutant(
             "softmax-no-max-subtraction",
             K::Softmax,
             "exp without subtracting the row maximum",
-            Plant::Kernel(|op, t, out| kernels::softmax(t, out, op, SoftmaxBug::NoMaxSubtraction)),
+            Plant::Kernel(Kernel::Softmax(SoftmaxBug::NoMaxSubtraction)),
         ),
         mutant(
             "softmax-causal-off-by-one",
             K::Softmax,
             "each row also sees the next column",
-            Plant::Kernel(|op, t, out| kernels::softmax(t, out, op, SoftmaxBug::CausalOffByOne)),
+            Plant::Kernel(Kernel::Softmax(SoftmaxBug::CausalOffByOne)),
         ),
         mutant(
             "softmax-f16-denominator",
             K::Softmax,
             "the denominator accumulated in f16",
-            Plant::Kernel(|op, t, out| kernels::softmax(t, out, op, SoftmaxBug::F16Denominator)),
+            Plant::Kernel(Kernel::Softmax(SoftmaxBug::F16Denominator)),
         ),
         // Activations and elementwise.
         mutant(
             "silu-fast-exp",
             K::Silu,
             "exp approximated by (1 + x/256)^256",
-            Plant::Kernel(|_, t, out| kernels::pointwise(t, out, PointwiseBug::SiluFastExp)),
+            Plant::Kernel(Kernel::Pointwise(PointwiseBug::SiluFastExp)),
         ),
         mutant(
             "gelu-erf-not-tanh",
             K::Gelu,
             "erf GELU instead of the tanh approximation",
-            Plant::Kernel(|_, t, out| kernels::pointwise(t, out, PointwiseBug::GeluErf)),
+            Plant::Kernel(Kernel::Pointwise(PointwiseBug::GeluErf)),
         ),
         mutant(
             "gelu-coefficient-typo",
             K::Gelu,
             "cubic coefficient 0.0447 instead of 0.044715",
-            Plant::Kernel(|_, t, out| {
-                kernels::pointwise(t, out, PointwiseBug::GeluCoefficientTypo)
-            }),
+            Plant::Kernel(Kernel::Pointwise(PointwiseBug::GeluCoefficientTypo)),
         ),
         mutant(
             "swiglu-halves-swapped",
             K::SwiGlu,
             "the up half taken as the gate",
-            Plant::Kernel(|_, t, out| {
-                kernels::pointwise(t, out, PointwiseBug::SwiGluHalvesSwapped)
-            }),
+            Plant::Kernel(Kernel::Pointwise(PointwiseBug::SwiGluHalvesSwapped)),
         ),
         mutant(
             "swiglu-writes-past-output",
@@ -391,13 +379,13 @@ pub fn all() -> Vec<Mutant> {
             "add-truncates",
             K::Add,
             "rounds toward zero into the output dtype",
-            Plant::Kernel(|_, t, out| kernels::pointwise(t, out, PointwiseBug::AddTruncates)),
+            Plant::Kernel(Kernel::Pointwise(PointwiseBug::AddTruncates)),
         ),
         mutant(
             "mul-f16-intermediate",
             K::Mul,
             "the product rounded to f16 before the output",
-            Plant::Kernel(|_, t, out| kernels::pointwise(t, out, PointwiseBug::MulF16Intermediate)),
+            Plant::Kernel(Kernel::Pointwise(PointwiseBug::MulF16Intermediate)),
         ),
         mutant(
             "mul-stale-result",
@@ -421,13 +409,13 @@ pub fn all() -> Vec<Mutant> {
             "cast-truncates",
             K::Cast,
             "f32 to f16/bf16 rounding toward zero",
-            Plant::Kernel(|_, t, out| kernels::cast(t, out, CastBug::Truncates)),
+            Plant::Kernel(Kernel::Cast(CastBug::Truncates)),
         ),
         mutant(
             "cast-flushes-subnormals",
             K::Cast,
             "f16 subnormal results flushed to zero",
-            Plant::Kernel(|_, t, out| kernels::cast(t, out, CastBug::FlushesSubnormals)),
+            Plant::Kernel(Kernel::Cast(CastBug::FlushesSubnormals)),
         ),
         mutant(
             "quantize-q4-nibbles-swapped",
@@ -441,7 +429,7 @@ pub fn all() -> Vec<Mutant> {
             "quantize-q8-truncates",
             K::Quantize,
             "Q8_0 values truncated instead of rounded",
-            Plant::Kernel(|_, t, out| kernels::quantize_q8_truncating(t, out)),
+            Plant::Kernel(Kernel::QuantizeQ8Truncating),
         ),
         mutant(
             "kv-write-one-slot-off-in-a-used-cache",
@@ -473,13 +461,13 @@ pub fn all() -> Vec<Mutant> {
             "argmax-last-on-ties",
             K::Argmax,
             "the last of equal maxima",
-            Plant::Kernel(|_, t, out| kernels::argmax(t, out, ArgmaxBug::LastOnTies)),
+            Plant::Kernel(Kernel::Argmax(ArgmaxBug::LastOnTies)),
         ),
         mutant(
             "argmax-skips-last-column",
             K::Argmax,
             "the loop stops one column short",
-            Plant::Kernel(|_, t, out| kernels::argmax(t, out, ArgmaxBug::SkipsLastColumn)),
+            Plant::Kernel(Kernel::Argmax(ArgmaxBug::SkipsLastColumn)),
         ),
     ]
 }

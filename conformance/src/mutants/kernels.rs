@@ -5,9 +5,52 @@
 use glmhal_hal::{quant::round_to, DType, HostTensor, Op, Result};
 use half::{bf16, f16};
 
+/// A host kernel with a planted bug, run in place of the backend's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kernel {
+    /// A product with every partial sum rounded to f16.
+    F16Accumulation,
+    /// A product reading strided activation rows as packed.
+    IgnoresRowStride,
+    /// A norm with a fault.
+    Norm(NormBug),
+    /// rope with its angles in f16.
+    RopeF16Angles,
+    /// Attention with a fault.
+    Attention(AttentionBug),
+    /// Softmax with a fault.
+    Softmax(SoftmaxBug),
+    /// An elementwise op with a fault.
+    Pointwise(PointwiseBug),
+    /// A conversion with a fault.
+    Cast(CastBug),
+    /// Q8_0 quantization truncating instead of rounding.
+    QuantizeQ8Truncating,
+    /// argmax with a fault.
+    Argmax(ArgmaxBug),
+}
+
+impl Kernel {
+    /// Computes `op` on `inputs` into `out` (a host copy of the output view), bug and all.
+    pub fn run(self, op: &Op, inputs: &[HostTensor], out: &mut HostTensor) -> Result<()> {
+        match self {
+            Kernel::F16Accumulation => f16_accumulation(inputs, out, op),
+            Kernel::IgnoresRowStride => matmul_ignoring_row_stride(inputs, out, op),
+            Kernel::Norm(bug) => norm(inputs, out, op, bug),
+            Kernel::RopeF16Angles => rope_f16_angles(inputs, out, op),
+            Kernel::Attention(bug) => attention(inputs, out, op, bug),
+            Kernel::Softmax(bug) => softmax(inputs, out, op, bug),
+            Kernel::Pointwise(bug) => pointwise(inputs, out, bug),
+            Kernel::Cast(bug) => cast(inputs, out, bug),
+            Kernel::QuantizeQ8Truncating => quantize_q8_truncating(inputs, out),
+            Kernel::Argmax(bug) => argmax(inputs, out, bug),
+        }
+    }
+}
+
 /// Attention with one planted fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum AttentionBug {
+pub enum AttentionBug {
     /// The newest visible key is left out.
     DropsLastKey,
     /// Each query also sees the key after its own position.
@@ -24,7 +67,7 @@ pub(super) enum AttentionBug {
     DropsFarKeyAtLongContext,
 }
 
-pub(super) fn attention(
+fn attention(
     inputs: &[HostTensor],
     out: &mut HostTensor,
     op: &Op,
@@ -96,7 +139,7 @@ pub(super) fn attention(
 
 /// Softmax with one planted fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum SoftmaxBug {
+pub enum SoftmaxBug {
     /// `exp(x)` without subtracting the row maximum (in f32).
     NoMaxSubtraction,
     /// Row `i` also sees the column after its last visible one.
@@ -105,12 +148,7 @@ pub(super) enum SoftmaxBug {
     F16Denominator,
 }
 
-pub(super) fn softmax(
-    inputs: &[HostTensor],
-    out: &mut HostTensor,
-    op: &Op,
-    bug: SoftmaxBug,
-) -> Result<()> {
+fn softmax(inputs: &[HostTensor], out: &mut HostTensor, op: &Op, bug: SoftmaxBug) -> Result<()> {
     let Op::Softmax { scale, causal } = op else {
         return Ok(());
     };
@@ -148,7 +186,7 @@ pub(super) fn softmax(
 }
 
 /// `x·wᵀ` (or a batched product) with every partial sum rounded to f16.
-pub(super) fn f16_accumulation(inputs: &[HostTensor], out: &mut HostTensor, op: &Op) -> Result<()> {
+fn f16_accumulation(inputs: &[HostTensor], out: &mut HostTensor, op: &Op) -> Result<()> {
     let acc = |terms: &mut dyn Iterator<Item = f64>| {
         terms
             .fold(f16::ZERO, |a, t| f16::from_f64(a.to_f64() + t))
@@ -194,11 +232,7 @@ pub(super) fn f16_accumulation(inputs: &[HostTensor], out: &mut HostTensor, op: 
 
 /// A product that reads the activations' storage as if their rows were
 /// packed (ignoring the row stride of a slice of a wider tensor).
-pub(super) fn matmul_ignoring_row_stride(
-    inputs: &[HostTensor],
-    out: &mut HostTensor,
-    op: &Op,
-) -> Result<()> {
+fn matmul_ignoring_row_stride(inputs: &[HostTensor], out: &mut HostTensor, op: &Op) -> Result<()> {
     let mut x = inputs[0].clone();
     let shape = x.desc.shape.to_vec();
     let packed = glmhal_hal::TensorDesc::strided(
@@ -218,7 +252,7 @@ pub(super) fn matmul_ignoring_row_stride(
 
 /// rms_norm with one planted fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum NormBug {
+pub enum NormBug {
     /// The square of the mean instead of the mean of squares.
     MeanInsteadOfMeanSquare,
     /// The normalized value is not rounded to the activation dtype before the weight.
@@ -231,12 +265,7 @@ pub(super) enum NormBug {
     BiasDropped,
 }
 
-pub(super) fn norm(
-    inputs: &[HostTensor],
-    out: &mut HostTensor,
-    op: &Op,
-    bug: NormBug,
-) -> Result<()> {
+fn norm(inputs: &[HostTensor], out: &mut HostTensor, op: &Op, bug: NormBug) -> Result<()> {
     let x = &inputs[0];
     let h = x.desc.last_dim();
     let (xs, ws) = (x.to_f64(), inputs[1].to_f64());
@@ -292,7 +321,7 @@ pub(super) fn norm(
 }
 
 /// rope with its angles computed and rounded in f16.
-pub(super) fn rope_f16_angles(inputs: &[HostTensor], out: &mut HostTensor, op: &Op) -> Result<()> {
+fn rope_f16_angles(inputs: &[HostTensor], out: &mut HostTensor, op: &Op) -> Result<()> {
     let Op::Rope { rot, theta, mode } = op else {
         return Ok(());
     };
@@ -320,7 +349,7 @@ pub(super) fn rope_f16_angles(inputs: &[HostTensor], out: &mut HostTensor, op: &
 
 /// An elementwise op with one planted fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum PointwiseBug {
+pub enum PointwiseBug {
     /// silu through `exp(x) ≈ (1 + x/256)^256`.
     SiluFastExp,
     /// gelu through erf instead of GLM's tanh approximation.
@@ -335,11 +364,7 @@ pub(super) enum PointwiseBug {
     MulF16Intermediate,
 }
 
-pub(super) fn pointwise(
-    inputs: &[HostTensor],
-    out: &mut HostTensor,
-    bug: PointwiseBug,
-) -> Result<()> {
+fn pointwise(inputs: &[HostTensor], out: &mut HostTensor, bug: PointwiseBug) -> Result<()> {
     let silu = |x: f64| x / (1.0 + (-x).exp());
     let result: Vec<f32> = match bug {
         PointwiseBug::SiluFastExp => inputs[0]
@@ -387,7 +412,7 @@ pub(super) fn pointwise(
 
 /// `v` rounded toward zero into `dtype` (the result is representable, so
 /// storing it is exact).
-pub(super) fn toward_zero(dtype: DType, v: f64) -> f32 {
+fn toward_zero(dtype: DType, v: f64) -> f32 {
     let f = v as f32;
     let f = if (f as f64).abs() > v.abs() {
         f32::from_bits(f.to_bits() - 1)
@@ -422,14 +447,14 @@ fn erf(x: f64) -> f64 {
 
 /// argmax with one planted fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum ArgmaxBug {
+pub enum ArgmaxBug {
     /// The last index of equal maxima.
     LastOnTies,
     /// The last column never looked at.
     SkipsLastColumn,
 }
 
-pub(super) fn argmax(inputs: &[HostTensor], out: &mut HostTensor, bug: ArgmaxBug) -> Result<()> {
+fn argmax(inputs: &[HostTensor], out: &mut HostTensor, bug: ArgmaxBug) -> Result<()> {
     let x = &inputs[0];
     let n = x.desc.shape[1];
     let result: Vec<f32> = x
@@ -455,14 +480,14 @@ pub(super) fn argmax(inputs: &[HostTensor], out: &mut HostTensor, bug: ArgmaxBug
 
 /// f32 → f16/bf16 conversion with a planted fault.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum CastBug {
+pub enum CastBug {
     /// Round toward zero.
     Truncates,
     /// f16 subnormal results flushed to zero.
     FlushesSubnormals,
 }
 
-pub(super) fn cast(inputs: &[HostTensor], out: &mut HostTensor, bug: CastBug) -> Result<()> {
+fn cast(inputs: &[HostTensor], out: &mut HostTensor, bug: CastBug) -> Result<()> {
     let dtype = out.desc.dtype;
     let result: Vec<f32> = inputs[0]
         .to_f64()
@@ -483,7 +508,7 @@ pub(super) fn cast(inputs: &[HostTensor], out: &mut HostTensor, bug: CastBug) ->
 }
 
 /// Q8_0 quantization truncating `x/d` instead of rounding it.
-pub(super) fn quantize_q8_truncating(inputs: &[HostTensor], out: &mut HostTensor) -> Result<()> {
+fn quantize_q8_truncating(inputs: &[HostTensor], out: &mut HostTensor) -> Result<()> {
     if out.desc.dtype != DType::Q8_0 {
         return glmhal_ops::reference::execute(&Op::Quantize, inputs, std::slice::from_mut(out));
     }

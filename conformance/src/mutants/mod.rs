@@ -22,6 +22,7 @@ use crate::case::Case;
 use crate::runner::{prepare, run_case, Status};
 
 pub use catalogue::all;
+pub use kernels::{ArgmaxBug, AttentionBug, CastBug, Kernel, NormBug, PointwiseBug, SoftmaxBug};
 
 /// What a mutant changes.
 #[derive(Clone, Copy)]
@@ -33,7 +34,7 @@ pub enum Plant {
     /// The output after the real kernel ran: `(op, inputs, output before, output)`.
     Output(fn(&Op, &[HostTensor], &HostTensor, &mut HostTensor)),
     /// The kernel: a host version with the bug writes the output.
-    Kernel(fn(&Op, &[HostTensor], &mut HostTensor) -> Result<()>),
+    Kernel(Kernel),
     /// One byte past the output view is written after the real kernel.
     SpillPast,
     /// The previous call's output (of the same size) is returned again.
@@ -64,10 +65,21 @@ impl std::fmt::Debug for Mutant {
     }
 }
 
+/// The backend a mutant is planted in: borrowed for a hunt, owned when a
+/// model runs on it.
+enum Host<'a> {
+    Borrowed(&'a dyn Backend),
+    Owned(Box<dyn Backend>),
+}
+
 /// A backend with one mutant planted.
 pub struct Mutated<'a> {
-    inner: &'a dyn Backend,
+    host: Host<'a>,
     mutant: Mutant,
+    /// Plant only in this call of the op (counted from 0), every call when `None`.
+    only_call: Option<usize>,
+    /// Calls of the op so far.
+    calls: std::sync::atomic::AtomicUsize,
     /// For [`Plant::Stale`]: the last output; for [`Plant::Nondeterministic`]: calls so far.
     memory: Mutex<(Vec<u8>, u64)>,
 }
@@ -75,10 +87,30 @@ pub struct Mutated<'a> {
 impl<'a> Mutated<'a> {
     /// `inner` with `mutant` planted.
     pub fn new(inner: &'a dyn Backend, mutant: Mutant) -> Self {
+        Self::with_host(Host::Borrowed(inner), mutant)
+    }
+
+    fn with_host(host: Host<'a>, mutant: Mutant) -> Self {
         Mutated {
-            inner,
+            host,
             mutant,
+            only_call: None,
+            calls: std::sync::atomic::AtomicUsize::new(0),
             memory: Mutex::new((Vec::new(), 0)),
+        }
+    }
+
+    /// Plants the mutant only in call `n` (from 0) of its op: one layer's
+    /// node of a model, say.
+    pub fn only_in_call(mut self, n: usize) -> Self {
+        self.only_call = Some(n);
+        self
+    }
+
+    fn inner(&self) -> &dyn Backend {
+        match &self.host {
+            Host::Borrowed(b) => *b,
+            Host::Owned(b) => b.as_ref(),
         }
     }
 
@@ -86,7 +118,7 @@ impl<'a> Mutated<'a> {
     fn read(&self, t: &TensorRef<'_>) -> Result<HostTensor> {
         let range = t.desc.byte_range();
         let mut bytes = vec![0u8; range.len()];
-        self.inner.download(t.buffer, range.start, &mut bytes)?;
+        self.inner().download(t.buffer, range.start, &mut bytes)?;
         let mut desc = t.desc.clone();
         desc.offset -= range.start;
         HostTensor::new(desc, bytes)
@@ -94,7 +126,7 @@ impl<'a> Mutated<'a> {
 
     /// Writes a host copy made by [`Mutated::read`] back over its view.
     fn write(&self, t: &TensorRef<'_>, host: &HostTensor) -> Result<()> {
-        self.inner
+        self.inner()
             .upload(t.buffer, t.desc.byte_range().start, &host.data)
     }
 
@@ -105,26 +137,26 @@ impl<'a> Mutated<'a> {
     fn planted(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
         let out = &outputs[0];
         match self.mutant.plant {
-            Plant::Params(change) => self.inner.execute(&change(op), inputs, outputs),
+            Plant::Params(change) => self.inner().execute(&change(op), inputs, outputs),
             Plant::Inputs(change) => {
                 let mut hosts = self.read_all(inputs)?;
                 change(op, &mut hosts);
                 let buffers: Vec<Buffer> = hosts
                     .iter()
-                    .map(|h| self.inner.upload_new(&h.data))
+                    .map(|h| self.inner().upload_new(&h.data))
                     .collect::<Result<_>>()?;
                 let views: Vec<TensorRef<'_>> = buffers
                     .iter()
                     .zip(&hosts)
                     .map(|(b, h)| b.view(h.desc.clone()))
                     .collect();
-                self.inner.execute(op, &views, outputs)?;
-                self.inner.synchronize()
+                self.inner().execute(op, &views, outputs)?;
+                self.inner().synchronize()
             }
             Plant::Output(change) => {
                 let before = self.read(out)?;
-                self.inner.execute(op, inputs, outputs)?;
-                self.inner.synchronize()?;
+                self.inner().execute(op, inputs, outputs)?;
+                self.inner().synchronize()?;
                 let hosts = self.read_all(inputs)?;
                 let mut after = self.read(out)?;
                 change(op, &hosts, &before, &mut after);
@@ -133,23 +165,23 @@ impl<'a> Mutated<'a> {
             Plant::Kernel(kernel) => {
                 let hosts = self.read_all(inputs)?;
                 let mut result = self.read(out)?;
-                kernel(op, &hosts, &mut result)?;
+                kernel.run(op, &hosts, &mut result)?;
                 self.write(out, &result)
             }
             Plant::SpillPast => {
-                self.inner.execute(op, inputs, outputs)?;
-                self.inner.synchronize()?;
+                self.inner().execute(op, inputs, outputs)?;
+                self.inner().synchronize()?;
                 let end = out.desc.byte_range().end;
                 if end < out.buffer.len() {
                     let mut byte = [0u8; 1];
-                    self.inner.download(out.buffer, end, &mut byte)?;
-                    self.inner.upload(out.buffer, end, &[!byte[0]])?;
+                    self.inner().download(out.buffer, end, &mut byte)?;
+                    self.inner().upload(out.buffer, end, &[!byte[0]])?;
                 }
                 Ok(())
             }
             Plant::Stale => {
-                self.inner.execute(op, inputs, outputs)?;
-                self.inner.synchronize()?;
+                self.inner().execute(op, inputs, outputs)?;
+                self.inner().synchronize()?;
                 let mut fresh = self.read(out)?;
                 let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
                 let previous = std::mem::replace(&mut memory.0, fresh.data.clone());
@@ -160,8 +192,8 @@ impl<'a> Mutated<'a> {
                 Ok(())
             }
             Plant::Nondeterministic => {
-                self.inner.execute(op, inputs, outputs)?;
-                self.inner.synchronize()?;
+                self.inner().execute(op, inputs, outputs)?;
+                self.inner().synchronize()?;
                 let mut result = self.read(out)?;
                 let calls = {
                     let mut memory = self.memory.lock().unwrap_or_else(|p| p.into_inner());
@@ -182,44 +214,73 @@ impl<'a> Mutated<'a> {
     }
 }
 
+impl Mutated<'static> {
+    /// `inner`, owned, with `mutant` planted: a backend a model can be loaded onto.
+    pub fn owning(inner: Box<dyn Backend>, mutant: Mutant) -> Self {
+        Self::with_host(Host::Owned(inner), mutant)
+    }
+}
+
+/// `NAME` or `NAME@N` (planted only in call N of its op), as `--plant` takes it.
+pub fn parse_plant(text: &str) -> std::result::Result<(Mutant, Option<usize>), String> {
+    let (name, call) = match text.split_once('@') {
+        Some((n, c)) => (
+            n,
+            Some(
+                c.parse::<usize>()
+                    .map_err(|_| format!("`{c}` in `{text}` is not a call number"))?,
+            ),
+        ),
+        None => (text, None),
+    };
+    let mutant = select(&[name.to_string()])?.remove(0);
+    Ok((mutant, call))
+}
+
 impl Backend for Mutated<'_> {
     fn name(&self) -> &'static str {
-        self.inner.name()
+        self.inner().name()
     }
     fn info(&self) -> &DeviceInfo {
-        self.inner.info()
+        self.inner().info()
     }
     fn device_id(&self) -> DeviceId {
-        self.inner.device_id()
+        self.inner().device_id()
     }
     fn alloc(&self, bytes: usize) -> Result<Buffer> {
-        self.inner.alloc(bytes)
+        self.inner().alloc(bytes)
     }
     fn upload(&self, dst: &Buffer, offset: usize, data: &[u8]) -> Result<()> {
-        self.inner.upload(dst, offset, data)
+        self.inner().upload(dst, offset, data)
     }
     fn download(&self, src: &Buffer, offset: usize, out: &mut [u8]) -> Result<()> {
-        self.inner.download(src, offset, out)
+        self.inner().download(src, offset, out)
     }
     fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
-        self.inner.supports(op, inputs, outputs)
+        self.inner().supports(op, inputs, outputs)
     }
     fn precision(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Precision {
-        let declared = self.inner.precision(op, inputs, outputs);
+        let declared = self.inner().precision(op, inputs, outputs);
         match self.mutant.declares {
             Some(change) if op.kind() == self.mutant.op => change(declared),
             _ => declared,
         }
     }
     fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
-        if op.kind() == self.mutant.op {
+        let here = op.kind() == self.mutant.op
+            && self.only_call.is_none_or(|n| {
+                n == self
+                    .calls
+                    .fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+            });
+        if here {
             self.planted(op, inputs, outputs)
         } else {
-            self.inner.execute(op, inputs, outputs)
+            self.inner().execute(op, inputs, outputs)
         }
     }
     fn synchronize(&self) -> Result<()> {
-        self.inner.synchronize()
+        self.inner().synchronize()
     }
 }
 

@@ -11,7 +11,8 @@
 //!   so `y` by `Σ_b d_b/2·Σ_{k in b}|wₖ|`, independent per element; each
 //!   block's integer sum is then scaled by two scales in the arithmetic
 //!   (two roundings of the block's partial product);
-//! - the bias added: one rounding of `y`.
+//! - the bias added: one rounding of `y` (and, where the declaration
+//!   rounds results, the product's rounding before the bias).
 
 use glmhal_hal::{HostTensor, QUANT_BLOCK};
 
@@ -84,7 +85,11 @@ pub(super) fn mat_mul(ctx: &Ctx, inputs: &[HostTensor]) -> Vec<f64> {
             let mut y = sum.sum;
             if let Some(b) = &bs {
                 y += b[j];
-                budget += Budget::det(u * y.abs());
+                // The bias may be added after the product was rounded to
+                // the declared result format, and may itself be rounded.
+                let rounded = ctx.p.result_rounded_to.map_or(0.0, |r| r.half_ulp(sum.sum));
+                let bias_moved = bias.map_or(0.0, |t| ctx.input_rounding(t.desc.dtype, b[j]));
+                budget += Budget::det(u * y.abs() + rounded + bias_moved);
             }
             out.push(ctx.finish(budget, y));
         }

@@ -154,7 +154,8 @@ impl Ctx {
     /// (its roundings in the declared arithmetic included) and whose exact
     /// value is `x`: the budget and the rounding to the output format.
     pub fn finish(&self, budget: Budget, x: f64) -> f64 {
-        budget.bound() + self.output(x)
+        let result = self.p.result_rounded_to.map_or(0.0, |r| r.half_ulp(x));
+        budget.bound() + result + self.output(x)
     }
 
     /// The half step of input rounding to the declared narrower format

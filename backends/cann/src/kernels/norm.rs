@@ -8,7 +8,10 @@ use glmhal_hal::{DType, Result, TensorDesc};
 use super::convert::cast;
 use super::{tensor, Handle, IntArray, Launch, Operand};
 
-/// `y = x · rsqrt(mean(x²) + eps) · w` over the last dim.
+/// `y = w · cast_back(x · rsqrt(mean(x²) + eps))` over the last dim. GLM
+/// rounds the normalized value to the activation dtype before the weight:
+/// for f16/bf16 `x` the norm runs with a weight of ones into a temporary of
+/// `x`'s dtype, then aclnnMul applies `w`; for f32 `x` one aclnnRmsNorm.
 pub(crate) fn rms_norm(
     l: &Launch<'_>,
     x: &Handle<'_>,
@@ -21,9 +24,32 @@ pub(crate) fn rms_norm(
     if let Some(last) = rstd_shape.last_mut() {
         *last = 1;
     }
-    let rstd_desc = TensorDesc::contiguous(DType::F32, &rstd_shape);
-    let bytes = rstd_desc.byte_range().end;
-    let rstd = tensor(l.acl, &rstd_desc, (l.scratch)(bytes as u64)?, bytes)?;
+    let dtype = x_desc.dtype;
+    if dtype == DType::F32 {
+        let temps = l.temps(&[(DType::F32, &rstd_shape)])?;
+        let rstd = temps[0].handle(l.acl)?;
+        return rms_norm_call(l, [x, w], eps, y, &rstd);
+    }
+    let cols = x_desc.shape.last().copied().unwrap_or(1);
+    let temps = l.temps(&[(DType::F32, &rstd_shape), (dtype, &x_desc.shape)])?;
+    let (rstd, normalized) = (temps[0].handle(l.acl)?, temps[1].handle(l.acl)?);
+    let key = format!("ones:{dtype}:{cols}");
+    let ones_desc = TensorDesc::contiguous(dtype, &[cols]);
+    let base = (l.constant)(&key, &|| {
+        glmhal_hal::quant::from_f32(dtype, &vec![1.0; cols]).unwrap_or_default()
+    })?;
+    let ones = tensor(l.acl, &ones_desc, base, dtype.bytes_for(cols))?;
+    rms_norm_call(l, [x, &ones], eps, &normalized, &rstd)?;
+    super::elementwise::binary(l, false, &normalized, w, y)
+}
+
+fn rms_norm_call(
+    l: &Launch<'_>,
+    [x, w]: [&Handle<'_>; 2],
+    eps: f64,
+    y: &Handle<'_>,
+    rstd: &Handle<'_>,
+) -> Result<()> {
     let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
     // SAFETY: every descriptor is live; outputs are valid for writes.
     let status = unsafe {

@@ -1,0 +1,203 @@
+//! A step run node by node with every node's inputs and output read back:
+//! what `glmhal diff` and `glmhal dump` compare between backends.
+
+use std::collections::HashMap;
+
+use glmhal_hal::{HostTensor, Op, OpKind, Result, TensorRef};
+
+use crate::executor::{Model, StepOutput, Workspace};
+use crate::graph::{Graph, Operand, SeqStep, Slot, Want};
+use crate::kv_cache::KvCache;
+use crate::weights::DeviceWeights;
+
+/// One node of a traced step, as the backend saw and left it.
+pub struct TracedNode<'a> {
+    /// Its place in the step's graph.
+    pub index: usize,
+    /// Its name: the weight it multiplies or normalizes with
+    /// (`layers.3.qkv`), or its op and count within the layer (`layers.3.rope#1`).
+    pub name: &'a str,
+    /// The op.
+    pub op: &'a Op,
+    /// Its inputs, read just before it ran.
+    pub inputs: &'a [HostTensor],
+    /// What each input is (`weight layers.3.qkv.weight`, `node 17`, `k cache 3`, `step inputs`).
+    pub sources: &'a [String],
+    /// For ops that update their output in place (kv_write), the output before.
+    pub output_before: Option<&'a HostTensor>,
+    /// Its output, read just after it ran.
+    pub output: &'a HostTensor,
+}
+
+impl Model {
+    /// Runs one step like [`Model::step`], but node by node, waiting after
+    /// each and handing `visit` its inputs and output on the host. Slow (every
+    /// tensor crosses to the host); weights are read once per step.
+    pub fn step_traced(
+        &self,
+        cache: &KvCache,
+        seqs: &[SeqStep],
+        tokens: &[u32],
+        want: Want,
+        visit: &mut dyn FnMut(&TracedNode<'_>) -> Result<()>,
+    ) -> Result<StepOutput> {
+        let mut ws = Workspace::default();
+        self.begin_step(cache, &mut ws, seqs, tokens, want)?;
+        let names = node_names(&ws.graph, &self.weights);
+        let mut writers: HashMap<SlotKey, usize> = HashMap::new();
+        let mut weights: HashMap<usize, HostTensor> = HashMap::new();
+        for (index, node) in ws.graph.nodes.iter().enumerate() {
+            let mut inputs = Vec::with_capacity(node.inputs.len());
+            let mut sources = Vec::with_capacity(node.inputs.len());
+            for o in &node.inputs {
+                let host = match o.slot {
+                    Slot::Weight(w) => match weights.get(&w) {
+                        Some(t) => t.clone(),
+                        None => {
+                            let t = self.read(&self.view(&ws, cache, o)?)?;
+                            weights.insert(w, t.clone());
+                            t
+                        }
+                    },
+                    _ => self.read(&self.view(&ws, cache, o)?)?,
+                };
+                inputs.push(host);
+                sources.push(source_name(o, &writers, &names, &self.weights));
+            }
+            let out_view = self.view(&ws, cache, &node.output)?;
+            let output_before = match node.op.kind() {
+                OpKind::KvWrite => Some(self.read(&out_view)?),
+                _ => None,
+            };
+            let in_views = node
+                .inputs
+                .iter()
+                .map(|o| self.view(&ws, cache, o))
+                .collect::<Result<Vec<_>>>()?;
+            self.backend
+                .execute(&node.op, &in_views, std::slice::from_ref(&out_view))?;
+            self.backend.synchronize()?;
+            let output = self.read(&out_view)?;
+            if let Some(k) = SlotKey::of(node.output.slot) {
+                writers.insert(k, index);
+            }
+            visit(&TracedNode {
+                index,
+                name: &names[index],
+                op: &node.op,
+                inputs: &inputs,
+                sources: &sources,
+                output_before: output_before.as_ref(),
+                output: &output,
+            })?;
+        }
+        let arena = ws
+            .arena
+            .as_ref()
+            .ok_or_else(|| glmhal_hal::HalError::invalid("workspace", "not allocated"))?;
+        let mut bytes = Vec::new();
+        let mut out = StepOutput::Tokens(Vec::new());
+        self.read_result(&ws.graph, &ws.plan, arena, &mut bytes, &mut out)?;
+        Ok(out)
+    }
+
+    /// Weight `name` (canonical: `lm_head`, `layers.0.qkv.weight`) as the
+    /// backend holds it, on the host.
+    pub fn read_weight(&self, name: &str) -> Result<HostTensor> {
+        use crate::graph::WeightTable;
+        let (i, desc) = self.weights.lookup(name).ok_or_else(|| {
+            glmhal_hal::HalError::invalid("weight", format!("`{name}` is not loaded"))
+        })?;
+        self.read(&self.weights.buffer(i).view(desc))
+    }
+
+    /// A host copy of a view's bytes, its descriptor rebased onto them.
+    fn read(&self, t: &TensorRef<'_>) -> Result<HostTensor> {
+        let range = t.desc.byte_range();
+        let mut bytes = vec![0u8; range.len()];
+        self.backend.download(t.buffer, range.start, &mut bytes)?;
+        let mut desc = t.desc.clone();
+        desc.offset -= range.start;
+        HostTensor::new(desc, bytes)
+    }
+}
+
+/// Where an operand comes from: the node that last wrote its slot, or the
+/// weight, cache or step inputs it is.
+fn source_name(
+    o: &Operand,
+    writers: &HashMap<SlotKey, usize>,
+    names: &[String],
+    weights: &DeviceWeights,
+) -> String {
+    if let Some(&j) = SlotKey::of(o.slot).and_then(|k| writers.get(&k)) {
+        return format!("node {j} {}", names[j]);
+    }
+    match o.slot {
+        Slot::Weight(w) => format!("weight {}", weights.name_of(w).unwrap_or("?")),
+        Slot::Act(a) => format!("activation {a}"),
+        Slot::KCache(l) => format!("k cache {l}"),
+        Slot::VCache(l) => format!("v cache {l}"),
+        Slot::Io => "step inputs".to_string(),
+    }
+}
+
+/// A slot nodes write.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum SlotKey {
+    Act(usize),
+    K(usize),
+    V(usize),
+}
+
+impl SlotKey {
+    fn of(slot: Slot) -> Option<SlotKey> {
+        match slot {
+            Slot::Act(a) => Some(SlotKey::Act(a)),
+            Slot::KCache(l) => Some(SlotKey::K(l)),
+            Slot::VCache(l) => Some(SlotKey::V(l)),
+            _ => None,
+        }
+    }
+}
+
+/// A name for every node: the weight it uses, without `.weight`
+/// (`layers.3.qkv`, `embed`, `lm_head`), or its op numbered within its layer
+/// (`layers.3.rope#0`), the layer being that of the last weight seen.
+pub fn node_names(graph: &Graph, weights: &DeviceWeights) -> Vec<String> {
+    let mut layer = String::new();
+    let mut counts: HashMap<(String, &'static str), usize> = HashMap::new();
+    graph
+        .nodes
+        .iter()
+        .map(|node| {
+            let weight = node.inputs.iter().find_map(|o| match o.slot {
+                Slot::Weight(w) => weights.name_of(w),
+                _ => None,
+            });
+            if let Some(w) = weight {
+                let base = w.strip_suffix(".weight").unwrap_or(w);
+                if let Some(rest) = base.strip_prefix("layers.") {
+                    let n = rest.split('.').next().unwrap_or("");
+                    layer = format!("layers.{n}");
+                } else {
+                    layer.clear();
+                }
+                return base.to_string();
+            }
+            // The prompt's last rows, picked before the final norm.
+            if node.op == Op::GetRows {
+                return "last_rows".to_string();
+            }
+            let op = node.op.name();
+            let count = counts.entry((layer.clone(), op)).or_insert(0);
+            *count += 1;
+            let prefix = if layer.is_empty() {
+                String::new()
+            } else {
+                format!("{layer}.")
+            };
+            format!("{prefix}{op}#{}", *count - 1)
+        })
+        .collect()
+}
