@@ -76,6 +76,116 @@ pub struct ModelResult {
     pub greedy_match: bool,
     /// Why it did not pass.
     pub detail: Option<String>,
+    /// The last position's hidden state after each layer, and its logits
+    /// with their bound, kept to compare backends with each other.
+    #[serde(skip)]
+    pub states: LastPosition,
+}
+
+/// One backend's last prompt position, layer by layer.
+#[derive(Clone, Debug, Default)]
+pub struct LastPosition {
+    /// Per layer (`layers.3`), the hidden state after it.
+    pub layers: Vec<(String, Vec<f32>)>,
+    /// The logits.
+    pub logits: Vec<f32>,
+    /// Per logit, its bound from the reference's.
+    pub logit_bounds: Vec<f64>,
+}
+
+/// One built-in model on two backends: hidden states layer by layer and
+/// the last logits, compared with each other.
+#[derive(Clone, Debug, Serialize)]
+pub struct ModelPair {
+    /// Built-in model name.
+    pub model: String,
+    /// One backend.
+    pub a: String,
+    /// The other.
+    pub b: String,
+    /// Per layer, how the hidden states after it compare.
+    pub layers: Vec<LayerPair>,
+    /// Largest `|a − b|` over the last logits.
+    pub logits_max_abs: f64,
+    /// Largest `|a − b| / (bound_a + bound_b)` over the last logits: above 1,
+    /// one of the two is wrong.
+    pub logits_ratio: f64,
+}
+
+/// Two backends' hidden states after one layer (last position).
+#[derive(Clone, Debug, Serialize)]
+pub struct LayerPair {
+    /// `layers.3`.
+    pub layer: String,
+    /// Cosine similarity.
+    pub cosine: f64,
+    /// Largest `|a − b|`.
+    pub max_abs: f64,
+    /// `‖a − b‖ / ‖a‖`.
+    pub rel_l2: f64,
+}
+
+/// Every pair of backends that checked the same model, compared.
+pub fn pairs(results: &[ModelResult]) -> Vec<ModelPair> {
+    let mut out = Vec::new();
+    for (i, a) in results.iter().enumerate() {
+        for b in &results[i + 1..] {
+            let (sa, sb) = (&a.states, &b.states);
+            if a.model != b.model || sa.logits.is_empty() || sb.logits.is_empty() {
+                continue;
+            }
+            let layers = sa
+                .layers
+                .iter()
+                .zip(&sb.layers)
+                .filter(|((x, _), (y, _))| x == y)
+                .map(|((name, p), (_, q))| {
+                    let (mut dot, mut pp, mut qq, mut dd, mut worst) = (0.0, 0.0, 0.0, 0.0, 0.0f64);
+                    for (u, v) in p.iter().zip(q) {
+                        let (u, v) = (f64::from(*u), f64::from(*v));
+                        dot += u * v;
+                        pp += u * u;
+                        qq += v * v;
+                        dd += (u - v) * (u - v);
+                        worst = worst.max((u - v).abs());
+                    }
+                    LayerPair {
+                        layer: name.clone(),
+                        cosine: if pp > 0.0 && qq > 0.0 {
+                            dot / (pp * qq).sqrt()
+                        } else {
+                            1.0
+                        },
+                        max_abs: worst,
+                        rel_l2: if pp > 0.0 {
+                            (dd / pp).sqrt()
+                        } else {
+                            dd.sqrt()
+                        },
+                    }
+                })
+                .collect();
+            let (mut max_abs, mut ratio) = (0.0f64, 0.0f64);
+            for j in 0..sa.logits.len().min(sb.logits.len()) {
+                let d = (f64::from(sa.logits[j]) - f64::from(sb.logits[j])).abs();
+                max_abs = max_abs.max(d);
+                let bound = sa.logit_bounds.get(j).copied().unwrap_or(0.0)
+                    + sb.logit_bounds.get(j).copied().unwrap_or(0.0);
+                if d > 0.0 {
+                    ratio = ratio.max(d / bound);
+                }
+            }
+            out.push(ModelPair {
+                model: a.model.clone(),
+                a: a.backend.clone(),
+                b: b.backend.clone(),
+                layers,
+                logits_max_abs: max_abs,
+                logits_ratio: ratio,
+            });
+        }
+    }
+    out
 }
 
 /// The reference's answers for one model, computed once.
@@ -149,6 +259,7 @@ pub fn check(
         positions: e.prompt.len(),
         greedy_match: false,
         detail: None,
+        states: LastPosition::default(),
     };
     match run(open, e, &mut r) {
         Ok(()) => {}
@@ -226,8 +337,9 @@ fn run(
         ));
         r.first_node_outside = Some(what);
     }
-    let ratio = logit_ratio(&m, e, &traced.nodes, v)?;
+    let (ratio, states) = logit_ratio(&m, e, &traced.nodes, v)?;
     r.logit_bound_ratio = Some(ratio);
+    r.states = states;
     if ratio.is_nan() || ratio > 1.0 {
         problems.push(format!(
             "last-position logits {ratio:.3e} times their bound from the reference's"
@@ -275,7 +387,12 @@ fn projection_input(nodes: &[NodeRecord]) -> Result<Vec<f32>> {
 /// on the backend's hidden state), the hidden state's difference from the
 /// reference's carried through it (`Σₖ|Wⱼₖ|·|Δhₖ|`), and the reference
 /// logits' rounding to f32.
-fn logit_ratio(m: &Model, e: &ModelExpectation, nodes: &[NodeRecord], vocab: usize) -> Result<f64> {
+fn logit_ratio(
+    m: &Model,
+    e: &ModelExpectation,
+    nodes: &[NodeRecord],
+    vocab: usize,
+) -> Result<(f64, LastPosition)> {
     let hidden = projection_input(nodes)?;
     let lm = nodes
         .iter()
@@ -299,6 +416,7 @@ fn logit_ratio(m: &Model, e: &ModelExpectation, nodes: &[NodeRecord], vocab: usi
     let bounds = glmhal_ops::bounds::error_bounds(&op, &[x, e.lm_head.clone()], &out, &precision)?;
     let w = e.lm_head.to_f64();
     let mut worst = 0.0f64;
+    let mut logit_bounds = Vec::with_capacity(vocab);
     for j in 0..vocab {
         let carried: f64 = w[j * h..(j + 1) * h]
             .iter()
@@ -307,12 +425,37 @@ fn logit_ratio(m: &Model, e: &ModelExpectation, nodes: &[NodeRecord], vocab: usi
             .sum();
         let reference = f64::from(want[j]);
         let bound = bounds[j] + carried + glmhal_hal::Arithmetic::F32.half_ulp(reference);
+        logit_bounds.push(bound);
         let err = (f64::from(got[j]) - reference).abs();
         let ratio = if err == 0.0 { 0.0 } else { err / bound };
-        if ratio.is_nan() {
-            return Ok(f64::NAN);
-        }
-        worst = worst.max(ratio);
+        worst = if ratio.is_nan() || worst.is_nan() {
+            f64::NAN
+        } else {
+            worst.max(ratio)
+        };
     }
-    Ok(worst)
+    let states = LastPosition {
+        layers: layer_outputs(nodes, h),
+        logits: got.to_vec(),
+        logit_bounds,
+    };
+    Ok((worst, states))
+}
+
+/// The last position's hidden state after each layer: the output of the
+/// layer's last node (`layers.N.add#1`).
+fn layer_outputs(nodes: &[NodeRecord], hidden: usize) -> Vec<(String, Vec<f32>)> {
+    let mut out: Vec<(String, Vec<f32>)> = Vec::new();
+    for n in nodes {
+        let Some(layer) = n.name.strip_suffix(".add#1") else {
+            continue;
+        };
+        if let Some(v) = &n.values {
+            out.push((
+                layer.to_string(),
+                v[v.len().saturating_sub(hidden)..].to_vec(),
+            ));
+        }
+    }
+    out
 }

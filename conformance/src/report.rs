@@ -6,7 +6,7 @@ use glmhal_hal::{DeviceInfo, OpKind};
 use serde::Serialize;
 
 use crate::agreement::Agreement;
-use crate::model_check::ModelResult;
+use crate::model_check::{pairs, ModelPair, ModelResult};
 use crate::rules::{OpRule, OP_TABLE};
 use crate::runner::Status;
 use crate::suite::{CaseResult, Filter, Run};
@@ -93,6 +93,9 @@ pub struct Report {
     pub results: Vec<CaseResult>,
     /// The built-in models on every backend.
     pub models: Vec<ModelResult>,
+    /// Every pair of backends on every built-in model: hidden states layer
+    /// by layer and the last logits.
+    pub model_pairs: Vec<ModelPair>,
 }
 
 /// The worst bound ratio of one backend over one op and dtype class.
@@ -166,11 +169,13 @@ impl Report {
             disagreements: agreement.into_iter().filter(|a| !a.agrees()).collect(),
             results,
             models: Vec::new(),
+            model_pairs: Vec::new(),
         }
     }
 
     /// Adds model-level results.
     pub fn with_models(mut self, models: Vec<ModelResult>) -> Self {
+        self.model_pairs = pairs(&models);
         self.models = models;
         self
     }
@@ -316,6 +321,16 @@ impl Report {
         if !self.agreement.is_empty() {
             out.push_str(&self.agreement_console());
         }
+        for p in &self.model_pairs {
+            let worst = p.layers.iter().map(|l| l.rel_l2).fold(0.0f64, f64::max);
+            out.push_str(&format!(
+                "model {} {}~{}: logits {} of the sum of their bounds, hidden states within {worst:.1e} (relative L2, worst layer)\n",
+                p.model,
+                p.a,
+                p.b,
+                ratio_text(p.logits_ratio)
+            ));
+        }
         for b in self.backends.iter().filter(|b| !b.tested) {
             out.push_str(&paint(
                 "33",
@@ -453,6 +468,25 @@ impl Report {
                     r.backend,
                     r.case,
                     r.outcome.detail.clone().unwrap_or_default()
+                ));
+            }
+        }
+        if !self.model_pairs.is_empty() {
+            s.push_str("\n## Models, backend against backend\n\nThe last prompt position: the largest relative L2 difference of the hidden states over the layers, and the last logits' worst |a − b| / (bound_a + bound_b) (at most 1 when both are right).\n\n| model | pair | hidden states, worst ‖a − b‖/‖a‖ (layer) | logits ratio |\n|---|---|---|---|\n");
+            for p in &self.model_pairs {
+                let worst = p
+                    .layers
+                    .iter()
+                    .max_by(|x, y| x.rel_l2.total_cmp(&y.rel_l2))
+                    .map_or("-".to_string(), |l| {
+                        format!("{:.2e} ({})", l.rel_l2, l.layer)
+                    });
+                s.push_str(&format!(
+                    "| {} | {} ~ {} | {worst} | {} |\n",
+                    p.model,
+                    p.a,
+                    p.b,
+                    ratio_text(p.logits_ratio)
                 ));
             }
         }

@@ -339,6 +339,19 @@ fn the_model_check_passes_a_correct_backend_and_catches_a_wrong_rope() {
     );
     assert_eq!(good.status, Status::Pass, "{:?}", good.detail);
     assert!(good.greedy_match && good.top1_agree == good.positions);
+    assert!(good.logit_bound_ratio.is_some_and(|r| r <= 1.0));
+    // Two backends: their hidden states layer by layer and their logits
+    // within the sum of their bounds.
+    let other = check(
+        "cpu-1-thread",
+        &|| Ok(Box::new(CpuBackend::new(1)?) as Box<dyn Backend>),
+        &expected,
+    );
+    let pairs = glmhal_conformance::model_check::pairs(&[good.clone(), other]);
+    assert_eq!(pairs.len(), 1);
+    assert_eq!(pairs[0].layers.len(), 2, "{:?}", pairs[0].layers);
+    assert!(pairs[0].logits_ratio <= 1.0, "{:?}", pairs[0]);
+    assert!(pairs[0].layers.iter().all(|l| l.cosine > 0.999_999));
     let bad = check(
         "cpu",
         &|| Ok(Box::new(NeoxRope(CpuBackend::new(2)?)) as Box<dyn Backend>),
