@@ -83,6 +83,8 @@ pub struct Report {
     pub summary: BTreeMap<String, Counts>,
     /// Every op the run covered, for readers that check coverage.
     pub ops: Vec<OpKind>,
+    /// What each backend declared it computes in, and for which ops.
+    pub declarations: Vec<Declaration>,
     /// Per backend, op and dtype class, the worst bound ratio.
     pub tightness: Vec<Tightness>,
     /// Per op and pair of backends, how close they came to each other.
@@ -96,6 +98,19 @@ pub struct Report {
     /// Every pair of backends on every built-in model: hidden states layer
     /// by layer and the last logits.
     pub model_pairs: Vec<ModelPair>,
+}
+
+/// One declaration a backend made, with the ops it made it for.
+#[derive(Clone, Debug, Serialize)]
+pub struct Declaration {
+    /// Backend selector.
+    pub backend: String,
+    /// The declaration, in words.
+    pub precision: String,
+    /// The ops it was declared for.
+    pub ops: Vec<OpKind>,
+    /// Cases judged under it.
+    pub cases: usize,
 }
 
 /// The worst bound ratio of one backend over one op and dtype class.
@@ -164,6 +179,7 @@ impl Report {
             rules: OP_TABLE.to_vec(),
             summary,
             ops,
+            declarations: declarations(&results),
             tightness: tightness(&results),
             agreement: pair_summaries(&agreement),
             disagreements: agreement.into_iter().filter(|a| !a.agrees()).collect(),
@@ -318,6 +334,14 @@ impl Report {
         out.push_str(
             "cells: passed/total, then F failed, U unsupported, E errors; ≤r the worst |error|/bound, = exact\n",
         );
+        for d in &self.declarations {
+            out.push_str(&format!(
+                "{} declares {} ({})\n",
+                d.backend,
+                d.precision,
+                op_list(d)
+            ));
+        }
         if !self.agreement.is_empty() {
             out.push_str(&self.agreement_console());
         }
@@ -468,6 +492,17 @@ impl Report {
                     r.backend,
                     r.case,
                     r.outcome.detail.clone().unwrap_or_default()
+                ));
+            }
+        }
+        if !self.declarations.is_empty() {
+            s.push_str("\n## Declarations\n\nWhat each backend declared it computes in (the bounds follow from it).\n\n| backend | declares | ops (cases) |\n|---|---|---|\n");
+            for d in &self.declarations {
+                s.push_str(&format!(
+                    "| {} | {} | {} |\n",
+                    d.backend,
+                    d.precision,
+                    op_list(d)
                 ));
             }
         }
@@ -640,6 +675,12 @@ fn tightness_cell(t: &Tightness) -> String {
     cell
 }
 
+/// `mat_mul, attention: 12 case(s)`.
+fn op_list(d: &Declaration) -> String {
+    let names: Vec<&str> = d.ops.iter().map(|o| o.name()).collect();
+    format!("{}: {} case(s)", names.join(", "), d.cases)
+}
+
 /// A ratio in three significant digits.
 pub(crate) fn ratio_text(r: f64) -> String {
     if r == 0.0 {
@@ -651,6 +692,28 @@ pub(crate) fn ratio_text(r: f64) -> String {
     } else {
         format!("{r:.2e}")
     }
+}
+
+fn declarations(results: &[CaseResult]) -> Vec<Declaration> {
+    let mut rows: BTreeMap<(String, String), Declaration> = BTreeMap::new();
+    for r in results {
+        let Some(p) = &r.outcome.precision else {
+            continue;
+        };
+        let row = rows
+            .entry((r.backend.clone(), p.describe()))
+            .or_insert_with(|| Declaration {
+                backend: r.backend.clone(),
+                precision: p.describe(),
+                ops: Vec::new(),
+                cases: 0,
+            });
+        row.cases += 1;
+        if !row.ops.contains(&r.op) {
+            row.ops.push(r.op);
+        }
+    }
+    rows.into_values().collect()
 }
 
 fn tightness(results: &[CaseResult]) -> Vec<Tightness> {
