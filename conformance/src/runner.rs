@@ -197,15 +197,7 @@ fn execute_and_judge(
         .zip(&prepared.inputs)
         .map(|(b, t)| b.view(t.desc.clone()))
         .collect();
-    let out_views: Vec<TensorRef<'_>> = out_bufs
-        .iter()
-        .zip(&prepared.initial)
-        .map(|(b, t)| {
-            let mut d = t.desc.clone();
-            d.offset += GUARD_BYTES;
-            b.view(d)
-        })
-        .collect();
+    let out_views = guarded_views(&out_bufs, case);
 
     let start = Instant::now();
     backend.execute(&case.op, &in_views, &out_views)?;
@@ -323,15 +315,7 @@ fn run_again(
         .iter()
         .map(|img| backend.upload_new(img))
         .collect::<Result<Vec<Buffer>>>()?;
-    let views: Vec<TensorRef<'_>> = bufs
-        .iter()
-        .zip(&case.outputs)
-        .map(|(b, t)| {
-            let mut d = t.desc.clone();
-            d.offset += GUARD_BYTES;
-            b.view(d)
-        })
-        .collect();
+    let views = guarded_views(&bufs, case);
     backend.execute(&case.op, in_views, &views)?;
     backend.synchronize()?;
     bufs.iter()
@@ -340,6 +324,18 @@ fn run_again(
             let mut back = vec![0u8; img.len()];
             backend.download(b, 0, &mut back)?;
             Ok(back)
+        })
+        .collect()
+}
+
+/// The case's output views in buffers that hold a guard region before each.
+fn guarded_views<'a>(bufs: &'a [Buffer], case: &Case) -> Vec<TensorRef<'a>> {
+    bufs.iter()
+        .zip(&case.outputs)
+        .map(|(b, t)| {
+            let mut d = t.desc.clone();
+            d.offset += GUARD_BYTES;
+            b.view(d)
         })
         .collect()
 }

@@ -15,6 +15,7 @@
 use glmhal_hal::{Arithmetic, HostTensor};
 
 use super::{Budget, Ctx, Perturbations, Sum};
+use crate::reference::attention::Sizes;
 
 /// Softmax weights with what each may be off by.
 struct Weights {
@@ -103,18 +104,24 @@ pub(super) fn attention(
     scale: f64,
     causal: bool,
 ) -> Vec<f64> {
-    let (t, nh, d) = (q.desc.shape[0], q.desc.shape[1], q.desc.shape[2]);
-    let (s, nkv) = (k.desc.shape[0], k.desc.shape[1]);
-    let group = nh / nkv;
+    let sizes = Sizes::of(q, k);
+    let Sizes {
+        t,
+        nh,
+        d,
+        s,
+        nkv,
+        group,
+        ..
+    } = sizes;
     let (qs, ks, vs) = (q.to_f64(), k.to_f64(), v.to_f64());
     let u = ctx.u();
     let scale_error = representation_error(ctx, scale);
-    let past = s - t;
     let mut out = vec![0.0; t * nh * d];
     let mut scores = Vec::with_capacity(s);
     let mut errors = Vec::with_capacity(s);
     for ti in 0..t {
-        let visible = if causal { past + ti + 1 } else { s };
+        let visible = sizes.visible(ti, causal);
         for h in 0..nh {
             let g = h / group;
             let qh = &qs[(ti * nh + h) * d..(ti * nh + h + 1) * d];

@@ -2,6 +2,45 @@
 
 use glmhal_hal::HostTensor;
 
+/// Attention's sizes: `t` queries of `nh` heads of `d` values over `s`
+/// keys of `nkv` heads; query head `h` reads KV head `h / group`, and query
+/// `t` sits at position `past + t`.
+pub(crate) struct Sizes {
+    pub t: usize,
+    pub nh: usize,
+    pub d: usize,
+    pub s: usize,
+    pub nkv: usize,
+    pub group: usize,
+    pub past: usize,
+}
+
+impl Sizes {
+    /// The sizes of `q [T, nh, D]` over `k [S, nkv, D]`.
+    pub fn of(q: &HostTensor, k: &HostTensor) -> Sizes {
+        let (t, nh, d) = (q.desc.shape[0], q.desc.shape[1], q.desc.shape[2]);
+        let (s, nkv) = (k.desc.shape[0], k.desc.shape[1]);
+        Sizes {
+            t,
+            nh,
+            d,
+            s,
+            nkv,
+            group: nh / nkv,
+            past: s - t,
+        }
+    }
+
+    /// Keys query `ti` sees.
+    pub fn visible(&self, ti: usize, causal: bool) -> usize {
+        if causal {
+            self.past + ti + 1
+        } else {
+            self.s
+        }
+    }
+}
+
 pub(super) fn attention(
     q: &HostTensor,
     k: &HostTensor,
@@ -9,15 +48,21 @@ pub(super) fn attention(
     scale: f64,
     causal: bool,
 ) -> Vec<f64> {
-    let (t, nh, d) = (q.desc.shape[0], q.desc.shape[1], q.desc.shape[2]);
-    let (s, nkv) = (k.desc.shape[0], k.desc.shape[1]);
-    let group = nh / nkv;
+    let sizes = Sizes::of(q, k);
+    let Sizes {
+        t,
+        nh,
+        d,
+        s,
+        nkv,
+        group,
+        ..
+    } = sizes;
     let (qs, ks, vs) = (q.to_f64(), k.to_f64(), v.to_f64());
-    let past = s - t;
     let mut out = vec![0.0; t * nh * d];
     let mut scores = vec![0.0f64; s];
     for ti in 0..t {
-        let visible = if causal { past + ti + 1 } else { s };
+        let visible = sizes.visible(ti, causal);
         for h in 0..nh {
             let g = h / group;
             let qh = &qs[(ti * nh + h) * d..(ti * nh + h + 1) * d];

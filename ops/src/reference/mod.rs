@@ -5,7 +5,7 @@
 //! the output dtype. One file per op family; no speed tricks.
 
 pub(crate) mod activation;
-mod attention;
+pub(crate) mod attention;
 mod convert;
 pub(crate) mod elementwise;
 mod embedding;
