@@ -214,6 +214,49 @@ pub fn compare(baseline: &CiReport, now: &CiReport, speed_tolerance: f64) -> Com
     out
 }
 
+impl CiReport {
+    /// Checks what a stored baseline claims before anything is compared
+    /// with it: every time positive and finite (a run takes some time and
+    /// less than a day), spreads finite and not negative, bound ratios not
+    /// negative. The error names the entry.
+    pub fn validate(&self) -> Result<(), String> {
+        for m in self.bench.metrics() {
+            let st = &m.stats;
+            let times = [
+                ("median", st.median_s),
+                ("min", st.min_s),
+                ("max", st.max_s),
+            ];
+            if let Some((what, t)) = times
+                .iter()
+                .find(|(_, t)| !(t.is_finite() && *t > 0.0 && *t < 86_400.0))
+            {
+                return Err(format!(
+                    "metric `{}` on {}: {what} time {t} s is not a time a run can take",
+                    m.name, m.backend
+                ));
+            }
+            if !(st.spread.is_finite() && st.spread >= 0.0) {
+                return Err(format!(
+                    "metric `{}` on {}: spread {} is not a spread",
+                    m.name, m.backend, st.spread
+                ));
+            }
+        }
+        if let Some(c) = self
+            .cases
+            .iter()
+            .find(|c| c.bound_ratio.is_some_and(|r| r.is_nan() || r < 0.0))
+        {
+            return Err(format!(
+                "case `{}` on {}: bound ratio {:?} is not a ratio",
+                c.case, c.backend, c.bound_ratio
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Why `now` is worse than `base` numerically, if it is.
 fn case_drift(base: &CaseRecord, now: &CaseRecord) -> Option<String> {
     if base.status == "pass" && now.status != "pass" {
@@ -395,6 +438,20 @@ mod tests {
         assert!(compare(&base, &report("1", "pass", 1e-9, 3.0, 0.2), 0.25)
             .speed
             .is_empty());
+    }
+
+    #[test]
+    fn baselines_with_impossible_times_are_refused() {
+        assert!(report("1", "pass", 1e-4, 2.0, 0.01).validate().is_ok());
+        for ms in [0.0, -5.0, 1e308, f64::NAN] {
+            let err = report("1", "pass", 1e-4, ms, 0.01).validate().unwrap_err();
+            assert!(
+                err.contains("ci qkv decode f16") && err.contains("time"),
+                "{err}"
+            );
+        }
+        assert!(report("1", "pass", 1e-4, 2.0, -1.0).validate().is_err());
+        assert!(report("1", "pass", -1.0, 2.0, 0.01).validate().is_err());
     }
 
     #[test]

@@ -92,6 +92,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    stdout_errors_end_the_run();
     let cli = Cli::parse();
     let colour = cli.color.enabled();
     let result = match cli.command {
@@ -139,4 +140,32 @@ fn main() -> ExitCode {
         eprintln!("error: {e}");
         ExitCode::from(EXIT_ERROR)
     })
+}
+
+/// Output that cannot be written ends the run as a Unix tool's would: a
+/// reader that closed the pipe (`glmhal generate … | head -c 1`) ends it
+/// quietly through SIGPIPE, and any other failure (a full disk) is a clear
+/// error with exit status 2 instead of a panic from `println!`.
+fn stdout_errors_end_the_run() {
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE (which the Rust
+    // runtime set to ignore) before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+    let default = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        let message = info
+            .payload()
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .or_else(|| info.payload().downcast_ref::<&str>().copied())
+            .unwrap_or("");
+        // The message `print!` panics with when stdout fails.
+        if let Some(reason) = message.strip_prefix("failed printing to stdout: ") {
+            eprintln!("error: writing to standard output: {reason}");
+            std::process::exit(i32::from(EXIT_ERROR));
+        }
+        default(info);
+    }));
 }

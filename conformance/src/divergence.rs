@@ -496,7 +496,7 @@ impl Dump {
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| HalError::invalid("dump", e.to_string()))?;
         let index = dir.join("index.json");
-        std::fs::write(&index, text).map_err(io(format!("writing {}", index.display())))
+        glmhal_hal::output::write_atomic(&index, text.as_bytes())
     }
 
     /// Reads a dump written by [`Dump::write`], with its tensors where it has them.

@@ -309,6 +309,7 @@ fn run(
         stop: vec![],
         context: None,
         cache_dtype: DType::F32,
+        beyond_context: false,
     };
     let greedy = generate(&m, &e.prompt, &opts, &mut |_| {})?.tokens;
     r.greedy_match = greedy == e.greedy;

@@ -185,6 +185,7 @@ pub fn assert_goldens_agree(provider: &dyn BackendProvider) {
             stop: vec![],
             context: None,
             cache_dtype: glmhal_hal::DType::F32,
+            beyond_context: false,
         };
         let out = generate(&model, &golden.prompt, &options, &mut |_| {})
             .unwrap_or_else(|e| panic!("{fixture} on {name}: {e}"));

@@ -10,7 +10,8 @@
 //! - [`Precision`]: what a backend declares it computes an op in (the basis of its error bounds);
 //! - [`Registry`]: run-time discovery of compiled-in backends;
 //! - [`Op`]: the ops a backend runs, as data (their catalogue lives in `glmhal-ops`);
-//! - [`HalError`]: the one error type.
+//! - [`HalError`]: the one error type;
+//! - [`output`]: outputs that are never inputs and appear only whole.
 
 pub mod alloc_count;
 pub mod backend;
@@ -22,6 +23,7 @@ pub mod host;
 pub mod inject;
 pub mod layout;
 pub mod op;
+pub mod output;
 pub mod pool;
 pub mod precision;
 pub mod quant;

@@ -123,6 +123,16 @@ impl ModelConfig {
         if let Some((k, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(bad(format!("`{k}` must be positive")));
         }
+        if let Some(id) = self
+            .eos_token_ids
+            .iter()
+            .find(|id| **id as usize >= self.vocab)
+        {
+            return Err(bad(format!(
+                "end-of-sequence id {id} is not below the vocabulary size {}",
+                self.vocab
+            )));
+        }
         if !self.heads.is_multiple_of(self.kv_heads) {
             return Err(bad(format!(
                 "{} attention heads are not a multiple of {} key/value heads",
@@ -244,7 +254,12 @@ fn chatglm(obj: &Map<String, Value>) -> Result<ModelConfig> {
     let hidden = usize_key(obj, "hidden_size")?;
     let heads = usize_key(obj, "num_attention_heads")?;
     let head_dim = match obj.get("kv_channels") {
-        None | Some(Value::Null) => hidden / heads.max(1),
+        None | Some(Value::Null) if heads == 0 || !hidden.is_multiple_of(heads) => {
+            return Err(bad(format!(
+                "hidden_size {hidden} is not divisible by num_attention_heads {heads} (and no kv_channels gives the head size)"
+            )))
+        }
+        None | Some(Value::Null) => hidden / heads,
         Some(_) => usize_key(obj, "kv_channels")?,
     };
     let kv_heads = if opt_bool(obj, "multi_query_attention", false)? {
@@ -370,5 +385,27 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("vocab_size"));
+    }
+
+    #[test]
+    fn sizes_that_do_not_divide_and_ids_past_the_vocabulary_are_refused() {
+        let chatglm = serde_json::json!({
+            "architectures": ["ChatGLMModel"], "hidden_size": 64, "num_attention_heads": 6,
+            "num_layers": 1, "ffn_hidden_size": 128, "padded_vocab_size": 100, "seq_length": 64,
+            "layernorm_epsilon": 1e-5,
+        });
+        let err = ModelConfig::from_json(&chatglm).unwrap_err().to_string();
+        assert!(
+            err.contains("hidden_size 64 is not divisible by num_attention_heads 6"),
+            "{err}"
+        );
+        let glm4 = serde_json::json!({
+            "model_type": "glm4", "hidden_size": 64, "intermediate_size": 128,
+            "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "head_dim": 16, "vocab_size": 100, "max_position_embeddings": 64,
+            "rms_norm_eps": 1e-5, "eos_token_id": 150,
+        });
+        let err = ModelConfig::from_json(&glm4).unwrap_err().to_string();
+        assert!(err.contains("end-of-sequence id 150"), "{err}");
     }
 }

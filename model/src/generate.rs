@@ -23,6 +23,9 @@ pub struct GenerateOptions {
     pub context: Option<usize>,
     /// KV cache dtype.
     pub cache_dtype: DType,
+    /// Run past the model's trained context (`max_position_embeddings`)
+    /// when the prompt and the new tokens need more; refused otherwise.
+    pub beyond_context: bool,
 }
 
 /// The outcome of a generation.
@@ -45,9 +48,10 @@ pub struct Generation {
 }
 
 impl Generation {
-    /// Prompt tokens per second.
-    pub fn prefill_tps(&self) -> f64 {
-        self.prompt_tokens as f64 / self.prefill_seconds.max(1e-9)
+    /// Prompt tokens per second (`None` when no prefill ran: no token was asked for).
+    pub fn prefill_tps(&self) -> Option<f64> {
+        (!self.tokens.is_empty() && self.prefill_seconds > 0.0)
+            .then(|| self.prompt_tokens as f64 / self.prefill_seconds)
     }
 
     /// Decode steps: every generated token after the first, which the prefill gives.
@@ -55,9 +59,11 @@ impl Generation {
         self.tokens.len().saturating_sub(1)
     }
 
-    /// Generated tokens per second after the first.
-    pub fn decode_tps(&self) -> f64 {
-        self.decode_steps() as f64 / self.decode_seconds.max(1e-9)
+    /// Generated tokens per second after the first (`None` when nothing
+    /// was decoded after the prefill).
+    pub fn decode_tps(&self) -> Option<f64> {
+        (self.decode_steps() > 0 && self.decode_seconds > 0.0)
+            .then(|| self.decode_steps() as f64 / self.decode_seconds)
     }
 }
 
@@ -72,16 +78,25 @@ pub fn generate(
     if prompt.is_empty() {
         return Err(HalError::invalid("generate", "the prompt is empty"));
     }
-    let capacity = opts.context.unwrap_or(prompt.len() + opts.max_new_tokens);
-    if prompt.len() + opts.max_new_tokens > capacity || prompt.len() > model.config.max_positions {
+    let trained = model.config.max_positions;
+    let needed = prompt
+        .len()
+        .checked_add(opts.max_new_tokens)
+        .ok_or_else(|| {
+            HalError::invalid(
+                "--max-new-tokens",
+                format!("{} new tokens cannot be counted", opts.max_new_tokens),
+            )
+        })?;
+    check_context(prompt.len(), needed, trained, opts.beyond_context)?;
+    let capacity = opts.context.unwrap_or(needed);
+    if needed > capacity {
         return Err(HalError::invalid(
             "generate",
             format!(
-                "prompt of {} tokens plus {} new ones does not fit the context ({} cache positions, model maximum {})",
+                "prompt of {} tokens plus {} new ones does not fit the context of {capacity} cache positions",
                 prompt.len(),
                 opts.max_new_tokens,
-                capacity,
-                model.config.max_positions
             ),
         ));
     }
@@ -95,7 +110,7 @@ pub fn generate(
     };
     // Sized up front, and every buffer of the loop reused: a decode step
     // allocates nothing.
-    let mut history: Vec<u32> = Vec::with_capacity(prompt.len() + opts.max_new_tokens);
+    let mut history: Vec<u32> = Vec::with_capacity(needed);
     history.extend_from_slice(prompt);
     let mut out = Vec::with_capacity(opts.max_new_tokens);
     let mut result = StepOutput::Tokens(Vec::new());
@@ -142,6 +157,31 @@ pub fn generate(
         activation_peak: ws.planned_peak,
         kv_cache_bytes: cache.bytes(),
     })
+}
+
+/// Refuses `needed` positions (a prompt of `prompt` tokens and what follows
+/// it) beyond the model's trained context unless `beyond` allows it; when
+/// it does, the notice to show.
+pub fn check_context(
+    prompt: usize,
+    needed: usize,
+    trained: usize,
+    beyond: bool,
+) -> Result<Option<String>> {
+    if needed <= trained {
+        return Ok(None);
+    }
+    if !beyond {
+        return Err(HalError::invalid(
+            "context",
+            format!(
+                "{prompt} prompt tokens and what follows need {needed} positions, past the model's trained context of {trained} (max_position_embeddings); pass --beyond-context to run past it"
+            ),
+        ));
+    }
+    Ok(Some(format!(
+        "running {needed} positions, past the model's trained context of {trained} (--beyond-context): results there are not what the model was trained for"
+    )))
 }
 
 /// Greedy generation that recomputes the whole sequence every step, with no

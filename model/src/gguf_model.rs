@@ -69,7 +69,18 @@ pub fn config(file: &GgufFile) -> Result<ModelConfig> {
     let required = |k: &str| count(file, &key(k))?.ok_or_else(|| missing(file, &key(k)));
     let hidden = required("embedding_length")?;
     let heads = required("attention.head_count")?;
-    let head_dim = count(file, &key("attention.key_length"))?.unwrap_or(hidden / heads.max(1));
+    let head_dim = match count(file, &key("attention.key_length"))? {
+        Some(d) => d,
+        None if heads > 0 && hidden.is_multiple_of(heads) => hidden / heads,
+        None => {
+            return Err(HalError::invalid(
+                file.path().display().to_string(),
+                format!(
+                    "embedding_length {hidden} is not divisible by attention.head_count {heads} (and no attention.key_length gives the head size)"
+                ),
+            ))
+        }
+    };
     let vocab = file
         .info("token_embd.weight")
         .map(|t| t.shape[0])

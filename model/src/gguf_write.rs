@@ -3,10 +3,10 @@
 //! (so a model never has to be held in memory twice).
 
 use std::borrow::Cow;
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::Path;
 
+use glmhal_hal::output::AtomicFile;
 use glmhal_hal::{HalError, Result};
 
 use crate::gguf::{GgmlType, DEFAULT_ALIGNMENT, MAGIC};
@@ -117,8 +117,8 @@ pub fn write(
 ) -> Result<()> {
     let ctx = || path.display().to_string();
     let io = |e: std::io::Error| HalError::io(format!("writing {}", ctx()), e);
-    let file = File::create(path).map_err(|e| HalError::io(format!("creating {}", ctx()), e))?;
-    let mut out = BufWriter::new(file);
+    // Written beside its name, moved into place only when complete.
+    let mut out = AtomicFile::create(path)?;
     let mut header = Vec::new();
     header.extend(MAGIC.to_le_bytes());
     header.extend(3u32.to_le_bytes());
@@ -151,7 +151,7 @@ pub fn write(
         header.len().div_ceil(DEFAULT_ALIGNMENT) * DEFAULT_ALIGNMENT,
         0,
     );
-    out.write_all(&header).map_err(io)?;
+    out.write_all(&header)?;
     for (i, (t, size)) in tensors.iter().zip(&sizes).enumerate() {
         let bytes = data(i)?;
         if bytes.len() != *size {
@@ -160,9 +160,9 @@ pub fn write(
                 format!("{} bytes given for a tensor of {size}", bytes.len()),
             ));
         }
-        out.write_all(&bytes).map_err(io)?;
+        out.write_all(&bytes)?;
         let pad = size.div_ceil(DEFAULT_ALIGNMENT) * DEFAULT_ALIGNMENT - size;
-        out.write_all(&vec![0u8; pad]).map_err(io)?;
+        out.write_all(&vec![0u8; pad])?;
     }
-    out.flush().map_err(io)
+    out.commit()
 }

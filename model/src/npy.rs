@@ -25,7 +25,7 @@ pub fn write_f32(path: &Path, data: &[f32], shape: &[usize]) -> Result<()> {
     for v in data {
         bytes.extend_from_slice(&v.to_le_bytes());
     }
-    std::fs::write(path, bytes).map_err(|e| HalError::io(format!("writing {}", path.display()), e))
+    glmhal_hal::output::write_atomic(path, &bytes)
 }
 
 /// Reads an `.npy` file of little-endian f32 in C order: its values and shape.

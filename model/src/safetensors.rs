@@ -7,9 +7,9 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
+use glmhal_hal::output::AtomicFile;
 use glmhal_hal::{DType, HalError, Result};
 use memmap2::Mmap;
 use serde_json::Value;
@@ -268,8 +268,7 @@ fn parse_entry(name: &str, v: &Value) -> std::result::Result<Entry, String> {
 
 /// Writes a safetensors file tensor by tensor, without holding them all.
 pub struct SafetensorsWriter {
-    out: BufWriter<File>,
-    path: PathBuf,
+    out: AtomicFile,
     pending: Vec<(String, usize)>,
     /// Bytes still owed to the tensor being written in parts.
     open: Option<(String, usize)>,
@@ -307,17 +306,13 @@ impl SafetensorsWriter {
         while (8 + text.len()) % 8 != 0 {
             text.push(b' ');
         }
-        let file = File::create(path)
-            .map_err(|e| HalError::io(format!("creating {}", path.display()), e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        let io = |e| HalError::io(format!("writing {}", path.display()), e);
-        out.write_all(&(text.len() as u64).to_le_bytes())
-            .map_err(io)?;
-        out.write_all(&text).map_err(io)?;
+        // Written beside its name and renamed into place by `finish`.
+        let mut out = AtomicFile::create(path)?;
+        out.write_all(&(text.len() as u64).to_le_bytes())?;
+        out.write_all(&text)?;
         pending.reverse();
         Ok(SafetensorsWriter {
             out,
-            path: path.to_path_buf(),
             pending,
             open: None,
         })
@@ -352,26 +347,23 @@ impl SafetensorsWriter {
                 ),
             ));
         }
-        self.out
-            .write_all(bytes)
-            .map_err(|e| HalError::io(format!("writing {}", self.path.display()), e))?;
+        self.out.write_all(bytes)?;
         if left > bytes.len() {
             self.open = Some((want_name, left - bytes.len()));
         }
         Ok(())
     }
 
-    /// Flushes the file; every declared tensor must have been written.
-    pub fn finish(mut self) -> Result<()> {
+    /// Completes the file and moves it into place; every declared tensor
+    /// must have been written (otherwise nothing is left behind).
+    pub fn finish(self) -> Result<()> {
         if let Some((name, _)) = self.open.as_ref().or(self.pending.last()) {
             return Err(HalError::invalid(
                 "safetensors writer",
                 format!("`{name}` was never written"),
             ));
         }
-        self.out
-            .flush()
-            .map_err(|e| HalError::io(format!("writing {}", self.path.display()), e))
+        self.out.commit()
     }
 }
 

@@ -241,8 +241,7 @@ pub fn synth(preset: &Preset, out: &Path, dtype: DType, seed: u64) -> Result<()>
     }
     w.finish()?;
     let write = |file: &str, text: String| {
-        std::fs::write(out.join(file), text)
-            .map_err(|e| HalError::io(format!("writing {}", out.join(file).display()), e))
+        glmhal_hal::output::write_atomic(&out.join(file), text.as_bytes())
     };
     write(
         "config.json",

@@ -60,6 +60,18 @@ impl DeviceWeights {
         };
         for source in sources {
             let r = checkpoint.read(source)?;
+            // The tensors as the checkpoint names them, for messages.
+            let stored: Vec<&str> = source.parts.iter().map(|(n, _)| n.as_str()).collect();
+            let what = format!("weight `{}` (stored as {})", r.name, stored.join(" + "));
+            if !DType::WEIGHTS.contains(&r.dtype) {
+                return Err(HalError::invalid(
+                    what,
+                    format!(
+                        "is stored as {}; weights are f32, f16, bf16, Q8_0 or Q4_0",
+                        r.dtype
+                    ),
+                ));
+            }
             if let Some(at) = first_non_finite(r.dtype, &r.bytes) {
                 return Err(HalError::invalid(
                     format!("weight `{}`", r.name),
@@ -89,10 +101,16 @@ impl DeviceWeights {
                 (None, true) => (backend.prepare_weight(&desc, &r.bytes)?, false),
                 _ => {
                     let values = quant::to_f32(r.dtype, &r.bytes, desc.numel())?;
-                    (
-                        backend.prepare_weight(&desc, &quant::from_f32(target, &values)?)?,
-                        false,
-                    )
+                    let converted = quant::from_f32(target, &values)?;
+                    if let Some(at) = first_overflow(target, &converted) {
+                        return Err(HalError::invalid(
+                            what,
+                            format!(
+                                "element {at} is finite as stored but overflows {target}; keep it in a wider dtype"
+                            ),
+                        ));
+                    }
+                    (backend.prepare_weight(&desc, &converted)?, false)
                 }
             };
             // Pages a backend copied from are not needed twice; pages it uses in place are.
@@ -106,6 +124,18 @@ impl DeviceWeights {
         }
         Ok(w)
     }
+}
+
+/// Index of the first element that did not survive conversion to `dtype`:
+/// an infinity in f16/bf16 data, or a block whose f16 scale overflowed.
+fn first_overflow(dtype: DType, bytes: &[u8]) -> Option<usize> {
+    if dtype.is_quantized() {
+        return bytes
+            .chunks_exact(dtype.block_bytes())
+            .position(|b| u16::from_le_bytes([b[0], b[1]]) & 0x7c00 == 0x7c00)
+            .map(|block| block * dtype.block_elems());
+    }
+    first_non_finite(dtype, bytes)
 }
 
 /// Index of the first NaN or infinity in packed float data (an all-ones exponent).

@@ -114,6 +114,7 @@ fn greedy_generation_allocates_nothing_per_token() {
             stop: Vec::new(),
             context: None,
             cache_dtype: DType::F32,
+            beyond_context: false,
         };
         let before = alloc_count::allocations().unwrap();
         let generation = generate(&model, &[1, 2, 3], &opts, &mut |_| {}).unwrap();

@@ -337,6 +337,7 @@ fn generation_stops_on_any_eos_and_q4_0_weights_run() {
         stop: vec![9999, greedy[3]],
         context: Some(64),
         cache_dtype: DType::F32,
+        beyond_context: false,
     };
     let out = generate(&m, &prompt, &opts, &mut |_| {}).unwrap();
     let first = greedy.iter().position(|t| *t == greedy[3]).unwrap();

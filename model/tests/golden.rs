@@ -71,6 +71,7 @@ fn greedy_tokens_match_with_and_without_the_cache() {
             stop: vec![],
             context: None,
             cache_dtype: DType::F32,
+            beyond_context: false,
         };
         let mut streamed = Vec::new();
         let out = generate(&m, &g.prompt, &opts, &mut |t| streamed.push(t)).unwrap();
@@ -84,6 +85,7 @@ fn greedy_tokens_match_with_and_without_the_cache() {
         // An f16 cache and sampling with a penalty of 1 and temperature 0 through the host path agree too.
         let host = GenerateOptions {
             cache_dtype: DType::F16,
+            beyond_context: false,
             sampling: Sampling {
                 repetition_penalty: 1.0 + 1e-9,
                 ..Sampling::default()

@@ -2,7 +2,7 @@
 //! speed, on each chosen backend, with a versioned JSON document.
 
 use std::io::IsTerminal;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
@@ -336,18 +336,9 @@ pub fn print(report: &BenchReport, skipped: &[String]) {
     }
 }
 
-/// Writes `value` as pretty JSON to `path`.
-pub fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
-    let text = serde_json::to_string_pretty(value)
-        .map_err(|e| HalError::invalid("json", e.to_string()))?;
-    std::fs::write(path, text)
-        .map_err(|e| HalError::io(format!("writing {}", path.display()), e))?;
-    eprintln!("wrote {}", path.display());
-    Ok(())
-}
-
 /// Runs `glmhal bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
+    super::outputs::check(args.json.as_deref(), &[])?;
     if let Some(n) = args.threads {
         if n == 0 {
             return Err(HalError::invalid("--threads", "give at least one thread"));
@@ -363,7 +354,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let (report, skipped) = measure(&args, &selectors)?;
     print(&report, &skipped);
     if let Some(path) = &args.json {
-        write_json(path, &report)?;
+        super::outputs::write_json(path, &report)?;
     }
     Ok(())
 }

@@ -64,6 +64,7 @@ pub fn run(args: ChatArgs) -> Result<()> {
         history.push((Role::User, line));
         let prompt = chat_prompt(&tokenizer, &history)?;
         let opts = GenerateOptions {
+            beyond_context: args.model.beyond_context,
             max_new_tokens: args.max_new_tokens,
             sampling: Sampling {
                 temperature: args.temperature,
@@ -86,10 +87,12 @@ pub fn run(args: ChatArgs) -> Result<()> {
         })?;
         println!();
         eprintln!(
-            "[load {:.2} s · prefill {:.1} tok/s · decode {:.1} tok/s · peak RSS {}]",
+            "[load {:.2} s · prefill {} · decode {} · peak RSS {}]",
             model.load_seconds,
-            out.prefill_tps(),
-            out.decode_tps(),
+            out.prefill_tps()
+                .map_or("-".into(), |r| format!("{r:.1} tok/s")),
+            out.decode_tps()
+                .map_or("-".into(), |r| format!("{r:.1} tok/s")),
             super::model_args::peak_rss().map_or("n/a".into(), super::model_args::human)
         );
         history.push((Role::Assistant, tokenizer.decode(&reply)?));

@@ -10,7 +10,8 @@ use glmhal_benches::compare::{compare, CaseRecord, CiReport, ModelRecord};
 use glmhal_conformance::{run as run_suite, Filter, Status, Target, DEFAULT_SEED};
 use glmhal_hal::{DType, DeviceSelector, HalError, Result};
 
-use super::bench::{measure, progress_line, write_json, BenchArgs};
+use super::bench::{measure, progress_line, BenchArgs};
+use super::outputs::{check, write, write_json};
 
 /// Options of `glmhal ci`.
 #[derive(Args, Debug)]
@@ -67,6 +68,22 @@ fn status_name(s: Status) -> String {
 
 /// Runs `glmhal ci`.
 pub fn run(args: CiArgs) -> Result<CiVerdict> {
+    // The baseline is read, and written only when asked to update it.
+    let reads = if args.update_baseline {
+        vec![]
+    } else {
+        vec![args.baseline.clone()]
+    };
+    check(
+        [&args.json, &args.junit, &args.markdown]
+            .into_iter()
+            .flatten()
+            .map(|p| p.as_path()),
+        &reads,
+    )?;
+    if args.update_baseline {
+        check([args.baseline.as_path()], &[])?;
+    }
     let baseline = match std::fs::read_to_string(&args.baseline) {
         Ok(text) => Some(serde_json::from_str::<CiReport>(&text).map_err(|e| {
             HalError::invalid(
@@ -85,6 +102,10 @@ pub fn run(args: CiArgs) -> Result<CiVerdict> {
             ))
         }
     };
+    if let Some(b) = &baseline {
+        b.validate()
+            .map_err(|e| HalError::invalid(format!("baseline {}", args.baseline.display()), e))?;
+    }
     let registry = crate::backends::registry();
     let selectors: Vec<DeviceSelector> = if args.backends.is_empty() {
         registry
@@ -193,14 +214,13 @@ pub fn run(args: CiArgs) -> Result<CiVerdict> {
         write_json(path, &now)?;
     }
     if let Some(path) = &args.junit {
-        std::fs::write(path, glmhal_benches::junit::junit(&now, &comparison))
-            .map_err(|e| HalError::io(format!("writing {}", path.display()), e))?;
-        eprintln!("wrote {}", path.display());
+        write(
+            path,
+            glmhal_benches::junit::junit(&now, &comparison).as_bytes(),
+        )?;
     }
     if let Some(path) = &args.markdown {
-        std::fs::write(path, &summary)
-            .map_err(|e| HalError::io(format!("writing {}", path.display()), e))?;
-        eprintln!("wrote {}", path.display());
+        write(path, summary.as_bytes())?;
     }
     if now.failing_cases().next().is_some()
         || now

@@ -72,6 +72,13 @@ pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
         skip_large: args.skip_large,
     };
     let cases = filter.select();
+    super::outputs::check(
+        [&args.json, &args.markdown]
+            .into_iter()
+            .flatten()
+            .map(|p| p.as_path()),
+        &[],
+    )?;
     if args.list {
         for c in &cases {
             println!("{}", c.id);
@@ -202,16 +209,10 @@ pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
         );
     }
     if let Some(path) = &args.json {
-        let text = serde_json::to_string_pretty(&report)
-            .map_err(|e| HalError::invalid("conformance report", e.to_string()))?;
-        std::fs::write(path, text)
-            .map_err(|e| HalError::io(format!("writing {}", path.display()), e))?;
-        eprintln!("wrote {}", path.display());
+        super::outputs::write_json(path, &report)?;
     }
     if let Some(path) = &args.markdown {
-        std::fs::write(path, report.markdown())
-            .map_err(|e| HalError::io(format!("writing {}", path.display()), e))?;
-        eprintln!("wrote {}", path.display());
+        super::outputs::write(path, report.markdown().as_bytes())?;
     }
     if targets.is_empty() {
         return Err(HalError::invalid(
@@ -279,8 +280,7 @@ fn hunt_mutants(
             "verdicts": verdicts,
         }));
         if let Some(path) = &args.markdown {
-            std::fs::write(path, mutants::markdown(&verdicts))
-                .map_err(|e| HalError::io(format!("writing {}", path.display()), e))?;
+            super::outputs::write(path, mutants::markdown(&verdicts).as_bytes())?;
         }
     }
     if let Some(path) = &args.json {
@@ -289,10 +289,7 @@ fn hunt_mutants(
             "seed": seed,
             "runs": documents,
         });
-        let text = serde_json::to_string_pretty(&doc)
-            .map_err(|e| HalError::invalid("mutant report", e.to_string()))?;
-        std::fs::write(path, text)
-            .map_err(|e| HalError::io(format!("writing {}", path.display()), e))?;
+        super::outputs::write_json(path, &doc)?;
     }
     Ok(if survived > 0 {
         Verdict::Failed

@@ -20,7 +20,7 @@ pub struct ConvertArgs {
     #[arg(long, value_name = "FILE.gguf")]
     out: PathBuf,
     /// Type of the matrices: f32, f16, bf16, q8_0 or q4_0 (norms and biases stay f32).
-    #[arg(long, default_value = "f16")]
+    #[arg(long, default_value = "f16", value_parser = super::model_args::weight_dtype)]
     dtype: DType,
 }
 
@@ -37,29 +37,15 @@ pub fn convert(model: &std::path::Path, out: &std::path::Path, dtype: DType) -> 
             format!("matrices cannot be stored as {dtype}; use f32, f16, bf16, q8_0 or q4_0"),
         ));
     }
-    if out.exists() && std::fs::canonicalize(out).ok() == std::fs::canonicalize(model).ok() {
-        return Err(HalError::invalid(
-            out.display().to_string(),
-            "is the input model; write the GGUF file somewhere else",
-        ));
-    }
+    super::outputs::check([out], &super::outputs::model_files(model))?;
     let start = Instant::now();
     let checkpoint = Checkpoint::open(model)?;
     let name = model
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "glm".into());
-    // Write beside the target, then rename: a failed run leaves no half file.
-    let partial = out.with_extension("gguf.partial");
-    let tensors = export(&checkpoint, &partial, dtype, &name).inspect_err(|_| {
-        let _ = std::fs::remove_file(&partial);
-    })?;
-    std::fs::rename(&partial, out).map_err(|e| {
-        HalError::io(
-            format!("renaming {} to {}", partial.display(), out.display()),
-            e,
-        )
-    })?;
+    // Written beside the target and moved into place only when complete.
+    let tensors = export(&checkpoint, out, dtype, &name)?;
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "wrote {} ({tensors} tensors, matrices {dtype}, {}) in {:.1} s",

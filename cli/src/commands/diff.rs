@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use glmhal_conformance::divergence::{compare_runs, record, Divergence, Dump};
+use glmhal_conformance::divergence::{compare_runs, record, Dump};
 use glmhal_conformance::mutants::{parse_plant, Mutated};
 use glmhal_hal::{Backend, DeviceSelector, HalError, Result};
 use glmhal_model::tokenizer::Tokenizer;
@@ -27,7 +27,7 @@ pub struct RunArgs {
     #[arg(long, default_value_t = 2)]
     steps: usize,
     /// Convert projection and embedding weights at load: f32, f16, bf16, q8_0 or q4_0.
-    #[arg(long, value_name = "DTYPE")]
+    #[arg(long, value_name = "DTYPE", value_parser = super::model_args::weight_dtype)]
     weights: Option<glmhal_hal::DType>,
 }
 
@@ -121,6 +121,8 @@ pub struct DumpArgs {
 
 /// Runs `glmhal diff`: true when no node diverges.
 pub fn diff(args: DiffArgs) -> Result<bool> {
+    let dump_indexes: Vec<PathBuf> = args.dumps.iter().map(|d| d.join("index.json")).collect();
+    super::outputs::check(args.json.as_deref(), &dump_indexes)?;
     let d = match (args.dumps.as_slice(), args.backends.as_slice()) {
         ([a, b], []) => compare_runs(&Dump::read(a)?, &Dump::read(b)?)?,
         ([], [a, b]) => {
@@ -161,15 +163,10 @@ pub fn diff(args: DiffArgs) -> Result<bool> {
         )),
     };
     print!("{}", d.render());
-    write_json(&args.json, &d)?;
+    if let Some(path) = &args.json {
+        super::outputs::write_json(path, &d)?;
+    }
     Ok(d.first.is_none())
-}
-
-fn write_json(path: &Option<PathBuf>, d: &Divergence) -> Result<()> {
-    let Some(path) = path else { return Ok(()) };
-    let text =
-        serde_json::to_string_pretty(d).map_err(|e| HalError::invalid("diff", e.to_string()))?;
-    std::fs::write(path, text).map_err(|e| HalError::io(format!("writing {}", path.display()), e))
 }
 
 /// Runs `glmhal dump`.

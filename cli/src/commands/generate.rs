@@ -78,7 +78,19 @@ pub fn run(args: GenerateArgs) -> Result<()> {
     if let (Some(t), false) = (&tokenizer, args.ignore_eos) {
         stop = stop_ids(t, &stop);
     }
+    // A count that overflows is refused by `generate` itself.
+    if let Some(needed) = prompt.len().checked_add(args.max_new_tokens) {
+        if let Some(notice) = glmhal_model::generate::check_context(
+            prompt.len(),
+            needed,
+            model.config.max_positions,
+            args.model.beyond_context,
+        )? {
+            eprintln!("notice: {notice}");
+        }
+    }
     let opts = GenerateOptions {
+        beyond_context: args.model.beyond_context,
         max_new_tokens: args.max_new_tokens,
         sampling: Sampling {
             temperature: args.temperature,
@@ -132,25 +144,29 @@ pub fn run(args: GenerateArgs) -> Result<()> {
                 "load_seconds": model.load_seconds,
                 "prefill_seconds": out.prefill_seconds,
                 "decode_seconds": out.decode_seconds,
+                // null where nothing was timed: no token asked for, or the
+                // prefill gave the only one.
                 "prefill_tokens_per_second": out.prefill_tps(),
-                // null when the prefill gave the only token: nothing was decoded.
-                "decode_tokens_per_second": (out.decode_steps() > 0).then(|| out.decode_tps()),
+                "decode_tokens_per_second": out.decode_tps(),
             },
             "memory": memory,
         });
         println!("{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
     } else {
         println!();
-        let decode = match out.decode_steps() {
-            0 => "no decode step (the prefill gave the only token)".to_string(),
-            n => format!("decode {n} tokens at {:.1} tok/s", out.decode_tps()),
+        let decode = match (out.tokens.len(), out.decode_tps()) {
+            (0, _) => "no decode step".to_string(),
+            (_, Some(rate)) => format!("decode {} tokens at {rate:.1} tok/s", out.decode_steps()),
+            _ => "no decode step (the prefill gave the only token)".to_string(),
+        };
+        let prefill = match out.prefill_tps() {
+            Some(rate) => format!("prefill {} tokens at {rate:.1} tok/s", out.prompt_tokens),
+            None => "no prefill (no token was asked for)".to_string(),
         };
         eprintln!(
-            "[{}] load {:.2} s · prefill {} tokens at {:.1} tok/s · {decode} · peak RSS {} · weights {} · KV cache {} · activations {}",
+            "[{}] load {:.2} s · {prefill} · {decode} · peak RSS {} · weights {} · KV cache {} · activations {}",
             args.model.backend,
             model.load_seconds,
-            out.prompt_tokens,
-            out.prefill_tps(),
             memory.peak_rss_bytes.map_or("n/a".into(), human),
             human(memory.weights_bytes as u64),
             human(memory.kv_cache_bytes as u64),

@@ -24,7 +24,19 @@ pub struct LogitsArgs {
 /// Writes the logits.
 pub fn run(args: LogitsArgs) -> Result<()> {
     let tokens = parse_tokens(&args.tokens)?;
+    super::outputs::check(
+        [args.out.as_path()],
+        &super::outputs::model_files(&args.model.model),
+    )?;
     let model = args.model.load()?;
+    if let Some(notice) = glmhal_model::generate::check_context(
+        tokens.len(),
+        tokens.len(),
+        model.config.max_positions,
+        args.model.beyond_context,
+    )? {
+        eprintln!("notice: {notice}");
+    }
     let start = Instant::now();
     let logits = model.logits(&tokens, args.model.kv_cache)?;
     let secs = start.elapsed().as_secs_f64();

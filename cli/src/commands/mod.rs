@@ -12,5 +12,6 @@ pub mod kernels;
 pub mod logits;
 pub mod model_args;
 pub mod ops;
+pub mod outputs;
 pub mod report;
 pub mod synth;

@@ -17,11 +17,15 @@ pub struct ModelArgs {
     #[arg(long, default_value = "cpu", value_name = "NAME[:INDEX]")]
     pub backend: DeviceSelector,
     /// Convert projection and embedding weights at load: f32, f16, bf16, q8_0 or q4_0.
-    #[arg(long, value_name = "DTYPE")]
+    #[arg(long, value_name = "DTYPE", value_parser = weight_dtype)]
     pub weights: Option<DType>,
     /// KV cache dtype: f32 or f16.
     #[arg(long, default_value = "f32", value_name = "DTYPE")]
     pub kv_cache: DType,
+    /// Run past the model's trained context (max_position_embeddings) when
+    /// the prompt and the new tokens need more; refused otherwise.
+    #[arg(long)]
+    pub beyond_context: bool,
 }
 
 impl ModelArgs {
@@ -72,6 +76,20 @@ pub fn human(bytes: u64) -> String {
         u += 1;
     }
     format!("{v:.1} {}", units[u])
+}
+
+/// A dtype weights can be stored in (the error lists only those).
+pub fn weight_dtype(s: &str) -> std::result::Result<DType, String> {
+    let names: Vec<&str> = DType::WEIGHTS.iter().map(|d| d.name()).collect();
+    s.parse::<DType>()
+        .ok()
+        .filter(|d| DType::WEIGHTS.contains(d))
+        .ok_or_else(|| {
+            format!(
+                "`{s}` is not a weight dtype; use one of {}",
+                names.join(", ")
+            )
+        })
 }
 
 /// Parses `1,2,3` into token ids.

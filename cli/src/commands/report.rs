@@ -19,6 +19,7 @@ pub struct ReportArgs {
 
 /// Runs `glmhal report`.
 pub fn run(args: ReportArgs) -> Result<()> {
+    super::outputs::check([args.out.as_path()], &args.inputs)?;
     let mut docs = Vec::new();
     for path in &args.inputs {
         let text = std::fs::read_to_string(path)
@@ -32,8 +33,5 @@ pub fn run(args: ReportArgs) -> Result<()> {
         docs.push((name, value));
     }
     let html = glmhal_benches::html::report(&docs).map_err(|e| HalError::invalid("report", e))?;
-    std::fs::write(&args.out, html)
-        .map_err(|e| HalError::io(format!("writing {}", args.out.display()), e))?;
-    eprintln!("wrote {}", args.out.display());
-    Ok(())
+    super::outputs::write(&args.out, html.as_bytes())
 }

@@ -61,7 +61,20 @@ pub fn run(args: SynthArgs) -> Result<()> {
     let start = Instant::now();
     if args.format == "gguf" {
         // Random weights in f32 (f16 for large presets), then the GGUF in the asked type.
-        let staging = out.with_extension("synth-staging");
+        super::outputs::check([out.as_path()], &[])?;
+        // A directory of this process's own beside the output, removed after.
+        let staging = out.with_file_name(format!(
+            ".{}.glmhal-{}.staging",
+            out.file_name()
+                .map_or("model".into(), |n| n.to_string_lossy()),
+            std::process::id()
+        ));
+        if staging.exists() {
+            return Err(glmhal_hal::HalError::invalid(
+                staging.display().to_string(),
+                "exists; remove it or choose another output",
+            ));
+        }
         let source = if preset.parameters() < 1 << 28 {
             DType::F32
         } else {
