@@ -235,6 +235,72 @@ fn token_counts_and_contexts_are_checked() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn configs_are_checked_against_the_tensors_present() {
+    let (dir, model) = with_tiny_model("layers");
+    let m = s(&model);
+    let config = model.join("config.json");
+    let original = std::fs::read_to_string(&config).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&original).unwrap();
+    // A claim of a billion layers is refused at once, before anything is
+    // sized by it; a config that leaves layers unused is refused too.
+    for (layers, says) in [
+        (1_000_000_000u64, "holds tensors for 2"),
+        (1, "left unused"),
+    ] {
+        v["num_hidden_layers"] = serde_json::Value::from(layers);
+        std::fs::write(&config, serde_json::to_string(&v).unwrap()).unwrap();
+        let start = std::time::Instant::now();
+        refused(
+            &glmhal(&["generate", "--model", m, "--tokens", "1,2"]),
+            says,
+        );
+        assert!(start.elapsed().as_secs() < 10);
+    }
+    std::fs::write(&config, original).unwrap();
+    // The same tensor in two shards.
+    let shard = model.join("model-2.safetensors");
+    std::fs::copy(model.join("model.safetensors"), &shard).unwrap();
+    refused(
+        &glmhal(&["generate", "--model", m, "--tokens", "1,2"]),
+        "is in both",
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_bad_chat_turn_is_reported_and_the_session_goes_on() {
+    use std::io::Write;
+    let (dir, model) = with_tiny_model("chat");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_glmhal"))
+        .args(["chat", "--model", s(&model), "--max-new-tokens", "3"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        let mut stdin = child.stdin.take().unwrap();
+        // Far longer than any 512-position context (judged by its length,
+        // before it is tokenized), then bytes that are not UTF-8, then a
+        // turn too long in tokens, then a fine one.
+        stdin.write_all(&vec![b'a'; 8 << 20]).unwrap();
+        stdin.write_all(b"\n\xff\xfe hello\n").unwrap();
+        stdin.write_all("word ".repeat(600).as_bytes()).unwrap();
+        stdin.write_all(b"\nhello\n/exit\n").unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("fits the model's context"), "{stderr}");
+    assert!(stderr.contains("not UTF-8"), "{stderr}");
+    assert!(stderr.contains("trained context"), "{stderr}");
+    assert_eq!(stderr.matches("the session goes on").count(), 3, "{stderr}");
+    // The last turn was answered.
+    assert!(stderr.contains("[load"), "{stderr}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// Rewrites tensor `name` of `file` (a safetensors file): its dtype field,
 /// and its first value as f32 bits.
 fn patch_safetensors(file: &Path, name: &str, dtype: Option<&str>, first: Option<f32>) {

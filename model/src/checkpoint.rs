@@ -59,6 +59,49 @@ fn same_file(a: &glmhal_hal::SharedBytes, b: &glmhal_hal::SharedBytes) -> bool {
     std::ptr::addr_eq(std::sync::Arc::as_ptr(a), std::sync::Arc::as_ptr(b))
 }
 
+/// Compares the layers the config claims with the layers whose tensors the
+/// checkpoint holds (`…layers.N.…`, `blk.N.…`), before anything is sized
+/// by the claim: a config that claims more is refused, and so is a
+/// checkpoint with whole layers the config would leave unused.
+fn check_layers<'a>(
+    path: &Path,
+    config: &ModelConfig,
+    names: impl Iterator<Item = &'a str>,
+) -> Result<()> {
+    let present = names
+        .filter_map(layer_of)
+        .max()
+        .map_or(0, |last| last.saturating_add(1));
+    let claimed = config.layers;
+    let at = path.display().to_string();
+    if claimed > present {
+        return Err(HalError::invalid(
+            at,
+            format!(
+                "the config gives {claimed} layers (num_hidden_layers / block_count) but the checkpoint holds tensors for {present}"
+            ),
+        ));
+    }
+    if present > claimed {
+        return Err(HalError::invalid(
+            at,
+            format!(
+                "the checkpoint holds tensors for {present} layers but the config gives {claimed}: layers {claimed}..{present} would be left unused"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The layer index in a tensor name (`model.layers.3.mlp…`, `blk.3.attn…`).
+fn layer_of(name: &str) -> Option<usize> {
+    let rest = ["layers.", "blk."]
+        .iter()
+        .find_map(|p| name.find(p).map(|i| &name[i + p.len()..]))?;
+    let digits: &str = rest.split('.').next()?;
+    digits.parse().ok()
+}
+
 /// Where the tensors are stored.
 enum Store {
     /// safetensors files, and which file holds each tensor name.
@@ -89,6 +132,11 @@ impl Checkpoint {
         if path.is_file() && path.extension().is_some_and(|e| e == "gguf") {
             let file = GgufFile::open(path)?;
             let config = crate::gguf_model::config(&file)?;
+            check_layers(
+                path,
+                &config,
+                file.layout.tensors.iter().map(|t| t.name.as_str()),
+            )?;
             return Ok(Checkpoint {
                 dir: path.parent().unwrap_or(Path::new(".")).to_path_buf(),
                 config,
@@ -159,10 +207,19 @@ impl Checkpoint {
             }
             let f = SafetensorsFile::open(&dir.join(name))?;
             for t in f.names() {
-                index.insert(t.to_string(), i);
+                if let Some(other) = index.insert(t.to_string(), i) {
+                    return Err(HalError::invalid(
+                        dir.display().to_string(),
+                        format!(
+                            "tensor `{t}` is in both {} and {name}; a checkpoint holds each tensor once",
+                            file_names[other]
+                        ),
+                    ));
+                }
             }
             files.push(f);
         }
+        check_layers(&dir, &config, index.keys().map(String::as_str))?;
         Ok(Checkpoint {
             dir,
             config,
@@ -512,5 +569,22 @@ impl Checkpoint {
             out.push(one(head, "lm_head".into(), &[v, h]));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layer_numbers_come_from_every_naming() {
+        assert_eq!(layer_of("model.layers.12.mlp.down_proj.weight"), Some(12));
+        assert_eq!(
+            layer_of("transformer.encoder.layers.3.self_attention.dense.weight"),
+            Some(3)
+        );
+        assert_eq!(layer_of("blk.40.attn_qkv.weight"), Some(40));
+        assert_eq!(layer_of("model.embed_tokens.weight"), None);
+        assert_eq!(layer_of("transformer.encoder.final_layernorm.weight"), None);
     }
 }

@@ -405,10 +405,17 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Layout, String> {
             }
         },
     };
+    // A count that does not match the table shows as an entry read from
+    // the wrong bytes: say so with the error.
+    let table = |e: String| {
+        format!("{e} (the tensor table does not match its count of {tensor_count}, or is damaged)")
+    };
     let mut raw = Vec::new();
     for i in 0..tensor_count {
-        let name = c.string(&|| format!("tensor info {i}: name"))?;
-        let what = |field: &str| format!("tensor `{name}`: {field}");
+        let name = c
+            .string(&|| format!("tensor info {i}: name"))
+            .map_err(table)?;
+        let what = |field: &str| table(format!("tensor info {i} `{name}`: {field}"));
         let n_dims = c.u32(&|| what("n_dims"))?;
         if n_dims == 0 || n_dims > MAX_DIMS {
             return Err(what(&format!("{n_dims} dims (1 to {MAX_DIMS} accepted)")));
@@ -478,6 +485,30 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Layout, String> {
             shape: dims.into_iter().rev().collect(),
             range: data_start + offset..data_start + end,
         });
+    }
+    // Data no tensor covers (past one alignment of padding) means the table
+    // lists fewer tensors than the file holds.
+    let covered = tensors
+        .iter()
+        .map(|t| t.range.end - data_start)
+        .max()
+        .unwrap_or(0);
+    let slack = covered.div_ceil(alignment) * alignment + alignment;
+    if data_len > slack {
+        return Err(format!(
+            "{} bytes of the data section belong to no tensor: the tensor table ({} tensors) does not match the data",
+            data_len - covered,
+            tensors.len()
+        ));
+    }
+    // Two tensors may not share bytes: one would read the other's data.
+    let mut spans: Vec<&TensorInfo> = tensors.iter().filter(|t| !t.range.is_empty()).collect();
+    spans.sort_by_key(|t| t.range.start);
+    if let Some(w) = spans.windows(2).find(|w| w[1].range.start < w[0].range.end) {
+        return Err(format!(
+            "tensors `{}` and `{}` share bytes {}..{}: the tensor table does not match the data",
+            w[0].name, w[1].name, w[1].range.start, w[0].range.end
+        ));
     }
     Ok(Layout {
         version,

@@ -213,6 +213,16 @@ fn parse_layout(bytes: &[u8]) -> std::result::Result<(usize, BTreeMap<String, En
         }
         entries.insert(name.clone(), entry);
     }
+    // Two tensors may not share bytes: one would read the other's data.
+    let mut spans: Vec<(&String, &Entry)> =
+        entries.iter().filter(|(_, e)| e.end > e.start).collect();
+    spans.sort_by_key(|(_, e)| e.start);
+    if let Some(w) = spans.windows(2).find(|w| w[1].1.start < w[0].1.end) {
+        return Err(format!(
+            "tensors `{}` ({}..{}) and `{}` ({}..{}) share bytes",
+            w[0].0, w[0].1.start, w[0].1.end, w[1].0, w[1].1.start, w[1].1.end
+        ));
+    }
     Ok((data_start, entries))
 }
 
@@ -384,6 +394,19 @@ mod tests {
         w.write("a", &[0u8; 16]).unwrap();
         w.write("b", &[1u8; 6]).unwrap();
         w.finish().unwrap();
+    }
+
+    #[test]
+    fn tensors_that_share_bytes_are_refused() {
+        let header = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#;
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(&[0u8; 12]);
+        let err = check_bytes(&bytes).unwrap_err();
+        assert!(
+            err.contains("`a`") && err.contains("`b`") && err.contains("share bytes"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -112,6 +112,21 @@ impl Tokenizer {
         }
     }
 
+    /// Bytes of text the longest token covers, at most (a token's spelling
+    /// in the vocabulary is never shorter than the text it stands for).
+    pub fn longest_token_bytes(&self) -> usize {
+        match self {
+            Tokenizer::Hf(t) => t.get_vocab(true).keys().map(String::len).max().unwrap_or(1),
+            Tokenizer::Tiktoken(t) => t
+                .decoder
+                .values()
+                .map(Vec::len)
+                .chain(t.specials.keys().map(String::len))
+                .max()
+                .unwrap_or(1),
+        }
+    }
+
     /// Id of a special token such as `<|user|>`.
     pub fn special(&self, token: &str) -> Option<u32> {
         match self {

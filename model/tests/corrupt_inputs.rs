@@ -67,6 +67,23 @@ fn corrupted_safetensors_never_panic() {
 }
 
 #[test]
+fn every_truncation_and_header_byte_flip_of_a_safetensors_file_is_an_error_or_a_parse() {
+    let seed = fixture("glm-gqa2-tf4", "model.safetensors");
+    let header_end = 8 + u64::from_le_bytes(seed[..8].try_into().unwrap()) as usize;
+    let mut parsed = 0;
+    for cut in 0..header_end + 16 {
+        parsed += usize::from(check_bytes(&seed[..cut]).is_ok());
+    }
+    // Only the whole file parses; no truncation of its header does.
+    assert_eq!(parsed, 0);
+    for at in 0..header_end {
+        let mut b = seed.clone();
+        b[at] ^= 0xff;
+        let _ = check_bytes(&b);
+    }
+}
+
+#[test]
 fn corrupted_configs_never_panic() {
     let mut rng = Rng::new(2);
     for name in ["glm-gqa2-tf4", "glm4-gqa4-tf5", "glm-mha-chatglm"] {

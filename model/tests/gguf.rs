@@ -303,8 +303,17 @@ fn truncated_and_corrupted_files_never_panic() {
     let mut rng = Rng::new(7);
     let header_end = parse(&seed).unwrap().data_start;
     let mut cases = 0;
-    for cut in (0..header_end).step_by(3).chain([seed.len() - 1]) {
+    // Every truncation of the header, and every header byte flipped.
+    for cut in (0..header_end).chain([seed.len() - 1]) {
         let _ = parse(&seed[..cut]);
+        cases += 1;
+    }
+    for at in 0..header_end {
+        let mut b = seed.clone();
+        b[at] ^= 0xff;
+        if let Ok(layout) = parse(&b) {
+            assert!(layout.tensors.iter().all(|t| t.range.end <= b.len()));
+        }
         cases += 1;
     }
     for i in 0..3000 {
@@ -325,6 +334,23 @@ fn truncated_and_corrupted_files_never_panic() {
         cases += 1;
     }
     assert!(cases > 3000);
+    std::fs::remove_dir_all(dir).ok();
+}
+
+#[test]
+fn a_tensor_count_that_does_not_match_the_table_is_named() {
+    let dir = scratch("count");
+    let source = Checkpoint::open(&fixture("glm4-gqa4-tf5")).unwrap();
+    let file = dir.join("seed.gguf");
+    export(&source, &file, DType::F16, "seed").unwrap();
+    let seed = std::fs::read(&file).unwrap();
+    let count = u64::from_le_bytes(seed[8..16].try_into().unwrap());
+    for wrong in [count - 1, count + 1] {
+        let mut b = seed.clone();
+        b[8..16].copy_from_slice(&wrong.to_le_bytes());
+        let err = parse(&b).unwrap_err();
+        assert!(err.contains("tensor table"), "count {wrong}: {err}");
+    }
     std::fs::remove_dir_all(dir).ok();
 }
 
