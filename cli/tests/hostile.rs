@@ -258,6 +258,29 @@ fn configs_are_checked_against_the_tensors_present() {
         assert!(start.elapsed().as_secs() < 10);
     }
     std::fs::write(&config, original).unwrap();
+    // A tensor no weight reads: a notice names it, the model still runs.
+    let extra = model.join("extra.safetensors");
+    let header = r#"{"extra.bias":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+    let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+    bytes.extend_from_slice(header.as_bytes());
+    bytes.extend_from_slice(&[0u8; 8]);
+    std::fs::write(&extra, bytes).unwrap();
+    let out = glmhal(&[
+        "generate",
+        "--model",
+        m,
+        "--tokens",
+        "1,2",
+        "--max-new-tokens",
+        "1",
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    assert!(
+        text(&out).1.contains("not used: extra.bias"),
+        "{:?}",
+        text(&out).1
+    );
+    std::fs::remove_file(&extra).unwrap();
     // The same tensor in two shards.
     let shard = model.join("model-2.safetensors");
     std::fs::copy(model.join("model.safetensors"), &shard).unwrap();

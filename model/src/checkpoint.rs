@@ -461,6 +461,25 @@ impl Checkpoint {
         Ok(dtype)
     }
 
+    /// Tensors of the checkpoint that none of `sources` reads (sorted).
+    pub fn unused(&self, sources: &[WeightSource]) -> Vec<String> {
+        let used: std::collections::HashSet<&str> = sources
+            .iter()
+            .flat_map(|s| s.parts.iter().map(|(n, _)| n.as_str()))
+            .collect();
+        let all: Vec<&str> = match &self.store {
+            Store::Safetensors { index, .. } => index.keys().map(String::as_str).collect(),
+            Store::Gguf(g) => g.layout.tensors.iter().map(|t| t.name.as_str()).collect(),
+        };
+        let mut out: Vec<String> = all
+            .into_iter()
+            .filter(|n| !used.contains(n))
+            .map(String::from)
+            .collect();
+        out.sort();
+        out
+    }
+
     /// Every weight the executor needs, in load order, under canonical names.
     pub fn weights(&self) -> Result<Vec<WeightSource>> {
         if let Store::Gguf(g) = &self.store {

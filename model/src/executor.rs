@@ -82,8 +82,23 @@ impl Model {
     pub fn load(path: &Path, backend: Box<dyn Backend>, options: LoadOptions) -> Result<Self> {
         let start = Instant::now();
         let ckpt = Checkpoint::open(path)?;
-        let weights =
-            DeviceWeights::load(backend.as_ref(), &ckpt, &ckpt.weights()?, options.weights)?;
+        let sources = ckpt.weights()?;
+        let unused = ckpt.unused(&sources);
+        if !unused.is_empty() {
+            let shown: Vec<&str> = unused.iter().take(8).map(String::as_str).collect();
+            eprintln!(
+                "notice: {} tensor(s) of {} are not used: {}{}",
+                unused.len(),
+                path.display(),
+                shown.join(", "),
+                if unused.len() > shown.len() {
+                    ", ..."
+                } else {
+                    ""
+                }
+            );
+        }
+        let weights = DeviceWeights::load(backend.as_ref(), &ckpt, &sources, options.weights)?;
         backend.synchronize()?;
         Ok(Model {
             config: ckpt.config.clone(),
