@@ -243,7 +243,14 @@ pub unsafe extern "C" fn aclnnAmaxGetWorkspaceSize(
         for row in 0..rows {
             let m = (0..cols)
                 .map(|c| x.read(x.element(row * cols + c, &x.dims)))
-                .fold(f64::NEG_INFINITY, f64::max);
+                // A NaN propagates, as in torch.amax (f64::max would drop it).
+                .fold(f64::NEG_INFINITY, |m, v| {
+                    if m.is_nan() || v.is_nan() {
+                        f64::NAN
+                    } else {
+                        m.max(v)
+                    }
+                });
             o.write(o.element(row, &o.dims), m);
         }
         Ok(())

@@ -397,6 +397,57 @@ fn weights_that_are_not_floats_or_overflow_their_dtype_are_refused() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+#[test]
+fn activations_that_overflow_stop_the_run_naming_the_first_node() {
+    let (dir, _) = with_tiny_model("overflow");
+    let model = dir.join("f32");
+    let out = glmhal(&[
+        "synth",
+        "--preset",
+        "tiny",
+        "--dtype",
+        "f32",
+        "--out",
+        s(&model),
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    let m = s(&model);
+    // Finite weights whose q·k overflows f32 in the first layer's attention.
+    let file = model.join("model.safetensors");
+    for name in ["q_proj", "k_proj"] {
+        let name = format!("model.layers.0.self_attn.{name}.weight");
+        patch_safetensors(&file, &name, None, Some(1e25));
+    }
+    let says = "`layers.0.attention#0` (attention";
+    for sampling in [&[][..], &["--temperature", "0.8", "--seed", "1"]] {
+        let mut args = vec!["generate", "--model", m, "--tokens", "1,2,3"];
+        args.extend_from_slice(sampling);
+        let out = glmhal(&args);
+        refused(&out, says);
+        assert!(
+            text(&out).1.contains("from finite inputs"),
+            "{:?}",
+            text(&out)
+        );
+    }
+    // No .npy of NaNs is written.
+    let npy = dir.join("logits.npy");
+    refused(
+        &glmhal(&[
+            "logits",
+            "--model",
+            m,
+            "--tokens",
+            "1,2,3",
+            "--out",
+            s(&npy),
+        ]),
+        says,
+    );
+    assert!(!npy.exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[cfg(unix)]
 #[test]
 fn a_closed_pipe_ends_quietly_and_a_full_disk_is_an_error() {

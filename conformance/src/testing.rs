@@ -298,6 +298,52 @@ pub fn assert_out_of_range_indices_are_reported(provider: &dyn BackendProvider) 
         .unwrap_or_else(|e| panic!("{name}: the device stopped working: {e}"));
 }
 
+/// argmax over rows holding a NaN, an infinity or a negative infinity is an
+/// error naming the row ([`glmhal_hal::HalError::NonFinite`]), at the latest
+/// at the next wait, and finite rows afterwards work as before.
+pub fn assert_non_finite_rows_are_reported(provider: &dyn BackendProvider) {
+    use glmhal_hal::{DType, HalError, Op, TensorDesc};
+    let Some(b) = open_for_test(provider) else {
+        return;
+    };
+    let name = provider.name();
+    let (rows, cols) = (3usize, 300usize);
+    let argmax = |values: &[f32]| {
+        let bytes: Vec<u8> = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        let x = b
+            .upload_new(&bytes)
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let out = b
+            .upload_new(&[0u8; 12])
+            .unwrap_or_else(|e| panic!("{name}: {e}"));
+        let mut ids = [0u8; 12];
+        b.execute(
+            &Op::Argmax,
+            &[x.view(TensorDesc::contiguous(DType::F32, &[rows, cols]))],
+            &[out.view(TensorDesc::contiguous(DType::I32, &[rows]))],
+        )
+        .and_then(|()| b.download(&out, 0, &mut ids))
+        .map(|()| {
+            ids.chunks_exact(4)
+                .map(|w| i32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+                .collect::<Vec<i32>>()
+        })
+    };
+    let finite: Vec<f32> = (0..rows * cols).map(|i| ((i * 7) % 31) as f32).collect();
+    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+        let mut values = finite.clone();
+        // Late in row 1, where no thread of a 256-wide group starts.
+        values[cols + 290] = bad;
+        match argmax(&values) {
+            Err(HalError::NonFinite { row: 1, op, .. }) if op == "argmax" => {}
+            other => panic!("{name}: argmax over a row holding {bad}: {other:?}"),
+        }
+        let ids = argmax(&finite)
+            .unwrap_or_else(|e| panic!("{name}: finite rows after a non-finite one: {e}"));
+        assert_eq!(ids, [22, 1, 11], "{name}: argmax after a non-finite row");
+    }
+}
+
 /// Instantiates the conformance suite for one backend: one `#[test]` per op.
 ///
 /// ```text
@@ -326,6 +372,11 @@ macro_rules! backend_tests {
         #[test]
         fn copies_keep_neighbouring_bytes() {
             $crate::testing::assert_copies_keep_neighbouring_bytes(&$provider);
+        }
+
+        #[test]
+        fn non_finite_rows_are_reported() {
+            $crate::testing::assert_non_finite_rows_are_reported(&$provider);
         }
 
         #[test]

@@ -90,6 +90,15 @@ typedef unsigned long long u64;
 #define IN GLOBAL const u8*
 #define OUT GLOBAL u8*
 
+// Status codes kernels report bad data with (hal's kernel_status codes):
+// code in word 0 (the largest wins), the value in word 1.
+#define STATUS_ROW_OUT_OF_RANGE 1u
+#define STATUS_POSITION_OUT_OF_RANGE 2u
+#define STATUS_NON_FINITE 3u
+
+// NaN or infinity, read on the bits so no fast-math flag can fold it away.
+DEVICE int not_finite(float v) { return (float_to_bits(v) & 0x7f800000u) == 0x7f800000u; }
+
 // Threads per block of every kernel (a multiple of every warp width).
 #define GLMHAL_BLOCK 256
 

@@ -11,7 +11,7 @@ DEVICE void get_rows_impl(const int T, const int O, IN t, View vt, IN ids, View 
         if (id < vocab) {
             v = load(T, t, vt, at(vt, (u64)id * h + e % h));
         } else if (e % h == 0) {
-            ATOMIC_MAX(&status[0], 1u);
+            ATOMIC_MAX(&status[0], STATUS_ROW_OUT_OF_RANGE);
             status[1] = id;
         }
         store(O, o, vo, at(vo, e), v);

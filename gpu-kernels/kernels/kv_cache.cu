@@ -9,7 +9,7 @@ DEVICE void kv_write_impl(const int X, const int O, IN x, View vx, IN pos, View 
         const u32 p = (u32)load_i32(pos, vpos, at(vpos, e / row));
         if (p >= capacity) {
             if (e % row == 0) {
-                ATOMIC_MAX(&status[0], 2u);
+                ATOMIC_MAX(&status[0], STATUS_POSITION_OUT_OF_RANGE);
                 status[1] = p;
             }
             continue;

@@ -1,4 +1,6 @@
 // softmax (scaled, optionally causal) and argmax over rows: one block per row.
+// A row argmax finds a NaN or an infinity in is reported in status (code 3,
+// the row), read at the next wait.
 #include "compat.h"
 
 DEVICE void softmax_impl(const int X, const int O, IN x, View vx, OUT o, View vo, u32 rows,
@@ -22,7 +24,7 @@ DEVICE void softmax_impl(const int X, const int O, IN x, View vx, OUT o, View vo
 }
 
 DEVICE void argmax_impl(const int X, IN x, View vx, OUT o, View vo, u32 rows, u32 cols,
-                        LOCAL float* best_v, LOCAL u32* best_i) {
+                        GLOBAL u32* status, LOCAL float* best_v, LOCAL u32* best_i) {
     const u64 r = group_row();
     if (r >= rows) return;
     const u64 base = r * cols;
@@ -30,12 +32,18 @@ DEVICE void argmax_impl(const int X, IN x, View vx, OUT o, View vo, u32 rows, u3
     const u32 none = 0xffffffffu;
     float bv = 0.0f;
     u32 bi = none;
+    int bad = 0;
     for (u32 c = t; c < cols; c += GLMHAL_BLOCK) {
         const float v = load(X, x, vx, at(vx, base + c));
+        bad |= not_finite(v);
         if (bi == none || v > bv) {
             bv = v;
             bi = c;
         }
+    }
+    if (bad) {
+        ATOMIC_MAX(&status[0], STATUS_NON_FINITE);
+        status[1] = (u32)r;
     }
     best_v[t] = bv;
     best_i[t] = bi;
@@ -65,9 +73,9 @@ DEVICE void argmax_impl(const int X, IN x, View vx, OUT o, View vo, u32 rows, u3
 FLOATS_1(SOFTMAX_X, _)
 
 #define ARGMAX(X, _)                                                                               \
-    KERNEL(argmax_##X)(IN x, View vx, OUT o, View vo, u32 rows, u32 cols) {                        \
+    KERNEL(argmax_##X)(IN x, View vx, OUT o, View vo, u32 rows, u32 cols, GLOBAL u32* status) {    \
         SHARED float best_v[GLMHAL_BLOCK];                                                         \
         SHARED u32 best_i[GLMHAL_BLOCK];                                                           \
-        argmax_impl(DT_##X, x, vx, o, vo, rows, cols, best_v, best_i);                             \
+        argmax_impl(DT_##X, x, vx, o, vo, rows, cols, status, best_v, best_i);                     \
     }
 FLOATS_1(ARGMAX, _)

@@ -303,6 +303,7 @@ pub fn plan(op: &Op, ins: &[TensorDesc], out: &TensorDesc, warp: u32) -> Result<
                     view(out)?,
                     Arg::U32(x.rows() as u32),
                     Arg::U32(x.last_dim() as u32),
+                    Arg::Status,
                 ],
             )
         }

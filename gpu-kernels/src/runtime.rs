@@ -355,26 +355,12 @@ impl GpuBackend {
                 words[4 * i + 3],
             ])
         };
-        let (code, value) = (word(0), word(1) as i32);
+        let (code, value) = (word(0), word(1));
         if code == 0 {
             return Ok(());
         }
         self.runtime.upload(self.status, 0, &[0u8; 16])?;
-        let (op, message) = match code {
-            1 => (
-                "get_rows",
-                format!("id {value} is outside the table; its output row was filled with zeros"),
-            ),
-            2 => (
-                "kv_write",
-                format!("position {value} is outside the cache; that row was not written"),
-            ),
-            other => ("kernel", format!("unknown status code {other}")),
-        };
-        Err(HalError::invalid(
-            format!("{} {op}", self.selector()),
-            message,
-        ))
+        glmhal_hal::kernel_status::check(&self.selector(), code, value)
     }
 }
 

@@ -82,6 +82,19 @@ pub enum HalError {
         message: String,
     },
 
+    /// A NaN or an infinity where an op needs finite values (the logits
+    /// argmax picks from). Kept apart so the executor can find the node that
+    /// produced it.
+    #[error("{backend}: {op}: row {row} holds a NaN or an infinity")]
+    NonFinite {
+        /// Backend (and device) that met it.
+        backend: String,
+        /// Op that met it.
+        op: String,
+        /// A row it was seen in.
+        row: usize,
+    },
+
     /// An I/O failure with the path or stream it happened on.
     #[error("{context}: {source}")]
     Io {

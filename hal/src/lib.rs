@@ -21,6 +21,7 @@ pub mod dtype;
 pub mod error;
 pub mod host;
 pub mod inject;
+pub mod kernel_status;
 pub mod layout;
 pub mod op;
 pub mod output;

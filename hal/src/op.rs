@@ -104,7 +104,8 @@ pub enum Op {
     /// Writes `rows [T,kv_heads,D]` into `cache [C,kv_heads,D]` at `positions [T] i32`.
     /// Inputs `rows`, `positions`; the output is the cache, other rows untouched.
     KvWrite,
-    /// Index of the largest value of each row (first on ties), as i32.
+    /// Index of the largest value of each row (first on ties), as i32; a row
+    /// holding a NaN or an infinity is an error (`HalError::NonFinite`).
     Argmax,
 }
 

@@ -165,8 +165,20 @@ impl Model {
         }
         let executed = self.backend.execute_step(&calls);
         ws.calls = recycle(calls);
-        executed?;
-        self.read_result(graph, plan, arena, &mut ws.result_bytes, out)
+        // Logits that are not finite have no answer: argmax refuses them on
+        // the device, and logits read back are checked here; either way the
+        // step runs again node by node to name where they came from.
+        let finished =
+            executed.and_then(|()| self.read_result(graph, plan, arena, &mut ws.result_bytes, out));
+        let non_finite = match (&finished, &*out) {
+            (Err(HalError::NonFinite { .. }), _) => true,
+            (Ok(()), StepOutput::Logits(l)) => l.iter().any(|v| !v.is_finite()),
+            _ => false,
+        };
+        if non_finite {
+            return Err(self.non_finite_error(cache, seqs, tokens, want));
+        }
+        finished
     }
 
     /// Where operand `o` of the step planned in `ws` lives.

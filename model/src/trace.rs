@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use glmhal_hal::{HostTensor, Op, OpKind, Result, TensorRef};
+use glmhal_hal::{DType, HalError, HostTensor, Op, OpKind, Result, TensorRef};
 
 use crate::executor::{Model, StepOutput, Workspace};
 use crate::graph::{Graph, Operand, SeqStep, Slot, Want};
@@ -101,6 +101,74 @@ impl Model {
         Ok(out)
     }
 
+    /// After a step whose logits hold a NaN or an infinity: runs it again
+    /// node by node and returns the error to report, naming the first node
+    /// whose output holds one and whether its inputs already did.
+    pub(crate) fn non_finite_error(
+        &self,
+        cache: &KvCache,
+        seqs: &[SeqStep],
+        tokens: &[u32],
+        want: Want,
+    ) -> HalError {
+        let positions = seqs
+            .iter()
+            .map(|s| format!("{}..{}", s.start, s.start + s.len))
+            .collect::<Vec<_>>()
+            .join(", ");
+        let mut found: Option<String> = None;
+        let traced = self.step_traced(cache, seqs, tokens, want, &mut |node| {
+            // kv_write's output is the whole cache, rows not yet written
+            // included; the rows it writes were checked as the output of
+            // the node that made them.
+            if node.op.kind() == OpKind::KvWrite {
+                return Ok(());
+            }
+            let Some((element, value)) = first_non_finite(node.output) else {
+                return Ok(());
+            };
+            let fed: Vec<&str> = node
+                .inputs
+                .iter()
+                .zip(node.sources)
+                .filter(|(t, _)| first_non_finite(t).is_some())
+                .map(|(_, source)| source.as_str())
+                .collect();
+            let cause = if fed.is_empty() {
+                "from finite inputs: the values overflowed f32 there".to_string()
+            } else {
+                format!("its input already held one ({})", fed.join(", "))
+            };
+            found = Some(format!(
+                "`{}` ({}, node {} of the step at positions {positions}) is the first to \
+                 produce a NaN or an infinity (element {element} of its output is {value}), {cause}",
+                node.name,
+                node.op.name(),
+                node.index,
+            ));
+            // Stop here: the nodes after it see what it produced.
+            Err(HalError::invalid("trace", "stopped at the first non-finite node"))
+        });
+        match (found, traced) {
+            (Some(message), _) => HalError::invalid("non-finite values", message),
+            (None, Err(e)) => HalError::invalid(
+                "non-finite values",
+                format!(
+                    "the logits of the step at positions {positions} hold a NaN or an \
+                     infinity; running it again node by node to find where failed: {e}"
+                ),
+            ),
+            (None, Ok(_)) => HalError::invalid(
+                "non-finite values",
+                format!(
+                    "the logits of the step at positions {positions} hold a NaN or an \
+                     infinity, but the same step run node by node produced none: the \
+                     backend's whole-step path and its op-by-op path disagree"
+                ),
+            ),
+        }
+    }
+
     /// Weight `name` (canonical: `lm_head`, `layers.0.qkv.weight`) as the
     /// backend holds it, on the host.
     pub fn read_weight(&self, name: &str) -> Result<HostTensor> {
@@ -120,6 +188,17 @@ impl Model {
         desc.offset -= range.start;
         HostTensor::new(desc, bytes)
     }
+}
+
+/// The first element of a float tensor that is a NaN or an infinity, and its value.
+fn first_non_finite(t: &HostTensor) -> Option<(usize, f64)> {
+    if t.desc.dtype == DType::I32 {
+        return None;
+    }
+    t.to_f64()
+        .into_iter()
+        .enumerate()
+        .find(|(_, v)| !v.is_finite())
 }
 
 /// Where an operand comes from: the node that last wrote its slot, or the

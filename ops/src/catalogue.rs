@@ -151,7 +151,7 @@ pub fn spec(kind: OpKind) -> OpSpec {
             vec![arg("cache", "[C,kv_heads,D]", fl)],
         ),
         OpKind::Argmax => (
-            "index of each row's largest value (first on ties)",
+            "index of each row's largest value (first on ties; NaN or inf is an error)",
             vec![],
             vec![arg("x", "[M,N]", fl)],
             vec![arg("out", "[M]", &[I32])],

@@ -5,8 +5,8 @@ use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
 use glmhal_hal::{
-    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, Precision, Result, Support,
-    TensorDesc, TensorRef,
+    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, HostTensor, Op, Precision,
+    Result, Support, TensorDesc, TensorRef,
 };
 
 use crate::kernels::{
@@ -93,6 +93,32 @@ impl CannBackend {
         self.acl.check("aclrtSynchronizeStream", unsafe {
             (self.acl.sync_stream)(self.stream as *mut c_void)
         })
+    }
+
+    /// Waits, reads each row's largest magnitude (see
+    /// [`reduce::argmax`]) and names the first row holding a NaN or an infinity.
+    fn refuse_non_finite_rows(&self, largest: &Operand) -> Result<()> {
+        self.sync()?;
+        let mut bytes = vec![0u8; largest.desc.dtype.bytes_for(largest.desc.numel())];
+        // SAFETY: `largest` lies inside the scratch allocation; `bytes` is valid for writes.
+        self.acl.check("aclrtMemcpy (to host)", unsafe {
+            (self.acl.memcpy)(
+                bytes.as_mut_ptr().cast(),
+                bytes.len(),
+                largest.base as *const c_void,
+                bytes.len(),
+                DEVICE_TO_HOST,
+            )
+        })?;
+        let values = HostTensor::new(largest.desc.clone(), bytes)?.to_f64();
+        match values.iter().position(|v| !v.is_finite()) {
+            Some(row) => Err(HalError::NonFinite {
+                backend: self.selector(),
+                op: "argmax".into(),
+                row,
+            }),
+            None => Ok(()),
+        }
     }
 
     /// A device address with at least `size` bytes of workspace.
@@ -239,9 +265,6 @@ impl Backend for CannBackend {
             .collect::<Result<Vec<Operand>>>()?;
         let out_op = operand(&outputs[0])?;
         let acl = &*self.acl;
-        let handle = |i: usize| ops[i].handle(acl);
-        let x = || handle(0);
-        let out = || out_op.handle(acl);
         let ws = |size| self.workspace(size);
         let scratch = |size| self.grow(&self.scratch, size);
         let constant = |key: &str, bytes: &dyn Fn() -> Vec<u8>| self.constant(key, bytes);
@@ -253,54 +276,91 @@ impl Backend for CannBackend {
             constant: &constant,
             weight_quant_matmul: crate::device::has_weight_quant_matmul(&self.info.name),
         };
+        // Vendor errors name the aclnn call; say which op it served.
+        self.dispatch(op, &l, &ins, &outs, &ops, &out_op)
+            .map_err(|e| match e {
+                HalError::Backend {
+                    backend,
+                    context,
+                    message,
+                } => HalError::Backend {
+                    backend,
+                    context: format!("{} ({context})", op.name()),
+                    message,
+                },
+                other => other,
+            })
+    }
+
+    fn synchronize(&self) -> Result<()> {
+        self.sync()
+    }
+}
+
+impl CannBackend {
+    /// Runs `op` through the aclnn calls that compose it.
+    fn dispatch(
+        &self,
+        op: &Op,
+        l: &Launch<'_>,
+        ins: &[TensorDesc],
+        outs: &[TensorDesc],
+        ops: &[Operand],
+        out_op: &Operand,
+    ) -> Result<()> {
+        let acl = l.acl;
+        let handle = |i: usize| ops[i].handle(acl);
+        let x = || handle(0);
+        let out = || out_op.handle(acl);
         let one_dtype = ins[..ins.len().min(2)]
             .iter()
             .all(|t| t.dtype == outs[0].dtype);
         match op {
             Op::Add | Op::Mul => {
-                elementwise::binary(&l, matches!(op, Op::Add), &x()?, &handle(1)?, &out()?)
+                elementwise::binary(l, matches!(op, Op::Add), &x()?, &handle(1)?, &out()?)
             }
-            Op::Scale { factor } => elementwise::scale(&l, &x()?, *factor, &out()?),
-            Op::Silu => activation::silu(&l, &x()?, &out()?),
-            Op::Gelu => activation::gelu(&l, &x()?, &out()?),
-            Op::SwiGlu => activation::swiglu(&l, &x()?, &out()?),
-            Op::BatchedMatMul if one_dtype => matmul::batched(&l, &x()?, &handle(1)?, &out()?),
-            Op::BatchedMatMul => matmul::batched_mixed(&l, &ops[0], &ops[1], &out_op),
-            Op::Cast if ins[0].dtype.is_quantized() => quant::cast_from(&l, &ops[0], &out_op),
-            Op::Cast => convert::cast(&l, &x()?, outs[0].dtype, &out()?),
-            Op::RmsNorm { eps } => norm::rms_norm(&l, &x()?, &handle(1)?, &ins[0], *eps, &out()?),
-            Op::LayerNorm { eps } => {
-                norm::layer_norm(&l, [&ops[0], &ops[1], &ops[2]], *eps, &out_op)
-            }
+            Op::Scale { factor } => elementwise::scale(l, &x()?, *factor, &out()?),
+            Op::Silu => activation::silu(l, &x()?, &out()?),
+            Op::Gelu => activation::gelu(l, &x()?, &out()?),
+            Op::SwiGlu => activation::swiglu(l, &x()?, &out()?),
+            Op::BatchedMatMul if one_dtype => matmul::batched(l, &x()?, &handle(1)?, &out()?),
+            Op::BatchedMatMul => matmul::batched_mixed(l, &ops[0], &ops[1], out_op),
+            Op::Cast if ins[0].dtype.is_quantized() => quant::cast_from(l, &ops[0], out_op),
+            Op::Cast => convert::cast(l, &x()?, outs[0].dtype, &out()?),
+            Op::RmsNorm { eps } => norm::rms_norm(l, &x()?, &handle(1)?, &ins[0], *eps, &out()?),
+            Op::LayerNorm { eps } => norm::layer_norm(l, [&ops[0], &ops[1], &ops[2]], *eps, out_op),
             Op::Softmax { scale, causal } if *scale == 1.0 && !*causal => {
-                reduce::softmax(&l, &x()?, &out()?)
+                reduce::softmax(l, &x()?, &out()?)
             }
             Op::Softmax { scale, causal } => {
-                reduce::scaled_softmax(&l, &ops[0], *scale, *causal, &out_op)
+                reduce::scaled_softmax(l, &ops[0], *scale, *causal, out_op)
             }
-            Op::Argmax => reduce::argmax(&l, &x()?, &out_op),
-            Op::Quantize => quantize::quantize(&l, &ops[0], &out_op),
+            Op::Argmax => {
+                let largest = reduce::argmax(l, &ops[0], out_op)?;
+                self.refuse_non_finite_rows(&largest)
+            }
+            Op::Quantize => quantize::quantize(l, &ops[0], out_op),
             Op::GetRows if ins[0].dtype.is_quantized() => {
-                quant::get_rows(&l, &ops[0], &handle(1)?, &out_op)
+                quant::get_rows(l, &ops[0], &handle(1)?, out_op)
             }
             Op::GetRows if ins[0].dtype == outs[0].dtype => {
-                embedding::get_rows(&l, &x()?, &handle(1)?, &out()?)
+                embedding::get_rows(l, &x()?, &handle(1)?, &out()?)
             }
-            Op::GetRows => embedding::get_rows_converted(&l, &ops[0], &handle(1)?, &out_op),
+            Op::GetRows => embedding::get_rows_converted(l, &ops[0], &handle(1)?, out_op),
             Op::KvWrite if ins[0].dtype == outs[0].dtype => {
-                kv_cache::kv_write(&l, &x()?, &handle(1)?, &out()?)
+                kv_cache::kv_write(l, &x()?, &handle(1)?, &out()?)
             }
-            Op::KvWrite => kv_cache::kv_write_converted(&l, &ops[0], &handle(1)?, &out_op),
+            Op::KvWrite => kv_cache::kv_write_converted(l, &ops[0], &handle(1)?, out_op),
             Op::Rope { rot, theta, mode } => {
-                rope::rope(&l, &ops[0], &ops[1], (*rot, *theta, *mode), &out_op)
+                rope::rope(l, &ops[0], &ops[1], (*rot, *theta, *mode), out_op)
             }
             Op::Attention { scale, causal } => {
-                attention::attention(&l, [&ops[0], &ops[1], &ops[2]], *scale, *causal, &out_op)
+                attention::attention(l, [&ops[0], &ops[1], &ops[2]], *scale, *causal, out_op)
             }
             Op::MatMul { bias } => {
                 let bias_op = bias.then(|| &ops[2]);
                 if ins[1].dtype.is_quantized() {
-                    quant::mat_mul_quantized(&l, &ops[0], &ops[1], bias_op, &out_op)
+                    quant::mat_mul_quantized(l, &ops[0], &ops[1], bias_op, out_op)
                 } else if one_dtype {
                     let w = &ops[1];
                     let w_t = w.view(
@@ -310,16 +370,12 @@ impl Backend for CannBackend {
                         0,
                     )?;
                     let b = bias_op.map(|b| b.handle(acl)).transpose()?;
-                    matmul::mat_mul(&l, &x()?, &w_t, b.as_ref(), &out()?)
+                    matmul::mat_mul(l, &x()?, &w_t, b.as_ref(), &out()?)
                 } else {
-                    matmul::mat_mul_mixed(&l, &ops[0], &ops[1], bias_op, &out_op)
+                    matmul::mat_mul_mixed(l, &ops[0], &ops[1], bias_op, out_op)
                 }
             }
         }
-    }
-
-    fn synchronize(&self) -> Result<()> {
-        self.sync()
     }
 }
 

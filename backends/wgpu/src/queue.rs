@@ -485,22 +485,7 @@ impl WgpuBackend {
             return Ok(());
         }
         self.queue.write_buffer(&self.status, 0, &[0u8; 16]);
-        let value = value as i32;
-        let (op, message) = match code {
-            status::ROW_OUT_OF_RANGE => (
-                "get_rows",
-                format!("id {value} is outside the table; its output row was filled with zeros"),
-            ),
-            status::POSITION_OUT_OF_RANGE => (
-                "kv_write",
-                format!("position {value} is outside the cache; that row was not written"),
-            ),
-            other => ("kernel", format!("unknown status code {other}")),
-        };
-        Err(HalError::invalid(
-            format!("{} {op}", self.selector()),
-            message,
-        ))
+        status::check(&self.selector(), code, value)
     }
 }
 

@@ -19,7 +19,8 @@ use super::quant::{as_specs, scalar_op, Blocks};
 use super::{raw_tensor, scalar, Handle, IntArray, Launch, Layout, Operand};
 use crate::loader::{RunFn, UnaryWsFn, ACL_BOOL, ACL_INT64};
 
-fn unary(
+/// `out = f(x)` for a one-input aclnn op.
+pub(crate) fn unary(
     l: &Launch<'_>,
     (name, ws, run): (&str, UnaryWsFn, RunFn),
     x: &Handle<'_>,

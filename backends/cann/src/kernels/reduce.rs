@@ -1,6 +1,7 @@
 //! softmax over the last dim (aclnnSoftmax; scaled or causal rows go
 //! through aclnnMuls and the -inf mask first, in f32) and argmax
-//! (aclnnArgMax to int64, then aclnnCast to i32).
+//! (aclnnArgMax to int64, then aclnnCast to i32; each row's largest
+//! magnitude beside it, which the backend reads to refuse non-finite rows).
 
 use std::ffi::c_void;
 
@@ -9,7 +10,8 @@ use glmhal_hal::{DType, Result};
 use super::attention::mask_fill;
 use super::convert::cast;
 use super::elementwise::scale as muls;
-use super::{raw_tensor, Handle, Launch, Layout, Operand};
+use super::quantize::unary;
+use super::{raw_tensor, Handle, IntArray, Launch, Layout, Operand};
 use crate::loader::ACL_INT64;
 
 /// `out = softmax(x)` along the last dim.
@@ -61,12 +63,26 @@ pub(crate) fn scaled_softmax(
 }
 
 /// `out[r] = the first index of the largest value of row r`, as i32.
-pub(crate) fn argmax(l: &Launch<'_>, x: &Handle<'_>, out: &Operand) -> Result<()> {
+/// Returns, in scratch, the largest magnitude of each row (aclnnAbs then
+/// aclnnAmax, `[rows, 1]` in x's dtype), for the caller to read after a
+/// wait: a NaN or an infinity there means the row holds one. (aclnnAmax
+/// propagates NaN as `torch.amax` does. SoCs running in saturation mode clamp
+/// overflows instead of producing infinities, so there this finds only what
+/// the saturation left.)
+pub(crate) fn argmax(l: &Launch<'_>, x: &Operand, out: &Operand) -> Result<Operand> {
+    let acl = l.acl;
     let rows: usize = out.desc.shape.iter().product();
     // int64 has no glmhal dtype: two i32 words per index.
-    let scratch = l.temps(&[(DType::I32, &[2 * rows.max(1)])])?;
+    let temps = l.temps(&[
+        (DType::I32, &[2 * rows.max(1)]),
+        (x.desc.dtype, &x.desc.shape),
+        (x.desc.dtype, &[rows, 1]),
+    ])?;
+    let [scratch, magnitude, largest] = &temps[..] else {
+        unreachable!("three temporaries were asked for")
+    };
     let indices = raw_tensor(
-        l.acl,
+        acl,
         Layout {
             dims: &out.desc.shape,
             strides: &glmhal_hal::contiguous_strides(&out.desc.shape),
@@ -74,13 +90,32 @@ pub(crate) fn argmax(l: &Launch<'_>, x: &Handle<'_>, out: &Operand) -> Result<()
             dtype: ACL_INT64,
             elem_bytes: 8,
         },
-        scratch[0].base,
-        scratch[0].len,
+        scratch.base,
+        scratch.len,
     )?;
+    let x_h = x.handle(acl)?;
     let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
     // SAFETY: every descriptor is live; outputs are valid for writes.
     let status =
-        unsafe { (l.acl.argmax_ws)(x.ptr(), -1, false, indices.ptr(), &mut size, &mut exec) };
-    l.run("ArgMax", status, size, exec, l.acl.argmax)?;
-    cast(l, &indices, DType::I32, &out.handle(l.acl)?)
+        unsafe { (acl.argmax_ws)(x_h.ptr(), -1, false, indices.ptr(), &mut size, &mut exec) };
+    l.run("ArgMax", status, size, exec, acl.argmax)?;
+    cast(l, &indices, DType::I32, &out.handle(acl)?)?;
+
+    let magnitude_h = magnitude.handle(acl)?;
+    unary(l, ("Abs", acl.abs_ws, acl.abs), &x_h, &magnitude_h)?;
+    let last = IntArray::new(acl, &[-1])?;
+    let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
+    // SAFETY: as above.
+    let status = unsafe {
+        (acl.amax_ws)(
+            magnitude_h.ptr(),
+            last.ptr(),
+            true,
+            largest.handle(acl)?.ptr(),
+            &mut size,
+            &mut exec,
+        )
+    };
+    l.run("Amax", status, size, exec, acl.amax)?;
+    Ok(largest.clone())
 }

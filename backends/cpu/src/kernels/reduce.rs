@@ -1,6 +1,7 @@
-//! Row reductions: softmax (f32, max-subtracted) and argmax.
+//! Row reductions: softmax (f32, max-subtracted) and argmax (refusing rows
+//! that hold a NaN or an infinity).
 
-use glmhal_hal::Result;
+use glmhal_hal::{HalError, Result};
 use rayon::prelude::*;
 
 use super::{In, Out, Scratch};
@@ -30,6 +31,8 @@ pub(super) fn softmax(x: &In<'_>, scale: f64, causal: bool, out: &mut Out<'_>) -
     Ok(())
 }
 
+/// The first index of each row's largest value; a row holding a NaN or an
+/// infinity is an error naming it (logits that are not finite have no answer).
 pub(super) fn argmax(x: &In<'_>, out: &mut Out<'_>) -> Result<()> {
     let n = x.desc.shape[1];
     let rows = x.to_f32();
@@ -37,14 +40,22 @@ pub(super) fn argmax(x: &In<'_>, out: &mut Out<'_>) -> Result<()> {
     best.par_iter_mut()
         .zip(rows.par_chunks(n))
         .for_each(|(best, row)| {
-            let mut b = 0;
+            let (mut b, mut finite) = (0, true);
             for (j, v) in row.iter().enumerate() {
+                finite &= v.is_finite();
                 if *v > row[b] {
                     b = j;
                 }
             }
-            *best = b as i32;
+            *best = if finite { b as i32 } else { -1 };
         });
+    if let Some(row) = best.iter().position(|b| *b < 0) {
+        return Err(HalError::NonFinite {
+            backend: "cpu".into(),
+            op: "argmax".into(),
+            row,
+        });
+    }
     out.store_i32(&best);
     Ok(())
 }

@@ -1,9 +1,10 @@
 //! softmax (scaled, optionally causal) and argmax over rows, one 64-thread
-//! workgroup per row combining partial results in workgroup memory.
+//! workgroup per row combining partial results in workgroup memory. A row
+//! argmax finds a NaN or an infinity in is reported at the next wait.
 
 use glmhal_hal::{Op, Result};
 
-use super::wgsl::REDUCE_WGSL;
+use super::wgsl::{status, REDUCE_WGSL};
 use super::{f32_bits, Arg, Binding, Grid, Kernel, Launch, Tensor};
 
 static SOFTMAX: Kernel = Kernel {
@@ -43,9 +44,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
 
 static ARGMAX: Kernel = Kernel {
     name: "argmax",
-    scalars: &[("rows", "u32"), ("cols", "u32")],
+    scalars: &[("rows", "u32"), ("cols", "u32"), ("code", "u32")],
     helpers: &[],
-    status: false,
+    status: true,
     body: r#"
 var<workgroup> best_v: array<f32, 64>;
 var<workgroup> best_i: array<u32, 64>;
@@ -60,10 +61,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
     // Each thread's first largest value, then a tree that keeps the lower index on ties.
     var bv = 0.0;
     var bi = NONE;
+    var finite = true;
     for (var c = lid; c < p.cols; c += 64u) {
         let v = ld_x(at(p.x, base + c));
         if (bi == NONE || v > bv) { bv = v; bi = c; }
+        // On the bits: WGSL lets compilers assume floats are never NaN or infinite.
+        finite = finite && (bitcast<u32>(v) & 0x7f800000u) != 0x7f800000u;
     }
+    if (!finite) { report(p.code, r); }
     best_v[lid] = bv;
     best_i[lid] = bi;
     workgroupBarrier();
@@ -97,6 +102,12 @@ pub(crate) fn launch(op: &Op, x: Tensor<'_>, out: Tensor<'_>, binding: &Binding)
             Grid::Groups(rows),
             native,
         ),
-        _ => Launch::new(&ARGMAX, args, &[rows, cols], Grid::Groups(rows), native),
+        _ => Launch::new(
+            &ARGMAX,
+            args,
+            &[rows, cols, status::NON_FINITE],
+            Grid::Groups(rows),
+            native,
+        ),
     })
 }

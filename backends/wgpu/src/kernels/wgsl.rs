@@ -119,13 +119,8 @@ fn report(code: u32, value: u32) {
 }
 "#;
 
-/// Status codes `report` writes.
-pub(crate) mod status {
-    /// get_rows met an id outside its table.
-    pub const ROW_OUT_OF_RANGE: u32 = 1;
-    /// kv_write met a position outside its cache.
-    pub const POSITION_OUT_OF_RANGE: u32 = 2;
-}
+/// Status codes `report` writes, shared by every backend.
+pub(crate) use glmhal_hal::kernel_status as status;
 
 /// Whether a kernel reads or writes an operand.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
