@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The project's test command (README "Test"): every unit, integration and
+# The project's test command (README "On a fresh machine"): every unit, integration and
 # conformance test, then the conformance run whose reports CI keeps.
 set -euo pipefail
 cd "$(dirname "$0")/.."

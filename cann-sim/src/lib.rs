@@ -15,6 +15,20 @@
 //! The backend cannot tell it is talking to a simulator: it loads
 //! `libascendcl.so`, `libnnopbase.so` and `libopapi.so` from the toolkit
 //! directory, which `ci/cann-sim.sh` fills with copies of this library.
+//!
+//! ## Layout
+//!
+//! A shared library exporting the ACL/aclnn C symbols the backend uses, on host memory, with
+//! every call checked (init order, device set, pointers inside allocations, views inside their
+//! storage, known dtypes (f32, f16, bf16, i32, int64, int8, uint8, bool) and format, executors
+//! used once with a large enough workspace, streams synchronized before host reads, leaks of
+//! tensors, scalars, int arrays and executors at `aclFinalize`); ops are computed in f64 and
+//! rounded once to the output dtype. `ops.rs` holds the two-phase machinery; the entry points
+//! live by family (`ops.rs` for the first elementwise, matmul, norm and index ops,
+//! `rope_ops.rs`, `attention_ops.rs`, `reduce_ops.rs`, `quant_ops.rs`, `math_ops.rs`).
+//! `GLMHAL_CANN_SIM_SOC` changes the SoC it reports. `ci/cann-sim.sh` lays it out as a toolkit
+//! (three links to one library, so they share state) and runs `glmhal conformance --backend
+//! cann` against it, then the per-SoC paths.
 
 #![allow(clippy::missing_safety_doc)] // the C API's own contracts apply
 

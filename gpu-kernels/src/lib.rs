@@ -14,6 +14,35 @@
 //! The drivers compile the tree for a [`Target`] without the hardware:
 //! NVRTC (loaded at run time) to PTX, then `ptxas` for register use; for HIP,
 //! hiprtc where the HIP runtime carries it, otherwise clang's HIP mode.
+//!
+//! ## Design
+//!
+//! One kernel tree for NVIDIA, AMD/Hygon and OpenCL (`kernels/*.cu`, one file per op family,
+//! like the backends' `kernels/`), written in the common subset of CUDA C++ and OpenCL C 1.2:
+//! no templates or references; each op is an inline function taking its dtypes as constant
+//! arguments (the compilers fold them: the CUDA register counts did not change), instantiated
+//! per dtype combination by `dtypes.h`'s lists as entry points; local memory is declared by the
+//! entry point and passed down. `compat.h` maps the differences (`KERNEL`, `DEVICE`,
+//! `GLOBAL`/`LOCAL` address spaces, thread and block ids, barriers, atomics, float function
+//! names; block and lane reductions through warp shuffles on CUDA/HIP and through local memory
+//! on OpenCL), defines the `View` every kernel indexes through and exact f16/bf16 conversions,
+//! and takes the warp width as `GLMHAL_WARP` from the compiler driver. `flatten` inlines the
+//! headers for drivers that take one source string. The Rust side drives the compilers:
+//! `rtc.rs` loads NVRTC or hiprtc (same API shape), `nvrtc.rs` adds `ptxas` for register use,
+//! `hiprtc.rs` and `clang.rs` (clang's HIP mode where hiprtc is absent) build code objects,
+//! `target.rs` parses `cuda:sm_90` / `hip:gfx90a` and knows each target's warp width. `plan.rs`
+//! maps each op to its entry point, launch shape and arguments (the same on every vendor; a
+//! test checks every planned name exists in the compiled tree), and `runtime.rs` is the
+//! `Backend` over any `DeviceRuntime` (CUDA, HIP, and OpenCL, which takes buffers as handles
+//! plus offsets): buffers, compiling each file once per device at first use, argument packing,
+//! and the status words through which kernels report ids or positions outside a table or cache
+//! and argmax rows holding a NaN or an infinity (the codes and their errors are
+//! `hal/src/kernel_status.rs`, shared with wgpu). `blas.rs` decides which products go to the
+//! vendor BLAS (f32/f16/bf16 `mat_mul` and `batched_mat_mul` whose views BLAS can describe) and
+//! translates them once for both vendors into a column-major strided-batched GEMM (`Cᵀ =
+//! Bᵀ·Aᵀ`, transpose flags from unit strides, a bias cast into the output first and accumulated
+//! with beta = 1); a test runs that call with the BLAS definition on every accepted conformance
+//! case. Quantized products stay on the tree's kernels.
 
 pub mod blas;
 mod clang;

@@ -9,13 +9,28 @@
 //! launch on the device's stream); errors carry `aclGetRecentErrMsg()`.
 //!
 //! Status: proven against the strict ACL simulator (`cann-sim/`), not yet on
-//! Ascend hardware. Mapped so far: add, mul, scale, silu, cast (f32, f16,
-//! bf16; no bf16 on 310P parts), gelu (tanh form), swiglu, rms_norm, softmax
-//! (unscaled, non-causal), mat_mul (x, w, y in one dtype; bias through add),
-//! batched_mat_mul (one dtype), get_rows and kv_write (rows and cache in one
-//! dtype); every
-//! other op or dtype mix is reported unsupported with the reason, never run
-//! elsewhere.
+//! Ascend hardware. Every op of the catalogue is mapped for f32, f16 and bf16
+//! (no bf16 on 310P parts) and GGUF Q8_0/Q4_0 weights; what aclnn has no
+//! single call for is composed from aclnn calls in f32. What a SoC cannot run
+//! is reported unsupported with the reason, never run elsewhere.
+//!
+//! ## Design
+//!
+//! The crate has the full file set of a backend: `loader.rs` (ACL runtime, nnopbase and opapi
+//! symbols from the toolkit's `lib64`), `device.rs` (`aclInit` once per process, device count,
+//! SoC name, memory; per-SoC facts such as no bf16 on 310P and which parts have
+//! `WeightQuantBatchMatmulV2`), `memory.rs` (`aclrtMalloc` buffers recycled through a pool),
+//! `queue.rs` (one stream, a grow-only workspace for aclnn's two-phase convention, a grow-only
+//! scratch buffer from which each op takes its temporaries in one request, constant tables
+//! uploaded once by key (rope frequencies, causal masks), synchronize before host copies),
+//! `support.rs`, and `kernels/` with one file per op family (`activation`, `attention`,
+//! `convert`, `elementwise`, `embedding`, `kv_cache`, `matmul`, `norm`, `reduce`, `rope`,
+//! `quant` for GGUF Q8_0/Q4_0 weights (values and scales split out, or
+//! dequantized, at each call), `quantize` for writing them), each function
+//! building `aclTensor` descriptors (row-major dims, element strides and offset, 1-D storage
+//! covering the buffer) and destroying them after the launch. Ops aclnn has no single call for
+//! are composed from aclnn calls in f32 (attention, scaled/causal softmax, quantize, mixed
+//! dtypes).
 
 mod device;
 mod kernels;

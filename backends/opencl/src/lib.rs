@@ -19,6 +19,19 @@
 //!
 //! File layout (as in the cuda and hip crates): `lib.rs` (the [`Provider`]),
 //! `loader.rs`, `device.rs`, `runtime.rs`.
+//!
+//! ## Design
+//!
+//! The crate has `loader.rs` (opencl3/cl3 with the ICD loader opened by dlopen at first use;
+//! every device of every platform, any type; discovery and device queries serialized because
+//! drivers set devices up lazily and PoCL 3.1 crashes when two threads race there), `device.rs`
+//! (`DeviceInfo` with platform, type, OpenCL C version, memory, largest allocation, local
+//! memory, extensions) and `runtime.rs` (a `DeviceRuntime`: one context and in-order queue;
+//! buffers are `cl_mem` handles carried as the `DevicePtr`, copies take an offset into them;
+//! each kernel file of the shared tree, flattened with its headers and `#line` directives,
+//! built from source with `-cl-std=CL1.2 -DGLMHAL_WARP=32`, the build log in the error; kernel
+//! arguments set and the NDRange enqueued under one lock because `clSetKernelArg` is per kernel
+//! object). It has no kernels of its own: the tree in `gpu-kernels/kernels/` is OpenCL C too.
 
 pub mod device;
 pub mod loader;

@@ -20,6 +20,29 @@
 //!
 //! File layout (the same in every backend crate): `lib.rs` (the [`Provider`]),
 //! `device.rs`, `memory.rs`, `queue.rs`, `support.rs`, `kernels/`.
+//!
+//! ## Design
+//!
+//! The backend keeps tensors in storage buffers (sizes rounded to 4-byte words; uploads and
+//! downloads widen to whole words; freed buffers up to 64 MiB return to a pool in `memory.rs`).
+//! Its kernels are one file per op family under `kernels/`. Kernels compute in f32 and never
+//! index a buffer themselves: `kernels/wgsl.rs` generates, per operand dtype, the `ld_x`/`st_x`
+//! functions that read f32/i32 words, unpack f16/bf16 from words (or bind `array<f16>` when the
+//! device has `SHADER_F16`) and decode Q8_0/Q4_0 blocks inside the load, and store 16-bit
+//! values with atomics on their word so neighbours are never touched. Pipelines are cached per
+//! kernel and dtype combination. Each tensor binds only the bytes it spans (from the aligned
+//! offset below it), so arena size is never limited by a binding; a mat_mul weight or get_rows
+//! table larger than `max_storage_buffer_binding_size` is split by rows into one launch per
+//! part. `queue.rs` records launches and submits them in one compute pass: `execute` is one
+//! submit, `execute_step` (the executor's whole step) is one submit too, with every launch's
+//! parameters in one reused uniform buffer. All storage bindings are `read_write` because
+//! inputs and outputs often share the executor's arena buffer. wgpu's uncaptured errors are
+//! turned into `HalError`s instead of panics. `support.rs` knows adapter quirks: Mesa llvmpipe
+//! ends shader loops after 65535 iterations, so every kernel bounds its loops (rows stride by
+//! 64, products loop over 16-wide tiles, attention over 64-key tiles) and anything still beyond
+//! is reported unsupported there. `WgpuOptions` (or `GLMHAL_WGPU_MAX_BINDING`,
+//! `GLMHAL_WGPU_NATIVE_F16=0`) lower the binding limit or turn native f16 off, which is how
+//! tests reach the split and unpacked paths.
 
 mod device;
 mod kernels;

@@ -1,26 +1,100 @@
 //! CPU kernels, one file per op family. Each works on byte slices of the
 //! views it was given, converts rows to f32 scratch, computes in f32 with
 //! several accumulators, and parallelises over output rows with rayon.
+//!
+//! ## Design
+//!
+//! The CPU's `kernels/engine/simd/` holds its dot products, chosen once at run time by CPU feature:
+//! AVX-512 (F, BW, VL and VNNI, with AVX2 + FMA + F16C), AVX2 + FMA + F16C, or a portable path.
+//! `GLMHAL_CPU_ISA=portable|avx2|avx512` caps the level (so an AVX-512 machine checks its AVX2
+//! and portable kernels too; any other value makes the CPU backend unavailable with the
+//! reason), and `glmhal devices` names the level in use. Weight rows are read as stored
+//! (f16/bf16 converted in registers; Q8_0/Q4_0 multiplied in integers against activations
+//! quantized once per product, 16 lanes at a time on AVX-512, to blocks of 32 int8, as
+//! llama.cpp does, or with `GLMHAL_CPU_ACTIVATIONS=int16` to int16) for tiles of up to four
+//! activation rows, every weight row of a task in one call, requesting weights 32 KiB ahead of
+//! the bytes they multiply, into L2 (the int16 Q4_0 VNNI product: 8 KiB ahead, non-temporal).
+//! Q4_0 nibbles and (in the AVX-512 int8 product) Q8_0 bytes offset by 128 are multiplied as
+//! unsigned bytes, the offset coming back through each activation block's precomputed `−c·Σq`;
+//! weight scales are converted eight (AVX2) or sixteen (AVX-512) blocks at a time. With int8
+//! activations AVX2 takes one `maddubs` per block (Q8_0 with the weights' signs moved onto the
+//! activations). On AVX-512 VNNI a row alone in its tile (decode) is laid out in step with the
+//! weight rows' bytes (`engine/simd/int8.rs`): 64 weight bytes as loaded, scales included,
+//! meet the activation bytes at the same offsets (zeros under the scales) in one `vpdpbusd`
+//! (two for Q4_0's nibbles); a block's scale being two bytes, every 32-bit lane then holds a
+//! sum within one block, started from that lane's share of `−c·Σq`, and one FMA per 64 bytes
+//! scales each lane by its block's weight scale (sixteen half-precision words taken from this
+//! and the previous 64 bytes by one `vpermt2w`) times its activation scale. Several rows take
+//! one `vpdpbusd` per pair of Q8_0 blocks, and for Q4_0 load sixteen blocks as four vectors,
+//! transpose their 32-bit words within each 128-bit lane and multiply them with activations
+//! stored in that transposed order, so eight `vpdpbusd` leave each block's whole product in its
+//! own lane and one FMA per sixteen blocks and row applies the scales: cheaper per activation
+//! row, dearer per weight row. With int16 activations Q8_0 on AVX-512 takes one `madd` of 32
+//! int16 pairs per block and row; Q4_0 on AVX-512 VNNI two blocks per vector: the activations
+//! are also split into high and low byte planes (`q = 256·high + low`) in the order the two
+//! blocks' nibbles unpack to, and two `vpdpbusd` give the exact int32 products. It also
+//! converts rows of any packed dtype to f32 (F16C, integer widening). Up to eight activation
+//! rows (decode) use those dot products; more (prefill) go to `engine/gemm.rs`: each task
+//! converts a panel of 12 weight rows × 512 columns to f32 once (dequantizing Q8_0/Q4_0
+//! exactly; rows one cache line further apart than their length, so they do not share L1 sets)
+//! and multiplies it with activations packed in blocks of 16 rows (32 on AVX-512), a register
+//! tile of FMAs with broadcast weights (6×16 on AVX2, 12×32 on AVX-512: 24 accumulators),
+//! prefetching the next panel (or the next task's first one) while it computes: each tile asks
+//! for its share from a cursor, one cache line every few steps of its depth loop. BF16 weights
+//! with AVX-512 BF16 stay bf16 in the panel and meet activations rounded to bf16 and packed in
+//! pairs along the depth: `vdpbf16ps` makes two products per f32 lane (`glmhal devices` says
+//! when this path is on). Q4_0 weights on AVX2 and AVX-512, and Q8_0 weights on AVX-512 VNNI,
+//! take `engine/gemm_int8.rs` instead while activations are int8 (the default of
+//! `GLMHAL_CPU_ACTIVATIONS`): activations quantized once to 8-bit blocks (as llama.cpp does),
+//! each task's panel of weight rows unpacked to one unsigned byte per weight (Q4_0 nibbles,
+//! Q8_0 bytes plus 128) and transposed so that lane `l` of every 512-bit vector belongs to
+//! block `l` of a group of sixteen. AVX-512 VNNI's `vpdpbusd` multiplies 64 weight bytes by 64
+//! activation bytes into the sixteen blocks' sums, which start at each activation block's
+//! `−c·Σq` (`c` = 8 or 128, the weights' offset); one FMA per group applies the sixteen blocks'
+//! scales. AVX2 (Q4_0 only) reads each group as two halves of eight blocks: `maddubs` makes 32
+//! products per instruction, sums of eight of them stay in int16, and its inner step is a few
+//! lines of assembly (2 weight × 6 activation rows, twelve accumulators held in registers). All
+//! three write their column range of the `[M, N]` result in place (`engine/columns.rs`).
+//!
+//! The CPU backend keeps buffers as aligned, lazily zeroed host allocations; its queue lock
+//! serializes every access, and `check_views` guarantees that outputs overlap neither inputs
+//! nor each other, which is what lets a kernel borrow input bytes shared and output bytes
+//! exclusively. Kernels convert rows to f32 scratch, or read contiguous f32 tensors in place
+//! and write contiguous f32 outputs directly (dequantizing Q8_0/Q4_0 a row at a time, never the
+//! whole weight; decode attention reads keys and values as stored in the cache, never copying
+//! it, in tasks of 256 positions whose softmax sums are merged after (so long contexts use
+//! every core): with AVX-512 one task takes every KV head of its positions and all their query
+//! heads, the rows converted and the outputs held in registers (`engine/simd/attend.rs`), elsewhere
+//! one KV head's query group with a dot-product call per key row and one value row converted at
+//! a time; attention over nine or more queries, a prompt, runs per head as two products on the
+//! GEMM: `Q·Kᵀ`, a causal softmax, then `P·V` with the head's values transposed once, each
+//! block of queries against only the positions it sees), compute in f32 with several
+//! accumulators, and parallelize over output rows on a rayon pool sized by `GLMHAL_CPU_THREADS`
+//! or the core count. `execute_step` runs the whole step on a pool worker, so each op is a
+//! direct call rather than a hand-off to the pool. Kernel buffers (inputs converted to f32,
+//! results, quantized activations) come from `engine/scratch.rs`, a process-wide pool per
+//! element type (best fit, byte budget), and validation reads a catalogue built once, so after
+//! the first steps an op allocates nothing. The executor's per-step lists (graph, plan, op list
+//! storage, result bytes) live in the `Workspace` and are rebuilt in place, so a decode step
+//! allocates nothing at all but rayon's queue block every 63 steps, which
+//! `model/tests/allocations.rs` checks.
 
 mod activation;
 pub(crate) mod attention;
-mod columns;
 mod convert;
 mod elementwise;
 mod embedding;
-mod gemm;
-mod gemm_int8;
+mod engine;
 mod kv_cache;
 pub(crate) mod matmul;
 mod norm;
 mod reduce;
 mod rope;
-mod scratch;
-pub(crate) mod simd;
 
 use glmhal_hal::{quant, DType, HalError, Op, Result, TensorDesc};
 use rayon::prelude::*;
 
+pub(crate) use engine::{columns, gemm, gemm_int8, scratch, simd};
 use scratch::Scratch;
 
 /// An input view: its descriptor (offset relative to `bytes`) and the bytes it spans.

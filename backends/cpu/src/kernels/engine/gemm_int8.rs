@@ -69,12 +69,12 @@ const DEPTH_GROUPS: usize = 4;
 /// Whether [`gemm`] computes `x · wᵀ` for these weights on this CPU:
 /// packed rows of Q4_0 (AVX2 and up) or Q8_0 (AVX-512 VNNI), with int8
 /// activations.
-pub(super) fn applies(w: &In<'_>) -> bool {
+pub(crate) fn applies(w: &In<'_>) -> bool {
     applies_to(&w.desc)
 }
 
 /// [`applies`] for a weight described by `w`.
-pub(super) fn applies_to(w: &TensorDesc) -> bool {
+pub(crate) fn applies_to(w: &TensorDesc) -> bool {
     let level = isa();
     let supported = match w.dtype {
         DType::Q4_0 => level.has_avx2(),
@@ -100,7 +100,7 @@ fn weight_offset(dtype: DType) -> i32 {
 
 /// `out = x · wᵀ` (`x` as f32 rows of length `k`, `out` as `[m, n]`) for
 /// weights [`applies`] accepted.
-pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
+pub(crate) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
     assert!(
         applies(w) && w.desc.shape[1] == k,
         "Q4_0 weights on AVX2 or Q8_0 on AVX-512 VNNI"

@@ -96,7 +96,7 @@ pub(crate) fn rounds_activations_to_bf16(w: &TensorDesc) -> bool {
 }
 
 /// `out = x · wᵀ` (`x` as f32 rows of length `k`, `out` as `[m, n]`).
-pub(super) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
+pub(crate) fn gemm(xs: &[f32], k: usize, w: &In<'_>, out: &Columns<'_>) {
     let m = out.rows();
     let n = w.desc.shape[0];
     let nc = block_rows();

@@ -38,15 +38,15 @@ use glmhal_hal::{DType, QUANT_BLOCK};
 use super::{isa, ActivationBits, Isa};
 
 /// Blocks of one transposed group.
-pub(super) const GROUP_BLOCKS: usize = 16;
+pub(crate) const GROUP_BLOCKS: usize = 16;
 
 /// Bytes of one vector: of a transposed group, or of weights.
-pub(super) const VECTOR: usize = 64;
+pub(crate) const VECTOR: usize = 64;
 
 /// The block whose bytes 32-bit word `l` of a transposed group's vectors
 /// holds: the transpose of a 4 × 4 grid, `4·(l mod 4) + l / 4` (its own
 /// inverse).
-pub(super) const SIGMA: [usize; GROUP_BLOCKS] =
+pub(crate) const SIGMA: [usize; GROUP_BLOCKS] =
     [0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15];
 
 /// Whether int8 rows for products with `dtype` weights hold their whole
@@ -57,7 +57,7 @@ fn transposed(dtype: DType) -> bool {
 
 /// Where element `e` of block `b` lies in an int8 row of `blocks` blocks
 /// arranged for `dtype` weights (in element order: `32b + e`).
-pub(super) fn position(dtype: DType, b: usize, e: usize, blocks: usize) -> usize {
+pub(crate) fn position(dtype: DType, b: usize, e: usize, blocks: usize) -> usize {
     let whole = blocks - blocks % GROUP_BLOCKS;
     if !transposed(dtype) || b >= whole {
         return b * QUANT_BLOCK + e;
@@ -71,7 +71,7 @@ pub(super) fn position(dtype: DType, b: usize, e: usize, blocks: usize) -> usize
 
 /// Puts a freshly quantized int8 row (element order) in the order the
 /// product with `dtype` weights reads.
-pub(super) fn arrange(dtype: DType, bytes: &mut [i8]) {
+pub(crate) fn arrange(dtype: DType, bytes: &mut [i8]) {
     if !transposed(dtype) {
         return;
     }
@@ -94,7 +94,7 @@ const LANE: usize = 4;
 
 /// Whether an int8 row multiplied alone with `dtype` weights is laid out
 /// in step with the weight bytes ([`WeightLayout`]) at the current [`isa`].
-pub(super) fn in_weight_layout(dtype: DType) -> bool {
+pub(crate) fn in_weight_layout(dtype: DType) -> bool {
     matches!(dtype, DType::Q8_0 | DType::Q4_0) && isa() == Isa::Avx512
 }
 
@@ -192,9 +192,9 @@ impl WeightLayout {
 
 /// Chunks of [`VECTOR`] bytes after which the lanes of Q4_0 rows meet
 /// blocks at the same offsets again: 9 chunks, 32 blocks.
-pub(super) const Q4_0_PERIOD: usize = 9;
+pub(crate) const Q4_0_PERIOD: usize = 9;
 /// The same for Q8_0 rows: 17 chunks, 32 blocks.
-pub(super) const Q8_0_PERIOD: usize = 17;
+pub(crate) const Q8_0_PERIOD: usize = 17;
 
 /// For the product in [`WeightLayout`]: per chunk of a row (by its place
 /// in the period of `P` chunks), the 16-bit word of the previous and this
@@ -202,7 +202,7 @@ pub(super) const Q8_0_PERIOD: usize = 17;
 /// 32–63 this one) that holds the scale of the block lane `l` belongs to,
 /// in entry `l` (entries 16–31 are unused). A lane's block starts at most
 /// one block before its chunk, so its scale lies in one of the two.
-pub(super) const fn scale_words<const P: usize>(block_bytes: usize) -> [[u16; 32]; P] {
+pub(crate) const fn scale_words<const P: usize>(block_bytes: usize) -> [[u16; 32]; P] {
     let mut table = [[0u16; 32]; P];
     let mut chunk = 0;
     while chunk < P {
@@ -226,7 +226,7 @@ pub(super) const fn scale_words<const P: usize>(block_bytes: usize) -> [[u16; 32
 /// `−c·Σq` to take it back out): 8 for Q4_0, whose nibbles are stored with
 /// it; 128 for Q8_0 with int8 activations at the AVX-512 level (`vpdpbusd`
 /// multiplies unsigned by signed bytes); otherwise 0.
-pub(super) fn weight_bias(dtype: DType, bits: ActivationBits) -> f32 {
+pub(crate) fn weight_bias(dtype: DType, bits: ActivationBits) -> f32 {
     match (dtype, bits) {
         (DType::Q4_0, _) => 8.0,
         (DType::Q8_0, ActivationBits::Int8) if isa() == Isa::Avx512 => 128.0,
