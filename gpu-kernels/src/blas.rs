@@ -16,7 +16,7 @@ use glmhal_hal::{DType, Op, Result, TensorDesc};
 use libloading::Library;
 
 use crate::rtc::{candidates, ld_library_path};
-use crate::runtime::DevicePtr;
+use crate::DevicePtr;
 
 /// One operand of a GEMM call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

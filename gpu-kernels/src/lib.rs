@@ -55,6 +55,10 @@ mod target;
 
 pub use target::Target;
 
+/// A device allocation: an address (CUDA, HIP) or a handle the runtime
+/// resolves (an OpenCL `cl_mem`). Only the runtime that made it reads it.
+pub type DevicePtr = u64;
+
 use std::path::Path;
 use std::time::Instant;
 

@@ -18,9 +18,7 @@ use crate::blas::{enabled_by_env, plan_gemm, Gemm, VendorBlas};
 use crate::plan::{plan, supports, Arg};
 use crate::{KernelFile, FILES};
 
-/// A device allocation: an address (CUDA, HIP) or a handle the runtime
-/// resolves (an OpenCL `cl_mem`). Only the runtime that made it reads it.
-pub type DevicePtr = u64;
+pub use crate::DevicePtr;
 
 /// One kernel argument as the runtime receives it.
 #[derive(Clone, Copy, Debug)]

@@ -31,14 +31,7 @@ pub struct RawWeight<'a> {
     pub shared: Option<(glmhal_hal::SharedBytes, std::ops::Range<usize>)>,
 }
 
-/// Where a canonical weight comes from: one stored tensor, or several fused by rows.
-#[derive(Clone, Debug)]
-pub struct WeightSource {
-    /// Canonical name.
-    pub name: String,
-    /// Stored tensors and their expected shapes.
-    pub parts: Vec<(String, Vec<usize>)>,
-}
+pub use crate::weight_source::WeightSource;
 
 fn one(stored: &str, name: String, shape: &[usize]) -> WeightSource {
     WeightSource {

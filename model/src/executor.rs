@@ -9,7 +9,7 @@ use glmhal_hal::{Backend, Buffer, DType, HalError, OpCall, Result, TensorRef};
 
 use crate::checkpoint::Checkpoint;
 use crate::config::ModelConfig;
-use crate::graph::{CacheShape, Graph, Operand, SeqStep, Slot, Want};
+use crate::graph::{CacheShape, Graph, Operand, SeqStep, Storage, Want};
 use crate::kv_cache::KvCache;
 use crate::plan::{Plan, Planner};
 use crate::weights::DeviceWeights;
@@ -189,15 +189,15 @@ impl Model {
         o: &Operand,
     ) -> Result<TensorRef<'a>> {
         let mut desc = o.desc.clone();
-        let buffer = match o.slot {
-            Slot::Act(a) => {
+        let buffer = match o.storage {
+            Storage::Act(a) => {
                 desc.offset += ws.plan.offsets[a];
                 ws.arena.as_ref().ok_or_else(missing)?
             }
-            Slot::Weight(w) => self.weights.buffer(w),
-            Slot::KCache(l) => &cache.k[l],
-            Slot::VCache(l) => &cache.v[l],
-            Slot::Io => ws.io.as_ref().ok_or_else(missing)?,
+            Storage::Weight(w) => self.weights.buffer(w),
+            Storage::KCache(l) => &cache.k[l],
+            Storage::VCache(l) => &cache.v[l],
+            Storage::Io => ws.io.as_ref().ok_or_else(missing)?,
         };
         Ok(buffer.view(desc))
     }
@@ -289,7 +289,7 @@ impl Model {
         out: &mut StepOutput,
     ) -> Result<()> {
         let r = &graph.result;
-        let Slot::Act(a) = r.slot else {
+        let Storage::Act(a) = r.storage else {
             return Err(HalError::invalid(
                 "graph",
                 "the result is not an activation",

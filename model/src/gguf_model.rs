@@ -4,10 +4,10 @@
 
 use glmhal_hal::{HalError, Result};
 
-use crate::checkpoint::WeightSource;
 use crate::config::{LayerOrder, ModelConfig, Naming};
 use crate::gguf::{GgufFile, Value};
-use crate::tokenizer::GLM4_PATTERN;
+use crate::pretokenize::GLM4_PATTERN;
+use crate::weight_source::WeightSource;
 
 /// The architectures glmhal reads, and the layer order each implies.
 pub const ARCHITECTURES: [(&str, LayerOrder); 2] =

@@ -16,7 +16,7 @@ use crate::plan::Lifetime;
 
 /// Which memory an operand lives in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Slot {
+pub enum Storage {
     /// A planned activation.
     Act(usize),
     /// A model weight, by index in the weight table.
@@ -29,12 +29,12 @@ pub enum Slot {
     Io,
 }
 
-/// A tensor in a slot.
+/// A tensor in a storage.
 #[derive(Clone, Debug)]
 pub struct Operand {
     /// Where.
-    pub slot: Slot,
-    /// The view (offsets relative to the slot's start).
+    pub storage: Storage,
+    /// The view (offsets relative to the storage's start).
     pub desc: TensorDesc,
 }
 
@@ -86,7 +86,7 @@ pub struct Graph {
     pub acts: Vec<Lifetime>,
     /// The output to download.
     pub result: Operand,
-    /// i32 elements of the Io slot: tokens, positions, rows kept.
+    /// i32 elements of the Io storage: tokens, positions, rows kept.
     pub io_len: usize,
     /// Storage for the weight names looked up while building.
     names: String,
@@ -121,7 +121,7 @@ impl Builder<'_> {
             last: 0,
         });
         Operand {
-            slot: Slot::Act(self.acts.len() - 1),
+            storage: Storage::Act(self.acts.len() - 1),
             desc,
         }
     }
@@ -132,7 +132,7 @@ impl Builder<'_> {
             .lookup(name)
             .ok_or_else(|| format!("weight `{name}` was not loaded"))?;
         Ok(Operand {
-            slot: Slot::Weight(i),
+            storage: Storage::Weight(i),
             desc,
         })
     }
@@ -149,7 +149,7 @@ impl Builder<'_> {
     fn push(&mut self, op: Op, inputs: Inputs, output: Operand) {
         let at = self.nodes.len();
         for o in inputs.iter().chain(std::iter::once(&output)) {
-            if let Slot::Act(a) = o.slot {
+            if let Storage::Act(a) = o.storage {
                 let l = &mut self.acts[a];
                 l.first = l.first.min(at);
                 l.last = l.last.max(at);
@@ -168,7 +168,7 @@ impl Builder<'_> {
 
 fn io(offset_elems: usize, len: usize) -> Operand {
     Operand {
-        slot: Slot::Io,
+        storage: Storage::Io,
         desc: TensorDesc::strided(DType::I32, &[len], &[1], offset_elems * 4),
     }
 }
@@ -178,12 +178,15 @@ fn rows(o: &Operand, r0: usize, len: usize) -> Operand {
     let mut desc = o.desc.clone();
     desc.offset += r0 * desc.strides[0] * desc.dtype.block_bytes();
     desc.shape[0] = len;
-    Operand { slot: o.slot, desc }
+    Operand {
+        storage: o.storage,
+        desc,
+    }
 }
 
 fn reshape(o: &Operand, shape: &[usize]) -> Operand {
     Operand {
-        slot: o.slot,
+        storage: o.storage,
         desc: TensorDesc::strided(
             o.desc.dtype,
             shape,
@@ -264,7 +267,7 @@ impl Graph {
 }
 
 /// The nodes of the step, appended to `g`; returns the result operand and
-/// the length of the Io slot.
+/// the length of the Io storage.
 fn forward(
     g: &mut Builder<'_>,
     c: &ModelConfig,
@@ -299,7 +302,7 @@ fn forward(
         }
         let qkv = g.apply(Op::MatMul { bias: c.qkv_bias }, qkv_in, &[n, width]);
         let head_view = |heads: usize, first_head: usize| Operand {
-            slot: qkv.slot,
+            storage: qkv.storage,
             desc: TensorDesc::strided(
                 DType::F32,
                 &[n, heads, hd],
@@ -318,8 +321,8 @@ fn forward(
         let mut r0 = 0;
         for s in seqs {
             let slot_bytes = cache.dtype.bytes_for(cache.capacity * nkv * hd);
-            let cache_view = |slot: Slot, len: usize| Operand {
-                slot,
+            let cache_view = |storage: Storage, len: usize| Operand {
+                storage,
                 desc: TensorDesc::strided(
                     cache.dtype,
                     &[len, nkv, hd],
@@ -331,12 +334,12 @@ fn forward(
             g.push(
                 Op::KvWrite,
                 smallvec![rows(&kr, r0, s.len), pos.clone()],
-                cache_view(Slot::KCache(layer), cache.capacity),
+                cache_view(Storage::KCache(layer), cache.capacity),
             );
             g.push(
                 Op::KvWrite,
                 smallvec![rows(&v, r0, s.len), pos],
-                cache_view(Slot::VCache(layer), cache.capacity),
+                cache_view(Storage::VCache(layer), cache.capacity),
             );
             let seen = s.start + s.len;
             g.push(
@@ -346,8 +349,8 @@ fn forward(
                 },
                 smallvec![
                     rows(&qr, r0, s.len),
-                    cache_view(Slot::KCache(layer), seen),
-                    cache_view(Slot::VCache(layer), seen),
+                    cache_view(Storage::KCache(layer), seen),
+                    cache_view(Storage::VCache(layer), seen),
                 ],
                 rows(&attn, r0, s.len),
             );
@@ -413,7 +416,7 @@ fn forward(
     let result = if want == Want::Greedy {
         let ids = g.act(&[b]);
         let ids = Operand {
-            slot: ids.slot,
+            storage: ids.storage,
             desc: TensorDesc::contiguous(DType::I32, &[b]),
         };
         g.push(Op::Argmax, smallvec![logits], ids.clone());
@@ -422,7 +425,7 @@ fn forward(
         logits
     };
     // The result is read after the last node: keep it alive to the end.
-    if let Slot::Act(a) = result.slot {
+    if let Storage::Act(a) = result.storage {
         g.acts[a].last = g.nodes.len();
     }
     Ok((result, 2 * n + b))

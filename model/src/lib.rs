@@ -31,11 +31,13 @@ pub mod kquants;
 pub mod kv_cache;
 pub mod npy;
 pub mod plan;
+pub mod pretokenize;
 pub mod safetensors;
 pub mod sampler;
 pub mod synth;
 pub mod tokenizer;
 pub mod trace;
+pub mod weight_source;
 pub mod weights;
 
 pub use config::{LayerOrder, ModelConfig, Naming};

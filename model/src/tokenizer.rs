@@ -25,8 +25,7 @@ pub const GLM4_SPECIALS: [&str; 14] = [
     "<|end_of_video|>",
 ];
 
-/// GLM-4's split pattern for the tiktoken tokenizer.
-pub const GLM4_PATTERN: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+pub use crate::pretokenize::GLM4_PATTERN;
 
 /// Id of the first special token in a vocabulary of `vocab` entries: GLM-4's
 /// own 151329 when it fits, else the last ids.

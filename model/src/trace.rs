@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use glmhal_hal::{DType, HalError, HostTensor, Op, OpKind, Result, TensorRef};
 
 use crate::executor::{Model, StepOutput, Workspace};
-use crate::graph::{Graph, Operand, SeqStep, Slot, Want};
+use crate::graph::{Graph, Operand, SeqStep, Storage, Want};
 use crate::kv_cache::KvCache;
 use crate::weights::DeviceWeights;
 
@@ -44,14 +44,14 @@ impl Model {
         let mut ws = Workspace::default();
         self.begin_step(cache, &mut ws, seqs, tokens, want)?;
         let names = node_names(&ws.graph, &self.weights);
-        let mut writers: HashMap<SlotKey, usize> = HashMap::new();
+        let mut writers: HashMap<StorageKey, usize> = HashMap::new();
         let mut weights: HashMap<usize, HostTensor> = HashMap::new();
         for (index, node) in ws.graph.nodes.iter().enumerate() {
             let mut inputs = Vec::with_capacity(node.inputs.len());
             let mut sources = Vec::with_capacity(node.inputs.len());
             for o in &node.inputs {
-                let host = match o.slot {
-                    Slot::Weight(w) => match weights.get(&w) {
+                let host = match o.storage {
+                    Storage::Weight(w) => match weights.get(&w) {
                         Some(t) => t.clone(),
                         None => {
                             let t = self.read(&self.view(&ws, cache, o)?)?;
@@ -78,7 +78,7 @@ impl Model {
                 .execute(&node.op, &in_views, std::slice::from_ref(&out_view))?;
             self.backend.synchronize()?;
             let output = self.read(&out_view)?;
-            if let Some(k) = SlotKey::of(node.output.slot) {
+            if let Some(k) = StorageKey::of(node.output.storage) {
                 writers.insert(k, index);
             }
             visit(&TracedNode {
@@ -201,40 +201,40 @@ fn first_non_finite(t: &HostTensor) -> Option<(usize, f64)> {
         .find(|(_, v)| !v.is_finite())
 }
 
-/// Where an operand comes from: the node that last wrote its slot, or the
+/// Where an operand comes from: the node that last wrote its storage, or the
 /// weight, cache or step inputs it is.
 fn source_name(
     o: &Operand,
-    writers: &HashMap<SlotKey, usize>,
+    writers: &HashMap<StorageKey, usize>,
     names: &[String],
     weights: &DeviceWeights,
 ) -> String {
-    if let Some(&j) = SlotKey::of(o.slot).and_then(|k| writers.get(&k)) {
+    if let Some(&j) = StorageKey::of(o.storage).and_then(|k| writers.get(&k)) {
         return format!("node {j} {}", names[j]);
     }
-    match o.slot {
-        Slot::Weight(w) => format!("weight {}", weights.name_of(w).unwrap_or("?")),
-        Slot::Act(a) => format!("activation {a}"),
-        Slot::KCache(l) => format!("k cache {l}"),
-        Slot::VCache(l) => format!("v cache {l}"),
-        Slot::Io => "step inputs".to_string(),
+    match o.storage {
+        Storage::Weight(w) => format!("weight {}", weights.name_of(w).unwrap_or("?")),
+        Storage::Act(a) => format!("activation {a}"),
+        Storage::KCache(l) => format!("k cache {l}"),
+        Storage::VCache(l) => format!("v cache {l}"),
+        Storage::Io => "step inputs".to_string(),
     }
 }
 
-/// A slot nodes write.
+/// A storage nodes write.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
-enum SlotKey {
+enum StorageKey {
     Act(usize),
     K(usize),
     V(usize),
 }
 
-impl SlotKey {
-    fn of(slot: Slot) -> Option<SlotKey> {
-        match slot {
-            Slot::Act(a) => Some(SlotKey::Act(a)),
-            Slot::KCache(l) => Some(SlotKey::K(l)),
-            Slot::VCache(l) => Some(SlotKey::V(l)),
+impl StorageKey {
+    fn of(storage: Storage) -> Option<StorageKey> {
+        match storage {
+            Storage::Act(a) => Some(StorageKey::Act(a)),
+            Storage::KCache(l) => Some(StorageKey::K(l)),
+            Storage::VCache(l) => Some(StorageKey::V(l)),
             _ => None,
         }
     }
@@ -250,8 +250,8 @@ pub fn node_names(graph: &Graph, weights: &DeviceWeights) -> Vec<String> {
         .nodes
         .iter()
         .map(|node| {
-            let weight = node.inputs.iter().find_map(|o| match o.slot {
-                Slot::Weight(w) => weights.name_of(w),
+            let weight = node.inputs.iter().find_map(|o| match o.storage {
+                Storage::Weight(w) => weights.name_of(w),
                 _ => None,
             });
             if let Some(w) = weight {

@@ -9,9 +9,9 @@ use std::ffi::c_void;
 use glmhal_hal::{DType, Result};
 
 use super::convert::cast;
-use super::elementwise::scale as muls;
+use super::elementwise::{mask_fill, scale as muls};
 use super::reduce::softmax;
-use super::{scalar, Handle, Launch, Operand};
+use super::{Handle, Launch, Operand};
 
 /// Keep f32 in the cube unit.
 const KEEP_DTYPE: i8 = 0;
@@ -30,28 +30,6 @@ fn matmul(l: &Launch<'_>, a: &Handle<'_>, b: &Handle<'_>, out: &Handle<'_>) -> R
         )
     };
     l.run("Matmul", status, size, exec, l.acl.matmul)
-}
-
-/// `target = value` where the bool mask (broadcast) is true.
-pub(crate) fn mask_fill(
-    l: &Launch<'_>,
-    target: &Handle<'_>,
-    mask: &Handle<'_>,
-    value: f32,
-) -> Result<()> {
-    let value = scalar(l.acl, value)?;
-    let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
-    // SAFETY: every descriptor is live; `target` is valid for writes.
-    let status = unsafe {
-        (l.acl.masked_fill_ws)(target.ptr(), mask.ptr(), value.ptr(), &mut size, &mut exec)
-    };
-    l.run(
-        "InplaceMaskedFillScalar",
-        status,
-        size,
-        exec,
-        l.acl.masked_fill,
-    )
 }
 
 /// `out = softmax(q·scale·kᵀ (masked)) · v` with `q [T, Hq, D]`,

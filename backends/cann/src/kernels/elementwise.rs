@@ -1,5 +1,5 @@
-//! add, mul (aclnnAdd with alpha 1, aclnnMul; both broadcast numpy-style)
-//! and scale (aclnnMuls).
+//! add, mul (aclnnAdd with alpha 1, aclnnMul; both broadcast numpy-style),
+//! scale (aclnnMuls) and masked fill (aclnnInplaceMaskedFillScalar).
 
 use std::ffi::c_void;
 
@@ -44,4 +44,26 @@ pub(crate) fn scale(l: &Launch<'_>, x: &Handle<'_>, factor: f64, out: &Handle<'_
     // SAFETY: every descriptor is live; outputs are valid for writes.
     let status = unsafe { (l.acl.muls_ws)(x.ptr(), k.ptr(), out.ptr(), &mut size, &mut exec) };
     l.run("Muls", status, size, exec, l.acl.muls)
+}
+
+/// `target = value` where the bool mask (broadcast) is true.
+pub(crate) fn mask_fill(
+    l: &Launch<'_>,
+    target: &Handle<'_>,
+    mask: &Handle<'_>,
+    value: f32,
+) -> Result<()> {
+    let value = scalar(l.acl, value)?;
+    let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
+    // SAFETY: every descriptor is live; `target` is valid for writes.
+    let status = unsafe {
+        (l.acl.masked_fill_ws)(target.ptr(), mask.ptr(), value.ptr(), &mut size, &mut exec)
+    };
+    l.run(
+        "InplaceMaskedFillScalar",
+        status,
+        size,
+        exec,
+        l.acl.masked_fill,
+    )
 }

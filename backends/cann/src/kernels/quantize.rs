@@ -12,8 +12,8 @@ use std::ffi::c_void;
 
 use glmhal_hal::{DType, Result, QUANT_BLOCK};
 
-use super::attention::mask_fill;
 use super::convert::cast;
+use super::elementwise::mask_fill;
 use super::elementwise::{binary, scale};
 use super::quant::{as_specs, scalar_op, Blocks};
 use super::{raw_tensor, scalar, Handle, IntArray, Launch, Layout, Operand};

@@ -7,8 +7,8 @@ use std::ffi::c_void;
 
 use glmhal_hal::{DType, Result};
 
-use super::attention::mask_fill;
 use super::convert::cast;
+use super::elementwise::mask_fill;
 use super::elementwise::scale as muls;
 use super::quantize::unary;
 use super::{raw_tensor, Handle, IntArray, Launch, Layout, Operand};
