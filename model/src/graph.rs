@@ -277,126 +277,196 @@ fn forward(
 ) -> Result<(Operand, usize), String> {
     let n: usize = seqs.iter().map(|s| s.len).sum();
     let b = seqs.len();
-    let (h, nh, nkv, hd) = (c.hidden, c.heads, c.kv_heads, c.head_dim);
-    let width = c.qkv_width();
+    let h = c.hidden;
     let tokens = io(0, n);
-    let positions = io(n, n);
+    let step = Step {
+        c,
+        cache: &cache,
+        seqs,
+        n,
+        positions: io(n, n),
+    };
     let keep = io(2 * n, b);
 
     let mut x = g.apply(Op::GetRows, smallvec![g.weight("embed")?, tokens], &[n, h]);
+    for layer in 0..c.layers {
+        let o = attention_block(g, &step, layer, &x)?;
+        let x2 = g.apply(Op::Add, smallvec![x, o], &[n, h]);
+        let d = ffn_block(g, c, n, layer, &x2)?;
+        x = g.apply(Op::Add, smallvec![x2, d], &[n, h]);
+    }
+    let result = output_head(g, c, (n, b), want, x, keep)?;
+    // The result is read after the last node: keep it alive to the end.
+    if let Storage::Act(a) = result.storage {
+        g.acts[a].last = g.nodes.len();
+    }
+    Ok((result, 2 * n + b))
+}
+
+/// What every layer's blocks of one step read.
+struct Step<'a> {
+    c: &'a ModelConfig,
+    cache: &'a CacheShape,
+    seqs: &'a [SeqStep],
+    /// Rows of the step (every sequence's tokens).
+    n: usize,
+    /// Each row's position, from the Io storage.
+    positions: Operand,
+}
+
+/// Layer `layer`'s attention on `x`: norm, qkv (+bias), rope on q and k,
+/// K and V into each sequence's cache, attention over its prefix, the
+/// output projection (and GLM-4's post-attention norm).
+fn attention_block(
+    g: &mut Builder<'_>,
+    step: &Step<'_>,
+    layer: usize,
+    x: &Operand,
+) -> Result<Operand, String> {
+    let (c, cache, n) = (step.c, step.cache, step.n);
+    let (h, nh, nkv, hd) = (c.hidden, c.heads, c.kv_heads, c.head_dim);
+    let width = c.qkv_width();
     let rope = Op::Rope {
         rot: c.rotary_dim,
         theta: c.rope_theta,
         mode: RopeMode::Interleaved,
     };
-    let norm = |eps: f64| Op::RmsNorm { eps };
-    for layer in 0..c.layers {
-        let hn = g.apply(
-            norm(c.rms_eps),
-            smallvec![x.clone(), g.layer_weight(layer, "input_norm")?],
-            &[n, h],
-        );
-        let mut qkv_in = smallvec![hn, g.layer_weight(layer, "qkv.weight")?];
-        if c.qkv_bias {
-            qkv_in.push(g.layer_weight(layer, "qkv.bias")?);
-        }
-        let qkv = g.apply(Op::MatMul { bias: c.qkv_bias }, qkv_in, &[n, width]);
-        let head_view = |heads: usize, first_head: usize| Operand {
-            storage: qkv.storage,
+    let hn = g.apply(
+        Op::RmsNorm { eps: c.rms_eps },
+        smallvec![x.clone(), g.layer_weight(layer, "input_norm")?],
+        &[n, h],
+    );
+    let mut qkv_in = smallvec![hn, g.layer_weight(layer, "qkv.weight")?];
+    if c.qkv_bias {
+        qkv_in.push(g.layer_weight(layer, "qkv.bias")?);
+    }
+    let qkv = g.apply(Op::MatMul { bias: c.qkv_bias }, qkv_in, &[n, width]);
+    let head_view = |heads: usize, first_head: usize| Operand {
+        storage: qkv.storage,
+        desc: TensorDesc::strided(
+            DType::F32,
+            &[n, heads, hd],
+            &[width, hd, 1],
+            first_head * hd * 4,
+        ),
+    };
+    let (q, k, v) = (
+        head_view(nh, 0),
+        head_view(nkv, nh),
+        head_view(nkv, nh + nkv),
+    );
+    let positions = &step.positions;
+    let qr = g.apply(rope.clone(), smallvec![q, positions.clone()], &[n, nh, hd]);
+    let kr = g.apply(rope, smallvec![k, positions.clone()], &[n, nkv, hd]);
+    let attn = g.act(&[n, nh, hd]);
+    let mut r0 = 0;
+    for s in step.seqs {
+        let slot_bytes = cache.dtype.bytes_for(cache.capacity * nkv * hd);
+        let cache_view = |storage: Storage, len: usize| Operand {
+            storage,
             desc: TensorDesc::strided(
-                DType::F32,
-                &[n, heads, hd],
-                &[width, hd, 1],
-                first_head * hd * 4,
+                cache.dtype,
+                &[len, nkv, hd],
+                &[nkv * hd, hd, 1],
+                s.slot * slot_bytes,
             ),
         };
-        let (q, k, v) = (
-            head_view(nh, 0),
-            head_view(nkv, nh),
-            head_view(nkv, nh + nkv),
+        let pos = rows(positions, r0, s.len);
+        g.push(
+            Op::KvWrite,
+            smallvec![rows(&kr, r0, s.len), pos.clone()],
+            cache_view(Storage::KCache(layer), cache.capacity),
         );
-        let qr = g.apply(rope.clone(), smallvec![q, positions.clone()], &[n, nh, hd]);
-        let kr = g.apply(rope.clone(), smallvec![k, positions.clone()], &[n, nkv, hd]);
-        let attn = g.act(&[n, nh, hd]);
-        let mut r0 = 0;
-        for s in seqs {
-            let slot_bytes = cache.dtype.bytes_for(cache.capacity * nkv * hd);
-            let cache_view = |storage: Storage, len: usize| Operand {
-                storage,
-                desc: TensorDesc::strided(
-                    cache.dtype,
-                    &[len, nkv, hd],
-                    &[nkv * hd, hd, 1],
-                    s.slot * slot_bytes,
-                ),
-            };
-            let pos = rows(&positions, r0, s.len);
-            g.push(
-                Op::KvWrite,
-                smallvec![rows(&kr, r0, s.len), pos.clone()],
-                cache_view(Storage::KCache(layer), cache.capacity),
-            );
-            g.push(
-                Op::KvWrite,
-                smallvec![rows(&v, r0, s.len), pos],
-                cache_view(Storage::VCache(layer), cache.capacity),
-            );
-            let seen = s.start + s.len;
-            g.push(
-                Op::Attention {
-                    scale: (hd as f64).powf(-0.5),
-                    causal: true,
-                },
-                smallvec![
-                    rows(&qr, r0, s.len),
-                    cache_view(Storage::KCache(layer), seen),
-                    cache_view(Storage::VCache(layer), seen),
-                ],
-                rows(&attn, r0, s.len),
-            );
-            r0 += s.len;
-        }
-        let mut o = g.apply(
-            Op::MatMul { bias: false },
+        g.push(
+            Op::KvWrite,
+            smallvec![rows(&v, r0, s.len), pos],
+            cache_view(Storage::VCache(layer), cache.capacity),
+        );
+        let seen = s.start + s.len;
+        g.push(
+            Op::Attention {
+                scale: (hd as f64).powf(-0.5),
+                causal: true,
+            },
             smallvec![
-                reshape(&attn, &[n, nh * hd]),
-                g.layer_weight(layer, "o.weight")?
+                rows(&qr, r0, s.len),
+                cache_view(Storage::KCache(layer), seen),
+                cache_view(Storage::VCache(layer), seen),
             ],
-            &[n, h],
+            rows(&attn, r0, s.len),
         );
-        if c.order == LayerOrder::Glm4 {
-            o = g.apply(
-                norm(c.rms_eps),
-                smallvec![o, g.layer_weight(layer, "post_attn_norm")?],
-                &[n, h],
-            );
-        }
-        let x2 = g.apply(Op::Add, smallvec![x, o], &[n, h]);
-        let h2 = g.apply(
-            norm(c.rms_eps),
-            smallvec![x2.clone(), g.layer_weight(layer, "mlp_norm")?],
-            &[n, h],
-        );
-        let gu = g.apply(
-            Op::MatMul { bias: false },
-            smallvec![h2, g.layer_weight(layer, "gate_up.weight")?],
-            &[n, 2 * c.intermediate],
-        );
-        let a = g.apply(Op::SwiGlu, smallvec![gu], &[n, c.intermediate]);
-        let mut d = g.apply(
-            Op::MatMul { bias: false },
-            smallvec![a, g.layer_weight(layer, "down.weight")?],
-            &[n, h],
-        );
-        if c.order == LayerOrder::Glm4 {
-            d = g.apply(
-                norm(c.rms_eps),
-                smallvec![d, g.layer_weight(layer, "post_mlp_norm")?],
-                &[n, h],
-            );
-        }
-        x = g.apply(Op::Add, smallvec![x2, d], &[n, h]);
+        r0 += s.len;
     }
+    let o = g.apply(
+        Op::MatMul { bias: false },
+        smallvec![
+            reshape(&attn, &[n, nh * hd]),
+            g.layer_weight(layer, "o.weight")?
+        ],
+        &[n, h],
+    );
+    post_norm(g, c, layer, "post_attn_norm", o, n)
+}
+
+/// Layer `layer`'s feed-forward block on `x`: norm, gate and up in one
+/// product, SwiGLU, down (and GLM-4's post-MLP norm).
+fn ffn_block(
+    g: &mut Builder<'_>,
+    c: &ModelConfig,
+    n: usize,
+    layer: usize,
+    x: &Operand,
+) -> Result<Operand, String> {
+    let h = c.hidden;
+    let hn = g.apply(
+        Op::RmsNorm { eps: c.rms_eps },
+        smallvec![x.clone(), g.layer_weight(layer, "mlp_norm")?],
+        &[n, h],
+    );
+    let gu = g.apply(
+        Op::MatMul { bias: false },
+        smallvec![hn, g.layer_weight(layer, "gate_up.weight")?],
+        &[n, 2 * c.intermediate],
+    );
+    let a = g.apply(Op::SwiGlu, smallvec![gu], &[n, c.intermediate]);
+    let d = g.apply(
+        Op::MatMul { bias: false },
+        smallvec![a, g.layer_weight(layer, "down.weight")?],
+        &[n, h],
+    );
+    post_norm(g, c, layer, "post_mlp_norm", d, n)
+}
+
+/// GLM-4's extra norm after a block (`weight`), or `x` as it is for GLM.
+fn post_norm(
+    g: &mut Builder<'_>,
+    c: &ModelConfig,
+    layer: usize,
+    weight: &str,
+    x: Operand,
+    n: usize,
+) -> Result<Operand, String> {
+    if c.order != LayerOrder::Glm4 {
+        return Ok(x);
+    }
+    Ok(g.apply(
+        Op::RmsNorm { eps: c.rms_eps },
+        smallvec![x, g.layer_weight(layer, weight)?],
+        &[n, c.hidden],
+    ))
+}
+
+/// The rows asked for (each sequence's last, or all), the final norm, the
+/// logits, and their argmax when greedy.
+fn output_head(
+    g: &mut Builder<'_>,
+    c: &ModelConfig,
+    (n, b): (usize, usize),
+    want: Want,
+    x: Operand,
+    keep: Operand,
+) -> Result<Operand, String> {
+    let h = c.hidden;
     let kept = if want == Want::AllLogits { n } else { b };
     let last = if want == Want::AllLogits {
         x
@@ -404,7 +474,7 @@ fn forward(
         g.apply(Op::GetRows, smallvec![x, keep], &[b, h])
     };
     let normed = g.apply(
-        norm(c.rms_eps),
+        Op::RmsNorm { eps: c.rms_eps },
         smallvec![last, g.weight("final_norm")?],
         &[kept, h],
     );
@@ -413,7 +483,7 @@ fn forward(
         smallvec![normed, g.weight("lm_head")?],
         &[kept, c.vocab],
     );
-    let result = if want == Want::Greedy {
+    Ok(if want == Want::Greedy {
         let ids = g.act(&[b]);
         let ids = Operand {
             storage: ids.storage,
@@ -423,10 +493,5 @@ fn forward(
         ids
     } else {
         logits
-    };
-    // The result is read after the last node: keep it alive to the end.
-    if let Storage::Act(a) = result.storage {
-        g.acts[a].last = g.nodes.len();
-    }
-    Ok((result, 2 * n + b))
+    })
 }
