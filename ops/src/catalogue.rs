@@ -17,6 +17,15 @@ pub struct ArgSpec {
     pub optional: bool,
 }
 
+impl ArgSpec {
+    /// The number of dims its shape names, or `None` for any rank (`[...]`,
+    /// `[...,H]`).
+    pub fn rank(&self) -> Option<usize> {
+        let dims = self.shape.split(' ').next()?.trim_matches(['[', ']']);
+        (!dims.contains("...")).then(|| dims.split(',').count())
+    }
+}
+
 /// One op of the catalogue.
 #[derive(Clone, Debug, Serialize)]
 pub struct OpSpec {
@@ -221,6 +230,18 @@ pub fn example_op(kind: OpKind) -> Op {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ranks_come_from_the_shape_symbols() {
+        let rank = |shape| arg("t", shape, &[]).rank();
+        assert_eq!(rank("[M,K]"), Some(2));
+        assert_eq!(rank("[T,n_heads,D]"), Some(3));
+        assert_eq!(rank("[N]"), Some(1));
+        assert_eq!(rank("[...,H]"), None);
+        assert_eq!(rank("[...] or 1s"), None);
+        let attention = spec(OpKind::Attention);
+        assert!(attention.inputs.iter().all(|a| a.rank() == Some(3)));
+    }
 
     #[test]
     fn catalogue_covers_every_op_and_serializes() {

@@ -4,181 +4,62 @@ use glmhal_hal::{DType, HalError, Op, Result, TensorDesc};
 
 /// Checks that `inputs` and `outputs` fit `op`: their number, ranks, shapes
 /// and dtypes, and the op's parameters. Errors name the op and the mismatch.
+///
+/// What the catalogue states (how many tensors, each one's dtypes and
+/// rank) is checked here from its [`crate::catalogue::OpSpec`]; the shape
+/// relations and parameters each op family adds are checked below.
 pub fn validate(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Result<()> {
     let v = Checker { op: op.name() };
-    let n_in = crate::catalogue::spec_ref(op.kind()).inputs.len();
+    let spec = crate::catalogue::spec_ref(op.kind());
     let expected_inputs = match op {
-        Op::MatMul { bias: false } => n_in - 1,
-        _ => n_in,
+        Op::MatMul { bias: false } => spec.inputs.len() - 1,
+        _ => spec.inputs.len(),
     };
     v.count("inputs", inputs.len(), expected_inputs)?;
-    v.count("outputs", outputs.len(), 1)?;
+    v.count("outputs", outputs.len(), spec.outputs.len())?;
     for (role, list) in [("input", inputs), ("output", outputs)] {
         for (i, t) in list.iter().enumerate() {
-            if t.shape.contains(&0) || t.shape.is_empty() {
-                return Err(HalError::shape(
-                    v.op,
-                    format!("{role} {i} has zero size or no dimensions: {:?}", t.shape),
-                ));
-            }
-            if t.shape.len() != t.strides.len() {
-                return Err(HalError::shape(
-                    v.op,
-                    format!("{role} {i}: shape and strides differ in rank"),
-                ));
-            }
-            if t.dtype.is_quantized() && t.last_dim() % t.dtype.block_elems() != 0 {
-                return Err(HalError::shape(
-                    v.op,
-                    format!(
-                        "{role} {i} is {} but its rows have {} elements, not a multiple of 32",
-                        t.dtype,
-                        t.last_dim()
-                    ),
-                ));
-            }
+            v.well_formed(role, i, t)?;
+        }
+    }
+    let declared = spec.inputs.iter().zip(inputs);
+    for (arg, t) in declared.chain(spec.outputs.iter().zip(outputs)) {
+        v.dtype(arg.name, t, &arg.dtypes)?;
+        if let Some(rank) = arg.rank() {
+            v.rank(arg.name, t, rank)?;
         }
     }
     let out = &outputs[0];
     match op {
         Op::GetRows => {
             let (table, ids) = (&inputs[0], &inputs[1]);
-            v.dtype("table", table, &DType::WEIGHTS)?;
-            v.rank("table", table, 2)?;
-            v.dtype("ids", ids, &[DType::I32])?;
-            v.rank("ids", ids, 1)?;
-            v.float_out(out)?;
             v.shape("output", out, &[ids.shape[0], table.shape[1]])
         }
-        Op::MatMul { bias } => {
-            let (x, w) = (&inputs[0], &inputs[1]);
-            v.dtype("x", x, &DType::FLOATS)?;
-            v.rank("x", x, 2)?;
-            v.dtype("w", w, &DType::WEIGHTS)?;
-            v.rank("w", w, 2)?;
-            if x.shape[1] != w.shape[1] {
-                return Err(HalError::shape(
-                    v.op,
-                    format!(
-                        "x is [M={}, K={}] but w is [N={}, K={}]",
-                        x.shape[0], x.shape[1], w.shape[0], w.shape[1]
-                    ),
-                ));
-            }
-            if *bias {
-                v.dtype("bias", &inputs[2], &DType::FLOATS)?;
-                v.shape("bias", &inputs[2], &[w.shape[0]])?;
-            }
-            v.float_out(out)?;
-            v.shape("output", out, &[x.shape[0], w.shape[0]])
-        }
-        Op::BatchedMatMul => {
-            let (a, b) = (&inputs[0], &inputs[1]);
-            v.dtype("a", a, &DType::FLOATS)?;
-            v.dtype("b", b, &DType::FLOATS)?;
-            v.rank("a", a, 3)?;
-            v.rank("b", b, 3)?;
-            if a.shape[0] != b.shape[0] || a.shape[2] != b.shape[1] {
-                return Err(HalError::shape(
-                    v.op,
-                    format!("a is [B,M,K]={:?} but b is [B,K,N]={:?}", a.shape, b.shape),
-                ));
-            }
-            v.float_out(out)?;
-            v.shape("output", out, &[a.shape[0], a.shape[1], b.shape[2]])
-        }
+        Op::MatMul { bias } => mat_mul(&v, inputs, *bias, out),
+        Op::BatchedMatMul => batched_mat_mul(&v, inputs, out),
         Op::RmsNorm { eps } | Op::LayerNorm { eps } => {
             let x = &inputs[0];
-            v.dtype("x", x, &DType::FLOATS)?;
             v.positive("eps", *eps, true)?;
-            let names = ["weight", "bias"];
-            for (i, p) in inputs[1..].iter().enumerate() {
-                v.dtype(names[i], p, &DType::FLOATS)?;
-                v.shape(names[i], p, &[x.last_dim()])?;
+            for (arg, p) in spec.inputs[1..].iter().zip(&inputs[1..]) {
+                v.shape(arg.name, p, &[x.last_dim()])?;
             }
-            v.float_out(out)?;
             v.shape("output", out, &x.shape)
         }
-        Op::Rope { rot, theta, .. } => {
-            let (x, pos) = (&inputs[0], &inputs[1]);
-            v.dtype("x", x, &DType::FLOATS)?;
-            v.rank("x", x, 3)?;
-            v.dtype("positions", pos, &[DType::I32])?;
-            v.shape("positions", pos, &[x.shape[0]])?;
-            let head_dim = x.shape[2];
-            if *rot == 0 || rot % 2 != 0 || *rot > head_dim {
-                return Err(HalError::shape(
-                    v.op,
-                    format!("rot must be even and in 2..={head_dim} (head_dim), got {rot}"),
-                ));
-            }
-            v.positive("theta", *theta, false)?;
-            v.float_out(out)?;
-            v.shape("output", out, &x.shape)
-        }
-        Op::Attention { scale, .. } => {
-            let (q, k, val) = (&inputs[0], &inputs[1], &inputs[2]);
-            for (name, t) in [("q", q), ("k", k), ("v", val)] {
-                v.dtype(name, t, &DType::FLOATS)?;
-                v.rank(name, t, 3)?;
-            }
-            if k.shape != val.shape {
-                return Err(HalError::shape(
-                    v.op,
-                    format!("k {:?} and v {:?} differ", k.shape, val.shape),
-                ));
-            }
-            let (t, nh, d) = (q.shape[0], q.shape[1], q.shape[2]);
-            let (s, nkv, dk) = (k.shape[0], k.shape[1], k.shape[2]);
-            if d != dk {
-                return Err(HalError::shape(
-                    v.op,
-                    format!("q head_dim {d} but k head_dim {dk}"),
-                ));
-            }
-            if nh % nkv != 0 {
-                return Err(HalError::shape(
-                    v.op,
-                    format!("{nh} query heads are not a multiple of {nkv} kv heads"),
-                ));
-            }
-            if t > s {
-                return Err(HalError::shape(
-                    v.op,
-                    format!("{t} queries but only {s} cached keys (the cache must include the queries' own)"),
-                ));
-            }
-            if !scale.is_finite() {
-                return Err(HalError::invalid(
-                    v.op,
-                    format!("scale must be finite, got {scale}"),
-                ));
-            }
-            v.float_out(out)?;
-            v.shape("output", out, &q.shape)
-        }
+        Op::Rope { rot, theta, .. } => rope(&v, inputs, (*rot, *theta), out),
+        Op::Attention { scale, .. } => attention(&v, inputs, *scale, out),
         Op::Softmax { scale, causal } => {
             let x = &inputs[0];
-            v.dtype("x", x, &DType::FLOATS)?;
-            v.rank("x", x, 2)?;
             if *causal && x.shape[0] > x.shape[1] {
                 return Err(HalError::shape(
                     v.op,
                     format!("causal softmax needs rows <= columns, got {:?}", x.shape),
                 ));
             }
-            if !scale.is_finite() {
-                return Err(HalError::invalid(
-                    v.op,
-                    format!("scale must be finite, got {scale}"),
-                ));
-            }
-            v.float_out(out)?;
+            v.finite("scale", *scale)?;
             v.shape("output", out, &x.shape)
         }
         Op::SwiGlu => {
             let x = &inputs[0];
-            v.dtype("x", x, &DType::FLOATS)?;
             if !x.last_dim().is_multiple_of(2) {
                 return Err(HalError::shape(
                     v.op,
@@ -190,80 +71,135 @@ pub fn validate(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Resul
             }
             let mut shape = x.shape.clone();
             *shape.last_mut().unwrap_or(&mut 0) /= 2;
-            v.float_out(out)?;
             v.shape("output", out, &shape)
         }
-        Op::Silu | Op::Gelu | Op::Scale { .. } => {
-            let x = &inputs[0];
-            v.dtype("x", x, &DType::FLOATS)?;
-            if let Op::Scale { factor } = op {
-                if !factor.is_finite() {
-                    return Err(HalError::invalid(
-                        v.op,
-                        format!("factor must be finite, got {factor}"),
-                    ));
-                }
-            }
-            v.float_out(out)?;
-            v.shape("output", out, &x.shape)
+        Op::Scale { factor } => {
+            v.finite("factor", *factor)?;
+            v.shape("output", out, &inputs[0].shape)
         }
-        Op::Add | Op::Mul => {
-            let (a, b) = (&inputs[0], &inputs[1]);
-            v.dtype("a", a, &DType::FLOATS)?;
-            v.dtype("b", b, &DType::FLOATS)?;
-            let fits = a.rank() == b.rank()
-                && a.shape.iter().zip(&b.shape).all(|(x, y)| x == y || *y == 1);
-            if !fits {
-                return Err(HalError::shape(
-                    v.op,
-                    format!(
-                        "b {:?} does not broadcast to a {:?} (same rank, each dim equal or 1)",
-                        b.shape, a.shape
-                    ),
-                ));
-            }
-            v.float_out(out)?;
-            v.shape("output", out, &a.shape)
-        }
-        Op::Cast => {
-            let x = &inputs[0];
-            v.dtype("x", x, &DType::WEIGHTS)?;
-            v.float_out(out)?;
-            v.shape("output", out, &x.shape)
-        }
-        Op::Quantize => {
-            let x = &inputs[0];
-            v.dtype("x", x, &DType::FLOATS)?;
-            v.dtype("output", out, &[DType::Q8_0, DType::Q4_0])?;
-            v.shape("output", out, &x.shape)
-        }
-        Op::KvWrite => {
-            let (rows, pos) = (&inputs[0], &inputs[1]);
-            v.dtype("rows", rows, &DType::FLOATS)?;
-            v.rank("rows", rows, 3)?;
-            v.dtype("positions", pos, &[DType::I32])?;
-            v.shape("positions", pos, &[rows.shape[0]])?;
-            v.dtype("cache", out, &DType::FLOATS)?;
-            v.rank("cache", out, 3)?;
-            if out.shape[1..] != rows.shape[1..] {
-                return Err(HalError::shape(
-                    v.op,
-                    format!(
-                        "rows {:?} do not match cache {:?} in [kv_heads, head_dim]",
-                        rows.shape, out.shape
-                    ),
-                ));
-            }
-            Ok(())
-        }
-        Op::Argmax => {
-            let x = &inputs[0];
-            v.dtype("x", x, &DType::FLOATS)?;
-            v.rank("x", x, 2)?;
-            v.dtype("output", out, &[DType::I32])?;
-            v.shape("output", out, &[x.shape[0]])
-        }
+        Op::Silu | Op::Gelu | Op::Cast | Op::Quantize => v.shape("output", out, &inputs[0].shape),
+        Op::Add | Op::Mul => broadcast(&v, inputs, out),
+        Op::KvWrite => kv_write(&v, inputs, out),
+        Op::Argmax => v.shape("output", out, &[inputs[0].shape[0]]),
     }
+}
+
+/// `y[M,N] = x[M,K]·w[N,K]ᵀ (+ bias[N])`.
+fn mat_mul(v: &Checker, inputs: &[TensorDesc], bias: bool, out: &TensorDesc) -> Result<()> {
+    let (x, w) = (&inputs[0], &inputs[1]);
+    if x.shape[1] != w.shape[1] {
+        return Err(HalError::shape(
+            v.op,
+            format!(
+                "x is [M={}, K={}] but w is [N={}, K={}]",
+                x.shape[0], x.shape[1], w.shape[0], w.shape[1]
+            ),
+        ));
+    }
+    if bias {
+        v.shape("bias", &inputs[2], &[w.shape[0]])?;
+    }
+    v.shape("output", out, &[x.shape[0], w.shape[0]])
+}
+
+/// `out[B,M,N] = a[B,M,K]·b[B,K,N]`.
+fn batched_mat_mul(v: &Checker, inputs: &[TensorDesc], out: &TensorDesc) -> Result<()> {
+    let (a, b) = (&inputs[0], &inputs[1]);
+    if a.shape[0] != b.shape[0] || a.shape[2] != b.shape[1] {
+        return Err(HalError::shape(
+            v.op,
+            format!("a is [B,M,K]={:?} but b is [B,K,N]={:?}", a.shape, b.shape),
+        ));
+    }
+    v.shape("output", out, &[a.shape[0], a.shape[1], b.shape[2]])
+}
+
+/// Rope over `x[T,heads,D]` at `positions[T]`: `rot` even and within the head.
+fn rope(
+    v: &Checker,
+    inputs: &[TensorDesc],
+    (rot, theta): (usize, f64),
+    out: &TensorDesc,
+) -> Result<()> {
+    let (x, pos) = (&inputs[0], &inputs[1]);
+    v.shape("positions", pos, &[x.shape[0]])?;
+    let head_dim = x.shape[2];
+    if rot == 0 || rot % 2 != 0 || rot > head_dim {
+        return Err(HalError::shape(
+            v.op,
+            format!("rot must be even and in 2..={head_dim} (head_dim), got {rot}"),
+        ));
+    }
+    v.positive("theta", theta, false)?;
+    v.shape("output", out, &x.shape)
+}
+
+/// Grouped-query attention: k and v alike, head sizes equal, query heads a
+/// multiple of KV heads, no more queries than cached keys.
+fn attention(v: &Checker, inputs: &[TensorDesc], scale: f64, out: &TensorDesc) -> Result<()> {
+    let (q, k, val) = (&inputs[0], &inputs[1], &inputs[2]);
+    if k.shape != val.shape {
+        return Err(HalError::shape(
+            v.op,
+            format!("k {:?} and v {:?} differ", k.shape, val.shape),
+        ));
+    }
+    let (t, nh, d) = (q.shape[0], q.shape[1], q.shape[2]);
+    let (s, nkv, dk) = (k.shape[0], k.shape[1], k.shape[2]);
+    if d != dk {
+        return Err(HalError::shape(
+            v.op,
+            format!("q head_dim {d} but k head_dim {dk}"),
+        ));
+    }
+    if nh % nkv != 0 {
+        return Err(HalError::shape(
+            v.op,
+            format!("{nh} query heads are not a multiple of {nkv} kv heads"),
+        ));
+    }
+    if t > s {
+        return Err(HalError::shape(
+            v.op,
+            format!(
+                "{t} queries but only {s} cached keys (the cache must include the queries' own)"
+            ),
+        ));
+    }
+    v.finite("scale", scale)?;
+    v.shape("output", out, &q.shape)
+}
+
+/// `a ∘ b` with `b` of the same rank, each dim equal to `a`'s or 1.
+fn broadcast(v: &Checker, inputs: &[TensorDesc], out: &TensorDesc) -> Result<()> {
+    let (a, b) = (&inputs[0], &inputs[1]);
+    let fits = a.rank() == b.rank() && a.shape.iter().zip(&b.shape).all(|(x, y)| x == y || *y == 1);
+    if !fits {
+        return Err(HalError::shape(
+            v.op,
+            format!(
+                "b {:?} does not broadcast to a {:?} (same rank, each dim equal or 1)",
+                b.shape, a.shape
+            ),
+        ));
+    }
+    v.shape("output", out, &a.shape)
+}
+
+/// `rows[T,kv_heads,D]` into a cache `[C,kv_heads,D]` at `positions[T]`.
+fn kv_write(v: &Checker, inputs: &[TensorDesc], cache: &TensorDesc) -> Result<()> {
+    let (rows, pos) = (&inputs[0], &inputs[1]);
+    v.shape("positions", pos, &[rows.shape[0]])?;
+    if cache.shape[1..] != rows.shape[1..] {
+        return Err(HalError::shape(
+            v.op,
+            format!(
+                "rows {:?} do not match cache {:?} in [kv_heads, head_dim]",
+                rows.shape, cache.shape
+            ),
+        ));
+    }
+    Ok(())
 }
 
 struct Checker {
@@ -296,8 +232,41 @@ impl Checker {
         Ok(())
     }
 
-    fn float_out(&self, t: &TensorDesc) -> Result<()> {
-        self.dtype("output", t, &DType::FLOATS)
+    /// Not empty, as many strides as dims, whole blocks per row.
+    fn well_formed(&self, role: &str, i: usize, t: &TensorDesc) -> Result<()> {
+        if t.shape.contains(&0) || t.shape.is_empty() {
+            return Err(HalError::shape(
+                self.op,
+                format!("{role} {i} has zero size or no dimensions: {:?}", t.shape),
+            ));
+        }
+        if t.shape.len() != t.strides.len() {
+            return Err(HalError::shape(
+                self.op,
+                format!("{role} {i}: shape and strides differ in rank"),
+            ));
+        }
+        if t.dtype.is_quantized() && !t.last_dim().is_multiple_of(t.dtype.block_elems()) {
+            return Err(HalError::shape(
+                self.op,
+                format!(
+                    "{role} {i} is {} but its rows have {} elements, not a multiple of 32",
+                    t.dtype,
+                    t.last_dim()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    fn finite(&self, name: &str, x: f64) -> Result<()> {
+        if !x.is_finite() {
+            return Err(HalError::invalid(
+                self.op,
+                format!("{name} must be finite, got {x}"),
+            ));
+        }
+        Ok(())
     }
 
     fn rank(&self, name: &str, t: &TensorDesc, rank: usize) -> Result<()> {
