@@ -26,6 +26,25 @@ fn with_tiny_model(name: &str) -> (PathBuf, PathBuf) {
     (dir, model)
 }
 
+/// A fresh scratch directory holding the `tiny` model with f32 weights (whose
+/// values tests can patch) in `f32/`.
+fn with_tiny_f32_model(name: &str) -> (PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("glmhal-hostile-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let model = dir.join("f32");
+    let out = glmhal(&[
+        "synth",
+        "--preset",
+        "tiny",
+        "--dtype",
+        "f32",
+        "--out",
+        s(&model),
+    ]);
+    assert!(out.status.success(), "{:?}", text(&out));
+    (dir, model)
+}
+
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
@@ -348,18 +367,7 @@ fn patch_safetensors(file: &Path, name: &str, dtype: Option<&str>, first: Option
 
 #[test]
 fn weights_that_are_not_floats_or_overflow_their_dtype_are_refused() {
-    let (dir, _) = with_tiny_model("weights");
-    let model = dir.join("f32");
-    let out = glmhal(&[
-        "synth",
-        "--preset",
-        "tiny",
-        "--dtype",
-        "f32",
-        "--out",
-        s(&model),
-    ]);
-    assert!(out.status.success(), "{:?}", text(&out));
+    let (dir, model) = with_tiny_f32_model("weights");
     let m = s(&model);
     let file = model.join("model.safetensors");
     // Finite in f32, infinite in f16 or as a Q8_0 scale.
@@ -399,18 +407,7 @@ fn weights_that_are_not_floats_or_overflow_their_dtype_are_refused() {
 
 #[test]
 fn activations_that_overflow_stop_the_run_naming_the_first_node() {
-    let (dir, _) = with_tiny_model("overflow");
-    let model = dir.join("f32");
-    let out = glmhal(&[
-        "synth",
-        "--preset",
-        "tiny",
-        "--dtype",
-        "f32",
-        "--out",
-        s(&model),
-    ]);
-    assert!(out.status.success(), "{:?}", text(&out));
+    let (dir, model) = with_tiny_f32_model("overflow");
     let m = s(&model);
     // Finite weights whose q·k overflows f32 in the first layer's attention.
     let file = model.join("model.safetensors");
