@@ -7,8 +7,8 @@ pub fn registry() -> Registry {
     let providers: Vec<Box<dyn BackendProvider>> = vec![
         Box::new(glmhal_cpu::Provider),
         Box::new(glmhal_wgpu::Provider),
-        Box::new(glmhal_cuda::Provider),
-        Box::new(glmhal_hip::Provider),
+        Box::new(glmhal_cuda::PROVIDER),
+        Box::new(glmhal_hip::PROVIDER),
         Box::new(glmhal_cann::Provider),
         Box::new(glmhal_opencl::Provider),
     ];

@@ -209,6 +209,25 @@ pub fn open_for_test(provider: &dyn BackendProvider) -> Option<Box<dyn glmhal_ha
     )
 }
 
+/// Probing never panics; a backend that is unavailable says why in words a
+/// user can act on, and opening it fails with the same words and the device
+/// asked for; an available one lists at least one device.
+pub fn assert_probe_explains_itself(provider: &dyn BackendProvider) {
+    match provider.probe() {
+        Availability::Unavailable { detail, .. } => {
+            assert!(detail.len() > 10, "{}: {detail}", provider.name());
+            let err = provider
+                .open(Some(0))
+                .err()
+                .map(|e| e.to_string())
+                .unwrap_or_default();
+            let device = format!("{}:0", provider.name());
+            assert!(err.contains(&device) && err.contains(&detail), "{err}");
+        }
+        Availability::Available { devices } => assert!(!devices.is_empty()),
+    }
+}
+
 /// Uploads and downloads at unaligned offsets touch exactly their bytes,
 /// and a copy past the end of a buffer is an error.
 pub fn assert_copies_keep_neighbouring_bytes(provider: &dyn BackendProvider) {
@@ -367,6 +386,11 @@ macro_rules! backend_tests {
         #[test]
         fn transformers_goldens_agree() {
             $crate::testing::assert_goldens_agree(&$provider);
+        }
+
+        #[test]
+        fn probe_explains_itself() {
+            $crate::testing::assert_probe_explains_itself(&$provider);
         }
 
         #[test]

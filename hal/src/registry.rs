@@ -45,6 +45,20 @@ pub enum Availability {
     },
 }
 
+impl Availability {
+    /// "Library missing" with the loader's reason: the words of an
+    /// `Unavailable` error as they are, any other error in full.
+    pub fn library_missing(error: HalError) -> Self {
+        Availability::Unavailable {
+            kind: UnavailableKind::LibraryMissing,
+            detail: match error {
+                HalError::Unavailable { reason, .. } => reason,
+                other => other.to_string(),
+            },
+        }
+    }
+}
+
 /// One backend's entry point, as a binary compiles it in.
 pub trait BackendProvider: Send + Sync {
     /// Backend name, one of [`KNOWN_BACKENDS`].

@@ -56,15 +56,7 @@ impl BackendProvider for Provider {
     fn probe(&self) -> Availability {
         let acl = match device::acl() {
             Ok(a) => a,
-            Err(e) => {
-                return Availability::Unavailable {
-                    kind: UnavailableKind::LibraryMissing,
-                    detail: match e {
-                        HalError::Unavailable { reason, .. } => reason,
-                        other => other.to_string(),
-                    },
-                }
-            }
+            Err(e) => return Availability::library_missing(e),
         };
         match device::count(&acl) {
             Ok(0) => Availability::Unavailable {

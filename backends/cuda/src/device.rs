@@ -1,41 +1,70 @@
-//! CUDA device discovery and what each device is.
+//! What each CUDA device is, and how one is opened: its compute capability
+//! picks the NVRTC target, its clocks give the peak figures.
 
-use glmhal_gpu_kernels::blas::gemm_feature;
+use std::sync::Arc;
+
+use glmhal_gpu::blas::gemm_feature;
+use glmhal_gpu::module_api::{KernelCompiler, ModuleApi, ModuleDriver};
+use glmhal_gpu::{nvrtc, Target};
 use glmhal_hal::{DeviceInfo, Result};
 
-use crate::loader::{attribute, Cuda};
+use crate::symbols::{attribute, CUBLAS};
+
+/// The driver as messages name it.
+pub fn label(api: &ModuleApi) -> String {
+    format!("the NVIDIA driver ({})", api.path)
+}
+
+/// Compute capability of device `i` as one number (90 for sm_90).
+fn compute_capability(api: &ModuleApi, i: usize) -> Result<u32> {
+    let major = api.attribute(i, attribute::CC_MAJOR)?;
+    let minor = api.attribute(i, attribute::CC_MINOR)?;
+    Ok((major * 10 + minor) as u32)
+}
 
 /// Facts about device `i`, with the peak memory bandwidth its clocks imply.
-pub fn describe(cuda: &Cuda, i: usize) -> Result<DeviceInfo> {
-    let name = cuda.name(i)?;
-    let major = cuda.attribute(i, attribute::CC_MAJOR)?;
-    let minor = cuda.attribute(i, attribute::CC_MINOR)?;
-    let mut info = DeviceInfo::new("cuda", i, "NVIDIA", &name, &format!("sm_{major}{minor}"));
-    info.memory_total = cuda.total_memory(i).ok();
-    info.compute_units = cuda
+pub fn describe(api: &ModuleApi, i: usize) -> Result<DeviceInfo> {
+    let name = api.name(i)?;
+    let sm = compute_capability(api, i)?;
+    let mut info = DeviceInfo::new("cuda", i, "NVIDIA", &name, &format!("sm_{sm}"));
+    info.memory_total = api.total_memory(i).ok();
+    info.compute_units = api
         .attribute(i, attribute::MULTIPROCESSOR_COUNT)
         .ok()
         .map(|v| v as u32);
-    let v = cuda.driver_version();
+    let v = api.driver_version();
     info.driver_version = Some(format!("CUDA driver API {}.{}", v / 1000, v % 1000 / 10));
     if let (Ok(khz), Ok(bits)) = (
-        cuda.attribute(i, attribute::MEMORY_CLOCK_KHZ),
-        cuda.attribute(i, attribute::MEMORY_BUS_BITS),
+        api.attribute(i, attribute::MEMORY_CLOCK_KHZ),
+        api.attribute(i, attribute::MEMORY_BUS_BITS),
     ) {
         // Double data rate: two transfers per clock.
         info.peak_bandwidth = Some(2.0 * khz as f64 * 1e3 * bits as f64 / 8.0);
     }
-    if let (Some(sms), Ok(khz)) = (info.compute_units, cuda.attribute(i, attribute::CLOCK_KHZ)) {
+    if let (Some(sms), Ok(khz)) = (info.compute_units, api.attribute(i, attribute::CLOCK_KHZ)) {
         // FP32 lanes per SM: 64 on Volta, Turing and A100 (sm_80), 128 on later parts.
-        let lanes = if major * 10 + minor <= 80 {
-            64.0
-        } else {
-            128.0
-        };
+        let lanes = if sm <= 80 { 64.0 } else { 128.0 };
         info.peak_flops.f32 = Some(2.0 * lanes * sms as f64 * khz as f64 * 1e3);
     }
     info.features.push(gemm_feature(
-        crate::blas::locate().as_deref().map_err(|e| e.as_str()),
+        CUBLAS.locate().as_deref().map_err(|e| e.as_str()),
     ));
     Ok(info)
+}
+
+/// Opens device `i`: PTX from NVRTC for its compute capability, JIT-loaded
+/// by the driver.
+pub fn open(api: Arc<ModuleApi>, i: usize) -> Result<ModuleDriver> {
+    let sm = compute_capability(&api, i)?;
+    let target = Target::Cuda { sm };
+    let compiler = KernelCompiler {
+        load: nvrtc::load,
+        options: vec![
+            format!("--gpu-architecture=compute_{sm}"),
+            "--std=c++17".to_string(),
+        ],
+        arch: format!("sm_{sm}"),
+        nul_terminated: true,
+    };
+    ModuleDriver::open(api, i, target.warp_size(), compiler, &CUBLAS)
 }

@@ -6,19 +6,19 @@
 //! and starts anywhere; every device of every platform is listed, whatever
 //! its type (PoCL's device is a CPU).
 //!
-//! The kernels are the CUDA/HIP tree of `glmhal-gpu-kernels` itself,
+//! The kernels are the CUDA/HIP tree of `glmhal-gpu` itself,
 //! written in the common subset of CUDA C++ and OpenCL C 1.2 (`compat.h`
 //! maps the rest), so every op and dtype combination runs here with the same
 //! code as on NVIDIA and AMD, and the shared plan and backend choose the
-//! launches; this crate supplies the runtime (`runtime.rs`). No extension is
+//! launches; this crate supplies the driver (`driver.rs`). No extension is
 //! needed: f16 and bf16 are converted with exact bit operations, Q8_0/Q4_0
 //! decoded in the kernels, arithmetic in f32 (so `cl_khr_fp16` arithmetic is
 //! never relied on), reductions go through local memory. Each file is built
 //! at first use, once per context (headers inlined, `#line` kept), with the
 //! build log in the error when a driver refuses one.
 //!
-//! File layout (as in the cuda and hip crates): `lib.rs` (the [`Provider`]),
-//! `loader.rs`, `device.rs`, `runtime.rs`.
+//! File layout: `lib.rs` (the [`Provider`]),
+//! `loader.rs`, `device.rs`, `driver.rs`.
 //!
 //! ## Design
 //!
@@ -26,20 +26,20 @@
 //! every device of every platform, any type; discovery and device queries serialized because
 //! drivers set devices up lazily and PoCL 3.1 crashes when two threads race there), `device.rs`
 //! (`DeviceInfo` with platform, type, OpenCL C version, memory, largest allocation, local
-//! memory, extensions) and `runtime.rs` (a `DeviceRuntime`: one context and in-order queue;
+//! memory, extensions) and `driver.rs` (a `Driver`: one context and in-order queue;
 //! buffers are `cl_mem` handles carried as the `DevicePtr`, copies take an offset into them;
 //! each kernel file of the shared tree, flattened with its headers and `#line` directives,
 //! built from source with `-cl-std=CL1.2 -DGLMHAL_WARP=32`, the build log in the error; kernel
 //! arguments set and the NDRange enqueued under one lock because `clSetKernelArg` is per kernel
-//! object). It has no kernels of its own: the tree in `gpu-kernels/kernels/` is OpenCL C too.
+//! object). It has no kernels of its own: the tree in `backends/gpu/kernels/` is OpenCL C too.
 
 pub mod device;
+pub mod driver;
 pub mod loader;
-pub mod runtime;
 
 use std::sync::Arc;
 
-use glmhal_gpu_kernels::runtime::open_device;
+use glmhal_gpu::backend::open_device;
 use glmhal_hal::{Availability, Backend, BackendProvider, Result};
 
 /// Registry entry for OpenCL.
@@ -81,7 +81,7 @@ impl BackendProvider for Provider {
                     reason: format!("{} device(s) found", found.len()),
                 }
             })?;
-            Ok(Arc::new(runtime::OpenClRuntime::open(i, device)?))
+            Ok(Arc::new(driver::OpenClDriver::open(i, device)?))
         })
     }
 }

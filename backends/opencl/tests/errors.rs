@@ -7,24 +7,24 @@
 
 use std::collections::BTreeSet;
 
-use glmhal_gpu_kernels::plan::plan_if_supported;
-use glmhal_gpu_kernels::runtime::DeviceRuntime;
-use glmhal_gpu_kernels::FILES;
+use glmhal_gpu::driver::Driver;
+use glmhal_gpu::plan::plan_if_supported;
+use glmhal_gpu::FILES;
 use glmhal_hal::{Availability, BackendProvider, DType, HalError, Op, TensorDesc};
-use glmhal_opencl::runtime::{OpenClRuntime, WARP};
+use glmhal_opencl::driver::{OpenClDriver, WARP};
 use glmhal_opencl::Provider;
 
-fn runtime() -> Option<OpenClRuntime> {
+fn driver() -> Option<OpenClDriver> {
     if !glmhal_conformance::testing::should_run(&Provider) {
         return None;
     }
     let found = glmhal_opencl::loader::devices().unwrap();
-    Some(OpenClRuntime::open(0, found[0].device).unwrap())
+    Some(OpenClDriver::open(0, found[0].device).unwrap())
 }
 
 #[test]
 fn every_file_builds_with_every_planned_entry_point() {
-    let Some(rt) = runtime() else { return };
+    let Some(rt) = driver() else { return };
     let mut built = BTreeSet::new();
     for file in FILES {
         let module = rt.load_module(&rt.compile(file).unwrap()).unwrap();
@@ -52,8 +52,8 @@ fn every_file_builds_with_every_planned_entry_point() {
 
 #[test]
 fn a_kernel_that_does_not_build_reports_the_file_and_the_build_log() {
-    let Some(rt) = runtime() else { return };
-    let broken = glmhal_gpu_kernels::KernelFile {
+    let Some(rt) = driver() else { return };
+    let broken = glmhal_gpu::KernelFile {
         name: "broken.cu",
         source: "#include \"compat.h\"\nKERNEL(f)(GLOBAL float* x) { x[0] = undeclared; }\n",
     };

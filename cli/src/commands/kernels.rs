@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand, ValueEnum};
-use glmhal_gpu_kernels::{compile_all, HipCompiler, Target, FILES};
+use glmhal_gpu::{compile_all, HipCompiler, Target, FILES};
 use glmhal_hal::{HalError, Result};
 
 /// `glmhal kernels` subcommands.

@@ -1,56 +1,69 @@
-//! # glmhal-gpu-kernels
+//! # glmhal-gpu
 //!
-//! One kernel source tree for the CUDA, HIP and OpenCL backends in
-//! `kernels/`, with `compat.h` mapping the differences (headers, address
-//! spaces, ids, barriers, warp shuffles or local-memory reductions) and
-//! `GLMHAL_WARP` (32 on NVIDIA, 64 on AMD and Hygon wavefronts, 32 on
-//! OpenCL) defined by the compiler driver, never written as a literal.
-//! Every op of the catalogue has kernels here, instantiated per dtype
-//! combination as entry points (`unary_f16_f32`, ...). The files are written
-//! in the common subset of CUDA C++ and OpenCL C 1.2, so the OpenCL backend
-//! builds the same tree ([`flatten`]), [`plan`] and [`runtime::GpuBackend`]
-//! serve it too, and every kernel runs for real in CI on PoCL.
+//! The one GPU backend of glmhal. CUDA, HIP (AMD and Hygon) and OpenCL run
+//! the same code: [`backend::GpuBackend`] is the `Backend` over a small
+//! [`driver::Driver`] trait (memory, copies, modules, launches on one
+//! in-order stream, an optional vendor BLAS); [`plan`] maps every op of the
+//! catalogue onto an entry point of the one kernel source tree in
+//! `kernels/`; [`blas`] decides which products go to the vendor BLAS; the
+//! compilers (NVRTC with `ptxas`, hiprtc, clang's HIP mode) build the tree
+//! for a [`Target`] with or without the hardware. The vendor crates hold
+//! only tables: CUDA and HIP share one driver written once over their common
+//! module-launch API ([`module_api`]), and OpenCL implements [`driver::Driver`]
+//! over its queue.
 //!
-//! The drivers compile the tree for a [`Target`] without the hardware:
-//! NVRTC (loaded at run time) to PTX, then `ptxas` for register use; for HIP,
-//! hiprtc where the HIP runtime carries it, otherwise clang's HIP mode.
+//! ## The kernel tree
 //!
-//! ## Design
+//! One file per op family (`kernels/*.cu`), written in the common subset of
+//! CUDA C++ and OpenCL C 1.2: no templates or references; each op is an
+//! inline function taking its dtypes as constant arguments (the compilers
+//! fold them), instantiated per dtype combination by `dtypes.h`'s lists as
+//! entry points (`unary_f16_f32`, ...); local memory is declared by the
+//! entry point and passed down. `compat.h` maps the differences (`KERNEL`,
+//! `DEVICE`, `GLOBAL`/`LOCAL` address spaces, thread and block ids,
+//! barriers, atomics, float function names; block and lane reductions
+//! through warp shuffles on CUDA/HIP and through local memory on OpenCL),
+//! defines the `View` every kernel indexes through and exact f16/bf16
+//! conversions, and takes the warp width as `GLMHAL_WARP` (32 on NVIDIA, 64
+//! on AMD and Hygon wavefronts, 32 on OpenCL) from the compiler driver,
+//! never as a literal. [`flatten`] inlines the headers for drivers that take
+//! one source string.
 //!
-//! One kernel tree for NVIDIA, AMD/Hygon and OpenCL (`kernels/*.cu`, one file per op family,
-//! like the backends' `kernels/`), written in the common subset of CUDA C++ and OpenCL C 1.2:
-//! no templates or references; each op is an inline function taking its dtypes as constant
-//! arguments (the compilers fold them: the CUDA register counts did not change), instantiated
-//! per dtype combination by `dtypes.h`'s lists as entry points; local memory is declared by the
-//! entry point and passed down. `compat.h` maps the differences (`KERNEL`, `DEVICE`,
-//! `GLOBAL`/`LOCAL` address spaces, thread and block ids, barriers, atomics, float function
-//! names; block and lane reductions through warp shuffles on CUDA/HIP and through local memory
-//! on OpenCL), defines the `View` every kernel indexes through and exact f16/bf16 conversions,
-//! and takes the warp width as `GLMHAL_WARP` from the compiler driver. `flatten` inlines the
-//! headers for drivers that take one source string. The Rust side drives the compilers:
-//! `rtc.rs` loads NVRTC or hiprtc (same API shape), `nvrtc.rs` adds `ptxas` for register use,
-//! `hiprtc.rs` and `clang.rs` (clang's HIP mode where hiprtc is absent) build code objects,
-//! `target.rs` parses `cuda:sm_90` / `hip:gfx90a` and knows each target's warp width. `plan.rs`
-//! maps each op to its entry point, launch shape and arguments (the same on every vendor; a
-//! test checks every planned name exists in the compiled tree), and `runtime.rs` is the
-//! `Backend` over any `DeviceRuntime` (CUDA, HIP, and OpenCL, which takes buffers as handles
-//! plus offsets): buffers, compiling each file once per device at first use, argument packing,
-//! and the status words through which kernels report ids or positions outside a table or cache
-//! and argmax rows holding a NaN or an infinity (the codes and their errors are
-//! `hal/src/kernel_status.rs`, shared with wgpu). `blas.rs` decides which products go to the
-//! vendor BLAS (f32/f16/bf16 `mat_mul` and `batched_mat_mul` whose views BLAS can describe) and
-//! translates them once for both vendors into a column-major strided-batched GEMM (`Cᵀ =
-//! Bᵀ·Aᵀ`, transpose flags from unit strides, a bias cast into the output first and accumulated
-//! with beta = 1); a test runs that call with the BLAS definition on every accepted conformance
-//! case. Quantized products stay on the tree's kernels.
+//! ## The Rust side
+//!
+//! - `driver.rs`: the [`driver::Driver`] trait and kernel-argument packing.
+//! - `backend.rs`: buffers from a size pool, compiling each kernel file once
+//!   per device at first use, launching planned kernels or the vendor GEMM,
+//!   and the status words through which kernels report ids or positions
+//!   outside a table or cache and argmax rows holding a NaN or an infinity
+//!   (codes and errors in `hal/src/kernel_status.rs`, shared with wgpu).
+//! - `plan.rs`: each op's entry point, launch shape and arguments, the same
+//!   on every vendor (a test checks every planned name exists in the
+//!   compiled tree).
+//! - `blas.rs`: which products go to the vendor BLAS (f32/f16/bf16 `mat_mul`
+//!   and `batched_mat_mul` whose views BLAS can describe), translated once
+//!   for every vendor into a column-major strided-batched GEMM (`Cᵀ = Bᵀ·Aᵀ`,
+//!   transpose flags from unit strides, a bias cast into the output first and
+//!   accumulated with beta = 1); a test runs that call with the BLAS
+//!   definition on every accepted conformance case. Quantized products stay
+//!   on the tree's kernels.
+//! - `module_api/`: the CUDA driver API and HIP's module API bound from a
+//!   vendor's table of names (`cuLaunchKernel` or `hipModuleLaunchKernel`),
+//!   the [`module_api::ModuleDriver`] over it, cuBLAS/rocBLAS as one
+//!   [`module_api::GemmLibrary`], and probing and opening devices.
+//! - `rtc.rs` loads NVRTC or hiprtc (same API shape), `nvrtc.rs` adds
+//!   `ptxas` for register use, `hiprtc.rs` and `clang.rs` build code
+//!   objects, `target.rs` parses `cuda:sm_90` / `hip:gfx90a`.
 
+pub mod backend;
 pub mod blas;
 mod clang;
+pub mod driver;
 pub mod hiprtc;
+pub mod module_api;
 pub mod nvrtc;
 pub mod plan;
 pub mod rtc;
-pub mod runtime;
 mod target;
 
 pub use target::Target;

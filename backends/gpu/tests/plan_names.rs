@@ -6,8 +6,8 @@
 
 use std::collections::BTreeSet;
 
-use glmhal_gpu_kernels::plan::plan_if_supported;
-use glmhal_gpu_kernels::{compile_all, HipCompiler, Target};
+use glmhal_gpu::plan::plan_if_supported;
+use glmhal_gpu::{compile_all, HipCompiler, Target};
 
 #[test]
 fn planned_entry_points_exist_for_every_conformance_case() {

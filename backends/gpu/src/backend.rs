@@ -1,11 +1,10 @@
-//! What a GPU vendor runtime must provide (memory, modules, launches, one
-//! stream) and the backend built on it, shared by CUDA, HIP and OpenCL: buffers,
-//! compiling each kernel file once for the device at first use, planning an
-//! op onto the tree's entry points ([`crate::plan`]) and reading the status
-//! words kernels report bad ids into.
+//! The [`Backend`] every GPU vendor shares, over a [`Driver`]: buffers from a
+//! size pool, compiling each kernel file once for the device at first use,
+//! planning an op onto the tree's entry points ([`crate::plan`]) or the
+//! vendor BLAS ([`crate::blas`]), and reading the status words kernels
+//! report bad data into.
 
 use std::collections::HashMap;
-use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
 use glmhal_hal::pool::SizePool;
@@ -15,89 +14,9 @@ use glmhal_hal::{
 };
 
 use crate::blas::{enabled_by_env, plan_gemm, Gemm, VendorBlas};
+use crate::driver::{Driver, KernelArg};
 use crate::plan::{plan, supports, Arg};
-use crate::{KernelFile, FILES};
-
-pub use crate::DevicePtr;
-
-/// One kernel argument as the runtime receives it.
-#[derive(Clone, Copy, Debug)]
-pub enum KernelArg<'a> {
-    /// A whole allocation from [`DeviceRuntime::alloc`] (views carry offsets).
-    Buffer(DevicePtr),
-    /// A value passed by copy, laid out as the kernel declares it.
-    Value(&'a [u8]),
-}
-
-/// Argument bytes for launch APIs that take an array of pointers to each
-/// argument (`cuLaunchKernel`, `hipModuleLaunchKernel`): a buffer is its
-/// device address.
-pub struct ParamBlock {
-    storage: Vec<Vec<u8>>,
-}
-
-impl ParamBlock {
-    /// Copies `args` into owned storage.
-    pub fn new(args: &[KernelArg<'_>]) -> Self {
-        let storage = args
-            .iter()
-            .map(|a| match a {
-                KernelArg::Buffer(ptr) => ptr.to_le_bytes().to_vec(),
-                KernelArg::Value(bytes) => bytes.to_vec(),
-            })
-            .collect();
-        ParamBlock { storage }
-    }
-
-    /// One pointer per argument, valid while `self` lives and is not moved.
-    pub fn pointers(&mut self) -> Vec<*mut c_void> {
-        self.storage
-            .iter_mut()
-            .map(|b| b.as_mut_ptr().cast())
-            .collect()
-    }
-}
-
-/// One vendor runtime on one device. Every call runs on the device's one
-/// stream, in order.
-pub trait DeviceRuntime: Send + Sync + 'static {
-    /// `cuda`, `hip` or `opencl`.
-    fn backend(&self) -> &'static str;
-    /// Warp (wavefront) width of the device, as `GLMHAL_WARP`: the lanes
-    /// that cooperate on one output of the quantized matvec.
-    fn warp_size(&self) -> u32;
-    /// Compiles `file` for this device (PTX, a code object, or the
-    /// [`crate::flatten`]ed source where the driver builds it at load).
-    fn compile(&self, file: KernelFile) -> Result<Vec<u8>>;
-    /// Loads a compiled image; returns a module handle.
-    fn load_module(&self, image: &[u8]) -> Result<usize>;
-    /// Finds an entry point in a loaded module.
-    fn function(&self, module: usize, name: &str) -> Result<usize>;
-    /// Allocates device memory (out of memory is `HalError::OutOfMemory`).
-    fn alloc(&self, bytes: usize) -> Result<DevicePtr>;
-    /// Frees memory from `alloc`.
-    fn free(&self, ptr: DevicePtr);
-    /// Copies host bytes to the device, `offset` bytes into `dst`.
-    fn upload(&self, dst: DevicePtr, offset: usize, data: &[u8]) -> Result<()>;
-    /// Copies device bytes from `offset` bytes into `src` to the host,
-    /// waiting for earlier work.
-    fn download(&self, src: DevicePtr, offset: usize, out: &mut [u8]) -> Result<()>;
-    /// Launches `function` on `grid` blocks of `block` threads.
-    fn launch(
-        &self,
-        function: usize,
-        grid: [u32; 3],
-        block: u32,
-        args: &[KernelArg<'_>],
-    ) -> Result<()>;
-    /// Waits for everything enqueued.
-    fn synchronize(&self) -> Result<()>;
-    /// The vendor BLAS on this device's stream, when its library loaded
-    /// (float products go there; see [`crate::blas`]).
-    fn blas(&self) -> Option<&dyn VendorBlas> {
-        None
-    }
-}
+use crate::{DevicePtr, FILES};
 
 /// Idle bytes the pool keeps at most; beyond it freed memory goes back to the driver.
 const POOL_MAX_IDLE: usize = 1 << 30;
@@ -106,7 +25,7 @@ const POOL_MAX_IDLE: usize = 1 << 30;
 /// size (activations, temporaries), so steady-state steps do not call the
 /// driver's allocator.
 struct Pool {
-    runtime: Arc<dyn DeviceRuntime>,
+    driver: Arc<dyn Driver>,
     sizes: SizePool<DevicePtr>,
 }
 
@@ -117,14 +36,14 @@ impl Pool {
 
     fn give(&self, ptr: DevicePtr, size: usize) {
         if let Some(ptr) = self.sizes.give(ptr, size) {
-            self.runtime.free(ptr);
+            self.driver.free(ptr);
         }
     }
 
     /// Returns every idle allocation to the driver.
     fn release(&self) {
         for ptr in self.sizes.drain() {
-            self.runtime.free(ptr);
+            self.driver.free(ptr);
         }
     }
 }
@@ -136,14 +55,14 @@ impl Drop for Pool {
 }
 
 /// Opens device `index` (default 0) of a vendor whose probe found `probe`:
-/// the device's info from the probe, the runtime from `open_runtime`, and the
+/// the device's info from the probe, the driver from `open_driver`, and the
 /// shared [`GpuBackend`] over it. Unavailable probes and missing indices are
 /// `HalError::Unavailable` naming `backend:index`.
 pub fn open_device(
     backend: &str,
     index: Option<usize>,
     probe: glmhal_hal::Availability,
-    open_runtime: impl FnOnce(usize) -> Result<Arc<dyn DeviceRuntime>>,
+    open_driver: impl FnOnce(usize) -> Result<Arc<dyn Driver>>,
 ) -> Result<Box<dyn Backend>> {
     let i = index.unwrap_or(0);
     let unavailable = |reason: String| HalError::Unavailable {
@@ -158,7 +77,7 @@ pub fn open_device(
         .get(i)
         .cloned()
         .ok_or_else(|| unavailable(format!("{} device(s) found", devices.len())))?;
-    Ok(Box::new(GpuBackend::new(open_runtime(i)?, info)?))
+    Ok(Box::new(GpuBackend::new(open_driver(i)?, info)?))
 }
 
 /// A buffer in device memory.
@@ -194,9 +113,9 @@ struct Loaded {
     functions: HashMap<String, usize>,
 }
 
-/// The [`Backend`] over a [`DeviceRuntime`].
+/// The [`Backend`] over a [`Driver`].
 pub struct GpuBackend {
-    runtime: Arc<dyn DeviceRuntime>,
+    driver: Arc<dyn Driver>,
     info: DeviceInfo,
     id: DeviceId,
     /// Loaded modules and functions.
@@ -210,26 +129,26 @@ pub struct GpuBackend {
 }
 
 impl GpuBackend {
-    /// A backend over `runtime` for the device `info` describes.
-    pub fn new(runtime: Arc<dyn DeviceRuntime>, info: DeviceInfo) -> Result<Self> {
-        let status = runtime.alloc(16)?;
-        runtime.upload(status, 0, &[0u8; 16])?;
+    /// A backend over `driver` for the device `info` describes.
+    pub fn new(driver: Arc<dyn Driver>, info: DeviceInfo) -> Result<Self> {
+        let status = driver.alloc(16)?;
+        driver.upload(status, 0, &[0u8; 16])?;
         Ok(GpuBackend {
             info,
             id: DeviceId::fresh(),
             loaded: Mutex::new(Loaded::default()),
             status,
             pool: Arc::new(Pool {
-                runtime: runtime.clone(),
+                driver: driver.clone(),
                 sizes: SizePool::new(POOL_MAX_IDLE, usize::MAX),
             }),
             use_blas: enabled_by_env(),
-            runtime,
+            driver,
         })
     }
 
     fn selector(&self) -> String {
-        format!("{}:{}", self.runtime.backend(), self.info.index)
+        format!("{}:{}", self.driver.backend(), self.info.index)
     }
 
     fn buffer<'a>(&self, b: &'a Buffer) -> Result<&'a GpuBuffer> {
@@ -262,13 +181,13 @@ impl GpuBackend {
                     .ok_or_else(|| {
                         HalError::invalid(self.selector(), format!("no kernel file {file}"))
                     })?;
-                let image = self.runtime.compile(source)?;
-                let m = self.runtime.load_module(&image)?;
+                let image = self.driver.compile(source)?;
+                let m = self.driver.load_module(&image)?;
                 guard.modules.insert(file, m);
                 m
             }
         };
-        let f = self.runtime.function(module, name)?;
+        let f = self.driver.function(module, name)?;
         guard.functions.insert(name.to_string(), f);
         Ok(f)
     }
@@ -282,7 +201,7 @@ impl GpuBackend {
         out: &TensorDesc,
         ptrs: &[DevicePtr],
     ) -> Result<()> {
-        for launch in plan(op, ins, out, self.runtime.warp_size())? {
+        for launch in plan(op, ins, out, self.driver.warp_size())? {
             let f = self.function(launch.file, &launch.entry)?;
             let values: Vec<Vec<u8>> = launch
                 .args
@@ -307,7 +226,7 @@ impl GpuBackend {
                     _ => KernelArg::Value(bytes),
                 })
                 .collect();
-            self.runtime.launch(f, launch.grid, launch.block, &args)?;
+            self.driver.launch(f, launch.grid, launch.block, &args)?;
         }
         Ok(())
     }
@@ -344,7 +263,7 @@ impl GpuBackend {
 
     fn check_status(&self) -> Result<()> {
         let mut words = [0u8; 16];
-        self.runtime.download(self.status, 0, &mut words)?;
+        self.driver.download(self.status, 0, &mut words)?;
         let word = |i: usize| {
             u32::from_le_bytes([
                 words[4 * i],
@@ -357,20 +276,20 @@ impl GpuBackend {
         if code == 0 {
             return Ok(());
         }
-        self.runtime.upload(self.status, 0, &[0u8; 16])?;
+        self.driver.upload(self.status, 0, &[0u8; 16])?;
         glmhal_hal::kernel_status::check(&self.selector(), code, value)
     }
 }
 
 impl Drop for GpuBackend {
     fn drop(&mut self) {
-        self.runtime.free(self.status);
+        self.driver.free(self.status);
     }
 }
 
 impl Backend for GpuBackend {
     fn name(&self) -> &'static str {
-        self.runtime.backend()
+        self.driver.backend()
     }
 
     fn info(&self) -> &DeviceInfo {
@@ -406,12 +325,12 @@ impl Backend for GpuBackend {
                 })?;
         let ptr = match self.pool.take(size) {
             Some(p) => p,
-            None => match self.runtime.alloc(size) {
+            None => match self.driver.alloc(size) {
                 Ok(p) => p,
                 Err(HalError::OutOfMemory { .. }) => {
                     // Idle pooled memory may be what is missing.
                     self.pool.release();
-                    self.runtime.alloc(size).map_err(out_of_memory)?
+                    self.driver.alloc(size).map_err(out_of_memory)?
                 }
                 Err(e) => return Err(e),
             },
@@ -429,14 +348,19 @@ impl Backend for GpuBackend {
         let b = self.buffer(dst)?;
         let range =
             dst.checked_range(&format!("{} upload", self.selector()), offset, data.len())?;
-        self.runtime.upload(b.ptr, range.start, data)
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.driver.upload(b.ptr, range.start, data)
     }
 
     fn download(&self, src: &Buffer, offset: usize, out: &mut [u8]) -> Result<()> {
         let b = self.buffer(src)?;
         let range =
             src.checked_range(&format!("{} download", self.selector()), offset, out.len())?;
-        self.runtime.download(b.ptr, range.start, out)?;
+        if !out.is_empty() {
+            self.driver.download(b.ptr, range.start, out)?;
+        }
         self.check_status()
     }
 
@@ -452,7 +376,7 @@ impl Backend for GpuBackend {
         let ins: Vec<TensorDesc> = inputs.iter().map(|t| t.desc.clone()).collect();
         let outs: Vec<TensorDesc> = outputs.iter().map(|t| t.desc.clone()).collect();
         glmhal_ops::validate(op, &ins, &outs)?;
-        check_views(self.runtime.backend(), self.id, inputs, outputs)?;
+        check_views(self.driver.backend(), self.id, inputs, outputs)?;
         if let Support::Unsupported(reason) = self.supports(op, &ins, &outs) {
             return Err(HalError::Unsupported {
                 backend: self.selector(),
@@ -465,7 +389,7 @@ impl Backend for GpuBackend {
             .chain(outputs)
             .map(|t| self.buffer(t.buffer).map(|b| b.ptr))
             .collect::<Result<Vec<_>>>()?;
-        if let Some(blas) = self.runtime.blas().filter(|_| self.use_blas) {
+        if let Some(blas) = self.driver.blas().filter(|_| self.use_blas) {
             if let Some(gemm) = plan_gemm(op, &ins, &outs[0]) {
                 return self.run_gemm(blas, &gemm, &ptrs);
             }
@@ -474,7 +398,7 @@ impl Backend for GpuBackend {
     }
 
     fn synchronize(&self) -> Result<()> {
-        self.runtime.synchronize()?;
+        self.driver.synchronize()?;
         self.check_status()
     }
 }

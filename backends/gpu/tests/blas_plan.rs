@@ -12,9 +12,11 @@ use glmhal_conformance::{Filter, DEFAULT_SEED};
 use glmhal_ops::bounds::Rule;
 use std::sync::{Arc, Mutex};
 
-use glmhal_gpu_kernels::blas::{plan_gemm, Gemm, Operand, VendorBlas};
-use glmhal_gpu_kernels::runtime::{DevicePtr, DeviceRuntime, GpuBackend, KernelArg};
-use glmhal_gpu_kernels::KernelFile;
+use glmhal_gpu::backend::GpuBackend;
+use glmhal_gpu::blas::{plan_gemm, Gemm, Operand, VendorBlas};
+use glmhal_gpu::driver::{Driver, KernelArg};
+use glmhal_gpu::DevicePtr;
+use glmhal_gpu::KernelFile;
 use glmhal_hal::quant::{read_scalar, write_scalar};
 use glmhal_hal::{
     Backend, Buffer, DType, DeviceInfo, HalError, HostTensor, Op, OpKind, Result, TensorDesc,
@@ -84,7 +86,7 @@ fn blas_calls_agree_with_the_reference_on_every_case_they_accept() {
         let at = |x: &Operand| &prepared.inputs[x.tensor].data[x.offset as usize..];
         blas_gemm(&g, at(&g.a), at(&g.b), &mut out.data[g.c.offset as usize..]);
         let precision =
-            glmhal_gpu_kernels::plan::precision(&case.op, &ins, std::slice::from_ref(&out_desc));
+            glmhal_gpu::plan::precision(&case.op, &ins, std::slice::from_ref(&out_desc));
         let bounds = prepared.bounds(&case, &precision).unwrap();
         let expected = Expected {
             rule: Rule::Bounded,
@@ -153,7 +155,7 @@ impl VendorBlas for HostBlas {
     }
 }
 
-impl DeviceRuntime for HostRuntime {
+impl Driver for HostRuntime {
     fn backend(&self) -> &'static str {
         "cuda"
     }

@@ -1,4 +1,4 @@
-//! The OpenCL [`DeviceRuntime`]: one context and one in-order queue on one
+//! The OpenCL [`Driver`]: one context and one in-order queue on one
 //! device, buffers as `cl_mem` handles, the shared kernel tree built as
 //! OpenCL C 1.2 at first use (once per context; `GpuBackend` caches the
 //! programs), and NDRange launches of the shared plan's entry points.
@@ -17,9 +17,10 @@ use opencl3::device::Device;
 use opencl3::kernel::Kernel;
 use opencl3::program::Program;
 
-use glmhal_gpu_kernels::plan::BLOCK;
-use glmhal_gpu_kernels::runtime::{DevicePtr, DeviceRuntime, KernelArg};
-use glmhal_gpu_kernels::{flatten, flattened_name, KernelFile};
+use glmhal_gpu::driver::{Driver, KernelArg};
+use glmhal_gpu::plan::BLOCK;
+use glmhal_gpu::DevicePtr;
+use glmhal_gpu::{flatten, flattened_name, KernelFile};
 use glmhal_hal::{HalError, Result};
 
 use crate::loader::describe_code;
@@ -36,7 +37,7 @@ const OUT_OF_MEMORY_CODES: [i32; 4] = [
     -61, // CL_INVALID_BUFFER_SIZE (larger than CL_DEVICE_MAX_MEM_ALLOC_SIZE)
 ];
 
-/// Built programs and created kernels, by the handles `DeviceRuntime` hands out.
+/// Built programs and created kernels, by the handles `Driver` hands out.
 #[derive(Default)]
 struct Objects {
     programs: Vec<Program>,
@@ -44,7 +45,7 @@ struct Objects {
 }
 
 /// One device's context and queue.
-pub struct OpenClRuntime {
+pub struct OpenClDriver {
     selector: String,
     device: Device,
     // Dropped after the queue (fields drop in order).
@@ -65,7 +66,7 @@ fn drop_event(event: cl_event) {
     }
 }
 
-impl OpenClRuntime {
+impl OpenClDriver {
     /// A context and queue on `device`, numbered `index` in `glmhal devices`.
     pub fn open(index: usize, device: Device) -> Result<Self> {
         let selector = format!("opencl:{index}");
@@ -91,7 +92,7 @@ impl OpenClRuntime {
                 ),
             });
         }
-        Ok(OpenClRuntime {
+        Ok(OpenClDriver {
             selector,
             device,
             queue,
@@ -124,8 +125,8 @@ impl OpenClRuntime {
     }
 }
 
-impl OpenClRuntime {
-    /// The entry points of program `module` (from [`DeviceRuntime::load_module`]).
+impl OpenClDriver {
+    /// The entry points of program `module` (from [`Driver::load_module`]).
     pub fn kernel_names(&self, module: usize) -> Result<Vec<String>> {
         let objects = self.objects()?;
         let program = objects.programs.get(module).ok_or_else(|| {
@@ -147,7 +148,7 @@ impl OpenClRuntime {
     }
 }
 
-impl DeviceRuntime for OpenClRuntime {
+impl Driver for OpenClDriver {
     fn backend(&self) -> &'static str {
         "opencl"
     }
@@ -239,9 +240,6 @@ impl DeviceRuntime for OpenClRuntime {
     }
 
     fn upload(&self, dst: DevicePtr, offset: usize, data: &[u8]) -> Result<()> {
-        if data.is_empty() {
-            return Ok(());
-        }
         // SAFETY: blocking write from `data`, valid for its length; the range
         // lies inside the buffer (checked by the caller).
         let r = unsafe {
@@ -260,9 +258,6 @@ impl DeviceRuntime for OpenClRuntime {
     }
 
     fn download(&self, src: DevicePtr, offset: usize, out: &mut [u8]) -> Result<()> {
-        if out.is_empty() {
-            return Ok(());
-        }
         // SAFETY: blocking read into `out`, valid for writes of its length;
         // the in-order queue finishes earlier work first.
         let r = unsafe {

@@ -1,0 +1,92 @@
+//! What a GPU vendor driver must provide to the one GPU backend: memory,
+//! copies, modules, launches on one in-order stream, and optionally a vendor
+//! BLAS. CUDA and HIP implement it once together ([`crate::module_api`]),
+//! OpenCL on its own.
+
+use std::ffi::c_void;
+
+use glmhal_hal::Result;
+
+use crate::blas::VendorBlas;
+use crate::KernelFile;
+
+pub use crate::DevicePtr;
+
+/// One kernel argument as the driver receives it.
+#[derive(Clone, Copy, Debug)]
+pub enum KernelArg<'a> {
+    /// A whole allocation from [`Driver::alloc`] (views carry offsets).
+    Buffer(DevicePtr),
+    /// A value passed by copy, laid out as the kernel declares it.
+    Value(&'a [u8]),
+}
+
+/// Argument bytes for launch APIs that take an array of pointers to each
+/// argument (`cuLaunchKernel`, `hipModuleLaunchKernel`): a buffer is its
+/// device address.
+pub struct ParamBlock {
+    storage: Vec<Vec<u8>>,
+}
+
+impl ParamBlock {
+    /// Copies `args` into owned storage.
+    pub fn new(args: &[KernelArg<'_>]) -> Self {
+        let storage = args
+            .iter()
+            .map(|a| match a {
+                KernelArg::Buffer(ptr) => ptr.to_le_bytes().to_vec(),
+                KernelArg::Value(bytes) => bytes.to_vec(),
+            })
+            .collect();
+        ParamBlock { storage }
+    }
+
+    /// One pointer per argument, valid while `self` lives and is not moved.
+    pub fn pointers(&mut self) -> Vec<*mut c_void> {
+        self.storage
+            .iter_mut()
+            .map(|b| b.as_mut_ptr().cast())
+            .collect()
+    }
+}
+
+/// One vendor driver on one device. Every call runs on the device's one
+/// stream, in order. Copies are never empty (the backend skips those).
+pub trait Driver: Send + Sync + 'static {
+    /// `cuda`, `hip` or `opencl`.
+    fn backend(&self) -> &'static str;
+    /// Warp (wavefront) width of the device, as `GLMHAL_WARP`: the lanes
+    /// that cooperate on one output of the quantized matvec.
+    fn warp_size(&self) -> u32;
+    /// Compiles `file` for this device (PTX, a code object, or the
+    /// [`crate::flatten`]ed source where the driver builds it at load).
+    fn compile(&self, file: KernelFile) -> Result<Vec<u8>>;
+    /// Loads a compiled image; returns a module handle.
+    fn load_module(&self, image: &[u8]) -> Result<usize>;
+    /// Finds an entry point in a loaded module.
+    fn function(&self, module: usize, name: &str) -> Result<usize>;
+    /// Allocates device memory (out of memory is `HalError::OutOfMemory`).
+    fn alloc(&self, bytes: usize) -> Result<DevicePtr>;
+    /// Frees memory from `alloc`.
+    fn free(&self, ptr: DevicePtr);
+    /// Copies host bytes to the device, `offset` bytes into `dst`.
+    fn upload(&self, dst: DevicePtr, offset: usize, data: &[u8]) -> Result<()>;
+    /// Copies device bytes from `offset` bytes into `src` to the host,
+    /// waiting for earlier work.
+    fn download(&self, src: DevicePtr, offset: usize, out: &mut [u8]) -> Result<()>;
+    /// Launches `function` on `grid` blocks of `block` threads.
+    fn launch(
+        &self,
+        function: usize,
+        grid: [u32; 3],
+        block: u32,
+        args: &[KernelArg<'_>],
+    ) -> Result<()>;
+    /// Waits for everything enqueued.
+    fn synchronize(&self) -> Result<()>;
+    /// The vendor BLAS on this device's stream, when its library loaded
+    /// (float products go there; see [`crate::blas`]).
+    fn blas(&self) -> Option<&dyn VendorBlas> {
+        None
+    }
+}

@@ -1,0 +1,128 @@
+//! Products: the matvec kernel for a few rows (one warp per output), the
+//! tiled product kernel otherwise; a bias is added in the kernel.
+
+use glmhal_hal::{DType, Result, TensorDesc};
+
+use super::{dt, strides3, Arg, Launch, View, BLOCK, MATVEC_MAX_ROWS};
+
+/// `mat_mul`: `x · wᵀ (+ bias)`.
+pub(super) fn mat_mul(
+    ins: &[TensorDesc],
+    out: &TensorDesc,
+    bias: bool,
+    warp: u32,
+) -> Result<Vec<Launch>> {
+    let (x, w) = (&ins[0], &ins[1]);
+    let o = ins.len();
+    let (m, k, n) = (x.shape[0], x.shape[1], w.shape[0]);
+    let bias_desc = bias.then(|| &ins[2]);
+    if m <= MATVEC_MAX_ROWS && x.strides[1] == 1 && (w.dtype.is_quantized() || w.strides[1] == 1) {
+        // One warp per output: BLOCK / warp outputs per block.
+        let per_block = (BLOCK / warp.max(1)).max(1) as usize;
+        let bias_view = View::of(bias_desc.unwrap_or(x), &bias_desc.unwrap_or(x).shape)?;
+        return Ok(vec![Launch {
+            file: "matmul.cu",
+            entry: format!("matvec_{}_{}_{}", dt(x.dtype), dt(w.dtype), dt(out.dtype)),
+            grid: [n.div_ceil(per_block).max(1) as u32, m as u32, 1],
+            block: BLOCK,
+            args: vec![
+                Arg::Tensor(0),
+                Arg::View(View::of(x, &x.shape)?),
+                Arg::Tensor(1),
+                Arg::View(View::of(w, &w.shape)?),
+                Arg::Tensor(if bias { 2 } else { 0 }),
+                Arg::View(bias_view),
+                Arg::I32(bias_dtype_code(bias_desc)),
+                Arg::Tensor(o),
+                Arg::View(View::of(out, &out.shape)?),
+                Arg::U32(m as u32),
+                Arg::U32(n as u32),
+                Arg::U32(k as u32),
+                Arg::I32(i32::from(bias)),
+            ],
+        }]);
+    }
+    let [_, w_n, w_k] = strides3(w);
+    Ok(vec![product(
+        x,
+        w,
+        bias_desc,
+        out,
+        (1, m, n, k),
+        [0, w_k, w_n],
+        o,
+    )?])
+}
+
+/// The dtype code `compat.h` uses for a bias (f32 when there is none).
+fn bias_dtype_code(bias: Option<&TensorDesc>) -> i32 {
+    match bias.map(|b| b.dtype) {
+        Some(DType::F16) => 1,
+        Some(DType::Bf16) => 2,
+        _ => 0,
+    }
+}
+
+/// `batched_mat_mul`: `a[i] · b[i]` for every batch index.
+pub(super) fn batched(ins: &[TensorDesc], out: &TensorDesc) -> Result<Launch> {
+    let (a, b) = (&ins[0], &ins[1]);
+    product(
+        a,
+        b,
+        None,
+        out,
+        (a.shape[0], a.shape[1], b.shape[2], a.shape[2]),
+        strides3(b),
+        ins.len(),
+    )
+}
+
+/// The tiled product of `a` and `b` over `batch` matrices.
+fn product(
+    a: &TensorDesc,
+    b: &TensorDesc,
+    bias: Option<&TensorDesc>,
+    out: &TensorDesc,
+    (batch, m, n, k): (usize, usize, usize, usize),
+    b_strides: [u64; 3],
+    o: usize,
+) -> Result<Launch> {
+    let [a_b, a_m, a_k] = strides3(a);
+    let [o_b, o_m, o_n] = strides3(out);
+    let bias_view = match bias {
+        Some(d) => View::of(d, &d.shape)?,
+        None => View::of(a, &a.shape)?,
+    };
+    Ok(Launch {
+        file: "matmul.cu",
+        entry: format!("product_{}_{}_{}", dt(a.dtype), dt(b.dtype), dt(out.dtype)),
+        grid: [n.div_ceil(16) as u32, m.div_ceil(16) as u32, batch as u32],
+        block: BLOCK,
+        args: vec![
+            Arg::Tensor(0),
+            Arg::View(View::of(a, &a.shape)?),
+            Arg::Tensor(1),
+            Arg::View(View::of(b, &b.shape)?),
+            Arg::Tensor(if bias.is_some() { 2 } else { 0 }),
+            Arg::View(bias_view),
+            Arg::I32(bias_dtype_code(bias)),
+            Arg::Tensor(o),
+            Arg::View(View::of(out, &out.shape)?),
+            Arg::U32(m as u32),
+            Arg::U32(n as u32),
+            Arg::U32(k as u32),
+            Arg::Strides([
+                a_b,
+                a_m,
+                a_k,
+                b_strides[0],
+                b_strides[1],
+                b_strides[2],
+                o_b,
+                o_m,
+                o_n,
+            ]),
+            Arg::I32(i32::from(bias.is_some())),
+        ],
+    })
+}
