@@ -93,6 +93,36 @@ struct Executor {
     work: Work,
 }
 
+impl Work {
+    /// Computes the work on host memory; an error is a violation found
+    /// while running (an index outside its table).
+    fn execute(self) -> Result<(), String> {
+        match self {
+            Work::Compute(f) => f()?,
+            Work::Binary { a, b, out, f } => compute_binary(&a, &b, &out, f),
+            Work::Unary { x, out, f, k } => compute_unary(&x, &out, f, k),
+            Work::Mm { a, b, out } => compute_mm(&a, &b, &out),
+            Work::Softmax { x, out } => compute_softmax(&x, &out),
+            Work::RmsNorm {
+                x,
+                gamma,
+                eps,
+                y,
+                rstd,
+            } => compute_rms_norm(&x, &gamma, eps, &y, &rstd),
+            Work::BatchMatMul { a, b, out } => compute_batch_mat_mul(&a, &b, &out),
+            Work::SwiGlu { x, out } => compute_swiglu(&x, &out),
+            Work::IndexCopy {
+                target,
+                index,
+                source,
+            } => compute_index_copy(&target, &index, &source)?,
+            Work::IndexSelect { table, index, out } => compute_index_select(&table, &index, &out)?,
+        }
+        Ok(())
+    }
+}
+
 /// Workspace every op asks for, so the backend's workspace path is exercised.
 const WORKSPACE: u64 = 512;
 
@@ -221,6 +251,27 @@ pub(crate) unsafe fn unary(
     unsafe { hand_out(s, call, Work::Unary { x, out: o, f, k }, op, ws, exec) }
 }
 
+/// `out = f(a, b)` elementwise, `a` and `b` broadcast to `out`'s shape.
+fn compute_binary(a: &SimTensor, b: &SimTensor, out: &SimTensor, f: fn(f64, f64) -> f64) {
+    for i in 0..out.numel() {
+        let v = f(
+            a.read(a.element(i, &out.dims)),
+            b.read(b.element(i, &out.dims)),
+        );
+        out.write(out.element(i, &out.dims), v);
+    }
+}
+
+/// `out = f(x, k)` elementwise.
+fn compute_unary(x: &SimTensor, out: &SimTensor, f: fn(f64, f64) -> f64, k: f64) {
+    for i in 0..out.numel() {
+        out.write(
+            out.element(i, &out.dims),
+            f(x.read(x.element(i, &x.dims)), k),
+        );
+    }
+}
+
 /// Runs an executor: the second phase of every op.
 pub(crate) unsafe fn run(
     op: &'static str,
@@ -270,140 +321,8 @@ pub(crate) unsafe fn run(
         );
     }
     s.dirty_streams.insert(stream as usize);
-    match &e.work {
-        Work::Compute(_) => {
-            if let Work::Compute(f) = e.work {
-                if let Err(what) = f() {
-                    return s.violation(&call, what, code::INVALID_PARAM);
-                }
-            }
-        }
-        Work::Binary { a, b, out, f } => {
-            for i in 0..out.numel() {
-                let v = f(
-                    a.read(a.element(i, &out.dims)),
-                    b.read(b.element(i, &out.dims)),
-                );
-                out.write(out.element(i, &out.dims), v);
-            }
-        }
-        Work::Unary { x, out, f, k } => {
-            for i in 0..out.numel() {
-                out.write(
-                    out.element(i, &out.dims),
-                    f(x.read(x.element(i, &x.dims)), *k),
-                );
-            }
-        }
-        Work::Mm { a, b, out } => {
-            let (m, k, n) = (a.dims[0], a.dims[1], b.dims[1]);
-            for r in 0..m {
-                for c in 0..n {
-                    let mut acc = 0.0;
-                    for q in 0..k {
-                        acc += a.read(a.element(r * k + q, &a.dims))
-                            * b.read(b.element(q * n + c, &b.dims));
-                    }
-                    out.write(out.element(r * n + c, &out.dims), acc);
-                }
-            }
-        }
-        Work::Softmax { x, out } => {
-            let cols = x.dims.last().copied().unwrap_or(1).max(1);
-            for row in 0..x.numel() / cols {
-                let v: Vec<f64> = (0..cols)
-                    .map(|c| x.read(x.element(row * cols + c, &x.dims)))
-                    .collect();
-                let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
-                let sum: f64 = v.iter().map(|e| (e - m).exp()).sum();
-                for (c, e) in v.iter().enumerate() {
-                    out.write(out.element(row * cols + c, &out.dims), (e - m).exp() / sum);
-                }
-            }
-        }
-        Work::RmsNorm {
-            x,
-            gamma,
-            eps,
-            y,
-            rstd,
-        } => {
-            let cols = x.dims.last().copied().unwrap_or(1).max(1);
-            for row in 0..x.numel() / cols {
-                let v: Vec<f64> = (0..cols)
-                    .map(|c| x.read(x.element(row * cols + c, &x.dims)))
-                    .collect();
-                let r = 1.0 / (v.iter().map(|e| e * e).sum::<f64>() / cols as f64 + eps).sqrt();
-                for (c, e) in v.iter().enumerate() {
-                    let g = gamma.read(gamma.element(c, &gamma.dims));
-                    y.write(y.element(row * cols + c, &y.dims), e * r * g);
-                }
-                rstd.write(rstd.element(row, &rstd.dims), r);
-            }
-        }
-        Work::BatchMatMul { a, b, out } => {
-            let (batch, m, k, n) = (a.dims[0], a.dims[1], a.dims[2], b.dims[2]);
-            for bi in 0..batch {
-                for r in 0..m {
-                    for c in 0..n {
-                        let mut acc = 0.0;
-                        for q in 0..k {
-                            acc += a.read(a.element((bi * m + r) * k + q, &a.dims))
-                                * b.read(b.element((bi * k + q) * n + c, &b.dims));
-                        }
-                        out.write(out.element((bi * m + r) * n + c, &out.dims), acc);
-                    }
-                }
-            }
-        }
-        Work::SwiGlu { x, out } => {
-            let half = out.dims.last().copied().unwrap_or(1).max(1);
-            for i in 0..out.numel() {
-                let (row, c) = (i / half, i % half);
-                let gate = x.read(x.element(row * 2 * half + c, &x.dims));
-                let up = x.read(x.element(row * 2 * half + c + half, &x.dims));
-                out.write(out.element(i, &out.dims), gate / (1.0 + (-gate).exp()) * up);
-            }
-        }
-        Work::IndexCopy {
-            target,
-            index,
-            source,
-        } => {
-            let rows = target.dims[0];
-            let row: usize = target.dims[1..].iter().product();
-            for i in 0..index.numel() {
-                let id = index.read(index.element(i, &index.dims)) as i64;
-                if id < 0 || id as usize >= rows {
-                    return s.violation(
-                        &call,
-                        format!("index {id} at {i} is outside the {rows} rows of selfRef"),
-                        code::INVALID_PARAM,
-                    );
-                }
-                for c in 0..row {
-                    let v = source.read(source.element(i * row + c, &source.dims));
-                    target.write(target.element(id as usize * row + c, &target.dims), v);
-                }
-            }
-        }
-        Work::IndexSelect { table, index, out } => {
-            let (rows, h) = (table.dims[0], table.dims[1]);
-            for i in 0..index.numel() {
-                let id = index.read(index.element(i, &index.dims)) as i64;
-                if id < 0 || id as usize >= rows {
-                    return s.violation(
-                        &call,
-                        format!("index {id} at {i} is outside the {rows} rows of self"),
-                        code::INVALID_PARAM,
-                    );
-                }
-                for c in 0..h {
-                    let v = table.read(table.element(id as usize * h + c, &table.dims));
-                    out.write(out.element(i * h + c, &out.dims), v);
-                }
-            }
-        }
+    if let Err(what) = e.work.execute() {
+        return s.violation(&call, what, code::INVALID_PARAM);
     }
     code::SUCCESS
 }
@@ -645,6 +564,21 @@ pub(crate) fn tensors<const N: usize>(
     out.try_into().map_err(|_| code::INVALID_PARAM)
 }
 
+/// `out[m, n] = Σ_k a[m, k] · b[k, n]`.
+fn compute_mm(a: &SimTensor, b: &SimTensor, out: &SimTensor) {
+    let (m, k, n) = (a.dims[0], a.dims[1], b.dims[1]);
+    for r in 0..m {
+        for c in 0..n {
+            let mut acc = 0.0;
+            for q in 0..k {
+                acc +=
+                    a.read(a.element(r * k + q, &a.dims)) * b.read(b.element(q * n + c, &b.dims));
+            }
+            out.write(out.element(r * n + c, &out.dims), acc);
+        }
+    }
+}
+
 /// ACL's `aclnnMmGetWorkspaceSize`, with the simulator's checks.
 #[no_mangle]
 pub unsafe extern "C" fn aclnnMmGetWorkspaceSize(
@@ -701,6 +635,21 @@ pub unsafe extern "C" fn aclnnMm(
     unsafe { run("Mm", w, size, exec, stream) }
 }
 
+/// Softmax of `x` over the last dim into `out`.
+fn compute_softmax(x: &SimTensor, out: &SimTensor) {
+    let cols = x.dims.last().copied().unwrap_or(1).max(1);
+    for row in 0..x.numel() / cols {
+        let v: Vec<f64> = (0..cols)
+            .map(|c| x.read(x.element(row * cols + c, &x.dims)))
+            .collect();
+        let m = v.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = v.iter().map(|e| (e - m).exp()).sum();
+        for (c, e) in v.iter().enumerate() {
+            out.write(out.element(row * cols + c, &out.dims), (e - m).exp() / sum);
+        }
+    }
+}
+
 /// ACL's `aclnnSoftmaxGetWorkspaceSize`, with the simulator's checks.
 #[no_mangle]
 pub unsafe extern "C" fn aclnnSoftmaxGetWorkspaceSize(
@@ -744,6 +693,23 @@ pub unsafe extern "C" fn aclnnSoftmax(
 ) -> i32 {
     // SAFETY: forwarded from the caller.
     unsafe { run("Softmax", w, size, exec, stream) }
+}
+
+/// `y = x · rsqrt(mean(x²) + eps) · gamma` over the last dim, and each
+/// row's `rstd`.
+fn compute_rms_norm(x: &SimTensor, gamma: &SimTensor, eps: f64, y: &SimTensor, rstd: &SimTensor) {
+    let cols = x.dims.last().copied().unwrap_or(1).max(1);
+    for row in 0..x.numel() / cols {
+        let v: Vec<f64> = (0..cols)
+            .map(|c| x.read(x.element(row * cols + c, &x.dims)))
+            .collect();
+        let r = 1.0 / (v.iter().map(|e| e * e).sum::<f64>() / cols as f64 + eps).sqrt();
+        for (c, e) in v.iter().enumerate() {
+            let g = gamma.read(gamma.element(c, &gamma.dims));
+            y.write(y.element(row * cols + c, &y.dims), e * r * g);
+        }
+        rstd.write(rstd.element(row, &rstd.dims), r);
+    }
 }
 
 /// ACL's `aclnnRmsNormGetWorkspaceSize`, with the simulator's checks.
@@ -822,6 +788,29 @@ pub unsafe extern "C" fn aclnnRmsNorm(
     unsafe { run("RmsNorm", w, size, exec, stream) }
 }
 
+/// `out[i, :] = table[index[i], :]`, or the violation of an index outside
+/// the table.
+fn compute_index_select(
+    table: &SimTensor,
+    index: &SimTensor,
+    out: &SimTensor,
+) -> Result<(), String> {
+    let (rows, h) = (table.dims[0], table.dims[1]);
+    for i in 0..index.numel() {
+        let id = index.read(index.element(i, &index.dims)) as i64;
+        if id < 0 || id as usize >= rows {
+            return Err(format!(
+                "index {id} at {i} is outside the {rows} rows of self"
+            ));
+        }
+        for c in 0..h {
+            let v = table.read(table.element(id as usize * h + c, &table.dims));
+            out.write(out.element(i * h + c, &out.dims), v);
+        }
+    }
+    Ok(())
+}
+
 /// ACL's `aclnnIndexSelectGetWorkspaceSize`, with the simulator's checks.
 #[no_mangle]
 pub unsafe extern "C" fn aclnnIndexSelectGetWorkspaceSize(
@@ -885,6 +874,23 @@ pub unsafe extern "C" fn aclnnIndexSelect(
     unsafe { run("IndexSelect", w, size, exec, stream) }
 }
 
+/// `out[b] = a[b] · m[b]` for every batch `b`.
+fn compute_batch_mat_mul(a: &SimTensor, b: &SimTensor, out: &SimTensor) {
+    let (batch, m, k, n) = (a.dims[0], a.dims[1], a.dims[2], b.dims[2]);
+    for bi in 0..batch {
+        for r in 0..m {
+            for c in 0..n {
+                let mut acc = 0.0;
+                for q in 0..k {
+                    acc += a.read(a.element((bi * m + r) * k + q, &a.dims))
+                        * b.read(b.element((bi * k + q) * n + c, &b.dims));
+                }
+                out.write(out.element((bi * m + r) * n + c, &out.dims), acc);
+            }
+        }
+    }
+}
+
 /// ACL's `aclnnBatchMatMulGetWorkspaceSize`, with the simulator's checks.
 #[no_mangle]
 pub unsafe extern "C" fn aclnnBatchMatMulGetWorkspaceSize(
@@ -942,6 +948,17 @@ pub unsafe extern "C" fn aclnnBatchMatMul(
 ) -> i32 {
     // SAFETY: forwarded from the caller.
     unsafe { run("BatchMatMul", w, size, exec, stream) }
+}
+
+/// `out = silu(first half) · second half` of `x` along the last dim.
+fn compute_swiglu(x: &SimTensor, out: &SimTensor) {
+    let half = out.dims.last().copied().unwrap_or(1).max(1);
+    for i in 0..out.numel() {
+        let (row, c) = (i / half, i % half);
+        let gate = x.read(x.element(row * 2 * half + c, &x.dims));
+        let up = x.read(x.element(row * 2 * half + c + half, &x.dims));
+        out.write(out.element(i, &out.dims), gate / (1.0 + (-gate).exp()) * up);
+    }
 }
 
 /// ACL's `aclnnSwiGluGetWorkspaceSize`, with the simulator's checks.
@@ -1042,6 +1059,30 @@ pub unsafe extern "C" fn aclnnGeluV2(
 ) -> i32 {
     // SAFETY: forwarded from the caller.
     unsafe { run("GeluV2", w, size, exec, stream) }
+}
+
+/// `target[index[i]] = source[i]` along dim 0, or the violation of an
+/// index outside the target.
+fn compute_index_copy(
+    target: &SimTensor,
+    index: &SimTensor,
+    source: &SimTensor,
+) -> Result<(), String> {
+    let rows = target.dims[0];
+    let row: usize = target.dims[1..].iter().product();
+    for i in 0..index.numel() {
+        let id = index.read(index.element(i, &index.dims)) as i64;
+        if id < 0 || id as usize >= rows {
+            return Err(format!(
+                "index {id} at {i} is outside the {rows} rows of selfRef"
+            ));
+        }
+        for c in 0..row {
+            let v = source.read(source.element(i * row + c, &source.dims));
+            target.write(target.element(id as usize * row + c, &target.dims), v);
+        }
+    }
+    Ok(())
 }
 
 /// ACL's `aclnnInplaceIndexCopyGetWorkspaceSize`, with the simulator's checks.

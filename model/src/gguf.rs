@@ -363,6 +363,38 @@ impl<'a> Cursor<'a> {
 /// left, every tensor's type, dims, size, alignment and range.
 pub fn parse(bytes: &[u8]) -> std::result::Result<Layout, String> {
     let mut c = Cursor { bytes, at: 0 };
+    let (version, tensor_count, kv_count) = header(&mut c)?;
+    let metadata = metadata(&mut c, kv_count)?;
+    let alignment = alignment(&metadata)?;
+    let raw = tensor_table(&mut c, tensor_count)?;
+    let data_start = c.at.div_ceil(alignment) * alignment;
+    if data_start > bytes.len() {
+        return Err(format!(
+            "the data section would start at {data_start}, past the end of the file ({} bytes)",
+            bytes.len()
+        ));
+    }
+    let data_len = bytes.len() - data_start;
+    let mut tensors = Vec::with_capacity(raw.len());
+    let mut names = std::collections::HashSet::new();
+    for entry in raw {
+        if !names.insert(entry.name.clone()) {
+            return Err(format!("tensor `{}`: appears twice", entry.name));
+        }
+        tensors.push(place(entry, alignment, data_start, data_len)?);
+    }
+    check_coverage(&tensors, alignment, data_start, data_len)?;
+    Ok(Layout {
+        version,
+        metadata,
+        tensors,
+        data_start,
+    })
+}
+
+/// The magic, the version (2 or 3) and the tensor and metadata counts,
+/// each count checked against the bytes that follow.
+fn header(c: &mut Cursor<'_>) -> std::result::Result<(u32, u64, u64), String> {
     let magic = c.u32(&|| "magic".into())?;
     if magic != MAGIC {
         return Err(format!(
@@ -379,12 +411,20 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Layout, String> {
     let tensor_count = c.u64(&|| "tensor count".into())?;
     let kv_count = c.u64(&|| "metadata count".into())?;
     // A metadata entry takes at least 12 bytes, a tensor info at least 24.
-    let left = (bytes.len() - c.at) as u64;
+    let left = (c.bytes.len() - c.at) as u64;
     if kv_count > left / 12 || tensor_count > left / 24 {
         return Err(format!(
             "{kv_count} metadata entries and {tensor_count} tensors cannot fit in the {left} bytes that follow"
         ));
     }
+    Ok((version, tensor_count, kv_count))
+}
+
+/// The `kv_count` metadata entries by key (a key may appear once).
+fn metadata(
+    c: &mut Cursor<'_>,
+    kv_count: u64,
+) -> std::result::Result<BTreeMap<String, Value>, String> {
     let mut metadata = BTreeMap::new();
     for i in 0..kv_count {
         let key = c.string(&|| format!("metadata entry {i}: key"))?;
@@ -394,7 +434,13 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Layout, String> {
             return Err(format!("metadata `{key}` appears twice"));
         }
     }
-    let alignment = match metadata.get("general.alignment") {
+    Ok(metadata)
+}
+
+/// The data alignment: `general.alignment` (a power of two up to 1 MiB),
+/// else [`DEFAULT_ALIGNMENT`].
+fn alignment(metadata: &BTreeMap<String, Value>) -> std::result::Result<usize, String> {
+    Ok(match metadata.get("general.alignment") {
         None => DEFAULT_ALIGNMENT,
         Some(v) => match v.as_u64() {
             Some(a) if a > 0 && a.is_power_of_two() && a <= 1 << 20 => a as usize,
@@ -404,7 +450,25 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Layout, String> {
                 ))
             }
         },
-    };
+    })
+}
+
+/// A tensor info as the table states it, before its checks against the
+/// data section.
+struct RawTensor {
+    name: String,
+    /// Innermost first, as stored.
+    dims: Vec<usize>,
+    ty: GgmlType,
+    /// From the start of the data section.
+    offset: u64,
+}
+
+/// The `tensor_count` tensor infos of the table.
+fn tensor_table(
+    c: &mut Cursor<'_>,
+    tensor_count: u64,
+) -> std::result::Result<Vec<RawTensor>, String> {
     // A count that does not match the table shows as an entry read from
     // the wrong bytes: say so with the error.
     let table = |e: String| {
@@ -429,63 +493,81 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Layout, String> {
         }
         let ty = GgmlType::from_code(c.u32(&|| what("type"))?);
         let offset = c.u64(&|| what("offset"))?;
-        raw.push((name, dims, ty, offset));
-    }
-    let data_start = c.at.div_ceil(alignment) * alignment;
-    if data_start > bytes.len() {
-        return Err(format!(
-            "the data section would start at {data_start}, past the end of the file ({} bytes)",
-            bytes.len()
-        ));
-    }
-    let data_len = bytes.len() - data_start;
-    let mut tensors = Vec::with_capacity(raw.len());
-    let mut names = std::collections::HashSet::new();
-    for (name, dims, ty, offset) in raw {
-        let what = |m: String| format!("tensor `{name}`: {m}");
-        if !names.insert(name.clone()) {
-            return Err(what("appears twice".into()));
-        }
-        let (per_block, block_bytes) = ty
-            .block()
-            .ok_or_else(|| what(format!("unknown tensor type {}", ty.code())))?;
-        let numel = dims
-            .iter()
-            .try_fold(1usize, |a, d| a.checked_mul(*d))
-            .ok_or_else(|| what(format!("dims {dims:?} overflow")))?;
-        if dims[0] % per_block != 0 {
-            return Err(what(format!(
-                "rows of {} values are not whole {} blocks of {per_block}",
-                dims[0],
-                ty.name()
-            )));
-        }
-        let size = (numel / per_block)
-            .checked_mul(block_bytes)
-            .ok_or_else(|| what("size overflows".into()))?;
-        let offset =
-            usize::try_from(offset).map_err(|_| what(format!("offset {offset} is too large")))?;
-        if offset % alignment != 0 {
-            return Err(what(format!(
-                "offset {offset} is not aligned to {alignment}"
-            )));
-        }
-        let end = offset
-            .checked_add(size)
-            .filter(|e| *e <= data_len)
-            .ok_or_else(|| {
-                what(format!(
-                    "data {offset}..{} runs past the end of the data section ({data_len} bytes)",
-                    offset.saturating_add(size)
-                ))
-            })?;
-        tensors.push(TensorInfo {
+        raw.push(RawTensor {
             name,
+            dims,
             ty,
-            shape: dims.into_iter().rev().collect(),
-            range: data_start + offset..data_start + end,
+            offset,
         });
     }
+    Ok(raw)
+}
+
+/// A tensor's place in the file, once its type, dims, size, alignment and
+/// range within the `data_len` bytes at `data_start` are checked.
+fn place(
+    raw: RawTensor,
+    alignment: usize,
+    data_start: usize,
+    data_len: usize,
+) -> std::result::Result<TensorInfo, String> {
+    let RawTensor {
+        name,
+        dims,
+        ty,
+        offset,
+    } = raw;
+    let what = |m: String| format!("tensor `{name}`: {m}");
+    let (per_block, block_bytes) = ty
+        .block()
+        .ok_or_else(|| what(format!("unknown tensor type {}", ty.code())))?;
+    let numel = dims
+        .iter()
+        .try_fold(1usize, |a, d| a.checked_mul(*d))
+        .ok_or_else(|| what(format!("dims {dims:?} overflow")))?;
+    if dims[0] % per_block != 0 {
+        return Err(what(format!(
+            "rows of {} values are not whole {} blocks of {per_block}",
+            dims[0],
+            ty.name()
+        )));
+    }
+    let size = (numel / per_block)
+        .checked_mul(block_bytes)
+        .ok_or_else(|| what("size overflows".into()))?;
+    let offset =
+        usize::try_from(offset).map_err(|_| what(format!("offset {offset} is too large")))?;
+    if offset % alignment != 0 {
+        return Err(what(format!(
+            "offset {offset} is not aligned to {alignment}"
+        )));
+    }
+    let end = offset
+        .checked_add(size)
+        .filter(|e| *e <= data_len)
+        .ok_or_else(|| {
+            what(format!(
+                "data {offset}..{} runs past the end of the data section ({data_len} bytes)",
+                offset.saturating_add(size)
+            ))
+        })?;
+    Ok(TensorInfo {
+        name,
+        ty,
+        shape: dims.into_iter().rev().collect(),
+        range: data_start + offset..data_start + end,
+    })
+}
+
+/// Checks that the tensors cover the data section (past one alignment of
+/// padding) and share no bytes: either would mean the table does not match
+/// the data.
+fn check_coverage(
+    tensors: &[TensorInfo],
+    alignment: usize,
+    data_start: usize,
+    data_len: usize,
+) -> std::result::Result<(), String> {
     // Data no tensor covers (past one alignment of padding) means the table
     // lists fewer tensors than the file holds.
     let covered = tensors
@@ -510,12 +592,7 @@ pub fn parse(bytes: &[u8]) -> std::result::Result<Layout, String> {
             w[0].name, w[1].name, w[1].range.start, w[0].range.end
         ));
     }
-    Ok(Layout {
-        version,
-        metadata,
-        tensors,
-        data_start,
-    })
+    Ok(())
 }
 
 /// A memory-mapped, checked GGUF file.

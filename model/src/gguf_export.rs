@@ -12,7 +12,7 @@ use glmhal_hal::{quant, DType, HalError, Result};
 use serde_json::Value as Json;
 
 use crate::checkpoint::{Checkpoint, WeightSource};
-use crate::config::LayerOrder;
+use crate::config::{LayerOrder, ModelConfig};
 use crate::gguf::GgmlType;
 use crate::gguf_write::{write, Meta, TensorSpec};
 
@@ -177,6 +177,35 @@ pub fn export(checkpoint: &Checkpoint, out: &Path, matrix: DType, name: &str) ->
     let glm4 = c.order == LayerOrder::Glm4;
     let arch = if glm4 { "glm4" } else { "chatglm" };
     let sources: Vec<WeightSource> = checkpoint.weights()?;
+    let pieces = pieces(c, &sources, matrix);
+    let mut metadata = model_metadata(c, arch, matrix, name);
+    metadata.extend(tokenizer_part(checkpoint, out, arch)?);
+    let specs: Vec<TensorSpec> = pieces.iter().map(|p| p.spec.clone()).collect();
+    write(out, &metadata, &specs, |i| {
+        let piece = &pieces[i];
+        let raw = checkpoint.read(&sources[piece.source])?;
+        let cols = raw.shape.get(1).copied().unwrap_or(1);
+        let row_bytes = |d: DType| d.bytes_for(cols);
+        let target = dtype_of(piece.spec.ty);
+        let bytes: Vec<u8> = if raw.dtype == target {
+            raw.bytes
+                [piece.rows.start * row_bytes(raw.dtype)..piece.rows.end * row_bytes(raw.dtype)]
+                .to_vec()
+        } else {
+            let all = quant::to_f32(raw.dtype, &raw.bytes, raw.shape.iter().product())?;
+            quant::from_f32(target, &all[piece.rows.start * cols..piece.rows.end * cols])?
+        };
+        checkpoint.release(&raw);
+        Ok(Cow::Owned(bytes))
+    })?;
+    Ok(pieces.len())
+}
+
+/// The tensors to write for `sources`: each weight's GGUF names and rows,
+/// matrices as `matrix` (F16 where rows are not whole blocks), the rest
+/// F32; no `output.weight` when the head is tied to the embedding.
+fn pieces(c: &ModelConfig, sources: &[WeightSource], matrix: DType) -> Vec<Piece> {
+    let glm4 = c.order == LayerOrder::Glm4;
     // Tied when lm_head is read from the embedding (whatever the source's naming).
     let embed_source = sources
         .iter()
@@ -222,6 +251,12 @@ pub fn export(checkpoint: &Checkpoint, out: &Path, matrix: DType, name: &str) ->
             });
         }
     }
+    pieces
+}
+
+/// The general and `arch.*` hyperparameter metadata of the model, and its
+/// end-of-sequence ids.
+fn model_metadata(c: &ModelConfig, arch: &str, matrix: DType, name: &str) -> Vec<(String, Meta)> {
     let key = |k: &str| format!("{arch}.{k}");
     let mut metadata = vec![
         ("general.architecture".to_string(), Meta::Str(arch.into())),
@@ -249,6 +284,16 @@ pub fn export(checkpoint: &Checkpoint, out: &Path, matrix: DType, name: &str) ->
     for (key, id) in ["eos", "eot", "eom"].iter().zip(&c.eos_token_ids) {
         metadata.push((format!("tokenizer.ggml.{key}_token_id"), Meta::U32(*id)));
     }
+    metadata
+}
+
+/// The tokenizer's metadata: from the checkpoint's `tokenizer.json`, or
+/// carried over from a GGUF source, or llama.cpp's marker for none (with a
+/// notice that `out` is written without one).
+fn tokenizer_part(checkpoint: &Checkpoint, out: &Path, arch: &str) -> Result<Vec<(String, Meta)>> {
+    let c = &checkpoint.config;
+    let glm4 = c.order == LayerOrder::Glm4;
+    let mut metadata = Vec::new();
     let tokenizer = checkpoint.dir.join("tokenizer.json");
     if checkpoint.gguf().is_none() && tokenizer.exists() {
         let pre = if glm4 { "glm4" } else { "chatglm-bpe" };
@@ -268,32 +313,14 @@ pub fn export(checkpoint: &Checkpoint, out: &Path, matrix: DType, name: &str) ->
     } else {
         // llama.cpp's marker for a model without a vocabulary, with its size.
         metadata.push(("tokenizer.ggml.model".into(), Meta::Str("none".into())));
-        metadata.push((key("vocab_size"), Meta::U32(c.vocab as u32)));
+        metadata.push((format!("{arch}.vocab_size"), Meta::U32(c.vocab as u32)));
         eprintln!(
             "notice: {} has no tokenizer.json; {} is written without a tokenizer (token ids only)",
             checkpoint.dir.display(),
             out.display()
         );
     }
-    let specs: Vec<TensorSpec> = pieces.iter().map(|p| p.spec.clone()).collect();
-    write(out, &metadata, &specs, |i| {
-        let piece = &pieces[i];
-        let raw = checkpoint.read(&sources[piece.source])?;
-        let cols = raw.shape.get(1).copied().unwrap_or(1);
-        let row_bytes = |d: DType| d.bytes_for(cols);
-        let target = dtype_of(piece.spec.ty);
-        let bytes: Vec<u8> = if raw.dtype == target {
-            raw.bytes
-                [piece.rows.start * row_bytes(raw.dtype)..piece.rows.end * row_bytes(raw.dtype)]
-                .to_vec()
-        } else {
-            let all = quant::to_f32(raw.dtype, &raw.bytes, raw.shape.iter().product())?;
-            quant::from_f32(target, &all[piece.rows.start * cols..piece.rows.end * cols])?
-        };
-        checkpoint.release(&raw);
-        Ok(Cow::Owned(bytes))
-    })?;
-    Ok(pieces.len())
+    Ok(metadata)
 }
 
 fn dtype_of(ty: GgmlType) -> DType {

@@ -52,12 +52,36 @@ fn arg(name: &'static str, shape: &'static str, dtypes: &[DType]) -> ArgSpec {
     }
 }
 
+/// The summary, parameters, inputs and outputs of an op.
+type Parts = (&'static str, Vec<&'static str>, Vec<ArgSpec>, Vec<ArgSpec>);
+
 /// The spec of one op.
 pub fn spec(kind: OpKind) -> OpSpec {
+    let (summary, params, inputs, outputs) = match kind {
+        OpKind::GetRows | OpKind::MatMul | OpKind::BatchedMatMul => products(kind),
+        OpKind::RmsNorm | OpKind::LayerNorm => norms(kind),
+        OpKind::Rope | OpKind::Attention | OpKind::Softmax => attention_ops(kind),
+        OpKind::SwiGlu | OpKind::Silu | OpKind::Gelu => activations(kind),
+        OpKind::Add | OpKind::Mul | OpKind::Scale => elementwise(kind),
+        OpKind::Cast | OpKind::Quantize => conversions(kind),
+        OpKind::KvWrite | OpKind::Argmax => decode_ops(kind),
+    };
+    OpSpec {
+        kind,
+        name: kind.name(),
+        summary,
+        params,
+        inputs,
+        outputs,
+    }
+}
+
+/// The parts of the matrix products and of the embedding lookup (weights read alike).
+fn products(kind: OpKind) -> Parts {
     use DType::*;
     let fl = &DType::FLOATS;
     let wt = &DType::WEIGHTS;
-    let (summary, params, inputs, outputs): (&str, Vec<&str>, Vec<ArgSpec>, Vec<ArgSpec>) = match kind {
+    match kind {
         OpKind::GetRows => (
             "out[i] = table[ids[i]] (embedding lookup, dequantizing rows)",
             vec![],
@@ -70,7 +94,10 @@ pub fn spec(kind: OpKind) -> OpSpec {
             vec![
                 arg("x", "[M,K]", fl),
                 arg("w", "[N,K]", wt),
-                ArgSpec { optional: true, ..arg("bias", "[N]", fl) },
+                ArgSpec {
+                    optional: true,
+                    ..arg("bias", "[N]", fl)
+                },
             ],
             vec![arg("y", "[M,N]", fl)],
         ),
@@ -80,6 +107,14 @@ pub fn spec(kind: OpKind) -> OpSpec {
             vec![arg("a", "[B,M,K]", fl), arg("b", "[B,K,N]", fl)],
             vec![arg("out", "[B,M,N]", fl)],
         ),
+        other => unreachable!("{other:?} is not a product"),
+    }
+}
+
+/// The parts of the normalizations over the last dim.
+fn norms(kind: OpKind) -> Parts {
+    let fl = &DType::FLOATS;
+    match kind {
         OpKind::RmsNorm => (
             "y = w * cast_back(x * rsqrt(mean(x²) + eps)) over the last dim",
             vec!["eps"],
@@ -89,9 +124,22 @@ pub fn spec(kind: OpKind) -> OpSpec {
         OpKind::LayerNorm => (
             "y = (x - mean) * rsqrt(var + eps) * w + b over the last dim",
             vec!["eps"],
-            vec![arg("x", "[...,H]", fl), arg("weight", "[H]", fl), arg("bias", "[H]", fl)],
+            vec![
+                arg("x", "[...,H]", fl),
+                arg("weight", "[H]", fl),
+                arg("bias", "[H]", fl),
+            ],
             vec![arg("y", "[...,H]", fl)],
         ),
+        other => unreachable!("{other:?} is not a norm"),
+    }
+}
+
+/// The parts of attention and of the ops it is made of (rotary embedding, softmax).
+fn attention_ops(kind: OpKind) -> Parts {
+    use DType::*;
+    let fl = &DType::FLOATS;
+    match kind {
         OpKind::Rope => (
             "rotary embedding of the first rot dims of each head at explicit positions",
             vec!["rot: rotated dims (even)", "theta: frequency base", "mode: interleaved (GLM) | neox"],
@@ -110,19 +158,40 @@ pub fn spec(kind: OpKind) -> OpSpec {
             vec![arg("x", "[M,N]", fl)],
             vec![arg("out", "[M,N]", fl)],
         ),
+        other => unreachable!("{other:?} is not an attention op"),
+    }
+}
+
+/// The parts of the feed-forward block's activations.
+fn activations(kind: OpKind) -> Parts {
+    let fl = &DType::FLOATS;
+    match kind {
         OpKind::SwiGlu => (
             "silu(gate) * up on a fused [gate | up] input",
             vec![],
             vec![arg("x", "[...,2F]", fl)],
             vec![arg("out", "[...,F]", fl)],
         ),
-        OpKind::Silu => ("x * sigmoid(x)", vec![], vec![arg("x", "[...]", fl)], vec![arg("out", "[...]", fl)]),
+        OpKind::Silu => (
+            "x * sigmoid(x)",
+            vec![],
+            vec![arg("x", "[...]", fl)],
+            vec![arg("out", "[...]", fl)],
+        ),
         OpKind::Gelu => (
             "0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))",
             vec![],
             vec![arg("x", "[...]", fl)],
             vec![arg("out", "[...]", fl)],
         ),
+        other => unreachable!("{other:?} is not an activation"),
+    }
+}
+
+/// The parts of the elementwise arithmetic.
+fn elementwise(kind: OpKind) -> Parts {
+    let fl = &DType::FLOATS;
+    match kind {
         OpKind::Add => (
             "a + b, b broadcast where its dims are 1",
             vec![],
@@ -141,6 +210,16 @@ pub fn spec(kind: OpKind) -> OpSpec {
             vec![arg("x", "[...]", fl)],
             vec![arg("out", "[...]", fl)],
         ),
+        other => unreachable!("{other:?} is not elementwise arithmetic"),
+    }
+}
+
+/// The parts of the dtype conversions.
+fn conversions(kind: OpKind) -> Parts {
+    use DType::*;
+    let fl = &DType::FLOATS;
+    let wt = &DType::WEIGHTS;
+    match kind {
         OpKind::Cast => (
             "convert between f32/f16/bf16 (round to nearest even), dequantize Q8_0/Q4_0",
             vec![],
@@ -153,10 +232,22 @@ pub fn spec(kind: OpKind) -> OpSpec {
             vec![arg("x", "[...,K]", fl)],
             vec![arg("out", "[...,K]", &[Q8_0, Q4_0])],
         ),
+        other => unreachable!("{other:?} is not a conversion"),
+    }
+}
+
+/// The parts of the decode step's cache write and token choice.
+fn decode_ops(kind: OpKind) -> Parts {
+    use DType::*;
+    let fl = &DType::FLOATS;
+    match kind {
         OpKind::KvWrite => (
             "cache[positions[t]] = rows[t]; other cache rows untouched",
             vec![],
-            vec![arg("rows", "[T,kv_heads,D]", fl), arg("positions", "[T]", &[I32])],
+            vec![
+                arg("rows", "[T,kv_heads,D]", fl),
+                arg("positions", "[T]", &[I32]),
+            ],
             vec![arg("cache", "[C,kv_heads,D]", fl)],
         ),
         OpKind::Argmax => (
@@ -165,14 +256,7 @@ pub fn spec(kind: OpKind) -> OpSpec {
             vec![arg("x", "[M,N]", fl)],
             vec![arg("out", "[M]", &[I32])],
         ),
-    };
-    OpSpec {
-        kind,
-        name: kind.name(),
-        summary,
-        params,
-        inputs,
-        outputs,
+        other => unreachable!("{other:?} is not a decode op"),
     }
 }
 

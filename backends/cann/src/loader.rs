@@ -3,7 +3,7 @@
 //! Declarations follow the documented C API; no header is vendored.
 
 use std::ffi::{c_char, c_void, CStr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use glmhal_hal::{HalError, Result};
 use libloading::Library;
@@ -295,44 +295,60 @@ pub fn roots() -> Vec<PathBuf> {
     r
 }
 
+/// The first toolkit root of [`roots`] that has `lib64/libascendcl.so`.
+fn toolkit_root() -> Result<PathBuf> {
+    let roots = roots();
+    roots
+        .iter()
+        .find(|r| r.join("lib64/libascendcl.so").exists())
+        .cloned()
+        .ok_or_else(|| HalError::Unavailable {
+            backend: "cann".into(),
+            reason: format!(
+                "the CANN toolkit was not found: no lib64/libascendcl.so under {} (set ASCEND_TOOLKIT_HOME)",
+                roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
+            ),
+        })
+}
+
+/// Loads `lib64/<name>` under the toolkit `root`.
+fn open_library(root: &Path, name: &str) -> Result<Library> {
+    let path = root.join("lib64").join(name);
+    // SAFETY: loading a vendor library runs its initializers, which have no preconditions.
+    unsafe { Library::new(&path) }.map_err(|e| HalError::Unavailable {
+        backend: "cann".into(),
+        reason: format!("loading {}: {e}", path.display()),
+    })
+}
+
+/// The symbol `name` of `lib` as a `T` (a function pointer type).
+fn sym<T: Copy>(lib: &Library, name: &str) -> Result<T> {
+    // SAFETY: each symbol is declared with the documented C signature.
+    unsafe { lib.get::<T>(name.as_bytes()) }
+        .map(|s| *s)
+        .map_err(|e| HalError::Unavailable {
+            backend: "cann".into(),
+            reason: format!("{name} is missing: {e}"),
+        })
+}
+
 impl Acl {
     /// Loads the three libraries from the first toolkit root that has them.
     pub fn load() -> Result<Self> {
-        let roots = roots();
-        let root = roots
-            .iter()
-            .find(|r| r.join("lib64/libascendcl.so").exists())
-            .cloned()
-            .ok_or_else(|| HalError::Unavailable {
-                backend: "cann".into(),
-                reason: format!(
-                    "the CANN toolkit was not found: no lib64/libascendcl.so under {} (set ASCEND_TOOLKIT_HOME)",
-                    roots.iter().map(|r| r.display().to_string()).collect::<Vec<_>>().join(", ")
-                ),
-            })?;
-        let open = |name: &str| {
-            let path = root.join("lib64").join(name);
-            // SAFETY: loading a vendor library runs its initializers, which have no preconditions.
-            unsafe { Library::new(&path) }.map_err(|e| HalError::Unavailable {
-                backend: "cann".into(),
-                reason: format!("loading {}: {e}", path.display()),
-            })
-        };
+        let root = toolkit_root()?;
+        let open = |name: &str| open_library(&root, name);
         // nnopbase before opapi, which depends on it.
         let (acl, nnop, opapi) = (
             open("libascendcl.so")?,
             open("libnnopbase.so")?,
             open("libopapi.so")?,
         );
-        fn sym<T: Copy>(lib: &Library, name: &str) -> Result<T> {
-            // SAFETY: each symbol is declared with the documented C signature.
-            unsafe { lib.get::<T>(name.as_bytes()) }
-                .map(|s| *s)
-                .map_err(|e| HalError::Unavailable {
-                    backend: "cann".into(),
-                    reason: format!("{name} is missing: {e}"),
-                })
-        }
+        Self::bind(root, acl, nnop, opapi)
+    }
+
+    /// Binds every entry point from the three loaded libraries, one at a
+    /// time in the order listed: the first one missing is reported.
+    fn bind(root: PathBuf, acl: Library, nnop: Library, opapi: Library) -> Result<Self> {
         Ok(Acl {
             init: sym(&acl, "aclInit")?,
             recent_error: sym(&acl, "aclGetRecentErrMsg")?,

@@ -279,37 +279,68 @@ pub(crate) fn mat_mul_quantized(
     bias: Option<&Operand>,
     out: &Operand,
 ) -> Result<()> {
-    let acl = l.acl;
-    let (m, k, n) = (x.desc.shape[0], x.desc.shape[1], w.desc.shape[0]);
     let wb = Blocks::of(&w.desc)?;
     if wb.q4 || !l.weight_quant_matmul {
-        let mut specs = wb.temps();
-        specs.extend([
-            (DType::F32, vec![n, k]),
-            (DType::F32, vec![m, k]),
-            (DType::F32, vec![m, n]),
-        ]);
-        let temps = l.temps(&as_specs(&specs))?;
-        let (dq, own) = temps.split_at(temps.len() - 3);
-        let [w32, x32, y32] = own else {
-            unreachable!("three temporaries after the dequantization ones")
-        };
-        dequantize(l, w, w32, dq)?;
-        let x_in = l.as_f32(x, x32)?;
-        let w_t = w32.view(acl, &[k, n], &[1, k], 0)?;
-        let target = if out.desc.dtype == DType::F32 {
-            out
-        } else {
-            y32
-        };
-        let y = target.handle(acl)?;
-        let b = bias.map(|b| b.handle(acl)).transpose()?;
-        mat_mul(l, &x_in.handle(acl)?, &w_t, b.as_ref(), &y)?;
-        if out.desc.dtype != DType::F32 {
-            cast(l, &y, out.desc.dtype, &out.handle(acl)?)?;
-        }
-        return Ok(());
+        mat_mul_dequantized(l, x, w, &wb, bias, out)
+    } else {
+        mat_mul_weight_quant(l, x, w, &wb, bias, out)
     }
+}
+
+/// `y = x · Wᵀ (+ bias)` with `W` dequantized into an f32 temporary and
+/// multiplied with aclnnMm, for Q4_0 and for SoCs without
+/// WeightQuantBatchMatmulV2.
+fn mat_mul_dequantized(
+    l: &Launch<'_>,
+    x: &Operand,
+    w: &Operand,
+    wb: &Blocks,
+    bias: Option<&Operand>,
+    out: &Operand,
+) -> Result<()> {
+    let acl = l.acl;
+    let (m, k, n) = (x.desc.shape[0], x.desc.shape[1], w.desc.shape[0]);
+    let mut specs = wb.temps();
+    specs.extend([
+        (DType::F32, vec![n, k]),
+        (DType::F32, vec![m, k]),
+        (DType::F32, vec![m, n]),
+    ]);
+    let temps = l.temps(&as_specs(&specs))?;
+    let (dq, own) = temps.split_at(temps.len() - 3);
+    let [w32, x32, y32] = own else {
+        unreachable!("three temporaries after the dequantization ones")
+    };
+    dequantize(l, w, w32, dq)?;
+    let x_in = l.as_f32(x, x32)?;
+    let w_t = w32.view(acl, &[k, n], &[1, k], 0)?;
+    let target = if out.desc.dtype == DType::F32 {
+        out
+    } else {
+        y32
+    };
+    let y = target.handle(acl)?;
+    let b = bias.map(|b| b.handle(acl)).transpose()?;
+    mat_mul(l, &x_in.handle(acl)?, &w_t, b.as_ref(), &y)?;
+    if out.desc.dtype != DType::F32 {
+        cast(l, &y, out.desc.dtype, &out.handle(acl)?)?;
+    }
+    Ok(())
+}
+
+/// `y = x · Wᵀ (+ bias)` with Q8_0 `W` on aclnnWeightQuantBatchMatmulV2:
+/// the int8 values copied contiguous, the scales read in place through a
+/// transposed f16 view, `x` in f16 (the scales' dtype).
+fn mat_mul_weight_quant(
+    l: &Launch<'_>,
+    x: &Operand,
+    w: &Operand,
+    wb: &Blocks,
+    bias: Option<&Operand>,
+    out: &Operand,
+) -> Result<()> {
+    let acl = l.acl;
+    let (m, k, n) = (x.desc.shape[0], x.desc.shape[1], w.desc.shape[0]);
     // The scales are f16 and the op wants x in the scales' dtype.
     let act = DType::F16;
     // The int8 copy fits in the space of the Q8_0 tensor it comes from.
@@ -362,15 +393,38 @@ pub(crate) fn mat_mul_quantized(
         h
     };
     let y = y_act.handle(acl)?;
+    weight_quant_batch_matmul(l, &x_in, &weight_t, &scales_t, &y)?;
+    let out_h = out.handle(acl)?;
+    match bias {
+        // The bias is added in the output's precision, after the f16 product.
+        Some(b) => {
+            cast(l, &y, out.desc.dtype, &out_h)?;
+            binary(l, true, &out_h, &b.handle(acl)?, &out_h)
+        }
+        None => cast(l, &y, out.desc.dtype, &out_h),
+    }
+}
+
+/// `y = x · weight` on aclnnWeightQuantBatchMatmulV2, `weight` int8 with
+/// one f16 scale per block of 32 along `K` and no offsets, output
+/// quantization or bias.
+fn weight_quant_batch_matmul(
+    l: &Launch<'_>,
+    x: &Handle<'_>,
+    weight: &Handle<'_>,
+    scales: &Handle<'_>,
+    y: &Handle<'_>,
+) -> Result<()> {
+    let acl = l.acl;
     let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
     let none = std::ptr::null();
     // SAFETY: every descriptor is live; the optional offsets, output
     // quantization and bias are NULL; `y` is valid for writes.
     let status = unsafe {
         (acl.weight_quant_mm_ws)(
-            x_in.ptr(),
-            weight_t.ptr(),
-            scales_t.ptr(),
+            x.ptr(),
+            weight.ptr(),
+            scales.ptr(),
             none,
             none,
             none,
@@ -387,16 +441,7 @@ pub(crate) fn mat_mul_quantized(
         size,
         exec,
         acl.weight_quant_mm,
-    )?;
-    let out_h = out.handle(acl)?;
-    match bias {
-        // The bias is added in the output's precision, after the f16 product.
-        Some(b) => {
-            cast(l, &y, out.desc.dtype, &out_h)?;
-            binary(l, true, &out_h, &b.handle(acl)?, &out_h)
-        }
-        None => cast(l, &y, out.desc.dtype, &out_h),
-    }
+    )
 }
 
 pub(crate) fn as_specs(specs: &[(DType, Vec<usize>)]) -> Vec<(DType, &[usize])> {

@@ -162,106 +162,190 @@ fn by_positions(
     causal: bool,
     out: &mut Out<'_>,
 ) {
-    let Sizes {
-        t,
-        nh,
-        d,
-        s,
-        nkv,
-        group,
-        past,
-    } = sizes;
-    let qs = q.to_f32();
-    let (keys, values) = (CacheRows::new(k), CacheRows::new(v));
-    let visible = |ti: usize| if causal { past + ti + 1 } else { s };
-    // KV heads per task: all of them where the register kernel reads a
-    // position's heads as one row (stored next to each other, as in the
-    // model's cache), so the cache is read front to back; otherwise one.
-    let together = match (keys.run(0, 0, d), values.run(0, 0, d)) {
-        (Some(_), Some(_)) if keys.heads_adjacent(d) && values.heads_adjacent(d) => nkv,
-        _ => 1,
-    };
-    let blocks = nkv / together;
-    // Task i is query ti, chunk c, block of KV heads b (the same chunk
-    // count for every query; a chunk past a query's last visible position
-    // is empty).
-    let chunks = visible(t - 1).div_ceil(CHUNK);
-    let tasks = t * chunks * blocks;
+    let tasks = PositionTasks::new(q, k, v, sizes, scale, causal);
+    let Sizes { t, d, group, .. } = sizes;
+    let (together, chunks, blocks) = (tasks.together, tasks.chunks, tasks.blocks);
+    let count = t * chunks * blocks;
     // Each task's share, in pooled buffers (a step allocates nothing): per
     // query head of its KV heads the softmax maximum and sum over its
     // positions, and the unnormalized output; laid out by (query, chunk,
     // KV head, query head of the group) whatever the blocks.
     let heads = together * group;
-    let mut maxima = Scratch::filled(tasks * heads, f32::NEG_INFINITY);
-    let mut sums = Scratch::filled(tasks * heads, 0.0f32);
-    let mut outs = Scratch::filled(tasks * heads * d, 0.0f32);
+    let mut maxima = Scratch::filled(count * heads, f32::NEG_INFINITY);
+    let mut sums = Scratch::filled(count * heads, 0.0f32);
+    let mut outs = Scratch::filled(count * heads * d, 0.0f32);
     maxima
         .par_chunks_mut(heads)
         .zip(sums.par_chunks_mut(heads))
         .zip(outs.par_chunks_mut(heads * d))
         .enumerate()
         .for_each(|(i, ((max, sum), o))| {
-            let (ti, c, b) = (i / (chunks * blocks), i / blocks % chunks, i % blocks);
-            let g = b * together;
-            let (j0, j1) = (c * CHUNK, ((c + 1) * CHUNK).min(visible(ti)));
-            if j0 >= j1 {
-                return;
-            }
-            let len = j1 - j0;
-            // The task's queries, scaled before Q·Kᵀ so large GLM
-            // activations cannot overflow the scores.
-            let mut qh = Scratch::filled(heads * d, 0.0f32);
-            let first = (ti * nh + g * group) * d;
-            for (dst, src) in qh.iter_mut().zip(&qs[first..first + heads * d]) {
-                *dst = src * scale;
-            }
-            if let (Some(k_run), Some(v_run)) = (keys.run(j0, g, d), values.run(j0, g, d)) {
-                let mut scores = Scratch::filled(attend::scores_len(group, together, len), 0.0f32);
-                let share = attend::RunShare { max, sum, out: o };
-                attend::attend(
-                    &qh,
-                    group,
-                    together,
-                    d,
-                    &k_run,
-                    &v_run,
-                    len,
-                    &mut scores,
-                    share,
-                );
-                return;
-            }
-            let queries: SmallVec<[&[f32]; 16]> = qh.chunks_exact(d).collect();
-            // Scores, head by head: row h holds positions j0..j1.
-            let mut scores = Scratch::filled(group * len, 0.0f32);
-            let mut dots = [0.0f32; simd::TILE];
-            for j in j0..j1 {
-                let (dtype, key) = keys.bytes(j, g, d);
-                for (h0, tile) in (0..).step_by(simd::TILE).zip(queries.chunks(simd::TILE)) {
-                    simd::dot_rows(dtype, key, tile, &mut dots);
-                    for (i, dot) in dots[..tile.len()].iter().enumerate() {
-                        scores[(h0 + i) * len + j - j0] = *dot;
-                    }
-                }
-            }
-            for ((row, m), l) in scores
-                .chunks_exact_mut(len)
-                .zip(max.iter_mut())
-                .zip(sum.iter_mut())
-            {
-                *m = row.iter().fold(f32::NEG_INFINITY, |a, b| a.max(*b));
-                *l = simd::exp_shifted_in_place(row, *m);
-            }
-            let mut row = Scratch::filled(d, 0.0f32);
-            for j in j0..j1 {
-                let (dtype, value) = values.bytes(j, g, d);
-                simd::to_f32(dtype, value, &mut row);
-                for (h, oh) in o.chunks_exact_mut(d).enumerate() {
-                    simd::axpy(scores[h * len + j - j0], &row, oh);
-                }
-            }
+            tasks.run(i, attend::RunShare { max, sum, out: o });
         });
-    // Merge each query head's chunks, each rescaled to their largest maximum.
+    let result = merge_chunks(&maxima, &sums, &outs, sizes, chunks);
+    out.store(&result);
+}
+
+/// Positions query `ti` of `sizes` sees.
+fn visible(sizes: Sizes, causal: bool, ti: usize) -> usize {
+    if causal {
+        sizes.past + ti + 1
+    } else {
+        sizes.s
+    }
+}
+
+/// What the decode tasks of [`by_positions`] read, and how the work is
+/// divided among them.
+struct PositionTasks<'a> {
+    /// The queries in f32, unscaled.
+    qs: Scratch<f32>,
+    keys: CacheRows<'a>,
+    values: CacheRows<'a>,
+    sizes: Sizes,
+    scale: f32,
+    causal: bool,
+    /// KV heads per task.
+    together: usize,
+    /// Chunks of positions per query (the same count for every query; a
+    /// chunk past a query's last visible position is empty).
+    chunks: usize,
+    /// Blocks of `together` KV heads.
+    blocks: usize,
+}
+
+impl<'a> PositionTasks<'a> {
+    /// The tasks of `sizes.t` queries over the cache `k`, `v`.
+    fn new(
+        q: &In<'_>,
+        k: &'a In<'a>,
+        v: &'a In<'a>,
+        sizes: Sizes,
+        scale: f32,
+        causal: bool,
+    ) -> Self {
+        let Sizes { t, d, nkv, .. } = sizes;
+        let qs = q.to_f32();
+        let (keys, values) = (CacheRows::new(k), CacheRows::new(v));
+        // KV heads per task: all of them where the register kernel reads a
+        // position's heads as one row (stored next to each other, as in the
+        // model's cache), so the cache is read front to back; otherwise one.
+        let together = match (keys.run(0, 0, d), values.run(0, 0, d)) {
+            (Some(_), Some(_)) if keys.heads_adjacent(d) && values.heads_adjacent(d) => nkv,
+            _ => 1,
+        };
+        PositionTasks {
+            qs,
+            keys,
+            values,
+            sizes,
+            scale,
+            causal,
+            together,
+            chunks: visible(sizes, causal, t - 1).div_ceil(CHUNK),
+            blocks: nkv / together,
+        }
+    }
+
+    /// Positions query `ti` sees.
+    fn visible(&self, ti: usize) -> usize {
+        visible(self.sizes, self.causal, ti)
+    }
+
+    /// Task `i` (query `ti`, chunk `c`, block of KV heads `b`) into its
+    /// share: with [`attend`] where it runs, else by [`Self::by_dots`].
+    fn run(&self, i: usize, share: attend::RunShare<'_>) {
+        let Sizes { nh, d, group, .. } = self.sizes;
+        let (together, chunks, blocks) = (self.together, self.chunks, self.blocks);
+        let (ti, c, b) = (i / (chunks * blocks), i / blocks % chunks, i % blocks);
+        let g = b * together;
+        let (j0, j1) = (c * CHUNK, ((c + 1) * CHUNK).min(self.visible(ti)));
+        if j0 >= j1 {
+            return;
+        }
+        let len = j1 - j0;
+        let heads = together * group;
+        // The task's queries, scaled before Q·Kᵀ so large GLM
+        // activations cannot overflow the scores.
+        let mut qh = Scratch::filled(heads * d, 0.0f32);
+        let first = (ti * nh + g * group) * d;
+        for (dst, src) in qh.iter_mut().zip(&self.qs[first..first + heads * d]) {
+            *dst = src * self.scale;
+        }
+        if let (Some(k_run), Some(v_run)) = (self.keys.run(j0, g, d), self.values.run(j0, g, d)) {
+            let mut scores = Scratch::filled(attend::scores_len(group, together, len), 0.0f32);
+            attend::attend(
+                &qh,
+                group,
+                together,
+                d,
+                &k_run,
+                &v_run,
+                len,
+                &mut scores,
+                share,
+            );
+            return;
+        }
+        self.by_dots(&qh, g, (j0, j1), share);
+    }
+
+    /// Positions `j0..j1` of KV head `g` against its scaled queries `qh`
+    /// without the register kernel: the scores by dot products, tile by
+    /// tile of query heads, then each value row converted and added in.
+    fn by_dots(&self, qh: &[f32], g: usize, (j0, j1): (usize, usize), share: attend::RunShare<'_>) {
+        let attend::RunShare { max, sum, out: o } = share;
+        let Sizes { d, group, .. } = self.sizes;
+        let len = j1 - j0;
+        let queries: SmallVec<[&[f32]; 16]> = qh.chunks_exact(d).collect();
+        // Scores, head by head: row h holds positions j0..j1.
+        let mut scores = Scratch::filled(group * len, 0.0f32);
+        let mut dots = [0.0f32; simd::TILE];
+        for j in j0..j1 {
+            let (dtype, key) = self.keys.bytes(j, g, d);
+            for (h0, tile) in (0..).step_by(simd::TILE).zip(queries.chunks(simd::TILE)) {
+                simd::dot_rows(dtype, key, tile, &mut dots);
+                for (i, dot) in dots[..tile.len()].iter().enumerate() {
+                    scores[(h0 + i) * len + j - j0] = *dot;
+                }
+            }
+        }
+        for ((row, m), l) in scores
+            .chunks_exact_mut(len)
+            .zip(max.iter_mut())
+            .zip(sum.iter_mut())
+        {
+            *m = row.iter().fold(f32::NEG_INFINITY, |a, b| a.max(*b));
+            *l = simd::exp_shifted_in_place(row, *m);
+        }
+        let mut row = Scratch::filled(d, 0.0f32);
+        for j in j0..j1 {
+            let (dtype, value) = self.values.bytes(j, g, d);
+            simd::to_f32(dtype, value, &mut row);
+            for (h, oh) in o.chunks_exact_mut(d).enumerate() {
+                simd::axpy(scores[h * len + j - j0], &row, oh);
+            }
+        }
+    }
+}
+
+/// Merges each query head's chunks of the tasks' shares, each rescaled to
+/// their largest maximum, into the normalized `[t, nh, d]` output.
+fn merge_chunks(
+    maxima: &[f32],
+    sums: &[f32],
+    outs: &[f32],
+    sizes: Sizes,
+    chunks: usize,
+) -> Scratch<f32> {
+    let Sizes {
+        t,
+        nh,
+        d,
+        nkv,
+        group,
+        ..
+    } = sizes;
     let mut result = Scratch::filled(t * nh * d, 0.0f32);
     result.par_chunks_mut(d).enumerate().for_each(|(at, o)| {
         let (ti, h) = (at / nh, at % nh);
@@ -281,7 +365,7 @@ fn by_positions(
         let inv = 1.0 / total;
         o.iter_mut().for_each(|x| *x *= inv);
     });
-    out.store(&result);
+    result
 }
 
 /// Attention of many queries as two products per head: for each KV head,

@@ -318,6 +318,9 @@ pub(crate) unsafe fn byte_planes(values: &[i16], planes: &mut [u8]) {
 /// Q8_0) are then converted and scaled (sixteen blocks' scales per
 /// vector, as in `rows`). Same results as `rows` up to the order of
 /// the f32 sums (int16) or the int8 product of the portable path.
+///
+/// Its helpers are `#[inline(always)]` without `#[target_feature]` (Rust
+/// does not accept both): inlined here, they compile with these features.
 #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma,f16c")]
 #[inline]
 unsafe fn rows_pairs<const Q4: bool, const I8: bool, const R: usize>(
@@ -345,99 +348,31 @@ unsafe fn rows_pairs<const Q4: bool, const I8: bool, const R: usize>(
     let mut even = [_mm512_setzero_ps(); R];
     let mut odd = [_mm512_setzero_ps(); R];
     let mut offset = [_mm512_setzero_ps(); R];
-    let nibbles = _mm512_set1_epi8(0x0f);
-    let bias = _mm512_set1_epi8(-128);
     let mut b = 0;
     while b < grouped {
         let group = w.as_ptr().wrapping_add(b * bb);
-        for line in (0..GROUP * bb).step_by(64) {
-            if Q4 {
-                prefetch_ahead_nta(group.wrapping_add(line));
-            } else {
-                prefetch_ahead(group.wrapping_add(line));
-            }
-        }
+        // SAFETY: the caller checked the CPU features.
+        unsafe { prefetch_group::<Q4>(group, bb) };
         // SAFETY: blocks b..b + 16 lie inside `w` and the rows' scales
-        // and offsets (asserted). Sixteen scalar loads: a `vpgatherdd`
-        // here made the whole product a third slower on AMD Zen 5.
-        let k: [__m512; R] = unsafe {
-            let bits: [u16; GROUP] =
-                std::array::from_fn(|i| group.add(i * bb).cast::<u16>().read_unaligned());
-            let dw = _mm512_cvtph_ps(_mm256_loadu_si256(bits.as_ptr().cast()));
-            std::array::from_fn(|r| _mm512_mul_ps(dw, _mm512_loadu_ps(scales[r].add(b))))
-        };
+        // and offsets (asserted).
+        let k = unsafe { group_scales::<R>(group, bb, &scales, b) };
         for r in 0..R {
             // SAFETY: as for the scales.
             let o = unsafe { _mm512_loadu_ps(offsets[r].add(b)) };
             offset[r] = _mm512_fmadd_ps(k[r], o, offset[r]);
         }
-        // Pair p of the group: blocks b + 2p and b + 2p + 1, whose
-        // scales (lanes 2p and 2p + 1 of k) go to their blocks' lanes
-        // (Q4_0: 0–3, 8–11 and 4–7, 12–15; Q8_0: 0–7 and 8–15);
-        // spelled out for every pair so they are constants.
-        macro_rules! pair {
-            ($p:literal, $sums:ident) => {{
-                let (l0, l1) = ($p * 2, $p * 2 + 1);
-                let lanes = if Q4 {
-                    _mm512_setr_epi32(
-                        l0, l0, l0, l0, l1, l1, l1, l1, l0, l0, l0, l0, l1, l1, l1, l1,
-                    )
-                } else {
-                    _mm512_setr_epi32(
-                        l0, l0, l0, l0, l0, l0, l0, l0, l1, l1, l1, l1, l1, l1, l1, l1,
-                    )
-                };
-                // SAFETY: the pair's blocks lie inside `w`, its
-                // activations inside every row's (asserted).
-                unsafe {
-                    let first = group.add(2 * $p * bb + 2);
-                    let wv = if Q4 {
-                        let q = _mm256_inserti128_si256::<1>(
-                            _mm256_castsi128_si256(_mm_loadu_si128(first.cast())),
-                            _mm_loadu_si128(first.add(bb).cast()),
-                        );
-                        _mm512_and_si512(
-                            _mm512_inserti64x4::<1>(
-                                _mm512_castsi256_si512(q),
-                                _mm256_srli_epi16::<4>(q),
-                            ),
-                            nibbles,
-                        )
-                    } else {
-                        _mm512_xor_si512(
-                            _mm512_inserti64x4::<1>(
-                                _mm512_castsi256_si512(_mm256_loadu_si256(first.cast())),
-                                _mm256_loadu_si256(first.add(bb).cast()),
-                            ),
-                            bias,
-                        )
-                    };
-                    for r in 0..R {
-                        let sum = if I8 {
-                            let at = (b + 2 * $p) * QUANT_BLOCK;
-                            let x = _mm512_loadu_si512(bytes[r].add(at).cast());
-                            _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, x)
-                        } else {
-                            let at = (b / 2 + $p) * PAIR_PLANE_BYTES;
-                            let high = _mm512_loadu_si512(planes[r].add(at).cast());
-                            let low = _mm512_loadu_si512(planes[r].add(at + 64).cast());
-                            let sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, high);
-                            _mm512_dpbusd_epi32(_mm512_slli_epi32::<8>(sum), low, wv)
-                        };
-                        let kk = _mm512_permutexvar_ps(lanes, k[r]);
-                        $sums[r] = _mm512_fmadd_ps(kk, _mm512_cvtepi32_ps(sum), $sums[r]);
-                    }
-                }
-            }};
+        // SAFETY: the group's blocks lie inside `w`, its activations
+        // inside every row's (asserted).
+        unsafe {
+            pair::<Q4, I8, R, 0>(group, bb, b, &k, &bytes, &planes, &mut even);
+            pair::<Q4, I8, R, 1>(group, bb, b, &k, &bytes, &planes, &mut odd);
+            pair::<Q4, I8, R, 2>(group, bb, b, &k, &bytes, &planes, &mut even);
+            pair::<Q4, I8, R, 3>(group, bb, b, &k, &bytes, &planes, &mut odd);
+            pair::<Q4, I8, R, 4>(group, bb, b, &k, &bytes, &planes, &mut even);
+            pair::<Q4, I8, R, 5>(group, bb, b, &k, &bytes, &planes, &mut odd);
+            pair::<Q4, I8, R, 6>(group, bb, b, &k, &bytes, &planes, &mut even);
+            pair::<Q4, I8, R, 7>(group, bb, b, &k, &bytes, &planes, &mut odd);
         }
-        pair!(0, even);
-        pair!(1, odd);
-        pair!(2, even);
-        pair!(3, odd);
-        pair!(4, even);
-        pair!(5, odd);
-        pair!(6, even);
-        pair!(7, odd);
         b += GROUP;
     }
     let tail = if I8 {
@@ -451,6 +386,136 @@ unsafe fn rows_pairs<const Q4: bool, const I8: bool, const R: usize>(
     for r in 0..R {
         let sums = _mm512_add_ps(_mm512_add_ps(even[r], odd[r]), offset[r]);
         out[r] = _mm512_reduce_add_ps(sums) + tail[r];
+    }
+}
+
+/// Requests a group of sixteen blocks' weights ahead of `rows_pairs`,
+/// with the non-temporal hint for Q4_0 (see `prefetch_ahead_nta`).
+///
+/// # Safety
+/// The CPU must have AVX2.
+#[inline(always)]
+unsafe fn prefetch_group<const Q4: bool>(group: *const u8, bb: usize) {
+    for line in (0..GROUP * bb).step_by(64) {
+        // SAFETY: the caller checked the CPU features; a prefetch reads
+        // nothing.
+        unsafe {
+            if Q4 {
+                prefetch_ahead_nta(group.wrapping_add(line));
+            } else {
+                prefetch_ahead(group.wrapping_add(line));
+            }
+        }
+    }
+}
+
+/// The sixteen blocks' weight scales at `group` times each row's
+/// activation scales of blocks `b..b + 16`, one vector per row.
+/// Sixteen scalar loads: a `vpgatherdd` here made the whole product a
+/// third slower on AMD Zen 5.
+///
+/// # Safety
+/// The CPU must have AVX-512 F and F16C; the group's sixteen blocks of
+/// `bb` bytes must lie at `group`, and blocks `b..b + 16` inside every
+/// row's scales.
+#[inline(always)]
+unsafe fn group_scales<const R: usize>(
+    group: *const u8,
+    bb: usize,
+    scales: &[*const f32; R],
+    b: usize,
+) -> [__m512; R] {
+    // SAFETY: as the caller promised.
+    unsafe {
+        let bits: [u16; GROUP] =
+            std::array::from_fn(|i| group.add(i * bb).cast::<u16>().read_unaligned());
+        let dw = _mm512_cvtph_ps(_mm256_loadu_si256(bits.as_ptr().cast()));
+        std::array::from_fn(|r| _mm512_mul_ps(dw, _mm512_loadu_ps(scales[r].add(b))))
+    }
+}
+
+/// Pair `P` of the group at `group` (blocks `b + 2P` and `b + 2P + 1`)
+/// into `sums`, as `rows_pairs` describes: the pair's weights as 64
+/// unsigned bytes, one or two `vpdpbusd` per row, and one FMA with the
+/// blocks' scales (lanes `2P` and `2P + 1` of `k`) moved to their
+/// blocks' lanes (Q4_0: 0–3, 8–11 and 4–7, 12–15; Q8_0: 0–7 and 8–15)
+/// by a constant permutation.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VL and VNNI; the pair's blocks must
+/// lie inside the weights at `group`, and its activations inside every
+/// row's `bytes` (`I8`) or `planes`.
+#[inline(always)]
+unsafe fn pair<const Q4: bool, const I8: bool, const R: usize, const P: i32>(
+    group: *const u8,
+    bb: usize,
+    b: usize,
+    k: &[__m512; R],
+    bytes: &[*const i8; R],
+    planes: &[*const u8; R],
+    sums: &mut [__m512; R],
+) {
+    let (l0, l1) = (P * 2, P * 2 + 1);
+    let p = P as usize;
+    // SAFETY: as the caller promised.
+    unsafe {
+        let lanes = if Q4 {
+            _mm512_setr_epi32(
+                l0, l0, l0, l0, l1, l1, l1, l1, l0, l0, l0, l0, l1, l1, l1, l1,
+            )
+        } else {
+            _mm512_setr_epi32(
+                l0, l0, l0, l0, l0, l0, l0, l0, l1, l1, l1, l1, l1, l1, l1, l1,
+            )
+        };
+        let wv = pair_weights::<Q4>(group.add(2 * p * bb + 2), bb);
+        for r in 0..R {
+            let sum = if I8 {
+                let at = (b + 2 * p) * QUANT_BLOCK;
+                let x = _mm512_loadu_si512(bytes[r].add(at).cast());
+                _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, x)
+            } else {
+                let at = (b / 2 + p) * PAIR_PLANE_BYTES;
+                let high = _mm512_loadu_si512(planes[r].add(at).cast());
+                let low = _mm512_loadu_si512(planes[r].add(at + 64).cast());
+                let sum = _mm512_dpbusd_epi32(_mm512_setzero_si512(), wv, high);
+                _mm512_dpbusd_epi32(_mm512_slli_epi32::<8>(sum), low, wv)
+            };
+            let kk = _mm512_permutexvar_ps(lanes, k[r]);
+            sums[r] = _mm512_fmadd_ps(kk, _mm512_cvtepi32_ps(sum), sums[r]);
+        }
+    }
+}
+
+/// Two consecutive blocks' weights, whose quants start at `first`, as
+/// 64 unsigned bytes: Q4_0's nibbles as stored (low, then high, of each
+/// block), Q8_0's bytes offset by 128.
+///
+/// # Safety
+/// The CPU must have AVX-512 F and BW; both blocks' quants (`bb` bytes
+/// apart) must be readable.
+#[inline(always)]
+unsafe fn pair_weights<const Q4: bool>(first: *const u8, bb: usize) -> __m512i {
+    // SAFETY: as the caller promised.
+    unsafe {
+        if Q4 {
+            let q = _mm256_inserti128_si256::<1>(
+                _mm256_castsi128_si256(_mm_loadu_si128(first.cast())),
+                _mm_loadu_si128(first.add(bb).cast()),
+            );
+            _mm512_and_si512(
+                _mm512_inserti64x4::<1>(_mm512_castsi256_si512(q), _mm256_srli_epi16::<4>(q)),
+                _mm512_set1_epi8(0x0f),
+            )
+        } else {
+            _mm512_xor_si512(
+                _mm512_inserti64x4::<1>(
+                    _mm512_castsi256_si512(_mm256_loadu_si256(first.cast())),
+                    _mm256_loadu_si256(first.add(bb).cast()),
+                ),
+                _mm512_set1_epi8(-128),
+            )
+        }
     }
 }
 
