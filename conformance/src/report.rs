@@ -278,13 +278,15 @@ impl Report {
 
     /// The ops × backends matrix and the details worth reading, for a terminal.
     pub fn console(&self, colour: bool) -> String {
-        let paint = |code: &str, s: String| {
-            if colour {
-                format!("\x1b[{code}m{s}\x1b[0m")
-            } else {
-                s
-            }
-        };
+        let mut out = self.console_matrix(colour);
+        out.push_str(&self.console_notes(colour));
+        out.push_str(&self.console_problems(colour));
+        out
+    }
+
+    /// The matrix: a row per op and per model, a total row, and the legend.
+    fn console_matrix(&self, colour: bool) -> String {
+        let paint = |code: &str, s: String| painted(colour, code, s);
         let backends = self.tested();
         let mut out = String::new();
         let width = 22;
@@ -334,6 +336,13 @@ impl Report {
         out.push_str(
             "cells: passed/total, then F failed, U unsupported, E errors; ≤r the worst |error|/bound, = exact\n",
         );
+        out
+    }
+
+    /// Declared precisions, agreement, model pairs and backends left untested.
+    fn console_notes(&self, colour: bool) -> String {
+        let paint = |code: &str, s: String| painted(colour, code, s);
+        let mut out = String::new();
         for d in &self.declarations {
             out.push_str(&format!(
                 "{} declares {} ({})\n",
@@ -365,6 +374,13 @@ impl Report {
                 ),
             ));
         }
+        out
+    }
+
+    /// Models and cases that did not pass, and why cases were unsupported.
+    fn console_problems(&self, colour: bool) -> String {
+        let paint = |code: &str, s: String| painted(colour, code, s);
+        let mut out = String::new();
         let bad: Vec<&CaseResult> = self
             .results
             .iter()
@@ -775,4 +791,13 @@ fn cell_text(c: &Counts) -> String {
         }
     }
     t
+}
+
+/// `s` in the ANSI colour `code` when colour is on, else as it is.
+fn painted(colour: bool, code: &str, s: String) -> String {
+    if colour {
+        format!("\x1b[{code}m{s}\x1b[0m")
+    } else {
+        s
+    }
 }

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use glmhal_hal::{
-    Arithmetic, Backend, Buffer, DType, HalError, HostTensor, Precision, Result, TensorRef,
+    Arithmetic, Backend, Buffer, DType, HalError, HostTensor, Precision, Result, TensorDesc,
+    TensorRef,
 };
 use glmhal_ops::bounds::{error_bounds, rule, Rule};
 use serde::Serialize;
@@ -175,6 +176,42 @@ fn guarded(initial: &HostTensor) -> Vec<u8> {
     bytes
 }
 
+/// How one execution's outcome is built: the rule judged by and the time measured.
+struct Judged {
+    rule: Rule,
+    elapsed_ms: f64,
+}
+
+impl Judged {
+    /// The case's result with these measurements.
+    fn ran(
+        &self,
+        status: Status,
+        errors: Option<Errors>,
+        detail: Option<String>,
+        values: Option<Vec<f64>>,
+    ) -> Ran {
+        Ran {
+            outcome: Outcome {
+                status,
+                rule: self.rule,
+                precision: None,
+                errors,
+                detail,
+                elapsed_ms: self.elapsed_ms,
+            },
+            values,
+        }
+    }
+
+    /// A failure found before the output was compared.
+    fn fail(&self, detail: String) -> Ran {
+        self.ran(Status::Fail, None, Some(detail), None)
+    }
+}
+
+/// Runs the case once and judges it: inputs untouched, guards intact, values
+/// within their bounds, and the same bytes from a second run.
 fn execute_and_judge(
     backend: &dyn Backend,
     case: &Case,
@@ -202,54 +239,21 @@ fn execute_and_judge(
     let start = Instant::now();
     backend.execute(&case.op, &in_views, &out_views)?;
     backend.synchronize()?;
-    let elapsed_ms = start.elapsed().as_secs_f64() * 1e3;
-
-    let judged = |status, errors, detail: Option<String>, values| Ran {
-        outcome: Outcome {
-            status,
-            rule,
-            precision: None,
-            errors,
-            detail,
-            elapsed_ms,
-        },
-        values,
+    let judged = Judged {
+        rule,
+        elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
     };
 
-    // Inputs must come back unchanged.
-    for (i, (buf, t)) in in_bufs.iter().zip(&prepared.inputs).enumerate() {
-        let mut back = vec![0u8; t.data.len()];
-        backend.download(buf, 0, &mut back)?;
-        if back != t.data {
-            return Ok(judged(
-                Status::Fail,
-                None,
-                Some(format!("input {i} was modified by the op")),
-                None,
-            ));
-        }
+    if let Some(detail) = modified_input(backend, &in_bufs, &prepared.inputs)? {
+        return Ok(judged.fail(detail));
     }
-
-    let mut outputs = Vec::new();
-    let mut first_run = Vec::new();
-    for (o, (buf, image)) in out_bufs.iter().zip(&out_images).enumerate() {
-        let mut back = vec![0u8; image.len()];
-        backend.download(buf, 0, &mut back)?;
-        first_run.push(back.clone());
-        if let Some(msg) = stray_write(&back, image, &prepared.initial[o]) {
-            return Ok(judged(
-                Status::Fail,
-                None,
-                Some(format!("output {o}: {msg}")),
-                None,
-            ));
-        }
-        let storage = back[GUARD_BYTES..back.len() - GUARD_BYTES].to_vec();
-        outputs.push(decode(&HostTensor::new(
-            prepared.initial[o].desc.clone(),
-            storage,
-        )?)?);
-    }
+    let Downloaded {
+        values: mut outputs,
+        images: first_run,
+    } = match read_outputs(backend, &out_bufs, &out_images, prepared)? {
+        Ok(read) => read,
+        Err(detail) => return Ok(judged.fail(detail)),
+    };
     let got = outputs.swap_remove(0);
     let out_desc = &prepared.initial[0].desc;
     let expected = Expected {
@@ -264,7 +268,7 @@ fn execute_and_judge(
         // The same inputs must give the same bytes again.
         let again = run_again(backend, case, &in_views, &out_images)?;
         if let Some((o, at)) = first_difference(&first_run, &again) {
-            return Ok(judged(
+            return Ok(judged.ran(
                 Status::Fail,
                 Some(errors),
                 Some(format!(
@@ -273,9 +277,68 @@ fn execute_and_judge(
                 Some(got),
             ));
         }
-        return Ok(judged(Status::Pass, Some(errors), None, Some(got)));
+        return Ok(judged.ran(Status::Pass, Some(errors), None, Some(got)));
     };
-    let detail = match m {
+    let detail = mismatch_detail(m, out_desc, rule, &errors);
+    Ok(judged.ran(Status::Fail, Some(errors), Some(detail), Some(got)))
+}
+
+/// Inputs must come back unchanged: the first one the op wrote to, described.
+fn modified_input(
+    backend: &dyn Backend,
+    in_bufs: &[Buffer],
+    inputs: &[HostTensor],
+) -> Result<Option<String>> {
+    for (i, (buf, t)) in in_bufs.iter().zip(inputs).enumerate() {
+        let mut back = vec![0u8; t.data.len()];
+        backend.download(buf, 0, &mut back)?;
+        if back != t.data {
+            return Ok(Some(format!("input {i} was modified by the op")));
+        }
+    }
+    Ok(None)
+}
+
+/// Every output as downloaded after the op.
+struct Downloaded {
+    /// Decoded values of each output's storage (logical order).
+    values: Vec<Vec<f64>>,
+    /// Each output's whole guarded image, to compare with a second run.
+    images: Vec<Vec<u8>>,
+}
+
+/// Downloads every output, or (inner `Err`) describes the first stray
+/// write outside an output's storage.
+fn read_outputs(
+    backend: &dyn Backend,
+    out_bufs: &[Buffer],
+    out_images: &[Vec<u8>],
+    prepared: &Prepared,
+) -> Result<std::result::Result<Downloaded, String>> {
+    let mut outputs = Vec::new();
+    let mut first_run = Vec::new();
+    for (o, (buf, image)) in out_bufs.iter().zip(out_images).enumerate() {
+        let mut back = vec![0u8; image.len()];
+        backend.download(buf, 0, &mut back)?;
+        first_run.push(back.clone());
+        if let Some(msg) = stray_write(&back, image, &prepared.initial[o]) {
+            return Ok(Err(format!("output {o}: {msg}")));
+        }
+        let storage = back[GUARD_BYTES..back.len() - GUARD_BYTES].to_vec();
+        outputs.push(decode(&HostTensor::new(
+            prepared.initial[o].desc.clone(),
+            storage,
+        )?)?);
+    }
+    Ok(Ok(Downloaded {
+        values: outputs,
+        images: first_run,
+    }))
+}
+
+/// Why an output that disagrees with the reference fails, for the report.
+fn mismatch_detail(m: Mismatch, out_desc: &TensorDesc, rule: Rule, errors: &Errors) -> String {
+    match m {
         Mismatch::NaN(i) => format!("NaN at element {i}"),
         Mismatch::Infinity {
             index,
@@ -300,8 +363,7 @@ fn execute_and_judge(
             }
         }
         Mismatch::Length(a, b) => format!("{b} values, reference {a}"),
-    };
-    Ok(judged(Status::Fail, Some(errors), Some(detail), Some(got)))
+    }
 }
 
 /// Runs the case's op once more on fresh outputs, returning their guarded images.

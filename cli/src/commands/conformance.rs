@@ -3,10 +3,11 @@
 use std::io::{IsTerminal, Write};
 
 use clap::Args;
+use glmhal_conformance::model_check::ModelResult;
 use glmhal_conformance::{
-    run as run_suite, BackendEntry, Filter, Report, Status, Target, DEFAULT_SEED,
+    run as run_suite, BackendEntry, Case, Filter, Report, Run, Status, Target, DEFAULT_SEED,
 };
-use glmhal_hal::{Backend, DType, DeviceSelector, HalError, OpKind, Result};
+use glmhal_hal::{Backend, DType, DeviceSelector, HalError, OpKind, Registry, Result};
 
 /// Options of `glmhal conformance`.
 #[derive(Args, Debug)]
@@ -94,9 +95,54 @@ pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
     }
     let registry = crate::backends::registry();
     let named = !args.backends.is_empty();
-    let selectors: Vec<DeviceSelector> = if named {
-        args.backends.clone()
-    } else {
+    let (entries, opened) = open_backends(&registry, &choose_backends(&registry, &args));
+    let infrastructure = named && entries.iter().any(|e| !e.tested);
+    let targets: Vec<Target<'_>> = opened
+        .iter()
+        .map(|(s, b)| Target {
+            selector: s.clone(),
+            backend: b.as_ref(),
+        })
+        .collect();
+    let names: Vec<&str> = targets.iter().map(|t| t.selector.as_str()).collect();
+    eprintln!(
+        "running {} case(s) on {}",
+        cases.len(),
+        if names.is_empty() {
+            "no backend".into()
+        } else {
+            names.join(", ")
+        }
+    );
+    if let Some(names) = &args.mutants {
+        return hunt_mutants(names, &cases, &targets, args.seed, &args);
+    }
+    let seeds: Vec<u64> = (0..args.seeds).map(|i| args.seed.wrapping_add(i)).collect();
+    let run = run_cases(&cases, &targets, &seeds);
+    let models = check_models(&args, &registry, &targets, &names)?;
+    let unsupported = run
+        .results
+        .iter()
+        .filter(|r| r.outcome.status == Status::Unsupported)
+        .count()
+        + models
+            .iter()
+            .filter(|m| m.status == Status::Unsupported)
+            .count();
+    let report = Report::new(&seeds, filter, entries, run).with_models(models);
+    write_report(&args, &report, colour, seeds.len())?;
+    if targets.is_empty() {
+        return Err(HalError::invalid(
+            "conformance",
+            "no backend could be opened",
+        ));
+    }
+    Ok(verdict(&args, &report, unsupported, infrastructure))
+}
+
+/// The backends named with --backend, or else every backend discovered here.
+fn choose_backends(registry: &Registry, args: &ConformanceArgs) -> Vec<DeviceSelector> {
+    if args.backends.is_empty() {
         registry
             .discover()
             .into_iter()
@@ -105,10 +151,20 @@ pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
                 index: None,
             })
             .collect()
-    };
+    } else {
+        args.backends.clone()
+    }
+}
+
+/// Backends that opened, each with its selector.
+type Opened = Vec<(String, Box<dyn Backend>)>;
+
+/// Opens every chosen backend: an entry for each (tested or why not) and
+/// the ones that opened.
+fn open_backends(registry: &Registry, selectors: &[DeviceSelector]) -> (Vec<BackendEntry>, Opened) {
     let mut entries = Vec::new();
-    let mut opened: Vec<(String, Box<dyn Backend>)> = Vec::new();
-    for sel in &selectors {
+    let mut opened: Opened = Vec::new();
+    for sel in selectors {
         match registry.open(sel) {
             Ok(b) => {
                 entries.push(BackendEntry {
@@ -133,30 +189,13 @@ pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
             }
         }
     }
-    let infrastructure = named && entries.iter().any(|e| !e.tested);
-    let targets: Vec<Target<'_>> = opened
-        .iter()
-        .map(|(s, b)| Target {
-            selector: s.clone(),
-            backend: b.as_ref(),
-        })
-        .collect();
-    let names: Vec<&str> = targets.iter().map(|t| t.selector.as_str()).collect();
-    eprintln!(
-        "running {} case(s) on {}",
-        cases.len(),
-        if names.is_empty() {
-            "no backend".into()
-        } else {
-            names.join(", ")
-        }
-    );
-    if let Some(names) = &args.mutants {
-        return hunt_mutants(names, &cases, &targets, args.seed, &args);
-    }
+    (entries, opened)
+}
+
+/// Runs every case with every seed on every target, with a progress bar on a terminal.
+fn run_cases(cases: &[Case], targets: &[Target<'_>], seeds: &[u64]) -> Run {
     let show_progress = std::io::stderr().is_terminal();
-    let seeds: Vec<u64> = (0..args.seeds).map(|i| args.seed.wrapping_add(i)).collect();
-    let run = run_suite(&cases, &targets, &seeds, &mut |p| {
+    let run = run_suite(cases, targets, seeds, &mut |p| {
         if show_progress {
             let width = 30;
             let filled = p.done * width / p.total.max(1);
@@ -174,12 +213,23 @@ pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
     if show_progress {
         eprint!("\r{:<100}\r", "");
     }
+    run
+}
+
+/// The built-in model check on every target, unless skipped or the run is
+/// narrowed to some ops or dtypes.
+fn check_models(
+    args: &ConformanceArgs,
+    registry: &Registry,
+    targets: &[Target<'_>],
+    names: &[&str],
+) -> Result<Vec<ModelResult>> {
     let mut models = Vec::new();
     if !args.skip_models && args.ops.is_empty() && args.dtypes.is_empty() && !targets.is_empty() {
         for model in glmhal_conformance::model_check::builtin_models() {
             eprintln!("model check: {} on {}", model.name, names.join(", "));
             let expected = glmhal_conformance::model_check::expect(&model)?;
-            for t in &targets {
+            for t in targets {
                 let sel: DeviceSelector = t.selector.parse()?;
                 let open = || registry.open(&sel);
                 models.push(glmhal_conformance::model_check::check(
@@ -190,48 +240,47 @@ pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
             }
         }
     }
-    let unsupported = run
-        .results
-        .iter()
-        .filter(|r| r.outcome.status == Status::Unsupported)
-        .count()
-        + models
-            .iter()
-            .filter(|m| m.status == Status::Unsupported)
-            .count();
-    let report = Report::new(&seeds, filter, entries, run).with_models(models);
+    Ok(models)
+}
+
+/// Prints the matrix (and the tightness table over several seeds) and
+/// writes the JSON and Markdown reports asked for.
+fn write_report(args: &ConformanceArgs, report: &Report, colour: bool, seeds: usize) -> Result<()> {
     print!("{}", report.console(colour));
-    if seeds.len() > 1 {
+    if seeds > 1 {
         println!(
             "\ntightness over {} seeds:\n{}",
-            seeds.len(),
+            seeds,
             report.tightness_markdown()
         );
     }
     if let Some(path) = &args.json {
-        super::outputs::write_json(path, &report)?;
+        super::outputs::write_json(path, report)?;
     }
     if let Some(path) = &args.markdown {
         super::outputs::write(path, report.markdown().as_bytes())?;
     }
-    if targets.is_empty() {
-        return Err(HalError::invalid(
-            "conformance",
-            "no backend could be opened",
-        ));
-    }
+    Ok(())
+}
+
+/// Failed when a case failed (or, with --require-all, was unsupported);
+/// else infrastructure when a named backend could not be tested.
+fn verdict(
+    args: &ConformanceArgs,
+    report: &Report,
+    unsupported: usize,
+    infrastructure: bool,
+) -> Verdict {
     if args.require_all && unsupported > 0 {
         eprintln!("--require-all: {unsupported} case(s) or model(s) unsupported count as failures");
     }
-    Ok(
-        if report.failed() || (args.require_all && unsupported > 0) {
-            Verdict::Failed
-        } else if infrastructure {
-            Verdict::Infrastructure
-        } else {
-            Verdict::Passed
-        },
-    )
+    if report.failed() || (args.require_all && unsupported > 0) {
+        Verdict::Failed
+    } else if infrastructure {
+        Verdict::Infrastructure
+    } else {
+        Verdict::Passed
+    }
 }
 
 /// `--mutants`: every chosen mutant planted in every target, until a case kills it.

@@ -18,9 +18,26 @@ const fn mutant(name: &'static str, op: OpKind, bug: &'static str, plant: Plant)
 
 /// Every mutant, in catalogue order of their ops.
 pub fn all() -> Vec<Mutant> {
+    [
+        embedding(),
+        mat_mul_arithmetic(),
+        mat_mul_weights(),
+        mat_mul_execution(),
+        batched_mat_mul(),
+        norms(),
+        rope(),
+        attention(),
+        pointwise(),
+        conversions_and_cache(),
+        reductions(),
+    ]
+    .concat()
+}
+
+/// Embedding: gathering rows of the token table.
+fn embedding() -> Vec<Mutant> {
     use OpKind as K;
     vec![
-        // Embedding.
         mutant(
             "get-rows-id-off-by-one",
             K::GetRows,
@@ -38,7 +55,13 @@ pub fn all() -> Vec<Mutant> {
                 swap_nibbles(&mut t[0]);
             }),
         ),
-        // Products.
+    ]
+}
+
+/// Matrix products: activations rounded, partial sums in f16, a dropped K element.
+fn mat_mul_arithmetic() -> Vec<Mutant> {
+    use OpKind as K;
+    vec![
         mutant(
             "matmul-activations-bf16",
             K::MatMul,
@@ -70,6 +93,13 @@ pub fn all() -> Vec<Mutant> {
                 map_values(&mut t[0], |i, v| if i % k == k - 1 { 0.0 } else { v });
             }),
         ),
+    ]
+}
+
+/// Matrix products: quantized weight blocks dropped or decoded wrongly.
+fn mat_mul_weights() -> Vec<Mutant> {
+    use OpKind as K;
+    vec![
         mutant(
             "matmul-drops-last-q4-block",
             K::MatMul,
@@ -109,6 +139,13 @@ pub fn all() -> Vec<Mutant> {
                 }
             }),
         ),
+    ]
+}
+
+/// Matrix products: unwritten rows, no bias, activation quantization, strides, determinism.
+fn mat_mul_execution() -> Vec<Mutant> {
+    use OpKind as K;
+    vec![
         mutant(
             "matmul-last-row-unwritten",
             K::MatMul,
@@ -165,6 +202,13 @@ pub fn all() -> Vec<Mutant> {
             "one element differs between two runs of the same inputs",
             Plant::Nondeterministic,
         ),
+    ]
+}
+
+/// Batched matrix products.
+fn batched_mat_mul() -> Vec<Mutant> {
+    use OpKind as K;
+    vec![
         mutant(
             "bmm-batch-stride-zero",
             K::BatchedMatMul,
@@ -186,7 +230,13 @@ pub fn all() -> Vec<Mutant> {
             "partial sums accumulated in f16",
             Plant::Kernel(Kernel::F16Accumulation),
         ),
-        // Norms.
+    ]
+}
+
+/// Norms: RMS and layer norm.
+fn norms() -> Vec<Mutant> {
+    use OpKind as K;
+    vec![
         mutant(
             "rms-norm-eps-x10",
             K::RmsNorm,
@@ -226,7 +276,13 @@ pub fn all() -> Vec<Mutant> {
             "the bias not added",
             Plant::Kernel(Kernel::Norm(NormBug::BiasDropped)),
         ),
-        // Rotary embedding.
+    ]
+}
+
+/// Rotary embedding.
+fn rope() -> Vec<Mutant> {
+    use OpKind as K;
+    vec![
         mutant(
             "rope-modes-swapped",
             K::Rope,
@@ -283,7 +339,13 @@ pub fn all() -> Vec<Mutant> {
             "angles computed in f16",
             Plant::Kernel(Kernel::RopeF16Angles),
         ),
-        // Attention.
+    ]
+}
+
+/// Attention and softmax.
+fn attention() -> Vec<Mutant> {
+    use OpKind as K;
+    vec![
         mutant(
             "attention-drops-last-key",
             K::Attention,
@@ -344,7 +406,13 @@ pub fn all() -> Vec<Mutant> {
             "the denominator accumulated in f16",
             Plant::Kernel(Kernel::Softmax(SoftmaxBug::F16Denominator)),
         ),
-        // Activations and elementwise.
+    ]
+}
+
+/// Activations and elementwise ops.
+fn pointwise() -> Vec<Mutant> {
+    use OpKind as K;
+    vec![
         mutant(
             "silu-fast-exp",
             K::Silu,
@@ -404,7 +472,13 @@ pub fn all() -> Vec<Mutant> {
                 other => other.clone(),
             }),
         ),
-        // Conversions and the cache.
+    ]
+}
+
+/// Conversions, quantization and the KV cache write.
+fn conversions_and_cache() -> Vec<Mutant> {
+    use OpKind as K;
+    vec![
         mutant(
             "cast-truncates",
             K::Cast,
@@ -456,7 +530,13 @@ pub fn all() -> Vec<Mutant> {
                 let _ = after.write_f32(&new);
             }),
         ),
-        // Reductions.
+    ]
+}
+
+/// Reductions.
+fn reductions() -> Vec<Mutant> {
+    use OpKind as K;
+    vec![
         mutant(
             "argmax-last-on-ties",
             K::Argmax,
