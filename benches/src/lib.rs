@@ -18,15 +18,27 @@ pub mod model;
 pub mod schema;
 pub mod sweep;
 
-use glmhal_hal::{quant, Backend, BackendProvider, Buffer, DType, Result, Rng};
+use glmhal_hal::{quant, Backend, BackendOptions, BackendProvider, Buffer, DType, Result, Rng};
 
 /// Environment variable with the comma-separated selectors to benchmark.
 pub const BACKENDS_ENV: &str = "GLMHAL_BENCH_BACKENDS";
 
 /// The devices to benchmark with their selectors. Unavailable backends are
 /// reported on stderr and left out; nothing runs elsewhere in their place.
+/// Criterion's targets have no command line of their own, so their
+/// environment steers them (the documented exception for harnesses): the
+/// selectors from [`BACKENDS_ENV`], the options from the `GLMHAL_*`
+/// variables as the CLI maps them.
 pub fn backends() -> Vec<(String, Box<dyn Backend>)> {
+    // Environment: a criterion target's only input (see above).
     let wanted = std::env::var(BACKENDS_ENV).unwrap_or_else(|_| "cpu,wgpu,opencl".into());
+    let options = match BackendOptions::from_variables(|var| std::env::var(var).ok()) {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("bench: {e}");
+            return Vec::new();
+        }
+    };
     let mut out = Vec::new();
     for selector in wanted.split(',').map(str::trim).filter(|s| !s.is_empty()) {
         let (name, index) = match selector.split_once(':') {
@@ -42,7 +54,7 @@ pub fn backends() -> Vec<(String, Box<dyn Backend>)> {
                 continue;
             }
         };
-        match provider.open(index) {
+        match provider.open(index, &options) {
             Ok(b) => out.push((selector.to_string(), b)),
             Err(e) => eprintln!("bench: {selector} not measured: {e}"),
         }

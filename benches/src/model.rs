@@ -75,10 +75,10 @@ pub fn run(
             let tokens: Vec<u32> = (0..batch)
                 .map(|b| ((position * 31 + b) % vocab) as u32)
                 .collect();
-            let before = glmhal_hal::alloc_count::allocations();
+            let before = glmhal_testkit::alloc_count::allocations();
             model.step_into(&cache, &mut ws, &seqs, &tokens, Want::Greedy, &mut out)?;
             if let (Some(b), Some(a), true) =
-                (before, glmhal_hal::alloc_count::allocations(), k > 1)
+                (before, glmhal_testkit::alloc_count::allocations(), k > 1)
             {
                 allocated += a - b;
                 counted += 1;

@@ -144,6 +144,8 @@ pub unsafe extern "C" fn aclrtResetDevice(device: i32) -> i32 {
 pub extern "C" fn aclrtGetSocName() -> *const c_char {
     static NAME: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
     NAME.get_or_init(|| {
+        // Environment: the simulator is a C library that the CANN backend
+        // loads as libascendcl; its test settings cannot come any other way.
         let name = std::env::var("GLMHAL_CANN_SIM_SOC").unwrap_or_else(|_| SOC.into());
         std::ffi::CString::new(name.replace('\0', " ")).unwrap_or_default()
     })

@@ -64,6 +64,7 @@ impl State {
     pub fn violation(&mut self, call: &str, what: String, code: i32) -> i32 {
         let text = format!("{call}: {what}");
         eprintln!("cann-sim violation: {text}");
+        // Environment: as for GLMHAL_CANN_SIM_SOC, a loaded C library's test setting.
         if std::env::var("GLMHAL_CANN_SIM_ABORT").is_ok_and(|v| v == "1") {
             std::process::abort();
         }

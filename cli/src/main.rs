@@ -3,14 +3,15 @@
 
 mod backends;
 mod commands;
+mod options;
 mod style;
 
 use std::process::ExitCode;
 
 /// Counts heap allocations so `glmhal bench` can report them per decode step.
 #[global_allocator]
-static ALLOCATOR: glmhal_hal::alloc_count::CountingAllocator =
-    glmhal_hal::alloc_count::CountingAllocator;
+static ALLOCATOR: glmhal_testkit::alloc_count::CountingAllocator =
+    glmhal_testkit::alloc_count::CountingAllocator;
 
 use clap::{Parser, Subcommand};
 

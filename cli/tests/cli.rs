@@ -144,14 +144,20 @@ fn unusable_backends_and_bad_arguments_are_clear_errors() {
 }
 
 #[test]
-fn a_bad_thread_count_is_reported_not_a_panic() {
-    let out = common::glmhal_env(&["devices"], &[("GLMHAL_CPU_THREADS", "lots")]);
-    let (stdout, stderr) = text(&out);
-    assert!(out.status.success());
-    assert!(
-        stdout.contains("GLMHAL_CPU_THREADS") && !stderr.contains("panicked"),
-        "{stdout}{stderr}"
-    );
+fn a_bad_setting_is_refused_naming_its_variable_not_a_panic() {
+    for (var, value) in [
+        ("GLMHAL_CPU_THREADS", "lots"),
+        ("GLMHAL_CPU_ISA", "sse"),
+        ("GLMHAL_INJECT_DELAY", "mat_mul"),
+    ] {
+        let out = common::glmhal_env(&["devices"], &[(var, value)]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{var}: {stdout}{stderr}");
+        assert!(
+            stderr.contains(var) && !stderr.contains("panicked"),
+            "{var}: {stdout}{stderr}"
+        );
+    }
 }
 
 #[test]

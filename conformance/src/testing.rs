@@ -1,6 +1,8 @@
 //! Helpers behind [`crate::backend_tests!`]: the suite as `cargo test` cases.
 
-use glmhal_hal::{Availability, BackendProvider, OpKind};
+use std::sync::OnceLock;
+
+use glmhal_hal::{Availability, BackendOptions, BackendProvider, OpKind};
 
 use crate::runner::Status;
 use crate::suite::{run, Filter, Target, DEFAULT_SEED};
@@ -13,7 +15,23 @@ pub const REQUIRE_ENV: &str = "GLMHAL_REQUIRE_BACKENDS";
 /// (no "unsupported"), so CI notices when coverage shrinks.
 pub const REQUIRE_ALL_ENV: &str = "GLMHAL_REQUIRE_ALL_CASES";
 
+/// The options tests open backends with: the `GLMHAL_*` variables, mapped
+/// as the CLI maps them, so CI runs the same suite under each setting (every
+/// CPU instruction-set level, int16 activations). A test harness has no
+/// command line: its environment is how the CI script speaks to it, the
+/// documented exception to "nothing below the CLI reads the environment".
+/// A variable that does not parse fails the test naming it.
+pub fn test_options() -> &'static BackendOptions {
+    static OPTIONS: OnceLock<BackendOptions> = OnceLock::new();
+    OPTIONS.get_or_init(|| {
+        // Environment: the test harness's input (see above).
+        BackendOptions::from_variables(|var| std::env::var(var).ok())
+            .unwrap_or_else(|e| panic!("{e}"))
+    })
+}
+
 fn listed(var: &str, name: &str) -> bool {
+    // Environment: the test harness's own settings, as for `test_options`.
     std::env::var(var)
         .unwrap_or_default()
         .split(',')
@@ -25,7 +43,7 @@ fn listed(var: &str, name: &str) -> bool {
 /// otherwise says why it did not run and returns false.
 pub fn should_run(provider: &dyn BackendProvider) -> bool {
     let name = provider.name();
-    let Availability::Unavailable { detail, .. } = provider.probe() else {
+    let Availability::Unavailable { detail, .. } = provider.probe(test_options()) else {
         return true;
     };
     let required = name == "cpu" || listed(REQUIRE_ENV, name);
@@ -45,7 +63,7 @@ pub fn assert_op_conforms(provider: &dyn BackendProvider, kind: OpKind) {
     if !should_run(provider) {
         return;
     }
-    let backend = match provider.open(None) {
+    let backend = match provider.open(None, test_options()) {
         Ok(b) => b,
         Err(e) => panic!("{name} probed available but failed to open: {e}"),
     };
@@ -113,7 +131,7 @@ pub fn assert_models_agree(provider: &dyn BackendProvider) {
     for model in crate::model_check::builtin_models() {
         let expected = crate::model_check::expect(&model)
             .unwrap_or_else(|e| panic!("reference run of {}: {e}", model.name));
-        let r = crate::model_check::check(name, &|| provider.open(None), &expected);
+        let r = crate::model_check::check(name, &|| provider.open(None, test_options()), &expected);
         if r.status == Status::Unsupported {
             assert!(
                 !listed(REQUIRE_ALL_ENV, name),
@@ -161,7 +179,7 @@ pub fn assert_goldens_agree(provider: &dyn BackendProvider) {
         let golden = Golden::load(&fixture_dir(fixture))
             .unwrap_or_else(|e| panic!("reading fixture {fixture}: {e}"));
         let backend = provider
-            .open(None)
+            .open(None, test_options())
             .unwrap_or_else(|e| panic!("opening {name}: {e}"));
         let model = Model::load(&fixture_dir(fixture), backend, LoadOptions::default())
             .unwrap_or_else(|e| panic!("{fixture} on {name}: {e}"));
@@ -204,7 +222,7 @@ pub fn open_for_test(provider: &dyn BackendProvider) -> Option<Box<dyn glmhal_ha
     }
     Some(
         provider
-            .open(None)
+            .open(None, test_options())
             .unwrap_or_else(|e| panic!("opening {}: {e}", provider.name())),
     )
 }
@@ -213,11 +231,11 @@ pub fn open_for_test(provider: &dyn BackendProvider) -> Option<Box<dyn glmhal_ha
 /// user can act on, and opening it fails with the same words and the device
 /// asked for; an available one lists at least one device.
 pub fn assert_probe_explains_itself(provider: &dyn BackendProvider) {
-    match provider.probe() {
+    match provider.probe(test_options()) {
         Availability::Unavailable { detail, .. } => {
             assert!(detail.len() > 10, "{}: {detail}", provider.name());
             let err = provider
-                .open(Some(0))
+                .open(Some(0), test_options())
                 .err()
                 .map(|e| e.to_string())
                 .unwrap_or_default();

@@ -9,21 +9,21 @@
 //! - [`Backend`]: buffers, uploads and downloads, ops on a device queue, `supports`;
 //! - [`Precision`]: what a backend declares it computes an op in (the basis of its error bounds);
 //! - [`Registry`]: run-time discovery of compiled-in backends;
+//! - [`BackendOptions`]: every setting a user can make, typed, handed to backends as they open;
 //! - [`Op`]: the ops a backend runs, as data (their catalogue lives in `glmhal-ops`);
 //! - [`HalError`]: the one error type;
 //! - [`output`]: outputs that are never inputs and appear only whole.
 
-pub mod alloc_count;
 pub mod backend;
 pub mod buffer;
 pub mod device;
 pub mod dtype;
 pub mod error;
 pub mod host;
-pub mod inject;
 pub mod kernel_status;
 pub mod layout;
 pub mod op;
+pub mod options;
 pub mod output;
 pub mod pool;
 pub mod precision;
@@ -39,6 +39,9 @@ pub use error::{HalError, Result};
 pub use host::HostTensor;
 pub use layout::{contiguous_strides, Dims, TensorDesc};
 pub use op::{Op, OpKind, RopeMode};
+pub use options::{
+    ActivationBits, BackendOptions, CpuIsa, CpuOptions, GpuOptions, Ptxas, WgpuOptions,
+};
 pub use precision::{ActivationQuant, Arithmetic, Precision};
 pub use registry::{
     Availability, BackendProvider, BackendStatus, Registry, UnavailableKind, KNOWN_BACKENDS,

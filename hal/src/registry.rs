@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::backend::Backend;
 use crate::device::{DeviceInfo, DeviceSelector};
 use crate::error::{HalError, Result};
+use crate::options::BackendOptions;
 
 /// Every backend name glmhal knows, compiled in or not.
 pub const KNOWN_BACKENDS: [&str; 6] = ["cpu", "wgpu", "opencl", "cuda", "hip", "cann"];
@@ -63,11 +64,12 @@ impl Availability {
 pub trait BackendProvider: Send + Sync {
     /// Backend name, one of [`KNOWN_BACKENDS`].
     fn name(&self) -> &'static str;
-    /// Looks for the runtime and devices. Must not panic (the registry guards
-    /// it anyway) and must be cheap enough to run at start-up.
-    fn probe(&self) -> Availability;
-    /// Opens device `index`, or the best device when `None`.
-    fn open(&self, index: Option<usize>) -> Result<Box<dyn Backend>>;
+    /// Looks for the runtime and devices, as `options` would open them. Must
+    /// not panic (the registry guards it anyway) and must be cheap enough to
+    /// run at start-up.
+    fn probe(&self, options: &BackendOptions) -> Availability;
+    /// Opens device `index`, or the best device when `None`, with `options`.
+    fn open(&self, index: Option<usize>, options: &BackendOptions) -> Result<Box<dyn Backend>>;
 }
 
 /// A backend's name with its probe result.
@@ -80,15 +82,43 @@ pub struct BackendStatus {
     pub availability: Availability,
 }
 
-/// The set of compiled-in backends.
+/// What a registry does to each backend it opens before handing it out
+/// (a test tool's wrapper, say), given the device's selector.
+pub type OpenHook =
+    Box<dyn Fn(&DeviceSelector, Box<dyn Backend>) -> Box<dyn Backend> + Send + Sync>;
+
+/// The set of compiled-in backends, with the options they open with.
 pub struct Registry {
     providers: Vec<Box<dyn BackendProvider>>,
+    options: BackendOptions,
+    on_open: Option<OpenHook>,
 }
 
 impl Registry {
-    /// A registry over these providers, in preference order.
+    /// A registry over these providers, in preference order, with default options.
     pub fn new(providers: Vec<Box<dyn BackendProvider>>) -> Self {
-        Registry { providers }
+        Registry {
+            providers,
+            options: BackendOptions::default(),
+            on_open: None,
+        }
+    }
+
+    /// The same registry probing and opening with `options`.
+    pub fn with_options(mut self, options: BackendOptions) -> Self {
+        self.options = options;
+        self
+    }
+
+    /// The same registry passing every backend it opens through `hook`.
+    pub fn with_open_hook(mut self, hook: OpenHook) -> Self {
+        self.on_open = Some(hook);
+        self
+    }
+
+    /// The options backends open with.
+    pub fn options(&self) -> &BackendOptions {
+        &self.options
     }
 
     /// Names of the compiled-in backends.
@@ -104,7 +134,7 @@ impl Registry {
             .iter()
             .map(|p| BackendStatus {
                 backend: p.name().to_string(),
-                availability: guarded_probe(p.as_ref()),
+                availability: guarded_probe(p.as_ref(), &self.options),
             })
             .collect();
         for name in KNOWN_BACKENDS {
@@ -139,7 +169,7 @@ impl Registry {
                     reason: why,
                 }
             })?;
-        match guarded_probe(provider.as_ref()) {
+        match guarded_probe(provider.as_ref(), &self.options) {
             Availability::Unavailable { detail, .. } => Err(HalError::Unavailable {
                 backend: selector.to_string(),
                 reason: detail,
@@ -157,27 +187,20 @@ impl Registry {
                         });
                     }
                 }
-                let backend = catch_unwind(AssertUnwindSafe(|| provider.open(selector.index)))
-                    .unwrap_or_else(|panic| {
-                        Err(HalError::backend(
-                            selector.to_string(),
-                            "opening the device",
-                            panic_text(&panic),
-                        ))
-                    })?;
-                match crate::inject::Delay::from_env()? {
-                    Some(delay) => {
-                        eprintln!(
-                            "warning: {}={}: {selector} waits {:?} after every {}",
-                            crate::inject::DELAY_ENV,
-                            std::env::var(crate::inject::DELAY_ENV).unwrap_or_default(),
-                            delay.delay,
-                            delay.op
-                        );
-                        Ok(Box::new(crate::inject::Delayed::new(backend, delay)))
-                    }
-                    None => Ok(backend),
-                }
+                let backend = catch_unwind(AssertUnwindSafe(|| {
+                    provider.open(selector.index, &self.options)
+                }))
+                .unwrap_or_else(|panic| {
+                    Err(HalError::backend(
+                        selector.to_string(),
+                        "opening the device",
+                        panic_text(&panic),
+                    ))
+                })?;
+                Ok(match &self.on_open {
+                    Some(hook) => hook(selector, backend),
+                    None => backend,
+                })
             }
         }
     }
@@ -198,10 +221,12 @@ impl Registry {
     }
 }
 
-fn guarded_probe(p: &dyn BackendProvider) -> Availability {
-    catch_unwind(AssertUnwindSafe(|| p.probe())).unwrap_or_else(|panic| Availability::Unavailable {
-        kind: UnavailableKind::Other,
-        detail: format!("probe failed: {}", panic_text(&panic)),
+fn guarded_probe(p: &dyn BackendProvider, options: &BackendOptions) -> Availability {
+    catch_unwind(AssertUnwindSafe(|| p.probe(options))).unwrap_or_else(|panic| {
+        Availability::Unavailable {
+            kind: UnavailableKind::Other,
+            detail: format!("probe failed: {}", panic_text(&panic)),
+        }
     })
 }
 
@@ -222,10 +247,10 @@ mod tests {
         fn name(&self) -> &'static str {
             "cuda"
         }
-        fn probe(&self) -> Availability {
+        fn probe(&self, _: &BackendOptions) -> Availability {
             panic!("libcuda.so not found")
         }
-        fn open(&self, _: Option<usize>) -> Result<Box<dyn Backend>> {
+        fn open(&self, _: Option<usize>, _: &BackendOptions) -> Result<Box<dyn Backend>> {
             panic!("never")
         }
     }
@@ -235,13 +260,13 @@ mod tests {
         fn name(&self) -> &'static str {
             "hip"
         }
-        fn probe(&self) -> Availability {
+        fn probe(&self, _: &BackendOptions) -> Availability {
             Availability::Unavailable {
                 kind: UnavailableKind::NoDevice,
                 detail: "libamdhip64 loaded; 0 devices".into(),
             }
         }
-        fn open(&self, _: Option<usize>) -> Result<Box<dyn Backend>> {
+        fn open(&self, _: Option<usize>, _: &BackendOptions) -> Result<Box<dyn Backend>> {
             unreachable!()
         }
     }

@@ -13,11 +13,11 @@
 use std::path::Path;
 use std::sync::Mutex;
 
-use glmhal_hal::alloc_count::{self, CountingAllocator};
 use glmhal_hal::{BackendProvider, DType};
 use glmhal_model::{
     generate, GenerateOptions, LoadOptions, Model, Sampling, SeqStep, StepOutput, Want, Workspace,
 };
+use glmhal_testkit::alloc_count::{self, CountingAllocator};
 
 #[global_allocator]
 static ALLOCATOR: CountingAllocator = CountingAllocator;
@@ -38,7 +38,14 @@ fn tiny_model() -> Model {
 
 fn tiny_model_with(options: LoadOptions) -> Model {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/glm4-gqa4-tf5");
-    Model::load(&dir, glmhal_cpu::Provider.open(None).unwrap(), options).unwrap()
+    Model::load(
+        &dir,
+        glmhal_cpu::Provider
+            .open(None, &glmhal_hal::BackendOptions::default())
+            .unwrap(),
+        options,
+    )
+    .unwrap()
 }
 
 /// Heap allocations in 32 decode steps of `batch` sequences (each at the

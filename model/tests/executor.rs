@@ -21,7 +21,9 @@ fn load_error(dir: &Path) -> String {
 fn load(dir: &Path) -> glmhal_hal::Result<Model> {
     Model::load(
         dir,
-        glmhal_cpu::Provider.open(None).unwrap(),
+        glmhal_cpu::Provider
+            .open(None, &glmhal_hal::BackendOptions::default())
+            .unwrap(),
         LoadOptions::default(),
     )
 }
@@ -263,7 +265,9 @@ fn broken_checkpoints_are_errors_that_name_the_problem() {
     // A dtype weights cannot have.
     let e = Model::load(
         &fixture("glm-gqa2-tf4"),
-        glmhal_cpu::Provider.open(None).unwrap(),
+        glmhal_cpu::Provider
+            .open(None, &glmhal_hal::BackendOptions::default())
+            .unwrap(),
         LoadOptions {
             weights: Some(DType::I32),
         },
@@ -345,7 +349,9 @@ fn generation_stops_on_any_eos_and_q4_0_weights_run() {
     assert!(out.stopped);
     let q4 = Model::load(
         &fixture("glm-gqa2-tf4"),
-        glmhal_cpu::Provider.open(None).unwrap(),
+        glmhal_cpu::Provider
+            .open(None, &glmhal_hal::BackendOptions::default())
+            .unwrap(),
         LoadOptions {
             weights: Some(DType::Q4_0),
         },

@@ -35,7 +35,9 @@ fn scratch(tag: &str) -> PathBuf {
 }
 
 fn load(path: &Path) -> Model {
-    let backend = glmhal_cpu::Provider.open(None).unwrap();
+    let backend = glmhal_cpu::Provider
+        .open(None, &glmhal_hal::BackendOptions::default())
+        .unwrap();
     Model::load(path, backend, LoadOptions { weights: None }).unwrap()
 }
 
@@ -112,7 +114,9 @@ fn fixtures_round_trip_through_gguf() {
             );
             let q = load(&file).logits(&tokens, DType::F32).unwrap();
             // The blocks are used as stored: the same as quantizing at load.
-            let backend = glmhal_cpu::Provider.open(None).unwrap();
+            let backend = glmhal_cpu::Provider
+                .open(None, &glmhal_hal::BackendOptions::default())
+                .unwrap();
             let at_load = Model::load(
                 &fixture(name),
                 backend,
@@ -494,7 +498,9 @@ fn k_quant_weights_load_as_their_nearest_type() {
     // A type glmhal cannot read is named.
     let odd = dir.join("q2k.gguf");
     kquant_model(&odd, (GgmlType::Other(10), vec![0u8; 256 * 84]));
-    let backend = glmhal_cpu::Provider.open(None).unwrap();
+    let backend = glmhal_cpu::Provider
+        .open(None, &glmhal_hal::BackendOptions::default())
+        .unwrap();
     let e = Model::load(&odd, backend, LoadOptions { weights: None })
         .err()
         .map(|e| e.to_string())

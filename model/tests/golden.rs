@@ -13,7 +13,9 @@ fn golden(name: &str) -> Golden {
 }
 
 fn load(name: &str, weights: Option<DType>) -> Model {
-    let backend = glmhal_cpu::Provider.open(None).unwrap();
+    let backend = glmhal_cpu::Provider
+        .open(None, &glmhal_hal::BackendOptions::default())
+        .unwrap();
     Model::load(&fixture_dir(name), backend, LoadOptions { weights }).unwrap()
 }
 

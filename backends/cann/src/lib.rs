@@ -42,7 +42,9 @@ mod support;
 pub use memory::CannBuffer;
 pub use queue::CannBackend;
 
-use glmhal_hal::{Availability, Backend, BackendProvider, HalError, Result, UnavailableKind};
+use glmhal_hal::{
+    Availability, Backend, BackendOptions, BackendProvider, HalError, Result, UnavailableKind,
+};
 
 /// Registry entry for CANN.
 #[derive(Clone, Copy, Debug, Default)]
@@ -53,7 +55,7 @@ impl BackendProvider for Provider {
         "cann"
     }
 
-    fn probe(&self) -> Availability {
+    fn probe(&self, _: &BackendOptions) -> Availability {
         let acl = match device::acl() {
             Ok(a) => a,
             Err(e) => return Availability::library_missing(e),
@@ -83,9 +85,15 @@ impl BackendProvider for Provider {
         }
     }
 
-    fn open(&self, index: Option<usize>) -> Result<Box<dyn Backend>> {
-        let acl = device::acl()?;
+    fn open(&self, index: Option<usize>, options: &BackendOptions) -> Result<Box<dyn Backend>> {
         let i = index.unwrap_or(0);
+        if let Availability::Unavailable { detail, .. } = self.probe(options) {
+            return Err(HalError::Unavailable {
+                backend: format!("cann:{i}"),
+                reason: detail,
+            });
+        }
+        let acl = device::acl()?;
         let n = device::count(&acl)?;
         if i >= n {
             return Err(HalError::Unavailable {

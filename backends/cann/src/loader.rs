@@ -284,8 +284,11 @@ pub struct Acl {
     pub gather: RunFn,
 }
 
-/// Toolkit roots tried: `ASCEND_TOOLKIT_HOME`, `ASCEND_HOME_PATH`, then the default install.
+/// Toolkit roots tried: `ASCEND_TOOLKIT_HOME`, `ASCEND_HOME_PATH`, then the
+/// default install.
 pub fn roots() -> Vec<PathBuf> {
+    // Environment: CANN's own variables (set by its `set_env.sh`), read as
+    // CANN's tools read them; glmhal's settings come as `BackendOptions`.
     let mut r: Vec<PathBuf> = ["ASCEND_TOOLKIT_HOME", "ASCEND_HOME_PATH"]
         .iter()
         .filter_map(|v| std::env::var(v).ok())

@@ -1,9 +1,12 @@
 //! Discovery of the host CPU and its facts.
 
-use glmhal_hal::DeviceInfo;
+use glmhal_hal::{ActivationBits, DeviceInfo};
 
-/// Describes the host CPU. Reads `/proc` where it exists; never fails.
-pub fn describe(threads: usize) -> DeviceInfo {
+use crate::kernels::simd::Isa;
+
+/// Describes the host CPU run with `threads` workers, kernels at `level`
+/// and `bits` activations. Reads `/proc` where it exists; never fails.
+pub(crate) fn describe(threads: usize, level: Isa, bits: ActivationBits) -> DeviceInfo {
     let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |key: &str| {
         cpuinfo
@@ -39,7 +42,7 @@ pub fn describe(threads: usize) -> DeviceInfo {
     info.compute_units = u32::try_from(threads).ok();
     // BF16 prefill products round activations to bf16 where the CPU can
     // multiply bf16 pairs: say so where a user compares numbers.
-    let bf16 = if crate::kernels::simd::has_avx512_bf16() {
+    let bf16 = if crate::kernels::simd::has_avx512_bf16_at(level) {
         ", bf16 products for bf16 weights"
     } else {
         ""
@@ -47,8 +50,8 @@ pub fn describe(threads: usize) -> DeviceInfo {
     info.runtime_version = Some(format!(
         "glmhal-cpu {} ({threads} threads, {} kernels, {} activations for Q8_0/Q4_0{bf16})",
         env!("CARGO_PKG_VERSION"),
-        crate::kernels::simd::isa().name(),
-        crate::kernels::simd::activation_bits().name()
+        level.name(),
+        bits.name()
     ));
     info.features = features;
     info

@@ -26,7 +26,9 @@ pub struct CpuBackend {
 }
 
 impl CpuBackend {
-    /// Opens the CPU with `threads` worker threads.
+    /// Opens the CPU with `threads` worker threads, its kernels at the
+    /// process's settings (fixed by the first [`crate::Provider`] open, or
+    /// the defaults).
     pub fn new(threads: usize) -> Result<Self> {
         let threads = threads.max(1);
         let pool = rayon::ThreadPoolBuilder::new()
@@ -35,7 +37,11 @@ impl CpuBackend {
             .build()
             .map_err(|e| HalError::backend("cpu", "starting the thread pool", e.to_string()))?;
         Ok(CpuBackend {
-            info: crate::device::describe(threads),
+            info: crate::device::describe(
+                threads,
+                crate::kernels::simd::isa(),
+                crate::kernels::simd::activation_bits(),
+            ),
             id: DeviceId::fresh(),
             queue: Mutex::new(()),
             pool,

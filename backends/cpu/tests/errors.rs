@@ -182,8 +182,13 @@ fn out_of_range_indices_are_errors() {
 #[test]
 fn the_provider_opens_only_device_zero() {
     use glmhal_hal::BackendProvider;
-    assert!(glmhal_cpu::Provider.open(Some(0)).is_ok());
-    let err = glmhal_cpu::Provider.open(Some(1)).err().unwrap();
+    assert!(glmhal_cpu::Provider
+        .open(Some(0), &glmhal_hal::BackendOptions::default())
+        .is_ok());
+    let err = glmhal_cpu::Provider
+        .open(Some(1), &glmhal_hal::BackendOptions::default())
+        .err()
+        .unwrap();
     assert!(err.to_string().contains("one device"), "{err}");
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use glmhal_gpu::blas::gemm_feature;
 use glmhal_gpu::module_api::{KernelCompiler, ModuleApi, ModuleDriver};
 use glmhal_gpu::{nvrtc, Target};
-use glmhal_hal::{DeviceInfo, Result};
+use glmhal_hal::{DeviceInfo, GpuOptions, Result};
 
 use crate::symbols::{attribute, CUBLAS};
 
@@ -23,7 +23,7 @@ fn compute_capability(api: &ModuleApi, i: usize) -> Result<u32> {
 }
 
 /// Facts about device `i`, with the peak memory bandwidth its clocks imply.
-pub fn describe(api: &ModuleApi, i: usize) -> Result<DeviceInfo> {
+pub fn describe(api: &ModuleApi, i: usize, options: &GpuOptions) -> Result<DeviceInfo> {
     let name = api.name(i)?;
     let sm = compute_capability(api, i)?;
     let mut info = DeviceInfo::new("cuda", i, "NVIDIA", &name, &format!("sm_{sm}"));
@@ -47,14 +47,15 @@ pub fn describe(api: &ModuleApi, i: usize) -> Result<DeviceInfo> {
         info.peak_flops.f32 = Some(2.0 * lanes * sms as f64 * khz as f64 * 1e3);
     }
     info.features.push(gemm_feature(
-        CUBLAS.locate().as_deref().map_err(|e| e.as_str()),
+        CUBLAS.locate(options).as_deref().map_err(|e| e.as_str()),
+        options.vendor_blas,
     ));
     Ok(info)
 }
 
 /// Opens device `i`: PTX from NVRTC for its compute capability, JIT-loaded
 /// by the driver.
-pub fn open(api: Arc<ModuleApi>, i: usize) -> Result<ModuleDriver> {
+pub fn open(api: Arc<ModuleApi>, i: usize, options: &GpuOptions) -> Result<ModuleDriver> {
     let sm = compute_capability(&api, i)?;
     let target = Target::Cuda { sm };
     let compiler = KernelCompiler {
@@ -66,5 +67,5 @@ pub fn open(api: Arc<ModuleApi>, i: usize) -> Result<ModuleDriver> {
         arch: format!("sm_{sm}"),
         nul_terminated: true,
     };
-    ModuleDriver::open(api, i, target.warp_size(), compiler, &CUBLAS)
+    ModuleDriver::open(api, i, target.warp_size(), compiler, &CUBLAS, options)
 }

@@ -1,11 +1,12 @@
 //! The NVIDIA names: the driver API (`libcuda`) and cuBLAS as tables for the
 //! shared module-launch driver, and the device attributes read.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use glmhal_gpu::module_api::{
     ApiTable, Codes, ErrorString, GemmAbi, GemmTable, Select, VersionQuery,
 };
+use glmhal_gpu::vendor_env::cuda_roots;
 
 /// CUDA_ERROR_NO_DEVICE.
 const NO_DEVICE: i32 = 100;
@@ -48,16 +49,11 @@ pub static DRIVER_API: ApiTable = ApiTable {
     },
 };
 
-/// Where cuBLAS is looked for besides `GLMHAL_CUBLAS` and `LD_LIBRARY_PATH`:
-/// the toolkit roots CUDA's own tools honour, then the usual directories.
+/// Where cuBLAS is looked for besides the options' file and `LD_LIBRARY_PATH`:
+/// the CUDA toolkit roots, then the system's library directory.
 fn cublas_dirs() -> Vec<PathBuf> {
-    let mut dirs = Vec::new();
-    for var in ["CUDA_PATH", "CUDA_HOME"] {
-        if let Ok(root) = std::env::var(var) {
-            dirs.push(Path::new(&root).join("lib64"));
-        }
-    }
-    dirs.extend(["/usr/local/cuda/lib64", "/usr/lib/x86_64-linux-gnu"].map(PathBuf::from));
+    let mut dirs: Vec<PathBuf> = cuda_roots().iter().map(|r| r.join("lib64")).collect();
+    dirs.push(PathBuf::from("/usr/lib/x86_64-linux-gnu"));
     dirs
 }
 
@@ -66,7 +62,8 @@ fn cublas_dirs() -> Vec<PathBuf> {
 /// the one every kernel launch uses.
 pub static CUBLAS: GemmTable = GemmTable {
     name: "cuBLAS",
-    env_var: "GLMHAL_CUBLAS",
+    explicit: |options| options.cublas.as_deref(),
+    variable: "GLMHAL_CUBLAS",
     files: &["libcublas.so.13", "libcublas.so.12", "libcublas.so"],
     dirs: cublas_dirs,
     create: "cublasCreate_v2",

@@ -13,7 +13,7 @@ use glmhal_hal::{
     TensorDesc, TensorRef,
 };
 
-use crate::blas::{enabled_by_env, plan_gemm, Gemm, VendorBlas};
+use crate::blas::{plan_gemm, Gemm, VendorBlas};
 use crate::driver::{Driver, KernelArg};
 use crate::plan::{plan, supports, Arg};
 use crate::{DevicePtr, FILES};
@@ -56,12 +56,13 @@ impl Drop for Pool {
 
 /// Opens device `index` (default 0) of a vendor whose probe found `probe`:
 /// the device's info from the probe, the driver from `open_driver`, and the
-/// shared [`GpuBackend`] over it. Unavailable probes and missing indices are
+/// shared [`GpuBackend`] over it (the vendor BLAS used when `use_blas`). Unavailable probes and missing indices are
 /// `HalError::Unavailable` naming `backend:index`.
 pub fn open_device(
     backend: &str,
     index: Option<usize>,
     probe: glmhal_hal::Availability,
+    use_blas: bool,
     open_driver: impl FnOnce(usize) -> Result<Arc<dyn Driver>>,
 ) -> Result<Box<dyn Backend>> {
     let i = index.unwrap_or(0);
@@ -77,7 +78,7 @@ pub fn open_device(
         .get(i)
         .cloned()
         .ok_or_else(|| unavailable(format!("{} device(s) found", devices.len())))?;
-    Ok(Box::new(GpuBackend::new(open_driver(i)?, info)?))
+    Ok(Box::new(GpuBackend::new(open_driver(i)?, info, use_blas)?))
 }
 
 /// A buffer in device memory.
@@ -123,14 +124,15 @@ pub struct GpuBackend {
     /// Four words kernels report bad data into (see `compat.h`).
     status: DevicePtr,
     pool: Arc<Pool>,
-    /// Float products go to the vendor BLAS when it loaded (unless
-    /// `GLMHAL_GPU_GEMM=kernels`).
+    /// Float products go to the vendor BLAS when it loaded, unless the
+    /// options turned it off.
     use_blas: bool,
 }
 
 impl GpuBackend {
-    /// A backend over `driver` for the device `info` describes.
-    pub fn new(driver: Arc<dyn Driver>, info: DeviceInfo) -> Result<Self> {
+    /// A backend over `driver` for the device `info` describes; float
+    /// products go to the driver's vendor BLAS when `use_blas`.
+    pub fn new(driver: Arc<dyn Driver>, info: DeviceInfo, use_blas: bool) -> Result<Self> {
         let status = driver.alloc(16)?;
         driver.upload(status, 0, &[0u8; 16])?;
         Ok(GpuBackend {
@@ -142,7 +144,7 @@ impl GpuBackend {
                 driver: driver.clone(),
                 sizes: SizePool::new(POOL_MAX_IDLE, usize::MAX),
             }),
-            use_blas: enabled_by_env(),
+            use_blas,
             driver,
         })
     }

@@ -10,12 +10,13 @@
 //! transpose flag); one with unit row stride (a transposed view, such as a
 //! `[N,K]` weight read as `Wᵀ`) is passed with the transpose flag.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use glmhal_hal::{DType, Op, Result, TensorDesc};
 use libloading::Library;
 
-use crate::rtc::{candidates, ld_library_path};
+use crate::rtc::candidates;
+use crate::vendor_env::ld_library_path;
 use crate::DevicePtr;
 
 /// One operand of a GEMM call.
@@ -65,12 +66,6 @@ impl Gemm {
     pub fn address(operand: &Operand, buffers: &[DevicePtr]) -> Option<DevicePtr> {
         buffers.get(operand.tensor).map(|p| p + operand.offset)
     }
-}
-
-/// Whether BLAS is used where it can be: `GLMHAL_GPU_GEMM=kernels` keeps every
-/// product on the tree's own kernels (to compare the two).
-pub fn enabled_by_env() -> bool {
-    std::env::var("GLMHAL_GPU_GEMM").map_or(true, |v| v != "kernels")
 }
 
 /// The GEMM computing `op`, or `None` when it must stay on the kernels:
@@ -319,26 +314,27 @@ pub fn opened<'a, B: VendorBlas + 'static>(
 }
 
 /// How a device's float products run, for `glmhal devices`: the vendor
-/// BLAS when `library` loaded, otherwise the tree's kernels and why.
-pub fn gemm_feature(library: std::result::Result<&str, &str>) -> String {
+/// BLAS when `library` loaded and `vendor_blas` allows it, otherwise the
+/// tree's kernels and why.
+pub fn gemm_feature(library: std::result::Result<&str, &str>, vendor_blas: bool) -> String {
     match library {
-        Ok(path) if enabled_by_env() => format!("gemm=vendor BLAS ({path})"),
-        Ok(_) => "gemm=kernels (GLMHAL_GPU_GEMM=kernels)".into(),
+        Ok(path) if vendor_blas => format!("gemm=vendor BLAS ({path})"),
+        Ok(_) => "gemm=kernels (vendor BLAS turned off: GLMHAL_GPU_GEMM=kernels)".into(),
         Err(why) => format!("gemm=kernels ({why})"),
     }
 }
 
-/// Opens a vendor BLAS library: the file `env_var` names, then each of
-/// `names` in `LD_LIBRARY_PATH`, in `dirs`, then through the system search.
-/// Returns the library and the path it came from, or every reason it failed.
+/// Opens a vendor BLAS library: the file `explicit` names (set through
+/// `variable`), then each of `names` in `LD_LIBRARY_PATH`, in `dirs`, then
+/// through the system search. Returns the library and the path it came
+/// from, or every reason it failed.
 pub fn open_library(
-    env_var: &str,
+    explicit: Option<&Path>,
+    variable: &str,
     dirs: &[PathBuf],
     names: &[&str],
 ) -> std::result::Result<(Library, String), String> {
-    let mut files: Vec<PathBuf> = std::env::var(env_var)
-        .map(|p| vec![PathBuf::from(p)])
-        .unwrap_or_default();
+    let mut files: Vec<PathBuf> = explicit.map(Path::to_path_buf).into_iter().collect();
     let mut search = ld_library_path();
     search.extend_from_slice(dirs);
     files.extend(
@@ -356,7 +352,7 @@ pub fn open_library(
         }
     }
     Err(format!(
-        "{} not found (set {env_var} to the library): {}",
+        "{} not found (set {variable} to the library): {}",
         names.first().copied().unwrap_or("the library"),
         failures.last().cloned().unwrap_or_default()
     ))
@@ -413,6 +409,7 @@ mod tests {
     #[test]
     fn a_missing_library_names_itself_and_the_variable_that_points_to_it() {
         let err = open_library(
+            None,
             "GLMHAL_TEST_NO_SUCH_BLAS",
             &[],
             &["libglmhal-no-such-blas.so.9"],
@@ -421,6 +418,7 @@ mod tests {
         .unwrap_or_default();
         assert!(err.contains("libglmhal-no-such-blas.so.9"), "{err}");
         assert!(err.contains("GLMHAL_TEST_NO_SUCH_BLAS"), "{err}");
-        assert!(gemm_feature(Err(&err)).starts_with("gemm=kernels ("));
+        assert!(gemm_feature(Err(&err), true).starts_with("gemm=kernels ("));
+        assert!(gemm_feature(Ok("libcublas.so.12"), false).contains("turned off"));
     }
 }

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use glmhal_hal::{HalError, Result};
+use glmhal_hal::{GpuOptions, HalError, Result};
+
+use crate::vendor_env::{path_dirs, rocm_roots};
 
 use crate::{FileResult, KernelFile, KernelInfo, Target, HEADERS};
 
@@ -21,22 +23,18 @@ fn first_existing(paths: impl IntoIterator<Item = PathBuf>) -> Option<PathBuf> {
 }
 
 impl Clang {
-    /// Finds clang (`GLMHAL_HIP_CLANG`, ROCm's or DTK's llvm, `clang-15`,
-    /// `clang` on `PATH`) and the device libraries (`GLMHAL_HIP_DEVICE_LIBS`,
+    /// Finds clang (`options.hip_clang`, ROCm's or DTK's llvm, `clang-15`,
+    /// `clang` on `PATH`) and the device libraries (`options.hip_device_libs`,
     /// ROCm's `amdgcn/bitcode`, Debian's).
-    pub fn find() -> Result<Self> {
-        let roots: Vec<PathBuf> = std::env::var("ROCM_PATH")
-            .into_iter()
-            .map(PathBuf::from)
-            .chain(["/opt/rocm", "/opt/dtk", "/usr"].map(PathBuf::from))
-            .collect();
-        let path_dirs: Vec<PathBuf> = std::env::var("PATH")
-            .map(|p| std::env::split_paths(&p).collect())
-            .unwrap_or_default();
+    pub fn find(options: &GpuOptions) -> Result<Self> {
+        let mut roots = rocm_roots();
+        roots.push(PathBuf::from("/usr"));
+        let path_dirs = path_dirs();
         let clang = first_existing(
-            std::env::var("GLMHAL_HIP_CLANG")
-                .into_iter()
-                .map(PathBuf::from)
+            options
+                .hip_clang
+                .iter()
+                .cloned()
                 .chain(roots.iter().map(|r| r.join("llvm/bin/clang")))
                 .chain(path_dirs.iter().flat_map(|d| [d.join("clang-15"), d.join("clang")])),
         )
@@ -45,9 +43,10 @@ impl Clang {
             reason: "neither hiprtc nor a HIP-capable clang was found (install ROCm, or Debian's hipcc, or set GLMHAL_HIP_CLANG)".into(),
         })?;
         let device_libs = first_existing(
-            std::env::var("GLMHAL_HIP_DEVICE_LIBS")
-                .into_iter()
-                .map(PathBuf::from)
+            options
+                .hip_device_libs
+                .iter()
+                .cloned()
                 .chain(roots.iter().map(|r| r.join("amdgcn/bitcode")))
                 .chain([PathBuf::from("/usr/lib/x86_64-linux-gnu/amdgcn/bitcode")]),
         )

@@ -6,7 +6,8 @@ use std::path::{Path, PathBuf};
 
 use glmhal_hal::{HalError, Result};
 
-use crate::rtc::{candidates, ld_library_path, Flavor, Rtc};
+use crate::rtc::{candidates, Flavor, Rtc};
+use crate::vendor_env::{ld_library_path, rocm_roots};
 use crate::{FileResult, KernelFile, KernelInfo, Target};
 
 const FLAVOR: Flavor = Flavor {
@@ -17,13 +18,9 @@ const FLAVOR: Flavor = Flavor {
 /// Where ROCm and Hygon DTK keep their libraries.
 pub(crate) fn rocm_lib_dirs() -> Vec<PathBuf> {
     let mut dirs = ld_library_path();
-    if let Ok(root) = std::env::var("ROCM_PATH") {
-        dirs.push(Path::new(&root).join("lib"));
-    }
+    dirs.extend(rocm_roots().iter().map(|root| root.join("lib")));
     dirs.extend(
         [
-            "/opt/rocm/lib",
-            "/opt/dtk/lib",
             "/opt/dtk/hip/lib",
             "/usr/lib/x86_64-linux-gnu",
             "/usr/lib64",

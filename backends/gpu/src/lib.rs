@@ -65,6 +65,7 @@ pub mod nvrtc;
 pub mod plan;
 pub mod rtc;
 mod target;
+pub mod vendor_env;
 
 pub use target::Target;
 
@@ -75,7 +76,7 @@ pub type DevicePtr = u64;
 use std::path::Path;
 use std::time::Instant;
 
-use glmhal_hal::{HalError, Result};
+use glmhal_hal::{GpuOptions, HalError, Result};
 use serde::Serialize;
 
 /// A source file of the tree.
@@ -232,6 +233,7 @@ pub fn compile_all(
     target: &Target,
     out: Option<&Path>,
     hip: HipCompiler,
+    options: &GpuOptions,
 ) -> Result<Vec<FileResult>> {
     if let Some(dir) = out {
         std::fs::create_dir_all(dir)
@@ -240,8 +242,8 @@ pub fn compile_all(
     let mut results = Vec::new();
     match target {
         Target::Cuda { .. } => {
-            let rtc = nvrtc::load()?;
-            let ptxas = nvrtc::find_ptxas(rtc.path.parent());
+            let rtc = nvrtc::load(options)?;
+            let ptxas = nvrtc::find_ptxas(&options.ptxas, rtc.path.parent());
             for f in FILES {
                 let start = Instant::now();
                 let mut r = nvrtc::compile(&rtc, target, f, out, ptxas.as_deref())?;
@@ -257,7 +259,7 @@ pub fn compile_all(
             };
             let clang = match rtc {
                 Some(_) => None,
-                None => Some(clang::Clang::find()?),
+                None => Some(clang::Clang::find(options)?),
             };
             for f in FILES {
                 let start = Instant::now();

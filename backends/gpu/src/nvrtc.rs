@@ -5,9 +5,10 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use glmhal_hal::{HalError, Result};
+use glmhal_hal::{GpuOptions, HalError, Ptxas, Result};
 
-use crate::rtc::{candidates, ld_library_path, Flavor, Rtc};
+use crate::rtc::{candidates, Flavor, Rtc};
+use crate::vendor_env::{cuda_roots, ld_library_path, path_dirs};
 use crate::{FileResult, KernelFile, KernelInfo, Target};
 
 const FLAVOR: Flavor = Flavor {
@@ -15,26 +16,13 @@ const FLAVOR: Flavor = Flavor {
     code: "PTX",
 };
 
-/// Loads NVRTC from `GLMHAL_NVRTC`, `LD_LIBRARY_PATH`, `$CUDA_PATH/lib64` or
-/// the system directories.
-pub fn load() -> Result<Rtc> {
-    let mut files: Vec<PathBuf> = std::env::var("GLMHAL_NVRTC")
-        .map(|p| vec![PathBuf::from(p)])
-        .unwrap_or_default();
+/// Loads NVRTC from `options.nvrtc`, `LD_LIBRARY_PATH`, `$CUDA_PATH/lib64`
+/// or the system directories.
+pub fn load(options: &GpuOptions) -> Result<Rtc> {
+    let mut files: Vec<PathBuf> = options.nvrtc.iter().cloned().collect();
     let mut dirs = ld_library_path();
-    for var in ["CUDA_PATH", "CUDA_HOME"] {
-        if let Ok(root) = std::env::var(var) {
-            dirs.push(Path::new(&root).join("lib64"));
-        }
-    }
-    dirs.extend(
-        [
-            "/usr/local/cuda/lib64",
-            "/usr/lib/x86_64-linux-gnu",
-            "/usr/lib64",
-        ]
-        .map(PathBuf::from),
-    );
+    dirs.extend(cuda_roots().iter().map(|root| root.join("lib64")));
+    dirs.extend(["/usr/lib/x86_64-linux-gnu", "/usr/lib64"].map(PathBuf::from));
     files.extend(candidates(
         &dirs,
         &["libnvrtc.so", "libnvrtc.so.13", "libnvrtc.so.12"],
@@ -159,22 +147,16 @@ fn apply_ptxas_report(text: &str, kernels: &mut [KernelInfo]) {
     }
 }
 
-/// `ptxas` from `GLMHAL_PTXAS` (`none`: do not assemble), `PATH`, the CUDA toolkit, or the pip wheels
-/// beside NVRTC (`nvidia/cuda_nvcc/bin`).
-pub(crate) fn find_ptxas(nvrtc_dir: Option<&Path>) -> Option<PathBuf> {
-    if let Ok(p) = std::env::var("GLMHAL_PTXAS") {
-        // `none` compiles to PTX only (no register report), which is much faster.
-        return (p != "none").then(|| PathBuf::from(p));
+/// `ptxas` as `choice` says: a given file, none, or found on `PATH`, in the
+/// CUDA toolkit, or in the pip wheels beside NVRTC (`nvidia/cuda_nvcc/bin`).
+pub(crate) fn find_ptxas(choice: &Ptxas, nvrtc_dir: Option<&Path>) -> Option<PathBuf> {
+    match choice {
+        Ptxas::At(path) => return Some(path.clone()),
+        Ptxas::Skip => return None,
+        Ptxas::Search => {}
     }
-    let mut dirs: Vec<PathBuf> = std::env::var("PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default();
-    for var in ["CUDA_PATH", "CUDA_HOME"] {
-        if let Ok(root) = std::env::var(var) {
-            dirs.push(Path::new(&root).join("bin"));
-        }
-    }
-    dirs.push("/usr/local/cuda/bin".into());
+    let mut dirs = path_dirs();
+    dirs.extend(cuda_roots().iter().map(|root| root.join("bin")));
     if let Some(lib) = nvrtc_dir {
         // .../nvidia/cuda_nvrtc/lib -> .../nvidia/cuda_nvcc/bin
         if let Some(nvidia) = lib.parent().and_then(Path::parent) {

@@ -224,10 +224,3 @@ pub(crate) fn candidates(dirs: &[PathBuf], names: &[&str]) -> Vec<PathBuf> {
         .flat_map(|d| names.iter().map(move |n| d.join(n)))
         .collect()
 }
-
-/// Library directories from `LD_LIBRARY_PATH`.
-pub(crate) fn ld_library_path() -> Vec<PathBuf> {
-    std::env::var("LD_LIBRARY_PATH")
-        .map(|p| std::env::split_paths(&p).collect())
-        .unwrap_or_default()
-}

@@ -215,7 +215,7 @@ fn host_backend() -> (Arc<HostRuntime>, GpuBackend) {
         },
     });
     let info = DeviceInfo::new("cuda", 0, "test", "host", "sm_80");
-    let backend = GpuBackend::new(runtime.clone(), info).unwrap();
+    let backend = GpuBackend::new(runtime.clone(), info, true).unwrap();
     (runtime, backend)
 }
 

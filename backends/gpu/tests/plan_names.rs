@@ -14,7 +14,12 @@ fn planned_entry_points_exist_for_every_conformance_case() {
     // PTX is enough to list the entry points; assembling them is CI's kernels step.
     std::env::set_var("GLMHAL_PTXAS", "none");
     let target = Target::Cuda { sm: 80 };
-    let results = match compile_all(&target, None, HipCompiler::Auto) {
+    let results = match compile_all(
+        &target,
+        None,
+        HipCompiler::Auto,
+        &glmhal_conformance::testing::test_options().gpu,
+    ) {
         Ok(r) => r,
         Err(e) => {
             assert!(

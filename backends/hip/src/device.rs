@@ -7,7 +7,7 @@ use std::sync::Arc;
 use glmhal_gpu::blas::gemm_feature;
 use glmhal_gpu::hiprtc;
 use glmhal_gpu::module_api::{KernelCompiler, ModuleApi, ModuleDriver};
-use glmhal_hal::{DeviceInfo, HalError, Result};
+use glmhal_hal::{DeviceInfo, GpuOptions, HalError, Result};
 
 use crate::symbols::{attribute, ROCBLAS};
 
@@ -64,7 +64,7 @@ pub fn arch(api: &ModuleApi, i: usize) -> Option<String> {
 }
 
 /// Facts about device `i`.
-pub fn describe(api: &ModuleApi, i: usize) -> Result<DeviceInfo> {
+pub fn describe(api: &ModuleApi, i: usize, options: &GpuOptions) -> Result<DeviceInfo> {
     let name = api.name(i)?;
     let vendor = if name.to_ascii_lowercase().contains("hygon") || api.path.contains("dtk") {
         "Hygon"
@@ -84,14 +84,15 @@ pub fn describe(api: &ModuleApi, i: usize) -> Result<DeviceInfo> {
         info.features.push(format!("wavefront={w}"));
     }
     info.features.push(gemm_feature(
-        ROCBLAS.locate().as_deref().map_err(|e| e.as_str()),
+        ROCBLAS.locate(options).as_deref().map_err(|e| e.as_str()),
+        options.vendor_blas,
     ));
     Ok(info)
 }
 
 /// Opens device `i`: code objects from hiprtc for its `gcnArchName` and
 /// wavefront width.
-pub fn open(api: Arc<ModuleApi>, i: usize) -> Result<ModuleDriver> {
+pub fn open(api: Arc<ModuleApi>, i: usize, options: &GpuOptions) -> Result<ModuleDriver> {
     let arch = arch(&api, i).ok_or_else(|| HalError::Unavailable {
         backend: format!("hip:{i}"),
         reason: "the device's gcnArchName could not be read, so kernels cannot be compiled for it"
@@ -99,10 +100,10 @@ pub fn open(api: Arc<ModuleApi>, i: usize) -> Result<ModuleDriver> {
     })?;
     let warp = api.attribute(i, attribute::WARP_SIZE).unwrap_or(64).max(1) as u32;
     let compiler = KernelCompiler {
-        load: hiprtc::load,
+        load: |_| hiprtc::load(),
         options: vec![format!("--gpu-architecture={arch}"), "-O3".to_string()],
         arch,
         nul_terminated: false,
     };
-    ModuleDriver::open(api, i, warp, compiler, &ROCBLAS)
+    ModuleDriver::open(api, i, warp, compiler, &ROCBLAS, options)
 }

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use glmhal_gpu::module_api::{
     ApiTable, Codes, ErrorString, GemmAbi, GemmTable, Select, VersionQuery,
 };
+use glmhal_gpu::vendor_env::rocm_roots;
 
 /// hipErrorNoDevice.
 const NO_DEVICE: i32 = 100;
@@ -15,14 +16,11 @@ const INVALID_DEVICE: i32 = 101;
 /// hipErrorOutOfMemory.
 const OUT_OF_MEMORY: i32 = 2;
 
-/// ROCm and Hygon DTK library directories: `$ROCM_PATH/lib` (ROCm's own
-/// convention for a relocated install), `/opt/rocm/lib`, then DTK's.
+/// ROCm and Hygon DTK library directories: each ROCm root's `lib`, then
+/// DTK's HIP directory.
 pub fn rocm_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = Vec::new();
-    if let Ok(root) = std::env::var("ROCM_PATH") {
-        dirs.push(PathBuf::from(root).join("lib"));
-    }
-    dirs.extend(["/opt/rocm/lib", "/opt/dtk/lib", "/opt/dtk/hip/lib"].map(PathBuf::from));
+    let mut dirs: Vec<PathBuf> = rocm_roots().iter().map(|r| r.join("lib")).collect();
+    dirs.push(PathBuf::from("/opt/dtk/hip/lib"));
     dirs
 }
 
@@ -81,7 +79,8 @@ pub static RUNTIME_API: ApiTable = ApiTable {
 /// place of C, on the null stream every kernel launch uses.
 pub static ROCBLAS: GemmTable = GemmTable {
     name: "rocBLAS",
-    env_var: "GLMHAL_ROCBLAS",
+    explicit: |options| options.rocblas.as_deref(),
+    variable: "GLMHAL_ROCBLAS",
     files: &[
         "librocblas.so",
         "librocblas.so.4",

@@ -40,7 +40,7 @@ pub mod loader;
 use std::sync::Arc;
 
 use glmhal_gpu::backend::open_device;
-use glmhal_hal::{Availability, Backend, BackendProvider, Result};
+use glmhal_hal::{Availability, Backend, BackendOptions, BackendProvider, Result};
 
 /// Registry entry for OpenCL.
 #[derive(Clone, Copy, Debug, Default)]
@@ -51,7 +51,7 @@ impl BackendProvider for Provider {
         "opencl"
     }
 
-    fn probe(&self) -> Availability {
+    fn probe(&self, _: &BackendOptions) -> Availability {
         match loader::devices() {
             Ok(found) => Availability::Available {
                 devices: loader::serialized(|| {
@@ -69,8 +69,9 @@ impl BackendProvider for Provider {
         }
     }
 
-    fn open(&self, index: Option<usize>) -> Result<Box<dyn Backend>> {
-        open_device("opencl", index, self.probe(), |i| {
+    fn open(&self, index: Option<usize>, options: &BackendOptions) -> Result<Box<dyn Backend>> {
+        // OpenCL has no vendor BLAS here: every product runs on the kernels.
+        open_device("opencl", index, self.probe(options), false, |i| {
             let found = loader::devices().map_err(|e| glmhal_hal::HalError::Unavailable {
                 backend: format!("opencl:{i}"),
                 reason: e.detail,

@@ -115,7 +115,9 @@ fn impossible_buffers_are_out_of_memory_and_the_device_goes_on() {
 
 #[test]
 fn devices_list_platform_type_version_and_extensions() {
-    let Availability::Available { devices } = Provider.probe() else {
+    let Availability::Available { devices } =
+        Provider.probe(&glmhal_hal::BackendOptions::default())
+    else {
         return;
     };
     let d = &devices[0];
@@ -126,7 +128,8 @@ fn devices_list_platform_type_version_and_extensions() {
     );
     assert!(d.features.iter().any(|f| f.starts_with("type=")), "{d:?}");
     assert!(d.features.iter().any(|f| f.starts_with("cl_khr_")), "{d:?}");
-    let Err(err) = Provider.open(Some(devices.len())) else {
+    let Err(err) = Provider.open(Some(devices.len()), &glmhal_hal::BackendOptions::default())
+    else {
         panic!("opened a device past the last one");
     };
     let err = err.to_string();

@@ -12,7 +12,7 @@ fn no_platform_is_explained() {
     let empty = std::env::temp_dir().join(format!("glmhal-no-icd-{}", std::process::id()));
     std::fs::create_dir_all(&empty).unwrap();
     std::env::set_var("OCL_ICD_VENDORS", &empty);
-    let probe = glmhal_opencl::Provider.probe();
+    let probe = glmhal_opencl::Provider.probe(&glmhal_hal::BackendOptions::default());
     let Availability::Unavailable { kind, detail } = probe else {
         panic!("an empty vendor directory still gave devices: {probe:?}");
     };
@@ -22,7 +22,8 @@ fn no_platform_is_explained() {
         UnavailableKind::LibraryMissing => assert!(detail.contains("libOpenCL"), "{detail}"),
         other => panic!("{other:?}: {detail}"),
     }
-    let Err(err) = glmhal_opencl::Provider.open(None) else {
+    let Err(err) = glmhal_opencl::Provider.open(None, &glmhal_hal::BackendOptions::default())
+    else {
         panic!("opened a device without a platform");
     };
     let err = err.to_string();

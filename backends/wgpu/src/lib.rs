@@ -40,7 +40,7 @@
 //! turned into `HalError`s instead of panics. `support.rs` knows adapter quirks: Mesa llvmpipe
 //! ends shader loops after 65535 iterations, so every kernel bounds its loops (rows stride by
 //! 64, products loop over 16-wide tiles, attention over 64-key tiles) and anything still beyond
-//! is reported unsupported there. `WgpuOptions` (or `GLMHAL_WGPU_MAX_BINDING`,
+//! is reported unsupported there. `WgpuOptions` (`BackendOptions::wgpu`; the CLI maps `GLMHAL_WGPU_MAX_BINDING`,
 //! `GLMHAL_WGPU_NATIVE_F16=0`) lower the binding limit or turn native f16 off, which is how
 //! tests reach the split and unpacked paths.
 
@@ -50,10 +50,13 @@ mod memory;
 mod queue;
 mod support;
 
+pub use glmhal_hal::WgpuOptions;
 pub use memory::WgpuBuffer;
-pub use queue::{WgpuBackend, WgpuOptions};
+pub use queue::WgpuBackend;
 
-use glmhal_hal::{Availability, Backend, BackendProvider, HalError, Result, UnavailableKind};
+use glmhal_hal::{
+    Availability, Backend, BackendOptions, BackendProvider, HalError, Result, UnavailableKind,
+};
 
 /// Registry entry for wgpu: every adapter of every API wgpu finds.
 #[derive(Clone, Copy, Debug, Default)]
@@ -64,7 +67,7 @@ impl BackendProvider for Provider {
         "wgpu"
     }
 
-    fn probe(&self) -> Availability {
+    fn probe(&self, _: &BackendOptions) -> Availability {
         let adapters = device::adapters();
         if adapters.is_empty() {
             return Availability::Unavailable {
@@ -81,8 +84,8 @@ impl BackendProvider for Provider {
         }
     }
 
-    fn open(&self, index: Option<usize>) -> Result<Box<dyn Backend>> {
-        Ok(Box::new(open_with(index, &WgpuOptions::from_env()?)?))
+    fn open(&self, index: Option<usize>, options: &BackendOptions) -> Result<Box<dyn Backend>> {
+        Ok(Box::new(open_with(index, &options.wgpu)?))
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use glmhal_hal::{
     check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, OpCall, Precision, Result,
-    Support, TensorDesc, TensorRef,
+    Support, TensorDesc, TensorRef, WgpuOptions,
 };
 
 use crate::kernels::{
@@ -18,39 +18,6 @@ use crate::memory::{align4, BufferPool, WgpuBuffer};
 
 /// Bytes of the kernel status buffer.
 const STATUS_BYTES: u64 = 16;
-
-/// Settings a user (or a test) can change when opening an adapter.
-#[derive(Clone, Debug, Default)]
-pub struct WgpuOptions {
-    /// Caps the bytes one storage binding may span below the adapter's
-    /// limit, to exercise splitting on small tensors (`GLMHAL_WGPU_MAX_BINDING`).
-    pub max_binding: Option<u64>,
-    /// Never bind f16 natively even when the adapter has `SHADER_F16`
-    /// (`GLMHAL_WGPU_NATIVE_F16=0`); f16 is then unpacked from words.
-    pub disable_native_f16: bool,
-}
-
-impl WgpuOptions {
-    /// Options from the environment variables named on each field.
-    pub fn from_env() -> Result<Self> {
-        let max_binding = match std::env::var("GLMHAL_WGPU_MAX_BINDING") {
-            Ok(v) => Some(v.trim().parse::<u64>().map_err(|_| {
-                HalError::invalid(
-                    "wgpu",
-                    format!("GLMHAL_WGPU_MAX_BINDING must be a byte count, not `{v}`"),
-                )
-            })?),
-            Err(_) => None,
-        };
-        let disable_native_f16 = std::env::var("GLMHAL_WGPU_NATIVE_F16")
-            .map(|v| v.trim() == "0")
-            .unwrap_or(false);
-        Ok(WgpuOptions {
-            max_binding,
-            disable_native_f16,
-        })
-    }
-}
 
 /// One opened adapter.
 pub struct WgpuBackend {
@@ -81,7 +48,7 @@ impl WgpuBackend {
         let selector = format!("wgpu:{index}");
         let limits = adapter.limits();
         let native_f16 =
-            adapter.features().contains(wgpu::Features::SHADER_F16) && !options.disable_native_f16;
+            adapter.features().contains(wgpu::Features::SHADER_F16) && options.native_f16;
         let required_features = if native_f16 {
             wgpu::Features::SHADER_F16
         } else {

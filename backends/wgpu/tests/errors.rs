@@ -56,13 +56,17 @@ fn unsupported_ops_and_impossible_buffers_are_errors() {
 
 #[test]
 fn devices_describe_adapters() {
-    if let Availability::Available { devices } = glmhal_wgpu::Provider.probe() {
+    if let Availability::Available { devices } =
+        glmhal_wgpu::Provider.probe(&glmhal_hal::BackendOptions::default())
+    {
         assert!(!devices.is_empty());
         assert!(devices[0]
             .features
             .iter()
             .any(|f| f.starts_with("max_storage_buffer_binding_size=")));
-        assert!(glmhal_wgpu::Provider.open(Some(devices.len())).is_err());
+        assert!(glmhal_wgpu::Provider
+            .open(Some(devices.len()), &glmhal_hal::BackendOptions::default())
+            .is_err());
     }
 }
 

@@ -10,7 +10,7 @@ use glmhal_benches::measure::Budget;
 use glmhal_benches::model::ModelPlan;
 use glmhal_benches::schema::{BenchReport, Fingerprint, Peak};
 use glmhal_benches::sweep::SweepPlan;
-use glmhal_hal::{Backend, DType, DeviceSelector, HalError, Result};
+use glmhal_hal::{Backend, DType, DeviceSelector, HalError, Registry, Result};
 use glmhal_model::synth::{synth, Preset};
 use glmhal_model::{LoadOptions, Model, ModelConfig};
 
@@ -148,6 +148,7 @@ fn clear_progress() {
 
 /// Runs the measurements and returns the document (also printed as tables).
 pub fn measure(
+    registry: &Registry,
     args: &BenchArgs,
     selectors: &[DeviceSelector],
 ) -> Result<(BenchReport, Vec<String>)> {
@@ -159,7 +160,6 @@ pub fn measure(
     };
     let mut report = BenchReport::new();
     let mut skipped = Vec::new();
-    let registry = crate::backends::registry();
     let needs_checkpoint = !args.skip_model && t.scratch;
     if needs_checkpoint {
         let file_dtype = if t.weights.is_quantized() {
@@ -232,7 +232,7 @@ pub fn measure(
             (Some(f), Some(b)) => (Some(f), Some(b), "device info".to_string()),
             // Decode on a CPU is bound by memory reads: its ceiling is measured here.
             _ if info.backend == "cpu" => {
-                let threads = glmhal_cpu::default_threads()?;
+                let threads = glmhal_cpu::threads(&registry.options().cpu);
                 progress_line("read-bandwidth ceiling");
                 let ceiling = glmhal_benches::bandwidth::read_ceiling(threads);
                 clear_progress();
@@ -339,19 +339,20 @@ pub fn print(report: &BenchReport, skipped: &[String]) {
 /// Runs `glmhal bench`.
 pub fn run(args: BenchArgs) -> Result<()> {
     super::outputs::check(args.json.as_deref(), &[])?;
+    let mut options = crate::options::from_environment()?;
     if let Some(n) = args.threads {
         if n == 0 {
             return Err(HalError::invalid("--threads", "give at least one thread"));
         }
-        // Read by the CPU backend when it opens (before any worker exists).
-        std::env::set_var(glmhal_cpu::THREADS_ENV, n.to_string());
+        options.cpu.threads = Some(n);
     }
+    let registry = crate::backends::registry_with(options)?;
     let selectors = if args.backends.is_empty() {
         vec!["cpu".parse()?]
     } else {
         args.backends.clone()
     };
-    let (report, skipped) = measure(&args, &selectors)?;
+    let (report, skipped) = measure(&registry, &args, &selectors)?;
     print(&report, &skipped);
     if let Some(path) = &args.json {
         super::outputs::write_json(path, &report)?;

@@ -70,11 +70,11 @@ fn status_name(s: Status) -> String {
 pub fn run(args: CiArgs) -> Result<CiVerdict> {
     check_outputs(&args)?;
     let baseline = read_baseline(&args)?;
-    let registry = crate::backends::registry();
+    let registry = crate::backends::registry()?;
     let selectors = choose_devices(&registry, &args)?;
     let mut now = CiReport::new();
     run_conformance(&registry, &selectors, args.quick, &mut now)?;
-    run_benches(&args, &selectors, &mut now)?;
+    run_benches(&registry, &args, &selectors, &mut now)?;
 
     let comparison = baseline
         .as_ref()
@@ -226,7 +226,12 @@ fn check_models(
 }
 
 /// Measures the bench set (the chosen preset, f16 weights) into `now`.
-fn run_benches(args: &CiArgs, selectors: &[DeviceSelector], now: &mut CiReport) -> Result<()> {
+fn run_benches(
+    registry: &Registry,
+    args: &CiArgs,
+    selectors: &[DeviceSelector],
+    now: &mut CiReport,
+) -> Result<()> {
     let bench_args = BenchArgs {
         model: None,
         preset: Some(args.bench_preset.clone()),
@@ -241,7 +246,7 @@ fn run_benches(args: &CiArgs, selectors: &[DeviceSelector], now: &mut CiReport) 
         json: None,
         threads: None,
     };
-    let (bench, skipped) = measure(&bench_args, selectors)?;
+    let (bench, skipped) = measure(registry, &bench_args, selectors)?;
     for s in skipped {
         eprintln!("bench: unsupported: {s}");
     }

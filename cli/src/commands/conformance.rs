@@ -93,7 +93,7 @@ pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
             "the filters select no case",
         ));
     }
-    let registry = crate::backends::registry();
+    let registry = crate::backends::registry()?;
     let named = !args.backends.is_empty();
     let (entries, opened) = open_backends(&registry, &choose_backends(&registry, &args));
     let infrastructure = named && entries.iter().any(|e| !e.tested);

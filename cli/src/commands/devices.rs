@@ -6,7 +6,7 @@ use crate::style::paint;
 
 /// Prints the device table (or JSON).
 pub fn run(json: bool, colour: bool) -> Result<()> {
-    let statuses = crate::backends::registry().discover();
+    let statuses = crate::backends::registry()?.discover();
     if json {
         println!(
             "{}",

@@ -51,7 +51,7 @@ impl RunArgs {
 
     /// Loads the model on `selector`, with a mutant planted when `plant` names one.
     fn load(&self, selector: &DeviceSelector, plant: Option<&str>) -> Result<Model> {
-        let mut backend: Box<dyn Backend> = crate::backends::registry().open(selector)?;
+        let mut backend: Box<dyn Backend> = crate::backends::registry()?.open(selector)?;
         if let Some(text) = plant {
             let (mutant, call) = parse_plant(text).map_err(|e| HalError::invalid("--plant", e))?;
             eprintln!(

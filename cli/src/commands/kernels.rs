@@ -66,6 +66,7 @@ pub fn run(cmd: KernelsCommand) -> Result<bool> {
         HipChoice::Hiprtc => HipCompiler::Hiprtc,
         HipChoice::Clang => HipCompiler::Clang,
     };
+    let options = crate::options::from_environment()?;
     let mut all_ok = true;
     let mut json = Vec::new();
     for t in &args.targets {
@@ -74,7 +75,7 @@ pub fn run(cmd: KernelsCommand) -> Result<bool> {
             .out
             .as_ref()
             .map(|d| d.join(target.to_string().replace(':', "-")));
-        let results = compile_all(&target, out.as_deref(), hip)?;
+        let results = compile_all(&target, out.as_deref(), hip, &options.gpu)?;
         let kernels: usize = results.iter().map(|r| r.kernels.len()).sum();
         let failed = results.iter().filter(|r| !r.ok).count();
         all_ok &= failed == 0;

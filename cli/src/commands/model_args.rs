@@ -31,7 +31,7 @@ pub struct ModelArgs {
 impl ModelArgs {
     /// Opens the backend the user named and loads the model onto it.
     pub fn load(&self) -> Result<Model> {
-        let backend = crate::backends::registry().open(&self.backend)?;
+        let backend = crate::backends::registry()?.open(&self.backend)?;
         Model::load(
             &self.model,
             backend,

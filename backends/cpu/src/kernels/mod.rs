@@ -6,7 +6,7 @@
 //!
 //! The CPU's `kernels/engine/simd/` holds its dot products, chosen once at run time by CPU feature:
 //! AVX-512 (F, BW, VL and VNNI, with AVX2 + FMA + F16C), AVX2 + FMA + F16C, or a portable path.
-//! `GLMHAL_CPU_ISA=portable|avx2|avx512` caps the level (so an AVX-512 machine checks its AVX2
+//! `CpuOptions::isa` (`GLMHAL_CPU_ISA=portable|avx2|avx512`) caps the level (so an AVX-512 machine checks its AVX2
 //! and portable kernels too; any other value makes the CPU backend unavailable with the
 //! reason), and `glmhal devices` names the level in use. Weight rows are read as stored
 //! (f16/bf16 converted in registers; Q8_0/Q4_0 multiplied in integers against activations
@@ -69,7 +69,7 @@
 //! a time; attention over nine or more queries, a prompt, runs per head as two products on the
 //! GEMM: `Q·Kᵀ`, a causal softmax, then `P·V` with the head's values transposed once, each
 //! block of queries against only the positions it sees), compute in f32 with several
-//! accumulators, and parallelize over output rows on a rayon pool sized by `GLMHAL_CPU_THREADS`
+//! accumulators, and parallelize over output rows on a rayon pool sized by `CpuOptions::threads`
 //! or the core count. `execute_step` runs the whole step on a pool worker, so each op is a
 //! direct call rather than a hand-off to the pool. Kernel buffers (inputs converted to f32,
 //! results, quantized activations) come from `engine/scratch.rs`, a process-wide pool per

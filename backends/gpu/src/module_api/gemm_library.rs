@@ -4,10 +4,10 @@
 //! [`GemmTable`] (library names, symbols, enum values); the calls are here.
 
 use std::ffi::{c_char, c_int, c_longlong, c_void, CStr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use glmhal_hal::{DType, HalError, Result};
+use glmhal_hal::{DType, GpuOptions, HalError, Result};
 use libloading::Library;
 
 use super::api::{Binder, ModuleApi, Selection};
@@ -19,8 +19,10 @@ use crate::DevicePtr;
 pub struct GemmTable {
     /// `cuBLAS`, `rocBLAS`.
     pub name: &'static str,
-    /// The variable that names the library file.
-    pub env_var: &'static str,
+    /// The library file the options name, if they do.
+    pub explicit: fn(&GpuOptions) -> Option<&Path>,
+    /// The variable the CLI reads that file from, for messages.
+    pub variable: &'static str,
     /// File names to look for, preferred first.
     pub files: &'static [&'static str],
     /// Directories to look in besides `LD_LIBRARY_PATH`.
@@ -134,8 +136,17 @@ enum GemmFn {
 
 impl GemmTable {
     /// The library's path, or why it cannot be loaded (for device listings).
-    pub fn locate(&self) -> std::result::Result<String, String> {
-        open_library(self.env_var, &(self.dirs)(), self.files).map(|(_, path)| path)
+    pub fn locate(&self, options: &GpuOptions) -> std::result::Result<String, String> {
+        self.open(options).map(|(_, path)| path)
+    }
+
+    fn open(&self, options: &GpuOptions) -> std::result::Result<(Library, String), String> {
+        open_library(
+            (self.explicit)(options),
+            self.variable,
+            &(self.dirs)(),
+            self.files,
+        )
     }
 
     fn data_type(&self, dtype: DType) -> Result<c_int> {
@@ -172,15 +183,17 @@ unsafe impl Send for GemmLibrary {}
 unsafe impl Sync for GemmLibrary {}
 
 impl GemmLibrary {
-    /// Loads `table`'s library and creates a handle on the device `selection`
-    /// makes current.
+    /// Loads `table`'s library (where `options` say) and creates a handle on
+    /// the device `selection` makes current.
     pub fn open(
         table: &'static GemmTable,
+        options: &GpuOptions,
         api: Arc<ModuleApi>,
         selection: Selection,
         selector: &str,
     ) -> Result<Self> {
-        let (library, path) = open_library(table.env_var, &(table.dirs)(), table.files)
+        let (library, path) = table
+            .open(options)
             .map_err(|why| HalError::backend(selector, format!("loading {}", table.name), why))?;
         let binder = Binder {
             library: &library,

@@ -4,7 +4,7 @@
 
 use std::sync::{Arc, OnceLock};
 
-use glmhal_hal::{HalError, Result};
+use glmhal_hal::{GpuOptions, HalError, Result};
 
 use super::api::{ModuleApi, Selection};
 use super::gemm_library::{GemmLibrary, GemmTable};
@@ -16,8 +16,8 @@ use crate::{DevicePtr, KernelFile};
 /// How one device's kernels are compiled.
 #[derive(Clone, Debug)]
 pub struct KernelCompiler {
-    /// Loads the runtime compiler (NVRTC, hiprtc).
-    pub load: fn() -> Result<Rtc>,
+    /// Loads the runtime compiler (NVRTC, hiprtc) as the options say.
+    pub load: fn(&GpuOptions) -> Result<Rtc>,
     /// Options for this device (architecture, language level, optimization);
     /// the warp width is added by the driver.
     pub options: Vec<String>,
@@ -37,6 +37,7 @@ pub struct ModuleDriver {
     rtc: OnceLock<std::result::Result<Rtc, String>>,
     gemm: &'static GemmTable,
     blas: OnceLock<Option<GemmLibrary>>,
+    options: GpuOptions,
 }
 
 // SAFETY: both vendor APIs are thread-safe; the device is made current on
@@ -47,13 +48,15 @@ unsafe impl Sync for ModuleDriver {}
 
 impl ModuleDriver {
     /// Opens device `index` of `api`, with `warp` lanes per warp (wavefront),
-    /// its kernels built by `compiler` and products offered to `gemm`'s library.
+    /// its kernels built by `compiler` and products offered to `gemm`'s
+    /// library, both found as `options` say.
     pub fn open(
         api: Arc<ModuleApi>,
         index: usize,
         warp: u32,
         compiler: KernelCompiler,
         gemm: &'static GemmTable,
+        options: &GpuOptions,
     ) -> Result<Self> {
         let selection = api.select(index)?;
         Ok(ModuleDriver {
@@ -65,6 +68,7 @@ impl ModuleDriver {
             rtc: OnceLock::new(),
             gemm,
             blas: OnceLock::new(),
+            options: options.clone(),
         })
     }
 
@@ -89,7 +93,7 @@ impl Driver for ModuleDriver {
     fn compile(&self, file: KernelFile) -> Result<Vec<u8>> {
         let rtc = self
             .rtc
-            .get_or_init(|| (self.compiler.load)().map_err(|e| e.to_string()))
+            .get_or_init(|| (self.compiler.load)(&self.options).map_err(|e| e.to_string()))
             .as_ref()
             .map_err(|e| HalError::Unavailable {
                 backend: self.selector(),
@@ -170,6 +174,7 @@ impl Driver for ModuleDriver {
         opened(&self.blas, &self.selector(), || {
             GemmLibrary::open(
                 self.gemm,
+                &self.options,
                 self.api.clone(),
                 self.selection,
                 &self.selector(),

@@ -5,7 +5,8 @@
 use std::sync::Arc;
 
 use glmhal_hal::{
-    Availability, Backend, BackendProvider, DeviceInfo, HalError, Result, UnavailableKind,
+    Availability, Backend, BackendOptions, BackendProvider, DeviceInfo, GpuOptions, HalError,
+    Result, UnavailableKind,
 };
 
 use super::api::{Init, ModuleApi};
@@ -20,13 +21,13 @@ pub struct Vendor {
     /// How the loaded library names itself in messages (path, versions).
     pub label: fn(&ModuleApi) -> String,
     /// Facts about device `i`.
-    pub describe: fn(&ModuleApi, usize) -> Result<DeviceInfo>,
+    pub describe: fn(&ModuleApi, usize, &GpuOptions) -> Result<DeviceInfo>,
     /// Opens device `i` as a driver (its architecture, warp width, compiler).
-    pub open: fn(Arc<ModuleApi>, usize) -> Result<ModuleDriver>,
+    pub open: fn(Arc<ModuleApi>, usize, &GpuOptions) -> Result<ModuleDriver>,
 }
 
 /// Whether `vendor`'s library is here, with which devices, or why not.
-pub fn probe(vendor: &Vendor) -> Availability {
+pub fn probe(vendor: &Vendor, options: &GpuOptions) -> Availability {
     let api = match ModuleApi::load(vendor.api) {
         Ok(api) => api,
         Err(e) => return Availability::library_missing(e),
@@ -55,7 +56,10 @@ pub fn probe(vendor: &Vendor) -> Availability {
             UnavailableKind::NoDevice,
             format!("{label} loads but reports 0 devices"),
         ),
-        Ok(n) => match (0..n).map(|i| (vendor.describe)(&api, i)).collect() {
+        Ok(n) => match (0..n)
+            .map(|i| (vendor.describe)(&api, i, options))
+            .collect()
+        {
             Ok(devices) => Availability::Available { devices },
             Err(e) => unavailable(UnavailableKind::Other, e.to_string()),
         },
@@ -63,8 +67,13 @@ pub fn probe(vendor: &Vendor) -> Availability {
 }
 
 /// Opens device `index` (default 0) of `vendor` as the shared GPU backend.
-pub fn open(vendor: &Vendor, index: Option<usize>) -> Result<Box<dyn Backend>> {
-    open_device(vendor.api.backend, index, probe(vendor), |i| {
+pub fn open(
+    vendor: &Vendor,
+    index: Option<usize>,
+    options: &GpuOptions,
+) -> Result<Box<dyn Backend>> {
+    let found = probe(vendor, options);
+    open_device(vendor.api.backend, index, found, options.vendor_blas, |i| {
         let api = Arc::new(ModuleApi::load(vendor.api)?);
         if api.init()? != Init::Ready {
             return Err(HalError::Unavailable {
@@ -72,7 +81,7 @@ pub fn open(vendor: &Vendor, index: Option<usize>) -> Result<Box<dyn Backend>> {
                 reason: format!("{} reports no device", (vendor.label)(&api)),
             });
         }
-        Ok(Arc::new((vendor.open)(api, i)?))
+        Ok(Arc::new((vendor.open)(api, i, options)?))
     })
 }
 
@@ -101,11 +110,11 @@ impl BackendProvider for ModuleProvider {
         self.vendor.api.backend
     }
 
-    fn probe(&self) -> Availability {
-        probe(self.vendor)
+    fn probe(&self, options: &BackendOptions) -> Availability {
+        probe(self.vendor, &options.gpu)
     }
 
-    fn open(&self, index: Option<usize>) -> Result<Box<dyn Backend>> {
-        open(self.vendor, index)
+    fn open(&self, index: Option<usize>, options: &BackendOptions) -> Result<Box<dyn Backend>> {
+        open(self.vendor, index, &options.gpu)
     }
 }

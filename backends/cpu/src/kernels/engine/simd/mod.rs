@@ -22,7 +22,8 @@
 
 use std::sync::OnceLock;
 
-use glmhal_hal::{DType, QUANT_BLOCK};
+pub(crate) use glmhal_hal::ActivationBits;
+use glmhal_hal::{CpuIsa, DType, QUANT_BLOCK};
 
 use super::scratch::Scratch;
 
@@ -53,7 +54,7 @@ impl Isa {
         self >= Isa::Avx2
     }
 
-    /// The name `GLMHAL_CPU_ISA` and the device report use.
+    /// The name settings and the device report use.
     pub(crate) fn name(self) -> &'static str {
         match self {
             Isa::Portable => "portable",
@@ -79,121 +80,111 @@ impl Isa {
     }
 }
 
-/// Detected once per process. `GLMHAL_CPU_ISA` (`portable`, `avx2` or
-/// `avx512`) caps the level, so a machine with AVX-512 can check its AVX2
-/// and portable paths too; a cap above what the CPU has changes nothing,
-/// and any other value is refused by [`isa_setting_error`].
-pub(crate) fn isa() -> Isa {
-    static ISA: OnceLock<Isa> = OnceLock::new();
-    *ISA.get_or_init(|| {
-        let detected = Isa::detected();
-        match requested_isa() {
-            Ok(Some(cap)) => cap.min(detected),
-            _ => detected,
+impl From<CpuIsa> for Isa {
+    fn from(level: CpuIsa) -> Self {
+        match level {
+            CpuIsa::Portable => Isa::Portable,
+            CpuIsa::Avx2 => Isa::Avx2,
+            CpuIsa::Avx512 => Isa::Avx512,
         }
-    })
+    }
+}
+
+/// What the kernels dispatch on for the whole process: the kernels run
+/// without a backend in hand, so the first CPU backend opened fixes them
+/// ([`configure`]); until then they are the defaults.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Settings {
+    /// The instruction-set level in use.
+    level: Isa,
+    /// How Q8_0/Q4_0 products quantize their activations.
+    bits: ActivationBits,
+}
+
+static SETTINGS: OnceLock<Settings> = OnceLock::new();
+
+/// The level the kernels use under `cap`: a cap is a ceiling on what the
+/// CPU has, so a machine with AVX-512 can check its AVX2 and portable paths.
+pub(crate) fn level_under(cap: Option<CpuIsa>) -> Isa {
+    let detected = Isa::detected();
+    cap.map_or(detected, |c| Isa::from(c).min(detected))
+}
+
+fn settings() -> Settings {
+    *SETTINGS.get_or_init(default_settings)
+}
+
+/// The best level the CPU has, int8 activations.
+#[cfg(not(test))]
+fn default_settings() -> Settings {
+    Settings {
+        level: Isa::detected(),
+        bits: ActivationBits::default(),
+    }
+}
+
+/// Unit tests run at the level and precision CI asks for, as the
+/// conformance tests do, so each level's kernels are checked against the
+/// portable ones.
+#[cfg(test)]
+fn default_settings() -> Settings {
+    let options = &glmhal_conformance::testing::test_options().cpu;
+    Settings {
+        level: level_under(options.isa),
+        bits: options.activations,
+    }
+}
+
+/// Fixes the kernels' level (under `cap`) and activation precision for the
+/// process; asking for others once they are fixed is refused with both named.
+pub(crate) fn configure(cap: Option<CpuIsa>, bits: ActivationBits) -> Result<(), String> {
+    let wanted = Settings {
+        level: level_under(cap),
+        bits,
+    };
+    let fixed = *SETTINGS.get_or_init(|| wanted);
+    if fixed == wanted {
+        return Ok(());
+    }
+    Err(format!(
+        "the CPU kernels of this process already run {} with {} activations; {} with {} cannot be opened beside them",
+        fixed.level.name(),
+        fixed.bits.name(),
+        wanted.level.name(),
+        wanted.bits.name()
+    ))
+}
+
+/// The instruction-set level the kernels use.
+pub(crate) fn isa() -> Isa {
+    settings().level
 }
 
 /// Whether the kernels may use AVX-512 BF16 (`vdpbf16ps`, two bf16
 /// products per f32 lane): the level in use is AVX-512 and the CPU has it.
 pub(crate) fn has_avx512_bf16() -> bool {
+    has_avx512_bf16_at(isa())
+}
+
+/// Whether `level` would use AVX-512 BF16 on this CPU.
+pub(crate) fn has_avx512_bf16_at(level: Isa) -> bool {
     static BF16: OnceLock<bool> = OnceLock::new();
-    *BF16.get_or_init(|| {
-        #[cfg(target_arch = "x86_64")]
-        if isa() == Isa::Avx512 {
-            return is_x86_feature_detected!("avx512bf16");
-        }
-        false
-    })
-}
-
-/// The levels `GLMHAL_CPU_ISA` can name, in increasing order.
-const ISAS: [Isa; 3] = [Isa::Portable, Isa::Avx2, Isa::Avx512];
-
-/// The cap `GLMHAL_CPU_ISA` asks for (`None` when it is unset).
-fn requested_isa() -> Result<Option<Isa>, String> {
-    env_setting("GLMHAL_CPU_ISA", &ISAS, Isa::name)
-}
-
-/// The option of `options` whose `name` is `value`, or why there is none.
-fn parse_named<T: Copy>(
-    value: &str,
-    options: &[T],
-    name: fn(T) -> &'static str,
-) -> Result<T, String> {
-    options
-        .iter()
-        .copied()
-        .find(|o| name(*o) == value)
-        .ok_or_else(|| {
-            let names: Vec<&str> = options.iter().map(|o| name(*o)).collect();
-            format!("{value:?} is not one of {}", names.join(", "))
+    level == Isa::Avx512
+        && *BF16.get_or_init(|| {
+            #[cfg(target_arch = "x86_64")]
+            {
+                is_x86_feature_detected!("avx512bf16")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            {
+                false
+            }
         })
 }
 
-/// The option environment variable `var` names (`None` when it is unset).
-fn env_setting<T: Copy>(
-    var: &str,
-    options: &[T],
-    name: fn(T) -> &'static str,
-) -> Result<Option<T>, String> {
-    match std::env::var(var) {
-        Ok(value) => parse_named(&value, options, name).map(Some),
-        Err(_) => Ok(None),
-    }
-}
-
-/// Why the CPU backend cannot honour `GLMHAL_CPU_ISA`, if it cannot.
-pub(crate) fn isa_setting_error() -> Option<String> {
-    requested_isa().err()
-}
-
-/// How the Q8_0/Q4_0 products quantize their activations, for the whole
-/// process: `GLMHAL_CPU_ACTIVATIONS` (`int8` or `int16`), else int8.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum ActivationBits {
-    /// Blocks of 32 int8, `scale = max|x| / 127`: what llama.cpp does for
-    /// these weights, and one byte product per weight (`vpdpbusd` or
-    /// `maddubs`).
-    Int8,
-    /// Blocks of 32 int16, `scale = max|x| / 32767`: rounding error near
-    /// f32's, at twice the integer work per weight.
-    Int16,
-}
-
-impl ActivationBits {
-    /// The name `GLMHAL_CPU_ACTIVATIONS` and the device report use.
-    pub(crate) fn name(self) -> &'static str {
-        match self {
-            ActivationBits::Int8 => "int8",
-            ActivationBits::Int16 => "int16",
-        }
-    }
-}
-
-/// Read once per process; an unknown value is refused by
-/// [`activation_setting_error`] (and the default is used meanwhile).
+/// How the Q8_0/Q4_0 products quantize their activations.
 pub(crate) fn activation_bits() -> ActivationBits {
-    static BITS: OnceLock<ActivationBits> = OnceLock::new();
-    *BITS.get_or_init(|| {
-        requested_bits()
-            .ok()
-            .flatten()
-            .unwrap_or(ActivationBits::Int8)
-    })
-}
-
-/// The precisions `GLMHAL_CPU_ACTIVATIONS` can name.
-const PRECISIONS: [ActivationBits; 2] = [ActivationBits::Int8, ActivationBits::Int16];
-
-/// The precision `GLMHAL_CPU_ACTIVATIONS` asks for (`None` when unset).
-fn requested_bits() -> Result<Option<ActivationBits>, String> {
-    env_setting("GLMHAL_CPU_ACTIVATIONS", &PRECISIONS, ActivationBits::name)
-}
-
-/// Why the CPU backend cannot honour `GLMHAL_CPU_ACTIVATIONS`, if it cannot.
-pub(crate) fn activation_setting_error() -> Option<String> {
-    requested_bits().err()
+    settings().bits
 }
 
 /// An integer type activations are quantized to.

@@ -7,19 +7,30 @@ fn random(n: usize, seed: u64) -> Vec<f32> {
 }
 
 #[test]
-fn isa_settings_name_levels_in_order() {
-    let parse_isa = |v| parse_named(v, &ISAS, Isa::name);
-    assert_eq!(parse_isa("portable"), Ok(Isa::Portable));
-    assert_eq!(parse_isa("avx2"), Ok(Isa::Avx2));
-    assert_eq!(parse_isa("avx512"), Ok(Isa::Avx512));
-    let refused = parse_isa("AVX2").unwrap_err();
+fn a_cap_is_a_ceiling_on_what_the_cpu_has() {
+    let detected = Isa::detected();
+    assert_eq!(level_under(None), detected);
+    assert_eq!(level_under(Some(CpuIsa::Portable)), Isa::Portable);
+    assert_eq!(level_under(Some(CpuIsa::Avx512)), detected);
+    assert!(level_under(Some(CpuIsa::Avx2)) <= Isa::Avx2);
+    assert!(Isa::Avx512.has_avx2() && Isa::Avx2.has_avx2() && !Isa::Portable.has_avx2());
+}
+
+#[test]
+fn the_process_settings_refuse_a_second_choice() {
+    // Nothing else in this test binary configures: the test options hold.
+    let options = &glmhal_conformance::testing::test_options().cpu;
+    assert_eq!(configure(options.isa, options.activations), Ok(()));
+    assert_eq!(activation_bits(), options.activations);
+    let other = ActivationBits::ALL
+        .into_iter()
+        .find(|b| *b != options.activations)
+        .unwrap();
+    let refused = configure(options.isa, other).unwrap_err();
     assert!(
-        refused.contains("\"AVX2\"") && refused.contains("avx512"),
+        refused.contains(options.activations.name()) && refused.contains(other.name()),
         "{refused}"
     );
-    // A cap is a ceiling: `min` with what the CPU has.
-    assert_eq!(Isa::Avx512.min(Isa::Avx2), Isa::Avx2);
-    assert!(Isa::Avx512.has_avx2() && Isa::Avx2.has_avx2() && !Isa::Portable.has_avx2());
 }
 
 #[test]
@@ -135,18 +146,6 @@ fn vector_quantization_matches_the_plain_one_bit_for_bit() {
     assert_eq!(
         row.lane_scales.is_empty(),
         !int8::in_weight_layout(DType::Q8_0)
-    );
-}
-
-#[test]
-fn activation_settings_name_precisions() {
-    let parse = |v| parse_named(v, &PRECISIONS, ActivationBits::name);
-    assert_eq!(parse("int8"), Ok(ActivationBits::Int8));
-    assert_eq!(parse("int16"), Ok(ActivationBits::Int16));
-    let refused = parse("i8").unwrap_err();
-    assert!(
-        refused.contains("\"i8\"") && refused.contains("int16"),
-        "{refused}"
     );
 }
 

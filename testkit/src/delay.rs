@@ -1,22 +1,19 @@
-//! A planted slowdown, for proving that speed regressions are caught: with
-//! `GLMHAL_INJECT_DELAY=OP:MILLISECONDS` (e.g. `mat_mul:20`) every backend the
-//! registry opens waits that long after each call of that op. Nothing else
-//! changes; the registry says on stderr when it applies one.
+//! A planted slowdown, for proving that speed regressions are caught: a
+//! [`Delayed`] backend waits after each call of one op (`mat_mul:20`), and
+//! nothing else changes. The CLI plants one in every backend it opens when
+//! `GLMHAL_INJECT_DELAY=OP:MILLISECONDS` asks for it, and says so on stderr.
 
 use std::ops::Range;
 use std::str::FromStr;
 use std::time::Duration;
 
-use crate::backend::{Backend, OpCall, SharedBytes, Support};
-use crate::buffer::{Buffer, DeviceId, TensorRef};
-use crate::device::DeviceInfo;
-use crate::error::{HalError, Result};
-use crate::layout::TensorDesc;
-use crate::op::{Op, OpKind};
-use crate::precision::Precision;
+use glmhal_hal::{
+    Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, OpCall, OpKind, Precision, Result,
+    SharedBytes, Support, TensorDesc, TensorRef,
+};
 
-/// The environment variable that plants a delay.
-pub const DELAY_ENV: &str = "GLMHAL_INJECT_DELAY";
+/// The variable the CLI reads a delay from.
+pub const DELAY_VARIABLE: &str = "GLMHAL_INJECT_DELAY";
 
 /// Which op waits and how long.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -33,7 +30,7 @@ impl FromStr for Delay {
     fn from_str(s: &str) -> Result<Self> {
         let bad = || {
             HalError::invalid(
-                DELAY_ENV,
+                DELAY_VARIABLE,
                 format!("expected OP:MILLISECONDS such as mat_mul:20, got `{s}`"),
             )
         };
@@ -46,16 +43,6 @@ impl FromStr for Delay {
             op: op.trim().parse()?,
             delay: Duration::from_secs_f64(ms / 1000.0),
         })
-    }
-}
-
-impl Delay {
-    /// The delay the environment asks for, if any.
-    pub fn from_env() -> Result<Option<Self>> {
-        match std::env::var(DELAY_ENV) {
-            Ok(v) if !v.trim().is_empty() => v.parse().map(Some),
-            _ => Ok(None),
-        }
     }
 }
 
