@@ -4,8 +4,8 @@
 use std::sync::Mutex;
 
 use glmhal_hal::{
-    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, HostTensor, Op, Precision,
-    Result, Support, TensorDesc, TensorRef,
+    Backend, Buffer, DeviceId, DeviceInfo, HalError, HostTensor, Op, OpContract, Precision, Result,
+    Support, TensorDesc, TensorRef,
 };
 
 /// Host memory guarded by a lock.
@@ -102,17 +102,21 @@ impl Backend for ReferenceBackend {
         );
         Ok(())
     }
-    fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
-        match glmhal_ops::validate(op, inputs, outputs) {
-            Ok(()) => Support::Supported,
-            Err(e) => Support::Unsupported(e.to_string()),
-        }
+    fn contract(&self) -> &'static dyn OpContract {
+        &glmhal_ops::CONTRACT
+    }
+    fn supports_valid(&self, _: &Op, _: &[TensorDesc], _: &[TensorDesc]) -> Support {
+        Support::Supported
     }
     fn precision(&self, _op: &Op, _inputs: &[TensorDesc], _outputs: &[TensorDesc]) -> Precision {
         Precision::F64
     }
-    fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
-        check_views("reference", self.id, inputs, outputs)?;
+    unsafe fn execute_valid(
+        &self,
+        op: &Op,
+        inputs: &[TensorRef<'_>],
+        outputs: &[TensorRef<'_>],
+    ) -> Result<()> {
         let ins = inputs
             .iter()
             .map(|t| self.read(t))

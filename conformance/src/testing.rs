@@ -2,7 +2,10 @@
 
 use std::sync::OnceLock;
 
-use glmhal_hal::{Availability, BackendOptions, BackendProvider, OpKind};
+use glmhal_hal::{
+    Availability, BackendOptions, BackendProvider, DType, HalError, Op, OpCall, OpKind, TensorDesc,
+    TensorRef,
+};
 
 use crate::runner::Status;
 use crate::suite::{run, Filter, Target, DEFAULT_SEED};
@@ -246,6 +249,60 @@ pub fn assert_probe_explains_itself(provider: &dyn BackendProvider) {
     }
 }
 
+/// Calls the contract refuses never reach the backend's kernels: a wrong
+/// dtype is a `DType` error and an output overlapping its input an
+/// `InvalidArgument` error from `execute` and `execute_step`, and
+/// `supports` gives the reason.
+pub fn assert_malformed_calls_are_refused(provider: &dyn BackendProvider) {
+    let Some(b) = open_for_test(provider) else {
+        return;
+    };
+    let name = provider.name();
+    let buf = b
+        .upload_new(&[0u8; 64])
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let f32s = TensorDesc::contiguous(DType::F32, &[4]);
+    let ints = TensorDesc::contiguous(DType::I32, &[4]);
+    let at = |desc: &TensorDesc, offset: usize| TensorRef {
+        buffer: &buf,
+        desc: TensorDesc {
+            offset,
+            ..desc.clone()
+        },
+    };
+    let refused = |what: &str, result: glmhal_hal::Result<()>| match result {
+        Err(HalError::InvalidArgument { .. } | HalError::DType { .. }) => {}
+        other => panic!("{name}: {what} was not refused by the checks: {other:?}"),
+    };
+    // silu of i32 values: a dtype the catalogue does not allow.
+    let wrong_dtype = (vec![at(&ints, 0)], vec![at(&f32s, 32)]);
+    refused(
+        "a wrong dtype",
+        b.execute(&Op::Silu, &wrong_dtype.0, &wrong_dtype.1),
+    );
+    assert!(
+        !b.supports(
+            &Op::Silu,
+            std::slice::from_ref(&ints),
+            std::slice::from_ref(&f32s)
+        )
+        .is_supported(),
+        "{name}: supports accepted a wrong dtype"
+    );
+    // An output overlapping its input.
+    let overlapping = (vec![at(&f32s, 0)], vec![at(&f32s, 8)]);
+    refused(
+        "an output overlapping its input",
+        b.execute(&Op::Silu, &overlapping.0, &overlapping.1),
+    );
+    let step = [OpCall {
+        op: Op::Silu,
+        inputs: overlapping.0.iter().cloned().collect(),
+        outputs: overlapping.1.iter().cloned().collect(),
+    }];
+    refused("an overlapping call in a step", b.execute_step(&step));
+}
+
 /// Uploads and downloads at unaligned offsets touch exactly their bytes,
 /// and a copy past the end of a buffer is an error.
 pub fn assert_copies_keep_neighbouring_bytes(provider: &dyn BackendProvider) {
@@ -409,6 +466,11 @@ macro_rules! backend_tests {
         #[test]
         fn probe_explains_itself() {
             $crate::testing::assert_probe_explains_itself(&$provider);
+        }
+
+        #[test]
+        fn malformed_calls_are_refused() {
+            $crate::testing::assert_malformed_calls_are_refused(&$provider);
         }
 
         #[test]

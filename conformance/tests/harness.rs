@@ -8,8 +8,8 @@ use glmhal_conformance::{
 };
 use glmhal_cpu::CpuBackend;
 use glmhal_hal::{
-    Backend, Buffer, DeviceId, DeviceInfo, HostTensor, Op, OpKind, Precision, Result, Support,
-    TensorDesc, TensorRef,
+    Backend, Buffer, DeviceId, DeviceInfo, HostTensor, Op, OpContract, OpKind, Precision, Result,
+    Support, TensorDesc, TensorRef,
 };
 
 #[derive(Clone, Copy, PartialEq)]
@@ -63,7 +63,10 @@ impl Backend for Faulty {
     fn download(&self, src: &Buffer, offset: usize, out: &mut [u8]) -> Result<()> {
         self.inner.download(src, offset, out)
     }
-    fn supports(&self, op: &Op, i: &[TensorDesc], o: &[TensorDesc]) -> Support {
+    fn contract(&self) -> &'static dyn OpContract {
+        self.inner.contract()
+    }
+    fn supports_valid(&self, op: &Op, i: &[TensorDesc], o: &[TensorDesc]) -> Support {
         if self.fault == Fault::Unsupported {
             return Support::Unsupported("this test device has no kernels".into());
         }
@@ -72,7 +75,12 @@ impl Backend for Faulty {
     fn precision(&self, op: &Op, i: &[TensorDesc], o: &[TensorDesc]) -> Precision {
         self.inner.precision(op, i, o)
     }
-    fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
+    unsafe fn execute_valid(
+        &self,
+        op: &Op,
+        inputs: &[TensorRef<'_>],
+        outputs: &[TensorRef<'_>],
+    ) -> Result<()> {
         if self.fault == Fault::Panic {
             panic!("kernel crashed");
         }
@@ -305,13 +313,21 @@ impl Backend for NeoxRope {
     fn download(&self, src: &Buffer, offset: usize, out: &mut [u8]) -> Result<()> {
         self.0.download(src, offset, out)
     }
-    fn supports(&self, op: &Op, i: &[TensorDesc], o: &[TensorDesc]) -> Support {
+    fn contract(&self) -> &'static dyn OpContract {
+        self.0.contract()
+    }
+    fn supports_valid(&self, op: &Op, i: &[TensorDesc], o: &[TensorDesc]) -> Support {
         self.0.supports(op, i, o)
     }
     fn precision(&self, op: &Op, i: &[TensorDesc], o: &[TensorDesc]) -> Precision {
         self.0.precision(op, i, o)
     }
-    fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
+    unsafe fn execute_valid(
+        &self,
+        op: &Op,
+        inputs: &[TensorRef<'_>],
+        outputs: &[TensorRef<'_>],
+    ) -> Result<()> {
         let op = match op {
             Op::Rope { rot, theta, .. } => Op::Rope {
                 rot: *rot,

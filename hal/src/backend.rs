@@ -6,7 +6,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 use smallvec::SmallVec;
 
-use crate::buffer::{Buffer, DeviceId, TensorRef};
+use crate::buffer::{check_views, Buffer, DeviceId, TensorRef};
 use crate::device::DeviceInfo;
 use crate::error::Result;
 use crate::layout::TensorDesc;
@@ -32,6 +32,15 @@ impl Support {
     pub fn is_supported(&self) -> bool {
         matches!(self, Support::Supported)
     }
+}
+
+/// The rules every call is checked against before a backend sees it: the
+/// counts, dtypes, ranks and shapes of each op's tensors. The op catalogue
+/// supplies them (`glmhal_ops::CONTRACT`); the HAL cannot name it, because
+/// the catalogue is built on the HAL's types.
+pub trait OpContract: Send + Sync {
+    /// `Ok` when `op` may take tensors of these descriptors, else why not.
+    fn validate(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Result<()>;
 }
 
 /// One op with its tensors, for handing a backend a whole step at once.
@@ -73,8 +82,24 @@ pub trait Backend: Send + Sync {
     /// waiting for every op enqueued before it.
     fn download(&self, src: &Buffer, offset: usize, out: &mut [u8]) -> Result<()>;
 
-    /// Whether `op` can run here with tensors of these descriptors.
-    fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support;
+    /// The rules calls are checked against before this backend sees them
+    /// (`&glmhal_ops::CONTRACT` for every real backend; a wrapper passes its
+    /// inner backend's).
+    fn contract(&self) -> &'static dyn OpContract;
+
+    /// Whether `op` can run here with tensors of these descriptors: the
+    /// contract's answer first, then [`Backend::supports_valid`]. Provided so
+    /// no backend can skip the contract; backends implement `supports_valid`.
+    fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
+        match self.contract().validate(op, inputs, outputs) {
+            Err(e) => Support::Unsupported(e.to_string()),
+            Ok(()) => self.supports_valid(op, inputs, outputs),
+        }
+    }
+
+    /// This backend's own limits on a call the contract accepts, with the
+    /// reason when it cannot run it.
+    fn supports_valid(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support;
 
     /// What `op` with tensors of these descriptors computes in here: the
     /// arithmetic, any rounding of inputs or quantization of activations,
@@ -84,16 +109,51 @@ pub trait Backend: Send + Sync {
     /// bf16 fails). Only asked for ops [`Backend::supports`] accepts.
     fn precision(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Precision;
 
-    /// Enqueues `op`. Inputs and outputs follow the op catalogue; outputs
-    /// must not overlap inputs or each other.
-    fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()>;
+    /// Enqueues `op` after checking it against the contract and its views
+    /// ([`check_views`]: on this device, in bounds, no output overlapping an
+    /// input or another output). Provided so no backend can skip the checks;
+    /// backends implement [`Backend::execute_valid`].
+    fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
+        check_call(self, op, inputs, outputs)?;
+        // SAFETY: the call was checked just above.
+        unsafe { self.execute_valid(op, inputs, outputs) }
+    }
 
-    /// Enqueues a whole step. Backends that can record or fuse a step (one
-    /// submission, a captured graph) override this; the default runs the
-    /// calls one by one.
+    /// Enqueues `op`, already checked by [`Backend::execute`].
+    ///
+    /// # Safety
+    /// The caller has checked the call as [`Backend::execute`] does: the
+    /// contract accepts it and its views pass [`check_views`] for this
+    /// device. Backends may rely on that for memory safety (the CPU backend
+    /// writes outputs through slices that must not overlap its inputs).
+    unsafe fn execute_valid(
+        &self,
+        op: &Op,
+        inputs: &[TensorRef<'_>],
+        outputs: &[TensorRef<'_>],
+    ) -> Result<()>;
+
+    /// Enqueues a whole step after checking every call as [`Backend::execute`]
+    /// does. Provided; backends that record or fuse a step implement
+    /// [`Backend::execute_valid_step`].
     fn execute_step(&self, calls: &[OpCall<'_>]) -> Result<()> {
         for call in calls {
-            self.execute(&call.op, &call.inputs, &call.outputs)?;
+            check_call(self, &call.op, &call.inputs, &call.outputs)?;
+        }
+        // SAFETY: every call was checked just above.
+        unsafe { self.execute_valid_step(calls) }
+    }
+
+    /// Enqueues a whole step of checked calls. Backends that can record or
+    /// fuse a step (one submission, a captured graph) override this; the
+    /// default runs the calls one by one.
+    ///
+    /// # Safety
+    /// Every call was checked as for [`Backend::execute_valid`].
+    unsafe fn execute_valid_step(&self, calls: &[OpCall<'_>]) -> Result<()> {
+        for call in calls {
+            // SAFETY: the caller checked every call.
+            unsafe { self.execute_valid(&call.op, &call.inputs, &call.outputs)? };
         }
         Ok(())
     }
@@ -134,4 +194,20 @@ pub trait Backend: Send + Sync {
         self.upload(&buffer, 0, data)?;
         Ok(buffer)
     }
+}
+
+/// Checks one call against `backend`'s contract and its views.
+fn check_call<B: Backend + ?Sized>(
+    backend: &B,
+    op: &Op,
+    inputs: &[TensorRef<'_>],
+    outputs: &[TensorRef<'_>],
+) -> Result<()> {
+    let descs = |ts: &[TensorRef<'_>]| -> SmallVec<[TensorDesc; 4]> {
+        ts.iter().map(|t| t.desc.clone()).collect()
+    };
+    backend
+        .contract()
+        .validate(op, &descs(inputs), &descs(outputs))?;
+    check_views(backend.name(), backend.device_id(), inputs, outputs)
 }

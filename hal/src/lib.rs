@@ -31,7 +31,7 @@ pub mod quant;
 pub mod registry;
 pub mod rng;
 
-pub use backend::{Backend, OpCall, SharedBytes, Support};
+pub use backend::{Backend, OpCall, OpContract, SharedBytes, Support};
 pub use buffer::{check_views, Buffer, DeviceBuffer, DeviceId, TensorRef};
 pub use device::{DeviceInfo, DeviceSelector, PeakFlops};
 pub use dtype::{DType, QUANT_BLOCK};

@@ -1,6 +1,6 @@
 //! Shape and dtype checks for every op: the contract backends rely on.
 
-use glmhal_hal::{DType, HalError, Op, Result, TensorDesc};
+use glmhal_hal::{DType, HalError, Op, OpContract, Result, TensorDesc};
 
 /// Checks that `inputs` and `outputs` fit `op`: their number, ranks, shapes
 /// and dtypes, and the op's parameters. Errors name the op and the mismatch.
@@ -297,6 +297,21 @@ impl Checker {
             ));
         }
         Ok(())
+    }
+}
+
+/// The catalogue's rules as the HAL's [`OpContract`]: what every backend
+/// hands back from `Backend::contract`, so `Backend::execute` and
+/// `Backend::supports` check each call against them before the backend sees it.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Catalogue;
+
+/// The contract every backend is checked against.
+pub static CONTRACT: Catalogue = Catalogue;
+
+impl OpContract for Catalogue {
+    fn validate(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Result<()> {
+        validate(op, inputs, outputs)
     }
 }
 

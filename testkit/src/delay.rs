@@ -8,8 +8,8 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use glmhal_hal::{
-    Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, OpCall, OpKind, Precision, Result,
-    SharedBytes, Support, TensorDesc, TensorRef,
+    Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, OpCall, OpContract, OpKind, Precision,
+    Result, SharedBytes, Support, TensorDesc, TensorRef,
 };
 
 /// The variable the CLI reads a delay from.
@@ -84,18 +84,26 @@ impl Backend for Delayed {
     fn download(&self, src: &Buffer, offset: usize, out: &mut [u8]) -> Result<()> {
         self.inner.download(src, offset, out)
     }
-    fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
+    fn contract(&self) -> &'static dyn OpContract {
+        self.inner.contract()
+    }
+    fn supports_valid(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
         self.inner.supports(op, inputs, outputs)
     }
     fn precision(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Precision {
         self.inner.precision(op, inputs, outputs)
     }
-    fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
+    unsafe fn execute_valid(
+        &self,
+        op: &Op,
+        inputs: &[TensorRef<'_>],
+        outputs: &[TensorRef<'_>],
+    ) -> Result<()> {
         self.inner.execute(op, inputs, outputs)?;
         self.pause(op);
         Ok(())
     }
-    fn execute_step(&self, calls: &[OpCall<'_>]) -> Result<()> {
+    unsafe fn execute_valid_step(&self, calls: &[OpCall<'_>]) -> Result<()> {
         self.inner.execute_step(calls)?;
         for call in calls {
             self.pause(&call.op);

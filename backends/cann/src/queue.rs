@@ -5,8 +5,8 @@ use std::ffi::c_void;
 use std::sync::{Arc, Mutex};
 
 use glmhal_hal::{
-    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, HostTensor, Op, Precision,
-    Result, Support, TensorDesc, TensorRef,
+    Backend, Buffer, DeviceId, DeviceInfo, HalError, HostTensor, Op, OpContract, Precision, Result,
+    Support, TensorDesc, TensorRef,
 };
 
 use crate::kernels::{
@@ -231,20 +231,27 @@ impl Backend for CannBackend {
         })
     }
 
-    fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
-        crate::support::supports(op, inputs, outputs, &self.info.name)
+    fn contract(&self) -> &'static dyn OpContract {
+        &glmhal_ops::CONTRACT
+    }
+
+    fn supports_valid(&self, _: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
+        crate::support::supports(inputs, outputs, &self.info.name)
     }
 
     fn precision(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Precision {
         crate::support::precision(op, inputs, outputs, &self.info.name)
     }
 
-    fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
+    unsafe fn execute_valid(
+        &self,
+        op: &Op,
+        inputs: &[TensorRef<'_>],
+        outputs: &[TensorRef<'_>],
+    ) -> Result<()> {
         let ins: Vec<TensorDesc> = inputs.iter().map(|t| t.desc.clone()).collect();
         let outs: Vec<TensorDesc> = outputs.iter().map(|t| t.desc.clone()).collect();
-        glmhal_ops::validate(op, &ins, &outs)?;
-        check_views("cann", self.id, inputs, outputs)?;
-        if let Support::Unsupported(reason) = self.supports(op, &ins, &outs) {
+        if let Support::Unsupported(reason) = self.supports_valid(op, &ins, &outs) {
             return Err(HalError::Unsupported {
                 backend: self.selector(),
                 op: op.name().into(),

@@ -3,7 +3,7 @@
 use std::sync::Mutex;
 
 use glmhal_hal::{
-    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, Precision, Result, Support,
+    Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, OpContract, Precision, Result, Support,
     TensorDesc, TensorRef,
 };
 
@@ -142,26 +142,30 @@ impl Backend for CpuBackend {
         Ok(())
     }
 
-    fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
-        crate::support::supports(op, inputs, outputs)
+    fn contract(&self) -> &'static dyn OpContract {
+        &glmhal_ops::CONTRACT
+    }
+
+    fn supports_valid(&self, _: &Op, _: &[TensorDesc], _: &[TensorDesc]) -> Support {
+        // Every op and dtype combination the catalogue allows runs here.
+        Support::Supported
     }
 
     fn precision(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Precision {
         crate::support::precision(op, inputs, outputs)
     }
 
-    fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
-        // On the stack for the usual arity: descriptors keep their dims
-        // inline, so an op does not allocate to be validated.
-        let in_descs: Views<TensorDesc> = inputs.iter().map(|t| t.desc.clone()).collect();
-        let out_descs: Views<TensorDesc> = outputs.iter().map(|t| t.desc.clone()).collect();
-        glmhal_ops::validate(op, &in_descs, &out_descs)?;
-        check_views("cpu", self.id, inputs, outputs)?;
+    unsafe fn execute_valid(
+        &self,
+        op: &Op,
+        inputs: &[TensorRef<'_>],
+        outputs: &[TensorRef<'_>],
+    ) -> Result<()> {
         let _q = self.lock();
         let mut ins: Views<In<'_>> = SmallVec::new();
         for t in inputs {
             let buf = self.buffer(t.buffer)?;
-            // SAFETY: queue lock held; check_views proved no output overlaps this range.
+            // SAFETY: queue lock held; the caller's check_views proved no output overlaps this range.
             let bytes = unsafe { buf.bytes(t.desc.byte_range()) };
             ins.push(In {
                 desc: rebased(&t.desc),
@@ -170,7 +174,7 @@ impl Backend for CpuBackend {
         }
         let target = &outputs[0];
         let buf = self.writable(target.buffer)?;
-        // SAFETY: queue lock held; check_views proved this range overlaps no other view.
+        // SAFETY: queue lock held; the caller's check_views proved this range overlaps no other view.
         let bytes = unsafe { buf.bytes_mut(target.desc.byte_range()) };
         let mut out = Out {
             desc: rebased(&target.desc),
@@ -179,7 +183,7 @@ impl Backend for CpuBackend {
         self.pool.install(|| kernels::run(op, &ins, &mut out))
     }
 
-    fn execute_step(&self, calls: &[glmhal_hal::OpCall<'_>]) -> Result<()> {
+    unsafe fn execute_valid_step(&self, calls: &[glmhal_hal::OpCall<'_>]) -> Result<()> {
         // The whole step on a worker: each op's `install` is then a direct
         // call instead of a hand-off to the pool and a wait for it (two
         // thread wake-ups per op, hundreds of ops per decoded token), and
@@ -187,7 +191,10 @@ impl Backend for CpuBackend {
         self.pool.install(|| {
             calls
                 .iter()
-                .try_for_each(|call| self.execute(&call.op, &call.inputs, &call.outputs))
+                // SAFETY: the caller checked every call.
+                .try_for_each(|call| unsafe {
+                    self.execute_valid(&call.op, &call.inputs, &call.outputs)
+                })
         })
     }
 

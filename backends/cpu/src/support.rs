@@ -1,18 +1,9 @@
-//! What the CPU backend can run (every valid op and dtype combination) and
-//! what it computes each in.
+//! What the CPU backend computes each op in (it runs every op and dtype
+//! combination the catalogue allows).
 
-use glmhal_hal::{Arithmetic, Op, Precision, Support, TensorDesc};
+use glmhal_hal::{Arithmetic, Op, Precision, TensorDesc};
 
 use crate::kernels::{attention, matmul};
-
-/// The CPU runs every op of the catalogue for every dtype the catalogue
-/// allows; anything the catalogue rejects is reported with the reason.
-pub fn supports(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
-    match glmhal_ops::validate(op, inputs, outputs) {
-        Ok(()) => Support::Supported,
-        Err(e) => Support::Unsupported(e.to_string()),
-    }
-}
 
 /// f32 arithmetic throughout (f16/bf16 values converted to f32 first),
 /// except where a kernel does otherwise, as it dispatches: products with

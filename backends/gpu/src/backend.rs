@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 
 use glmhal_hal::pool::SizePool;
 use glmhal_hal::{
-    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, Precision, Result, Support,
+    Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, OpContract, Precision, Result, Support,
     TensorDesc, TensorRef,
 };
 
@@ -366,7 +366,11 @@ impl Backend for GpuBackend {
         self.check_status()
     }
 
-    fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
+    fn contract(&self) -> &'static dyn OpContract {
+        &glmhal_ops::CONTRACT
+    }
+
+    fn supports_valid(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
         supports(op, inputs, outputs)
     }
 
@@ -374,12 +378,15 @@ impl Backend for GpuBackend {
         crate::plan::precision(op, inputs, outputs)
     }
 
-    fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
+    unsafe fn execute_valid(
+        &self,
+        op: &Op,
+        inputs: &[TensorRef<'_>],
+        outputs: &[TensorRef<'_>],
+    ) -> Result<()> {
         let ins: Vec<TensorDesc> = inputs.iter().map(|t| t.desc.clone()).collect();
         let outs: Vec<TensorDesc> = outputs.iter().map(|t| t.desc.clone()).collect();
-        glmhal_ops::validate(op, &ins, &outs)?;
-        check_views(self.driver.backend(), self.id, inputs, outputs)?;
-        if let Support::Unsupported(reason) = self.supports(op, &ins, &outs) {
+        if let Support::Unsupported(reason) = self.supports_valid(op, &ins, &outs) {
             return Err(HalError::Unsupported {
                 backend: self.selector(),
                 op: op.name().into(),

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use glmhal_hal::{
-    check_views, Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, OpCall, Precision, Result,
+    Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, OpCall, OpContract, Precision, Result,
     Support, TensorDesc, TensorRef, WgpuOptions,
 };
 
@@ -156,7 +156,8 @@ impl WgpuBackend {
         self.submissions.load(Ordering::Relaxed)
     }
 
-    /// The launches that run `op` (checked against the catalogue and `supports`).
+    /// The launches that run `op` (already checked against the contract and
+    /// its views; checked here against this adapter's limits).
     fn record(
         &self,
         op: &Op,
@@ -165,9 +166,7 @@ impl WgpuBackend {
     ) -> Result<Vec<Launch>> {
         let in_descs: Vec<TensorDesc> = inputs.iter().map(|t| t.desc.clone()).collect();
         let out_descs: Vec<TensorDesc> = outputs.iter().map(|t| t.desc.clone()).collect();
-        glmhal_ops::validate(op, &in_descs, &out_descs)?;
-        check_views("wgpu", self.id, inputs, outputs)?;
-        if let Support::Unsupported(reason) = self.supports(op, &in_descs, &out_descs) {
+        if let Support::Unsupported(reason) = self.supports_valid(op, &in_descs, &out_descs) {
             return Err(HalError::Unsupported {
                 backend: self.selector(),
                 op: op.name().into(),
@@ -530,7 +529,11 @@ impl Backend for WgpuBackend {
         Ok(())
     }
 
-    fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
+    fn contract(&self) -> &'static dyn OpContract {
+        &glmhal_ops::CONTRACT
+    }
+
+    fn supports_valid(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
         crate::support::supports(op, inputs, outputs, &self.binding, self.loop_cap)
     }
 
@@ -538,12 +541,17 @@ impl Backend for WgpuBackend {
         crate::support::precision(op, inputs, outputs)
     }
 
-    fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
+    unsafe fn execute_valid(
+        &self,
+        op: &Op,
+        inputs: &[TensorRef<'_>],
+        outputs: &[TensorRef<'_>],
+    ) -> Result<()> {
         let launches = self.record(op, inputs, outputs)?;
         self.submit(&launches)
     }
 
-    fn execute_step(&self, calls: &[OpCall<'_>]) -> Result<()> {
+    unsafe fn execute_valid_step(&self, calls: &[OpCall<'_>]) -> Result<()> {
         let mut launches = Vec::new();
         for call in calls {
             launches.extend(self.record(&call.op, &call.inputs, &call.outputs)?);

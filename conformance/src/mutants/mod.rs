@@ -13,8 +13,8 @@ mod kernels;
 use std::sync::Mutex;
 
 use glmhal_hal::{
-    Backend, Buffer, DeviceId, DeviceInfo, HostTensor, Op, OpKind, Precision, Result, Support,
-    TensorDesc, TensorRef,
+    Backend, Buffer, DeviceId, DeviceInfo, HostTensor, Op, OpContract, OpKind, Precision, Result,
+    Support, TensorDesc, TensorRef,
 };
 use serde::Serialize;
 
@@ -256,7 +256,10 @@ impl Backend for Mutated<'_> {
     fn download(&self, src: &Buffer, offset: usize, out: &mut [u8]) -> Result<()> {
         self.inner().download(src, offset, out)
     }
-    fn supports(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
+    fn contract(&self) -> &'static dyn OpContract {
+        self.inner().contract()
+    }
+    fn supports_valid(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
         self.inner().supports(op, inputs, outputs)
     }
     fn precision(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Precision {
@@ -266,7 +269,12 @@ impl Backend for Mutated<'_> {
             _ => declared,
         }
     }
-    fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
+    unsafe fn execute_valid(
+        &self,
+        op: &Op,
+        inputs: &[TensorRef<'_>],
+        outputs: &[TensorRef<'_>],
+    ) -> Result<()> {
         let here = op.kind() == self.mutant.op
             && self.only_call.is_none_or(|n| {
                 n == self

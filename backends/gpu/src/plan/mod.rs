@@ -96,11 +96,9 @@ pub fn precision(_op: &Op, _inputs: &[TensorDesc], _outputs: &[TensorDesc]) -> P
     Precision::F32.with_function_ulps(FUNCTION_ULPS)
 }
 
-/// Whether the kernel tree covers `op` with these tensors, and why not.
+/// Whether the kernel tree covers `op` with these tensors (a call the
+/// contract accepts), and why not.
 pub fn supports(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
-    if let Err(e) = glmhal_ops::validate(op, inputs, outputs) {
-        return Support::Unsupported(e.to_string());
-    }
     if inputs.iter().chain(outputs).any(|t| t.rank() > 4) {
         return Support::Unsupported("the GPU kernels take tensors of rank 4 or less".into());
     }
@@ -134,7 +132,9 @@ pub fn plan_if_supported(
     outputs: &[TensorDesc],
     warp: u32,
 ) -> Result<Option<Vec<Launch>>> {
-    if supports(op, inputs, outputs) != Support::Supported {
+    if glmhal_ops::validate(op, inputs, outputs).is_err()
+        || supports(op, inputs, outputs) != Support::Supported
+    {
         return Ok(None);
     }
     plan(op, inputs, &outputs[0], warp).map(Some)
