@@ -3,66 +3,46 @@
 
 use std::collections::BTreeMap;
 
+use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
+
 use crate::compare::{CiReport, Comparison};
 
-fn escape(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            c if (c as u32) < 0x20 && c != '\n' && c != '\t' => out.push(' '),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// One test case: its failure message or skip reason, if any.
-struct TestCase {
+/// One test case: its failure text (first line as the message, all of it as
+/// the body) or skip reason, if any.
+fn case(
     class: String,
     name: String,
     seconds: f64,
     failure: Option<String>,
     skipped: Option<String>,
+) -> TestCase {
+    let status = match (failure, skipped) {
+        (Some(text), _) => {
+            let mut s = TestCaseStatus::non_success(NonSuccessKind::Failure);
+            s.set_message(text.lines().next().unwrap_or(""));
+            s.set_description(text);
+            s
+        }
+        (None, Some(why)) => {
+            let mut s = TestCaseStatus::skipped();
+            s.set_message(why);
+            s
+        }
+        (None, None) => TestCaseStatus::success(),
+    };
+    let mut c = TestCase::new(name, status);
+    c.set_classname(class);
+    // quick-junit rounds `time` to milliseconds; bench medians of small ops
+    // are microseconds, so the attribute is written with glmhal's precision.
+    c.extra
+        .insert("time".into(), format!("{seconds:.6}").into());
+    c
 }
 
-fn suite(name: &str, cases: &[TestCase]) -> String {
-    let failures = cases.iter().filter(|c| c.failure.is_some()).count();
-    let skipped = cases.iter().filter(|c| c.skipped.is_some()).count();
-    let mut s = format!(
-        "  <testsuite name=\"{}\" tests=\"{}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">\n",
-        escape(name),
-        cases.len()
-    );
-    for c in cases {
-        s += &format!(
-            "    <testcase classname=\"{}\" name=\"{}\" time=\"{:.6}\"",
-            escape(&c.class),
-            escape(&c.name),
-            c.seconds
-        );
-        match (&c.failure, &c.skipped) {
-            (Some(f), _) => {
-                s += &format!(
-                    ">\n      <failure message=\"{}\">{}</failure>\n    </testcase>\n",
-                    escape(f.lines().next().unwrap_or("")),
-                    escape(f)
-                )
-            }
-            (None, Some(why)) => {
-                s += &format!(
-                    ">\n      <skipped message=\"{}\"/>\n    </testcase>\n",
-                    escape(why)
-                )
-            }
-            (None, None) => s += "/>\n",
-        }
-    }
-    s + "  </testsuite>\n"
+fn suite(name: &str, cases: Vec<TestCase>) -> TestSuite {
+    let mut s = TestSuite::new(name);
+    s.add_test_cases(cases);
+    s
 }
 
 /// The JUnit document of a `glmhal ci` run.
@@ -97,13 +77,13 @@ pub fn junit(now: &CiReport, cmp: &Comparison) -> String {
         .into_iter()
         .map(|((backend, op, dtypes), problems)| {
             let (unsup, total) = unsupported[&(backend.clone(), op.clone(), dtypes.clone())];
-            TestCase {
-                class: format!("conformance.{backend}"),
-                name: format!("{op} [{dtypes}]"),
-                seconds: 0.0,
-                failure: (!problems.is_empty()).then(|| problems.join("\n")),
-                skipped: (unsup == total).then(|| "unsupported on this device".to_string()),
-            }
+            case(
+                format!("conformance.{backend}"),
+                format!("{op} [{dtypes}]"),
+                0.0,
+                (!problems.is_empty()).then(|| problems.join("\n")),
+                (unsup == total).then(|| "unsupported on this device".to_string()),
+            )
         })
         .collect();
     let models: Vec<TestCase> = now
@@ -114,19 +94,19 @@ pub fn junit(now: &CiReport, cmp: &Comparison) -> String {
                 .numeric
                 .iter()
                 .find(|f| f.backend == m.backend && f.name == format!("model:{}", m.model));
-            TestCase {
-                class: format!("models.{}", m.backend),
-                name: m.model.clone(),
-                seconds: 0.0,
-                failure: match (m.status.as_str(), drift) {
+            case(
+                format!("models.{}", m.backend),
+                m.model.clone(),
+                0.0,
+                match (m.status.as_str(), drift) {
                     (_, Some(f)) => Some(f.detail.clone()),
                     ("fail" | "error", None) => {
                         Some(format!("{} (max error {:.3e})", m.status, m.max_abs_error))
                     }
                     _ => None,
                 },
-                skipped: (m.status == "unsupported").then(|| "unsupported".to_string()),
-            }
+                (m.status == "unsupported").then(|| "unsupported".to_string()),
+            )
         })
         .collect();
     let bench: Vec<TestCase> = now
@@ -138,11 +118,11 @@ pub fn junit(now: &CiReport, cmp: &Comparison) -> String {
                 .deltas
                 .iter()
                 .find(|d| d.backend == m.backend && d.name == m.name);
-            TestCase {
-                class: format!("bench.{}", m.backend),
-                name: m.name.clone(),
-                seconds: m.stats.median_s,
-                failure: delta.filter(|d| d.regressed).map(|d| {
+            case(
+                format!("bench.{}", m.backend),
+                m.name.clone(),
+                m.stats.median_s,
+                delta.filter(|d| d.regressed).map(|d| {
                     format!(
                         "{:.2}× slower than the baseline ({:.3} ms → {:.3} ms; allowed {:.2}×)",
                         d.ratio,
@@ -151,25 +131,71 @@ pub fn junit(now: &CiReport, cmp: &Comparison) -> String {
                         1.0 + d.allowed
                     )
                 }),
-                skipped: None,
-            }
+                None,
+            )
         })
         .collect();
-    let mut s = String::from(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"glmhal ci\">\n",
-    );
-    s += &suite("conformance", &conformance);
-    s += &suite("models", &models);
-    s += &suite("bench", &bench);
-    s + "</testsuites>\n"
+    let mut report = Report::new("glmhal ci");
+    report.add_test_suites([
+        suite("conformance", conformance),
+        suite("models", models),
+        suite("bench", bench),
+    ]);
+    // Serializing into memory has no I/O to fail, and every string went
+    // through quick-junit's XmlString, which drops what XML cannot hold.
+    report
+        .to_string()
+        .expect("a JUnit report serializes into memory")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compare::{CaseRecord, ModelRecord};
+
+    fn record(op: &str, case: &str, status: &str) -> CaseRecord {
+        CaseRecord {
+            backend: "cpu".into(),
+            case: case.into(),
+            op: op.into(),
+            dtypes: vec!["f32".into()],
+            status: status.into(),
+            nmse: None,
+            bound_ratio: Some(2.5),
+        }
+    }
 
     #[test]
-    fn escapes_markup() {
-        assert_eq!(escape("a<b & \"c\""), "a&lt;b &amp; &quot;c&quot;");
+    fn failures_skips_and_markup_are_written_as_junit() {
+        let now = CiReport {
+            cases: vec![
+                record("mat_mul", "a<b & \"c\"", "fail"),
+                record("mat_mul", "fine", "pass"),
+                record("rope", "r", "unsupported"),
+            ],
+            models: vec![ModelRecord {
+                backend: "cpu".into(),
+                model: "tiny".into(),
+                status: "pass".into(),
+                max_abs_error: 0.0,
+            }],
+            ..CiReport::default()
+        };
+        let xml = junit(&now, &Comparison::default());
+        assert!(xml.starts_with("<?xml"), "{xml}");
+        for want in [
+            "<testsuites name=\"glmhal ci\"",
+            "<testsuite name=\"conformance\" tests=\"2\"",
+            "failures=\"1\"",
+            "<testcase name=\"mat_mul [f32]\" classname=\"conformance.cpu\" time=\"0.000000\">",
+            // The first line is the message, the whole text the body; markup
+            // in either is escaped.
+            "<failure message=\"a&lt;b &amp; &quot;c&quot;: fail (bound ratio 2.500e0)\">a&lt;b &amp;",
+            "<skipped message=\"unsupported on this device\"/>",
+            "<testcase name=\"tiny\" classname=\"models.cpu\" time=\"0.000000\"/>",
+            "<testsuite name=\"bench\"",
+        ] {
+            assert!(xml.contains(want), "`{want}` not in:\n{xml}");
+        }
     }
 }

@@ -4,6 +4,7 @@
 mod backends;
 mod commands;
 mod options;
+mod progress;
 mod style;
 
 use std::process::ExitCode;

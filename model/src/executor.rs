@@ -15,10 +15,12 @@ use crate::plan::{Plan, Planner};
 use crate::weights::DeviceWeights;
 
 /// Options for [`Model::load`].
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
     /// Store projection and embedding matrices in this dtype (as in the checkpoint when `None`).
     pub weights: Option<DType>,
+    /// Where loading reports each weight placed on the device.
+    pub progress: crate::Progress,
 }
 
 /// A model resident on a backend.
@@ -98,7 +100,13 @@ impl Model {
                 }
             );
         }
-        let weights = DeviceWeights::load(backend.as_ref(), &ckpt, &sources, options.weights)?;
+        let weights = DeviceWeights::load(
+            backend.as_ref(),
+            &ckpt,
+            &sources,
+            options.weights,
+            &options.progress,
+        )?;
         backend.synchronize()?;
         Ok(Model {
             config: ckpt.config.clone(),

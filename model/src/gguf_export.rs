@@ -173,6 +173,17 @@ fn tokenizer_metadata(path: &Path, vocab: usize, pre: &str) -> Result<Vec<(Strin
 /// not whole blocks of a quantized type stay F16), under `name`. Returns
 /// the number of tensors written.
 pub fn export(checkpoint: &Checkpoint, out: &Path, matrix: DType, name: &str) -> Result<usize> {
+    export_with(checkpoint, out, matrix, name, &crate::Progress::default())
+}
+
+/// [`export`], reporting each tensor written to `progress`.
+pub fn export_with(
+    checkpoint: &Checkpoint,
+    out: &Path,
+    matrix: DType,
+    name: &str,
+    progress: &crate::Progress,
+) -> Result<usize> {
     let c = &checkpoint.config;
     let glm4 = c.order == LayerOrder::Glm4;
     let arch = if glm4 { "glm4" } else { "chatglm" };
@@ -182,6 +193,7 @@ pub fn export(checkpoint: &Checkpoint, out: &Path, matrix: DType, name: &str) ->
     metadata.extend(tokenizer_part(checkpoint, out, arch)?);
     let specs: Vec<TensorSpec> = pieces.iter().map(|p| p.spec.clone()).collect();
     write(out, &metadata, &specs, |i| {
+        progress.report("converting tensors", i, pieces.len());
         let piece = &pieces[i];
         let raw = checkpoint.read(&sources[piece.source])?;
         let cols = raw.shape.get(1).copied().unwrap_or(1);
@@ -198,6 +210,7 @@ pub fn export(checkpoint: &Checkpoint, out: &Path, matrix: DType, name: &str) ->
         checkpoint.release(&raw);
         Ok(Cow::Owned(bytes))
     })?;
+    progress.report("converting tensors", pieces.len(), pieces.len());
     Ok(pieces.len())
 }
 

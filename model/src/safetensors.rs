@@ -4,6 +4,13 @@
 //! Layout: u64 little-endian header length, a JSON header
 //! `{name: {dtype, shape, data_offsets: [start, end]}, "__metadata__": {...}}`,
 //! then the data; offsets count from the start of the data.
+//!
+//! Hugging Face's `safetensors` crate parses and validates the header in
+//! place in the mapped file (the format's reference reader, so glmhal accepts
+//! exactly the files it does: tensors cover the data without holes or
+//! overlaps, and each one's offsets match its shape and dtype). Its errors do
+//! not always say which tensor is wrong or how, so a refused file is looked at
+//! again here to name the tensor and the problem.
 
 use std::collections::BTreeMap;
 use std::fs::File;
@@ -12,18 +19,29 @@ use std::path::{Path, PathBuf};
 use glmhal_hal::output::AtomicFile;
 use glmhal_hal::{DType, HalError, Result};
 use memmap2::Mmap;
+use safetensors::tensor::TensorInfo;
+use safetensors::{Dtype, SafeTensorError, SafeTensors};
+use serde::Deserialize;
 use serde_json::Value;
-
-/// Largest header accepted (the format's own reference reader uses 100 MB).
-const MAX_HEADER: u64 = 100 << 20;
 
 /// One tensor's entry in a header.
 #[derive(Clone, Debug)]
 struct Entry {
-    dtype: String,
+    dtype: Dtype,
     shape: Vec<usize>,
     start: usize,
     end: usize,
+}
+
+impl From<&TensorInfo> for Entry {
+    fn from(info: &TensorInfo) -> Self {
+        Entry {
+            dtype: info.dtype,
+            shape: info.shape.clone(),
+            start: info.data_offsets.0,
+            end: info.data_offsets.1,
+        }
+    }
 }
 
 /// A borrowed tensor of a memory-mapped file.
@@ -58,6 +76,17 @@ pub fn dtype_from_name(name: &str) -> Option<DType> {
     }
 }
 
+/// The glmhal dtype of a parsed safetensors dtype, if glmhal computes in it.
+fn dtype_from_safetensors(d: Dtype) -> Option<DType> {
+    match d {
+        Dtype::F32 => Some(DType::F32),
+        Dtype::F16 => Some(DType::F16),
+        Dtype::BF16 => Some(DType::Bf16),
+        Dtype::I32 => Some(DType::I32),
+        _ => None,
+    }
+}
+
 fn dtype_name(d: DType) -> Result<&'static str> {
     match d {
         DType::F32 => Ok("F32"),
@@ -73,7 +102,8 @@ fn dtype_name(d: DType) -> Result<&'static str> {
 
 impl SafetensorsFile {
     /// Maps and checks a file. Every tensor's offsets must lie inside the data
-    /// section and match its shape and dtype.
+    /// section and match its shape and dtype, and together the tensors must
+    /// cover the data exactly (no shared bytes, no bytes that belong to none).
     pub fn open(path: &Path) -> Result<Self> {
         let ctx = || path.display().to_string();
         let file = File::open(path).map_err(|e| HalError::io(format!("opening {}", ctx()), e))?;
@@ -140,7 +170,7 @@ impl SafetensorsFile {
                 format!("missing tensor `{name}`"),
             )
         })?;
-        let dtype = dtype_from_name(&e.dtype).ok_or_else(|| {
+        let dtype = dtype_from_safetensors(e.dtype).ok_or_else(|| {
             HalError::invalid(
                 self.path.display().to_string(),
                 format!(
@@ -158,72 +188,17 @@ impl SafetensorsFile {
     }
 }
 
-/// Checks a whole safetensors image (header and offsets) without mapping a
-/// file: the start of the data section and every entry, or what is wrong.
+/// Checks a whole safetensors image (header and offsets) in place: the start
+/// of the data section and every entry, or what is wrong.
 fn parse_layout(bytes: &[u8]) -> std::result::Result<(usize, BTreeMap<String, Entry>), String> {
-    if bytes.len() < 8 {
-        return Err(format!(
-            "too short for a safetensors file ({} bytes)",
-            bytes.len()
-        ));
-    }
-    let mut len_bytes = [0u8; 8];
-    len_bytes.copy_from_slice(&bytes[..8]);
-    let header_len = u64::from_le_bytes(len_bytes);
-    if header_len > MAX_HEADER || header_len > (bytes.len() - 8) as u64 {
-        return Err(format!(
-            "header length {header_len} is larger than the file ({} bytes) allows",
-            bytes.len()
-        ));
-    }
-    let data_start = 8 + header_len as usize;
-    let header: Value = serde_json::from_slice(&bytes[8..data_start])
-        .map_err(|e| format!("header is not valid JSON: {e}"))?;
-    let obj = header
-        .as_object()
-        .ok_or_else(|| "header is not a JSON object".to_string())?;
-    let data_len = bytes.len() - data_start;
-    let mut entries = BTreeMap::new();
-    for (name, v) in obj {
-        if name == "__metadata__" {
-            continue;
-        }
-        let entry = parse_entry(name, v).map_err(|m| format!("tensor `{name}`: {m}"))?;
-        if entry.end > data_len {
-            return Err(format!(
-                "tensor `{name}`: data {}..{} runs past the end of the data ({data_len} bytes)",
-                entry.start, entry.end
-            ));
-        }
-        if let Some(dt) = dtype_from_name(&entry.dtype) {
-            let numel = entry
-                .shape
-                .iter()
-                .try_fold(1usize, |a, d| a.checked_mul(*d));
-            let want = numel.and_then(|n| n.checked_mul(dt.block_bytes()));
-            if want != Some(entry.end - entry.start) {
-                return Err(format!(
-                    "tensor `{name}`: shape {:?} of {} needs {} bytes but offsets give {}",
-                    entry.shape,
-                    entry.dtype,
-                    want.map_or("too many".into(), |w| w.to_string()),
-                    entry.end - entry.start
-                ));
-            }
-        }
-        entries.insert(name.clone(), entry);
-    }
-    // Two tensors may not share bytes: one would read the other's data.
-    let mut spans: Vec<(&String, &Entry)> =
-        entries.iter().filter(|(_, e)| e.end > e.start).collect();
-    spans.sort_by_key(|(_, e)| e.start);
-    if let Some(w) = spans.windows(2).find(|w| w[1].1.start < w[0].1.end) {
-        return Err(format!(
-            "tensors `{}` ({}..{}) and `{}` ({}..{}) share bytes",
-            w[0].0, w[0].1.start, w[0].1.end, w[1].0, w[1].1.start, w[1].1.end
-        ));
-    }
-    Ok((data_start, entries))
+    let (header_len, metadata) =
+        SafeTensors::read_metadata(bytes).map_err(|e| explain(bytes, &e))?;
+    let entries = metadata
+        .tensors()
+        .into_iter()
+        .map(|(name, info)| (name, Entry::from(info)))
+        .collect();
+    Ok((8 + header_len, entries))
 }
 
 /// Validates a safetensors image in memory and lists its tensors; the entry
@@ -232,48 +207,151 @@ pub fn check_bytes(bytes: &[u8]) -> std::result::Result<Vec<String>, String> {
     parse_layout(bytes).map(|(_, e)| e.into_keys().collect())
 }
 
-fn parse_entry(name: &str, v: &Value) -> std::result::Result<Entry, String> {
-    let _ = name;
-    let o = v.as_object().ok_or("entry is not an object")?;
-    let dtype = o
-        .get("dtype")
-        .and_then(Value::as_str)
-        .ok_or("missing `dtype`")?
-        .to_string();
-    let shape = o
-        .get("shape")
-        .and_then(Value::as_array)
-        .ok_or("missing `shape`")?
-        .iter()
-        .map(|d| {
-            d.as_u64()
-                .and_then(|d| usize::try_from(d).ok())
-                .ok_or("shape entries must be integers")
-        })
-        .collect::<std::result::Result<Vec<usize>, _>>()?;
-    let offs = o
-        .get("data_offsets")
-        .and_then(Value::as_array)
-        .ok_or("missing `data_offsets`")?;
-    if offs.len() != 2 {
-        return Err("`data_offsets` must be [start, end]".into());
-    }
-    let off = |i: usize| {
-        offs[i]
-            .as_u64()
-            .and_then(|d| usize::try_from(d).ok())
-            .ok_or("offsets must be integers")
+/// Says what is wrong with an image the safetensors crate refused, naming the
+/// tensor where there is one; the crate's own words are the last resort.
+fn explain(bytes: &[u8], err: &SafeTensorError) -> String {
+    let len = bytes.len();
+    let Some(len_bytes) = bytes.first_chunk::<8>() else {
+        return format!("too short for a safetensors file ({len} bytes)");
     };
-    let (start, end) = (off(0)?, off(1)?);
-    if start > end {
-        return Err(format!("`data_offsets` [{start}, {end}] run backwards"));
+    let header_len = u64::from_le_bytes(*len_bytes);
+    let header = usize::try_from(header_len)
+        .ok()
+        .and_then(|n| bytes.get(8..n.checked_add(8)?));
+    match (err, header) {
+        (_, None) => {
+            format!("header length {header_len} is larger than the file ({len} bytes) allows")
+        }
+        (SafeTensorError::HeaderTooLarge, Some(_)) => {
+            format!("header length {header_len} is over the safetensors format's limit of 100 MB")
+        }
+        (SafeTensorError::InvalidHeader(e), _) => format!("header is not UTF-8: {e}"),
+        (SafeTensorError::InvalidHeaderDeserialization(e), Some(_)) if !e.is_data() => {
+            format!("header is not valid JSON: {e}")
+        }
+        (_, Some(h)) => explain_header(h, len - 8 - h.len())
+            .unwrap_or_else(|| format!("not a valid safetensors file: {err}")),
     }
-    Ok(Entry {
-        dtype,
-        shape,
-        start,
-        end,
-    })
+}
+
+/// The first problem with a header that is JSON: an entry that is not a
+/// tensor description, or offsets that do not tile the `data_len` bytes of
+/// data. None if nothing is found.
+fn explain_header(header: &[u8], data_len: usize) -> Option<String> {
+    let Ok(Value::Object(obj)) = serde_json::from_slice::<Value>(header) else {
+        return Some("header is not a JSON object".into());
+    };
+    let mut entries = BTreeMap::new();
+    for (name, v) in obj {
+        if name == "__metadata__" {
+            if !(v.is_null()
+                || v.as_object()
+                    .is_some_and(|o| o.values().all(Value::is_string)))
+            {
+                return Some("`__metadata__` must map names to strings".into());
+            }
+            continue;
+        }
+        match TensorInfo::deserialize(&v) {
+            Ok(info) => {
+                entries.insert(name, Entry::from(&info));
+            }
+            Err(e) => return Some(format!("tensor `{name}`: {}", entry_problem(&v, &e))),
+        }
+    }
+    for (name, e) in &entries {
+        if e.start > e.end {
+            return Some(format!(
+                "tensor `{name}`: `data_offsets` [{}, {}] run backwards",
+                e.start, e.end
+            ));
+        }
+        if e.end > data_len {
+            return Some(format!(
+                "tensor `{name}`: data {}..{} runs past the end of the data ({data_len} bytes)",
+                e.start, e.end
+            ));
+        }
+        let bits = e
+            .shape
+            .iter()
+            .try_fold(1usize, |a, d| a.checked_mul(*d))
+            .and_then(|n| n.checked_mul(e.dtype.bitsize()));
+        let want = bits.filter(|b| b % 8 == 0).map(|b| b / 8);
+        if want != Some(e.end - e.start) {
+            let needs = match bits {
+                None => "too many bytes".to_string(),
+                Some(b) if b % 8 != 0 => format!("{b} bits, not whole bytes,"),
+                Some(b) => format!("{} bytes", b / 8),
+            };
+            return Some(format!(
+                "tensor `{name}`: shape {:?} of {} needs {needs} but offsets give {}",
+                e.shape,
+                e.dtype,
+                e.end - e.start
+            ));
+        }
+    }
+    // Tensors must tile the data: two that share bytes would read each
+    // other's data, and bytes that belong to none could hide another payload.
+    let mut spans: Vec<(&String, &Entry)> =
+        entries.iter().filter(|(_, e)| e.end > e.start).collect();
+    spans.sort_by_key(|(_, e)| e.start);
+    let mut covered = 0;
+    for w in spans.windows(2) {
+        let ((a, ea), (b, eb)) = (w[0], w[1]);
+        if eb.start < ea.end {
+            return Some(format!(
+                "tensors `{a}` ({}..{}) and `{b}` ({}..{}) share bytes",
+                ea.start, ea.end, eb.start, eb.end
+            ));
+        }
+    }
+    for (name, e) in &spans {
+        if e.start > covered {
+            return Some(format!(
+                "data bytes {covered}..{} belong to no tensor (the next is `{name}`)",
+                e.start
+            ));
+        }
+        covered = e.end;
+    }
+    if covered < data_len {
+        return Some(format!(
+            "data bytes {covered}..{data_len} after the last tensor belong to no tensor"
+        ));
+    }
+    // An empty tensor must sit where one tensor ends and the next begins.
+    for (name, e) in entries.iter().filter(|(_, e)| e.end == e.start) {
+        if let Some((inside, s)) = spans
+            .iter()
+            .find(|(_, s)| s.start < e.start && e.start < s.end)
+        {
+            return Some(format!(
+                "tensor `{name}`: empty, at offset {} inside the data of `{inside}` ({}..{})",
+                e.start, s.start, s.end
+            ));
+        }
+    }
+    None
+}
+
+/// What is wrong with one header entry that is not a tensor description.
+fn entry_problem(v: &Value, e: &serde_json::Error) -> String {
+    let Some(o) = v.as_object() else {
+        return "entry is not an object".into();
+    };
+    for field in ["dtype", "shape", "data_offsets"] {
+        if !o.contains_key(field) {
+            return format!("missing `{field}`");
+        }
+    }
+    match o.get("dtype") {
+        Some(d @ Value::String(name)) if Dtype::deserialize(d).is_err() => {
+            format!("unknown dtype `{name}`")
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// Writes a safetensors file tensor by tensor, without holding them all.
@@ -399,14 +477,96 @@ mod tests {
     #[test]
     fn tensors_that_share_bytes_are_refused() {
         let header = r#"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#;
-        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
-        bytes.extend_from_slice(header.as_bytes());
-        bytes.extend_from_slice(&[0u8; 12]);
-        let err = check_bytes(&bytes).unwrap_err();
+        let err = check_bytes(&image(header, 12)).unwrap_err();
         assert!(
             err.contains("`a`") && err.contains("`b`") && err.contains("share bytes"),
             "{err}"
         );
+    }
+
+    /// A safetensors image of `header` followed by `data` zero bytes.
+    fn image(header: &str, data: usize) -> Vec<u8> {
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.resize(bytes.len() + data, 0);
+        bytes
+    }
+
+    #[test]
+    fn each_malformed_header_is_named_in_glmhal_words() {
+        let a = r#""a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}"#;
+        for (header, data, says) in [
+            (format!("{{{a}}}"), 8, None),
+            (format!("{{{a},\"__metadata__\":{{\"k\":\"v\"}}}}"), 8, None),
+            (
+                format!("{{{a}}}"),
+                12,
+                Some("data bytes 8..12 after the last tensor belong to no tensor"),
+            ),
+            (
+                format!(r#"{{{a},"b":{{"dtype":"F32","shape":[1],"data_offsets":[12,16]}}}}"#),
+                16,
+                Some("data bytes 8..12 belong to no tensor (the next is `b`)"),
+            ),
+            (
+                r#"{"a":{"dtype":"F33","shape":[2],"data_offsets":[0,8]}}"#.into(),
+                8,
+                Some("tensor `a`: unknown dtype `F33`"),
+            ),
+            (
+                r#"{"a":{"dtype":"F32","data_offsets":[0,8]}}"#.into(),
+                8,
+                Some("tensor `a`: missing `shape`"),
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}}"#.into(),
+                8,
+                Some("tensor `a`: invalid value: integer `-2`"),
+            ),
+            (
+                r#"{"a":{"dtype":"F32","shape":[0],"data_offsets":[8,0]}}"#.into(),
+                8,
+                Some("tensor `a`: `data_offsets` [8, 0] run backwards"),
+            ),
+            (
+                r#"{"a":{"dtype":"F4","shape":[3],"data_offsets":[0,2]}}"#.into(),
+                2,
+                Some("shape [3] of F4 needs 12 bits, not whole bytes, but offsets give 2"),
+            ),
+            (
+                format!("{{{a},\"__metadata__\":{{\"k\":1}}}}"),
+                8,
+                Some("`__metadata__` must map names to strings"),
+            ),
+            (
+                format!(r#"{{{a},"z":{{"dtype":"F32","shape":[0],"data_offsets":[4,4]}}}}"#),
+                8,
+                Some("tensor `z`: empty, at offset 4 inside the data of `a` (0..8)"),
+            ),
+            (
+                r#"{"a":3}"#.into(),
+                0,
+                Some("tensor `a`: entry is not an object"),
+            ),
+            ("[1, 2]".into(), 0, Some("header is not a JSON object")),
+            ("{\"a\":".into(), 0, Some("header is not valid JSON")),
+        ] {
+            let got = check_bytes(&image(&header, data));
+            match says {
+                None => assert_eq!(got, Ok(vec!["a".to_string()]), "{header}"),
+                Some(says) => {
+                    let err = got.unwrap_err();
+                    assert!(err.contains(says), "{header}: `{says}` not in `{err}`");
+                }
+            }
+        }
+        let mut bad_utf8 = image("{\"\u{e9}\":{}}", 0);
+        bad_utf8[10] = 0xff;
+        assert!(check_bytes(&bad_utf8).unwrap_err().contains("not UTF-8"));
+        // A header the file could hold but the format's 100 MB cap refuses.
+        let mut huge = image("{}", 100_000_000);
+        huge[..8].copy_from_slice(&100_000_001u64.to_le_bytes());
+        assert!(check_bytes(&huge).unwrap_err().contains("limit of 100 MB"));
     }
 
     #[test]
@@ -460,15 +620,24 @@ mod tests {
             .unwrap()
             .to_string()
             .contains("needs 24 bytes"));
-        // Unsupported dtype, reported when the tensor is used.
-        let text = String::from_utf8_lossy(&good).replace("\"BF16\"", "\"F64\" ");
+        // A dtype glmhal does not compute in, reported when the tensor is used
+        // (I16 has BF16's size, so the file itself is sound).
+        let text = String::from_utf8_lossy(&good).replace("\"BF16\"", "\"I16\" ");
         std::fs::write(&p, text.as_bytes()).unwrap();
         let f = SafetensorsFile::open(&p).unwrap();
         assert!(f
             .tensor("b")
             .unwrap_err()
             .to_string()
-            .contains("unsupported dtype F64"));
+            .contains("unsupported dtype I16"));
+        // A wider dtype whose offsets are too short for it is refused on open.
+        let text = String::from_utf8_lossy(&good).replace("\"BF16\"", "\"F64\" ");
+        std::fs::write(&p, text.as_bytes()).unwrap();
+        let err = SafetensorsFile::open(&p).err().unwrap().to_string();
+        assert!(
+            err.contains("tensor `b`: shape [3] of F64 needs 24 bytes but offsets give 6"),
+            "{err}"
+        );
         std::fs::remove_file(p).ok();
     }
 

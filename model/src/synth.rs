@@ -173,6 +173,17 @@ impl Preset {
 /// Writes `preset` as a random checkpoint into `out`: config.json,
 /// model.safetensors in `dtype`, and a byte-level tokenizer.json.
 pub fn synth(preset: &Preset, out: &Path, dtype: DType, seed: u64) -> Result<()> {
+    synth_with(preset, out, dtype, seed, &crate::Progress::default())
+}
+
+/// [`synth`], reporting each tensor written to `progress`.
+pub fn synth_with(
+    preset: &Preset,
+    out: &Path,
+    dtype: DType,
+    seed: u64,
+    progress: &crate::Progress,
+) -> Result<()> {
     if !DType::FLOATS.contains(&dtype) {
         return Err(HalError::invalid(
             "--dtype",
@@ -227,7 +238,8 @@ pub fn synth(preset: &Preset, out: &Path, dtype: DType, seed: u64) -> Result<()>
     let mut rng = Rng::new(seed);
     const CHUNK: usize = 1 << 20;
     let mut values = Vec::with_capacity(CHUNK);
-    for (name, shape, init) in &tensors {
+    for (i, (name, shape, init)) in tensors.iter().enumerate() {
+        progress.report("writing tensors", i, tensors.len());
         let numel: usize = shape.iter().product();
         let fan_in = *shape.last().unwrap_or(&1);
         let mut done = 0;
@@ -239,6 +251,7 @@ pub fn synth(preset: &Preset, out: &Path, dtype: DType, seed: u64) -> Result<()>
             done += n;
         }
     }
+    progress.report("writing tensors", tensors.len(), tensors.len());
     w.finish()?;
     let write = |file: &str, text: String| {
         glmhal_hal::output::write_atomic(&out.join(file), text.as_bytes())

@@ -39,12 +39,14 @@ impl DeviceWeights {
     /// Reads each weight of `sources` from `checkpoint` and uploads it to
     /// `backend` (releasing its mapped pages): projection and embedding matrices in
     /// `matrix_dtype` (as stored when `None`), norms and biases in f32.
-    /// Non-finite values are an error naming the tensor.
+    /// Non-finite values are an error naming the tensor. Each weight placed
+    /// is reported to `progress`.
     pub fn load(
         backend: &dyn Backend,
         checkpoint: &Checkpoint,
         sources: &[WeightSource],
         matrix_dtype: Option<DType>,
+        progress: &crate::Progress,
     ) -> Result<Self> {
         if let Some(d) = matrix_dtype.filter(|d| !DType::WEIGHTS.contains(d)) {
             return Err(HalError::invalid(
@@ -58,7 +60,8 @@ impl DeviceWeights {
             names: HashMap::new(),
             bytes: 0,
         };
-        for source in sources {
+        for (i, source) in sources.iter().enumerate() {
+            progress.report("loading weights", i, sources.len());
             let r = checkpoint.read(source)?;
             // The tensors as the checkpoint names them, for messages.
             let stored: Vec<&str> = source.parts.iter().map(|(n, _)| n.as_str()).collect();
@@ -122,6 +125,7 @@ impl DeviceWeights {
             w.buffers.push(buffer);
             w.descs.push(desc);
         }
+        progress.report("loading weights", sources.len(), sources.len());
         Ok(w)
     }
 }

@@ -84,6 +84,7 @@ fn batched_decode_with_quantized_weights_allocates_nothing() {
     for weights in [DType::Q4_0, DType::Q8_0] {
         let model = tiny_model_with(LoadOptions {
             weights: Some(weights),
+            ..Default::default()
         });
         for batch in [8usize, 16] {
             let made = decode_allocations(&model, batch, DType::F16, Want::Greedy);

@@ -270,6 +270,7 @@ fn broken_checkpoints_are_errors_that_name_the_problem() {
             .unwrap(),
         LoadOptions {
             weights: Some(DType::I32),
+            ..Default::default()
         },
     );
     assert!(e
@@ -354,6 +355,7 @@ fn generation_stops_on_any_eos_and_q4_0_weights_run() {
             .unwrap(),
         LoadOptions {
             weights: Some(DType::Q4_0),
+            ..Default::default()
         },
     )
     .unwrap();

@@ -38,7 +38,7 @@ fn load(path: &Path) -> Model {
     let backend = glmhal_cpu::Provider
         .open(None, &glmhal_hal::BackendOptions::default())
         .unwrap();
-    Model::load(path, backend, LoadOptions { weights: None }).unwrap()
+    Model::load(path, backend, LoadOptions::default()).unwrap()
 }
 
 fn prompt(name: &str) -> Vec<u32> {
@@ -122,6 +122,7 @@ fn fixtures_round_trip_through_gguf() {
                 backend,
                 LoadOptions {
                     weights: Some(dtype),
+                    ..Default::default()
                 },
             )
             .unwrap()
@@ -501,7 +502,7 @@ fn k_quant_weights_load_as_their_nearest_type() {
     let backend = glmhal_cpu::Provider
         .open(None, &glmhal_hal::BackendOptions::default())
         .unwrap();
-    let e = Model::load(&odd, backend, LoadOptions { weights: None })
+    let e = Model::load(&odd, backend, LoadOptions::default())
         .err()
         .map(|e| e.to_string())
         .unwrap_or_default();

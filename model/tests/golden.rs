@@ -16,7 +16,15 @@ fn load(name: &str, weights: Option<DType>) -> Model {
     let backend = glmhal_cpu::Provider
         .open(None, &glmhal_hal::BackendOptions::default())
         .unwrap();
-    Model::load(&fixture_dir(name), backend, LoadOptions { weights }).unwrap()
+    Model::load(
+        &fixture_dir(name),
+        backend,
+        LoadOptions {
+            weights,
+            ..Default::default()
+        },
+    )
+    .unwrap()
 }
 
 fn max_abs(a: &[f32], b: &[f32]) -> f32 {

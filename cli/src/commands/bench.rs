@@ -11,7 +11,7 @@ use glmhal_benches::model::ModelPlan;
 use glmhal_benches::schema::{BenchReport, Fingerprint, Peak};
 use glmhal_benches::sweep::SweepPlan;
 use glmhal_hal::{Backend, DType, DeviceSelector, HalError, Registry, Result};
-use glmhal_model::synth::{synth, Preset};
+use glmhal_model::synth::{synth_with, Preset};
 use glmhal_model::{LoadOptions, Model, ModelConfig};
 
 /// Options of `glmhal bench`.
@@ -146,6 +146,29 @@ fn clear_progress() {
     }
 }
 
+/// Writes the random checkpoint a preset's model measurement loads (f16
+/// for quantized weights, which are quantized as they load).
+fn write_checkpoint(t: &Target) -> Result<()> {
+    let file_dtype = if t.weights.is_quantized() {
+        DType::F16
+    } else {
+        t.weights
+    };
+    eprintln!(
+        "writing a random {} checkpoint ({:.2} B parameters, {})",
+        t.name,
+        t.preset.parameters() as f64 / 1e9,
+        file_dtype
+    );
+    synth_with(
+        &t.preset,
+        &t.dir,
+        file_dtype,
+        1,
+        &crate::progress::for_model(),
+    )
+}
+
 /// Runs the measurements and returns the document (also printed as tables).
 pub fn measure(
     registry: &Registry,
@@ -160,20 +183,8 @@ pub fn measure(
     };
     let mut report = BenchReport::new();
     let mut skipped = Vec::new();
-    let needs_checkpoint = !args.skip_model && t.scratch;
-    if needs_checkpoint {
-        let file_dtype = if t.weights.is_quantized() {
-            DType::F16
-        } else {
-            t.weights
-        };
-        eprintln!(
-            "writing a random {} checkpoint ({:.2} B parameters, {})",
-            t.name,
-            t.preset.parameters() as f64 / 1e9,
-            file_dtype
-        );
-        synth(&t.preset, &t.dir, file_dtype, 1)?;
+    if !args.skip_model && t.scratch {
+        write_checkpoint(&t)?;
     }
     for sel in selectors {
         let selector = sel.to_string();
@@ -210,6 +221,7 @@ pub fn measure(
                     } else {
                         args.weights
                     },
+                    progress: crate::progress::for_model(),
                 },
             )?;
             let load_s = started.elapsed().as_secs_f64();

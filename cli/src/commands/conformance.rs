@@ -1,7 +1,5 @@
 //! `glmhal conformance`: the op suite on every chosen backend.
 
-use std::io::{IsTerminal, Write};
-
 use clap::Args;
 use glmhal_conformance::model_check::ModelResult;
 use glmhal_conformance::{
@@ -192,27 +190,13 @@ fn open_backends(registry: &Registry, selectors: &[DeviceSelector]) -> (Vec<Back
     (entries, opened)
 }
 
-/// Runs every case with every seed on every target, with a progress bar on a terminal.
+/// Runs every case with every seed on every target, showing progress.
 fn run_cases(cases: &[Case], targets: &[Target<'_>], seeds: &[u64]) -> Run {
-    let show_progress = std::io::stderr().is_terminal();
+    let bar = crate::progress::Bar::new("conformance", 0);
     let run = run_suite(cases, targets, seeds, &mut |p| {
-        if show_progress {
-            let width = 30;
-            let filled = p.done * width / p.total.max(1);
-            eprint!(
-                "\r[{}{}] {}/{} {:<40.40}",
-                "#".repeat(filled),
-                " ".repeat(width - filled),
-                p.done,
-                p.total,
-                p.case.id
-            );
-            let _ = std::io::stderr().flush();
-        }
+        bar.set(p.done as u64, p.total as u64, &p.case.id);
     });
-    if show_progress {
-        eprint!("\r{:<100}\r", "");
-    }
+    bar.finish();
     run
 }
 

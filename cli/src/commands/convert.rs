@@ -6,7 +6,7 @@ use std::time::Instant;
 use clap::Args;
 use glmhal_hal::{DType, HalError, Result};
 use glmhal_model::checkpoint::Checkpoint;
-use glmhal_model::gguf_export::export;
+use glmhal_model::gguf_export::export_with;
 
 use super::model_args::human;
 
@@ -45,7 +45,13 @@ pub fn convert(model: &std::path::Path, out: &std::path::Path, dtype: DType) -> 
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_else(|| "glm".into());
     // Written beside the target and moved into place only when complete.
-    let tensors = export(&checkpoint, out, dtype, &name)?;
+    let tensors = export_with(
+        &checkpoint,
+        out,
+        dtype,
+        &name,
+        &crate::progress::for_model(),
+    )?;
     let bytes = std::fs::metadata(out).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "wrote {} ({tensors} tensors, matrices {dtype}, {}) in {:.1} s",

@@ -74,6 +74,7 @@ impl RunArgs {
             backend,
             LoadOptions {
                 weights: self.weights,
+                progress: crate::progress::for_model(),
             },
         )
     }

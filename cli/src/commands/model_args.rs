@@ -37,6 +37,7 @@ impl ModelArgs {
             backend,
             LoadOptions {
                 weights: self.weights,
+                progress: crate::progress::for_model(),
             },
         )
     }

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use clap::Args;
 use glmhal_hal::{DType, Result};
-use glmhal_model::synth::{find_preset, synth, PRESETS};
+use glmhal_model::synth::{find_preset, synth_with, PRESETS};
 
 use super::model_args::human;
 
@@ -80,12 +80,24 @@ pub fn run(args: SynthArgs) -> Result<()> {
         } else {
             DType::F16
         };
-        let result = synth(preset, &staging, source, args.seed)
-            .and_then(|_| super::convert::convert(&staging, out, args.dtype));
+        let result = synth_with(
+            preset,
+            &staging,
+            source,
+            args.seed,
+            &crate::progress::for_model(),
+        )
+        .and_then(|_| super::convert::convert(&staging, out, args.dtype));
         let _ = std::fs::remove_dir_all(&staging);
         return result;
     }
-    synth(preset, out, args.dtype, args.seed)?;
+    synth_with(
+        preset,
+        out,
+        args.dtype,
+        args.seed,
+        &crate::progress::for_model(),
+    )?;
     eprintln!(
         "wrote {} ({}, {:.2} B parameters, {} of weights) in {:.1} s",
         out.display(),
