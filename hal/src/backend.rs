@@ -109,10 +109,11 @@ pub trait Backend: Send + Sync {
     /// bf16 fails). Only asked for ops [`Backend::supports`] accepts.
     fn precision(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Precision;
 
-    /// Enqueues `op` after checking it against the contract and its views
+    /// Enqueues `op` after checking it against the contract, its views
     /// ([`check_views`]: on this device, in bounds, no output overlapping an
-    /// input or another output). Provided so no backend can skip the checks;
-    /// backends implement [`Backend::execute_valid`].
+    /// input or another output) and [`Backend::supports_valid`] (an
+    /// `Unsupported` error with the reason). Provided so no backend can skip
+    /// the checks; backends implement [`Backend::execute_valid`].
     fn execute(&self, op: &Op, inputs: &[TensorRef<'_>], outputs: &[TensorRef<'_>]) -> Result<()> {
         check_call(self, op, inputs, outputs)?;
         // SAFETY: the call was checked just above.
@@ -123,8 +124,8 @@ pub trait Backend: Send + Sync {
     ///
     /// # Safety
     /// The caller has checked the call as [`Backend::execute`] does: the
-    /// contract accepts it and its views pass [`check_views`] for this
-    /// device. Backends may rely on that for memory safety (the CPU backend
+    /// contract accepts it, its views pass [`check_views`] for this device
+    /// and the backend supports it. Backends may rely on that for memory safety (the CPU backend
     /// writes outputs through slices that must not overlap its inputs).
     unsafe fn execute_valid(
         &self,
@@ -196,7 +197,8 @@ pub trait Backend: Send + Sync {
     }
 }
 
-/// Checks one call against `backend`'s contract and its views.
+/// Checks one call against `backend`'s contract, its views and the
+/// backend's own limits (`Unsupported` with the reason).
 fn check_call<B: Backend + ?Sized>(
     backend: &B,
     op: &Op,
@@ -206,8 +208,15 @@ fn check_call<B: Backend + ?Sized>(
     let descs = |ts: &[TensorRef<'_>]| -> SmallVec<[TensorDesc; 4]> {
         ts.iter().map(|t| t.desc.clone()).collect()
     };
-    backend
-        .contract()
-        .validate(op, &descs(inputs), &descs(outputs))?;
-    check_views(backend.name(), backend.device_id(), inputs, outputs)
+    let (ins, outs) = (descs(inputs), descs(outputs));
+    backend.contract().validate(op, &ins, &outs)?;
+    check_views(backend.name(), backend.device_id(), inputs, outputs)?;
+    match backend.supports_valid(op, &ins, &outs) {
+        Support::Supported => Ok(()),
+        Support::Unsupported(reason) => Err(crate::HalError::Unsupported {
+            backend: format!("{}:{}", backend.name(), backend.info().index),
+            op: op.name().into(),
+            reason,
+        }),
+    }
 }

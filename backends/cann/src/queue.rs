@@ -251,13 +251,6 @@ impl Backend for CannBackend {
     ) -> Result<()> {
         let ins: Vec<TensorDesc> = inputs.iter().map(|t| t.desc.clone()).collect();
         let outs: Vec<TensorDesc> = outputs.iter().map(|t| t.desc.clone()).collect();
-        if let Support::Unsupported(reason) = self.supports_valid(op, &ins, &outs) {
-            return Err(HalError::Unsupported {
-                backend: self.selector(),
-                op: op.name().into(),
-                reason,
-            });
-        }
         let operand = |t: &TensorRef<'_>| -> Result<Operand> {
             let b = self.buffer(t.buffer)?;
             Ok(Operand {

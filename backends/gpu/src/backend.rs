@@ -386,13 +386,6 @@ impl Backend for GpuBackend {
     ) -> Result<()> {
         let ins: Vec<TensorDesc> = inputs.iter().map(|t| t.desc.clone()).collect();
         let outs: Vec<TensorDesc> = outputs.iter().map(|t| t.desc.clone()).collect();
-        if let Support::Unsupported(reason) = self.supports_valid(op, &ins, &outs) {
-            return Err(HalError::Unsupported {
-                backend: self.selector(),
-                op: op.name().into(),
-                reason,
-            });
-        }
         let ptrs = inputs
             .iter()
             .chain(outputs)

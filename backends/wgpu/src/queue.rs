@@ -164,15 +164,6 @@ impl WgpuBackend {
         inputs: &[TensorRef<'_>],
         outputs: &[TensorRef<'_>],
     ) -> Result<Vec<Launch>> {
-        let in_descs: Vec<TensorDesc> = inputs.iter().map(|t| t.desc.clone()).collect();
-        let out_descs: Vec<TensorDesc> = outputs.iter().map(|t| t.desc.clone()).collect();
-        if let Support::Unsupported(reason) = self.supports_valid(op, &in_descs, &out_descs) {
-            return Err(HalError::Unsupported {
-                backend: self.selector(),
-                op: op.name().into(),
-                reason,
-            });
-        }
         let ins = inputs
             .iter()
             .map(|t| {
