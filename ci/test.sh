@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# The project's test command (README "On a fresh machine"): every unit, integration and
-# conformance test, then the conformance run whose reports CI keeps.
+# The tests after `.ci/run`'s set-up (README "On a fresh machine" runs `.ci/run`): every
+# unit, integration and conformance test, then the conformance run whose reports CI keeps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

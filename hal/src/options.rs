@@ -198,7 +198,6 @@ impl BackendOptions {
                 })
                 .transpose()
         };
-        let choice = |var: &'static str| -> Result<Option<String>> { Ok(get(var)) };
         let threads = parsed("GLMHAL_CPU_THREADS", "a positive number of threads")?;
         if threads == Some(0) {
             return Err(HalError::invalid(
@@ -208,14 +207,14 @@ impl BackendOptions {
         }
         let cpu = CpuOptions {
             threads: threads.map(|n| n as usize),
-            isa: choice("GLMHAL_CPU_ISA")?
+            isa: get("GLMHAL_CPU_ISA")
                 .map(|v| {
                     v.trim()
                         .parse()
                         .map_err(|e| HalError::invalid("GLMHAL_CPU_ISA", e))
                 })
                 .transpose()?,
-            activations: choice("GLMHAL_CPU_ACTIVATIONS")?
+            activations: get("GLMHAL_CPU_ACTIVATIONS")
                 .map(|v| {
                     v.trim()
                         .parse()

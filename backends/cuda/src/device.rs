@@ -60,10 +60,7 @@ pub fn open(api: Arc<ModuleApi>, i: usize, options: &GpuOptions) -> Result<Modul
     let target = Target::Cuda { sm };
     let compiler = KernelCompiler {
         load: nvrtc::load,
-        options: vec![
-            format!("--gpu-architecture=compute_{sm}"),
-            "--std=c++17".to_string(),
-        ],
+        options: target.rtc_options(),
         arch: format!("sm_{sm}"),
         nul_terminated: true,
     };

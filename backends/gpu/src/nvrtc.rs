@@ -48,21 +48,10 @@ pub(crate) fn compile(
             format!("{target} is not a CUDA target"),
         ));
     };
-    let mut options = vec![
-        format!("--gpu-architecture=compute_{sm}"),
-        "--std=c++17".to_string(),
-    ];
+    let mut options = target.rtc_options();
     options.extend(crate::defines(target));
     let compiled = rtc.compile(file, &options)?;
-    let mut result = FileResult {
-        file: file.name.into(),
-        ok: compiled.ok,
-        compiler: rtc.describe(),
-        kernels: Vec::new(),
-        log: compiled.log,
-        seconds: 0.0,
-        output: None,
-    };
+    let mut result = rtc.file_result(file, &compiled);
     if !compiled.ok {
         return Ok(result);
     }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use glmhal_hal::{HalError, Result};
 use libloading::Library;
 
-use crate::{KernelFile, HEADERS};
+use crate::{FileResult, KernelFile, HEADERS};
 
 type Program = *mut c_void;
 type CreateFn = unsafe extern "C" fn(
@@ -215,6 +215,22 @@ impl Rtc {
             return Vec::new();
         }
         buf
+    }
+}
+
+impl Rtc {
+    /// The report of one compile with this compiler, before its kernels
+    /// are listed and its output written.
+    pub(crate) fn file_result(&self, file: KernelFile, compiled: &Compiled) -> FileResult {
+        FileResult {
+            file: file.name.into(),
+            ok: compiled.ok,
+            compiler: self.describe(),
+            kernels: Vec::new(),
+            log: compiled.log.clone(),
+            seconds: 0.0,
+            output: None,
+        }
     }
 }
 

@@ -21,6 +21,19 @@ pub enum Target {
 }
 
 impl Target {
+    /// The runtime compiler's options for this architecture (NVRTC or
+    /// hiprtc), without the defines: the same for `glmhal kernels compile`
+    /// and for a device compiling at first use.
+    pub fn rtc_options(&self) -> Vec<String> {
+        match self {
+            Target::Cuda { sm } => vec![
+                format!("--gpu-architecture=compute_{sm}"),
+                "--std=c++17".to_string(),
+            ],
+            Target::Hip { arch } => vec![format!("--gpu-architecture={arch}"), "-O3".to_string()],
+        }
+    }
+
     /// Threads that execute in lockstep: 32 on NVIDIA and on RDNA (gfx10+)
     /// in HIP's default mode, 64 on GCN/CDNA wavefronts (gfx9, Hygon DCU).
     pub fn warp_size(&self) -> u32 {

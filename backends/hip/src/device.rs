@@ -5,8 +5,8 @@ use std::ffi::{c_int, c_void};
 use std::sync::Arc;
 
 use glmhal_gpu::blas::gemm_feature;
-use glmhal_gpu::hiprtc;
 use glmhal_gpu::module_api::{KernelCompiler, ModuleApi, ModuleDriver};
+use glmhal_gpu::{hiprtc, Target};
 use glmhal_hal::{DeviceInfo, GpuOptions, HalError, Result};
 
 use crate::symbols::{attribute, ROCBLAS};
@@ -101,7 +101,7 @@ pub fn open(api: Arc<ModuleApi>, i: usize, options: &GpuOptions) -> Result<Modul
     let warp = api.attribute(i, attribute::WARP_SIZE).unwrap_or(64).max(1) as u32;
     let compiler = KernelCompiler {
         load: |_| hiprtc::load(),
-        options: vec![format!("--gpu-architecture={arch}"), "-O3".to_string()],
+        options: Target::Hip { arch: arch.clone() }.rtc_options(),
         arch,
         nul_terminated: false,
     };
