@@ -2,10 +2,11 @@
 //! sizes, with the weight bandwidth a decode step implies.
 
 use glmhal_hal::{DType, Result};
+use glmhal_model::kv_cache::KvCache;
 use glmhal_model::{Model, SeqStep, StepOutput, Want, Workspace};
 
 use crate::measure::{measure, Budget};
-use crate::schema::{DecodeMeasurement, ModelMeasurement};
+use crate::schema::{DecodeMeasurement, ModelMeasurement, StepStructure};
 
 /// What to measure on a loaded model.
 #[derive(Clone, Debug)]
@@ -65,13 +66,7 @@ pub fn run(
         let step = measure(plan.budget, || {
             let position = p + k % DECODE_ROOM;
             k += 1;
-            let seqs: Vec<SeqStep> = (0..batch)
-                .map(|slot| SeqStep {
-                    slot,
-                    start: position,
-                    len: 1,
-                })
-                .collect();
+            let seqs = decode_seqs(batch, position);
             let tokens: Vec<u32> = (0..batch)
                 .map(|b| ((position * 31 + b) % vocab) as u32)
                 .collect();
@@ -87,6 +82,7 @@ pub fn run(
         })?;
         let t = step.median_s.max(1e-12);
         let allocations_per_step = (counted > 0).then(|| allocated as f64 / counted as f64);
+        let structure = step_structure(model, &cache, &mut ws, batch, p + k % DECODE_ROOM)?;
         decode.push(DecodeMeasurement {
             batch,
             step,
@@ -94,6 +90,7 @@ pub fn run(
             effective_gbps: model.weight_bytes() as f64 / t / 1e9,
             ceiling_share: None,
             allocations_per_step,
+            structure,
         });
     }
     Ok(ModelMeasurement {
@@ -107,4 +104,45 @@ pub fn run(
         prefill_tps: p as f64 / prefill.median_s.max(1e-12),
         decode,
     })
+}
+
+/// One more decode step of `batch` sequences at `position`, counted by the
+/// backend (`None` when it does not count).
+fn step_structure(
+    model: &Model,
+    cache: &KvCache,
+    ws: &mut Workspace,
+    batch: usize,
+    position: usize,
+) -> Result<Option<StepStructure>> {
+    let vocab = model.config.vocab;
+    let seqs = decode_seqs(batch, position);
+    let tokens: Vec<u32> = (0..batch).map(|b| ((b * 17 + 5) % vocab) as u32).collect();
+    let Some(before) = model.backend().counters() else {
+        return Ok(None);
+    };
+    model.step(cache, ws, &seqs, &tokens, Want::Greedy)?;
+    let Some(after) = model.backend().counters() else {
+        return Ok(None);
+    };
+    let counters = after.since(&before);
+    let minimum_bytes = model.minimum_step_reads(&seqs, cache.dtype);
+    Ok(Some(StepStructure {
+        counters,
+        launches_per_layer: (counters.launches + counters.library_calls) as f64
+            / model.config.layers.max(1) as f64,
+        minimum_bytes,
+        read_ratio: counters.bytes_read as f64 / minimum_bytes.max(1) as f64,
+    }))
+}
+
+/// One token for each of the sequences in slots `0..batch`, at `position`.
+fn decode_seqs(batch: usize, position: usize) -> Vec<SeqStep> {
+    (0..batch)
+        .map(|slot| SeqStep {
+            slot,
+            start: position,
+            len: 1,
+        })
+        .collect()
 }

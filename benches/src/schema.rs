@@ -164,6 +164,24 @@ pub struct DecodeMeasurement {
     /// them (`glmhal` does; the goal is 0).
     #[serde(default)]
     pub allocations_per_step: Option<f64>,
+    /// What one step asked of the device, where the backend counts it.
+    #[serde(default)]
+    pub structure: Option<StepStructure>,
+}
+
+/// The structure of one decode step: what was launched, copied and waited
+/// for, and the bytes its kernels read against the least the step needs.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct StepStructure {
+    /// The backend's counts over one step.
+    pub counters: glmhal_hal::WorkCounters,
+    /// Kernel launches and library calls per layer.
+    pub launches_per_layer: f64,
+    /// Weights once (the embedding's looked-up rows only) and each
+    /// sequence's visible keys and values once per layer.
+    pub minimum_bytes: u64,
+    /// `counters.bytes_read` over `minimum_bytes` (1 is the goal).
+    pub read_ratio: f64,
 }
 
 /// The document `glmhal bench --json` writes.

@@ -219,11 +219,21 @@ fn execute_and_judge(
     rule: Rule,
     bounds: &[f64],
 ) -> Result<Ran> {
-    let in_bufs = prepared
-        .inputs
+    let in_bufs = upload_inputs(backend, case, prepared)?;
+    // A prepared weight is in the backend's layout: it must read back the
+    // same after the op as before it.
+    let in_images = in_bufs
         .iter()
-        .map(|t| backend.upload_new(&t.data))
-        .collect::<Result<Vec<Buffer>>>()?;
+        .zip(&prepared.inputs)
+        .map(|(b, t)| {
+            if !is_prepared(case, prepared, t) {
+                return Ok(t.data.clone());
+            }
+            let mut image = vec![0u8; b.len()];
+            backend.download(b, 0, &mut image)?;
+            Ok(image)
+        })
+        .collect::<Result<Vec<Vec<u8>>>>()?;
     let out_images: Vec<Vec<u8>> = prepared.initial.iter().map(guarded).collect();
     let out_bufs = out_images
         .iter()
@@ -244,7 +254,7 @@ fn execute_and_judge(
         elapsed_ms: start.elapsed().as_secs_f64() * 1e3,
     };
 
-    if let Some(detail) = modified_input(backend, &in_bufs, &prepared.inputs)? {
+    if let Some(detail) = modified_input(backend, &in_bufs, &in_images)? {
         return Ok(judged.fail(detail));
     }
     let Downloaded {
@@ -283,16 +293,49 @@ fn execute_and_judge(
     Ok(judged.ran(Status::Fail, Some(errors), Some(detail), Some(got)))
 }
 
-/// Inputs must come back unchanged: the first one the op wrote to, described.
+/// Whether input `t` of the case is a whole model weight, which the
+/// executor would hand the backend through `prepare_weight` (views into a
+/// larger storage are uploaded as they are).
+fn is_prepared(case: &Case, prepared: &Prepared, t: &HostTensor) -> bool {
+    let spec = glmhal_ops::catalogue::spec_ref(case.op.kind());
+    let i = prepared
+        .inputs
+        .iter()
+        .position(|u| std::ptr::eq(u, t))
+        .unwrap_or(usize::MAX);
+    spec.inputs.get(i).is_some_and(|a| a.weight)
+        && t.desc.offset == 0
+        && t.desc.is_contiguous()
+        && t.desc.dtype.bytes_for(t.desc.numel()) == t.data.len()
+}
+
+/// The case's inputs on the device: whole weights through `prepare_weight`
+/// (as the executor supplies them), everything else uploaded as it is.
+fn upload_inputs(backend: &dyn Backend, case: &Case, prepared: &Prepared) -> Result<Vec<Buffer>> {
+    prepared
+        .inputs
+        .iter()
+        .map(|t| {
+            if is_prepared(case, prepared, t) {
+                backend.prepare_weight(&t.desc, &t.data)
+            } else {
+                backend.upload_new(&t.data)
+            }
+        })
+        .collect()
+}
+
+/// Inputs must come back as they went in (`images`, read back after
+/// upload): the first one the op wrote to, described.
 fn modified_input(
     backend: &dyn Backend,
     in_bufs: &[Buffer],
-    inputs: &[HostTensor],
+    images: &[Vec<u8>],
 ) -> Result<Option<String>> {
-    for (i, (buf, t)) in in_bufs.iter().zip(inputs).enumerate() {
-        let mut back = vec![0u8; t.data.len()];
+    for (i, (buf, image)) in in_bufs.iter().zip(images).enumerate() {
+        let mut back = vec![0u8; image.len()];
         backend.download(buf, 0, &mut back)?;
-        if back != t.data {
+        if &back != image {
             return Ok(Some(format!("input {i} was modified by the op")));
         }
     }

@@ -438,6 +438,65 @@ pub fn assert_non_finite_rows_are_reported(provider: &dyn BackendProvider) {
     }
 }
 
+/// Where a backend counts its work, the counts follow it: an upload and a
+/// download are counted with their bytes, a download waits, a product is a
+/// launch or a library call reading at least its operands.
+pub fn assert_counters_follow_the_work(provider: &dyn BackendProvider) {
+    use glmhal_hal::{DType, Op, TensorDesc};
+    let Some(b) = open_for_test(provider) else {
+        return;
+    };
+    let name = provider.name();
+    let Some(start) = b.counters() else {
+        eprintln!("{name}: does not count its work");
+        return;
+    };
+    let (m, k, n) = (1usize, 64usize, 32usize);
+    let floats = |len: usize| -> Vec<u8> {
+        (0..len)
+            .flat_map(|i| ((i % 7) as f32 * 0.25).to_le_bytes())
+            .collect()
+    };
+    let x = b
+        .upload_new(&floats(m * k))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let w = b
+        .upload_new(&floats(n * k))
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let y = b.alloc(4 * m * n).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let uploaded = b.counters().map(|c| c.since(&start)).unwrap_or_default();
+    assert_eq!(uploaded.uploads, 2, "{name}: {uploaded:?}");
+    assert_eq!(uploaded.upload_bytes, 4 * (m * k + n * k) as u64, "{name}");
+    let ins = [
+        x.view(TensorDesc::contiguous(DType::F32, &[m, k])),
+        w.view(TensorDesc::contiguous(DType::F32, &[n, k])),
+    ];
+    let outs = [y.view(TensorDesc::contiguous(DType::F32, &[m, n]))];
+    let before = b.counters().unwrap_or_default();
+    b.execute(&Op::MatMul { bias: false }, &ins, &outs)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let product = b.counters().unwrap_or_default().since(&before);
+    assert!(
+        product.launches + product.library_calls >= 1,
+        "{name}: {product:?}"
+    );
+    assert!(
+        product.bytes_read >= 4 * (m * k + n * k) as u64,
+        "{name}: {product:?}"
+    );
+    let before = b.counters().unwrap_or_default();
+    let mut out = vec![0u8; 4 * m * n];
+    b.download(&y, 0, &mut out)
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    let read = b.counters().unwrap_or_default().since(&before);
+    assert!(read.host_waits >= 1, "{name}: {read:?}");
+    assert!(
+        read.downloads >= 1 && read.download_bytes >= out.len() as u64,
+        "{name}: {read:?}"
+    );
+    assert_eq!(read.launches + read.library_calls, 0, "{name}: {read:?}");
+}
+
 /// Instantiates the conformance suite for one backend: one `#[test]` per op.
 ///
 /// ```text
@@ -481,6 +540,11 @@ macro_rules! backend_tests {
         #[test]
         fn non_finite_rows_are_reported() {
             $crate::testing::assert_non_finite_rows_are_reported(&$provider);
+        }
+
+        #[test]
+        fn counters_follow_the_work() {
+            $crate::testing::assert_counters_follow_the_work(&$provider);
         }
 
         #[test]

@@ -162,6 +162,13 @@ pub trait Backend: Send + Sync {
     /// Waits until everything enqueued so far has completed.
     fn synchronize(&self) -> Result<()>;
 
+    /// What this backend has enqueued and waited for so far (launches, host
+    /// waits, copies, bytes its kernels read), for backends that count it;
+    /// `None` where it does not.
+    fn counters(&self) -> Option<crate::WorkCounters> {
+        None
+    }
+
     /// Makes a weight from checkpoint bytes laid out as `desc` (contiguous).
     /// Backends may store it in their own layout; ops then take the returned
     /// buffer with the same descriptor. The default uploads the bytes as they are.

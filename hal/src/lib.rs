@@ -16,6 +16,7 @@
 
 pub mod backend;
 pub mod buffer;
+pub mod counters;
 pub mod device;
 pub mod dtype;
 pub mod error;
@@ -33,6 +34,7 @@ pub mod rng;
 
 pub use backend::{Backend, OpCall, OpContract, SharedBytes, Support};
 pub use buffer::{check_views, Buffer, DeviceBuffer, DeviceId, TensorRef};
+pub use counters::{Counters, WorkCounters};
 pub use device::{DeviceInfo, DeviceSelector, PeakFlops};
 pub use dtype::{DType, QUANT_BLOCK};
 pub use error::{HalError, Result};

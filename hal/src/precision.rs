@@ -146,6 +146,11 @@ pub struct Precision {
     /// Float inputs are rounded to this format before use (tensor-core
     /// style), when set.
     pub inputs_rounded_to: Option<Arithmetic>,
+    /// Q8_0/Q4_0 weights are dequantized into this format before use
+    /// (their values `d·q` rounded to it, as a tensor-core GEMM on
+    /// dequantized panels does), when set; otherwise used exactly.
+    #[serde(default)]
+    pub weights_dequantized_to: Option<Arithmetic>,
     /// What products with Q8_0/Q4_0 weights do with their activations.
     pub activations: ActivationQuant,
     /// The result is rounded to this format before it is written to the
@@ -163,6 +168,7 @@ impl Precision {
     pub const F32: Precision = Precision {
         accumulate: Arithmetic::F32,
         inputs_rounded_to: None,
+        weights_dequantized_to: None,
         activations: ActivationQuant::AsStored,
         result_rounded_to: None,
         function_ulps: 4.0,
@@ -172,6 +178,7 @@ impl Precision {
     pub const F64: Precision = Precision {
         accumulate: Arithmetic::F64,
         inputs_rounded_to: None,
+        weights_dequantized_to: None,
         activations: ActivationQuant::AsStored,
         result_rounded_to: None,
         function_ulps: 2.0,
@@ -198,6 +205,9 @@ impl Precision {
         let mut s = format!("{} arithmetic", self.accumulate);
         if let Some(r) = self.inputs_rounded_to {
             s.push_str(&format!(", inputs rounded to {r}"));
+        }
+        if let Some(r) = self.weights_dequantized_to {
+            s.push_str(&format!(", quantized weights dequantized to {r}"));
         }
         match self.activations {
             ActivationQuant::AsStored => {}

@@ -38,6 +38,7 @@ pub mod sampler;
 pub mod synth;
 pub mod tokenizer;
 pub mod trace;
+pub mod traffic;
 pub mod weight_source;
 pub mod weights;
 

@@ -15,6 +15,9 @@ pub struct ArgSpec {
     pub dtypes: Vec<DType>,
     /// Present only with some parameters (the matmul bias).
     pub optional: bool,
+    /// A model weight: the executor supplies it through `prepare_weight`,
+    /// so a backend may hold it in its own layout.
+    pub weight: bool,
 }
 
 impl ArgSpec {
@@ -49,6 +52,15 @@ fn arg(name: &'static str, shape: &'static str, dtypes: &[DType]) -> ArgSpec {
         shape,
         dtypes: dtypes.to_vec(),
         optional: false,
+        weight: false,
+    }
+}
+
+/// An input that is a model weight (see [`ArgSpec::weight`]).
+fn weight(name: &'static str, shape: &'static str, dtypes: &[DType]) -> ArgSpec {
+    ArgSpec {
+        weight: true,
+        ..arg(name, shape, dtypes)
     }
 }
 
@@ -85,7 +97,7 @@ fn products(kind: OpKind) -> Parts {
         OpKind::GetRows => (
             "out[i] = table[ids[i]] (embedding lookup, dequantizing rows)",
             vec![],
-            vec![arg("table", "[V,H]", wt), arg("ids", "[N]", &[I32])],
+            vec![weight("table", "[V,H]", wt), arg("ids", "[N]", &[I32])],
             vec![arg("out", "[N,H]", fl)],
         ),
         OpKind::MatMul => (
@@ -93,7 +105,7 @@ fn products(kind: OpKind) -> Parts {
             vec!["bias: whether a bias input follows"],
             vec![
                 arg("x", "[M,K]", fl),
-                arg("w", "[N,K]", wt),
+                weight("w", "[N,K]", wt),
                 ArgSpec {
                     optional: true,
                     ..arg("bias", "[N]", fl)

@@ -127,6 +127,9 @@ impl Backend for Delayed {
     fn upload_new(&self, data: &[u8]) -> Result<Buffer> {
         self.inner.upload_new(data)
     }
+    fn counters(&self) -> Option<glmhal_hal::WorkCounters> {
+        self.inner.counters()
+    }
 }
 
 #[cfg(test)]

@@ -151,12 +151,34 @@ DEVICE u32 f32_to_bf16(float v) {
 // The f16 scale at the start of a Q8_0/Q4_0 block.
 DEVICE float block_scale(IN b) { return f16_to_f32((u32)b[0] | ((u32)b[1] << 8)); }
 
+// The packed Q8_0/Q4_0 layout (DT_Q8_0R, DT_Q4_0R): each row of k values
+// holds its quants (Q8_0: k int8; Q4_0: k/2 bytes, each 32-value block's
+// 16 bytes in ggml's nibble order), then its k/32 f16 scales, padded to a
+// multiple of 16 bytes, so quants load 16 bytes at a time. Views of it are
+// whole tensors (offset 0, rows contiguous).
+DEVICE u64 packed_quant_bytes(const int dt, u64 k) { return dt == DT_Q8_0R ? k : k / 2; }
+DEVICE u64 packed_row_bytes(const int dt, u64 k) {
+    return (packed_quant_bytes(dt, k) + k / 16 + 15) / 16 * 16;
+}
+DEVICE float packed_scale(IN row, const int dt, u64 k, u64 block) {
+    IN s = row + packed_quant_bytes(dt, k) + block * 2;
+    return f16_to_f32((u32)s[0] | ((u32)s[1] << 8));
+}
+
 // Element e (from `at`) of a tensor of dtype dt, as f32. Kernels pass dt as
 // a constant, so the compiler keeps one branch; a bias passes it at run time.
 DEVICE float load(const int dt, IN p, View v, u64 e) {
     if (dt == DT_F16) return f16_to_f32(((GLOBAL const u16*)p)[v.offset + e]);
     if (dt == DT_BF16) return bf16_to_f32(((GLOBAL const u16*)p)[v.offset + e]);
     if (dt == DT_I32) return (float)((GLOBAL const i32*)p)[v.offset + e];
+    if (dt == DT_Q8_0R || dt == DT_Q4_0R) {
+        const u64 r = e / v.cols, c = e % v.cols;
+        IN row = p + r * packed_row_bytes(dt, v.cols);
+        const float scale = packed_scale(row, dt, v.cols, c / 32);
+        if (dt == DT_Q8_0R) return scale * (float)(i8)row[c];
+        const u32 b = row[(c / 32) * 16 + c % 16];
+        return scale * ((float)((c % 32) < 16 ? (b & 15u) : (b >> 4)) - 8.0f);
+    }
     if (dt == DT_Q8_0 || dt == DT_Q4_0) {
         // Q8_0: 34-byte blocks (f16 scale, 32 int8); Q4_0: 18 (f16 scale, 16 bytes of nibbles).
         IN b = p + v.offset + (e / 32) * (dt == DT_Q8_0 ? 34u : 18u);
@@ -238,6 +260,27 @@ DEVICE float lane_sum(float v, LOCAL float* scratch) {
     return scratch[t];
 #else
     return warp_reduce(v, 0);
+#endif
+}
+
+// lane_sum of rows[r] for every r < count (at most `max_rows`), all in one
+// call: barriers stay outside any data-dependent branch. On OpenCL
+// `scratch` holds GLMHAL_BLOCK × max_rows floats; CUDA and HIP use shuffles.
+DEVICE void lane_sums(float* rows, u32 count, const u32 max_rows, LOCAL float* scratch) {
+#if GLMHAL_OPENCL
+    const u32 t = LOCAL_ID, lane = t % GLMHAL_WARP;
+    SYNC();
+    for (u32 r = 0; r < max_rows; r++) scratch[r * GLMHAL_BLOCK + t] = r < count ? rows[r] : 0.0f;
+    SYNC();
+    for (u32 s = GLMHAL_WARP / 2; s > 0; s >>= 1) {
+        if (lane < s)
+            for (u32 r = 0; r < count; r++) scratch[r * GLMHAL_BLOCK + t] += scratch[r * GLMHAL_BLOCK + t + s];
+        SYNC();
+    }
+    for (u32 r = 0; r < count; r++) rows[r] = scratch[r * GLMHAL_BLOCK + t];
+#else
+    for (u32 r = 0; r < max_rows; r++)
+        if (r < count) rows[r] = warp_reduce(rows[r], 0);
 #endif
 }
 

@@ -2,6 +2,9 @@
 // rounding (round half away from zero for Q8_0; Q4_0 maps the value of
 // largest magnitude to -8), one thread per 32-value block. (cast is
 // unary kind 4 in elementwise.cu.)
+// dequantize_rows_<w>_f16: rows [first, first + rows) of a quantized weight
+// (ggml blocks or packed) into a contiguous f16 panel, for the vendor GEMM
+// of a prefill; one thread per value.
 #include "compat.h"
 
 DEVICE void quantize_impl(const int X, const int QT, IN x, View vx, OUT o, View vo, u64 blocks) {
@@ -41,3 +44,19 @@ DEVICE void quantize_impl(const int X, const int QT, IN x, View vx, OUT o, View 
     }
 #define QUANTIZE_X(X, _) QUANTIZE(q8_0, X) QUANTIZE(q4_0, X)
 FLOATS_1(QUANTIZE_X, _)
+
+DEVICE void dequantize_rows_impl(const int W, IN w, View vw, OUT o, u32 first, u32 rows, u32 k) {
+    GRID_STRIDE(e, (u64)rows * k) {
+        const u64 r = first + e / k, c = e % k;
+        ((GLOBAL u16*)o)[e] = (u16)f32_to_f16(load(W, w, vw, at(vw, r * k + c)));
+    }
+}
+
+#define DEQUANTIZE_ROWS(W)                                                                         \
+    KERNEL(dequantize_rows_##W##_f16)(IN w, View vw, OUT o, u32 first, u32 rows, u32 k) {          \
+        dequantize_rows_impl(DT_##W, w, vw, o, first, rows, k);                                    \
+    }
+DEQUANTIZE_ROWS(q8_0)
+DEQUANTIZE_ROWS(q4_0)
+DEQUANTIZE_ROWS(q8_0r)
+DEQUANTIZE_ROWS(q4_0r)

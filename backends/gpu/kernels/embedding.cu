@@ -23,5 +23,5 @@ DEVICE void get_rows_impl(const int T, const int O, IN t, View vt, IN ids, View 
                                u32 vocab, GLOBAL u32* status) {                                    \
         get_rows_impl(DT_##T, DT_##O, t, vt, ids, vids, o, vo, n, h, vocab, status);               \
     }
-#define GET_ROWS_T(O, _) WEIGHTS_2(GET_ROWS, O)
+#define GET_ROWS_T(O, _) PREPARED_2(GET_ROWS, O)
 FLOATS_1(GET_ROWS_T, _)

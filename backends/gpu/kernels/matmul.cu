@@ -1,51 +1,119 @@
 // Products.
-// matvec_<x>_<w>_<o>: y = x·Wᵀ (+ bias) for few rows (decode): one warp per
-//   output. With Q8_0/Q4_0 weights each lane takes whole 32-value blocks,
-//   multiplies the block's integer weights with the f32 activations and
-//   scales the sum once. Activations are not quantized: 8-bit activations
-//   (as ggml uses) miss the conformance tolerance on a one-block bf16
-//   product (NMSE 9.9e-4 against 5e-4), and decode is bound by reading the
-//   weights anyway. Float weights are read lane-interleaved along k.
+// matvec_<x>_<w>_<o>: y = x·Wᵀ (+ bias) for up to MATVEC_ROWS rows (decode,
+//   batched decode): one warp per output column j, every row in the same
+//   pass, so the weights are read once whatever the batch. Each lane takes
+//   16 weight bytes at a time: packed Q8_0 (16 quants) and Q4_0 (one
+//   32-value block) with their scale; f16/bf16 (8 values) and f32 (4) rows
+//   where the planner found them 16-byte aligned (`aligned`), widened by
+//   the hardware. Weights in ggml's block layout or unaligned float rows
+//   take the element-wise loop. Activations are read as they are, not
+//   quantized: 8-bit activations (as ggml uses) miss the conformance
+//   tolerance on a one-block bf16 product (NMSE 9.9e-4 against 5e-4), and
+//   decode is bound by reading the weights anyway.
 // product_<a>_<b>_<o>: o[b,m,n] = Σ_k a[b,m,k]·bm[b,k,n] (+ bias[n]) with any
 //   element strides and dtypes (quantized weights decoded in the load), in
 //   16×16 tiles through shared memory: mat_mul of float weights or many rows,
 //   and batched_mat_mul.
 // The bias dtype is a run-time argument (bias_dt), read once per output.
 #include "compat.h"
+#include "vectors.h"
+
+// Rows one matvec launch multiplies (the planner's MATVEC_MAX_ROWS).
+#define MATVEC_ROWS 8
+
+// acc[r] += scale · Σ_i wv[i]·x[r, c0 + i] for every row r < m_rows.
+DEVICE void rows_fma(const int X, IN x, View vx, u32 m_rows, u64 c0, const float* wv, int count,
+                     float scale, float* acc) {
+    for (u32 r = 0; r < MATVEC_ROWS; r++) {
+        if (r < m_rows) {
+            const u64 first = (u64)r * vx.s2 + c0 * vx.col_stride;
+            float sum = 0.0f;
+            for (int i = 0; i < count; i++) sum += wv[i] * load(X, x, vx, first + (u64)i * vx.col_stride);
+            acc[r] += scale * sum;
+        }
+    }
+}
+
+// The 16-byte chunks of packed row j (16 Q8_0 quants or one Q4_0 block each).
+DEVICE void matvec_packed(const int X, const int W, IN x, View vx, IN w, u32 j, u32 m_rows, u32 k,
+                          u32 lane, float* acc) {
+    IN row = w + (u64)j * packed_row_bytes(W, k);
+    const u32 per = W == DT_Q8_0R ? 16u : 32u;
+    for (u32 ch = lane; ch < k / per; ch += GLMHAL_WARP) {
+        const uint4 q = load_16_bytes(row, (u64)ch * 16);
+        const u32 words[4] = {q.x, q.y, q.z, q.w};
+        float wv[32];
+        for (int i = 0; i < 16; i++) {
+            const u32 b = (words[i / 4] >> (8 * (i % 4))) & 255u;
+            if (W == DT_Q8_0R) {
+                wv[i] = (float)(i8)b;
+            } else {
+                wv[i] = (float)(b & 15u) - 8.0f;
+                wv[i + 16] = (float)(b >> 4) - 8.0f;
+            }
+        }
+        const float scale = packed_scale(row, W, k, (u64)ch * per / 32);
+        rows_fma(X, x, vx, m_rows, (u64)ch * per, wv, (int)per, scale, acc);
+    }
+}
+
+// 16-byte chunks of an aligned float row j: 8 f16/bf16 or 4 f32 values each.
+DEVICE void matvec_aligned(const int X, const int W, IN x, View vx, IN w, View vw, u32 j, u32 m_rows,
+                           u32 k, u32 lane, float* acc) {
+    const u32 per = W == DT_F32 ? 4u : 8u;
+    const u64 row = (vw.offset + (u64)j * vw.s2) * (W == DT_F32 ? 4u : 2u);
+    for (u32 ch = lane; ch < k / per; ch += GLMHAL_WARP) {
+        float wv[8];
+        if (W == DT_F16) load_f16x8(w, row + (u64)ch * 16, wv);
+        if (W == DT_BF16) load_bf16x8(w, row + (u64)ch * 16, wv);
+        if (W == DT_F32) load_f32x4(w, row + (u64)ch * 16, wv);
+        rows_fma(X, x, vx, m_rows, (u64)ch * per, wv, (int)per, 1.0f, acc);
+    }
+}
+
+// Row j in ggml's Q8_0/Q4_0 blocks (34 or 18 bytes), a whole block per lane.
+DEVICE void matvec_blocks(const int X, const int W, IN x, View vx, IN w, View vw, u32 j, u32 m_rows,
+                          u32 k, u32 lane, float* acc) {
+    const u32 wbytes = W == DT_Q8_0 ? 34u : 18u;
+    // Weight rows are whole blocks apart (s2 elements).
+    IN wrow = w + vw.offset + (u64)j * (vw.s2 / 32) * wbytes;
+    for (u32 blk = lane; blk < k / 32; blk += GLMHAL_WARP) {
+        IN b = wrow + (u64)blk * wbytes;
+        float wv[32];
+        for (int q = 0; q < 32; q++)
+            wv[q] = W == DT_Q8_0 ? (float)(i8)b[2 + q]
+                                 : (float)((q < 16 ? (b[2 + q] & 15) : (b[2 + q - 16] >> 4)) - 8);
+        rows_fma(X, x, vx, m_rows, (u64)blk * 32, wv, 32, block_scale(b), acc);
+    }
+}
 
 DEVICE void matvec_impl(const int X, const int W, const int O, IN x, View vx, IN w, View vw,
                         IN bias, View vbias, int bias_dt, OUT o, View vo, u32 m_rows, u32 n, u32 k,
-                        int has_bias, LOCAL float* scratch) {
+                        int has_bias, int aligned, LOCAL float* scratch) {
     const u32 j = GROUP_ID(0) * (GLMHAL_BLOCK / GLMHAL_WARP) + LOCAL_ID / GLMHAL_WARP;
-    const u32 row = GROUP_ID(1);
     const u32 lane = LOCAL_ID % GLMHAL_WARP;
     // Whole warps are active or not, and every thread reaches lane_sum.
-    const int active = j < n && row < m_rows;
-    float acc = 0.0f;
-    if (active && W != DT_Q8_0 && W != DT_Q4_0) {
-        for (u32 c = lane; c < k; c += GLMHAL_WARP)
-            acc += load(X, x, vx, (u64)row * vx.s2 + (u64)c * vx.col_stride) *
-                   load(W, w, vw, (u64)j * vw.s2 + (u64)c * vw.col_stride);
-    } else if (active) {
-        const u32 wbytes = W == DT_Q8_0 ? 34u : 18u;
-        // Weight rows are whole blocks apart (s2 elements).
-        IN wrow = w + vw.offset + (u64)j * (vw.s2 / 32) * wbytes;
-        for (u32 blk = lane; blk < k / 32; blk += GLMHAL_WARP) {
-            IN b = wrow + (u64)blk * wbytes;
-            const u64 first = (u64)row * vx.s2 + (u64)blk * 32 * vx.col_stride;
-            float sum = 0.0f;
-            for (int q = 0; q < 32; q++) {
-                const float wv = W == DT_Q8_0 ? (float)(i8)b[2 + q]
-                                              : (float)((q < 16 ? (b[2 + q] & 15) : (b[2 + q - 16] >> 4)) - 8);
-                sum += load(X, x, vx, first + (u64)q * vx.col_stride) * wv;
+    const int active = j < n;
+    float acc[MATVEC_ROWS];
+    for (int r = 0; r < MATVEC_ROWS; r++) acc[r] = 0.0f;
+    if (active) {
+        if (W == DT_Q8_0R || W == DT_Q4_0R) {
+            matvec_packed(X, W, x, vx, w, j, m_rows, k, lane, acc);
+        } else if (W == DT_Q8_0 || W == DT_Q4_0) {
+            matvec_blocks(X, W, x, vx, w, vw, j, m_rows, k, lane, acc);
+        } else if (aligned) {
+            matvec_aligned(X, W, x, vx, w, vw, j, m_rows, k, lane, acc);
+        } else {
+            for (u32 c = lane; c < k; c += GLMHAL_WARP) {
+                const float wv = load(W, w, vw, (u64)j * vw.s2 + (u64)c * vw.col_stride);
+                rows_fma(X, x, vx, m_rows, c, &wv, 1, 1.0f, acc);
             }
-            acc += block_scale(b) * sum;
         }
     }
-    acc = lane_sum(acc, scratch);
+    lane_sums(acc, m_rows, MATVEC_ROWS, scratch);
     if (active && lane == 0) {
-        if (has_bias) acc += load(bias_dt, bias, vbias, at(vbias, j));
-        store(O, o, vo, (u64)row * vo.s2 + (u64)j * vo.col_stride, acc);
+        const float b = has_bias ? load(bias_dt, bias, vbias, at(vbias, j)) : 0.0f;
+        for (u32 r = 0; r < m_rows; r++) store(O, o, vo, (u64)r * vo.s2 + (u64)j * vo.col_stride, has_bias ? acc[r] + b : acc[r]);
     }
 }
 
@@ -80,12 +148,13 @@ DEVICE void product_impl(const int A, const int B, const int O, IN a, View va, I
 
 #define MATVEC(W, X, O)                                                                            \
     KERNEL(matvec_##X##_##W##_##O)(IN x, View vx, IN w, View vw, IN bias, View vbias, int bias_dt, \
-                                   OUT o, View vo, u32 m_rows, u32 n, u32 k, int has_bias) {       \
-        SHARED float scratch[GLMHAL_BLOCK];                                                        \
+                                   OUT o, View vo, u32 m_rows, u32 n, u32 k, int has_bias,         \
+                                   int aligned) {                                                  \
+        SHARED float scratch[GLMHAL_OPENCL ? GLMHAL_BLOCK * MATVEC_ROWS : 1];                      \
         matvec_impl(DT_##X, DT_##W, DT_##O, x, vx, w, vw, bias, vbias, bias_dt, o, vo, m_rows, n,  \
-                    k, has_bias, scratch);                                                         \
+                    k, has_bias, aligned, scratch);                                                \
     }
-#define MATVEC_W(X, O) WEIGHTS_3(MATVEC, X, O)
+#define MATVEC_W(X, O) PREPARED_3(MATVEC, X, O)
 #define MATVEC_X(O, _) FLOATS_2(MATVEC_W, O)
 FLOATS_1(MATVEC_X, _)
 
@@ -98,6 +167,6 @@ FLOATS_1(MATVEC_X, _)
         product_impl(DT_##A, DT_##B, DT_##O, a, va, bm, vb, bias, vbias, bias_dt, o, vo, m, n, k,  \
                      s, has_bias, ta, tb);                                                         \
     }
-#define PRODUCT_B(A, O) WEIGHTS_3(PRODUCT, A, O)
+#define PRODUCT_B(A, O) PREPARED_3(PRODUCT, A, O)
 #define PRODUCT_A(O, _) FLOATS_2(PRODUCT_B, O)
 FLOATS_1(PRODUCT_A, _)

@@ -9,13 +9,14 @@ use std::sync::{Arc, Mutex};
 
 use glmhal_hal::pool::SizePool;
 use glmhal_hal::{
-    Backend, Buffer, DeviceId, DeviceInfo, HalError, Op, OpContract, Precision, Result, Support,
-    TensorDesc, TensorRef,
+    Backend, Buffer, Counters, DeviceId, DeviceInfo, HalError, Op, OpContract, Precision, Result,
+    Support, TensorDesc, TensorRef, WorkCounters,
 };
 
 use crate::blas::{plan_gemm, Gemm, VendorBlas};
-use crate::driver::{Driver, KernelArg};
-use crate::plan::{plan, supports, Arg};
+use crate::driver::{Driver, HostRead, KernelArg};
+use crate::plan::{once, plan, supports, Arg, Context, Launch};
+use crate::staged_gemm::{gemm_reads, plan_staged, staged_precision, StagedGemm, Step};
 use crate::{DevicePtr, FILES};
 
 /// Idle bytes the pool keeps at most; beyond it freed memory goes back to the driver.
@@ -89,6 +90,8 @@ pub struct GpuBuffer {
     pub len: usize,
     /// Owning device.
     pub device: DeviceId,
+    /// A Q8_0/Q4_0 weight in the packed layout ([`crate::packed`]).
+    pub packed: bool,
     size: usize,
     pool: Arc<Pool>,
 }
@@ -127,6 +130,8 @@ pub struct GpuBackend {
     /// Float products go to the vendor BLAS when it loaded, unless the
     /// options turned it off.
     use_blas: bool,
+    /// What was launched, copied and waited for.
+    counters: Counters,
 }
 
 impl GpuBackend {
@@ -135,6 +140,7 @@ impl GpuBackend {
     pub fn new(driver: Arc<dyn Driver>, info: DeviceInfo, use_blas: bool) -> Result<Self> {
         let status = driver.alloc(16)?;
         driver.upload(status, 0, &[0u8; 16])?;
+        driver.synchronize()?;
         Ok(GpuBackend {
             info,
             id: DeviceId::fresh(),
@@ -145,6 +151,7 @@ impl GpuBackend {
                 sizes: SizePool::new(POOL_MAX_IDLE, usize::MAX),
             }),
             use_blas,
+            counters: Counters::default(),
             driver,
         })
     }
@@ -203,43 +210,102 @@ impl GpuBackend {
         out: &TensorDesc,
         ptrs: &[DevicePtr],
     ) -> Result<()> {
-        for launch in plan(op, ins, out, self.driver.warp_size())? {
-            let f = self.function(launch.file, &launch.entry)?;
-            let values: Vec<Vec<u8>> = launch
-                .args
-                .iter()
-                .map(|a| match a {
-                    Arg::Tensor(_) | Arg::Status => Vec::new(),
-                    Arg::View(v) => v.bytes(),
-                    Arg::U32(x) => x.to_le_bytes().to_vec(),
-                    Arg::U64(x) => x.to_le_bytes().to_vec(),
-                    Arg::I32(x) => x.to_le_bytes().to_vec(),
-                    Arg::F32(x) => x.to_le_bytes().to_vec(),
-                    Arg::Strides(s) => s.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                })
-                .collect();
-            let args: Vec<KernelArg<'_>> = launch
-                .args
-                .iter()
-                .zip(&values)
-                .map(|(a, bytes)| match a {
-                    Arg::Tensor(i) => KernelArg::Buffer(ptrs[*i]),
-                    Arg::Status => KernelArg::Buffer(self.status),
-                    _ => KernelArg::Value(bytes),
-                })
-                .collect();
-            self.driver.launch(f, launch.grid, launch.block, &args)?;
+        self.launch_in(op, ins, out, ptrs, Context::warp(self.driver.warp_size()))
+    }
+
+    /// [`GpuBackend::launch_planned`] with the inputs' layouts in `context`.
+    fn launch_in(
+        &self,
+        op: &Op,
+        ins: &[TensorDesc],
+        out: &TensorDesc,
+        ptrs: &[DevicePtr],
+        context: Context,
+    ) -> Result<()> {
+        let launches = plan(op, ins, out, context)?;
+        // One scratch allocation for the op, back to the pool once its
+        // launches are enqueued (later work on the in-order stream may reuse it).
+        let scratch = launches
+            .iter()
+            .flat_map(|l| &l.args)
+            .filter_map(|a| match a {
+                Arg::Workspace(bytes) => Some(*bytes as usize),
+                _ => None,
+            })
+            .max()
+            .map(|bytes| self.alloc_gpu(bytes))
+            .transpose()?;
+        for launch in &launches {
+            self.launch_one(launch, ptrs, scratch.as_ref().map_or(0, |s| s.ptr))?;
+        }
+        Ok(())
+    }
+
+    /// Enqueues one planned launch; `scratch` is the op's workspace address.
+    fn launch_one(&self, launch: &Launch, ptrs: &[DevicePtr], scratch: DevicePtr) -> Result<()> {
+        let f = self.function(launch.file, &launch.entry)?;
+        let values: Vec<Vec<u8>> = launch
+            .args
+            .iter()
+            .map(|a| match a {
+                Arg::Tensor(_) | Arg::Status | Arg::Workspace(_) => Vec::new(),
+                Arg::View(v) => v.bytes(),
+                Arg::U32(x) => x.to_le_bytes().to_vec(),
+                Arg::U64(x) => x.to_le_bytes().to_vec(),
+                Arg::I32(x) => x.to_le_bytes().to_vec(),
+                Arg::F32(x) => x.to_le_bytes().to_vec(),
+                Arg::Strides(s) => s.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            })
+            .collect();
+        let args: Vec<KernelArg<'_>> = launch
+            .args
+            .iter()
+            .zip(&values)
+            .map(|(a, bytes)| match a {
+                Arg::Tensor(i) => KernelArg::Buffer(ptrs[*i]),
+                Arg::Status => KernelArg::Buffer(self.status),
+                Arg::Workspace(_) => KernelArg::Buffer(scratch),
+                _ => KernelArg::Value(bytes),
+            })
+            .collect();
+        self.driver.launch(f, launch.grid, launch.block, &args)?;
+        self.counters.launch(launch.reads);
+        Ok(())
+    }
+
+    /// A staged product: casts and dequantizations into a workspace, then
+    /// the vendor GEMMs ([`crate::staged_gemm`]).
+    fn run_staged(
+        &self,
+        blas: &dyn VendorBlas,
+        staged: &StagedGemm,
+        ptrs: &[DevicePtr],
+    ) -> Result<()> {
+        let workspace = self.alloc_gpu(staged.workspace)?;
+        let mut all = ptrs.to_vec();
+        all.extend([workspace.ptr, workspace.ptr + staged.panel_offset as u64]);
+        for step in &staged.steps {
+            match step {
+                Step::Launch(l) => self.launch_one(l, &all, workspace.ptr)?,
+                Step::Gemm(g) => self.run_gemm(blas, g, &all, gemm_reads(g))?,
+            }
         }
         Ok(())
     }
 
     /// A product on the vendor BLAS: the bias (if any) is first cast into
     /// the output by the tree's kernel, then the GEMM accumulates onto it.
-    fn run_gemm(&self, blas: &dyn VendorBlas, gemm: &Gemm, ptrs: &[DevicePtr]) -> Result<()> {
+    fn run_gemm(
+        &self,
+        blas: &dyn VendorBlas,
+        gemm: &Gemm,
+        ptrs: &[DevicePtr],
+        reads: u64,
+    ) -> Result<()> {
         if let Some(fill) = &gemm.bias_fill {
             let out = ptrs.len() - 1;
             let out_desc = TensorDesc::strided(
-                gemm.dtype,
+                gemm.output,
                 &fill.shape,
                 &[gemm.c.ld as usize, 1],
                 gemm.c.offset as usize,
@@ -260,49 +326,13 @@ impl GpuBackend {
             address(&gemm.a)?,
             address(&gemm.b)?,
             address(&gemm.c)?,
-        )
+        )?;
+        self.counters.library_call(reads);
+        Ok(())
     }
 
-    fn check_status(&self) -> Result<()> {
-        let mut words = [0u8; 16];
-        self.driver.download(self.status, 0, &mut words)?;
-        let word = |i: usize| {
-            u32::from_le_bytes([
-                words[4 * i],
-                words[4 * i + 1],
-                words[4 * i + 2],
-                words[4 * i + 3],
-            ])
-        };
-        let (code, value) = (word(0), word(1));
-        if code == 0 {
-            return Ok(());
-        }
-        self.driver.upload(self.status, 0, &[0u8; 16])?;
-        glmhal_hal::kernel_status::check(&self.selector(), code, value)
-    }
-}
-
-impl Drop for GpuBackend {
-    fn drop(&mut self) {
-        self.driver.free(self.status);
-    }
-}
-
-impl Backend for GpuBackend {
-    fn name(&self) -> &'static str {
-        self.driver.backend()
-    }
-
-    fn info(&self) -> &DeviceInfo {
-        &self.info
-    }
-
-    fn device_id(&self) -> DeviceId {
-        self.id
-    }
-
-    fn alloc(&self, bytes: usize) -> Result<Buffer> {
+    /// A device allocation of at least `bytes` (out of memory names `bytes`).
+    fn alloc_gpu(&self, bytes: usize) -> Result<GpuBuffer> {
         // The error names what the caller asked for, not the rounded size.
         let out_of_memory = |e: HalError| match e {
             HalError::OutOfMemory {
@@ -337,33 +367,119 @@ impl Backend for GpuBackend {
                 Err(e) => return Err(e),
             },
         };
-        Ok(Buffer::new(GpuBuffer {
+        Ok(GpuBuffer {
             ptr,
             len: bytes,
             device: self.id,
+            packed: false,
             size,
             pool: self.pool.clone(),
-        }))
+        })
+    }
+
+    /// Copies `data` to `offset` bytes into `b` (the range already checked).
+    fn copy_in(&self, b: &GpuBuffer, offset: usize, data: &[u8]) -> Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
+        let waits = self.driver.upload(b.ptr, offset, data)?;
+        self.counters.upload(data.len());
+        (0..waits).for_each(|_| self.counters.host_wait());
+        Ok(())
+    }
+
+    /// Reads `result` (when given) and the status words back after
+    /// everything enqueued, in one host wait where the driver can, and
+    /// reports bad data a kernel met.
+    fn read_back(&self, result: Option<HostRead<'_>>) -> Result<()> {
+        let mut words = [0u8; 16];
+        let status = HostRead {
+            src: self.status,
+            offset: 0,
+            out: &mut words,
+        };
+        let waits = match result {
+            Some(r) => {
+                let bytes = r.out.len();
+                let waits = self.driver.download_many(&mut [r, status])?;
+                self.counters.download(bytes);
+                waits
+            }
+            None => self.driver.download_many(&mut [status])?,
+        };
+        self.counters.download(16);
+        (0..waits).for_each(|_| self.counters.host_wait());
+        let word = |i: usize| {
+            u32::from_le_bytes([
+                words[4 * i],
+                words[4 * i + 1],
+                words[4 * i + 2],
+                words[4 * i + 3],
+            ])
+        };
+        let (code, value) = (word(0), word(1));
+        if code == 0 {
+            return Ok(());
+        }
+        self.driver.upload(self.status, 0, &[0u8; 16])?;
+        self.driver.synchronize()?;
+        glmhal_hal::kernel_status::check(&self.selector(), code, value)
+    }
+}
+
+impl Drop for GpuBackend {
+    fn drop(&mut self) {
+        self.driver.free(self.status);
+    }
+}
+
+impl Backend for GpuBackend {
+    fn name(&self) -> &'static str {
+        self.driver.backend()
+    }
+
+    fn info(&self) -> &DeviceInfo {
+        &self.info
+    }
+
+    fn device_id(&self) -> DeviceId {
+        self.id
+    }
+
+    fn alloc(&self, bytes: usize) -> Result<Buffer> {
+        self.alloc_gpu(bytes).map(Buffer::new)
+    }
+
+    fn prepare_weight(&self, desc: &TensorDesc, bytes: &[u8]) -> Result<Buffer> {
+        if !crate::packed::packs(desc) {
+            return self.upload_new(bytes);
+        }
+        let packed = crate::packed::pack(desc, bytes)?;
+        let mut gpu = self.alloc_gpu(packed.len())?;
+        gpu.packed = true;
+        self.copy_in(&gpu, 0, &packed)?;
+        Ok(Buffer::new(gpu))
     }
 
     fn upload(&self, dst: &Buffer, offset: usize, data: &[u8]) -> Result<()> {
         let b = self.buffer(dst)?;
         let range =
             dst.checked_range(&format!("{} upload", self.selector()), offset, data.len())?;
-        if data.is_empty() {
-            return Ok(());
-        }
-        self.driver.upload(b.ptr, range.start, data)
+        self.copy_in(b, range.start, data)
     }
 
     fn download(&self, src: &Buffer, offset: usize, out: &mut [u8]) -> Result<()> {
         let b = self.buffer(src)?;
         let range =
             src.checked_range(&format!("{} download", self.selector()), offset, out.len())?;
-        if !out.is_empty() {
-            self.driver.download(b.ptr, range.start, out)?;
+        if out.is_empty() {
+            return self.read_back(None);
         }
-        self.check_status()
+        self.read_back(Some(HostRead {
+            src: b.ptr,
+            offset: range.start,
+            out,
+        }))
     }
 
     fn contract(&self) -> &'static dyn OpContract {
@@ -375,7 +491,12 @@ impl Backend for GpuBackend {
     }
 
     fn precision(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Precision {
-        crate::plan::precision(op, inputs, outputs)
+        let staged = self
+            .driver
+            .blas()
+            .filter(|_| self.use_blas)
+            .and_then(|_| staged_precision(op, inputs, outputs.first()?));
+        staged.unwrap_or_else(|| crate::plan::precision(op, inputs, outputs))
     }
 
     unsafe fn execute_valid(
@@ -391,16 +512,29 @@ impl Backend for GpuBackend {
             .chain(outputs)
             .map(|t| self.buffer(t.buffer).map(|b| b.ptr))
             .collect::<Result<Vec<_>>>()?;
-        if let Some(blas) = self.driver.blas().filter(|_| self.use_blas) {
-            if let Some(gemm) = plan_gemm(op, &ins, &outs[0]) {
-                return self.run_gemm(blas, &gemm, &ptrs);
+        let mut context = Context::warp(self.driver.warp_size());
+        for (i, t) in inputs.iter().enumerate().take(8) {
+            if self.buffer(t.buffer)?.packed {
+                context.packed |= 1 << i;
             }
         }
-        self.launch_planned(op, &ins, &outs[0], &ptrs)
+        if let Some(blas) = self.driver.blas().filter(|_| self.use_blas) {
+            if let Some(staged) = plan_staged(op, &ins, &outs[0], context)? {
+                return self.run_staged(blas, &staged, &ptrs);
+            }
+            if let Some(gemm) = plan_gemm(op, &ins, &outs[0]).filter(|_| context.packed == 0) {
+                return self.run_gemm(blas, &gemm, &ptrs, once(&ins));
+            }
+        }
+        self.launch_in(op, &ins, &outs[0], &ptrs, context)
     }
 
     fn synchronize(&self) -> Result<()> {
-        self.driver.synchronize()?;
-        self.check_status()
+        // Reading the status words waits for everything before them.
+        self.read_back(None)
+    }
+
+    fn counters(&self) -> Option<WorkCounters> {
+        Some(self.counters.snapshot())
     }
 }

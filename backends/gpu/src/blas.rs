@@ -35,11 +35,13 @@ pub struct Operand {
 }
 
 /// A strided-batched column-major GEMM, `C = A·B + beta·C`, computed in f32
-/// with f32 `alpha = 1` and `beta`, in the tensors' own dtype.
+/// with f32 `alpha = 1` and `beta`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gemm {
-    /// f32, f16 or bf16 (all operands).
-    pub dtype: DType,
+    /// The dtype of A and B: f32, f16 or bf16.
+    pub inputs: DType,
+    /// The dtype of C: the inputs' or f32.
+    pub output: DType,
     /// Rows of the column-major result (our N).
     pub m: i32,
     /// Columns of the column-major result (our M).
@@ -99,9 +101,10 @@ pub fn plan_gemm(op: &Op, ins: &[TensorDesc], out: &TensorDesc) -> Option<Gemm> 
     };
     // Both ops take A as input 0 and B (or W) as input 1.
     let b_index = 1;
-    let dtype = out.dtype;
+    let dtype = ins[0].dtype;
     if !matches!(dtype, DType::F32 | DType::F16 | DType::Bf16)
-        || ins[..2].iter().any(|t| t.dtype != dtype)
+        || ins[1].dtype != dtype
+        || !(out.dtype == dtype || out.dtype == DType::F32)
     {
         return None;
     }
@@ -132,7 +135,7 @@ pub fn plan_gemm(op: &Op, ins: &[TensorDesc], out: &TensorDesc) -> Option<Gemm> 
     let long = |x: usize| i64::try_from(x).ok();
     let element = |d: &TensorDesc| {
         d.offset
-            .is_multiple_of(dtype.block_bytes())
+            .is_multiple_of(d.dtype.block_bytes())
             .then_some(d.offset)
     };
     let bias_fill = match op {
@@ -152,7 +155,8 @@ pub fn plan_gemm(op: &Op, ins: &[TensorDesc], out: &TensorDesc) -> Option<Gemm> 
     };
     let out_index = ins.len();
     Some(Gemm {
-        dtype,
+        inputs: dtype,
+        output: out.dtype,
         m: int(n)?,
         n: int(m)?,
         k: int(k)?,

@@ -50,6 +50,16 @@ impl ParamBlock {
     }
 }
 
+/// One device-to-host copy of a batch ([`Driver::download_many`]).
+pub struct HostRead<'a> {
+    /// The allocation read from.
+    pub src: DevicePtr,
+    /// Bytes into it.
+    pub offset: usize,
+    /// Where the bytes go (its length is the copy's).
+    pub out: &'a mut [u8],
+}
+
 /// One vendor driver on one device. Every call runs on the device's one
 /// stream, in order. Copies are never empty (the backend skips those).
 pub trait Driver: Send + Sync + 'static {
@@ -69,11 +79,22 @@ pub trait Driver: Send + Sync + 'static {
     fn alloc(&self, bytes: usize) -> Result<DevicePtr>;
     /// Frees memory from `alloc`.
     fn free(&self, ptr: DevicePtr);
-    /// Copies host bytes to the device, `offset` bytes into `dst`.
-    fn upload(&self, dst: DevicePtr, offset: usize, data: &[u8]) -> Result<()>;
+    /// Copies host bytes to the device, `offset` bytes into `dst`; later
+    /// work on the stream sees them. Returns how many times the host waited
+    /// for the device (0 when the copy was only enqueued, 1 when it blocked).
+    fn upload(&self, dst: DevicePtr, offset: usize, data: &[u8]) -> Result<u64>;
     /// Copies device bytes from `offset` bytes into `src` to the host,
     /// waiting for earlier work.
     fn download(&self, src: DevicePtr, offset: usize, out: &mut [u8]) -> Result<()>;
+    /// Makes every copy of `reads` after earlier work; returns how many
+    /// times the host waited. The default copies one by one, each a wait;
+    /// a driver that can enqueue copies waits once.
+    fn download_many(&self, reads: &mut [HostRead<'_>]) -> Result<u64> {
+        for r in reads.iter_mut() {
+            self.download(r.src, r.offset, r.out)?;
+        }
+        Ok(reads.len() as u64)
+    }
     /// Launches `function` on `grid` blocks of `block` threads.
     fn launch(
         &self,

@@ -40,13 +40,27 @@
 //! - `plan.rs`: each op's entry point, launch shape and arguments, the same
 //!   on every vendor (a test checks every planned name exists in the
 //!   compiled tree).
-//! - `blas.rs`: which products go to the vendor BLAS (f32/f16/bf16 `mat_mul`
-//!   and `batched_mat_mul` whose views BLAS can describe), translated once
-//!   for every vendor into a column-major strided-batched GEMM (`Cᵀ = Bᵀ·Aᵀ`,
-//!   transpose flags from unit strides, a bias cast into the output first and
-//!   accumulated with beta = 1); a test runs that call with the BLAS
-//!   definition on every accepted conformance case. Quantized products stay
-//!   on the tree's kernels.
+//! - `blas.rs`: which products go to the vendor BLAS as they are
+//!   (f32/f16/bf16 `mat_mul` and `batched_mat_mul` whose views BLAS can
+//!   describe), translated once for every vendor into a column-major
+//!   strided-batched GEMM (`Cᵀ = Bᵀ·Aᵀ`, transpose flags from unit strides, a
+//!   bias cast into the output first and accumulated with beta = 1); a test
+//!   runs that call with the BLAS definition on every accepted conformance
+//!   case. `staged_gemm.rs`: prefill products with f32 activations and
+//!   f16/bf16 or Q8_0/Q4_0 weights, staged through a workspace (activations
+//!   cast, quantized weights dequantized to f16 panels) so the GEMM runs on
+//!   tensor cores, with the precision that implies declared.
+//! - `packed.rs`: the layout `prepare_weight` gives Q8_0/Q4_0 weights (each
+//!   row's quants, then its scales, 16-byte aligned), which the decode
+//!   kernels read 16 bytes per lane; `kernels/vectors.h` holds the 16-byte
+//!   loads and hardware f16 widening.
+//! - Decode: `matvec_*` multiplies up to 8 rows in one pass over the
+//!   weights; attention with few queries is flash-decoding
+//!   (`attention_split_*` over chunks of keys, every query head of a KV head
+//!   in one block, `attention_combine_*`). Every launch states the bytes it
+//!   reads ([`plan::Launch::reads`]); the backend counts launches, copies
+//!   and host waits (`Backend::counters`), which `glmhal bench` reports per
+//!   decode step.
 //! - `module_api/`: the CUDA driver API and HIP's module API bound from a
 //!   vendor's table of names (`cuLaunchKernel` or `hipModuleLaunchKernel`),
 //!   the [`module_api::ModuleDriver`] over it, cuBLAS/rocBLAS as one
@@ -62,8 +76,10 @@ pub mod driver;
 pub mod hiprtc;
 pub mod module_api;
 pub mod nvrtc;
+pub mod packed;
 pub mod plan;
 pub mod rtc;
+pub mod staged_gemm;
 mod target;
 pub mod vendor_env;
 
@@ -89,7 +105,7 @@ pub struct KernelFile {
 }
 
 /// Headers every file includes, by the name it includes them with.
-pub const HEADERS: [KernelFile; 2] = [
+pub const HEADERS: [KernelFile; 3] = [
     KernelFile {
         name: "compat.h",
         source: include_str!("../kernels/compat.h"),
@@ -97,6 +113,10 @@ pub const HEADERS: [KernelFile; 2] = [
     KernelFile {
         name: "dtypes.h",
         source: include_str!("../kernels/dtypes.h"),
+    },
+    KernelFile {
+        name: "vectors.h",
+        source: include_str!("../kernels/vectors.h"),
     },
 ];
 
@@ -294,11 +314,11 @@ mod tests {
         assert!(!text.contains("#include \"") && !text.contains("#pragma once"));
         assert_eq!(text.matches("#define DT_F32 0").count(), 1);
         assert_eq!(text.matches("typedef struct {\n    u64 offset;").count(), 1);
-        // The line after an include continues at its own number.
+        // The line after the last include continues at its own number.
         let lines: Vec<&str> = FILES[3].source.lines().collect();
         let include = lines
             .iter()
-            .position(|l| l.starts_with("#include"))
+            .rposition(|l| l.starts_with("#include"))
             .unwrap_or(0);
         let directive = format!("#line {} \"matmul.cu\"", include + 2);
         let after: Vec<&str> = text

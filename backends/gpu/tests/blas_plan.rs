@@ -28,7 +28,7 @@ use glmhal_hal::{
 fn element(g: &Gemm, x: &Operand, data: &[u8], batch: usize, row: usize, col: usize) -> f32 {
     let (r, c) = if x.transpose { (col, row) } else { (row, col) };
     read_scalar(
-        g.dtype,
+        g.inputs,
         data,
         batch * x.batch_stride as usize + r + c * x.ld as usize,
     )
@@ -47,14 +47,35 @@ fn blas_gemm(g: &Gemm, a: &[u8], b: &[u8], c: &mut [u8]) {
                 }
                 let at = p * g.c.batch_stride as usize + i + j * g.c.ld as usize;
                 let old = if g.beta != 0.0 {
-                    g.beta * read_scalar(g.dtype, c, at)
+                    g.beta * read_scalar(g.output, c, at)
                 } else {
                     0.0
                 };
-                write_scalar(g.dtype, c, at, acc + old);
+                write_scalar(g.output, c, at, acc + old);
             }
         }
     }
+}
+
+/// The case's output `out` within the bounds `precision` gives (`what`
+/// names the call in the message).
+fn assert_within_bounds(
+    case: &glmhal_conformance::Case,
+    prepared: &glmhal_conformance::runner::Prepared,
+    precision: &glmhal_hal::Precision,
+    out: &HostTensor,
+    what: &dyn std::fmt::Debug,
+) {
+    let bounds = prepared.bounds(case, precision).unwrap();
+    let expected = Expected {
+        rule: Rule::Bounded,
+        exact: &prepared.exact,
+        rounded: &prepared.rounded,
+        bounds: &bounds,
+        output: glmhal_hal::Arithmetic::of(out.desc.dtype),
+    };
+    let (errors, mismatch) = compare(&expected, &out.to_f64());
+    assert!(mismatch.is_none(), "{}: {what:?}: {errors:?}", case.id);
 }
 
 #[test]
@@ -87,16 +108,7 @@ fn blas_calls_agree_with_the_reference_on_every_case_they_accept() {
         blas_gemm(&g, at(&g.a), at(&g.b), &mut out.data[g.c.offset as usize..]);
         let precision =
             glmhal_gpu::plan::precision(&case.op, &ins, std::slice::from_ref(&out_desc));
-        let bounds = prepared.bounds(&case, &precision).unwrap();
-        let expected = Expected {
-            rule: Rule::Bounded,
-            exact: &prepared.exact,
-            rounded: &prepared.rounded,
-            bounds: &bounds,
-            output: glmhal_hal::Arithmetic::of(out_desc.dtype),
-        };
-        let (errors, mismatch) = compare(&expected, &out.to_f64());
-        assert!(mismatch.is_none(), "{}: {g:?}: {errors:?}", case.id);
+        assert_within_bounds(&case, &prepared, &precision, &out, &g);
         // Outside the view nothing changed (padding, guard rows).
         for (i, inside) in out.view_mask().iter().enumerate() {
             assert!(
@@ -109,6 +121,104 @@ fn blas_calls_agree_with_the_reference_on_every_case_they_accept() {
     eprintln!("{mapped} cases mapped ({transposed_a} with an untransposed first operand, {with_bias} with bias, {batched} batched)");
     assert!(mapped >= 20, "only {mapped} cases mapped to BLAS");
     assert!(transposed_a >= 1 && with_bias >= 1 && batched >= 1);
+}
+
+/// The staged prefill products (activations cast, quantized weights
+/// dequantized to f16 panels, then GEMMs on f16/bf16 operands) compute what
+/// the reference computes within the bound of their declared precision
+/// (operands rounded to the staging format), on every mat_mul case they
+/// take: the casts run with the reference's cast, the GEMMs with the BLAS
+/// definition.
+#[test]
+fn staged_products_agree_with_the_reference_within_their_declared_precision() {
+    use glmhal_gpu::plan::Context;
+    use glmhal_gpu::staged_gemm::{plan_staged, staged_precision, Step};
+    let (mut staged, mut quantized) = (0, 0);
+    for case in Filter::default().select() {
+        if case.kind() != OpKind::MatMul {
+            continue;
+        }
+        let prepared = glmhal_conformance::runner::prepare(&case, case.seed(DEFAULT_SEED)).unwrap();
+        let ins: Vec<TensorDesc> = prepared.inputs.iter().map(|t| t.desc.clone()).collect();
+        let out_desc = prepared.initial[0].desc.clone();
+        let Some(plan) = plan_staged(&case.op, &ins, &out_desc, Context::warp(32)).unwrap() else {
+            continue;
+        };
+        staged += 1;
+        quantized += usize::from(ins[1].dtype.is_quantized());
+        let (m, k) = (ins[0].shape[0], ins[0].shape[1]);
+        // The workspace regions: the cast activations, then the current panel.
+        let x = &prepared.inputs[0];
+        let mut acts = HostTensor::zeros(plan.inputs, &[m, k]).unwrap();
+        glmhal_ops::reference::execute(
+            &Op::Cast,
+            std::slice::from_ref(x),
+            std::slice::from_mut(&mut acts),
+        )
+        .unwrap();
+        let mut out = prepared.initial[0].clone();
+        let mut panel = Vec::new();
+        for step in &plan.steps {
+            match step {
+                Step::Launch(l) if l.entry.starts_with("dequantize_rows_") => {
+                    let [first, count] = [l.args[3].clone(), l.args[4].clone()].map(|a| match a {
+                        glmhal_gpu::plan::Arg::U32(v) => v as usize,
+                        other => panic!("{other:?}"),
+                    });
+                    let w = &prepared.inputs[1];
+                    let rows =
+                        HostTensor::new(w.desc.narrowed(0, first, count).unwrap(), w.data.clone())
+                            .unwrap();
+                    let mut p = HostTensor::zeros(DType::F16, &[count, k]).unwrap();
+                    glmhal_ops::reference::execute(
+                        &Op::Cast,
+                        &[rows],
+                        std::slice::from_mut(&mut p),
+                    )
+                    .unwrap();
+                    panel = p.data;
+                }
+                Step::Launch(l) => assert!(l.entry.starts_with("unary_"), "{}", l.entry),
+                Step::Gemm(g) => {
+                    if let Some(fill) = &g.bias_fill {
+                        let bias =
+                            HostTensor::new(fill.clone(), prepared.inputs[2].data.clone()).unwrap();
+                        glmhal_ops::reference::execute(
+                            &Op::Cast,
+                            &[bias],
+                            std::slice::from_mut(&mut out),
+                        )
+                        .unwrap();
+                    }
+                    let o = ins.len();
+                    let at = |t: usize| -> Vec<u8> {
+                        if t == o + 1 {
+                            acts.data.clone()
+                        } else if t == o + 2 {
+                            panel.clone()
+                        } else {
+                            prepared.inputs[t].data.clone()
+                        }
+                    };
+                    let (a, b) = (at(g.a.tensor), at(g.b.tensor));
+                    assert_eq!(g.c.tensor, o);
+                    blas_gemm(
+                        g,
+                        &a[g.a.offset as usize..],
+                        &b[g.b.offset as usize..],
+                        &mut out.data[g.c.offset as usize..],
+                    );
+                }
+            }
+        }
+        let precision = staged_precision(&case.op, &ins, &out_desc).unwrap();
+        assert_within_bounds(&case, &prepared, &precision, &out, &plan);
+    }
+    eprintln!("{staged} cases staged ({quantized} with quantized weights)");
+    assert!(
+        staged >= 5 && quantized >= 2,
+        "{staged} staged, {quantized} quantized"
+    );
 }
 
 /// Allocations by base address.
@@ -181,11 +291,11 @@ impl Driver for HostRuntime {
     fn free(&self, ptr: DevicePtr) {
         self.memory.lock().unwrap().retain(|(base, _)| *base != ptr);
     }
-    fn upload(&self, dst: DevicePtr, offset: usize, data: &[u8]) -> Result<()> {
+    fn upload(&self, dst: DevicePtr, offset: usize, data: &[u8]) -> Result<u64> {
         let mut regions = self.memory.lock().unwrap();
         let (i, o) = locate(&regions, dst + offset as u64);
         regions[i].1[o..o + data.len()].copy_from_slice(data);
-        Ok(())
+        Ok(1)
     }
     fn download(&self, src: DevicePtr, offset: usize, out: &mut [u8]) -> Result<()> {
         let regions = self.memory.lock().unwrap();

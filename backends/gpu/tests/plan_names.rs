@@ -6,7 +6,8 @@
 
 use std::collections::BTreeSet;
 
-use glmhal_gpu::plan::plan_if_supported;
+use glmhal_gpu::packed::packs;
+use glmhal_gpu::plan::{plan_if_supported, reads_packed, Context};
 use glmhal_gpu::{compile_all, HipCompiler, Target};
 
 #[test]
@@ -38,8 +39,17 @@ fn planned_entry_points_exist_for_every_conformance_case() {
     let mut planned = 0;
     for case in glmhal_conformance::Filter::default().select() {
         let (ins, outs) = case.descs();
-        for warp in [32, 64] {
-            let launches = plan_if_supported(&case.op, &ins, &outs, warp).unwrap();
+        // Weights prepare_weight stores packed run through their own entry points.
+        let packed = ins
+            .iter()
+            .enumerate()
+            .filter(|(i, d)| reads_packed(&case.op, *i) && packs(d))
+            .fold(0u8, |m, (i, _)| m | 1 << i);
+        for context in [32, 64]
+            .into_iter()
+            .flat_map(|warp| [Context::warp(warp), Context { warp, packed }])
+        {
+            let launches = plan_if_supported(&case.op, &ins, &outs, context).unwrap();
             for launch in launches.unwrap_or_default() {
                 assert!(
                     compiled.contains(&launch.entry),

@@ -10,14 +10,14 @@ use cl3::command_queue::{enqueue_nd_range_kernel, enqueue_read_buffer, enqueue_w
 use cl3::event::release_event;
 use cl3::kernel::set_kernel_arg;
 use cl3::memory::{create_buffer, release_mem_object, CL_MEM_READ_WRITE};
-use cl3::types::{cl_event, cl_mem, CL_BLOCKING};
+use cl3::types::{cl_event, cl_mem, CL_BLOCKING, CL_NON_BLOCKING};
 use opencl3::command_queue::CommandQueue;
 use opencl3::context::Context;
 use opencl3::device::Device;
 use opencl3::kernel::Kernel;
 use opencl3::program::Program;
 
-use glmhal_gpu::driver::{Driver, KernelArg};
+use glmhal_gpu::driver::{Driver, HostRead, KernelArg};
 use glmhal_gpu::plan::BLOCK;
 use glmhal_gpu::DevicePtr;
 use glmhal_gpu::{flatten, flattened_name, KernelFile};
@@ -44,9 +44,24 @@ struct Objects {
     kernels: Vec<(Kernel, String)>,
 }
 
+/// Uploads at most this large are copied into host staging and enqueued
+/// without waiting (a step's token ids and positions); larger ones (weights)
+/// block instead of holding a second copy in host memory.
+const STAGED_UPLOAD_MAX: usize = 64 << 10;
+
+/// Host copies of enqueued uploads, kept until the queue has passed them.
+#[derive(Default)]
+struct Staging {
+    /// Copies whose writes may still be in flight.
+    pending: Vec<Vec<u8>>,
+    /// Copies the queue is done with, reused by later uploads.
+    free: Vec<Vec<u8>>,
+}
+
 /// One device's context and queue.
 pub struct OpenClDriver {
     selector: String,
+    staging: Mutex<Staging>,
     device: Device,
     // Dropped after the queue (fields drop in order).
     queue: CommandQueue,
@@ -94,6 +109,7 @@ impl OpenClDriver {
         }
         Ok(OpenClDriver {
             selector,
+            staging: Mutex::new(Staging::default()),
             device,
             queue,
             context,
@@ -108,6 +124,49 @@ impl OpenClDriver {
         self.objects
             .lock()
             .map_err(|_| HalError::backend(self.selector.clone(), "kernels", "cache poisoned"))
+    }
+
+    fn staging(&self) -> Result<std::sync::MutexGuard<'_, Staging>> {
+        self.staging
+            .lock()
+            .map_err(|_| HalError::backend(self.selector.clone(), "uploads", "staging poisoned"))
+    }
+
+    /// After a wait on the queue: every staged upload has landed.
+    fn release_staging(&self) -> Result<()> {
+        let mut staging = self.staging()?;
+        let done = std::mem::take(&mut staging.pending);
+        staging.free.extend(done);
+        Ok(())
+    }
+
+    /// Enqueues a write of `data` to `offset` bytes into `dst`.
+    ///
+    /// # Safety
+    /// The range lies inside the buffer (the backend checks it) and `data`
+    /// stays valid until the write completes: at once when `blocking`,
+    /// otherwise until a later wait on the queue.
+    unsafe fn write(
+        &self,
+        dst: DevicePtr,
+        offset: usize,
+        data: &[u8],
+        blocking: u32,
+    ) -> Result<()> {
+        // SAFETY: as the caller promises.
+        let r = unsafe {
+            enqueue_write_buffer(
+                self.queue.get(),
+                dst as usize as cl_mem,
+                blocking,
+                offset,
+                data.len(),
+                data.as_ptr().cast(),
+                0,
+                std::ptr::null(),
+            )
+        };
+        self.check("clEnqueueWriteBuffer", r)
     }
 
     fn check(&self, what: &str, r: std::result::Result<cl_event, i32>) -> Result<()> {
@@ -239,40 +298,60 @@ impl Driver for OpenClDriver {
         let _ = unsafe { release_mem_object(ptr as usize as cl_mem) };
     }
 
-    fn upload(&self, dst: DevicePtr, offset: usize, data: &[u8]) -> Result<()> {
-        // SAFETY: blocking write from `data`, valid for its length; the range
-        // lies inside the buffer (checked by the caller).
-        let r = unsafe {
-            enqueue_write_buffer(
-                self.queue.get(),
-                dst as usize as cl_mem,
-                CL_BLOCKING,
-                offset,
-                data.len(),
-                data.as_ptr().cast(),
-                0,
-                std::ptr::null(),
-            )
-        };
-        self.check("clEnqueueWriteBuffer", r)
+    fn upload(&self, dst: DevicePtr, offset: usize, data: &[u8]) -> Result<u64> {
+        if data.len() > STAGED_UPLOAD_MAX {
+            // SAFETY: a blocking write: `data` outlives it.
+            unsafe { self.write(dst, offset, data, CL_BLOCKING) }?;
+            return Ok(1);
+        }
+        let mut staging = self.staging()?;
+        let mut copy = staging.free.pop().unwrap_or_default();
+        copy.clear();
+        copy.extend_from_slice(data);
+        // SAFETY: `copy`'s heap bytes stay put in `pending` until a wait
+        // has passed the write.
+        let written = unsafe { self.write(dst, offset, &copy, CL_NON_BLOCKING) };
+        staging.pending.push(copy);
+        written.map(|()| 0)
     }
 
     fn download(&self, src: DevicePtr, offset: usize, out: &mut [u8]) -> Result<()> {
-        // SAFETY: blocking read into `out`, valid for writes of its length;
-        // the in-order queue finishes earlier work first.
-        let r = unsafe {
-            enqueue_read_buffer(
-                self.queue.get(),
-                src as usize as cl_mem,
-                CL_BLOCKING,
-                offset,
-                out.len(),
-                out.as_mut_ptr().cast(),
-                0,
-                std::ptr::null(),
-            )
-        };
-        self.check("clEnqueueReadBuffer", r)
+        self.download_many(&mut [HostRead { src, offset, out }])
+            .map(|_| ())
+    }
+
+    fn download_many(&self, reads: &mut [HostRead<'_>]) -> Result<u64> {
+        let last = reads.len().saturating_sub(1);
+        for (i, r) in reads.iter_mut().enumerate() {
+            let blocking = if i == last {
+                CL_BLOCKING
+            } else {
+                CL_NON_BLOCKING
+            };
+            // SAFETY: a read into `r.out`, valid for writes of its length
+            // until this function returns, which is after the last,
+            // blocking read; the in-order queue finishes every earlier
+            // command (these reads included) before it.
+            let res = unsafe {
+                enqueue_read_buffer(
+                    self.queue.get(),
+                    r.src as usize as cl_mem,
+                    blocking,
+                    r.offset,
+                    r.out.len(),
+                    r.out.as_mut_ptr().cast(),
+                    0,
+                    std::ptr::null(),
+                )
+            };
+            if let Err(e) = self.check("clEnqueueReadBuffer", res) {
+                // Reads already enqueued write into `reads`: let them land.
+                let _ = self.queue.finish();
+                return Err(e);
+            }
+        }
+        self.release_staging()?;
+        Ok(u64::from(!reads.is_empty()))
     }
 
     fn launch(
@@ -335,8 +414,16 @@ impl Driver for OpenClDriver {
     }
 
     fn synchronize(&self) -> Result<()> {
-        self.queue
-            .finish()
-            .map_err(|e| HalError::backend(self.selector.clone(), "clFinish", describe_code(e.0)))
+        self.queue.finish().map_err(|e| {
+            HalError::backend(self.selector.clone(), "clFinish", describe_code(e.0))
+        })?;
+        self.release_staging()
+    }
+}
+
+impl Drop for OpenClDriver {
+    fn drop(&mut self) {
+        // Staged uploads must outlive the writes still reading them.
+        let _ = self.queue.finish();
     }
 }

@@ -8,7 +8,8 @@
 use std::collections::BTreeSet;
 
 use glmhal_gpu::driver::Driver;
-use glmhal_gpu::plan::plan_if_supported;
+use glmhal_gpu::packed::packs;
+use glmhal_gpu::plan::{plan_if_supported, reads_packed, Context};
 use glmhal_gpu::FILES;
 use glmhal_hal::{Availability, BackendProvider, DType, HalError, Op, TensorDesc};
 use glmhal_opencl::driver::{OpenClDriver, WARP};
@@ -33,8 +34,15 @@ fn every_file_builds_with_every_planned_entry_point() {
     let mut planned = 0;
     for case in glmhal_conformance::Filter::default().select() {
         let (ins, outs) = case.descs();
-        let launches = plan_if_supported(&case.op, &ins, &outs, WARP).unwrap();
-        for launch in launches.unwrap_or_default() {
+        let packed = ins
+            .iter()
+            .enumerate()
+            .filter(|(i, d)| reads_packed(&case.op, *i) && packs(d))
+            .fold(0u8, |m, (i, _)| m | 1 << i);
+        let as_given = plan_if_supported(&case.op, &ins, &outs, Context::warp(WARP)).unwrap();
+        let prepared =
+            plan_if_supported(&case.op, &ins, &outs, Context { warp: WARP, packed }).unwrap();
+        for launch in as_given.into_iter().chain(prepared).flatten() {
             assert!(
                 built.contains(&launch.entry),
                 "{}: {} is not in {}",
@@ -47,7 +55,7 @@ fn every_file_builds_with_every_planned_entry_point() {
     }
     assert!(planned > 500, "only {planned} launches planned");
     // One entry point per dtype combination of every op family, as in the CUDA/HIP tree.
-    assert_eq!(built.len(), 237, "{built:?}");
+    assert_eq!(built.len(), 313, "{built:?}");
 }
 
 #[test]

@@ -8,7 +8,7 @@ use std::time::Instant;
 use clap::Args;
 use glmhal_benches::measure::Budget;
 use glmhal_benches::model::ModelPlan;
-use glmhal_benches::schema::{BenchReport, Fingerprint, Peak};
+use glmhal_benches::schema::{BenchReport, Fingerprint, Peak, StepStructure};
 use glmhal_benches::sweep::SweepPlan;
 use glmhal_hal::{Backend, DType, DeviceSelector, HalError, Registry, Result};
 use glmhal_model::synth::{synth_with, Preset};
@@ -340,12 +340,35 @@ pub fn print(report: &BenchReport, skipped: &[String]) {
                     d.allocations_per_step
                         .map_or(String::new(), |a| format!(", {a:.1} heap allocations per step"))
                 );
+                if let Some(s) = &d.structure {
+                    print_structure(s);
+                }
             }
         }
     }
     for s in skipped {
         println!("unsupported: {s}");
     }
+}
+
+/// One decode step's structure, under its timing line.
+fn print_structure(s: &StepStructure) {
+    let c = &s.counters;
+    println!(
+        "      per step: {} launches + {} library calls ({:.1} per layer), {} host waits, \
+         {} uploads ({} B), {} downloads ({} B); kernels read {:.1} MB, {:.2}× the {:.1} MB minimum",
+        c.launches,
+        c.library_calls,
+        s.launches_per_layer,
+        c.host_waits,
+        c.uploads,
+        c.upload_bytes,
+        c.downloads,
+        c.download_bytes,
+        c.bytes_read as f64 / 1e6,
+        s.read_ratio,
+        s.minimum_bytes as f64 / 1e6
+    );
 }
 
 /// Runs `glmhal bench`.

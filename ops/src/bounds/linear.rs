@@ -5,7 +5,8 @@
 //!   ([`Sum::rounding`]);
 //! - inputs rounded to a narrower format: `xₖ` moves by at most half its
 //!   ulp there, so `y` by `Σₖ half_ulp(xₖ)·|wₖ|` (and the same for `w`),
-//!   independent per element;
+//!   independent per element; a Q8_0/Q4_0 weight dequantized into a
+//!   narrower format likewise (its `d·q` has up to 19 or 15 significant bits);
 //! - activations quantized to blocks (with Q8_0/Q4_0 weights): each `xₖ`
 //!   of block `b` moves by at most `d_b/2`, `d_b = max|x in b| / levels`,
 //!   so `y` by `Σ_b d_b/2·Σ_{k in b}|wₖ|`, independent per element; each
@@ -52,7 +53,7 @@ pub(super) fn mat_mul(ctx: &Ctx, inputs: &[HostTensor]) -> Vec<f64> {
             .collect(),
         None => Vec::new(),
     };
-    let rounds_inputs = ctx.p.inputs_rounded_to.is_some();
+    let rounds_inputs = ctx.p.inputs_rounded_to.is_some() || ctx.p.weights_dequantized_to.is_some();
     let mut out = Vec::with_capacity(m * n);
     for i in 0..m {
         let xr = &xs[i * k..(i + 1) * k];
@@ -104,7 +105,7 @@ fn input_rounding(ctx: &Ctx, x: &HostTensor, w: &HostTensor, xr: &[f64], wr: &[f
     for (a, b) in xr.iter().zip(wr) {
         let moved = ctx.input_rounding(x.desc.dtype, *a) * b.abs()
             + if w.desc.dtype.is_quantized() {
-                0.0
+                ctx.dequantized_rounding(w.desc.dtype, *b) * a.abs()
             } else {
                 ctx.input_rounding(w.desc.dtype, *b) * a.abs()
             };

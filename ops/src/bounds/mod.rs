@@ -170,6 +170,18 @@ impl Ctx {
         }
     }
 
+    /// The most dequantizing a `dtype` (Q8_0/Q4_0) weight of value `v` into
+    /// the declared format moves it: `v = d·q` has the f16 scale's 11
+    /// significant bits times the integer's (8 or 4), so a narrower format
+    /// rounds it (0 when nothing is declared or the format holds it).
+    pub fn dequantized_rounding(&self, dtype: DType, v: f64) -> f64 {
+        let bits = if dtype == DType::Q8_0 { 11 + 8 } else { 11 + 4 };
+        match self.p.weights_dequantized_to {
+            Some(r) if r.precision_bits() < bits => r.half_ulp(v),
+            _ => 0.0,
+        }
+    }
+
     /// The half step of rounding a computed value `v` (not an input as
     /// stored) to the declared narrower format, 0 without one.
     pub fn declared_rounding(&self, v: f64) -> f64 {

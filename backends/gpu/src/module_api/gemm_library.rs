@@ -275,7 +275,10 @@ impl VendorBlas for GemmLibrary {
     }
 
     fn gemm(&self, g: &Gemm, a: DevicePtr, b: DevicePtr, c: DevicePtr) -> Result<()> {
-        let ty = self.table.data_type(g.dtype)?;
+        let (ty, out_ty) = (
+            self.table.data_type(g.inputs)?,
+            self.table.data_type(g.output)?,
+        );
         let op = |t: bool| self.table.op[usize::from(t)];
         let (alpha, beta) = (1.0f32, g.beta);
         let (alpha, beta) = (
@@ -316,7 +319,7 @@ impl VendorBlas for GemmLibrary {
                     g.b.batch_stride,
                     beta,
                     c,
-                    ty,
+                    out_ty,
                     g.c.ld,
                     g.c.batch_stride,
                     g.batch,
@@ -344,11 +347,11 @@ impl VendorBlas for GemmLibrary {
                     g.b.batch_stride,
                     beta,
                     c,
-                    ty,
+                    out_ty,
                     g.c.ld,
                     g.c.batch_stride,
                     c,
-                    ty,
+                    out_ty,
                     g.c.ld,
                     g.c.batch_stride,
                     g.batch,

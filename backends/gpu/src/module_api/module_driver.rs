@@ -143,10 +143,12 @@ impl Driver for ModuleDriver {
         }
     }
 
-    fn upload(&self, dst: DevicePtr, offset: usize, data: &[u8]) -> Result<()> {
+    fn upload(&self, dst: DevicePtr, offset: usize, data: &[u8]) -> Result<u64> {
         self.current()?;
         // SAFETY: the backend checked the range against the allocation.
-        unsafe { self.api.copy_to_device(dst + offset as u64, data) }
+        unsafe { self.api.copy_to_device(dst + offset as u64, data) }?;
+        // A copy from pageable memory returns once it has landed.
+        Ok(1)
     }
 
     fn download(&self, src: DevicePtr, offset: usize, out: &mut [u8]) -> Result<()> {

@@ -2,7 +2,7 @@
 
 use glmhal_hal::{Result, TensorDesc};
 
-use super::{dt, launch, stride_grid, view, Arg, Launch};
+use super::{dt, launch, once, stride_grid, view, Arg, Launch};
 
 /// One thread per block of 32 values.
 pub(super) fn quantize(ins: &[TensorDesc], out: &TensorDesc) -> Result<Launch> {
@@ -19,5 +19,6 @@ pub(super) fn quantize(ins: &[TensorDesc], out: &TensorDesc) -> Result<Launch> {
             view(out)?,
             Arg::U64(blocks as u64),
         ],
+        once(ins),
     ))
 }

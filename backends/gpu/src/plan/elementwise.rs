@@ -3,7 +3,7 @@
 
 use glmhal_hal::{Op, Result, TensorDesc};
 
-use super::{dt, launch, stride_grid, view, Arg, Launch, View};
+use super::{dt, launch, once, stride_grid, view, Arg, Launch, View};
 
 /// `add` and `mul`: `b` read as `a`'s shape.
 pub(super) fn binary(op: &Op, ins: &[TensorDesc], out: &TensorDesc) -> Result<Launch> {
@@ -23,6 +23,7 @@ pub(super) fn binary(op: &Op, ins: &[TensorDesc], out: &TensorDesc) -> Result<La
             Arg::U64(n as u64),
             Arg::I32(i32::from(matches!(op, Op::Mul))),
         ],
+        once(ins),
     ))
 }
 
@@ -52,5 +53,6 @@ pub(super) fn unary(op: &Op, ins: &[TensorDesc], out: &TensorDesc) -> Result<Lau
             Arg::F32(factor),
             Arg::U64(out.last_dim() as u64),
         ],
+        once(ins),
     ))
 }

@@ -3,7 +3,7 @@
 
 use glmhal_hal::{Result, TensorDesc};
 
-use super::{dt, launch, stride_grid, view, Arg, Launch};
+use super::{dt, launch, once, stride_grid, view, Arg, Launch};
 
 /// Writes each token's heads into the cache row its position names.
 pub(super) fn kv_write(ins: &[TensorDesc], out: &TensorDesc) -> Result<Launch> {
@@ -25,5 +25,6 @@ pub(super) fn kv_write(ins: &[TensorDesc], out: &TensorDesc) -> Result<Launch> {
             Arg::U32(out.shape[0] as u32),
             Arg::Status,
         ],
+        once(ins),
     ))
 }

@@ -1,29 +1,42 @@
-//! Products: the matvec kernel for a few rows (one warp per output), the
-//! tiled product kernel otherwise; a bias is added in the kernel.
+//! Products: the matvec kernel for up to [`MATVEC_MAX_ROWS`] rows (one warp
+//! per output column, every row in one pass over the weights), the tiled
+//! product kernel otherwise; a bias is added in the kernel.
 
 use glmhal_hal::{DType, Result, TensorDesc};
 
-use super::{dt, strides3, Arg, Launch, View, BLOCK, MATVEC_MAX_ROWS};
+use super::embedding::row_bytes;
+use super::{bytes, dt, strides3, Arg, Context, Launch, View, BLOCK, MATVEC_MAX_ROWS};
 
 /// `mat_mul`: `x · wᵀ (+ bias)`.
 pub(super) fn mat_mul(
     ins: &[TensorDesc],
     out: &TensorDesc,
     bias: bool,
-    warp: u32,
+    context: Context,
 ) -> Result<Vec<Launch>> {
     let (x, w) = (&ins[0], &ins[1]);
     let o = ins.len();
     let (m, k, n) = (x.shape[0], x.shape[1], w.shape[0]);
     let bias_desc = bias.then(|| &ins[2]);
+    let packed = context.is_packed(1);
+    let weight_bytes = if packed {
+        row_bytes(w, true) * n as u64
+    } else {
+        bytes(w)
+    };
     if m <= MATVEC_MAX_ROWS && x.strides[1] == 1 && (w.dtype.is_quantized() || w.strides[1] == 1) {
         // One warp per output: BLOCK / warp outputs per block.
-        let per_block = (BLOCK / warp.max(1)).max(1) as usize;
+        let per_block = (BLOCK / context.warp.max(1)).max(1) as usize;
         let bias_view = View::of(bias_desc.unwrap_or(x), &bias_desc.unwrap_or(x).shape)?;
         return Ok(vec![Launch {
             file: "matmul.cu",
-            entry: format!("matvec_{}_{}_{}", dt(x.dtype), dt(w.dtype), dt(out.dtype)),
-            grid: [n.div_ceil(per_block).max(1) as u32, m as u32, 1],
+            entry: format!(
+                "matvec_{}_{}_{}",
+                dt(x.dtype),
+                context.token(1, w.dtype),
+                dt(out.dtype)
+            ),
+            grid: [n.div_ceil(per_block).max(1) as u32, 1, 1],
             block: BLOCK,
             args: vec![
                 Arg::Tensor(0),
@@ -39,19 +52,40 @@ pub(super) fn mat_mul(
                 Arg::U32(n as u32),
                 Arg::U32(k as u32),
                 Arg::I32(i32::from(bias)),
+                Arg::I32(i32::from(rows_aligned(w))),
             ],
+            // Every row in one pass: the weights are read once.
+            reads: weight_bytes + bytes(x) + bias_desc.map_or(0, bytes),
         }]);
     }
     let [_, w_n, w_k] = strides3(w);
-    Ok(vec![product(
-        x,
-        w,
-        bias_desc,
-        out,
-        (1, m, n, k),
-        [0, w_k, w_n],
-        o,
-    )?])
+    let mut launch = product(x, w, bias_desc, out, (1, m, n, k), [0, w_k, w_n], o)?;
+    if packed {
+        launch.entry = format!(
+            "product_{}_{}_{}",
+            dt(x.dtype),
+            context.token(1, w.dtype),
+            dt(out.dtype)
+        );
+        launch.reads = product_reads(x, weight_bytes, bias_desc, m, n);
+    }
+    Ok(vec![launch])
+}
+
+/// Whether every row of the float weight `w` starts 16-byte aligned and
+/// holds whole 16-byte chunks, so the matvec loads 16 bytes per lane
+/// (buffers themselves are 256-byte aligned).
+fn rows_aligned(w: &TensorDesc) -> bool {
+    let size = match w.dtype {
+        DType::F32 => 4,
+        DType::F16 | DType::Bf16 => 2,
+        _ => return false,
+    };
+    let k = w.shape[1];
+    w.strides[1] == 1
+        && w.offset.is_multiple_of(16)
+        && (w.strides[0] * size).is_multiple_of(16)
+        && (k * size).is_multiple_of(16)
 }
 
 /// The dtype code `compat.h` uses for a bias (f32 when there is none).
@@ -75,6 +109,17 @@ pub(super) fn batched(ins: &[TensorDesc], out: &TensorDesc) -> Result<Launch> {
         strides3(b),
         ins.len(),
     )
+}
+
+/// Each 16-row tile walks b's columns and each 16-column tile a's rows.
+fn product_reads(
+    a: &TensorDesc,
+    b_bytes: u64,
+    bias: Option<&TensorDesc>,
+    m: usize,
+    n: usize,
+) -> u64 {
+    bytes(a) * n.div_ceil(16) as u64 + b_bytes * m.div_ceil(16) as u64 + bias.map_or(0, bytes)
 }
 
 /// The tiled product of `a` and `b` over `batch` matrices.
@@ -124,5 +169,6 @@ fn product(
             ]),
             Arg::I32(i32::from(bias.is_some())),
         ],
+        reads: product_reads(a, bytes(b), bias, m, n),
     })
 }

@@ -3,7 +3,7 @@
 //! to the same kernel on every vendor. One file per kernel file of the tree
 //! (`attention.rs` plans `attention.cu`, ...).
 
-mod attention;
+pub mod attention;
 mod convert;
 mod elementwise;
 mod embedding;
@@ -25,6 +25,37 @@ pub const MAX_HEAD_DIM: usize = 256;
 /// Rows at or below which mat_mul uses the matvec kernel (when the BLAS does not take it).
 pub const MATVEC_MAX_ROWS: usize = 8;
 
+/// What the planner knows beyond the descriptors.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Context {
+    /// The device's warp (wavefront) width.
+    pub warp: u32,
+    /// Bit i set: input i is a weight `prepare_weight` stored packed
+    /// ([`crate::packed`]).
+    pub packed: u8,
+}
+
+impl Context {
+    /// A device of warp width `warp`, every input as the descriptors say.
+    pub fn warp(warp: u32) -> Self {
+        Context { warp, packed: 0 }
+    }
+
+    /// Whether input `i` is packed.
+    pub fn is_packed(&self, i: usize) -> bool {
+        i < 8 && self.packed & (1 << i) != 0
+    }
+
+    /// The entry-point token of input `i` of dtype `d` (`q8_0r` when packed).
+    fn token(&self, i: usize, d: DType) -> &'static str {
+        match (self.is_packed(i), d) {
+            (true, DType::Q8_0) => "q8_0r",
+            (true, DType::Q4_0) => "q4_0r",
+            _ => d.name(),
+        }
+    }
+}
+
 /// One kernel argument.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Arg {
@@ -44,6 +75,9 @@ pub enum Arg {
     Strides([u64; 9]),
     /// The device address of the backend's status words.
     Status,
+    /// Scratch device memory of this many bytes, the same for every launch
+    /// of one op (the backend allocates it for the op).
+    Workspace(u64),
 }
 
 /// One launch of one entry point.
@@ -59,6 +93,9 @@ pub struct Launch {
     pub block: u32,
     /// Arguments in order.
     pub args: Vec<Arg>,
+    /// Bytes the launch reads from device memory: each operand once per
+    /// pass the kernel makes over it (see `WorkCounters::bytes_read`).
+    pub reads: u64,
 }
 
 fn dt(d: DType) -> &'static str {
@@ -130,19 +167,42 @@ pub fn plan_if_supported(
     op: &Op,
     inputs: &[TensorDesc],
     outputs: &[TensorDesc],
-    warp: u32,
+    context: Context,
 ) -> Result<Option<Vec<Launch>>> {
     if glmhal_ops::validate(op, inputs, outputs).is_err()
         || supports(op, inputs, outputs) != Support::Supported
     {
         return Ok(None);
     }
-    plan(op, inputs, &outputs[0], warp).map(Some)
+    plan(op, inputs, &outputs[0], context).map(Some)
 }
 
-/// The launches that run `op` (already validated and supported).
-/// `warp` is the device's warp (wavefront) width.
-pub fn plan(op: &Op, ins: &[TensorDesc], out: &TensorDesc, warp: u32) -> Result<Vec<Launch>> {
+/// Whether input `i` of `op` has entry points for a packed weight: the
+/// weights of `mat_mul` and the table of `get_rows`.
+pub fn reads_packed(op: &Op, i: usize) -> bool {
+    matches!((op, i), (Op::MatMul { .. }, 1) | (Op::GetRows, 0))
+}
+
+/// The launches that run `op` (already validated and supported) on a
+/// device and buffers as `context` describes.
+pub fn plan(
+    op: &Op,
+    ins: &[TensorDesc],
+    out: &TensorDesc,
+    context: Context,
+) -> Result<Vec<Launch>> {
+    for (i, d) in ins.iter().enumerate() {
+        if context.is_packed(i) && !(reads_packed(op, i) && crate::packed::packs(d)) {
+            return Err(glmhal_hal::HalError::invalid(
+                "gpu",
+                format!(
+                    "a prepared {} weight is read whole by mat_mul and get_rows only, not as input {i} of {} ({d:?})",
+                    d.dtype,
+                    op.kind()
+                ),
+            ));
+        }
+    }
     let single = match op {
         Op::Add | Op::Mul => elementwise::binary(op, ins, out)?,
         Op::Scale { .. } | Op::Silu | Op::Gelu | Op::SwiGlu | Op::Cast => {
@@ -152,26 +212,38 @@ pub fn plan(op: &Op, ins: &[TensorDesc], out: &TensorDesc, warp: u32) -> Result<
         Op::LayerNorm { eps } => norm::norm(true, *eps, ins, out)?,
         Op::Softmax { scale, causal } => reduce::softmax(*scale, *causal, ins, out)?,
         Op::Argmax => reduce::argmax(ins, out)?,
-        Op::MatMul { bias } => return matmul::mat_mul(ins, out, *bias, warp),
+        Op::MatMul { bias } => return matmul::mat_mul(ins, out, *bias, context),
         Op::BatchedMatMul => matmul::batched(ins, out)?,
-        Op::GetRows => embedding::get_rows(ins, out)?,
+        Op::GetRows => embedding::get_rows(ins, out, context)?,
         Op::Rope { rot, theta, mode } => rope::rope(*rot, *theta, *mode, ins, out)?,
         Op::KvWrite => kv_cache::kv_write(ins, out)?,
-        Op::Attention { scale, causal } => attention::attention(*scale, *causal, ins, out)?,
+        Op::Attention { scale, causal } => return attention::attention(*scale, *causal, ins, out),
         Op::Quantize => convert::quantize(ins, out)?,
     };
     Ok(vec![single])
 }
 
-/// One launch of `entry` in `file` on `grid` blocks of [`BLOCK`] threads.
-fn launch(file: &'static str, entry: String, grid: [u32; 3], args: Vec<Arg>) -> Launch {
+/// One launch of `entry` in `file` on `grid` blocks of [`BLOCK`] threads,
+/// reading `reads` bytes.
+fn launch(file: &'static str, entry: String, grid: [u32; 3], args: Vec<Arg>, reads: u64) -> Launch {
     Launch {
         file,
         entry,
         grid,
         block: BLOCK,
         args,
+        reads,
     }
+}
+
+/// The bytes of the elements `d` views.
+pub(crate) fn bytes(d: &TensorDesc) -> u64 {
+    d.dtype.bytes_for(d.numel()) as u64
+}
+
+/// Every input read once: the reads of a kernel that streams its inputs.
+pub(crate) fn once(ins: &[TensorDesc]) -> u64 {
+    ins.iter().map(bytes).sum()
 }
 
 /// The view of `d` over its own shape, as an argument.

@@ -2,7 +2,7 @@
 
 use glmhal_hal::{Result, TensorDesc};
 
-use super::{dt, launch, row_grid, view, Arg, Launch};
+use super::{dt, launch, once, row_grid, view, Arg, Launch};
 
 /// A norm over the last dim, with a bias (input 2) for layer_norm.
 pub(super) fn norm(layer: bool, eps: f64, ins: &[TensorDesc], out: &TensorDesc) -> Result<Launch> {
@@ -26,5 +26,6 @@ pub(super) fn norm(layer: bool, eps: f64, ins: &[TensorDesc], out: &TensorDesc) 
             Arg::I32(i32::from(layer)),
             Arg::F32(eps as f32),
         ],
+        once(ins),
     ))
 }

@@ -3,7 +3,7 @@
 
 use glmhal_hal::{Result, TensorDesc};
 
-use super::{dt, launch, row_grid, view, Arg, Launch};
+use super::{dt, launch, once, row_grid, view, Arg, Launch};
 
 /// `softmax` over the last dim, one block per row.
 pub(super) fn softmax(
@@ -27,6 +27,7 @@ pub(super) fn softmax(
             Arg::F32(scale as f32),
             Arg::I32(i32::from(causal)),
         ],
+        once(ins),
     ))
 }
 
@@ -46,5 +47,6 @@ pub(super) fn argmax(ins: &[TensorDesc], out: &TensorDesc) -> Result<Launch> {
             Arg::U32(x.last_dim() as u32),
             Arg::Status,
         ],
+        once(ins),
     ))
 }

@@ -3,7 +3,7 @@
 
 use glmhal_hal::{Result, RopeMode, TensorDesc};
 
-use super::{dt, launch, stride_grid, view, Arg, Launch};
+use super::{dt, launch, once, stride_grid, view, Arg, Launch};
 
 /// Rotates `x` (tokens × heads × head_dim).
 pub(super) fn rope(
@@ -32,5 +32,6 @@ pub(super) fn rope(
             Arg::F32(theta as f32),
             Arg::I32(i32::from(mode == RopeMode::Neox)),
         ],
+        once(ins),
     ))
 }
