@@ -61,6 +61,9 @@ pub struct Peak {
     pub backend: String,
     /// FLOP/s (f32), where known.
     pub flops: Option<f64>,
+    /// f16 matrix (tensor-core) FLOP/s, where the device states it.
+    #[serde(default)]
+    pub tensor_flops: Option<f64>,
     /// Bytes/s of device memory, where known.
     pub bytes_per_s: Option<f64>,
     /// `device info` (vendor figures) or `measured` (the best this run saw).
@@ -92,6 +95,10 @@ pub struct OpMeasurement {
     pub compute_share: Option<f64>,
     /// Share of the device's peak bandwidth, where known.
     pub bandwidth_share: Option<f64>,
+    /// For products with f16, bf16 or quantized weights: share of the
+    /// device's f16 matrix (tensor-core) peak, where known.
+    #[serde(default)]
+    pub tensor_share: Option<f64>,
 }
 
 impl OpMeasurement {
@@ -118,6 +125,7 @@ impl OpMeasurement {
             gbps: bytes / t / 1e9,
             compute_share: None,
             bandwidth_share: None,
+            tensor_share: None,
         }
     }
 }

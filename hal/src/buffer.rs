@@ -122,6 +122,11 @@ pub struct TensorRef<'a> {
 }
 
 impl TensorRef<'_> {
+    /// Whether both name the same tensor: one buffer, one descriptor.
+    pub fn is_same(&self, other: &TensorRef<'_>) -> bool {
+        same_buffer(self.buffer, other.buffer) && self.desc == other.desc
+    }
+
     /// True when two views share a buffer and their byte ranges intersect.
     pub fn overlaps(&self, other: &TensorRef<'_>) -> bool {
         if !same_buffer(self.buffer, other.buffer) {

@@ -14,6 +14,12 @@ use smallvec::{smallvec, SmallVec};
 use crate::config::{LayerOrder, ModelConfig};
 use crate::plan::Lifetime;
 
+/// Nodes an activation stays live past the last node that reads it, so a
+/// backend may run a node in one kernel with the next ones (reading this
+/// input while writing their outputs) without the arena placing one of
+/// those outputs over it.
+pub const FUSION_WINDOW: usize = 2;
+
 /// Which memory an operand lives in.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Storage {
@@ -148,11 +154,17 @@ impl Builder<'_> {
 
     fn push(&mut self, op: Op, inputs: Inputs, output: Operand) {
         let at = self.nodes.len();
-        for o in inputs.iter().chain(std::iter::once(&output)) {
+        for (i, o) in inputs.iter().chain(std::iter::once(&output)).enumerate() {
             if let Storage::Act(a) = o.storage {
                 let l = &mut self.acts[a];
                 l.first = l.first.min(at);
-                l.last = l.last.max(at);
+                // Inputs outlive their reader by FUSION_WINDOW nodes.
+                let until = if i < inputs.len() {
+                    at + FUSION_WINDOW
+                } else {
+                    at
+                };
+                l.last = l.last.max(until);
             }
         }
         self.nodes.push(Node { op, inputs, output });

@@ -45,12 +45,27 @@ pub fn describe(api: &ModuleApi, i: usize, options: &GpuOptions) -> Result<Devic
         // FP32 lanes per SM: 64 on Volta, Turing and A100 (sm_80), 128 on later parts.
         let lanes = if sm <= 80 { 64.0 } else { 128.0 };
         info.peak_flops.f32 = Some(2.0 * lanes * sms as f64 * khz as f64 * 1e3);
+        let tensor = tensor_flops_per_clock(sm).map(|f| f * sms as f64 * khz as f64 * 1e3);
+        info.peak_flops.f16 = tensor;
+        info.peak_flops.bf16 = tensor.filter(|_| sm >= 80);
     }
     info.features.push(gemm_feature(
         CUBLAS.locate(options).as_deref().map_err(|e| e.as_str()),
         options.vendor_blas,
     ));
     Ok(info)
+}
+
+/// Dense f16 tensor-core FLOP per clock per SM with f32 accumulation, from
+/// NVIDIA's data-center parts: V100 and T4 (sm_70, sm_75), A100 (sm_80,
+/// twice that), A10 and L40S (sm_86, sm_89), H100 (sm_90, four times).
+fn tensor_flops_per_clock(sm: u32) -> Option<f64> {
+    match sm {
+        70..=79 | 86..=89 => Some(1024.0),
+        80 => Some(2048.0),
+        90 => Some(4096.0),
+        _ => None,
+    }
 }
 
 /// Opens device `i`: PTX from NVRTC for its compute capability, JIT-loaded
@@ -65,4 +80,20 @@ pub fn open(api: Arc<ModuleApi>, i: usize, options: &GpuOptions) -> Result<Modul
         nul_terminated: true,
     };
     ModuleDriver::open(api, i, target.warp_size(), compiler, &CUBLAS, options)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tensor_peaks_match_the_published_dense_f16_rates() {
+        // H100 SXM: 132 SMs at 1.83 GHz boost, 989 TFLOP/s dense f16.
+        let h100 = tensor_flops_per_clock(90).unwrap_or(0.0) * 132.0 * 1.83e9;
+        assert!((h100 / 989e12 - 1.0).abs() < 0.01, "{h100}");
+        // A100: 108 SMs at 1.41 GHz, 312 TFLOP/s.
+        let a100 = tensor_flops_per_clock(80).unwrap_or(0.0) * 108.0 * 1.41e9;
+        assert!((a100 / 312e12 - 1.0).abs() < 0.01, "{a100}");
+        assert_eq!(tensor_flops_per_clock(60), None);
+    }
 }

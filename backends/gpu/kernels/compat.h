@@ -284,6 +284,9 @@ DEVICE void lane_sums(float* rows, u32 count, const u32 max_rows, LOCAL float* s
 #endif
 }
 
+// SiLU, as swiglu and the fused gate/up product compute it.
+DEVICE float silu(float x) { return x / (1.0f + expf(-x)); }
+
 // The linear block index of row kernels (rows folded into x and y).
 DEVICE u64 group_row(void) { return GROUP_ID(0) + (u64)GROUP_ID(1) * NUM_GROUPS(0); }
 

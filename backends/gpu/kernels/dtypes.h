@@ -30,5 +30,8 @@
 #define WEIGHTS_3(M, ...) FLOATS_3(M, __VA_ARGS__) M(q8_0, __VA_ARGS__) M(q4_0, __VA_ARGS__)
 // Weights as prepare_weight may hold them: the above and the packed layouts
 // (what mat_mul and get_rows read).
+#define PREPARED_1(M, ...)                                                                         \
+    FLOATS_1(M, __VA_ARGS__) M(q8_0, __VA_ARGS__) M(q4_0, __VA_ARGS__) M(q8_0r, __VA_ARGS__)       \
+        M(q4_0r, __VA_ARGS__)
 #define PREPARED_2(M, ...) WEIGHTS_2(M, __VA_ARGS__) M(q8_0r, __VA_ARGS__) M(q4_0r, __VA_ARGS__)
 #define PREPARED_3(M, ...) WEIGHTS_3(M, __VA_ARGS__) M(q8_0r, __VA_ARGS__) M(q4_0r, __VA_ARGS__)

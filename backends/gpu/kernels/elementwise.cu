@@ -11,7 +11,6 @@ DEVICE void binary_impl(const int A, const int B, const int O, IN a, View va, IN
     }
 }
 
-DEVICE float silu(float x) { return x / (1.0f + expf(-x)); }
 DEVICE float gelu(float x) {
     const float u = 0.7978845608f * (x + 0.044715f * x * x * x);
     return 0.5f * x * (1.0f + tanhf(u));

@@ -87,33 +87,65 @@ DEVICE void matvec_blocks(const int X, const int W, IN x, View vx, IN w, View vw
     }
 }
 
+// acc[r] += row j of W · row r of x, for r < m_rows (this lane's share).
+DEVICE void matvec_dot(const int X, const int W, IN x, View vx, IN w, View vw, u32 j, u32 m_rows,
+                       u32 k, u32 lane, int aligned, float* acc) {
+    if (W == DT_Q8_0R || W == DT_Q4_0R) {
+        matvec_packed(X, W, x, vx, w, j, m_rows, k, lane, acc);
+    } else if (W == DT_Q8_0 || W == DT_Q4_0) {
+        matvec_blocks(X, W, x, vx, w, vw, j, m_rows, k, lane, acc);
+    } else if (aligned) {
+        matvec_aligned(X, W, x, vx, w, vw, j, m_rows, k, lane, acc);
+    } else {
+        for (u32 c = lane; c < k; c += GLMHAL_WARP) {
+            const float wv = load(W, w, vw, (u64)j * vw.s2 + (u64)c * vw.col_stride);
+            rows_fma(X, x, vx, m_rows, c, &wv, 1, 1.0f, acc);
+        }
+    }
+}
+
 DEVICE void matvec_impl(const int X, const int W, const int O, IN x, View vx, IN w, View vw,
                         IN bias, View vbias, int bias_dt, OUT o, View vo, u32 m_rows, u32 n, u32 k,
                         int has_bias, int aligned, LOCAL float* scratch) {
     const u32 j = GROUP_ID(0) * (GLMHAL_BLOCK / GLMHAL_WARP) + LOCAL_ID / GLMHAL_WARP;
     const u32 lane = LOCAL_ID % GLMHAL_WARP;
-    // Whole warps are active or not, and every thread reaches lane_sum.
+    // Whole warps are active or not, and every thread reaches lane_sums.
     const int active = j < n;
     float acc[MATVEC_ROWS];
     for (int r = 0; r < MATVEC_ROWS; r++) acc[r] = 0.0f;
-    if (active) {
-        if (W == DT_Q8_0R || W == DT_Q4_0R) {
-            matvec_packed(X, W, x, vx, w, j, m_rows, k, lane, acc);
-        } else if (W == DT_Q8_0 || W == DT_Q4_0) {
-            matvec_blocks(X, W, x, vx, w, vw, j, m_rows, k, lane, acc);
-        } else if (aligned) {
-            matvec_aligned(X, W, x, vx, w, vw, j, m_rows, k, lane, acc);
-        } else {
-            for (u32 c = lane; c < k; c += GLMHAL_WARP) {
-                const float wv = load(W, w, vw, (u64)j * vw.s2 + (u64)c * vw.col_stride);
-                rows_fma(X, x, vx, m_rows, c, &wv, 1, 1.0f, acc);
-            }
-        }
-    }
+    if (active) matvec_dot(X, W, x, vx, w, vw, j, m_rows, k, lane, aligned, acc);
     lane_sums(acc, m_rows, MATVEC_ROWS, scratch);
     if (active && lane == 0) {
         const float b = has_bias ? load(bias_dt, bias, vbias, at(vbias, j)) : 0.0f;
-        for (u32 r = 0; r < m_rows; r++) store(O, o, vo, (u64)r * vo.s2 + (u64)j * vo.col_stride, has_bias ? acc[r] + b : acc[r]);
+        for (u32 r = 0; r < m_rows; r++)
+            store(O, o, vo, (u64)r * vo.s2 + (u64)j * vo.col_stride, has_bias ? acc[r] + b : acc[r]);
+    }
+}
+
+// The gate/up product and SwiGLU in one pass: warp j computes gate row j and
+// up row j + gates for every row, writes both into gu (as matvec would) and
+// silu(gate)·up into a (as swiglu would, from the values gu holds).
+DEVICE void matvec_swiglu_impl(const int X, const int W, const int O, IN x, View vx, IN w, View vw,
+                               OUT gu, View vgu, OUT a, View va, u32 m_rows, u32 gates, u32 k,
+                               int aligned, LOCAL float* scratch) {
+    const u32 j = GROUP_ID(0) * (GLMHAL_BLOCK / GLMHAL_WARP) + LOCAL_ID / GLMHAL_WARP;
+    const u32 lane = LOCAL_ID % GLMHAL_WARP;
+    const int active = j < gates;
+    float g[MATVEC_ROWS], u[MATVEC_ROWS];
+    for (int r = 0; r < MATVEC_ROWS; r++) g[r] = u[r] = 0.0f;
+    if (active) {
+        matvec_dot(X, W, x, vx, w, vw, j, m_rows, k, lane, aligned, g);
+        matvec_dot(X, W, x, vx, w, vw, j + gates, m_rows, k, lane, aligned, u);
+    }
+    lane_sums(g, m_rows, MATVEC_ROWS, scratch);
+    lane_sums(u, m_rows, MATVEC_ROWS, scratch);
+    if (active && lane == 0) {
+        for (u32 r = 0; r < m_rows; r++) {
+            store(O, gu, vgu, (u64)r * vgu.s2 + (u64)j * vgu.col_stride, g[r]);
+            store(O, gu, vgu, (u64)r * vgu.s2 + (u64)(j + gates) * vgu.col_stride, u[r]);
+            store(O, a, va, (u64)r * va.s2 + (u64)j * va.col_stride,
+                  silu(round_to(O, g[r])) * round_to(O, u[r]));
+        }
     }
 }
 
@@ -157,6 +189,15 @@ DEVICE void product_impl(const int A, const int B, const int O, IN a, View va, I
 #define MATVEC_W(X, O) PREPARED_3(MATVEC, X, O)
 #define MATVEC_X(O, _) FLOATS_2(MATVEC_W, O)
 FLOATS_1(MATVEC_X, _)
+
+#define MATVEC_SWIGLU(W, _)                                                                        \
+    KERNEL(matvec_swiglu_f32_##W##_f32)(IN x, View vx, IN w, View vw, OUT gu, View vgu, OUT a,     \
+                                        View va, u32 m_rows, u32 gates, u32 k, int aligned) {      \
+        SHARED float scratch[GLMHAL_OPENCL ? GLMHAL_BLOCK * MATVEC_ROWS : 1];                      \
+        matvec_swiglu_impl(DT_F32, DT_##W, DT_F32, x, vx, w, vw, gu, vgu, a, va, m_rows, gates, k, \
+                           aligned, scratch);                                                      \
+    }
+PREPARED_1(MATVEC_SWIGLU, _)
 
 #define PRODUCT(B, A, O)                                                                           \
     KERNEL(product_##A##_##B##_##O)(IN a, View va, IN bm, View vb, IN bias, View vbias,            \

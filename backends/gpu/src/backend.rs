@@ -9,15 +9,18 @@ use std::sync::{Arc, Mutex};
 
 use glmhal_hal::pool::SizePool;
 use glmhal_hal::{
-    Backend, Buffer, Counters, DeviceId, DeviceInfo, HalError, Op, OpContract, Precision, Result,
-    Support, TensorDesc, TensorRef, WorkCounters,
+    Backend, Buffer, Counters, DeviceId, DeviceInfo, HalError, Op, OpCall, OpContract, Precision,
+    Result, Support, TensorDesc, TensorRef, WorkCounters,
 };
 
 use crate::blas::{plan_gemm, Gemm, VendorBlas};
 use crate::driver::{Driver, HostRead, KernelArg};
+use crate::fusion::fuse;
 use crate::plan::{once, plan, supports, Arg, Context, Launch};
+use crate::plan_cache::{PlanCache, Resolved};
 use crate::staged_gemm::{gemm_reads, plan_staged, staged_precision, StagedGemm, Step};
 use crate::{DevicePtr, FILES};
+use smallvec::SmallVec;
 
 /// Idle bytes the pool keeps at most; beyond it freed memory goes back to the driver.
 const POOL_MAX_IDLE: usize = 1 << 30;
@@ -132,6 +135,8 @@ pub struct GpuBackend {
     use_blas: bool,
     /// What was launched, copied and waited for.
     counters: Counters,
+    /// Plans by op and descriptors.
+    plans: PlanCache,
 }
 
 impl GpuBackend {
@@ -152,6 +157,7 @@ impl GpuBackend {
             }),
             use_blas,
             counters: Counters::default(),
+            plans: PlanCache::default(),
             driver,
         })
     }
@@ -213,7 +219,8 @@ impl GpuBackend {
         self.launch_in(op, ins, out, ptrs, Context::warp(self.driver.warp_size()))
     }
 
-    /// [`GpuBackend::launch_planned`] with the inputs' layouts in `context`.
+    /// [`GpuBackend::launch_planned`] with the inputs' layouts in `context`,
+    /// the plan kept for the next call with the same descriptors.
     fn launch_in(
         &self,
         op: &Op,
@@ -222,12 +229,36 @@ impl GpuBackend {
         ptrs: &[DevicePtr],
         context: Context,
     ) -> Result<()> {
-        let launches = plan(op, ins, out, context)?;
-        // One scratch allocation for the op, back to the pool once its
-        // launches are enqueued (later work on the in-order stream may reuse it).
-        let scratch = launches
+        let descs: SmallVec<[&TensorDesc; 8]> = ins.iter().chain([out]).collect();
+        let plan = self.plans.get_or_plan(
+            &[op],
+            &descs,
+            &[u64::from(context.warp), u64::from(context.packed)],
+            || self.resolve(plan(op, ins, out, context)?),
+        )?;
+        self.run_resolved(&plan, ptrs)
+    }
+
+    /// Each launch with its function, compiling files at first use.
+    fn resolve(&self, launches: Vec<Launch>) -> Result<Vec<Resolved>> {
+        launches
+            .into_iter()
+            .map(|launch| {
+                Ok(Resolved {
+                    function: self.function(launch.file, &launch.entry)?,
+                    launch,
+                })
+            })
+            .collect()
+    }
+
+    /// Enqueues a resolved plan: one scratch allocation for the op, back to
+    /// the pool once its launches are enqueued (later work on the in-order
+    /// stream may reuse it).
+    fn run_resolved(&self, plan: &[Resolved], ptrs: &[DevicePtr]) -> Result<()> {
+        let scratch = plan
             .iter()
-            .flat_map(|l| &l.args)
+            .flat_map(|r| &r.launch.args)
             .filter_map(|a| match a {
                 Arg::Workspace(bytes) => Some(*bytes as usize),
                 _ => None,
@@ -235,37 +266,59 @@ impl GpuBackend {
             .max()
             .map(|bytes| self.alloc_gpu(bytes))
             .transpose()?;
-        for launch in &launches {
-            self.launch_one(launch, ptrs, scratch.as_ref().map_or(0, |s| s.ptr))?;
+        let scratch = scratch.as_ref().map_or(0, |s| s.ptr);
+        for r in plan {
+            self.launch_with(r.function, &r.launch, ptrs, scratch)?;
         }
         Ok(())
     }
 
-    /// Enqueues one planned launch; `scratch` is the op's workspace address.
+    /// Enqueues one planned launch, looking its function up.
     fn launch_one(&self, launch: &Launch, ptrs: &[DevicePtr], scratch: DevicePtr) -> Result<()> {
         let f = self.function(launch.file, &launch.entry)?;
-        let values: Vec<Vec<u8>> = launch
+        self.launch_with(f, launch, ptrs, scratch)
+    }
+
+    /// Enqueues `launch` of function `f`; `ptrs` are its tensors' addresses
+    /// and `scratch` the op's workspace. The argument bytes are packed on
+    /// the stack.
+    fn launch_with(
+        &self,
+        f: usize,
+        launch: &Launch,
+        ptrs: &[DevicePtr],
+        scratch: DevicePtr,
+    ) -> Result<()> {
+        let mut bytes: SmallVec<[u8; 1024]> = SmallVec::new();
+        let mut ends: SmallVec<[usize; 32]> = SmallVec::new();
+        for a in &launch.args {
+            match a {
+                Arg::Tensor(_) | Arg::Status | Arg::Workspace(_) => {}
+                Arg::View(v) => v.write(&mut bytes),
+                Arg::U32(x) => bytes.extend_from_slice(&x.to_le_bytes()),
+                Arg::U64(x) => bytes.extend_from_slice(&x.to_le_bytes()),
+                Arg::I32(x) => bytes.extend_from_slice(&x.to_le_bytes()),
+                Arg::F32(x) => bytes.extend_from_slice(&x.to_le_bytes()),
+                Arg::Strides(s) => s
+                    .iter()
+                    .for_each(|x| bytes.extend_from_slice(&x.to_le_bytes())),
+            }
+            ends.push(bytes.len());
+        }
+        let mut start = 0;
+        let args: SmallVec<[KernelArg<'_>; 32]> = launch
             .args
             .iter()
-            .map(|a| match a {
-                Arg::Tensor(_) | Arg::Status | Arg::Workspace(_) => Vec::new(),
-                Arg::View(v) => v.bytes(),
-                Arg::U32(x) => x.to_le_bytes().to_vec(),
-                Arg::U64(x) => x.to_le_bytes().to_vec(),
-                Arg::I32(x) => x.to_le_bytes().to_vec(),
-                Arg::F32(x) => x.to_le_bytes().to_vec(),
-                Arg::Strides(s) => s.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            })
-            .collect();
-        let args: Vec<KernelArg<'_>> = launch
-            .args
-            .iter()
-            .zip(&values)
-            .map(|(a, bytes)| match a {
-                Arg::Tensor(i) => KernelArg::Buffer(ptrs[*i]),
-                Arg::Status => KernelArg::Buffer(self.status),
-                Arg::Workspace(_) => KernelArg::Buffer(scratch),
-                _ => KernelArg::Value(bytes),
+            .zip(&ends)
+            .map(|(a, &end)| {
+                let value = &bytes[start..end];
+                start = end;
+                match a {
+                    Arg::Tensor(i) => KernelArg::Buffer(ptrs[*i]),
+                    Arg::Status => KernelArg::Buffer(self.status),
+                    Arg::Workspace(_) => KernelArg::Buffer(scratch),
+                    _ => KernelArg::Value(value),
+                }
             })
             .collect();
         self.driver.launch(f, launch.grid, launch.block, &args)?;
@@ -505,28 +558,58 @@ impl Backend for GpuBackend {
         inputs: &[TensorRef<'_>],
         outputs: &[TensorRef<'_>],
     ) -> Result<()> {
-        let ins: Vec<TensorDesc> = inputs.iter().map(|t| t.desc.clone()).collect();
-        let outs: Vec<TensorDesc> = outputs.iter().map(|t| t.desc.clone()).collect();
-        let ptrs = inputs
-            .iter()
-            .chain(outputs)
-            .map(|t| self.buffer(t.buffer).map(|b| b.ptr))
-            .collect::<Result<Vec<_>>>()?;
         let mut context = Context::warp(self.driver.warp_size());
-        for (i, t) in inputs.iter().enumerate().take(8) {
-            if self.buffer(t.buffer)?.packed {
+        let mut ptrs: SmallVec<[DevicePtr; 8]> = SmallVec::new();
+        for (i, t) in inputs.iter().chain(outputs).enumerate() {
+            let b = self.buffer(t.buffer)?;
+            ptrs.push(b.ptr);
+            if b.packed && i < inputs.len().min(8) {
                 context.packed |= 1 << i;
             }
         }
+        let ins: SmallVec<[TensorDesc; 4]> = inputs.iter().map(|t| t.desc.clone()).collect();
+        let out = &outputs[0].desc;
         if let Some(blas) = self.driver.blas().filter(|_| self.use_blas) {
-            if let Some(staged) = plan_staged(op, &ins, &outs[0], context)? {
+            if let Some(staged) = plan_staged(op, &ins, out, context)? {
                 return self.run_staged(blas, &staged, &ptrs);
             }
-            if let Some(gemm) = plan_gemm(op, &ins, &outs[0]).filter(|_| context.packed == 0) {
+            if let Some(gemm) = plan_gemm(op, &ins, out).filter(|_| context.packed == 0) {
                 return self.run_gemm(blas, &gemm, &ptrs, once(&ins));
             }
         }
-        self.launch_in(op, &ins, &outs[0], &ptrs, context)
+        self.launch_in(op, &ins, out, &ptrs, context)
+    }
+
+    unsafe fn execute_valid_step(&self, calls: &[OpCall<'_>]) -> Result<()> {
+        let packed = |t: &TensorRef<'_>| self.buffer(t.buffer).is_ok_and(|b| b.packed);
+        let mut i = 0;
+        while i < calls.len() {
+            if let Some(group) = fuse(&calls[i..], self.driver.warp_size(), &packed) {
+                let ptrs = group
+                    .tensors
+                    .iter()
+                    .map(|t| self.buffer(t.buffer).map(|b| b.ptr))
+                    .collect::<Result<SmallVec<[DevicePtr; 8]>>>()?;
+                let ops: SmallVec<[&Op; 4]> =
+                    calls[i..i + group.calls].iter().map(|c| &c.op).collect();
+                let descs: SmallVec<[&TensorDesc; 8]> =
+                    group.tensors.iter().map(|t| &t.desc).collect();
+                let packed_weights = group.tensors.iter().filter(|t| packed(t)).count() as u64;
+                let plan = self
+                    .plans
+                    .get_or_plan(&ops, &descs, &[packed_weights], || {
+                        self.resolve(vec![group.plan()?])
+                    })?;
+                self.run_resolved(&plan, &ptrs)?;
+                i += group.calls;
+                continue;
+            }
+            let call = &calls[i];
+            // SAFETY: the caller checked every call as `execute` does.
+            unsafe { self.execute_valid(&call.op, &call.inputs, &call.outputs) }?;
+            i += 1;
+        }
+        Ok(())
     }
 
     fn synchronize(&self) -> Result<()> {

@@ -6,6 +6,7 @@
 use std::ffi::c_void;
 
 use glmhal_hal::Result;
+use smallvec::SmallVec;
 
 use crate::blas::VendorBlas;
 use crate::KernelFile;
@@ -21,31 +22,38 @@ pub enum KernelArg<'a> {
     Value(&'a [u8]),
 }
 
-/// Argument bytes for launch APIs that take an array of pointers to each
+/// Argument pointers for launch APIs that take an array of pointers to each
 /// argument (`cuLaunchKernel`, `hipModuleLaunchKernel`): a buffer is its
-/// device address.
-pub struct ParamBlock {
-    storage: Vec<Vec<u8>>,
+/// device address, held here; a value points into the caller's bytes.
+/// Nothing is allocated for up to 32 arguments.
+pub struct ParamBlock<'a> {
+    args: &'a [KernelArg<'a>],
+    addresses: SmallVec<[u64; 32]>,
 }
 
-impl ParamBlock {
-    /// Copies `args` into owned storage.
-    pub fn new(args: &[KernelArg<'_>]) -> Self {
-        let storage = args
+impl<'a> ParamBlock<'a> {
+    /// The addresses of `args`' buffers, held for [`ParamBlock::pointers`].
+    pub fn new(args: &'a [KernelArg<'a>]) -> Self {
+        let addresses = args
             .iter()
             .map(|a| match a {
-                KernelArg::Buffer(ptr) => ptr.to_le_bytes().to_vec(),
-                KernelArg::Value(bytes) => bytes.to_vec(),
+                KernelArg::Buffer(ptr) => *ptr,
+                KernelArg::Value(_) => 0,
             })
             .collect();
-        ParamBlock { storage }
+        ParamBlock { args, addresses }
     }
 
     /// One pointer per argument, valid while `self` lives and is not moved.
-    pub fn pointers(&mut self) -> Vec<*mut c_void> {
-        self.storage
-            .iter_mut()
-            .map(|b| b.as_mut_ptr().cast())
+    /// The launch APIs only read through them.
+    pub fn pointers(&mut self) -> SmallVec<[*mut c_void; 32]> {
+        self.args
+            .iter()
+            .zip(self.addresses.iter_mut())
+            .map(|(a, address)| match a {
+                KernelArg::Buffer(_) => (address as *mut u64).cast(),
+                KernelArg::Value(bytes) => bytes.as_ptr().cast_mut().cast(),
+            })
             .collect()
     }
 }

@@ -61,6 +61,11 @@
 //!   reads ([`plan::Launch::reads`]); the backend counts launches, copies
 //!   and host waits (`Backend::counters`), which `glmhal bench` reports per
 //!   decode step.
+//! - `fusion.rs`: in a step, GLM-4's post-block norm with the residual add
+//!   and the next norm, the gate/up product with SwiGLU, and rope with the
+//!   cache writes each run as one launch that writes every byte the separate
+//!   calls would (a test compares them bit for bit); `plan_cache.rs` keeps
+//!   each op's resolved launches, so a repeated step plans nothing again.
 //! - `module_api/`: the CUDA driver API and HIP's module API bound from a
 //!   vendor's table of names (`cuLaunchKernel` or `hipModuleLaunchKernel`),
 //!   the [`module_api::ModuleDriver`] over it, cuBLAS/rocBLAS as one
@@ -73,11 +78,13 @@ pub mod backend;
 pub mod blas;
 mod clang;
 pub mod driver;
+pub mod fusion;
 pub mod hiprtc;
 pub mod module_api;
 pub mod nvrtc;
 pub mod packed;
 pub mod plan;
+pub mod plan_cache;
 pub mod rtc;
 pub mod staged_gemm;
 mod target;

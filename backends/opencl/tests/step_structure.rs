@@ -1,38 +1,54 @@
-//! What one decode step asks of the OpenCL device (PoCL in CI): the token
-//! ids and positions go up in one enqueued copy, the host waits once for
-//! the result and the status words, and the kernels read at least what the
-//! step must (weights once, the visible keys and values once).
+//! A whole step on the OpenCL device (PoCL in CI): what it asks of the
+//! device (the token ids and positions go up in one enqueued copy, the host
+//! waits once for the result and the status words, at most 8 launches per
+//! layer, kernels reading at least what the step must), and that the fused
+//! launches of a step write exactly the bytes its calls write one by one.
 
 #![allow(clippy::unwrap_used)] // a test that cannot set up should panic
 
 use glmhal_conformance::testing::open_for_test;
 use glmhal_hal::DType;
-use glmhal_model::synth::{synth, PRESETS};
-use glmhal_model::{LoadOptions, Model, SeqStep, Want, Workspace};
+use glmhal_model::synth::{synth, Preset, PRESETS};
+use glmhal_model::{LayerOrder, LoadOptions, Model, SeqStep, StepOutput, Want, Workspace};
+
+/// `preset` written with `dtype` weights and loaded on a fresh OpenCL device.
+fn load(preset: &Preset, dtype: DType, tag: &str) -> Option<Model> {
+    let backend = open_for_test(&glmhal_opencl::Provider)?;
+    let dir = std::env::temp_dir().join(format!(
+        "glmhal-opencl-{tag}-{}-{}",
+        preset.name,
+        std::process::id()
+    ));
+    synth(preset, &dir, DType::F32, 3).unwrap();
+    let options = LoadOptions {
+        weights: Some(dtype),
+        ..LoadOptions::default()
+    };
+    let model = Model::load(&dir, backend, options).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    Some(model)
+}
+
+const PROMPT: [u32; 4] = [3, 5, 7, 11];
 
 #[test]
-fn a_decode_step_waits_once_and_copies_once_each_way() {
-    let Some(backend) = open_for_test(&glmhal_opencl::Provider) else {
+fn a_decode_step_waits_once_copies_once_each_way_and_launches_few_kernels() {
+    let Some(model) = load(&PRESETS[0], DType::F16, "structure") else {
         return;
     };
-    let dir = std::env::temp_dir().join(format!("glmhal-opencl-structure-{}", std::process::id()));
-    synth(&PRESETS[0], &dir, DType::F16, 3).unwrap();
-    let model = Model::load(&dir, backend, LoadOptions::default()).unwrap();
-    std::fs::remove_dir_all(&dir).unwrap();
     let cache = model.new_cache(16, 1, DType::F32).unwrap();
     let mut ws = Workspace::default();
-    let prompt = [3u32, 5, 7, 11];
     let prefill = [SeqStep {
         slot: 0,
         start: 0,
-        len: prompt.len(),
+        len: PROMPT.len(),
     }];
     model
-        .step(&cache, &mut ws, &prefill, &prompt, Want::Greedy)
+        .step(&cache, &mut ws, &prefill, &PROMPT, Want::Greedy)
         .unwrap();
     let decode = [SeqStep {
         slot: 0,
-        start: prompt.len(),
+        start: PROMPT.len(),
         len: 1,
     }];
     let before = model.backend().counters().unwrap();
@@ -47,5 +63,91 @@ fn a_decode_step_waits_once_and_copies_once_each_way() {
     assert_eq!(step.download_bytes, 4 + 16, "{step:?}");
     let minimum = model.minimum_step_reads(&decode, DType::F32);
     assert!(step.bytes_read >= minimum, "{step:?} against {minimum}");
-    assert!(step.launches >= model.config.layers as u64, "{step:?}");
+    // Per layer: qkv, rope with the cache writes, attention, o, post-norm
+    // with add and norm, gate/up with SwiGLU, down, post-norm with add and
+    // the next norm; around them the embedding, the first norm, the last
+    // layer's unfused add, the kept rows, the final norm, the logits and
+    // their argmax.
+    let layers = model.config.layers as u64;
+    assert!(step.launches <= 8 * layers + 7, "{step:?}");
+}
+
+/// Logits of a prompt step and a decode step, fused (`step`) or call by call
+/// (`step_traced`).
+fn logits(model: &Model, fused: bool) -> Vec<Vec<u32>> {
+    let cache = model.new_cache(16, 1, DType::F32).unwrap();
+    let mut ws = Workspace::default();
+    let steps = [
+        (
+            SeqStep {
+                slot: 0,
+                start: 0,
+                len: PROMPT.len(),
+            },
+            PROMPT.to_vec(),
+        ),
+        (
+            SeqStep {
+                slot: 0,
+                start: PROMPT.len(),
+                len: 1,
+            },
+            vec![13],
+        ),
+    ];
+    steps
+        .iter()
+        .map(|(seq, tokens)| {
+            let seqs = std::slice::from_ref(seq);
+            let out = if fused {
+                model.step(&cache, &mut ws, seqs, tokens, Want::AllLogits)
+            } else {
+                model.step_traced(&cache, seqs, tokens, Want::AllLogits, &mut |_| Ok(()))
+            };
+            match out.unwrap() {
+                StepOutput::Logits(l) => l.iter().map(|v| v.to_bits()).collect(),
+                other => panic!("{other:?}"),
+            }
+        })
+        .collect()
+}
+
+#[test]
+fn fused_launches_write_the_bytes_the_calls_write_one_by_one() {
+    let glm = Preset {
+        name: "tiny-glm",
+        order: LayerOrder::Glm,
+        ..PRESETS[0].clone()
+    };
+    for (preset, dtype) in [
+        (PRESETS[0].clone(), DType::Q4_0),
+        (PRESETS[0].clone(), DType::F32),
+        (glm, DType::Q8_0),
+    ] {
+        let (Some(a), Some(b)) = (load(&preset, dtype, "fused"), load(&preset, dtype, "calls"))
+        else {
+            return;
+        };
+        let before = a.backend().counters().unwrap();
+        let fused = logits(&a, true);
+        let launches = a.backend().counters().unwrap().since(&before).launches;
+        let calls_before = b.backend().counters().unwrap();
+        let one_by_one = logits(&b, false);
+        let calls = b
+            .backend()
+            .counters()
+            .unwrap()
+            .since(&calls_before)
+            .launches;
+        assert!(
+            fused == one_by_one,
+            "{} {dtype}: logits differ",
+            preset.name
+        );
+        assert!(
+            launches < calls,
+            "{} {dtype}: {launches} launches, {calls} unfused",
+            preset.name
+        );
+    }
 }

@@ -260,9 +260,14 @@ pub fn measure(
                 "measured (best in this run)".to_string(),
             ),
         };
+        // Products of f16, bf16 or quantized weights may run on matrix units.
+        let tensor = info.peak_flops.f16.filter(|_| t.weights != DType::F32);
         for m in &mut ops {
             m.compute_share = flops.map(|f| m.gflops * 1e9 / f);
             m.bandwidth_share = bytes.map(|b| m.gbps * 1e9 / b);
+            m.tensor_share = tensor
+                .filter(|_| m.op == "mat_mul")
+                .map(|f| m.gflops * 1e9 / f);
         }
         for m in report.models.iter_mut().filter(|m| m.backend == selector) {
             for d in &mut m.decode {
@@ -272,6 +277,7 @@ pub fn measure(
         report.peaks.push(Peak {
             backend: selector.clone(),
             flops,
+            tensor_flops: tensor,
             bytes_per_s: bytes,
             source,
         });
@@ -291,6 +297,9 @@ pub fn print(report: &BenchReport, skipped: &[String]) {
                 .map_or("?".into(), |b| format!("{:.1}", b / 1e9)),
             peak.source
         );
+        if let Some(f) = peak.tensor_flops {
+            println!("  f16 matrix peak {:.1} GFLOP/s (%tensor below)", f / 1e9);
+        }
         let ops: Vec<_> = report
             .ops
             .iter()
@@ -298,14 +307,14 @@ pub fn print(report: &BenchReport, skipped: &[String]) {
             .collect();
         if !ops.is_empty() {
             println!(
-                "  {:<12} {:<40} {:>10} {:>7} {:>9} {:>8} {:>7} {:>7}",
-                "op", "shape", "median ms", "spread", "GFLOP/s", "GB/s", "%flops", "%bw"
+                "  {:<12} {:<40} {:>10} {:>7} {:>9} {:>8} {:>7} {:>7} {:>8}",
+                "op", "shape", "median ms", "spread", "GFLOP/s", "GB/s", "%flops", "%bw", "%tensor"
             );
         }
         for m in ops {
             let pct = |x: Option<f64>| x.map_or("-".into(), |v| format!("{:.0}%", v * 100.0));
             println!(
-                "  {:<12} {:<40.40} {:>10.3} {:>6.1}% {:>9.2} {:>8.2} {:>7} {:>7}",
+                "  {:<12} {:<40.40} {:>10.3} {:>6.1}% {:>9.2} {:>8.2} {:>7} {:>7} {:>8}",
                 m.op,
                 m.label,
                 m.stats.median_s * 1e3,
@@ -313,7 +322,8 @@ pub fn print(report: &BenchReport, skipped: &[String]) {
                 m.gflops,
                 m.gbps,
                 pct(m.compute_share),
-                pct(m.bandwidth_share)
+                pct(m.bandwidth_share),
+                pct(m.tensor_share)
             );
         }
         for m in report.models.iter().filter(|m| m.backend == peak.backend) {

@@ -24,7 +24,7 @@ pub(super) fn mat_mul(
     } else {
         bytes(w)
     };
-    if m <= MATVEC_MAX_ROWS && x.strides[1] == 1 && (w.dtype.is_quantized() || w.strides[1] == 1) {
+    if uses_matvec(x, w) {
         // One warp per output: BLOCK / warp outputs per block.
         let per_block = (BLOCK / context.warp.max(1)).max(1) as usize;
         let bias_view = View::of(bias_desc.unwrap_or(x), &bias_desc.unwrap_or(x).shape)?;
@@ -70,6 +70,45 @@ pub(super) fn mat_mul(
         launch.reads = product_reads(x, weight_bytes, bias_desc, m, n);
     }
     Ok(vec![launch])
+}
+
+/// Whether `x · wᵀ` runs on the matvec kernel: few rows, unit-stride rows.
+pub(crate) fn uses_matvec(x: &TensorDesc, w: &TensorDesc) -> bool {
+    x.shape[0] <= MATVEC_MAX_ROWS
+        && x.strides[1] == 1
+        && (w.dtype.is_quantized() || w.strides[1] == 1)
+}
+
+/// `matvec_swiglu_f32_<w>_f32` over tensors `[x, w, gate_up, activation]`:
+/// the gate/up product of `x` (on the matvec kernel) and SwiGLU of it.
+pub(crate) fn matvec_swiglu(t: &[TensorDesc; 4], context: Context) -> Result<Launch> {
+    let (x, w) = (&t[0], &t[1]);
+    let half = w.shape[0] / 2;
+    let per_block = (BLOCK / context.warp.max(1)).max(1) as usize;
+    let weight_bytes = if context.is_packed(1) {
+        row_bytes(w, true) * w.shape[0] as u64
+    } else {
+        bytes(w)
+    };
+    let mut args = Vec::with_capacity(12);
+    for (i, desc) in t.iter().enumerate() {
+        args.push(Arg::Tensor(i));
+        args.push(Arg::View(View::of(desc, &desc.shape)?));
+    }
+    args.extend([
+        Arg::U32(x.shape[0] as u32),
+        Arg::U32(half as u32),
+        Arg::U32(x.shape[1] as u32),
+        Arg::I32(i32::from(rows_aligned(w))),
+    ]);
+    Ok(Launch {
+        file: "matmul.cu",
+        entry: format!("matvec_swiglu_f32_{}_f32", context.token(1, w.dtype)),
+        grid: [half.div_ceil(per_block).max(1) as u32, 1, 1],
+        block: BLOCK,
+        args,
+        reads: weight_bytes + bytes(x),
+    })
 }
 
 /// Whether every row of the float weight `w` starts 16-byte aligned and

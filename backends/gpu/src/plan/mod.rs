@@ -8,10 +8,10 @@ mod convert;
 mod elementwise;
 mod embedding;
 mod kv_cache;
-mod matmul;
-mod norm;
+pub(crate) mod matmul;
+pub(crate) mod norm;
 mod reduce;
-mod rope;
+pub(crate) mod rope;
 mod view;
 
 use glmhal_hal::{DType, Op, Precision, Result, Support, TensorDesc};
@@ -47,7 +47,7 @@ impl Context {
     }
 
     /// The entry-point token of input `i` of dtype `d` (`q8_0r` when packed).
-    fn token(&self, i: usize, d: DType) -> &'static str {
+    pub(crate) fn token(&self, i: usize, d: DType) -> &'static str {
         match (self.is_packed(i), d) {
             (true, DType::Q8_0) => "q8_0r",
             (true, DType::Q4_0) => "q4_0r",

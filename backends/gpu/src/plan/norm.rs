@@ -2,7 +2,7 @@
 
 use glmhal_hal::{Result, TensorDesc};
 
-use super::{dt, launch, once, row_grid, view, Arg, Launch};
+use super::{bytes, dt, launch, once, row_grid, view, Arg, Launch};
 
 /// A norm over the last dim, with a bias (input 2) for layer_norm.
 pub(super) fn norm(layer: bool, eps: f64, ins: &[TensorDesc], out: &TensorDesc) -> Result<Launch> {
@@ -27,5 +27,32 @@ pub(super) fn norm(layer: bool, eps: f64, ins: &[TensorDesc], out: &TensorDesc) 
             Arg::F32(eps as f32),
         ],
         once(ins),
+    ))
+}
+
+/// `add_norm_f32` over tensors `[d, w_post, p, x, s, w_next, h]` (without
+/// `post`, `w_post` and `p` are unused): `p = rms_norm(d)·w_post`,
+/// `s = x + p`, `h = rms_norm(s)·w_next`.
+pub(crate) fn add_norm(t: &[TensorDesc; 7], eps: (f64, f64), post: bool) -> Result<Launch> {
+    let (d, x) = (&t[0], &t[3]);
+    let mut args = Vec::with_capacity(19);
+    for (i, desc) in t.iter().enumerate() {
+        args.push(Arg::Tensor(i));
+        args.push(view(desc)?);
+    }
+    args.extend([
+        Arg::U32(d.rows() as u32),
+        Arg::U32(d.last_dim() as u32),
+        Arg::F32(eps.0 as f32),
+        Arg::F32(eps.1 as f32),
+        Arg::I32(i32::from(post)),
+    ]);
+    let weights = if post { bytes(&t[1]) } else { 0 } + bytes(&t[5]);
+    Ok(launch(
+        "norm.cu",
+        "add_norm_f32".into(),
+        row_grid(d.rows()),
+        args,
+        bytes(d) + bytes(x) + weights,
     ))
 }

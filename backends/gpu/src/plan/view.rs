@@ -56,13 +56,18 @@ impl View {
     /// Its bytes, as the kernel parameter.
     pub fn bytes(&self) -> Vec<u8> {
         let mut b = Vec::with_capacity(48);
-        b.extend(self.offset.to_le_bytes());
+        self.write(&mut b);
+        b
+    }
+
+    /// Appends its bytes, as the kernel parameter, to `out`.
+    pub fn write(&self, out: &mut impl Extend<u8>) {
+        out.extend(self.offset.to_le_bytes());
         for w in [self.cols, self.col_stride, self.d1, self.d2] {
-            b.extend(w.to_le_bytes());
+            out.extend(w.to_le_bytes());
         }
         for s in [self.s0, self.s1, self.s2] {
-            b.extend(s.to_le_bytes());
+            out.extend(s.to_le_bytes());
         }
-        b
     }
 }

@@ -1,0 +1,86 @@
+//! Launch plans kept per op and tensor descriptors, with their entry points
+//! resolved, so a step that repeats (decode) neither plans, formats entry
+//! names nor looks functions up again: the key is written into a buffer
+//! the cache keeps, and a hit allocates nothing. Attention over a cache
+//! that grew by a token has new descriptors and is planned again; the
+//! cache forgets everything once it holds [`MAX_PLANS`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use glmhal_hal::{HalError, Op, Result, TensorDesc};
+
+use crate::plan::Launch;
+
+/// Plans kept at most.
+const MAX_PLANS: usize = 4096;
+
+/// One launch with its function resolved on this device.
+#[derive(Debug)]
+pub struct Resolved {
+    /// The driver's function handle.
+    pub function: usize,
+    /// What to launch.
+    pub launch: Launch,
+}
+
+/// The plans of one device.
+#[derive(Default)]
+pub struct PlanCache {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Default)]
+struct Inner {
+    plans: HashMap<Vec<u8>, Arc<[Resolved]>>,
+    key: Vec<u8>,
+}
+
+/// Writes the key of `ops` over `descs` (with `extra` words: the warp, the
+/// packed inputs) into `key`.
+fn write_key(key: &mut Vec<u8>, ops: &[&Op], descs: &[&TensorDesc], extra: &[u64]) -> Result<()> {
+    key.clear();
+    for op in ops {
+        serde_json::to_writer(&mut *key, op)
+            .map_err(|e| HalError::invalid("gpu", format!("op key: {e}")))?;
+    }
+    for d in descs {
+        key.extend_from_slice(d.dtype.name().as_bytes());
+        for x in d.shape.iter().chain(&d.strides).chain([&d.offset]) {
+            key.extend_from_slice(&(*x as u64).to_le_bytes());
+        }
+        key.push(b';');
+    }
+    for x in extra {
+        key.extend_from_slice(&x.to_le_bytes());
+    }
+    Ok(())
+}
+
+impl PlanCache {
+    /// The plan of `ops` (one, or a fused group) over `descs` and `extra`,
+    /// made by `plan` (each launch with its function) when it is not kept yet.
+    pub fn get_or_plan(
+        &self,
+        ops: &[&Op],
+        descs: &[&TensorDesc],
+        extra: &[u64],
+        plan: impl FnOnce() -> Result<Vec<Resolved>>,
+    ) -> Result<Arc<[Resolved]>> {
+        let mut inner = self
+            .inner
+            .lock()
+            .map_err(|_| HalError::backend("gpu", "plans", "plan cache poisoned"))?;
+        let Inner { plans, key } = &mut *inner;
+        write_key(key, ops, descs, extra)?;
+        if let Some(found) = plans.get(key.as_slice()) {
+            return Ok(found.clone());
+        }
+        let made: Arc<[Resolved]> = plan()?.into();
+        if plans.len() >= MAX_PLANS {
+            plans.clear();
+        }
+        plans.insert(key.clone(), made.clone());
+        Ok(made)
+    }
+}
