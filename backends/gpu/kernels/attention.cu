@@ -1,12 +1,15 @@
 // attention_<q>_<kv>_<o>: softmax(scale·q·kᵀ, causal)·v with grouped KV heads,
-// for prefill. One block of GLMHAL_BLOCK threads per (query, head): Q is
+// for views whose rows are not contiguous. One block of GLMHAL_BLOCK threads
+// per (query, head): Q is
 // scaled first (GLM-4's scores overflow f16 otherwise) and kept in shared
 // memory; keys come in tiles of GLMHAL_BLOCK, one score per thread; an
 // online f32 softmax rescales the running sums per tile; thread d
 // accumulates output dim d. Query t sits at position keys - tokens + t.
 //
-// attention_split_<q>_<kv>_<o> and attention_combine_<o>: flash-decoding for
-// few queries. The visible keys are split into chunks across blocks; each
+// attention_split_<q>_<kv>_<o> and attention_combine_<o>: everything else,
+// flash-decoding where there are few queries. The visible keys are split
+// into chunks across blocks (one chunk when the queries alone fill the
+// device); each
 // block holds every query head of one KV head (or a share of them, at most
 // SPLIT_HEADS × dim values), so each key and value row is read once per
 // query and KV head, not once per query head. A block keeps its own

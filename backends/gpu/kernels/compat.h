@@ -6,6 +6,10 @@
 // references; local memory declared by the entry points and passed down),
 // so the same code runs on NVIDIA, AMD/Hygon and every OpenCL device.
 //
+// A barrier under a branch on a kernel argument (uniform, so legal) gave
+// PoCL wrong results now and then: such a choice is made a constant of the
+// entry point instead (see norm.cu's add_norm kernels).
+//
 // The compiler driver (or the OpenCL build options) defines GLMHAL_WARP
 // (32 on NVIDIA, 64 on AMD/Hygon wavefronts, 32 on OpenCL, where lanes sum
 // through local memory). Kernels never assume a warp width.

@@ -1,9 +1,10 @@
 // rms_norm and layer_norm: one block of GLMHAL_BLOCK threads per row.
 // rms_norm rounds the normalized value to x's dtype before the weight, as GLM does.
-// add_norm_f32: the residual step between two blocks in one launch (f32
-// activations and weights): p = rms_norm(d)·w_post (GLM-4's post-block norm,
-// when `post`; else p = d), s = x + p, h = rms_norm(s)·w_next, writing p, s
-// and h with the same arithmetic, in the same order, as rms_norm and add.
+// post_norm_add_norm_f32 and add_norm_f32: the residual step between two
+// blocks in one launch (f32 activations and weights): p = rms_norm(d)·w_post
+// (GLM-4's post-block norm; add_norm_f32 takes p = d), s = x + p,
+// h = rms_norm(s)·w_next, writing p, s and h with the same arithmetic, in
+// the same order, as rms_norm and add.
 #include "compat.h"
 
 // 1/sqrt(mean(x²) + eps) over the row of x starting at element `base`, in every thread.
@@ -61,7 +62,7 @@ FLOATS_1(NORM_O, _)
 
 DEVICE void add_norm_impl(IN d, View vd, IN wp, View vwp, OUT p, View vp, IN x, View vx, OUT s,
                           View vs, IN wn, View vwn, OUT h, View vh, u32 rows, u32 cols,
-                          float eps_post, float eps_next, int post, LOCAL float* scratch) {
+                          float eps_post, float eps_next, const int post, LOCAL float* scratch) {
     const u64 r = group_row();
     if (r >= rows) return;
     const u64 base = r * cols;
@@ -87,10 +88,15 @@ DEVICE void add_norm_impl(IN d, View vd, IN wp, View vwp, OUT p, View vp, IN x, 
     }
 }
 
-KERNEL(add_norm_f32)(IN d, View vd, IN wp, View vwp, OUT p, View vp, IN x, View vx, OUT s, View vs,
-                     IN wn, View vwn, OUT h, View vh, u32 rows, u32 cols, float eps_post,
-                     float eps_next, int post) {
-    SHARED float scratch[GLMHAL_BLOCK];
-    add_norm_impl(d, vd, wp, vwp, p, vp, x, vx, s, vs, wn, vwn, h, vh, rows, cols, eps_post, eps_next,
-                  post, scratch);
-}
+// The post-block norm is a constant of the entry point, so no barrier sits
+// under a run-time branch.
+#define ADD_NORM(NAME, POST)                                                                       \
+    KERNEL(NAME)(IN d, View vd, IN wp, View vwp, OUT p, View vp, IN x, View vx, OUT s, View vs,     \
+                 IN wn, View vwn, OUT h, View vh, u32 rows, u32 cols, float eps_post,              \
+                 float eps_next) {                                                                 \
+        SHARED float scratch[GLMHAL_BLOCK];                                                        \
+        add_norm_impl(d, vd, wp, vwp, p, vp, x, vx, s, vs, wn, vwn, h, vh, rows, cols, eps_post,   \
+                      eps_next, POST, scratch);                                                    \
+    }
+ADD_NORM(add_norm_f32, 0)
+ADD_NORM(post_norm_add_norm_f32, 1)

@@ -55,9 +55,9 @@
 //!   kernels read 16 bytes per lane; `kernels/vectors.h` holds the 16-byte
 //!   loads and hardware f16 widening.
 //! - Decode: `matvec_*` multiplies up to 8 rows in one pass over the
-//!   weights; attention with few queries is flash-decoding
-//!   (`attention_split_*` over chunks of keys, every query head of a KV head
-//!   in one block, `attention_combine_*`). Every launch states the bytes it
+//!   weights; attention holds every query head of a KV head in one block
+//!   and, for decode, splits the keys into chunks across blocks
+//!   (`attention_split_*`, then `attention_combine_*`: flash-decoding). Every launch states the bytes it
 //!   reads ([`plan::Launch::reads`]); the backend counts launches, copies
 //!   and host waits (`Backend::counters`), which `glmhal bench` reports per
 //!   decode step.

@@ -139,11 +139,16 @@ fn fused_launches_write_the_bytes_the_calls_write_one_by_one() {
             .unwrap()
             .since(&calls_before)
             .launches;
-        assert!(
-            fused == one_by_one,
-            "{} {dtype}: logits differ",
-            preset.name
-        );
+        for (step, (f, c)) in fused.iter().zip(&one_by_one).enumerate() {
+            let first = f.iter().zip(c).position(|(x, y)| x != y);
+            assert!(
+                first.is_none() && f.len() == c.len(),
+                "{} {dtype}: step {step} logits differ first at {first:?}: {:?} fused, {:?} one by one",
+                preset.name,
+                first.map(|i| f32::from_bits(f[i])),
+                first.map(|i| f32::from_bits(c[i])),
+            );
+        }
         assert!(
             launches < calls,
             "{} {dtype}: {launches} launches, {calls} unfused",

@@ -1,14 +1,17 @@
-//! `attention`: flash-decoding for up to [`SPLIT_MAX_TOKENS`] queries (the
-//! keys split into chunks across blocks, every query head of a KV head in
-//! one block, a combine launch when there is more than one chunk), one
-//! block per (token, head) otherwise.
+//! `attention`: every query head of a KV head in one block, so each key and
+//! value row is read once per query and KV head; with few blocks (decode)
+//! the keys are split into chunks across blocks and a combine launch
+//! follows (flash-decoding); with many queries (prefill) each block takes
+//! all keys its query sees. Views whose rows are not contiguous take the
+//! kernel with one block per (token, head).
 
 use glmhal_hal::{Result, TensorDesc};
 
 use super::{bytes, dt, launch, row_grid, view, Arg, Launch};
 
-/// Queries at or below which attention takes the split (flash-decoding) kernels.
-pub const SPLIT_MAX_TOKENS: usize = 8;
+/// Blocks (queries × KV heads × head chunks) from which the keys are not
+/// split: the device is busy enough without, and no workspace is needed.
+const ENOUGH_BLOCKS: usize = 256;
 /// Floats of shared memory the split kernel gives the query heads of a block
 /// and a tile of keys (`SPLIT_VALUES` in `attention.cu`).
 const SPLIT_VALUES: usize = 2048;
@@ -28,7 +31,7 @@ pub(super) fn attention(
 ) -> Result<Vec<Launch>> {
     let (q, k) = (&ins[0], &ins[1]);
     let rows_contiguous = ins.iter().chain([out]).all(|d| d.strides[2] == 1);
-    if q.shape[0] <= SPLIT_MAX_TOKENS && rows_contiguous {
+    if rows_contiguous {
         return split(scale, causal, ins, out);
     }
     Ok(vec![launch(
@@ -70,7 +73,12 @@ fn split(scale: f64, causal: bool, ins: &[TensorDesc], out: &TensorDesc) -> Resu
     let group = heads / kv_heads.max(1);
     let head_chunk = group.min(SPLIT_HEADS).min(SPLIT_VALUES / dim.max(1)).max(1);
     let head_chunks = group.div_ceil(head_chunk);
-    let chunk = MIN_CHUNK.max(keys.div_ceil(MAX_SPLITS));
+    let blocks = tokens * kv_heads * head_chunks;
+    let chunk = if blocks >= ENOUGH_BLOCKS {
+        keys.max(1)
+    } else {
+        MIN_CHUNK.max(keys.div_ceil(MAX_SPLITS))
+    };
     let splits = keys.div_ceil(chunk).max(1);
     let direct = splits == 1;
     // Per (token, head, chunk): running maximum, sum, then dim weighted values.

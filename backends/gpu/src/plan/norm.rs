@@ -30,7 +30,7 @@ pub(super) fn norm(layer: bool, eps: f64, ins: &[TensorDesc], out: &TensorDesc) 
     ))
 }
 
-/// `add_norm_f32` over tensors `[d, w_post, p, x, s, w_next, h]` (without
+/// `post_norm_add_norm_f32` (or `add_norm_f32` without `post`) over tensors `[d, w_post, p, x, s, w_next, h]` (without
 /// `post`, `w_post` and `p` are unused): `p = rms_norm(d)·w_post`,
 /// `s = x + p`, `h = rms_norm(s)·w_next`.
 pub(crate) fn add_norm(t: &[TensorDesc; 7], eps: (f64, f64), post: bool) -> Result<Launch> {
@@ -45,12 +45,16 @@ pub(crate) fn add_norm(t: &[TensorDesc; 7], eps: (f64, f64), post: bool) -> Resu
         Arg::U32(d.last_dim() as u32),
         Arg::F32(eps.0 as f32),
         Arg::F32(eps.1 as f32),
-        Arg::I32(i32::from(post)),
     ]);
     let weights = if post { bytes(&t[1]) } else { 0 } + bytes(&t[5]);
     Ok(launch(
         "norm.cu",
-        "add_norm_f32".into(),
+        if post {
+            "post_norm_add_norm_f32"
+        } else {
+            "add_norm_f32"
+        }
+        .into(),
         row_grid(d.rows()),
         args,
         bytes(d) + bytes(x) + weights,
