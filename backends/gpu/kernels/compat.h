@@ -8,7 +8,7 @@
 //
 // A barrier under a branch on a kernel argument (uniform, so legal) gave
 // PoCL wrong results now and then: such a choice is made a constant of the
-// entry point instead (see norm.cu's add_norm kernels).
+// entry point instead (see norm.cu's entry points).
 //
 // The compiler driver (or the OpenCL build options) defines GLMHAL_WARP
 // (32 on NVIDIA, 64 on AMD/Hygon wavefronts, 32 on OpenCL, where lanes sum

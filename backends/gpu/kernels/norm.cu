@@ -19,7 +19,7 @@ DEVICE float rms_inverse(const int X, IN x, View vx, u64 base, u32 cols, float e
 }
 
 DEVICE void norm_impl(const int X, const int W, const int O, IN x, View vx, IN w, View vw, IN b,
-                      View vb, OUT o, View vo, u32 rows, u32 cols, int layer, float eps,
+                      View vb, OUT o, View vo, u32 rows, u32 cols, const int layer, float eps,
                       LOCAL float* scratch) {
     const u64 r = group_row();
     if (r >= rows) return;
@@ -49,11 +49,19 @@ DEVICE void norm_impl(const int X, const int W, const int O, IN x, View vx, IN w
 }
 
 // Weight and bias share a dtype; the output has its own.
+// rms_norm_* and layer_norm_*: which norm is a constant of the entry point
+// (no barrier under a run-time branch).
 #define NORM(X, W, O)                                                                              \
-    KERNEL(norm_##X##_##W##_##O)(IN x, View vx, IN w, View vw, IN b, View vb, OUT o, View vo,      \
-                                 u32 rows, u32 cols, int layer, float eps) {                       \
+    KERNEL(rms_norm_##X##_##W##_##O)(IN x, View vx, IN w, View vw, IN b, View vb, OUT o, View vo,  \
+                                     u32 rows, u32 cols, float eps) {                              \
         SHARED float scratch[GLMHAL_BLOCK];                                                        \
-        norm_impl(DT_##X, DT_##W, DT_##O, x, vx, w, vw, b, vb, o, vo, rows, cols, layer, eps,      \
+        norm_impl(DT_##X, DT_##W, DT_##O, x, vx, w, vw, b, vb, o, vo, rows, cols, 0, eps,          \
+                  scratch);                                                                        \
+    }                                                                                              \
+    KERNEL(layer_norm_##X##_##W##_##O)(IN x, View vx, IN w, View vw, IN b, View vb, OUT o,         \
+                                       View vo, u32 rows, u32 cols, float eps) {                   \
+        SHARED float scratch[GLMHAL_BLOCK];                                                        \
+        norm_impl(DT_##X, DT_##W, DT_##O, x, vx, w, vw, b, vb, o, vo, rows, cols, 1, eps,          \
                   scratch);                                                                        \
     }
 #define NORM_W(W, O) FLOATS_3(NORM, W, O)

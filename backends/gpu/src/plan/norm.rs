@@ -10,7 +10,13 @@ pub(super) fn norm(layer: bool, eps: f64, ins: &[TensorDesc], out: &TensorDesc) 
     let b = if layer { 2 } else { 1 };
     Ok(launch(
         "norm.cu",
-        format!("norm_{}_{}_{}", dt(x.dtype), dt(w.dtype), dt(out.dtype)),
+        format!(
+            "{}_{}_{}_{}",
+            if layer { "layer_norm" } else { "rms_norm" },
+            dt(x.dtype),
+            dt(w.dtype),
+            dt(out.dtype)
+        ),
         row_grid(x.rows()),
         vec![
             Arg::Tensor(0),
@@ -23,7 +29,6 @@ pub(super) fn norm(layer: bool, eps: f64, ins: &[TensorDesc], out: &TensorDesc) 
             view(out)?,
             Arg::U32(x.rows() as u32),
             Arg::U32(x.last_dim() as u32),
-            Arg::I32(i32::from(layer)),
             Arg::F32(eps as f32),
         ],
         once(ins),
