@@ -6,6 +6,7 @@
 //! cache forgets everything once it holds [`MAX_PLANS`].
 
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use glmhal_hal::{HalError, Op, Result, TensorDesc};
@@ -41,8 +42,8 @@ struct Inner {
 fn write_key(key: &mut Vec<u8>, ops: &[&Op], descs: &[&TensorDesc], extra: &[u64]) -> Result<()> {
     key.clear();
     for op in ops {
-        serde_json::to_writer(&mut *key, op)
-            .map_err(|e| HalError::invalid("gpu", format!("op key: {e}")))?;
+        // Debug keeps every parameter exactly (NaN, infinities and -0.0 apart).
+        write!(key, "{op:?}").map_err(|e| HalError::invalid("gpu", format!("op key: {e}")))?;
     }
     for d in descs {
         key.extend_from_slice(d.dtype.name().as_bytes());
@@ -82,5 +83,32 @@ impl PlanCache {
         }
         plans.insert(key.clone(), made.clone());
         Ok(made)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(op: Op) -> Vec<u8> {
+        let d = TensorDesc::contiguous(glmhal_hal::DType::F32, &[2, 3]);
+        let mut k = Vec::new();
+        write_key(&mut k, &[&op], &[&d, &d], &[32]).unwrap_or_else(|e| panic!("{e}"));
+        k
+    }
+
+    #[test]
+    fn every_parameter_value_has_its_own_key() {
+        let factors = [0.5, -0.0, 0.0, f64::NAN, f64::INFINITY, f64::NEG_INFINITY];
+        let keys: Vec<Vec<u8>> = factors
+            .iter()
+            .map(|&factor| key(Op::Scale { factor }))
+            .collect();
+        for (i, a) in keys.iter().enumerate() {
+            for b in &keys[i + 1..] {
+                assert_ne!(a, b);
+            }
+        }
+        assert_ne!(key(Op::Add), key(Op::Mul));
     }
 }
