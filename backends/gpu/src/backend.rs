@@ -356,7 +356,14 @@ impl GpuBackend {
         reads: u64,
     ) -> Result<()> {
         if let Some(fill) = &gemm.bias_fill {
-            let out = ptrs.len() - 1;
+            // The GEMM's own output (a staged product's tensors go on past it).
+            let out = gemm.c.tensor;
+            if out >= ptrs.len() {
+                return Err(HalError::invalid(
+                    self.selector(),
+                    "a GEMM operand is missing",
+                ));
+            }
             let out_desc = TensorDesc::strided(
                 gemm.output,
                 &fill.shape,
@@ -582,9 +589,18 @@ impl Backend for GpuBackend {
 
     unsafe fn execute_valid_step(&self, calls: &[OpCall<'_>]) -> Result<()> {
         let packed = |t: &TensorRef<'_>| self.buffer(t.buffer).is_ok_and(|b| b.packed);
+        // Products the vendor BLAS takes are not the matvec's to fuse.
+        let blas = self.driver.blas().is_some() && self.use_blas;
+        let on_matvec = |call: &OpCall<'_>| {
+            let ins: SmallVec<[TensorDesc; 4]> =
+                call.inputs.iter().map(|t| t.desc.clone()).collect();
+            !blas
+                || call.inputs.iter().any(&packed)
+                || plan_gemm(&call.op, &ins, &call.outputs[0].desc).is_none()
+        };
         let mut i = 0;
         while i < calls.len() {
-            if let Some(group) = fuse(&calls[i..], self.driver.warp_size(), &packed) {
+            if let Some(group) = fuse(&calls[i..], self.driver.warp_size(), &packed, &on_matvec) {
                 let ptrs = group
                     .tensors
                     .iter()

@@ -69,15 +69,20 @@ impl Fused<'_> {
 
 /// The fused group starting at `calls[0]`, if one matches. `packed` says
 /// whether a tensor holds a packed weight.
+/// `on_matvec` says whether a product would run on the matvec kernel (not
+/// the vendor BLAS) on its own.
 pub fn fuse<'a>(
     calls: &[OpCall<'a>],
     warp: u32,
     packed: &dyn Fn(&TensorRef<'_>) -> bool,
+    on_matvec: &dyn Fn(&OpCall<'_>) -> bool,
 ) -> Option<Fused<'a>> {
     let found = match calls.first().map(|c| &c.op) {
         Some(Op::RmsNorm { .. }) => add_norm(calls, true),
         Some(Op::Add) => add_norm(calls, false),
-        Some(Op::MatMul { bias: false }) => matvec_swiglu(calls, warp, packed),
+        Some(Op::MatMul { bias: false }) if on_matvec(&calls[0]) => {
+            matvec_swiglu(calls, warp, packed)
+        }
         Some(Op::Rope { .. }) => rope_kv(calls),
         _ => None,
     };
@@ -171,6 +176,7 @@ fn matvec_swiglu<'a>(
         || !matmul::uses_matvec(&x.desc, &w.desc)
         || !all_f32(&[x, gu, &swiglu.outputs[0]])
         || w.desc.shape[0] % 2 != 0
+        || (packed(w) && !crate::packed::packs(&w.desc))
     {
         return None;
     }

@@ -47,6 +47,7 @@ fn write_key(key: &mut Vec<u8>, ops: &[&Op], descs: &[&TensorDesc], extra: &[u64
     }
     for d in descs {
         key.extend_from_slice(d.dtype.name().as_bytes());
+        key.push(d.shape.len() as u8);
         for x in d.shape.iter().chain(&d.strides).chain([&d.offset]) {
             key.extend_from_slice(&(*x as u64).to_le_bytes());
         }

@@ -87,6 +87,10 @@ pub fn plan_staged(
         return Ok(None);
     };
     let (x, w) = (&ins[0], &ins[1]);
+    // A packed weight is read whole; any other view of it is refused by `plan`.
+    if context.is_packed(1) && !crate::packed::packs(w) {
+        return Ok(None);
+    }
     let (m, k, n) = (x.shape[0], x.shape[1], w.shape[0]);
     let o = ins.len();
     let (acts, panel) = (o + StagedGemm::ACTIVATIONS, o + StagedGemm::PANEL);

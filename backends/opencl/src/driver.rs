@@ -132,12 +132,19 @@ impl OpenClDriver {
             .map_err(|_| HalError::backend(self.selector.clone(), "uploads", "staging poisoned"))
     }
 
-    /// After a wait on the queue: every staged upload has landed.
-    fn release_staging(&self) -> Result<()> {
+    /// Runs `wait` (a wait on the queue) and then frees the staged uploads
+    /// enqueued before it began; uploads another thread enqueues meanwhile
+    /// stay pending. After a failed wait nothing is freed.
+    fn waiting<T>(&self, wait: impl FnOnce() -> Result<T>) -> Result<T> {
+        let in_flight = std::mem::take(&mut self.staging()?.pending);
+        let result = wait();
         let mut staging = self.staging()?;
-        let done = std::mem::take(&mut staging.pending);
-        staging.free.extend(done);
-        Ok(())
+        if result.is_ok() {
+            staging.free.extend(in_flight);
+        } else {
+            staging.pending.extend(in_flight);
+        }
+        result
     }
 
     /// Enqueues a write of `data` to `offset` bytes into `dst`.
@@ -321,37 +328,38 @@ impl Driver for OpenClDriver {
     }
 
     fn download_many(&self, reads: &mut [HostRead<'_>]) -> Result<u64> {
-        let last = reads.len().saturating_sub(1);
-        for (i, r) in reads.iter_mut().enumerate() {
-            let blocking = if i == last {
-                CL_BLOCKING
-            } else {
-                CL_NON_BLOCKING
-            };
-            // SAFETY: a read into `r.out`, valid for writes of its length
-            // until this function returns, which is after the last,
-            // blocking read; the in-order queue finishes every earlier
-            // command (these reads included) before it.
-            let res = unsafe {
-                enqueue_read_buffer(
-                    self.queue.get(),
-                    r.src as usize as cl_mem,
-                    blocking,
-                    r.offset,
-                    r.out.len(),
-                    r.out.as_mut_ptr().cast(),
-                    0,
-                    std::ptr::null(),
-                )
-            };
-            if let Err(e) = self.check("clEnqueueReadBuffer", res) {
-                // Reads already enqueued write into `reads`: let them land.
-                let _ = self.queue.finish();
-                return Err(e);
+        self.waiting(|| {
+            let last = reads.len().saturating_sub(1);
+            for (i, r) in reads.iter_mut().enumerate() {
+                let blocking = if i == last {
+                    CL_BLOCKING
+                } else {
+                    CL_NON_BLOCKING
+                };
+                // SAFETY: a read into `r.out`, valid for writes of its length
+                // until this function returns, which is after the last,
+                // blocking read; the in-order queue finishes every earlier
+                // command (these reads included) before it.
+                let res = unsafe {
+                    enqueue_read_buffer(
+                        self.queue.get(),
+                        r.src as usize as cl_mem,
+                        blocking,
+                        r.offset,
+                        r.out.len(),
+                        r.out.as_mut_ptr().cast(),
+                        0,
+                        std::ptr::null(),
+                    )
+                };
+                if let Err(e) = self.check("clEnqueueReadBuffer", res) {
+                    // Reads already enqueued write into `reads`: let them land.
+                    let _ = self.queue.finish();
+                    return Err(e);
+                }
             }
-        }
-        self.release_staging()?;
-        Ok(u64::from(!reads.is_empty()))
+            Ok(u64::from(!reads.is_empty()))
+        })
     }
 
     fn launch(
@@ -414,10 +422,11 @@ impl Driver for OpenClDriver {
     }
 
     fn synchronize(&self) -> Result<()> {
-        self.queue.finish().map_err(|e| {
-            HalError::backend(self.selector.clone(), "clFinish", describe_code(e.0))
-        })?;
-        self.release_staging()
+        self.waiting(|| {
+            self.queue.finish().map_err(|e| {
+                HalError::backend(self.selector.clone(), "clFinish", describe_code(e.0))
+            })
+        })
     }
 }
 
