@@ -53,13 +53,6 @@ impl View {
         })
     }
 
-    /// Its bytes, as the kernel parameter.
-    pub fn bytes(&self) -> Vec<u8> {
-        let mut b = Vec::with_capacity(48);
-        self.write(&mut b);
-        b
-    }
-
     /// Appends its bytes, as the kernel parameter, to `out`.
     pub fn write(&self, out: &mut impl Extend<u8>) {
         out.extend(self.offset.to_le_bytes());
