@@ -13,27 +13,10 @@ set -uo pipefail
 out="${1:?usage: ci/device-check.sh RESULTS_DIR [BACKEND]}"
 backend="${2:-cuda}"
 glmhal="${GLMHAL:-./target/release/glmhal}"
-mkdir -p "$out"
-summary="$out/summary.txt"
-: >"$summary"
-failed=0
+# shellcheck source=ci/steps.sh
+source "$(dirname "$0")/steps.sh"
 
-step() { # step NAME SECONDS COMMAND...
-  local name="$1" limit="$2"
-  shift 2
-  local start=$SECONDS
-  timeout "$limit" "$@" >"$out/$name.log" 2>&1
-  local code=$?
-  echo "$name: exit $code in $((SECONDS - start)) s" | tee -a "$summary"
-  [ "$code" -eq 0 ] || failed=1
-}
-
-{
-  echo "date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
-  echo "host: $(uname -srm)"
-  command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
-  "$glmhal" --version
-} >>"$summary" 2>&1
+command -v nvidia-smi >/dev/null && nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader >>"$summary" 2>&1
 
 step devices 30 "$glmhal" devices --json
 cp "$out/devices.log" "$out/devices.json"
@@ -61,10 +44,6 @@ else
   echo "transformers-bench-1.3b: skipped (python3 has no torch or transformers)" | tee -a "$summary"
 fi
 rm -rf "$ckpt"
-inputs=()
-for f in "$out"/bench-*.json "$out/conformance.json"; do [ -s "$f" ] && inputs+=(--in "$f"); done
-if [ "${#inputs[@]}" -gt 0 ]; then
-  step report 30 "$glmhal" report "${inputs[@]}" --out "$out/report.html"
-fi
+report "$out"/bench-*.json "$out/conformance.json"
 echo "results in $out (summary: $summary)"
 exit "$failed"

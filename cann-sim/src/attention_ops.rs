@@ -4,7 +4,7 @@
 
 use std::ffi::c_void;
 
-use crate::ops::{broadcast, hand_out, tensors, Work};
+use crate::ops::{broadcast, cube_inputs, hand_out, tensors, Work};
 use crate::state::{code, lock};
 use crate::tensor::{get_scalar, Elem};
 
@@ -41,8 +41,7 @@ pub unsafe extern "C" fn aclnnMatmulGetWorkspaceSize(
         && a.dims[ra - 1] == b.dims[rb - 2]
         && a.dtype == b.dtype
         && a.dtype == o.dtype
-        && a.dtype.is_float()
-        && (0..=3).contains(&cube_math_type);
+        && a.dtype.is_float();
     let Some(batch) = batch.filter(|_| ok) else {
         return s.violation(
             call,
@@ -52,6 +51,10 @@ pub unsafe extern "C" fn aclnnMatmulGetWorkspaceSize(
             ),
             code::INVALID_PARAM,
         );
+    };
+    let cube = match cube_inputs(s, call, &a, cube_math_type) {
+        Ok(c) => c,
+        Err(e) => return e,
     };
     let work = Work::Compute(Box::new(move || {
         let (m, k, n) = (a.dims[ra - 2], a.dims[ra - 1], b.dims[rb - 1]);
@@ -67,8 +70,8 @@ pub unsafe extern "C" fn aclnnMatmulGetWorkspaceSize(
                 for c in 0..n {
                     let mut acc = 0.0;
                     for q in 0..k {
-                        acc += a.read(a.element((bi * m + r) * k + q, &sa))
-                            * b.read(b.element((bi * k + q) * n + c, &sb));
+                        acc += cube.apply(a.read(a.element((bi * m + r) * k + q, &sa)))
+                            * cube.apply(b.read(b.element((bi * k + q) * n + c, &sb)));
                     }
                     o.write(o.element((bi * m + r) * n + c, &o.dims), acc);
                 }

@@ -2,13 +2,14 @@
 //! `aclnnAbs`, `aclnnSign`, `aclnnFloor`, `aclnnReciprocal`, `aclnnDivs`,
 //! `aclnnRemainderTensorScalar`, `aclnnFloorDivides`,
 //! `aclnnEqScalar` (bool out), `aclnnClamp`, `aclnnAmax` (over one dim) and
-//! `aclnnGather` (torch.gather with int64 indices).
+//! `aclnnGather` (torch.gather with int64 indices); and what norms are
+//! composed of where the SoC has no norm op: `aclnnRsqrt`, `aclnnReduceSum`.
 
 use std::ffi::c_void;
 
 use crate::ops::{hand_out, tensors, unary, Work};
 use crate::state::{code, lock};
-use crate::tensor::{get_int_array, get_scalar, Elem};
+use crate::tensor::{get_int_array, get_scalar, Elem, SimTensor};
 
 /// Defines a one-input elementwise op: `aclnnXxxGetWorkspaceSize(self, out)`.
 macro_rules! elementwise {
@@ -51,6 +52,8 @@ elementwise!(aclnnSignGetWorkspaceSize, aclnnSign, "Sign", |v, _| {
 });
 elementwise!(aclnnFloorGetWorkspaceSize, aclnnFloor, "Floor", |v, _| v
     .floor());
+elementwise!(aclnnRsqrtGetWorkspaceSize, aclnnRsqrt, "Rsqrt", |v, _| 1.0
+    / v.sqrt());
 elementwise!(
     aclnnReciprocalGetWorkspaceSize,
     aclnnReciprocal,
@@ -210,16 +213,59 @@ pub unsafe extern "C" fn aclnnAmaxGetWorkspaceSize(
     let Some(s) = guard.as_mut() else {
         return code::UNINITIALIZED;
     };
-    let [x, o] = match tensors(s, call, [("self", x), ("out", out)]) {
+    let (x, o) =
+        match last_dim_reduction(s, call, [x, out], dim, keep_dim, |x, o| o.dtype == x.dtype) {
+            Ok(t) => t,
+            Err(e) => return e,
+        };
+    // A NaN propagates, as in torch.amax (f64::max would drop it).
+    let work = per_row(x, o, |row| {
+        row.iter().fold(f64::NEG_INFINITY, |m, v| {
+            if m.is_nan() || v.is_nan() {
+                f64::NAN
+            } else {
+                m.max(*v)
+            }
+        })
+    });
+    // SAFETY: forwarded from the caller.
+    unsafe { hand_out(s, call, work, "Amax", ws, exec) }
+}
+second_phase!(aclnnAmax, "Amax");
+
+/// ACL's `aclnnReduceSumGetWorkspaceSize`: the sum along the one dim `dim`
+/// names (the last), kept as size 1 when `keepDim`, computed and written in
+/// `dtype` (out's).
+#[no_mangle]
+pub unsafe extern "C" fn aclnnReduceSumGetWorkspaceSize(
+    x: *const c_void,
+    dim: *const c_void,
+    keep_dim: bool,
+    dtype: i32,
+    out: *const c_void,
+    ws: *mut u64,
+    exec: *mut *mut c_void,
+) -> i32 {
+    let call = "aclnnReduceSumGetWorkspaceSize";
+    let mut guard = lock();
+    let Some(s) = guard.as_mut() else {
+        return code::UNINITIALIZED;
+    };
+    let (x, o) = match last_dim_reduction(s, call, [x, out], dim, keep_dim, |x, o| {
+        o.acl_dtype == dtype && o.dtype.is_float() && x.dtype.is_float()
+    }) {
         Ok(t) => t,
         Err(e) => return e,
     };
-    let dims = match get_int_array(s, call, dim) {
-        Ok(a) => a.values,
-        Err(e) => return e,
-    };
-    let rank = x.dims.len() as i64;
-    let mut expected = x.dims.clone();
+    let work = per_row(x, o, |row| row.iter().sum());
+    // SAFETY: forwarded from the caller.
+    unsafe { hand_out(s, call, work, "ReduceSum", ws, exec) }
+}
+second_phase!(aclnnReduceSum, "ReduceSum");
+
+/// The shape a reduction over the last dim leaves: that dim kept as 1, or gone.
+pub(crate) fn reduced_dims(dims: &[usize], keep_dim: bool) -> Vec<usize> {
+    let mut expected = dims.to_vec();
     if keep_dim {
         if let Some(l) = expected.last_mut() {
             *l = 1;
@@ -227,38 +273,50 @@ pub unsafe extern "C" fn aclnnAmaxGetWorkspaceSize(
     } else {
         expected.pop();
     }
-    if !(dims == [-1] || dims == [rank - 1]) || o.dims != expected || o.dtype != x.dtype {
-        return s.violation(
+    expected
+}
+
+/// The `self` and `out` of a reduction over the one dim the int array `dim`
+/// names, which the simulator takes only as the last; `dtypes_ok` says
+/// whether their dtypes suit the op.
+fn last_dim_reduction(
+    s: &mut crate::state::State,
+    call: &str,
+    [x, out]: [*const c_void; 2],
+    dim: *const c_void,
+    keep_dim: bool,
+    dtypes_ok: impl Fn(&SimTensor, &SimTensor) -> bool,
+) -> Result<(SimTensor, SimTensor), i32> {
+    let [x, o] = tensors(s, call, [("self", x), ("out", out)])?;
+    let dims = get_int_array(s, call, dim)?.values;
+    let rank = x.dims.len() as i64;
+    let last = dims == [-1] || dims == [rank - 1];
+    if !last || o.dims != reduced_dims(&x.dims, keep_dim) || !dtypes_ok(&x, &o) {
+        return Err(s.violation(
             call,
             format!(
                 "self {:?} {}, dim {dims:?}, keepDim {keep_dim}, out {:?} {} (the simulator reduces the last dim)",
                 x.dims, x.dtype, o.dims, o.dtype
             ),
             code::INVALID_PARAM,
-        );
+        ));
     }
-    let work = Work::Compute(Box::new(move || {
+    Ok((x, o))
+}
+
+/// `out[row] = f(x's row)` over the last dim.
+fn per_row(x: SimTensor, out: SimTensor, f: fn(&[f64]) -> f64) -> Work {
+    Work::Compute(Box::new(move || {
         let cols = x.dims.last().copied().unwrap_or(1).max(1);
-        let rows = x.numel() / cols;
-        for row in 0..rows {
-            let m = (0..cols)
+        for row in 0..x.numel() / cols {
+            let values: Vec<f64> = (0..cols)
                 .map(|c| x.read(x.element(row * cols + c, &x.dims)))
-                // A NaN propagates, as in torch.amax (f64::max would drop it).
-                .fold(f64::NEG_INFINITY, |m, v| {
-                    if m.is_nan() || v.is_nan() {
-                        f64::NAN
-                    } else {
-                        m.max(v)
-                    }
-                });
-            o.write(o.element(row, &o.dims), m);
+                .collect();
+            out.write(out.element(row, &out.dims), f(&values));
         }
         Ok(())
-    }));
-    // SAFETY: forwarded from the caller.
-    unsafe { hand_out(s, call, work, "Amax", ws, exec) }
+    }))
 }
-second_phase!(aclnnAmax, "Amax");
 
 /// ACL's `aclnnGatherGetWorkspaceSize`: `out[.., j] = self[.., index[.., j]]`
 /// along the last dim (torch.gather), int64 indices of out's shape.

@@ -1,12 +1,14 @@
 //! aclnn ops in the two-phase convention: `aclnnXxxGetWorkspaceSize` checks
 //! the arguments and returns a workspace size and a single-use executor;
-//! `aclnnXxx` checks the workspace and stream and computes on the host in
-//! f64, rounding once to the output dtype. The stream is left marked as
-//! having unsynchronized work until `aclrtSynchronizeStream`.
+//! `aclnnXxx` checks the workspace and stream and queues the op on the
+//! stream (`stream.rs`), where it later computes on the host in f64,
+//! rounding once to the output dtype.
 
 use std::ffi::c_void;
 
+use crate::soc::{CubeInputs, Soc};
 use crate::state::{code, lock, State};
+use crate::stream::{overlaps, Job};
 use crate::tensor::{dtype, get, get_scalar, Elem, SimTensor};
 
 /// Defines `aclnnXxx(workspace, size, executor, stream)`, the second phase of
@@ -49,11 +51,12 @@ pub(crate) enum Work {
         f: fn(f64, f64) -> f64,
         k: f64,
     },
-    /// out[m, n] = Σ_k a[m, k] · b[k, n].
+    /// out[m, n] = Σ_k a[m, k] · b[k, n], inputs as the cube unit sees them.
     Mm {
         a: SimTensor,
         b: SimTensor,
         out: SimTensor,
+        cube: CubeInputs,
     },
     /// Softmax over the last dim.
     Softmax { x: SimTensor, out: SimTensor },
@@ -71,11 +74,12 @@ pub(crate) enum Work {
         index: SimTensor,
         out: SimTensor,
     },
-    /// out[b] = a[b] · m[b].
+    /// out[b] = a[b] · m[b], inputs as the cube unit sees them.
     BatchMatMul {
         a: SimTensor,
         b: SimTensor,
         out: SimTensor,
+        cube: CubeInputs,
     },
     /// out = silu(first half) · second half, along the last dim.
     SwiGlu { x: SimTensor, out: SimTensor },
@@ -91,17 +95,19 @@ struct Executor {
     op: &'static str,
     workspace: u64,
     work: Work,
+    /// Storage of every tensor the op was given.
+    regions: Vec<(usize, usize)>,
 }
 
 impl Work {
     /// Computes the work on host memory; an error is a violation found
     /// while running (an index outside its table).
-    fn execute(self) -> Result<(), String> {
+    pub(crate) fn execute(self) -> Result<(), String> {
         match self {
             Work::Compute(f) => f()?,
             Work::Binary { a, b, out, f } => compute_binary(&a, &b, &out, f),
             Work::Unary { x, out, f, k } => compute_unary(&x, &out, f, k),
-            Work::Mm { a, b, out } => compute_mm(&a, &b, &out),
+            Work::Mm { a, b, out, cube } => compute_mm(&a, &b, &out, cube),
             Work::Softmax { x, out } => compute_softmax(&x, &out),
             Work::RmsNorm {
                 x,
@@ -110,7 +116,7 @@ impl Work {
                 y,
                 rstd,
             } => compute_rms_norm(&x, &gamma, eps, &y, &rstd),
-            Work::BatchMatMul { a, b, out } => compute_batch_mat_mul(&a, &b, &out),
+            Work::BatchMatMul { a, b, out, cube } => compute_batch_mat_mul(&a, &b, &out, cube),
             Work::SwiGlu { x, out } => compute_swiglu(&x, &out),
             Work::IndexCopy {
                 target,
@@ -123,8 +129,11 @@ impl Work {
     }
 }
 
-/// Workspace every op asks for, so the backend's workspace path is exercised.
-const WORKSPACE: u64 = 512;
+/// The workspace an op asks for: shape dependent, as aclnn's are (a tiling
+/// buffer plus room for partial results of the largest view).
+fn workspace_for(largest_view: usize) -> u64 {
+    (16 * 1024 + 4 * largest_view as u64).div_ceil(512) * 512
+}
 
 pub(crate) fn broadcast(a: &[usize], b: &[usize]) -> Option<Vec<usize>> {
     let n = a.len().max(b.len());
@@ -166,15 +175,19 @@ pub(crate) unsafe fn hand_out(
             code::INVALID_PARAM,
         );
     }
+    let workspace = workspace_for(s.fetched_elems);
+    s.fetched_elems = 0;
+    s.fetch_call.clear();
     let p = Box::into_raw(Box::new(Executor {
         op,
-        workspace: WORKSPACE,
+        workspace,
         work,
+        regions: std::mem::take(&mut s.fetched),
     })) as usize;
     s.executors.insert(p);
     // SAFETY: both checked non-null.
     unsafe {
-        *ws = WORKSPACE;
+        *ws = workspace;
         *exec = p as *mut c_void;
     }
     code::SUCCESS
@@ -313,17 +326,46 @@ pub(crate) unsafe fn run(
             code::INVALID_PARAM,
         );
     }
-    if !s.streams.contains(&(stream as usize)) {
+    let ws_len = e.workspace as usize;
+    if let Some(at) = e
+        .regions
+        .iter()
+        .find(|r| overlaps(**r, (workspace as usize, ws_len)))
+    {
+        return s.violation(
+            &call,
+            format!(
+                "workspace {workspace:?}+{ws_len} overlaps a tensor of the op (storage at {:#x})",
+                at.0
+            ),
+            code::INVALID_PARAM,
+        );
+    }
+    if let Err(c) = s.ready(&call) {
+        return c;
+    }
+    let context = crate::state::thread_context();
+    let Some(queue) = s.streams.get_mut(&(stream as usize)) else {
         return s.violation(
             &call,
             format!("stream {stream:?} is not live"),
             code::INVALID_PARAM,
         );
+    };
+    if context != Some(queue.device) {
+        let device = queue.device;
+        return s.violation(
+            &call,
+            format!("stream {stream:?} belongs to device {device}, not to the calling thread's device {context:?}"),
+            code::INVALID_PARAM,
+        );
     }
-    s.dirty_streams.insert(stream as usize);
-    if let Err(what) = e.work.execute() {
-        return s.violation(&call, what, code::INVALID_PARAM);
-    }
+    queue.queued.push(Job {
+        call,
+        work: e.work,
+        regions: e.regions,
+        workspace: (workspace as usize, ws_len),
+    });
     code::SUCCESS
 }
 
@@ -564,15 +606,28 @@ pub(crate) fn tensors<const N: usize>(
     out.try_into().map_err(|_| code::INVALID_PARAM)
 }
 
+/// What the cube unit makes of `a`'s dtype under `cube_math_type` on this
+/// SoC, or the violation the call is refused with.
+pub(crate) fn cube_inputs(
+    s: &mut State,
+    call: &str,
+    a: &SimTensor,
+    cube_math_type: i8,
+) -> Result<CubeInputs, i32> {
+    Soc::current()
+        .cube_inputs(a.dtype, cube_math_type)
+        .map_err(|what| s.violation(call, what, code::INVALID_PARAM))
+}
+
 /// `out[m, n] = Σ_k a[m, k] · b[k, n]`.
-fn compute_mm(a: &SimTensor, b: &SimTensor, out: &SimTensor) {
+fn compute_mm(a: &SimTensor, b: &SimTensor, out: &SimTensor, cube: CubeInputs) {
     let (m, k, n) = (a.dims[0], a.dims[1], b.dims[1]);
     for r in 0..m {
         for c in 0..n {
             let mut acc = 0.0;
             for q in 0..k {
-                acc +=
-                    a.read(a.element(r * k + q, &a.dims)) * b.read(b.element(q * n + c, &b.dims));
+                acc += cube.apply(a.read(a.element(r * k + q, &a.dims)))
+                    * cube.apply(b.read(b.element(q * n + c, &b.dims)));
             }
             out.write(out.element(r * n + c, &out.dims), acc);
         }
@@ -612,15 +667,13 @@ pub unsafe extern "C" fn aclnnMmGetWorkspaceSize(
             code::INVALID_PARAM,
         );
     }
-    if !(0..=3).contains(&cube_math) {
-        return s.violation(
-            call,
-            format!("cubeMathType {cube_math}"),
-            code::INVALID_PARAM,
-        );
-    }
+    let cube = match cube_inputs(s, call, &a, cube_math) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
+    let work = Work::Mm { a, b, out: o, cube };
     // SAFETY: forwarded from the caller.
-    unsafe { hand_out(s, call, Work::Mm { a, b, out: o }, "Mm", ws, exec) }
+    unsafe { hand_out(s, call, work, "Mm", ws, exec) }
 }
 
 /// ACL's `aclnnMm`, with the simulator's checks.
@@ -728,6 +781,9 @@ pub unsafe extern "C" fn aclnnRmsNormGetWorkspaceSize(
     let Some(s) = guard.as_mut() else {
         return code::UNINITIALIZED;
     };
+    if let Err(e) = crate::soc::require(s, call, "RmsNorm", crate::soc::Soc::has_rms_norm) {
+        return e;
+    }
     let [x, g, yo, r] = match tensors(
         s,
         call,
@@ -875,15 +931,15 @@ pub unsafe extern "C" fn aclnnIndexSelect(
 }
 
 /// `out[b] = a[b] · m[b]` for every batch `b`.
-fn compute_batch_mat_mul(a: &SimTensor, b: &SimTensor, out: &SimTensor) {
+fn compute_batch_mat_mul(a: &SimTensor, b: &SimTensor, out: &SimTensor, cube: CubeInputs) {
     let (batch, m, k, n) = (a.dims[0], a.dims[1], a.dims[2], b.dims[2]);
     for bi in 0..batch {
         for r in 0..m {
             for c in 0..n {
                 let mut acc = 0.0;
                 for q in 0..k {
-                    acc += a.read(a.element((bi * m + r) * k + q, &a.dims))
-                        * b.read(b.element((bi * k + q) * n + c, &b.dims));
+                    acc += cube.apply(a.read(a.element((bi * m + r) * k + q, &a.dims)))
+                        * cube.apply(b.read(b.element((bi * k + q) * n + c, &b.dims)));
                 }
                 out.write(out.element((bi * m + r) * n + c, &out.dims), acc);
             }
@@ -915,22 +971,23 @@ pub unsafe extern "C" fn aclnnBatchMatMulGetWorkspaceSize(
         && a.dims[0] == b.dims[0]
         && a.dims[2] == b.dims[1]
         && o.dims == [a.dims[0], a.dims[1], b.dims[2]];
-    if !ok || !(0..=3).contains(&cube_math) {
+    if !ok {
         return s.violation(
             call,
-            format!(
-                "self {:?} · mat2 {:?} -> out {:?}, cubeMathType {cube_math}",
-                a.dims, b.dims, o.dims
-            ),
+            format!("self {:?} · mat2 {:?} -> out {:?}", a.dims, b.dims, o.dims),
             code::INVALID_PARAM,
         );
     }
+    let cube = match cube_inputs(s, call, &a, cube_math) {
+        Ok(c) => c,
+        Err(e) => return e,
+    };
     // SAFETY: forwarded from the caller.
     unsafe {
         hand_out(
             s,
             call,
-            Work::BatchMatMul { a, b, out: o },
+            Work::BatchMatMul { a, b, out: o, cube },
             "BatchMatMul",
             ws,
             exec,

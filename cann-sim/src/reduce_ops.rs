@@ -28,14 +28,7 @@ pub unsafe extern "C" fn aclnnArgMaxGetWorkspaceSize(
         Err(e) => return e,
     };
     let rank = x.dims.len() as i64;
-    let mut expected = x.dims.clone();
-    if keepdim {
-        if let Some(l) = expected.last_mut() {
-            *l = 1;
-        }
-    } else {
-        expected.pop();
-    }
+    let expected = crate::math_ops::reduced_dims(&x.dims, keepdim);
     let ok = rank >= 1
         && (dim == -1 || dim == rank - 1)
         && o.dtype == Elem::I64
@@ -91,6 +84,9 @@ pub unsafe extern "C" fn aclnnLayerNormGetWorkspaceSize(
     let Some(s) = guard.as_mut() else {
         return code::UNINITIALIZED;
     };
+    if let Err(e) = crate::soc::require(s, call, "LayerNorm", crate::soc::Soc::has_layer_norm) {
+        return e;
+    }
     let [x, o] = match tensors(s, call, [("input", x), ("out", out)]) {
         Ok(t) => t,
         Err(e) => return e,

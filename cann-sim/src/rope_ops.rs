@@ -81,6 +81,14 @@ pub unsafe extern "C" fn aclnnRotaryPositionEmbeddingGetWorkspaceSize(
         Ok(t) => t,
         Err(e) => return e,
     };
+    if let Err(e) = crate::soc::require(
+        s,
+        call,
+        "RotaryPositionEmbedding",
+        crate::soc::Soc::has_rotary_position_embedding,
+    ) {
+        return e;
+    }
     let d = x.dims.last().copied().unwrap_or(0);
     let ok = x.dims.len() == 4
         && o.dims == x.dims
@@ -89,6 +97,7 @@ pub unsafe extern "C" fn aclnnRotaryPositionEmbeddingGetWorkspaceSize(
         && c.dims.last() == Some(&d)
         && broadcast(&c.dims, &x.dims).as_deref() == Some(&x.dims[..])
         && d % 2 == 0
+        && d < 896
         && (mode == 0 || mode == 1)
         && [&c, &sn, &o].iter().all(|t| t.dtype == x.dtype)
         && x.dtype.is_float();
@@ -96,7 +105,7 @@ pub unsafe extern "C" fn aclnnRotaryPositionEmbeddingGetWorkspaceSize(
         return s.violation(
             call,
             format!(
-                "x {:?} {}, cos {:?} {}, sin {:?} {}, mode {mode}, out {:?} {} (4-D, cos/sin broadcast to x with its last dim, one float dtype, mode 0 or 1)",
+                "x {:?} {}, cos {:?} {}, sin {:?} {}, mode {mode}, out {:?} {} (4-D, cos/sin broadcast to x with its last dim, an even last dim below 896, one float dtype, mode 0 or 1)",
                 x.dims, x.dtype, c.dims, c.dtype, sn.dims, sn.dtype, o.dims, o.dtype
             ),
             code::INVALID_PARAM,

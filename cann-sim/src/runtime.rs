@@ -3,6 +3,7 @@
 use std::ffi::{c_char, c_void};
 
 use crate::state::{code, lock, Allocation};
+use crate::stream::Stream;
 
 /// The SoC this simulator reports by default (a 910B-class part: bf16 and
 /// aclnnWeightQuantBatchMatmulV2); `GLMHAL_CANN_SIM_SOC` names another, so
@@ -47,18 +48,23 @@ pub unsafe extern "C" fn aclFinalize() -> i32 {
         );
     }
     s.finalized = true;
+    let bytes: usize = s.allocations.values().map(|a| a.data.len()).sum();
     let leaks = [
         ("tensor(s)", s.tensors.len()),
         ("scalar(s)", s.scalars.len()),
         ("int array(s)", s.int_arrays.len()),
         ("executor(s)", s.executors.len()),
         ("stream(s)", s.streams.len()),
+        ("device allocation(s)", s.allocations.len()),
     ];
-    let leaked: Vec<String> = leaks
+    let mut leaked: Vec<String> = leaks
         .iter()
         .filter(|(_, n)| *n > 0)
         .map(|(w, n)| format!("{n} {w}"))
         .collect();
+    if bytes > 0 {
+        leaked.push(format!("{bytes} bytes of device memory"));
+    }
     if !leaked.is_empty() {
         return s.violation(
             "aclFinalize",
@@ -98,7 +104,7 @@ pub unsafe extern "C" fn aclrtGetDeviceCount(count: *mut u32) -> i32 {
         );
     }
     // SAFETY: checked non-null; the caller provides a u32.
-    unsafe { *count = 1 };
+    unsafe { *count = device_count() as u32 };
     code::SUCCESS
 }
 
@@ -113,14 +119,18 @@ pub unsafe extern "C" fn aclrtSetDevice(device: i32) -> i32 {
             code::UNINITIALIZED,
         );
     }
-    if device != 0 {
+    let devices = device_count();
+    if device < 0 || device as usize >= devices {
         return s.violation(
             "aclrtSetDevice",
-            format!("device {device} does not exist (1 device)"),
+            format!("device {device} does not exist ({devices} device(s))"),
             code::INVALID_DEVICE,
         );
     }
-    s.device = Some(device);
+    if crate::state::thread_context().is_none() {
+        s.contexts += 1;
+    }
+    crate::state::set_thread_context(Some(device));
     code::SUCCESS
 }
 
@@ -128,28 +138,75 @@ pub unsafe extern "C" fn aclrtSetDevice(device: i32) -> i32 {
 #[no_mangle]
 pub unsafe extern "C" fn aclrtResetDevice(device: i32) -> i32 {
     state!(s);
-    if s.device != Some(device) {
+    if crate::state::thread_context() != Some(device) {
         return s.violation(
             "aclrtResetDevice",
-            format!("device {device} was not set"),
+            format!("device {device} was not set on this thread"),
             code::INVALID_DEVICE,
         );
     }
-    s.device = None;
+    crate::state::set_thread_context(None);
+    s.contexts -= 1;
     code::SUCCESS
 }
 
-/// ACL's `aclrtGetSocName`, with the simulator's checks.
+/// ACL's `aclrtGetSocName`: the SoC of the calling thread's device.
 #[no_mangle]
 pub extern "C" fn aclrtGetSocName() -> *const c_char {
-    static NAME: std::sync::OnceLock<std::ffi::CString> = std::sync::OnceLock::new();
-    NAME.get_or_init(|| {
+    soc_name_c().as_ptr()
+}
+
+/// One SoC name per simulated device, chosen once from the environment
+/// (`GLMHAL_CANN_SIM_SOC`, comma-separated for several devices) unless a
+/// test chose them with [`select_soc`].
+static SOC_NAMES: std::sync::Mutex<Vec<&'static std::ffi::CStr>> =
+    std::sync::Mutex::new(Vec::new());
+
+fn soc_names() -> std::sync::MutexGuard<'static, Vec<&'static std::ffi::CStr>> {
+    let mut names = SOC_NAMES.lock().unwrap_or_else(|p| p.into_inner());
+    if names.is_empty() {
         // Environment: the simulator is a C library that the CANN backend
         // loads as libascendcl; its test settings cannot come any other way.
-        let name = std::env::var("GLMHAL_CANN_SIM_SOC").unwrap_or_else(|_| SOC.into());
-        std::ffi::CString::new(name.replace('\0', " ")).unwrap_or_default()
-    })
-    .as_ptr()
+        let listed = std::env::var("GLMHAL_CANN_SIM_SOC").unwrap_or_else(|_| SOC.into());
+        *names = listed.split(',').map(|n| leak_name(n.trim())).collect();
+    }
+    names
+}
+
+/// Devices the simulator has: one per SoC name.
+fn device_count() -> usize {
+    soc_names().len()
+}
+
+fn soc_name_c() -> &'static std::ffi::CStr {
+    let device = crate::state::thread_context().unwrap_or(0).max(0) as usize;
+    let names = soc_names();
+    names
+        .get(device)
+        .or(names.first())
+        .copied()
+        .unwrap_or_default()
+}
+
+/// Names are few and live as long as the process (aclrtGetSocName hands
+/// out a pointer that must stay valid).
+fn leak_name(name: &str) -> &'static std::ffi::CStr {
+    Box::leak(
+        std::ffi::CString::new(name.replace('\0', " "))
+            .unwrap_or_default()
+            .into_boxed_c_str(),
+    )
+}
+
+/// Reports one device of SoC `name` from now on, so one test process can
+/// check each SoC's table in turn.
+pub fn select_soc(name: &str) {
+    *SOC_NAMES.lock().unwrap_or_else(|p| p.into_inner()) = vec![leak_name(name)];
+}
+
+/// The SoC name the simulator reports.
+pub(crate) fn soc_name() -> String {
+    soc_name_c().to_string_lossy().into_owned()
 }
 
 /// ACL's `aclrtGetMemInfo`, with the simulator's checks.
@@ -191,46 +248,71 @@ pub unsafe extern "C" fn aclrtCreateStream(stream: *mut *mut c_void) -> i32 {
     }
     s.next_stream += 1;
     let handle = 0x5000_0000 + s.next_stream * 16;
-    s.streams.insert(handle);
+    s.streams.insert(
+        handle,
+        Stream::new(crate::state::thread_context().unwrap_or(0)),
+    );
     // SAFETY: checked non-null.
     unsafe { *stream = handle as *mut c_void };
     code::SUCCESS
 }
 
-/// ACL's `aclrtSynchronizeStream`, with the simulator's checks.
+/// ACL's `aclrtSynchronizeStream`: runs what the stream has queued, in
+/// order on its worker, and returns when it is done.
 #[no_mangle]
 pub unsafe extern "C" fn aclrtSynchronizeStream(stream: *mut c_void) -> i32 {
+    let call = "aclrtSynchronizeStream";
+    let (batch, finished) = {
+        state!(s);
+        if let Err(c) = s.ready(call) {
+            return c;
+        }
+        let Some(queue) = s.streams.get_mut(&(stream as usize)) else {
+            return s.violation(
+                call,
+                format!("unknown stream {stream:?}"),
+                code::INVALID_PARAM,
+            );
+        };
+        queue.flush()
+    };
+    // The worker runs without the lock: other threads may call in meanwhile.
+    let errors = finished
+        .recv()
+        .unwrap_or_else(|_| vec!["the stream's worker stopped".into()]);
     state!(s);
-    if !s.streams.contains(&(stream as usize)) {
-        return s.violation(
-            "aclrtSynchronizeStream",
-            format!("unknown stream {stream:?}"),
-            code::INVALID_PARAM,
-        );
+    if let Some(queue) = s.streams.get_mut(&(stream as usize)) {
+        queue.finished(batch);
     }
-    s.dirty_streams.remove(&(stream as usize));
-    code::SUCCESS
+    match errors.into_iter().reduce(|a, b| format!("{a}; {b}")) {
+        Some(what) => s.violation(call, what, code::INVALID_PARAM),
+        None => code::SUCCESS,
+    }
 }
 
 /// ACL's `aclrtDestroyStream`, with the simulator's checks.
 #[no_mangle]
 pub unsafe extern "C" fn aclrtDestroyStream(stream: *mut c_void) -> i32 {
     state!(s);
-    if !s.streams.remove(&(stream as usize)) {
-        return s.violation(
+    if let Err(c) = s.ready("aclrtDestroyStream") {
+        return c;
+    }
+    match s.streams.get(&(stream as usize)) {
+        None => s.violation(
             "aclrtDestroyStream",
             format!("unknown stream {stream:?}"),
             code::INVALID_PARAM,
-        );
-    }
-    if s.dirty_streams.remove(&(stream as usize)) {
-        return s.violation(
+        ),
+        Some(q) if q.busy() => s.violation(
             "aclrtDestroyStream",
-            "destroyed with unsynchronized work".into(),
+            "destroyed with unsynchronized work (synchronize it first)".into(),
             code::INVALID_PARAM,
-        );
+        ),
+        Some(_) => {
+            s.streams.remove(&(stream as usize));
+            code::SUCCESS
+        }
     }
-    code::SUCCESS
 }
 
 /// ACL's `aclrtMalloc`, with the simulator's checks.
@@ -263,6 +345,22 @@ pub unsafe extern "C" fn aclrtMalloc(ptr: *mut *mut c_void, size: usize, policy:
 #[no_mangle]
 pub unsafe extern "C" fn aclrtFree(ptr: *mut c_void) -> i32 {
     state!(s);
+    if let Err(c) = s.ready("aclrtFree") {
+        return c;
+    }
+    let len = s
+        .allocations
+        .get(&(ptr as usize))
+        .map_or(0, |a| a.data.len());
+    if s.busy_with(ptr as usize, len).is_some() {
+        // aclrtFree does not wait for the device: the memory would be
+        // reused under a queued op. Refused, and kept.
+        return s.violation(
+            "aclrtFree",
+            format!("{ptr:?} ({len} bytes) is used by an op still queued on a stream (synchronize first)"),
+            code::INVALID_PARAM,
+        );
+    }
     if s.allocations.remove(&(ptr as usize)).is_none() {
         return s.violation(
             "aclrtFree",
@@ -319,10 +417,17 @@ pub unsafe extern "C" fn aclrtMemcpy(
             code::INVALID_PARAM,
         );
     }
-    if src_device && !dst_device && !s.dirty_streams.is_empty() {
+    if src_device && s.busy_with(src as usize, count).is_some() {
         return s.violation(
             "aclrtMemcpy",
-            "device memory read by the host while a stream has unsynchronized work (call aclrtSynchronizeStream first)".into(),
+            format!("src {src:?}+{count} is read while an op that uses it is still queued on a stream: it may not hold the result yet (call aclrtSynchronizeStream first)"),
+            code::INVALID_PARAM,
+        );
+    }
+    if dst_device && s.busy_with(dst as usize, count).is_some() {
+        return s.violation(
+            "aclrtMemcpy",
+            format!("dst {dst:?}+{count} is used by an op still queued on a stream: the copy would change its inputs or be overwritten (synchronize first)"),
             code::INVALID_PARAM,
         );
     }

@@ -1,6 +1,8 @@
 //! The simulator's global state and how violations are reported.
 
 use std::collections::{HashMap, HashSet};
+
+use crate::stream::Stream;
 use std::ffi::CString;
 use std::sync::{Mutex, MutexGuard};
 
@@ -18,6 +20,24 @@ pub mod code {
     pub const BAD_ALLOC: i32 = 200000;
     /// ACL_ERROR_INVALID_DEVICE.
     pub const INVALID_DEVICE: i32 = 107001;
+    /// ACL_ERROR_RT_CONTEXT_NULL: the calling thread has no context.
+    pub const CONTEXT_NULL: i32 = 107002;
+}
+
+thread_local! {
+    /// The device whose default context `aclrtSetDevice` bound to this
+    /// thread (ACL contexts are per thread).
+    static CONTEXT: std::cell::Cell<Option<i32>> = const { std::cell::Cell::new(None) };
+}
+
+/// Binds device `d`'s context to the calling thread (or unbinds it).
+pub fn set_thread_context(d: Option<i32>) {
+    CONTEXT.with(|c| c.set(d));
+}
+
+/// The device whose context the calling thread holds.
+pub fn thread_context() -> Option<i32> {
+    CONTEXT.with(|c| c.get())
 }
 
 /// One allocation of simulated device memory.
@@ -30,13 +50,20 @@ pub struct Allocation {
 pub struct State {
     pub initialized: bool,
     pub finalized: bool,
-    pub device: Option<i32>,
+    /// Threads that hold a context (set a device) and have not reset it.
+    pub contexts: usize,
     /// Allocations by start address.
     pub allocations: HashMap<usize, Allocation>,
-    /// Live streams, and those with work not yet synchronized.
-    pub streams: HashSet<usize>,
-    pub dirty_streams: HashSet<usize>,
+    /// Live streams by handle, each with its queue.
+    pub streams: HashMap<usize, Stream>,
     pub next_stream: usize,
+    /// Storage `(start, bytes)` of the tensors an op's first phase has
+    /// fetched so far, and the most elements one of them views: taken by
+    /// the executor it makes.
+    pub fetched: Vec<(usize, usize)>,
+    pub fetched_elems: usize,
+    /// The first phase those were fetched by.
+    pub fetch_call: String,
     /// Live tensors, scalars, int arrays and executors (by address).
     pub tensors: HashSet<usize>,
     pub scalars: HashSet<usize>,
@@ -69,6 +96,9 @@ impl State {
             std::process::abort();
         }
         self.message = CString::new(text.replace('\0', " ")).unwrap_or_default();
+        // A refused first phase makes no executor: what it fetched is moot.
+        self.fetched.clear();
+        self.fetched_elems = 0;
         self.violations.push(format!("{call}: {what}"));
         code
     }
@@ -82,14 +112,22 @@ impl State {
                 code::UNINITIALIZED,
             ));
         }
-        if self.device.is_none() {
+        if thread_context().is_none() {
             return Err(self.violation(
                 call,
-                "called before aclrtSetDevice".into(),
-                code::INVALID_DEVICE,
+                "the calling thread has no context (call aclrtSetDevice or aclrtSetCurrentContext on this thread first)".into(),
+                code::CONTEXT_NULL,
             ));
         }
         Ok(())
+    }
+
+    /// The stream queue that touches `[start, start + len)`, if one does.
+    pub fn busy_with(&self, start: usize, len: usize) -> Option<usize> {
+        self.streams
+            .iter()
+            .find(|(_, q)| q.touches(start, len))
+            .map(|(h, _)| *h)
     }
 
     /// The allocation holding `[ptr, ptr + len)`, if any.

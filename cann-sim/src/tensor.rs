@@ -150,7 +150,28 @@ pub fn get(s: &mut State, call: &str, name: &str, t: *const c_void) -> Result<Si
         ));
     }
     // SAFETY: live tensors are boxes this library created.
-    Ok(unsafe { &*(t as *const SimTensor) }.clone())
+    let tensor = unsafe { &*(t as *const SimTensor) }.clone();
+    if s.fetch_call != call {
+        // A first phase that ended without an executor left its own.
+        s.fetched.clear();
+        s.fetched_elems = 0;
+        s.fetch_call = call.to_string();
+    }
+    s.fetched
+        .push((tensor.data, tensor.dtype.size() * tensor.storage_elems));
+    s.fetched_elems = s.fetched_elems.max(tensor.numel());
+    let soc = crate::soc::Soc::current();
+    if tensor.dtype == Elem::Bf16 && !soc.has_bf16() {
+        return Err(s.violation(
+            call,
+            format!(
+                "{name} is DT_BFLOAT16, which the {} does not support",
+                soc.product()
+            ),
+            code::INVALID_PARAM,
+        ));
+    }
+    Ok(tensor)
 }
 
 /// The scalar behind `p`, if it is live.

@@ -138,6 +138,10 @@ fn main() -> ExitCode {
             }
         }),
     };
+    // Every backend the command opened is gone: vendor runtimes may finish.
+    if let Ok(registry) = backends::registry() {
+        registry.shutdown();
+    }
     result.unwrap_or_else(|e| {
         eprintln!("error: {e}");
         ExitCode::from(EXIT_ERROR)

@@ -103,6 +103,26 @@ fn filters_narrow_the_run() {
             .all(|l| l.starts_with("rope") && l.contains("bf16")),
         "{stdout}"
     );
+    // --without-dtype leaves out every case that has a tensor of that dtype.
+    let all = glmhal(&["conformance", "--op", "mat_mul", "--list"]);
+    let out = glmhal(&[
+        "conformance",
+        "--op",
+        "mat_mul",
+        "--without-dtype",
+        "bf16",
+        "--list",
+    ]);
+    let ((all, _), (without, _)) = (text(&all), text(&out));
+    assert!(out.status.success());
+    assert!(
+        all.contains("bf16") && !without.contains("bf16"),
+        "{without}"
+    );
+    assert_eq!(
+        without.lines().count(),
+        all.lines().filter(|l| !l.contains("bf16")).count()
+    );
 }
 
 #[test]

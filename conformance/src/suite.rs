@@ -18,6 +18,10 @@ pub struct Filter {
     pub ops: Vec<OpKind>,
     /// Only cases with a tensor of one of these dtypes (all when empty).
     pub dtypes: Vec<DType>,
+    /// Leave out cases with a tensor of one of these dtypes (a device
+    /// without bf16, say).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub without_dtypes: Vec<DType>,
     /// Leave out the large shapes (4096² matmuls, attention over 4096 keys and more).
     pub skip_large: bool,
 }
@@ -27,6 +31,10 @@ impl Filter {
     pub fn admits(&self, case: &Case) -> bool {
         (self.ops.is_empty() || self.ops.contains(&case.kind()))
             && (self.dtypes.is_empty() || case.dtypes().iter().any(|d| self.dtypes.contains(d)))
+            && !case
+                .dtypes()
+                .iter()
+                .any(|d| self.without_dtypes.contains(d))
             && !(self.skip_large && case.large)
     }
 

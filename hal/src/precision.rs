@@ -151,6 +151,11 @@ pub struct Precision {
     /// dequantized panels does), when set; otherwise used exactly.
     #[serde(default)]
     pub weights_dequantized_to: Option<Arithmetic>,
+    /// Attention's softmax weights are rounded to this format before they
+    /// multiply V (an attention whose second product runs on an f16 cube
+    /// unit), when set.
+    #[serde(default)]
+    pub probabilities_rounded_to: Option<Arithmetic>,
     /// What products with Q8_0/Q4_0 weights do with their activations.
     pub activations: ActivationQuant,
     /// The result is rounded to this format before it is written to the
@@ -169,6 +174,7 @@ impl Precision {
         accumulate: Arithmetic::F32,
         inputs_rounded_to: None,
         weights_dequantized_to: None,
+        probabilities_rounded_to: None,
         activations: ActivationQuant::AsStored,
         result_rounded_to: None,
         function_ulps: 4.0,
@@ -179,6 +185,7 @@ impl Precision {
         accumulate: Arithmetic::F64,
         inputs_rounded_to: None,
         weights_dequantized_to: None,
+        probabilities_rounded_to: None,
         activations: ActivationQuant::AsStored,
         result_rounded_to: None,
         function_ulps: 2.0,
@@ -208,6 +215,9 @@ impl Precision {
         }
         if let Some(r) = self.weights_dequantized_to {
             s.push_str(&format!(", quantized weights dequantized to {r}"));
+        }
+        if let Some(r) = self.probabilities_rounded_to {
+            s.push_str(&format!(", softmax weights rounded to {r}"));
         }
         match self.activations {
             ActivationQuant::AsStored => {}

@@ -70,6 +70,10 @@ pub trait BackendProvider: Send + Sync {
     fn probe(&self, options: &BackendOptions) -> Availability;
     /// Opens device `index`, or the best device when `None`, with `options`.
     fn open(&self, index: Option<usize>, options: &BackendOptions) -> Result<Box<dyn Backend>>;
+    /// Releases the vendor runtime for the rest of the process (CANN's
+    /// `aclFinalize`), once every backend it opened has been dropped: a
+    /// program calls it on its way out. The default does nothing.
+    fn shutdown(&self) {}
 }
 
 /// A backend's name with its probe result.
@@ -95,6 +99,14 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// [`BackendProvider::shutdown`] for every provider: call it last,
+    /// after every backend the registry opened has been dropped.
+    pub fn shutdown(&self) {
+        for p in &self.providers {
+            p.shutdown();
+        }
+    }
+
     /// A registry over these providers, in preference order, with default options.
     pub fn new(providers: Vec<Box<dyn BackendProvider>>) -> Self {
         Registry {

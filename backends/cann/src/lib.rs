@@ -8,34 +8,38 @@
 //! in aclnn's two-phase convention (workspace size and executor, then the
 //! launch on the device's stream); errors carry `aclGetRecentErrMsg()`.
 //!
-//! Status: proven against the strict ACL simulator (`cann-sim/`), not yet on
-//! Ascend hardware. Every op of the catalogue is mapped for f32, f16 and bf16
-//! (no bf16 on 310P parts) and GGUF Q8_0/Q4_0 weights; what aclnn has no
-//! single call for is composed from aclnn calls in f32. What a SoC cannot run
-//! is reported unsupported with the reason, never run elsewhere.
+//! Status: proven against the strict ACL simulator (`cann-sim/`), once per
+//! SoC family, not yet on Ascend hardware. Every op of the catalogue is
+//! mapped for f32, f16 and bf16 (bf16 on Atlas A2 only) and GGUF Q8_0/Q4_0
+//! weights; what aclnn has no single call for, or a SoC lacks (rope off A2,
+//! rms_norm on 910A, layer_norm on 310P), is composed from aclnn calls in
+//! f32. What a SoC cannot run is reported unsupported with the reason, never
+//! run elsewhere.
 //!
 //! ## Design
 //!
 //! The crate has the full file set of a backend: `loader.rs` (ACL runtime, nnopbase and opapi
-//! symbols from the toolkit's `lib64`), `device.rs` (`aclInit` once per process, device count,
-//! SoC name, memory; per-SoC facts such as no bf16 on 310P and which parts have
-//! `WeightQuantBatchMatmulV2`), `memory.rs` (`aclrtMalloc` buffers recycled through a pool),
-//! `queue.rs` (one stream, a grow-only workspace for aclnn's two-phase convention, a grow-only
-//! scratch buffer from which each op takes its temporaries in one request, constant tables
-//! uploaded once by key (rope frequencies, causal masks), synchronize before host copies),
-//! `support.rs`, and `kernels/` with one file per op family (`activation`, `attention`,
-//! `convert`, `elementwise`, `embedding`, `kv_cache`, `matmul`, `norm`, `reduce`, `rope`,
-//! `quant` for GGUF Q8_0/Q4_0 weights (values and scales split out, or
-//! dequantized, at each call), `quantize` for writing them), each function
-//! building `aclTensor` descriptors (row-major dims, element strides and offset, 1-D storage
-//! covering the buffer) and destroying them after the launch. Ops aclnn has no single call for
-//! are composed from aclnn calls in f32 (attention, scaled/causal softmax, quantize, mixed
-//! dtypes).
+//! symbols from the toolkit's `lib64`, with the documents they were checked against),
+//! `device.rs` (`aclInit` once per process and `aclFinalize` at `Provider::shutdown`, the
+//! context of each calling thread, device count, SoC name, memory; the per-SoC facts of
+//! `Family`), `memory.rs` (`aclrtMalloc` buffers recycled through a pool that waits for the
+//! stream before freeing), `queue.rs` (one stream, a grow-only workspace for aclnn's two-phase
+//! convention, a grow-only scratch buffer from which each op takes its temporaries in one
+//! request, constant tables uploaded once by key (rope frequencies, causal masks), synchronize
+//! before host copies; the ops queued since the last wait named in a device error),
+//! `prepared.rs` (the split layout whole Q8_0/Q4_0 weights are stored in), `support.rs`
+//! (dtypes per SoC and the declared precision), and `kernels/` with one file per op family
+//! (`activation`, `attention`, `convert`, `elementwise`, `embedding`, `kv_cache`, `matmul`,
+//! `norm`, `reduce`, `rope`, `quant` for Q8_0/Q4_0 weights in either layout, `quantize` for
+//! writing GGUF blocks), each function building `aclTensor` descriptors (row-major dims,
+//! element strides and offset, 1-D storage covering the buffer) and destroying them after the
+//! launch.
 
 mod device;
 mod kernels;
 mod loader;
 mod memory;
+mod prepared;
 mod queue;
 mod support;
 
@@ -102,5 +106,10 @@ impl BackendProvider for Provider {
             });
         }
         Ok(Box::new(CannBackend::open(acl, i)?))
+    }
+
+    /// `aclFinalize`, once, if `aclInit` ran.
+    fn shutdown(&self) {
+        device::finalize();
     }
 }

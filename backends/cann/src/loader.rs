@@ -1,6 +1,27 @@
 //! The ACL runtime (`libascendcl.so`), tensor (`libnnopbase.so`) and op
 //! (`libopapi.so`) symbol tables, loaded at run time from the CANN toolkit.
 //! Declarations follow the documented C API; no header is vendored.
+//!
+//! Sources the signatures, enum values and per-SoC limits were checked
+//! against (the per-SoC table is in docs/PORTING-CANN.md):
+//! - runtime (`aclInit`/`aclFinalize` once per process, `aclrtSetDevice`
+//!   binding a context to the calling thread, streams, memory, copies, error
+//!   codes such as 107002 ACL_ERROR_RT_CONTEXT_NULL): the CANN application
+//!   development guide, runtime API reference (canncommercial 7.0–8.x);
+//! - aclnn matmuls (`cubeMathType` 0 KEEP_DTYPE, 1 ALLOW_FP32_DOWN_PRECISION,
+//!   2 USE_FP16, 3 USE_HF32): the aclnnMm, aclnnMatmul and aclnnBatchMatMul
+//!   pages and ops-nn `matmul/mat_mul_v3/docs/aclnnMm.md`;
+//! - `aclnnWeightQuantBatchMatmulV2` (weight `[K, N]` possibly a transposed
+//!   view, scales `[ceil(K/group), N]` or `[N]`, group 0 or a multiple of 32
+//!   in [32, K−1], K and N at most 65535): ops-nn
+//!   `weight_quant_batch_matmul_v2/docs`, and llama.cpp's
+//!   `ggml-cann/aclnn_ops.cpp` (the N split and group 0 for K ≤ 32);
+//! - `aclnnRotaryPositionEmbedding` (modes 0 half and 1 interleave, 4-D,
+//!   cos/sin of x's dtype): ops-transformer
+//!   `posembedding/rotary_position_embedding/docs`;
+//! - aclDataType values (0 float, 1 float16, 2 int8, 3 int32, 4 uint8,
+//!   9 int64, 12 bool, 27 bfloat16) and ACL_FORMAT_ND (2): the aclnn common
+//!   API reference; every other aclnn op: its CANN 8.0 API page.
 
 use std::ffi::{c_char, c_void, CStr};
 use std::path::{Path, PathBuf};
@@ -53,6 +74,7 @@ pub struct Acl {
     _libs: Vec<Library>,
     pub root: PathBuf,
     pub init: unsafe extern "C" fn(*const c_char) -> i32,
+    pub finalize: unsafe extern "C" fn() -> i32,
     pub recent_error: unsafe extern "C" fn() -> *const c_char,
     pub device_count: unsafe extern "C" fn(*mut u32) -> i32,
     pub set_device: unsafe extern "C" fn(i32) -> i32,
@@ -60,6 +82,7 @@ pub struct Acl {
     pub mem_info: unsafe extern "C" fn(i32, *mut usize, *mut usize) -> i32,
     pub create_stream: unsafe extern "C" fn(*mut *mut c_void) -> i32,
     pub sync_stream: unsafe extern "C" fn(*mut c_void) -> i32,
+    pub destroy_stream: unsafe extern "C" fn(*mut c_void) -> i32,
     pub malloc: unsafe extern "C" fn(*mut *mut c_void, usize, i32) -> i32,
     pub free: unsafe extern "C" fn(*mut c_void) -> i32,
     pub memcpy: unsafe extern "C" fn(*mut c_void, usize, *const c_void, usize, i32) -> i32,
@@ -282,6 +305,18 @@ pub struct Acl {
         *mut *mut c_void,
     ) -> i32,
     pub gather: RunFn,
+    pub rsqrt_ws: UnaryWsFn,
+    pub rsqrt: RunFn,
+    pub reduce_sum_ws: unsafe extern "C" fn(
+        *const c_void,
+        *const c_void,
+        bool,
+        i32,
+        *const c_void,
+        *mut u64,
+        *mut *mut c_void,
+    ) -> i32,
+    pub reduce_sum: RunFn,
 }
 
 /// Toolkit roots tried: `ASCEND_TOOLKIT_HOME`, `ASCEND_HOME_PATH`, then the
@@ -354,6 +389,7 @@ impl Acl {
     fn bind(root: PathBuf, acl: Library, nnop: Library, opapi: Library) -> Result<Self> {
         Ok(Acl {
             init: sym(&acl, "aclInit")?,
+            finalize: sym(&acl, "aclFinalize")?,
             recent_error: sym(&acl, "aclGetRecentErrMsg")?,
             device_count: sym(&acl, "aclrtGetDeviceCount")?,
             set_device: sym(&acl, "aclrtSetDevice")?,
@@ -361,6 +397,7 @@ impl Acl {
             mem_info: sym(&acl, "aclrtGetMemInfo")?,
             create_stream: sym(&acl, "aclrtCreateStream")?,
             sync_stream: sym(&acl, "aclrtSynchronizeStream")?,
+            destroy_stream: sym(&acl, "aclrtDestroyStream")?,
             malloc: sym(&acl, "aclrtMalloc")?,
             free: sym(&acl, "aclrtFree")?,
             memcpy: sym(&acl, "aclrtMemcpy")?,
@@ -438,6 +475,10 @@ impl Acl {
             amax: sym(&opapi, "aclnnAmax")?,
             gather_ws: sym(&opapi, "aclnnGatherGetWorkspaceSize")?,
             gather: sym(&opapi, "aclnnGather")?,
+            rsqrt_ws: sym(&opapi, "aclnnRsqrtGetWorkspaceSize")?,
+            rsqrt: sym(&opapi, "aclnnRsqrt")?,
+            reduce_sum_ws: sym(&opapi, "aclnnReduceSumGetWorkspaceSize")?,
+            reduce_sum: sym(&opapi, "aclnnReduceSum")?,
             root,
             _libs: vec![acl, nnop, opapi],
         })

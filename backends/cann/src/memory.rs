@@ -2,7 +2,7 @@
 
 use std::ffi::c_void;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use glmhal_hal::pool::SizePool;
 use glmhal_hal::DeviceId;
@@ -16,14 +16,52 @@ const POOL_MAX_IDLE: usize = 1 << 30;
 /// same size, so steady-state steps do not call `aclrtMalloc`.
 pub(crate) struct DevicePool {
     acl: Arc<Acl>,
+    /// The device's index, whose context frees need on the calling thread.
+    index: usize,
+    /// The stream ops using these buffers are queued on (0 once destroyed):
+    /// a buffer dropped after its last op was queued may still be in use,
+    /// and aclrtFree does not wait for the device. Held while a free waits
+    /// on it, so the stream cannot be destroyed under the wait.
+    stream: Mutex<usize>,
     sizes: SizePool<usize>,
 }
 
 impl DevicePool {
-    pub fn new(acl: Arc<Acl>) -> Self {
+    pub fn new(acl: Arc<Acl>, index: usize) -> Self {
         DevicePool {
             acl,
+            index,
+            stream: Mutex::new(0),
             sizes: SizePool::new(POOL_MAX_IDLE, usize::MAX),
+        }
+    }
+
+    /// Names the stream to wait for before memory goes back to the runtime
+    /// (0: none).
+    pub fn set_stream(&self, stream: usize) {
+        *self.stream.lock().unwrap_or_else(|p| p.into_inner()) = stream;
+    }
+
+    /// `aclrtFree`, from whichever thread drops the buffer.
+    fn free(&self, ptr: usize) {
+        let stream = self.stream.lock().unwrap_or_else(|p| p.into_inner());
+        let ready = crate::device::bind(&self.acl, self.index).and_then(|()| {
+            if *stream == 0 {
+                return Ok(());
+            }
+            // SAFETY: a non-zero stream is live: it is cleared, under this
+            // lock, before it is destroyed.
+            let code = unsafe { (self.acl.sync_stream)(*stream as *mut c_void) };
+            self.acl.check("aclrtSynchronizeStream", code)
+        });
+        if let Err(e) = ready {
+            eprintln!("cann: device memory at {ptr:#x} not freed: {e}");
+            return;
+        }
+        // SAFETY: `ptr` came from aclrtMalloc and is freed once.
+        let code = unsafe { (self.acl.free)(ptr as *mut c_void) };
+        if let Err(e) = self.acl.check("aclrtFree", code) {
+            eprintln!("cann: {e}");
         }
     }
 
@@ -48,16 +86,14 @@ impl DevicePool {
 
     fn give(&self, ptr: usize, size: usize) {
         if let Some(ptr) = self.sizes.give(ptr, size) {
-            // SAFETY: `ptr` came from aclrtMalloc and is freed once.
-            unsafe { (self.acl.free)(ptr as *mut c_void) };
+            self.free(ptr);
         }
     }
 
     /// Returns every idle allocation to the runtime.
     pub fn release(&self) {
         for ptr in self.sizes.drain() {
-            // SAFETY: pooled pointers came from aclrtMalloc and are freed once.
-            unsafe { (self.acl.free)(ptr as *mut c_void) };
+            self.free(ptr);
         }
     }
 }
@@ -78,6 +114,9 @@ pub struct CannBuffer {
     pub device: DeviceId,
     pub(crate) size: usize,
     pub(crate) pool: Arc<DevicePool>,
+    /// `[N, K]` of a quantized weight stored in the split layout
+    /// ([`crate::prepared`]); `None` for bytes as given.
+    pub(crate) prepared: Option<[usize; 2]>,
 }
 
 impl Drop for CannBuffer {

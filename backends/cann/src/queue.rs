@@ -32,6 +32,9 @@ pub struct CannBackend {
     scratch: Mutex<Option<CannBuffer>>,
     /// Constant tables by key (rope frequencies, causal masks), uploaded once.
     constants: Mutex<HashMap<String, CannBuffer>>,
+    /// Ops queued on the stream since the last wait, to name in an error
+    /// the device reports at the wait.
+    queued_ops: Mutex<Vec<&'static str>>,
     pool: Arc<DevicePool>,
 }
 
@@ -44,6 +47,8 @@ impl CannBackend {
         acl.check("aclrtCreateStream", unsafe {
             (acl.create_stream)(&mut stream)
         })?;
+        let pool = Arc::new(DevicePool::new(acl.clone(), index));
+        pool.set_stream(stream as usize);
         Ok(CannBackend {
             info,
             id: DeviceId::fresh(),
@@ -51,9 +56,16 @@ impl CannBackend {
             workspace: Mutex::new(None),
             scratch: Mutex::new(None),
             constants: Mutex::new(HashMap::new()),
-            pool: Arc::new(DevicePool::new(acl.clone())),
+            queued_ops: Mutex::new(Vec::new()),
+            pool,
             acl,
         })
+    }
+
+    /// Makes the device's context current on the calling thread: the
+    /// executor and its callers may call in from any thread.
+    fn bind(&self) -> Result<()> {
+        crate::device::bind(&self.acl, self.info.index)
     }
 
     fn selector(&self) -> String {
@@ -72,6 +84,7 @@ impl CannBackend {
     }
 
     fn malloc(&self, bytes: usize) -> Result<CannBuffer> {
+        self.bind()?;
         // Sizes round up to 512 bytes (ACL's alignment) so freed buffers fit more requests.
         let size = bytes.max(1).div_ceil(512) * 512;
         let ptr = self.pool.alloc(size).ok_or_else(|| HalError::OutOfMemory {
@@ -85,14 +98,33 @@ impl CannBackend {
             device: self.id,
             size,
             pool: self.pool.clone(),
+            prepared: None,
         })
     }
 
     fn sync(&self) -> Result<()> {
+        self.bind()?;
         // SAFETY: the stream was created in `open`.
-        self.acl.check("aclrtSynchronizeStream", unsafe {
-            (self.acl.sync_stream)(self.stream as *mut c_void)
-        })
+        let code = unsafe { (self.acl.sync_stream)(self.stream as *mut c_void) };
+        let queued = self
+            .queued_ops
+            .lock()
+            .map(|mut ops| std::mem::take(&mut *ops))
+            .unwrap_or_default();
+        // An op fails on the device only when the stream runs it: name the
+        // ops queued since the last wait (the message names the aclnn call).
+        self.acl
+            .check("aclrtSynchronizeStream", code)
+            .map_err(|e| match e {
+                HalError::Backend {
+                    backend, message, ..
+                } if !queued.is_empty() => HalError::Backend {
+                    backend,
+                    context: format!("aclrtSynchronizeStream after {}", queued.join(", ")),
+                    message,
+                },
+                other => other,
+            })
     }
 
     /// Waits, reads each row's largest magnitude (see
@@ -143,6 +175,8 @@ impl CannBackend {
         }
         let data = bytes();
         let buffer = self.malloc(data.len())?;
+        // A pooled allocation may still be read by queued ops.
+        self.sync()?;
         // SAFETY: `buffer` holds `data.len()` bytes; `data` is valid for its length.
         self.acl.check("aclrtMemcpy (constant to device)", unsafe {
             (self.acl.memcpy)(
@@ -231,6 +265,26 @@ impl Backend for CannBackend {
         })
     }
 
+    /// Whole Q8_0/Q4_0 matrices are stored split ([`crate::prepared`]), the
+    /// layout aclnnWeightQuantBatchMatmulV2 reads in place; anything else
+    /// is uploaded as given.
+    fn prepare_weight(&self, desc: &TensorDesc, bytes: &[u8]) -> Result<Buffer> {
+        let family = crate::device::Family::of(&self.info.name);
+        // Where the op is missing (or K too long) the weight is dequantized
+        // per call from GGUF blocks: the int8 copy would only cost memory.
+        if !crate::prepared::prepares(desc)
+            || !crate::kernels::quant::on_weight_quant_matmul(family, desc)
+        {
+            return self.upload_new(bytes);
+        }
+        let split = crate::prepared::split(desc, bytes)?;
+        let mut buffer = self.malloc(split.len())?;
+        buffer.prepared = Some([desc.shape[0], desc.shape[1]]);
+        let buffer = Buffer::new(buffer);
+        self.upload(&buffer, 0, &split)?;
+        Ok(buffer)
+    }
+
     fn contract(&self) -> &'static dyn OpContract {
         &glmhal_ops::CONTRACT
     }
@@ -249,20 +303,44 @@ impl Backend for CannBackend {
         inputs: &[TensorRef<'_>],
         outputs: &[TensorRef<'_>],
     ) -> Result<()> {
+        self.bind()?;
         let ins: Vec<TensorDesc> = inputs.iter().map(|t| t.desc.clone()).collect();
         let outs: Vec<TensorDesc> = outputs.iter().map(|t| t.desc.clone()).collect();
         let operand = |t: &TensorRef<'_>| -> Result<Operand> {
             let b = self.buffer(t.buffer)?;
+            if let Some(shape) = b.prepared {
+                let whole = crate::prepared::prepares(&t.desc) && t.desc.shape[..] == shape[..];
+                if !whole {
+                    return Err(HalError::invalid(
+                        self.selector(),
+                        format!(
+                            "{} reads a prepared {shape:?} weight through the view {:?}; prepared weights are read whole",
+                            op.name(),
+                            t.desc
+                        ),
+                    ));
+                }
+            }
             Ok(Operand {
                 desc: t.desc.clone(),
                 base: b.ptr,
                 len: b.len,
+                prepared: b.prepared,
             })
         };
         let ops = inputs
             .iter()
             .map(operand)
             .collect::<Result<Vec<Operand>>>()?;
+        if outputs
+            .iter()
+            .any(|t| self.buffer(t.buffer).is_ok_and(|b| b.prepared.is_some()))
+        {
+            return Err(HalError::invalid(
+                self.selector(),
+                format!("{} would write over a prepared weight", op.name()),
+            ));
+        }
         let out_op = operand(&outputs[0])?;
         let acl = &*self.acl;
         let ws = |size| self.workspace(size);
@@ -274,7 +352,7 @@ impl Backend for CannBackend {
             workspace: &ws,
             scratch: &scratch,
             constant: &constant,
-            weight_quant_matmul: crate::device::has_weight_quant_matmul(&self.info.name),
+            family: crate::device::Family::of(&self.info.name),
         };
         // Vendor errors name the aclnn call; say which op it served.
         self.dispatch(op, &l, &ins, &outs, &ops, &out_op)
@@ -289,7 +367,14 @@ impl Backend for CannBackend {
                     message,
                 },
                 other => other,
-            })
+            })?;
+        // Now on the stream (a wait inside dispatch came before its launches).
+        if let Ok(mut queued) = self.queued_ops.lock() {
+            if !queued.contains(&op.name()) {
+                queued.push(op.name());
+            }
+        }
+        Ok(())
     }
 
     fn synchronize(&self) -> Result<()> {
@@ -309,6 +394,23 @@ impl CannBackend {
         out_op: &Operand,
     ) -> Result<()> {
         let acl = l.acl;
+        // Prepared weights are read only where a weight goes.
+        let weight_at = match op {
+            Op::MatMul { .. } => Some(1),
+            Op::GetRows | Op::Cast => Some(0),
+            _ => None,
+        };
+        if let Some(i) =
+            (0..ops.len()).find(|i| ops[*i].prepared.is_some() && Some(*i) != weight_at)
+        {
+            return Err(HalError::invalid(
+                self.selector(),
+                format!(
+                    "{} takes a prepared weight as input {i}, which it reads only as given",
+                    op.name()
+                ),
+            ));
+        }
         let handle = |i: usize| ops[i].handle(acl);
         let x = || handle(0);
         let out = || out_op.handle(acl);
@@ -375,6 +477,31 @@ impl CannBackend {
                     matmul::mat_mul_mixed(l, &ops[0], &ops[1], bias_op, out_op)
                 }
             }
+        }
+    }
+}
+
+impl Drop for CannBackend {
+    /// Waits for the stream, returns the backend's own buffers to the pool
+    /// and destroys the stream; buffers handed out live on (their pool frees
+    /// them); `aclFinalize` comes with `Provider::shutdown`.
+    fn drop(&mut self) {
+        if let Err(e) = self.sync() {
+            eprintln!("cann: {e}");
+        }
+        for slot in [&self.workspace, &self.scratch] {
+            if let Ok(mut b) = slot.lock() {
+                b.take();
+            }
+        }
+        if let Ok(mut map) = self.constants.lock() {
+            map.clear();
+        }
+        self.pool.set_stream(0);
+        // SAFETY: created in `open`, synchronized above, destroyed once.
+        let code = unsafe { (self.acl.destroy_stream)(self.stream as *mut c_void) };
+        if let Err(e) = self.acl.check("aclrtDestroyStream", code) {
+            eprintln!("cann: {e}");
         }
     }
 }

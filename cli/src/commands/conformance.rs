@@ -19,6 +19,10 @@ pub struct ConformanceArgs {
     /// Only cases with a tensor of this dtype (repeatable): f32 f16 bf16 i32 q8_0 q4_0.
     #[arg(long = "dtype", value_name = "DTYPE")]
     dtypes: Vec<DType>,
+    /// Leave out cases with a tensor of this dtype (repeatable), e.g. bf16
+    /// on a device without it; unlike --dtype, the model check still runs.
+    #[arg(long = "without-dtype", value_name = "DTYPE")]
+    without_dtypes: Vec<DType>,
     /// Leave out the large shapes (4096² matmuls, 4096-key attention) for a quick run.
     #[arg(long)]
     skip_large: bool,
@@ -68,6 +72,7 @@ pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
     let filter = Filter {
         ops: args.ops.clone(),
         dtypes: args.dtypes.clone(),
+        without_dtypes: args.without_dtypes.clone(),
         skip_large: args.skip_large,
     };
     let cases = filter.select();

@@ -10,7 +10,9 @@
 //! summation error of `Z` (a sum of positive terms) and the division, both
 //! common to every `pⱼ`. Attention's output `o = Σⱼ pⱼ·vⱼ` moves by
 //! `Σᵢ pᵢ·(vᵢ − o)·εᵢ` (the derivative of `o` in `sᵢ`), `|o|` times the
-//! common error, and its own accumulation over the keys.
+//! common error, and its own accumulation over the keys; where the weights
+//! are declared rounded before they multiply V, each `pⱼ` moves by half a
+//! step of that format, so `o` by that times `|vⱼ|`.
 
 use glmhal_hal::{Arithmetic, HostTensor};
 
@@ -163,7 +165,10 @@ pub(super) fn attention(
                 for (j, (p, r)) in w.p.iter().zip(&w.rel).enumerate() {
                     let vj = value(j);
                     spread += r.times(p * (vj - exact));
-                    divided.push(p * (u * vj.abs() + ctx.input_rounding(v.desc.dtype, vj)));
+                    divided.push(
+                        p * (u * vj.abs() + ctx.input_rounding(v.desc.dtype, vj))
+                            + ctx.probability_rounding(*p) * vj.abs(),
+                    );
                 }
                 budget += spread + divided.budget();
                 *o = ctx.finish(budget, exact);

@@ -182,6 +182,18 @@ impl Ctx {
         }
     }
 
+    /// The half step of rounding a softmax weight `p` to the declared
+    /// format before it multiplies V, 0 without one. The weight rounded is
+    /// the computed one, which may lie just above `p` in the next binade:
+    /// the step is taken at `p·(1 + 2⁻⁸)`, which covers computed weights
+    /// within a relative 2⁻⁸ of `p` (any weight whose error is small enough
+    /// for the bound to mean anything).
+    pub fn probability_rounding(&self, p: f64) -> f64 {
+        self.p
+            .probabilities_rounded_to
+            .map_or(0.0, |r| r.half_ulp(p * (1.0 + 2f64.powi(-8))))
+    }
+
     /// The half step of rounding a computed value `v` (not an input as
     /// stored) to the declared narrower format, 0 without one.
     pub fn declared_rounding(&self, v: f64) -> f64 {

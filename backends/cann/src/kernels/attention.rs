@@ -2,7 +2,8 @@
 //! (aclnnMuls: GLM-4's scores overflow f16 otherwise), scores for all heads
 //! in one aclnnMatmul with each KV head broadcast over its query group, the
 //! causal mask (aclnnInplaceMaskedFillScalar with -inf), aclnnSoftmax, and
-//! one aclnnMatmul with V into the output's own strides.
+//! one aclnnMatmul with V into the output's own strides. Where the cube has
+//! no f32 path the two products run in f16 (declared in `support.rs`).
 
 use std::ffi::c_void;
 
@@ -13,9 +14,6 @@ use super::elementwise::{mask_fill, scale as muls};
 use super::reduce::softmax;
 use super::{Handle, Launch, Operand};
 
-/// Keep f32 in the cube unit.
-const KEEP_DTYPE: i8 = 0;
-
 fn matmul(l: &Launch<'_>, a: &Handle<'_>, b: &Handle<'_>, out: &Handle<'_>) -> Result<()> {
     let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
     // SAFETY: every descriptor is live; outputs are valid for writes.
@@ -24,7 +22,7 @@ fn matmul(l: &Launch<'_>, a: &Handle<'_>, b: &Handle<'_>, out: &Handle<'_>) -> R
             a.ptr(),
             b.ptr(),
             out.ptr(),
-            KEEP_DTYPE,
+            l.family.cube_math_type(a.dtype()),
             &mut size,
             &mut exec,
         )

@@ -1,11 +1,74 @@
 //! add, mul (aclnnAdd with alpha 1, aclnnMul; both broadcast numpy-style),
-//! scale (aclnnMuls) and masked fill (aclnnInplaceMaskedFillScalar).
+//! scale (aclnnMuls), masked fill (aclnnInplaceMaskedFillScalar), and the
+//! pieces composed ops share: one-input ops, aclnnAdds, aclnnDivs and a sum
+//! over the last dim (aclnnReduceSum).
 
 use std::ffi::c_void;
 
 use glmhal_hal::Result;
 
-use super::{scalar, Handle, Launch};
+use super::{scalar, Handle, IntArray, Launch};
+use crate::loader::{RunFn, UnaryWsFn, ACL_FLOAT};
+
+/// `out = f(x)` for a one-input aclnn op.
+pub(crate) fn unary(
+    l: &Launch<'_>,
+    (name, ws, run): (&str, UnaryWsFn, RunFn),
+    x: &Handle<'_>,
+    out: &Handle<'_>,
+) -> Result<()> {
+    let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
+    // SAFETY: every descriptor is live; outputs are valid for writes.
+    let status = unsafe { ws(x.ptr(), out.ptr(), &mut size, &mut exec) };
+    l.run(name, status, size, exec, run)
+}
+
+/// `out = x + k`.
+pub(crate) fn adds(l: &Launch<'_>, x: &Handle<'_>, k: f32, out: &Handle<'_>) -> Result<()> {
+    let (other, alpha) = (scalar(l.acl, k)?, scalar(l.acl, 1.0)?);
+    let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
+    // SAFETY: every descriptor is live; outputs are valid for writes.
+    let status = unsafe {
+        (l.acl.adds_ws)(
+            x.ptr(),
+            other.ptr(),
+            alpha.ptr(),
+            out.ptr(),
+            &mut size,
+            &mut exec,
+        )
+    };
+    l.run("Adds", status, size, exec, l.acl.adds)
+}
+
+/// `out = x / k`.
+pub(crate) fn divs(l: &Launch<'_>, x: &Handle<'_>, k: f32, out: &Handle<'_>) -> Result<()> {
+    let k = scalar(l.acl, k)?;
+    let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
+    // SAFETY: every descriptor is live; outputs are valid for writes.
+    let status = unsafe { (l.acl.divs_ws)(x.ptr(), k.ptr(), out.ptr(), &mut size, &mut exec) };
+    l.run("Divs", status, size, exec, l.acl.divs)
+}
+
+/// `out[.., 0] = Σ x[.., j]` over the last dim, in f32 (`out` f32, the
+/// last dim kept as 1).
+pub(crate) fn row_sum(l: &Launch<'_>, x: &Handle<'_>, out: &Handle<'_>) -> Result<()> {
+    let last = IntArray::new(l.acl, &[-1])?;
+    let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
+    // SAFETY: every descriptor is live; outputs are valid for writes.
+    let status = unsafe {
+        (l.acl.reduce_sum_ws)(
+            x.ptr(),
+            last.ptr(),
+            true,
+            ACL_FLOAT,
+            out.ptr(),
+            &mut size,
+            &mut exec,
+        )
+    };
+    l.run("ReduceSum", status, size, exec, l.acl.reduce_sum)
+}
 
 /// `out = a + b` or `a * b`.
 pub(crate) fn binary(

@@ -1,6 +1,7 @@
 //! mat_mul (aclnnMm with W passed as a transposed view, then aclnnAdd for the
 //! bias) and batched_mat_mul (aclnnBatchMatMul; views make transposes free);
-//! operands of different dtypes go through f32 copies.
+//! operands of different dtypes go through f32 copies. `cubeMathType` comes
+//! from the SoC family: f32 products run in f16 where the cube has no f32.
 
 use std::ffi::c_void;
 
@@ -9,9 +10,6 @@ use glmhal_hal::{DType, Result};
 use super::convert::cast;
 use super::elementwise::binary;
 use super::{Handle, Launch, Operand};
-
-/// Keep the tensors' dtype in the cube unit (no down-conversion).
-const KEEP_DTYPE: i8 = 0;
 
 /// `y = x · wᵀ (+ bias)`; `w_t` is W's `[K, N]` transposed view.
 pub(crate) fn mat_mul(
@@ -28,7 +26,7 @@ pub(crate) fn mat_mul(
             x.ptr(),
             w_t.ptr(),
             y.ptr(),
-            KEEP_DTYPE,
+            l.family.cube_math_type(x.dtype()),
             &mut size,
             &mut exec,
         )
@@ -54,7 +52,7 @@ pub(crate) fn batched(
             a.ptr(),
             m.ptr(),
             out.ptr(),
-            KEEP_DTYPE,
+            l.family.cube_math_type(a.dtype()),
             &mut size,
             &mut exec,
         )

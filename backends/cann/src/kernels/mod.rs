@@ -149,6 +149,8 @@ pub(crate) struct Operand {
     pub base: usize,
     /// Bytes of the buffer.
     pub len: usize,
+    /// `[N, K]` of a weight the buffer holds in the split layout.
+    pub prepared: Option<[usize; 2]>,
 }
 
 impl Operand {
@@ -166,14 +168,23 @@ impl Operand {
         strides: &[usize],
         skip: usize,
     ) -> Result<Handle<'a>> {
+        self.reshaped(dims, strides, skip).handle(acl)
+    }
+
+    /// [`Operand::view`] as an operand, for views of views.
+    pub(crate) fn reshaped(&self, dims: &[usize], strides: &[usize], skip: usize) -> Operand {
         let elem = self.desc.dtype.block_bytes();
-        let desc = TensorDesc::strided(
-            self.desc.dtype,
-            dims,
-            strides,
-            self.desc.offset + skip * elem,
-        );
-        tensor(acl, &desc, self.base, self.len)
+        Operand {
+            desc: TensorDesc::strided(
+                self.desc.dtype,
+                dims,
+                strides,
+                self.desc.offset + skip * elem,
+            ),
+            base: self.base,
+            len: self.len,
+            prepared: None,
+        }
     }
 
     /// Element strides of a rank-3 view, for building 4-D views of it.
@@ -249,8 +260,8 @@ pub(crate) struct Launch<'a> {
     /// The device address of the constant named by the key, uploaded from
     /// the bytes the closure makes the first time the key is seen.
     pub constant: &'a ConstantFn<'a>,
-    /// Whether the SoC has aclnnWeightQuantBatchMatmulV2.
-    pub weight_quant_matmul: bool,
+    /// The SoC family, for what its aclnn library accepts.
+    pub family: crate::device::Family,
 }
 
 /// Temporaries start on 512-byte boundaries (ACL's alignment).
@@ -279,6 +290,7 @@ impl<'a> Launch<'a> {
                 desc: TensorDesc::contiguous(*d, shape),
                 base: base + at,
                 len: *len,
+                prepared: None,
             })
             .collect())
     }

@@ -14,41 +14,10 @@ use glmhal_hal::{DType, Result, QUANT_BLOCK};
 
 use super::convert::cast;
 use super::elementwise::mask_fill;
-use super::elementwise::{binary, scale};
+use super::elementwise::{adds, binary, scale, unary};
 use super::quant::{as_specs, scalar_op, Blocks};
 use super::{raw_tensor, scalar, Handle, IntArray, Launch, Layout, Operand};
-use crate::loader::{RunFn, UnaryWsFn, ACL_BOOL, ACL_INT64};
-
-/// `out = f(x)` for a one-input aclnn op.
-pub(crate) fn unary(
-    l: &Launch<'_>,
-    (name, ws, run): (&str, UnaryWsFn, RunFn),
-    x: &Handle<'_>,
-    out: &Handle<'_>,
-) -> Result<()> {
-    let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
-    // SAFETY: every descriptor is live; outputs are valid for writes.
-    let status = unsafe { ws(x.ptr(), out.ptr(), &mut size, &mut exec) };
-    l.run(name, status, size, exec, run)
-}
-
-/// `out = x + k`.
-fn adds(l: &Launch<'_>, x: &Handle<'_>, k: f32, out: &Handle<'_>) -> Result<()> {
-    let (other, alpha) = (scalar(l.acl, k)?, scalar(l.acl, 1.0)?);
-    let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
-    // SAFETY: every descriptor is live; outputs are valid for writes.
-    let status = unsafe {
-        (l.acl.adds_ws)(
-            x.ptr(),
-            other.ptr(),
-            alpha.ptr(),
-            out.ptr(),
-            &mut size,
-            &mut exec,
-        )
-    };
-    l.run("Adds", status, size, exec, l.acl.adds)
-}
+use crate::loader::{ACL_BOOL, ACL_INT64};
 
 /// Encodes the float rows of `x` into the Q8_0 / Q4_0 tensor `out`.
 pub(crate) fn quantize(l: &Launch<'_>, x: &Operand, out: &Operand) -> Result<()> {

@@ -10,7 +10,7 @@ use glmhal_hal::{DType, Result};
 use super::convert::cast;
 use super::elementwise::mask_fill;
 use super::elementwise::scale as muls;
-use super::quantize::unary;
+use super::elementwise::unary;
 use super::{raw_tensor, Handle, IntArray, Launch, Layout, Operand};
 use crate::loader::ACL_INT64;
 
