@@ -4,8 +4,8 @@
 # on the NPU with --require-all (bf16 left out on parts without it), the
 # products' tightness over 3 seeds, and benchmarks of the bench-1.3b shapes
 # in f16 and Q8_0 against the CPU; every result as JSON in RESULTS_DIR, with
-# an HTML report. Expected run time: about 15 minutes (each step is bounded;
-# the whole run stays under 40).
+# an HTML report. Run time: at most 37 minutes, the sum of the steps' own
+# limits (not yet measured on Ascend hardware).
 #
 # Usage: source /usr/local/Ascend/ascend-toolkit/set_env.sh
 #        GLMHAL=path/to/glmhal ci/ascend-check.sh RESULTS_DIR

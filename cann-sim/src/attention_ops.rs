@@ -4,7 +4,7 @@
 
 use std::ffi::c_void;
 
-use crate::ops::{broadcast, cube_inputs, hand_out, tensors, Work};
+use crate::ops::{broadcast, cube_inputs, hand_out, products, tensors, Work};
 use crate::state::{code, lock};
 use crate::tensor::{get_scalar, Elem};
 
@@ -65,16 +65,18 @@ pub unsafe extern "C" fn aclnnMatmulGetWorkspaceSize(
         };
         let (sa, sb) = (with([m, k]), with([k, n]));
         let count: usize = batch.iter().product();
+        let (av, bv) = (
+            a.values(&sa, |v| cube.apply(v)),
+            b.values(&sb, |v| cube.apply(v)),
+        );
         for bi in 0..count {
-            for r in 0..m {
-                for c in 0..n {
-                    let mut acc = 0.0;
-                    for q in 0..k {
-                        acc += cube.apply(a.read(a.element((bi * m + r) * k + q, &sa)))
-                            * cube.apply(b.read(b.element((bi * k + q) * n + c, &sb)));
-                    }
-                    o.write(o.element((bi * m + r) * n + c, &o.dims), acc);
-                }
+            let product = products(
+                &av[bi * m * k..(bi + 1) * m * k],
+                &bv[bi * k * n..(bi + 1) * k * n],
+                [m, k, n],
+            );
+            for (i, v) in product.iter().enumerate() {
+                o.write(o.element(bi * m * n + i, &o.dims), *v);
             }
         }
         Ok(())

@@ -622,16 +622,28 @@ pub(crate) fn cube_inputs(
 /// `out[m, n] = Σ_k a[m, k] · b[k, n]`.
 fn compute_mm(a: &SimTensor, b: &SimTensor, out: &SimTensor, cube: CubeInputs) {
     let (m, k, n) = (a.dims[0], a.dims[1], b.dims[1]);
-    for r in 0..m {
-        for c in 0..n {
-            let mut acc = 0.0;
-            for q in 0..k {
-                acc += cube.apply(a.read(a.element(r * k + q, &a.dims)))
-                    * cube.apply(b.read(b.element(q * n + c, &b.dims)));
+    let product = products(
+        &a.values(&a.dims, |v| cube.apply(v)),
+        &b.values(&b.dims, |v| cube.apply(v)),
+        [m, k, n],
+    );
+    for (i, v) in product.iter().enumerate() {
+        out.write(out.element(i, &out.dims), *v);
+    }
+}
+
+/// `[m, k] · [k, n]` of row-major values, summed in f64.
+pub(crate) fn products(a: &[f64], b: &[f64], [m, k, n]: [usize; 3]) -> Vec<f64> {
+    let mut out = vec![0.0; m * n];
+    for (row, acc) in out.chunks_exact_mut(n.max(1)).enumerate().take(m) {
+        for q in 0..k {
+            let x = a[row * k + q];
+            for (o, w) in acc.iter_mut().zip(&b[q * n..(q + 1) * n]) {
+                *o += x * w;
             }
-            out.write(out.element(r * n + c, &out.dims), acc);
         }
     }
+    out
 }
 
 /// ACL's `aclnnMmGetWorkspaceSize`, with the simulator's checks.
@@ -933,16 +945,18 @@ pub unsafe extern "C" fn aclnnIndexSelect(
 /// `out[b] = a[b] · m[b]` for every batch `b`.
 fn compute_batch_mat_mul(a: &SimTensor, b: &SimTensor, out: &SimTensor, cube: CubeInputs) {
     let (batch, m, k, n) = (a.dims[0], a.dims[1], a.dims[2], b.dims[2]);
+    let (av, bv) = (
+        a.values(&a.dims, |v| cube.apply(v)),
+        b.values(&b.dims, |v| cube.apply(v)),
+    );
     for bi in 0..batch {
-        for r in 0..m {
-            for c in 0..n {
-                let mut acc = 0.0;
-                for q in 0..k {
-                    acc += cube.apply(a.read(a.element((bi * m + r) * k + q, &a.dims)))
-                        * cube.apply(b.read(b.element((bi * k + q) * n + c, &b.dims)));
-                }
-                out.write(out.element((bi * m + r) * n + c, &out.dims), acc);
-            }
+        let product = products(
+            &av[bi * m * k..(bi + 1) * m * k],
+            &bv[bi * k * n..(bi + 1) * k * n],
+            [m, k, n],
+        );
+        for (i, v) in product.iter().enumerate() {
+            out.write(out.element(bi * m * n + i, &out.dims), *v);
         }
     }
 }

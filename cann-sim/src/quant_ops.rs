@@ -7,7 +7,7 @@ use std::ffi::c_void;
 use glmhal_hal::Arithmetic;
 
 use crate::math_ops::scalar_value;
-use crate::ops::{hand_out, tensors, unary, Work};
+use crate::ops::{hand_out, products, tensors, unary, Work};
 use crate::soc::{require, Soc, WEIGHT_QUANT_MAX_N};
 use crate::state::{code, lock};
 use crate::tensor::{get, Elem, SimTensor};
@@ -123,21 +123,21 @@ pub unsafe extern "C" fn aclnnWeightQuantBatchMatmulV2GetWorkspaceSize(
         Arithmetic::F16
     };
     let work = Work::Compute(Box::new(move || {
-        for r in 0..m {
-            for c in 0..n {
-                let mut acc = 0.0;
-                for q in 0..k {
-                    let weight = dequantized.round(
-                        w.read(w.element(q * n + c, &w.dims))
-                            * sc.read(sc.element((q / per_scale) * n + c, &sc.dims)),
-                    );
-                    acc += x.read(x.element(r * k + q, &x.dims)) * weight;
-                }
-                if let Some(b) = &bias {
-                    acc += b.read(b.element(c, &b.dims));
-                }
-                yo.write(yo.element(r * n + c, &yo.dims), acc);
-            }
+        let weights: Vec<f64> = (0..k * n)
+            .map(|i| {
+                let (q, c) = (i / n, i % n);
+                dequantized.round(
+                    w.read(w.element(i, &w.dims))
+                        * sc.read(sc.element((q / per_scale) * n + c, &sc.dims)),
+                )
+            })
+            .collect();
+        let product = products(&x.values(&x.dims, |v| v), &weights, [m, k, n]);
+        for (i, v) in product.iter().enumerate() {
+            let bias = bias
+                .as_ref()
+                .map_or(0.0, |b| b.read(b.element(i % n, &b.dims)));
+            yo.write(yo.element(i, &yo.dims), v + bias);
         }
         Ok(())
     }));

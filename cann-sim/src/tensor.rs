@@ -105,6 +105,14 @@ impl SimTensor {
         unsafe { std::slice::from_raw_parts_mut(self.data as *mut u8, len) }
     }
 
+    /// Every value of the view read as `shape` (broadcast), in row-major
+    /// order, each through `f` (the cube unit's rounding, say).
+    pub fn values(&self, shape: &[usize], f: impl Fn(f64) -> f64) -> Vec<f64> {
+        (0..shape.iter().product::<usize>())
+            .map(|i| f(self.read(self.element(i, shape))))
+            .collect()
+    }
+
     /// Value at element index `e`.
     pub fn read(&self, e: usize) -> f64 {
         let b = self.bytes();
