@@ -20,8 +20,8 @@ source "$(dirname "$0")/steps.sh"
   command -v npu-smi >/dev/null && npu-smi info
 } >>"$summary" 2>&1
 
-step devices 60 "$glmhal" devices --json
-cp "$out/devices.log" "$out/devices.json"
+# The JSON alone (a driver's warnings on stderr go to devices.log).
+step devices 60 bash -c '"$0" devices --json >"$1"' "$glmhal" "$out/devices.json"
 # What the CANN devices are: "none", "bf16" (every one has it) or "no-bf16".
 cann=$(python3 - "$out/devices.json" <<'PY' 2>/dev/null || echo none
 import json, sys
