@@ -23,6 +23,8 @@ const MAX_CONSTANTS: usize = 256;
 pub struct CannBackend {
     acl: Arc<Acl>,
     info: DeviceInfo,
+    /// The SoC family, from the SoC name (what its aclnn library has).
+    family: crate::device::Family,
     id: DeviceId,
     stream: usize,
     /// The op workspace, grown to the largest request (aclnn's two-phase convention).
@@ -50,6 +52,7 @@ impl CannBackend {
         let pool = Arc::new(DevicePool::new(acl.clone(), index));
         pool.set_stream(stream as usize);
         Ok(CannBackend {
+            family: crate::device::Family::of(&info.name),
             info,
             id: DeviceId::fresh(),
             stream: stream as usize,
@@ -269,7 +272,7 @@ impl Backend for CannBackend {
     /// layout aclnnWeightQuantBatchMatmulV2 reads in place; anything else
     /// is uploaded as given.
     fn prepare_weight(&self, desc: &TensorDesc, bytes: &[u8]) -> Result<Buffer> {
-        let family = crate::device::Family::of(&self.info.name);
+        let family = self.family;
         // Where the op is missing (or K too long) the weight is dequantized
         // per call from GGUF blocks: the int8 copy would only cost memory.
         if !crate::prepared::prepares(desc)
@@ -352,7 +355,7 @@ impl Backend for CannBackend {
             workspace: &ws,
             scratch: &scratch,
             constant: &constant,
-            family: crate::device::Family::of(&self.info.name),
+            family: self.family,
         };
         // Vendor errors name the aclnn call; say which op it served.
         self.dispatch(op, &l, &ins, &outs, &ops, &out_op)

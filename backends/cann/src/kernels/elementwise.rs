@@ -1,6 +1,6 @@
 //! add, mul (aclnnAdd with alpha 1, aclnnMul; both broadcast numpy-style),
 //! scale (aclnnMuls), masked fill (aclnnInplaceMaskedFillScalar), and the
-//! pieces composed ops share: one-input ops, aclnnAdds, aclnnDivs and a sum
+//! pieces composed ops share: one-input and tensor-scalar ops, aclnnAdds and a sum
 //! over the last dim (aclnnReduceSum).
 
 use std::ffi::c_void;
@@ -8,7 +8,7 @@ use std::ffi::c_void;
 use glmhal_hal::Result;
 
 use super::{scalar, Handle, IntArray, Launch};
-use crate::loader::{RunFn, UnaryWsFn, ACL_FLOAT};
+use crate::loader::{RunFn, ScalarWsFn, UnaryWsFn, ACL_FLOAT};
 
 /// `out = f(x)` for a one-input aclnn op.
 pub(crate) fn unary(
@@ -41,13 +41,19 @@ pub(crate) fn adds(l: &Launch<'_>, x: &Handle<'_>, k: f32, out: &Handle<'_>) -> 
     l.run("Adds", status, size, exec, l.acl.adds)
 }
 
-/// `out = x / k`.
-pub(crate) fn divs(l: &Launch<'_>, x: &Handle<'_>, k: f32, out: &Handle<'_>) -> Result<()> {
-    let k = scalar(l.acl, k)?;
+/// `out = op(x, value)` for a tensor-scalar aclnn op (`Divs`, `FloorDivides`, ...).
+pub(crate) fn scalar_op(
+    l: &Launch<'_>,
+    (name, ws, run): (&str, ScalarWsFn, RunFn),
+    x: &Handle<'_>,
+    value: f32,
+    out: &Handle<'_>,
+) -> Result<()> {
+    let k = scalar(l.acl, value)?;
     let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
     // SAFETY: every descriptor is live; outputs are valid for writes.
-    let status = unsafe { (l.acl.divs_ws)(x.ptr(), k.ptr(), out.ptr(), &mut size, &mut exec) };
-    l.run("Divs", status, size, exec, l.acl.divs)
+    let status = unsafe { ws(x.ptr(), k.ptr(), out.ptr(), &mut size, &mut exec) };
+    l.run(name, status, size, exec, run)
 }
 
 /// `out[.., 0] = Σ x[.., j]` over the last dim, in f32 (`out` f32, the

@@ -9,7 +9,7 @@ use std::ffi::c_void;
 use glmhal_hal::{DType, Result, TensorDesc};
 
 use super::convert::cast;
-use super::elementwise::{adds, binary, divs, row_sum, scale, unary};
+use super::elementwise::{adds, binary, row_sum, scalar_op, scale, unary};
 use super::{tensor, Handle, IntArray, Launch, Operand};
 
 /// `y = w · cast_back(x · rsqrt(mean(x²) + eps))` over the last dim. GLM
@@ -109,7 +109,13 @@ fn rstd(
 ) -> Result<()> {
     binary(l, false, v, v, square)?;
     row_sum(l, square, sum)?;
-    divs(l, sum, cols as f32, mean)?;
+    scalar_op(
+        l,
+        ("Divs", l.acl.divs_ws, l.acl.divs),
+        sum,
+        cols as f32,
+        mean,
+    )?;
     adds(l, mean, eps as f32, sum)?;
     unary(l, ("Rsqrt", l.acl.rsqrt_ws, l.acl.rsqrt), sum, out)
 }
@@ -241,7 +247,13 @@ fn layer_norm_composed(
         unreachable!("five temporaries were asked for")
     };
     row_sum(l, x, sum)?;
-    divs(l, sum, cols as f32, mean)?;
+    scalar_op(
+        l,
+        ("Divs", l.acl.divs_ws, l.acl.divs),
+        sum,
+        cols as f32,
+        mean,
+    )?;
     scale(l, mean, -1.0, sum)?;
     binary(l, true, x, sum, centred)?;
     self::rstd(l, centred, (cols, eps), [product, sum, mean], rstd)?;

@@ -19,11 +19,11 @@ use std::ffi::c_void;
 use glmhal_hal::{DType, HalError, Result, TensorDesc, QUANT_BLOCK};
 
 use super::convert::{cast, copy};
-use super::elementwise::{adds, binary};
+use super::elementwise::{adds, binary, scalar_op};
 use super::matmul::mat_mul;
-use super::{raw_tensor, scalar, Handle, Launch, Layout, Operand};
+use super::{raw_tensor, Handle, Launch, Layout, Operand};
 use crate::device::Family;
-use crate::loader::{ScalarWsFn, ACL_FLOAT16, ACL_INT8, ACL_UINT8};
+use crate::loader::{ACL_FLOAT16, ACL_INT8, ACL_UINT8};
 
 /// Byte 0-1 of a block is its scale.
 const SCALE_BYTES: usize = 2;
@@ -217,20 +217,6 @@ impl Blocks {
             vec![(DType::F32, values)]
         }
     }
-}
-
-pub(crate) fn scalar_op(
-    l: &Launch<'_>,
-    (name, ws, run): (&str, ScalarWsFn, crate::loader::RunFn),
-    x: &Handle<'_>,
-    value: f32,
-    out: &Handle<'_>,
-) -> Result<()> {
-    let k = scalar(l.acl, value)?;
-    let (mut size, mut exec): (u64, *mut c_void) = (0, std::ptr::null_mut());
-    // SAFETY: every descriptor is live; outputs are valid for writes.
-    let status = unsafe { ws(x.ptr(), k.ptr(), out.ptr(), &mut size, &mut exec) };
-    l.run(name, status, size, exec, run)
 }
 
 /// Writes the f32 values of quantized `q` into `out` (f32, q's shape, unit

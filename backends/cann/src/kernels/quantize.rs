@@ -14,8 +14,8 @@ use glmhal_hal::{DType, Result, QUANT_BLOCK};
 
 use super::convert::cast;
 use super::elementwise::mask_fill;
-use super::elementwise::{adds, binary, scale, unary};
-use super::quant::{as_specs, scalar_op, Blocks};
+use super::elementwise::{adds, binary, scalar_op, scale, unary};
+use super::quant::{as_specs, Blocks};
 use super::{raw_tensor, scalar, Handle, IntArray, Launch, Layout, Operand};
 use crate::loader::{ACL_BOOL, ACL_INT64};
 
