@@ -214,11 +214,12 @@ impl Case {
     /// Input and output host tensors, seeded.
     pub fn materialize(&self, base_seed: u64) -> Result<(Vec<HostTensor>, Vec<HostTensor>)> {
         let mut rng = Rng::new(self.seed(base_seed));
-        let inputs = self
+        let mut inputs = self
             .inputs
             .iter()
             .map(|t| t.materialize(&mut rng))
             .collect::<Result<Vec<_>>>()?;
+        crate::cases::experts::decidable_rows(self, &mut inputs, &mut rng)?;
         let outputs = self
             .outputs
             .iter()

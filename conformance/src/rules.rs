@@ -18,7 +18,7 @@ pub struct OpRule {
 }
 
 /// Every op, how it is judged and why.
-pub const OP_TABLE: [OpRule; 18] = [
+pub const OP_TABLE: [OpRule; 21] = [
     row(OpKind::GetRows, Rule::Exact, "a copy; Q8_0/Q4_0 dequantization d·q is exact in f32, then one rounding to the output"),
     row(OpKind::MatMul, Rule::Bounded, "dot product: products and partial sums rounded in the arithmetic; inputs rounded or activations quantized to blocks if declared; the bias added"),
     row(OpKind::BatchedMatMul, Rule::Bounded, "dot product, as mat_mul"),
@@ -37,6 +37,9 @@ pub const OP_TABLE: [OpRule; 18] = [
     row(OpKind::Quantize, Rule::Bounded, "ggml's rounding; one step only where the scaled value is within f32 rounding of a tie"),
     row(OpKind::KvWrite, Rule::Exact, "a copy with round to nearest even"),
     row(OpKind::Argmax, Rule::Exact, "first index on ties"),
+    row(OpKind::MatMulId, Rule::Bounded, "per output one dot product with the routed expert's row, as mat_mul"),
+    row(OpKind::MoeSelect, Rule::Exact, "lowest index on ties; cases decide only between scores farther apart than the declared sigmoid and add can blur, or computed from identical inputs"),
+    row(OpKind::MoeWeights, Rule::Bounded, "sigmoid (exp, a sum, a division), the sum of the chosen, a division and the scaling"),
 ];
 
 const fn row(op: OpKind, rule: Rule, why: &'static str) -> OpRule {

@@ -22,6 +22,10 @@ pub struct Filter {
     /// without bf16, say).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub without_dtypes: Vec<DType>,
+    /// Leave out the cases of these ops (a backend that has no kernel for
+    /// them yet, run with `--require-all` for everything else).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub without_ops: Vec<OpKind>,
     /// Leave out the large shapes (4096² matmuls, attention over 4096 keys and more).
     pub skip_large: bool,
 }
@@ -30,6 +34,7 @@ impl Filter {
     /// Whether a case passes the filter.
     pub fn admits(&self, case: &Case) -> bool {
         (self.ops.is_empty() || self.ops.contains(&case.kind()))
+            && !self.without_ops.contains(&case.kind())
             && (self.dtypes.is_empty() || case.dtypes().iter().any(|d| self.dtypes.contains(d)))
             && !case
                 .dtypes()

@@ -392,6 +392,87 @@ pub fn assert_out_of_range_indices_are_reported(provider: &dyn BackendProvider) 
         .unwrap_or_else(|e| panic!("{name}: the device stopped working: {e}"));
 }
 
+/// An expert id outside the experts (mat_mul_id) and a NaN router score
+/// (moe_select) are errors naming the op and the id or row, at the latest
+/// at the next wait, and the device keeps working.
+pub fn assert_bad_routing_is_reported(provider: &dyn BackendProvider) {
+    use glmhal_hal::{DType, HalError, Op, Support, TensorDesc};
+    let Some(b) = open_for_test(provider) else {
+        return;
+    };
+    let name = provider.name();
+    let upload = |bytes: Vec<u8>| {
+        b.upload_new(&bytes)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+    };
+    let floats = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+    let f32s = |shape: &[usize]| TensorDesc::contiguous(DType::F32, shape);
+    let i32s = |shape: &[usize]| TensorDesc::contiguous(DType::I32, shape);
+    let (x_d, w_d, ids_d, out_d) = (
+        f32s(&[2, 1, 32]),
+        f32s(&[4, 8, 32]),
+        i32s(&[2, 2]),
+        f32s(&[2, 2, 8]),
+    );
+    let product = Op::MatMulId;
+    if let Support::Unsupported(why) = b.supports(
+        &product,
+        &[x_d.clone(), w_d.clone(), ids_d.clone()],
+        &[out_d.clone()],
+    ) {
+        eprintln!("{name}: no mat_mul_id ({why})");
+        return;
+    }
+    let x = upload(floats(&[0.5; 64]));
+    let w = upload(floats(&[0.25; 4 * 8 * 32]));
+    let ids = upload(
+        [0i32, 1, 9, 3]
+            .iter()
+            .flat_map(|i| i.to_le_bytes())
+            .collect(),
+    );
+    let out = upload(vec![0u8; 4 * 32]);
+    let err = b
+        .execute(
+            &product,
+            &[x.view(x_d), w.view(w_d), ids.view(ids_d.clone())],
+            &[out.view(out_d)],
+        )
+        .and_then(|()| b.synchronize())
+        .expect_err("an expert id outside the experts was accepted")
+        .to_string();
+    assert!(
+        err.contains("mat_mul_id") && err.contains('9'),
+        "{name}: {err}"
+    );
+    b.synchronize()
+        .unwrap_or_else(|e| panic!("{name}: the error was reported twice: {e}"));
+
+    let select = Op::MoeSelect {
+        top_k: 2,
+        n_group: 1,
+        topk_group: 1,
+    };
+    let mut logits = vec![0.5f32; 3 * 8];
+    logits[8 + 5] = f32::NAN;
+    let logits = upload(floats(&logits));
+    let bias = upload(floats(&[0.0; 8]));
+    let chosen = upload(vec![0u8; 3 * 2 * 4]);
+    let got = b
+        .execute(
+            &select,
+            &[logits.view(f32s(&[3, 8])), bias.view(f32s(&[8]))],
+            &[chosen.view(i32s(&[3, 2]))],
+        )
+        .and_then(|()| b.synchronize());
+    match got {
+        Err(HalError::NonFinite { row: 1, op, .. }) if op == "moe_select" => {}
+        other => panic!("{name}: moe_select over a NaN score: {other:?}"),
+    }
+    b.synchronize()
+        .unwrap_or_else(|e| panic!("{name}: the device stopped working: {e}"));
+}
+
 /// argmax over rows holding a NaN, an infinity or a negative infinity is an
 /// error naming the row ([`glmhal_hal::HalError::NonFinite`]), at the latest
 /// at the next wait, and finite rows afterwards work as before.
@@ -509,7 +590,8 @@ macro_rules! backend_tests {
             get_rows GetRows, mat_mul MatMul, batched_mat_mul BatchedMatMul, rms_norm RmsNorm,
             layer_norm LayerNorm, rope Rope, attention Attention, softmax Softmax, swi_glu SwiGlu,
             silu Silu, gelu Gelu, add Add, mul Mul, scale Scale, cast Cast, quantize Quantize,
-            kv_write KvWrite, argmax Argmax);
+            kv_write KvWrite, argmax Argmax, mat_mul_id MatMulId, moe_select MoeSelect,
+            moe_weights MoeWeights);
     };
     (@each $provider:expr; $($test:ident $kind:ident),* $(,)?) => {
         #[test]
@@ -545,6 +627,11 @@ macro_rules! backend_tests {
         #[test]
         fn counters_follow_the_work() {
             $crate::testing::assert_counters_follow_the_work(&$provider);
+        }
+
+        #[test]
+        fn bad_routing_is_reported() {
+            $crate::testing::assert_bad_routing_is_reported(&$provider);
         }
 
         #[test]

@@ -62,3 +62,32 @@ fn the_catalogue_is_large_covers_every_op_and_is_documented() {
     assert!(select(&["no-such-mutant".into()]).is_err());
     assert_eq!(select(&["rope-theta-as-f16".into()]).unwrap().len(), 1);
 }
+
+#[test]
+fn planted_router_ties_alone_catch_a_bf16_router_and_the_wrong_tie_rule() {
+    let backend = CpuBackend::new(2).unwrap();
+    let planted: Vec<_> = Filter {
+        ops: vec![OpKind::MoeSelect],
+        ..Filter::default()
+    }
+    .select()
+    .into_iter()
+    .filter(|c| c.id.contains("planted"))
+    .collect();
+    assert_eq!(planted.len(), 2);
+    let names = [
+        "moe-select-bf16-scores",
+        "moe-select-last-on-ties",
+        "moe-select-groups-ignored",
+    ];
+    let mutants = select(&names.map(String::from)).unwrap();
+    for v in hunt(&backend, &mutants, &planted, DEFAULT_SEED, &mut |_| {}) {
+        assert!(
+            v.killed_by
+                .as_deref()
+                .is_some_and(|c| c.contains("planted")),
+            "{} survived the planted router cases",
+            v.mutant
+        );
+    }
+}

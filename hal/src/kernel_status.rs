@@ -12,6 +12,10 @@ pub const ROW_OUT_OF_RANGE: u32 = 1;
 pub const POSITION_OUT_OF_RANGE: u32 = 2;
 /// argmax met a NaN or an infinity (value: the row).
 pub const NON_FINITE: u32 = 3;
+/// mat_mul_id met an expert id outside its experts (value: the id).
+pub const EXPERT_OUT_OF_RANGE: u32 = 4;
+/// moe_select met a NaN score (value: the row).
+pub const ROUTER_NON_FINITE: u32 = 5;
 
 /// The error status words `code`, `value` stand for on `backend` (its
 /// selector), or `Ok` when no kernel reported anything (code 0).
@@ -30,6 +34,17 @@ pub fn check(backend: &str, code: u32, value: u32) -> Result<()> {
         NON_FINITE => Err(HalError::NonFinite {
             backend: backend.to_string(),
             op: "argmax".to_string(),
+            row: value as usize,
+        }),
+        EXPERT_OUT_OF_RANGE => Err(HalError::invalid(
+            format!("{backend} mat_mul_id"),
+            format!(
+                "expert id {signed} is outside the experts; its output rows were filled with zeros"
+            ),
+        )),
+        ROUTER_NON_FINITE => Err(HalError::NonFinite {
+            backend: backend.to_string(),
+            op: "moe_select".to_string(),
             row: value as usize,
         }),
         other => Err(HalError::backend(
@@ -55,6 +70,12 @@ mod tests {
         assert!(matches!(
             check("x:0", NON_FINITE, 4),
             Err(HalError::NonFinite { row: 4, .. })
+        ));
+        assert!(text(EXPERT_OUT_OF_RANGE, 9).contains("mat_mul_id"));
+        assert!(text(EXPERT_OUT_OF_RANGE, 9).contains("expert id 9"));
+        assert!(matches!(
+            check("x:0", ROUTER_NON_FINITE, 2),
+            Err(HalError::NonFinite { row: 2, ref op, .. }) if op == "moe_select"
         ));
         assert!(text(42, 0).contains("unknown status code 42"));
     }

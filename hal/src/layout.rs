@@ -233,6 +233,15 @@ impl TensorDesc {
         Ok(t)
     }
 
+    /// Entry `index` of the first dimension, one rank lower (one expert of
+    /// a stacked `[E, N, K]` weight).
+    pub fn select(&self, index: usize) -> Result<Self> {
+        let mut t = self.narrowed(0, index, 1)?;
+        t.shape.remove(0);
+        t.strides.remove(0);
+        Ok(t)
+    }
+
     /// Short text such as `f16[16,128] strides [256,1] +64` for reports and errors.
     pub fn describe(&self) -> String {
         let dims: Vec<String> = self.shape.iter().map(|d| d.to_string()).collect();
@@ -328,6 +337,12 @@ mod tests {
             .to_string()
             .contains("whole blocks"));
         assert!(q.narrowed(1, 16, 32).is_err());
+        // One expert of a stacked Q8_0 weight starts on its own rows' blocks.
+        let experts = TensorDesc::contiguous(DType::Q8_0, &[4, 3, 64]);
+        let third = experts.select(2).unwrap();
+        assert_eq!(third.shape[..], [3, 64]);
+        assert_eq!(third.offset, 2 * 3 * 2 * 34);
+        assert!(experts.select(4).is_err());
     }
 
     #[test]

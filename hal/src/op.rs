@@ -107,6 +107,37 @@ pub enum Op {
     /// Index of the largest value of each row (first on ties), as i32; a row
     /// holding a NaN or an infinity is an error (`HalError::NonFinite`).
     Argmax,
+    /// `out[t,j] = x[t, j or 0]·W[ids[t,j]]ᵀ`: each row multiplied by the
+    /// experts it was routed to (ggml's `mul_mat_id`). Inputs `x [T,X,K]`
+    /// (`X` = 1: one row per token for every expert, or `X` = k), the
+    /// stacked experts `w [E,N,K]`, `ids [T,k] i32`; output `[T,k,N]`. An id
+    /// outside `[0,E)` is an error at the next wait.
+    MatMulId,
+    /// The experts a mixture-of-experts router picks. Inputs `logits [T,E]`
+    /// and the correction `bias [E]`, both f32; output `ids [T,top_k] i32`
+    /// in ascending expert order. Selection is on `sigmoid(logits) + bias`
+    /// (f32): the `topk_group` groups (of `n_group` equal groups) with the
+    /// largest sum of their two best scores are kept, the others' scores
+    /// become 0, and the `top_k` largest scores win; ties go to the lowest
+    /// index, for groups and experts alike.
+    MoeSelect {
+        /// Experts per token.
+        top_k: usize,
+        /// Equal groups the experts are split into (1: no grouping).
+        n_group: usize,
+        /// Groups kept per token.
+        topk_group: usize,
+    },
+    /// The weights of the chosen experts. Inputs `logits [T,E]` f32 and the
+    /// chosen `ids [T,k] i32`; output `[T,k]` f32:
+    /// `w = sigmoid(logits[ids])` (the scores without the bias), divided by
+    /// `Σw + 1e-20` when `normalize`, times `scale`.
+    MoeWeights {
+        /// Divide by the sum of the chosen scores.
+        normalize: bool,
+        /// The routed scaling factor.
+        scale: f64,
+    },
 }
 
 /// The name of an op without its parameters, for filters and reports.
@@ -132,11 +163,14 @@ pub enum OpKind {
     Quantize,
     KvWrite,
     Argmax,
+    MatMulId,
+    MoeSelect,
+    MoeWeights,
 }
 
 impl OpKind {
     /// Every op kind, in catalogue order.
-    pub const ALL: [OpKind; 18] = [
+    pub const ALL: [OpKind; 21] = [
         OpKind::GetRows,
         OpKind::MatMul,
         OpKind::BatchedMatMul,
@@ -155,6 +189,9 @@ impl OpKind {
         OpKind::Quantize,
         OpKind::KvWrite,
         OpKind::Argmax,
+        OpKind::MatMulId,
+        OpKind::MoeSelect,
+        OpKind::MoeWeights,
     ];
 
     /// The snake_case name used on the command line and in reports.
@@ -178,6 +215,9 @@ impl OpKind {
             OpKind::Quantize => "quantize",
             OpKind::KvWrite => "kv_write",
             OpKind::Argmax => "argmax",
+            OpKind::MatMulId => "mat_mul_id",
+            OpKind::MoeSelect => "moe_select",
+            OpKind::MoeWeights => "moe_weights",
         }
     }
 }
@@ -198,6 +238,7 @@ impl FromStr for OpKind {
             "swiglu" => "swi_glu",
             "embedding" => "get_rows",
             "batched_matmul" | "bmm" => "batched_mat_mul",
+            "mul_mat_id" | "matmul_id" => "mat_mul_id",
             other => other,
         };
         OpKind::ALL
@@ -237,6 +278,9 @@ impl Op {
             Op::Quantize => OpKind::Quantize,
             Op::KvWrite => OpKind::KvWrite,
             Op::Argmax => OpKind::Argmax,
+            Op::MatMulId => OpKind::MatMulId,
+            Op::MoeSelect { .. } => OpKind::MoeSelect,
+            Op::MoeWeights { .. } => OpKind::MoeWeights,
         }
     }
 

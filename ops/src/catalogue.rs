@@ -77,6 +77,7 @@ pub fn spec(kind: OpKind) -> OpSpec {
         OpKind::Add | OpKind::Mul | OpKind::Scale => elementwise(kind),
         OpKind::Cast | OpKind::Quantize => conversions(kind),
         OpKind::KvWrite | OpKind::Argmax => decode_ops(kind),
+        OpKind::MatMulId | OpKind::MoeSelect | OpKind::MoeWeights => experts(kind),
     };
     OpSpec {
         kind,
@@ -272,6 +273,38 @@ fn decode_ops(kind: OpKind) -> Parts {
     }
 }
 
+/// The parts of the mixture-of-experts ops: routing and the expert product.
+fn experts(kind: OpKind) -> Parts {
+    use DType::*;
+    let fl = &DType::FLOATS;
+    let wt = &DType::WEIGHTS;
+    match kind {
+        OpKind::MatMulId => (
+            "out[t,j] = x[t, j or 0]·W[ids[t,j]]ᵀ: rows times the experts they were routed to (mul_mat_id)",
+            vec![],
+            vec![
+                arg("x", "[T,X,K] (X = 1 or k)", fl),
+                weight("w", "[E,N,K]", wt),
+                arg("ids", "[T,k]", &[I32]),
+            ],
+            vec![arg("out", "[T,k,N]", fl)],
+        ),
+        OpKind::MoeSelect => (
+            "top_k experts on sigmoid(logits) + bias in f32, group-limited (n_group, topk_group); ascending ids, lowest index on ties",
+            vec!["top_k", "n_group: equal groups of experts", "topk_group: groups kept"],
+            vec![arg("logits", "[T,E]", &[F32]), weight("bias", "[E]", &[F32])],
+            vec![arg("ids", "[T,top_k]", &[I32])],
+        ),
+        OpKind::MoeWeights => (
+            "sigmoid(logits[ids]) in f32, divided by their sum + 1e-20 if normalize, times scale",
+            vec!["normalize", "scale: routed scaling factor"],
+            vec![arg("logits", "[T,E]", &[F32]), arg("ids", "[T,k]", &[I32])],
+            vec![arg("weights", "[T,k]", &[F32])],
+        ),
+        other => unreachable!("{other:?} is not an expert op"),
+    }
+}
+
 /// The whole catalogue, in order.
 pub fn catalogue() -> Vec<OpSpec> {
     OpKind::ALL.into_iter().map(spec).collect()
@@ -320,6 +353,16 @@ pub fn example_op(kind: OpKind) -> Op {
         OpKind::Quantize => Op::Quantize,
         OpKind::KvWrite => Op::KvWrite,
         OpKind::Argmax => Op::Argmax,
+        OpKind::MatMulId => Op::MatMulId,
+        OpKind::MoeSelect => Op::MoeSelect {
+            top_k: 8,
+            n_group: 1,
+            topk_group: 1,
+        },
+        OpKind::MoeWeights => Op::MoeWeights {
+            normalize: true,
+            scale: 2.5,
+        },
     }
 }
 

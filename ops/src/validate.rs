@@ -81,7 +81,77 @@ pub fn validate(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Resul
         Op::Add | Op::Mul => broadcast(&v, inputs, out),
         Op::KvWrite => kv_write(&v, inputs, out),
         Op::Argmax => v.shape("output", out, &[inputs[0].shape[0]]),
+        Op::MatMulId => mat_mul_id(&v, inputs, out),
+        Op::MoeSelect {
+            top_k,
+            n_group,
+            topk_group,
+        } => moe_select(&v, inputs, (*top_k, *n_group, *topk_group), out),
+        Op::MoeWeights { scale, .. } => {
+            let (logits, ids) = (&inputs[0], &inputs[1]);
+            v.finite("scale", *scale)?;
+            if ids.shape[0] != logits.shape[0] || ids.shape[1] > logits.shape[1] {
+                return Err(HalError::shape(
+                    v.op,
+                    format!(
+                        "ids {:?} must have the rows of logits {:?} and at most its experts",
+                        ids.shape, logits.shape
+                    ),
+                ));
+            }
+            v.shape("output", out, &ids.shape)
+        }
     }
+}
+
+/// `out[T,k,N] = x[T,X,K]·w[E,N,K][ids[T,k]]ᵀ` with `X` = 1 or k.
+fn mat_mul_id(v: &Checker, inputs: &[TensorDesc], out: &TensorDesc) -> Result<()> {
+    let (x, w, ids) = (&inputs[0], &inputs[1], &inputs[2]);
+    let (t, rows, k) = (x.shape[0], x.shape[1], x.shape[2]);
+    let (e, n, wk) = (w.shape[0], w.shape[1], w.shape[2]);
+    let chosen = ids.shape[1];
+    if k != wk || ids.shape[0] != t || (rows != 1 && rows != chosen) || e == 0 {
+        return Err(HalError::shape(
+            v.op,
+            format!(
+                "x is [T,X,K]={:?}, w [E,N,K]={:?} and ids [T,k]={:?}: K and T must agree, X be 1 or k, E at least 1",
+                x.shape, w.shape, ids.shape
+            ),
+        ));
+    }
+    v.shape("output", out, &[t, chosen, n])
+}
+
+/// The router's selection: `top_k` of `E` experts in `n_group` equal
+/// groups of at least two (a group's score is its two best), `topk_group`
+/// of them kept and holding at least `top_k` experts.
+fn moe_select(
+    v: &Checker,
+    inputs: &[TensorDesc],
+    (top_k, n_group, topk_group): (usize, usize, usize),
+    out: &TensorDesc,
+) -> Result<()> {
+    let (logits, bias) = (&inputs[0], &inputs[1]);
+    let e = logits.shape[1];
+    v.shape("bias", bias, &[e])?;
+    let per_group = if n_group == 0 { 0 } else { e / n_group };
+    let grouped_ok = n_group == 1 || (e % n_group == 0 && per_group >= 2);
+    if n_group == 0
+        || !grouped_ok
+        || topk_group == 0
+        || topk_group > n_group
+        || top_k == 0
+        || top_k > topk_group * per_group
+    {
+        return Err(HalError::invalid(
+            v.op,
+            format!(
+                "top_k {top_k}, n_group {n_group}, topk_group {topk_group} do not fit {e} experts: \
+                 groups must split them evenly, two or more each, and the kept groups hold at least top_k"
+            ),
+        ));
+    }
+    v.shape("output", out, &[logits.shape[0], top_k])
 }
 
 /// `y[M,N] = x[M,K]·w[N,K]ᵀ (+ bias[N])`.

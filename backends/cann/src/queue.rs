@@ -292,7 +292,10 @@ impl Backend for CannBackend {
         &glmhal_ops::CONTRACT
     }
 
-    fn supports_valid(&self, _: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
+    fn supports_valid(&self, op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Support {
+        if let Some(reason) = crate::support::missing(op) {
+            return Support::Unsupported(reason);
+        }
         crate::support::supports(inputs, outputs, &self.info.name)
     }
 
@@ -421,6 +424,13 @@ impl CannBackend {
             .iter()
             .all(|t| t.dtype == outs[0].dtype);
         match op {
+            Op::MatMulId | Op::MoeSelect { .. } | Op::MoeWeights { .. } => {
+                Err(glmhal_hal::HalError::Unsupported {
+                    backend: self.selector(),
+                    op: op.name().into(),
+                    reason: crate::support::missing(op).unwrap_or_default(),
+                })
+            }
             Op::Add | Op::Mul => {
                 elementwise::binary(l, matches!(op, Op::Add), &x()?, &handle(1)?, &out()?)
             }

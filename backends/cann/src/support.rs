@@ -45,6 +45,20 @@ pub fn precision(op: &Op, inputs: &[TensorDesc], _outputs: &[TensorDesc], soc: &
 
 /// Honest answers for a call the contract accepts: mapped to an aclnn op,
 /// dtypes the SoC has.
+/// Why the backend has no kernel for `op`, if it has none.
+pub fn missing(op: &Op) -> Option<String> {
+    matches!(
+        op,
+        Op::MatMulId | Op::MoeSelect { .. } | Op::MoeWeights { .. }
+    )
+    .then(|| {
+        format!(
+            "the CANN backend has no {} kernel yet (the aclnn MoE ops are not bound)",
+            op.name()
+        )
+    })
+}
+
 pub fn supports(inputs: &[TensorDesc], outputs: &[TensorDesc], soc: &str) -> Support {
     let all = || inputs.iter().chain(outputs);
     // Quantized views are read through block views: rows must start on blocks.

@@ -3,7 +3,7 @@
 
 use glmhal_hal::{Arithmetic, Op, Precision, TensorDesc};
 
-use crate::kernels::{attention, matmul};
+use crate::kernels::{attention, experts, matmul};
 
 /// f32 arithmetic throughout (f16/bf16 values converted to f32 first),
 /// except where a kernel does otherwise, as it dispatches: products with
@@ -20,6 +20,10 @@ pub fn precision(op: &Op, inputs: &[TensorDesc], _outputs: &[TensorDesc]) -> Pre
         (Op::MatMul { .. }, [x, w, ..]) => bf16(matmul::rounds_activations_to_bf16(x.shape[0], w))
             .with_activations(matmul::activation_quant(x, w)),
         (Op::Attention { .. }, [q, k, _]) => bf16(attention::rounds_queries_to_bf16(q, k)),
+        (Op::MatMulId, [x, w, _]) => {
+            let (activations, rounds) = experts::declared(x, w);
+            bf16(rounds).with_activations(activations)
+        }
         _ => declared,
     }
 }

@@ -128,7 +128,7 @@ pub const HEADERS: [KernelFile; 3] = [
 ];
 
 /// The kernel files, one per op family.
-pub const FILES: [KernelFile; 9] = [
+pub const FILES: [KernelFile; 10] = [
     KernelFile {
         name: "elementwise.cu",
         source: include_str!("../kernels/elementwise.cu"),
@@ -148,6 +148,10 @@ pub const FILES: [KernelFile; 9] = [
     KernelFile {
         name: "embedding.cu",
         source: include_str!("../kernels/embedding.cu"),
+    },
+    KernelFile {
+        name: "experts.cu",
+        source: include_str!("../kernels/experts.cu"),
     },
     KernelFile {
         name: "rope.cu",

@@ -11,8 +11,8 @@ use glmhal_hal::{
 };
 
 use crate::kernels::{
-    activation, attention, convert, elementwise, embedding, kv_cache, matmul, norm, reduce, rope,
-    wgsl::status, Binding, Launch, Tensor,
+    activation, attention, convert, elementwise, embedding, experts, kv_cache, matmul, norm,
+    reduce, rope, wgsl::status, Binding, Launch, Tensor,
 };
 use crate::memory::{align4, BufferPool, WgpuBuffer};
 
@@ -203,6 +203,20 @@ impl WgpuBackend {
             Op::Cast => one(convert::cast(ins[0], out, b)),
             Op::Quantize => one(convert::quantize(ins[0], out, b)),
             Op::KvWrite => one(kv_cache::launch(ins[0], ins[1], out, b)),
+            Op::MatMulId => experts::mat_mul_id(&ins, out, b),
+            Op::MoeSelect {
+                top_k,
+                n_group,
+                topk_group,
+            } => one(experts::moe_select(
+                &ins,
+                out,
+                (*top_k, *n_group, *topk_group),
+                b,
+            )),
+            Op::MoeWeights { normalize, scale } => {
+                one(experts::moe_weights(&ins, out, (*normalize, *scale), b))
+            }
         };
         let launches = launches.map_err(context)?;
         // Compile here (cached after the first time) so a failure names the op.

@@ -46,9 +46,19 @@ pub fn supports(
             ));
         }
     }
-    // The weight of mat_mul and the table of get_rows are split by rows when large.
+    if let Op::MoeSelect { .. } = op {
+        let experts = inputs[0].last_dim();
+        if experts > crate::kernels::experts::MOE_MAX_EXPERTS {
+            return Support::Unsupported(format!(
+                "wgpu moe_select holds up to {} experts, not {experts}",
+                crate::kernels::experts::MOE_MAX_EXPERTS
+            ));
+        }
+    }
+    // The weight of mat_mul, the experts of mat_mul_id and the table of
+    // get_rows are split by rows when large.
     let split_input = match op {
-        Op::MatMul { .. } => Some(1),
+        Op::MatMul { .. } | Op::MatMulId => Some(1),
         Op::GetRows => Some(0),
         _ => None,
     };
@@ -97,6 +107,7 @@ fn loop_iterations(op: &Op, inputs: &[TensorDesc]) -> u64 {
         }
         Op::MatMul { .. } => x.last_dim().div_ceil(16),
         Op::BatchedMatMul => x.last_dim().div_ceil(16),
+        Op::MatMulId | Op::MoeSelect { .. } => x.last_dim(),
         Op::Attention { .. } => {
             return crate::kernels::attention::loop_iterations(inputs[1].shape[0], x.last_dim())
         }

@@ -23,6 +23,10 @@ pub struct ConformanceArgs {
     /// on a device without it; unlike --dtype, the model check still runs.
     #[arg(long = "without-dtype", value_name = "DTYPE")]
     without_dtypes: Vec<DType>,
+    /// Leave out this op's cases (repeatable), e.g. the ops a backend has
+    /// no kernel for yet, so --require-all holds everything else.
+    #[arg(long = "without-op", value_name = "OP")]
+    without_ops: Vec<OpKind>,
     /// Leave out the large shapes (4096² matmuls, 4096-key attention) for a quick run.
     #[arg(long)]
     skip_large: bool,
@@ -73,6 +77,7 @@ pub fn run(args: ConformanceArgs, colour: bool) -> Result<Verdict> {
         ops: args.ops.clone(),
         dtypes: args.dtypes.clone(),
         without_dtypes: args.without_dtypes.clone(),
+        without_ops: args.without_ops.clone(),
         skip_large: args.skip_large,
     };
     let cases = filter.select();

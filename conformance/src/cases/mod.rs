@@ -10,6 +10,7 @@
 mod attention;
 mod convert;
 mod elementwise;
+pub(crate) mod experts;
 mod linear;
 mod norm;
 mod reduce;
@@ -35,6 +36,9 @@ pub fn all_cases() -> Vec<Case> {
     convert::quantize(&mut cases);
     attention::kv_write(&mut cases);
     reduce::argmax(&mut cases);
+    experts::mat_mul_id(&mut cases);
+    experts::moe_select(&mut cases);
+    experts::moe_weights(&mut cases);
     cases
 }
 

@@ -6,7 +6,12 @@ use half::{bf16, f16};
 use super::kernels::{ArgmaxBug, AttentionBug, CastBug, Kernel, NormBug, PointwiseBug, SoftmaxBug};
 use super::{Mutant, Plant};
 
-const fn mutant(name: &'static str, op: OpKind, bug: &'static str, plant: Plant) -> Mutant {
+pub(super) const fn mutant(
+    name: &'static str,
+    op: OpKind,
+    bug: &'static str,
+    plant: Plant,
+) -> Mutant {
     Mutant {
         name,
         op,
@@ -30,6 +35,7 @@ pub fn all() -> Vec<Mutant> {
         pointwise(),
         conversions_and_cache(),
         reductions(),
+        super::experts::all(),
     ]
     .concat()
 }
@@ -567,12 +573,12 @@ fn map_values(t: &mut HostTensor, f: impl Fn(usize, f32) -> f32) {
 }
 
 /// Rounds every value of a float view through `dtype`.
-fn round_values(t: &mut HostTensor, dtype: DType) {
+pub(super) fn round_values(t: &mut HostTensor, dtype: DType) {
     map_values(t, |_, v| round_to(dtype, v));
 }
 
 /// Rewrites every value of an i32 view.
-fn map_i32(t: &mut HostTensor, f: impl Fn(i32) -> i32) {
+pub(super) fn map_i32(t: &mut HostTensor, f: impl Fn(i32) -> i32) {
     let Ok(v) = t.to_i32() else { return };
     let mapped: Vec<f32> = v.into_iter().map(|x| f(x) as f32).collect();
     let _ = t.write_f32(&mapped);

@@ -28,6 +28,8 @@ pub enum Kernel {
     QuantizeQ8Truncating,
     /// argmax with a fault.
     Argmax(ArgmaxBug),
+    /// moe_select giving equal scores to the higher index.
+    MoeSelectLastOnTies,
 }
 
 impl Kernel {
@@ -44,6 +46,7 @@ impl Kernel {
             Kernel::Cast(bug) => cast(inputs, out, bug),
             Kernel::QuantizeQ8Truncating => quantize_q8_truncating(inputs, out),
             Kernel::Argmax(bug) => argmax(inputs, out, bug),
+            Kernel::MoeSelectLastOnTies => super::experts::select_last_on_ties(inputs, out, op),
         }
     }
 }

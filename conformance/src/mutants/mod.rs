@@ -8,6 +8,7 @@
 //! that case killed it. A mutant that survives is a case the suite lacks.
 
 mod catalogue;
+mod experts;
 mod kernels;
 
 use std::sync::Mutex;

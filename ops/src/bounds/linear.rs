@@ -15,7 +15,7 @@
 //! - the bias added: one rounding of `y` (and, where the declaration
 //!   rounds results, the product's rounding before the bias).
 
-use glmhal_hal::{HostTensor, QUANT_BLOCK};
+use glmhal_hal::{DType, HostTensor, QUANT_BLOCK};
 
 use super::{Budget, Ctx, Perturbations, Sum};
 
@@ -26,69 +26,17 @@ pub(super) fn mat_mul(ctx: &Ctx, inputs: &[HostTensor]) -> Vec<f64> {
     let (xs, ws) = (x.to_f64(), w.to_f64());
     let bs = bias.map(|b| b.to_f64());
     let u = ctx.u();
-    let levels = if w.desc.dtype.is_quantized() {
-        ctx.p.activations.levels()
-    } else {
-        None
-    };
-    // Quantized activations: per activation row and block its half step;
-    // per weight row and block Σ|w| and Σw².
-    let blocks = k / QUANT_BLOCK;
-    let half_steps: Vec<f64> = match levels {
-        Some(l) => xs
-            .chunks_exact(QUANT_BLOCK)
-            .map(|b| b.iter().fold(0.0f64, |a, v| a.max(v.abs())) / l * (0.5 + u))
-            .collect(),
-        None => Vec::new(),
-    };
-    let weight_blocks: Vec<(f64, f64)> = match levels {
-        Some(_) => ws
-            .chunks_exact(QUANT_BLOCK)
-            .map(|b| {
-                (
-                    b.iter().map(|v| v.abs()).sum(),
-                    b.iter().map(|v| v * v).sum(),
-                )
-            })
-            .collect(),
-        None => Vec::new(),
-    };
-    let rounds_inputs = ctx.p.inputs_rounded_to.is_some() || ctx.p.weights_dequantized_to.is_some();
+    let dots = Dots::new(ctx, x.desc.dtype, w.desc.dtype, &xs, &ws);
     let mut out = Vec::with_capacity(m * n);
     for i in 0..m {
-        let xr = &xs[i * k..(i + 1) * k];
         for j in 0..n {
-            let wr = &ws[j * k..(j + 1) * k];
-            let mut sum = Sum::default();
-            for (a, b) in xr.iter().zip(wr) {
-                sum.push(a * b);
-            }
-            let mut budget = sum.rounding(u);
-            if rounds_inputs {
-                budget += input_rounding(ctx, x, w, xr, wr);
-            }
-            if levels.is_some() {
-                let steps = &half_steps[i * blocks..(i + 1) * blocks];
-                let wb = &weight_blocks[j * blocks..(j + 1) * blocks];
-                let worst: f64 = steps.iter().zip(wb).map(|(d, (abs, _))| d * abs).sum();
-                let var: f64 = steps.iter().zip(wb).map(|(d, (_, sq))| d * d * sq).sum();
-                budget += Budget::least(worst, var);
-                let mut scaling = Perturbations::default();
-                for (xb, wb) in xr
-                    .chunks_exact(QUANT_BLOCK)
-                    .zip(wr.chunks_exact(QUANT_BLOCK))
-                {
-                    let partial: f64 = xb.iter().zip(wb).map(|(a, b)| a * b).sum();
-                    scaling.push(2.0 * u * partial.abs());
-                }
-                budget += scaling.budget();
-            }
-            let mut y = sum.sum;
+            let (dot, mut budget) = dots.dot(i, j, k);
+            let mut y = dot;
             if let Some(b) = &bs {
                 y += b[j];
                 // The bias may be added after the product was rounded to
                 // the declared result format, and may itself be rounded.
-                let rounded = ctx.p.result_rounded_to.map_or(0.0, |r| r.half_ulp(sum.sum));
+                let rounded = ctx.p.result_rounded_to.map_or(0.0, |r| r.half_ulp(dot));
                 let bias_moved = bias.map_or(0.0, |t| ctx.input_rounding(t.desc.dtype, b[j]));
                 budget += Budget::det(u * y.abs() + rounded + bias_moved);
             }
@@ -98,16 +46,104 @@ pub(super) fn mat_mul(ctx: &Ctx, inputs: &[HostTensor]) -> Vec<f64> {
     out
 }
 
+/// The dot products of activation rows with weight rows, and what their
+/// bounds need: per activation block its quantization half step, per
+/// weight block `Σ|w|` and `Σw²` (when activations are quantized).
+pub(super) struct Dots<'a> {
+    ctx: &'a Ctx,
+    dtypes: (DType, DType),
+    xs: &'a [f64],
+    ws: &'a [f64],
+    quantized: bool,
+    half_steps: Vec<f64>,
+    weight_blocks: Vec<(f64, f64)>,
+}
+
+impl<'a> Dots<'a> {
+    /// Rows of `xs` (dtype `x`) against rows of `ws` (dtype `w`).
+    pub(super) fn new(ctx: &'a Ctx, x: DType, w: DType, xs: &'a [f64], ws: &'a [f64]) -> Self {
+        let u = ctx.u();
+        let levels = if w.is_quantized() {
+            ctx.p.activations.levels()
+        } else {
+            None
+        };
+        let half_steps = match levels {
+            Some(l) => xs
+                .chunks_exact(QUANT_BLOCK)
+                .map(|b| b.iter().fold(0.0f64, |a, v| a.max(v.abs())) / l * (0.5 + u))
+                .collect(),
+            None => Vec::new(),
+        };
+        let weight_blocks = match levels {
+            Some(_) => ws
+                .chunks_exact(QUANT_BLOCK)
+                .map(|b| {
+                    (
+                        b.iter().map(|v| v.abs()).sum(),
+                        b.iter().map(|v| v * v).sum(),
+                    )
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        Dots {
+            ctx,
+            dtypes: (x, w),
+            xs,
+            ws,
+            quantized: levels.is_some(),
+            half_steps,
+            weight_blocks,
+        }
+    }
+
+    /// Activation row `i` times weight row `j` (both of length `k`): the
+    /// exact value and its error budget.
+    pub(super) fn dot(&self, i: usize, j: usize, k: usize) -> (f64, Budget) {
+        let ctx = self.ctx;
+        let u = ctx.u();
+        let xr = &self.xs[i * k..(i + 1) * k];
+        let wr = &self.ws[j * k..(j + 1) * k];
+        let mut sum = Sum::default();
+        for (a, b) in xr.iter().zip(wr) {
+            sum.push(a * b);
+        }
+        let mut budget = sum.rounding(u);
+        if ctx.p.inputs_rounded_to.is_some() || ctx.p.weights_dequantized_to.is_some() {
+            budget += input_rounding(ctx, self.dtypes, xr, wr);
+        }
+        if self.quantized {
+            let blocks = k / QUANT_BLOCK;
+            let steps = &self.half_steps[i * blocks..(i + 1) * blocks];
+            let wb = &self.weight_blocks[j * blocks..(j + 1) * blocks];
+            let worst: f64 = steps.iter().zip(wb).map(|(d, (abs, _))| d * abs).sum();
+            let var: f64 = steps.iter().zip(wb).map(|(d, (_, sq))| d * d * sq).sum();
+            budget += Budget::least(worst, var);
+            let mut scaling = Perturbations::default();
+            for (xb, wb) in xr
+                .chunks_exact(QUANT_BLOCK)
+                .zip(wr.chunks_exact(QUANT_BLOCK))
+            {
+                let partial: f64 = xb.iter().zip(wb).map(|(a, b)| a * b).sum();
+                scaling.push(2.0 * u * partial.abs());
+            }
+            budget += scaling.budget();
+        }
+        (sum.sum, budget)
+    }
+}
+
 /// The error of rounding both operands of a dot product to the declared
 /// narrower format.
-fn input_rounding(ctx: &Ctx, x: &HostTensor, w: &HostTensor, xr: &[f64], wr: &[f64]) -> Budget {
+fn input_rounding(ctx: &Ctx, (x, w): (DType, DType), xr: &[f64], wr: &[f64]) -> Budget {
     let mut p = Perturbations::default();
     for (a, b) in xr.iter().zip(wr) {
-        let moved = ctx.input_rounding(x.desc.dtype, *a) * b.abs()
-            + if w.desc.dtype.is_quantized() {
-                ctx.dequantized_rounding(w.desc.dtype, *b) * a.abs()
+        let moved = ctx.input_rounding(x, *a) * b.abs()
+            + if w.is_quantized() {
+                ctx.dequantized_rounding(w, *b) * a.abs()
             } else {
-                ctx.input_rounding(w.desc.dtype, *b) * a.abs()
+                ctx.input_rounding(w, *b) * a.abs()
             };
         p.push(moved);
     }
@@ -135,7 +171,7 @@ pub(super) fn batched(ctx: &Ctx, a: &HostTensor, b: &HostTensor) -> Vec<f64> {
                 }
                 let mut budget = sum.rounding(u);
                 if rounds_inputs {
-                    budget += input_rounding(ctx, a, b, ar, &column);
+                    budget += input_rounding(ctx, (a.desc.dtype, b.desc.dtype), ar, &column);
                 }
                 out.push(ctx.finish(budget, sum.sum));
             }

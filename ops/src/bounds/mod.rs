@@ -37,6 +37,7 @@
 //! arithmetic is the output's format) get only the half ulp: they are exact.
 
 mod attention;
+mod experts;
 mod linear;
 mod norm;
 mod pointwise;
@@ -74,7 +75,7 @@ impl Rule {
 /// How `op` is judged.
 pub fn rule(op: &Op) -> Rule {
     match op {
-        Op::GetRows | Op::Cast | Op::KvWrite | Op::Argmax => Rule::Exact,
+        Op::GetRows | Op::Cast | Op::KvWrite | Op::Argmax | Op::MoeSelect { .. } => Rule::Exact,
         _ => Rule::Bounded,
     }
 }
@@ -121,6 +122,23 @@ pub fn error_bounds(
         Op::Mul => Ok(pointwise::mul(&ctx, &inputs[0], &inputs[1])),
         Op::Scale { factor } => Ok(pointwise::scale(&ctx, &inputs[0], *factor)),
         Op::Quantize => quantize_ties(&inputs[0], output.dtype),
+        Op::MatMulId => experts::mat_mul_id(&ctx, inputs),
+        Op::MoeSelect {
+            top_k,
+            n_group,
+            topk_group,
+        } => {
+            let routing = crate::reference::experts::Routing {
+                top_k: *top_k,
+                n_group: *n_group,
+                topk_group: *topk_group,
+            };
+            experts::moe_select_decidable(&ctx, &inputs[0], &inputs[1], routing)?;
+            Ok(vec![0.0; output.numel()])
+        }
+        Op::MoeWeights { normalize, scale } => {
+            experts::moe_weights(&ctx, &inputs[0], &inputs[1], (*normalize, *scale))
+        }
     }
 }
 

@@ -9,6 +9,7 @@ pub(crate) mod attention;
 mod convert;
 pub(crate) mod elementwise;
 mod embedding;
+pub(crate) mod experts;
 mod kv_cache;
 mod matmul;
 mod norm;
@@ -84,6 +85,23 @@ fn compute(op: &Op, inputs: &[HostTensor], out: &HostTensor) -> Result<Vec<f64>>
         }
         Op::KvWrite => kv_cache::write(out, &inputs[0], &inputs[1].to_i32()?)?,
         Op::Argmax => reduce::argmax(&inputs[0]),
+        Op::MatMulId => experts::mat_mul_id(&inputs[0], &inputs[1], &inputs[2])?,
+        Op::MoeSelect {
+            top_k,
+            n_group,
+            topk_group,
+        } => experts::select(
+            &inputs[0],
+            &inputs[1],
+            experts::Routing {
+                top_k: *top_k,
+                n_group: *n_group,
+                topk_group: *topk_group,
+            },
+        )?,
+        Op::MoeWeights { normalize, scale } => {
+            experts::weights(&inputs[0], &inputs[1], *normalize, *scale)?
+        }
     })
 }
 

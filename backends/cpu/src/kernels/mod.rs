@@ -85,6 +85,7 @@ mod convert;
 mod elementwise;
 mod embedding;
 mod engine;
+pub(crate) mod experts;
 mod kv_cache;
 pub(crate) mod matmul;
 mod norm;
@@ -135,6 +136,15 @@ pub(crate) fn run(op: &Op, ins: &[In<'_>], out: &mut Out<'_>) -> Result<()> {
         Op::Cast => convert::cast(&ins[0], out),
         Op::Quantize => convert::quantize(&ins[0], out),
         Op::KvWrite => kv_cache::write(&ins[0], &ins[1], out),
+        Op::MatMulId => experts::mat_mul_id(&ins[0], &ins[1], &ins[2], out),
+        Op::MoeSelect {
+            top_k,
+            n_group,
+            topk_group,
+        } => experts::moe_select(&ins[0], &ins[1], (*top_k, *n_group, *topk_group), out),
+        Op::MoeWeights { normalize, scale } => {
+            experts::moe_weights(&ins[0], &ins[1], (*normalize, *scale), out)
+        }
     }
 }
 

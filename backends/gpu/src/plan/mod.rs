@@ -7,6 +7,7 @@ pub mod attention;
 mod convert;
 mod elementwise;
 mod embedding;
+pub(crate) mod experts;
 mod kv_cache;
 pub(crate) mod matmul;
 pub(crate) mod norm;
@@ -152,6 +153,13 @@ pub fn supports(op: &Op, inputs: &[TensorDesc], outputs: &[TensorDesc]) -> Suppo
         Op::LayerNorm { .. } if inputs[1].dtype != inputs[2].dtype => {
             Support::Unsupported("the layer_norm kernel needs weight and bias in one dtype".into())
         }
+        Op::MoeSelect { .. } if inputs[0].last_dim() > experts::MOE_MAX_EXPERTS => {
+            Support::Unsupported(format!(
+                "the moe_select kernel holds up to {} experts, not {}",
+                experts::MOE_MAX_EXPERTS,
+                inputs[0].last_dim()
+            ))
+        }
         Op::RmsNorm { .. } | Op::LayerNorm { .. } | Op::Softmax { .. } | Op::Argmax
             if inputs[0].last_dim() > u32::MAX as usize =>
         {
@@ -219,6 +227,15 @@ pub fn plan(
         Op::KvWrite => kv_cache::kv_write(ins, out)?,
         Op::Attention { scale, causal } => return attention::attention(*scale, *causal, ins, out),
         Op::Quantize => convert::quantize(ins, out)?,
+        Op::MatMulId => experts::mat_mul_id(ins, out, context)?,
+        Op::MoeSelect {
+            top_k,
+            n_group,
+            topk_group,
+        } => experts::moe_select(ins, out, (*top_k, *n_group, *topk_group))?,
+        Op::MoeWeights { normalize, scale } => {
+            experts::moe_weights(ins, out, (*normalize, *scale))?
+        }
     };
     Ok(vec![single])
 }

@@ -14,6 +14,7 @@ pub(crate) mod attention;
 pub(crate) mod convert;
 pub(crate) mod elementwise;
 pub(crate) mod embedding;
+pub(crate) mod experts;
 pub(crate) mod kv_cache;
 pub(crate) mod matmul;
 pub(crate) mod norm;
