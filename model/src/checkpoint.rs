@@ -33,17 +33,19 @@ pub struct RawWeight<'a> {
 
 pub use crate::weight_source::WeightSource;
 
-fn one(stored: &str, name: String, shape: &[usize]) -> WeightSource {
+pub(crate) fn one(stored: &str, name: String, shape: &[usize]) -> WeightSource {
     WeightSource {
         name,
         parts: vec![(stored.to_string(), shape.to_vec())],
+        ..Default::default()
     }
 }
 
-fn fused(name: String, parts: &[(String, Vec<usize>)]) -> WeightSource {
+pub(crate) fn fused(name: String, parts: &[(String, Vec<usize>)]) -> WeightSource {
     WeightSource {
         name,
         parts: parts.to_vec(),
+        ..Default::default()
     }
 }
 
@@ -66,6 +68,13 @@ fn check_layers<'a>(
         .max()
         .map_or(0, |last| last.saturating_add(1));
     let claimed = config.layers;
+    // GLM-4.5's next-token-prediction layers are stored after the last one.
+    let mtp = config.moe.as_ref().map_or(0, |m| m.mtp_layers);
+    let present = if present > claimed && present <= claimed + mtp {
+        claimed
+    } else {
+        present
+    };
     let at = path.display().to_string();
     if claimed > present {
         return Err(HalError::invalid(
@@ -378,8 +387,14 @@ impl Checkpoint {
         })
     }
 
-    /// Concatenates row blocks (q, k, v) into one fused tensor.
-    fn fuse(&self, canonical: String, parts: &[(String, Vec<usize>)]) -> Result<RawWeight<'_>> {
+    /// Concatenates row blocks (q, k, v) into one fused tensor, or stacks
+    /// equal parts (experts) along a new first dim.
+    fn fuse(
+        &self,
+        canonical: String,
+        parts: &[(String, Vec<usize>)],
+        stacked: bool,
+    ) -> Result<RawWeight<'_>> {
         let raws = parts
             .iter()
             .map(|(n, s)| self.take(n, canonical.clone(), s))
@@ -387,12 +402,20 @@ impl Checkpoint {
         let dtype = raws[0].dtype;
         let rows: usize = raws.iter().map(|r| r.shape[0]).sum();
         let mut shape = raws[0].shape.clone();
-        shape[0] = rows;
+        if stacked {
+            shape.insert(0, raws.len());
+        } else {
+            shape[0] = rows;
+        }
         if let Some(w) = self.adjacent(&canonical, &raws, &shape, parts) {
             return Ok(w);
         }
         let bytes: Vec<u8> = if raws.iter().all(|r| r.dtype == dtype) {
-            raws.iter().flat_map(|r| r.bytes.iter().copied()).collect()
+            let mut bytes = Vec::with_capacity(raws.iter().map(|r| r.bytes.len()).sum());
+            for r in &raws {
+                bytes.extend_from_slice(&r.bytes);
+            }
+            bytes
         } else {
             let mut vals = Vec::new();
             for r in &raws {
@@ -420,8 +443,8 @@ impl Checkpoint {
     /// Reads one planned weight (fusing its parts when it has several).
     pub fn read(&self, source: &WeightSource) -> Result<RawWeight<'_>> {
         match source.parts.as_slice() {
-            [(stored, shape)] => self.take(stored, source.name.clone(), shape),
-            parts => self.fuse(source.name.clone(), parts),
+            [(stored, shape)] if !source.stacked => self.take(stored, source.name.clone(), shape),
+            parts => self.fuse(source.name.clone(), parts, source.stacked),
         }
     }
 
@@ -452,6 +475,13 @@ impl Checkpoint {
         let dtype = weight.dtype;
         self.release(&weight);
         Ok(dtype)
+    }
+
+    /// Whether `name` belongs to a next-token-prediction layer stored after
+    /// the last layer (GLM-4.5's `num_nextn_predict_layers`).
+    pub fn is_mtp_tensor(&self, name: &str) -> bool {
+        let mtp = self.config.moe.as_ref().map_or(0, |m| m.mtp_layers);
+        layer_of(name).is_some_and(|l| l >= self.config.layers && l < self.config.layers + mtp)
     }
 
     /// Tensors of the checkpoint that none of `sources` reads (sorted).
@@ -518,19 +548,27 @@ impl Checkpoint {
                 "post_attention_layernorm.weight",
                 vec![h],
             ),
-            (
+        ];
+        // glm4_moe names its FFN apart (crate::moe_sources); GLM fuses gate and up.
+        if c.moe.is_none() {
+            table.push((
                 "gate_up.weight",
                 "mlp.gate_up_proj.weight",
                 "mlp.dense_h_to_4h.weight",
                 vec![2 * f, h],
-            ),
-            (
+            ));
+            table.push((
                 "down.weight",
                 "mlp.down_proj.weight",
                 "mlp.dense_4h_to_h.weight",
                 vec![h, f],
-            ),
-        ];
+            ));
+        }
+        if c.qk_norm {
+            let hd = vec![c.head_dim];
+            table.push(("q_norm", "self_attn.q_norm.weight", "", hd.clone()));
+            table.push(("k_norm", "self_attn.k_norm.weight", "", hd));
+        }
         if c.order == LayerOrder::Glm4 {
             table.push((
                 "post_attn_norm",
@@ -572,6 +610,9 @@ impl Checkpoint {
             }
             for (canonical, hf_name, chatglm_name, shape) in &table {
                 out.push(one(&stored(hf_name, chatglm_name), l(canonical), shape));
+            }
+            if let Some(moe) = &c.moe {
+                crate::moe_sources::hf_ffn(c, moe, i, &mut out);
             }
         }
         out.push(one(final_norm, "final_norm".into(), &[h]));

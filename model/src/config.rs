@@ -1,10 +1,12 @@
-//! Model configs: HF `glm` / `glm4` (both rotary styles) and original ChatGLM.
+//! Model configs: HF `glm` / `glm4` (both rotary styles), `glm4_moe` and original ChatGLM.
 
 use std::path::Path;
 
-use glmhal_hal::{HalError, Result};
+use glmhal_hal::{HalError, Result, RopeMode};
 use serde::Serialize;
 use serde_json::{Map, Value};
+
+use crate::moe::Moe;
 
 /// Which residual layout each layer uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -63,6 +65,13 @@ pub struct ModelConfig {
     pub eos_token_ids: Vec<u32>,
     /// Whether lm_head shares the embedding.
     pub tie_word_embeddings: bool,
+    /// How rope pairs the rotated dims: GLM and GLM-4 interleave, glm4_moe
+    /// rotates halves (NeoX).
+    pub rope_mode: RopeMode,
+    /// RMSNorm over each head of q and k before rope (glm4_moe `use_qk_norm`).
+    pub qk_norm: bool,
+    /// The mixture-of-experts FFN (glm4_moe), if any.
+    pub moe: Option<Moe>,
 }
 
 impl ModelConfig {
@@ -100,10 +109,11 @@ impl ModelConfig {
         let config = match model_type {
             "glm" => hf(obj, LayerOrder::Glm),
             "glm4" => hf(obj, LayerOrder::Glm4),
+            "glm4_moe" => glm4_moe(obj),
             "chatglm" => chatglm(obj),
             "" if archs.iter().any(|a| a.starts_with("ChatGLM")) => chatglm(obj),
             other => Err(bad(format!(
-                "unknown architecture: model_type `{other}` (architectures {archs:?}); glmhal reads glm, glm4 and chatglm"
+                "unknown architecture: model_type `{other}` (architectures {archs:?}); glmhal reads glm, glm4, glm4_moe and chatglm"
             ))),
         }?;
         config.check()?;
@@ -147,6 +157,9 @@ impl ModelConfig {
                 "rotary dims {} must be even and at most head_dim {}",
                 self.rotary_dim, self.head_dim
             )));
+        }
+        if let Some(moe) = &self.moe {
+            moe.check()?;
         }
         let theta_ok = self.rope_theta.is_finite() && self.rope_theta > 0.0;
         let eps_ok = self.rms_eps.is_finite() && self.rms_eps >= 0.0;
@@ -247,7 +260,36 @@ fn hf(obj: &Map<String, Value>, order: LayerOrder) -> Result<ModelConfig> {
         qkv_bias: opt_bool(obj, "attention_bias", true)?,
         eos_token_ids: eos_ids(obj)?,
         tie_word_embeddings: opt_bool(obj, "tie_word_embeddings", false)?,
+        rope_mode: RopeMode::Interleaved,
+        qk_norm: false,
+        moe: None,
     })
+}
+
+/// GLM-4.5/4.6/4.7: the `glm` layout with NeoX rope, optional q/k norms,
+/// q/k/v bias off unless asked, and experts from `first_k_dense_replace` on.
+fn glm4_moe(obj: &Map<String, Value>) -> Result<ModelConfig> {
+    let mut c = hf(obj, LayerOrder::Glm)?;
+    c.rope_mode = RopeMode::Neox;
+    c.qk_norm = opt_bool(obj, "use_qk_norm", false)?;
+    c.qkv_bias = opt_bool(obj, "attention_bias", false)?;
+    let count = |key: &str, default: usize| match obj.get(key) {
+        None | Some(Value::Null) => Ok(default),
+        Some(_) => usize_key(obj, key),
+    };
+    c.moe = Some(Moe {
+        experts: usize_key(obj, "n_routed_experts")?,
+        top_k: usize_key(obj, "num_experts_per_tok")?,
+        expert_ffn: usize_key(obj, "moe_intermediate_size")?,
+        shared_experts: count("n_shared_experts", 1)?,
+        first_dense: count("first_k_dense_replace", 1)?,
+        n_group: count("n_group", 1)?,
+        topk_group: count("topk_group", 1)?,
+        normalize: opt_bool(obj, "norm_topk_prob", true)?,
+        scaling: opt_f64(obj, "routed_scaling_factor")?.unwrap_or(1.0),
+        mtp_layers: count("num_nextn_predict_layers", 0)?,
+    });
+    Ok(c)
 }
 
 fn chatglm(obj: &Map<String, Value>) -> Result<ModelConfig> {
@@ -299,6 +341,9 @@ fn chatglm(obj: &Map<String, Value>) -> Result<ModelConfig> {
         qkv_bias: opt_bool(obj, "add_qkv_bias", true)?,
         eos_token_ids: eos_ids(obj)?,
         tie_word_embeddings: false,
+        rope_mode: RopeMode::Interleaved,
+        qk_norm: false,
+        moe: None,
     })
 }
 

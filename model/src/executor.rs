@@ -85,7 +85,18 @@ impl Model {
         let start = Instant::now();
         let ckpt = Checkpoint::open(path)?;
         let sources = ckpt.weights()?;
-        let unused = ckpt.unused(&sources);
+        let (mtp, unused): (Vec<String>, Vec<String>) = ckpt
+            .unused(&sources)
+            .into_iter()
+            .partition(|n| ckpt.is_mtp_tensor(n));
+        if !mtp.is_empty() {
+            eprintln!(
+                "notice: {}: the next-token-prediction layer after layer {} ({} tensors) is not run: glmhal decodes with the main layers only",
+                path.display(),
+                ckpt.config.layers.saturating_sub(1),
+                mtp.len()
+            );
+        }
         if !unused.is_empty() {
             let shown: Vec<&str> = unused.iter().take(8).map(String::as_str).collect();
             eprintln!(

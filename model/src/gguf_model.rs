@@ -119,6 +119,9 @@ pub fn config(file: &GgufFile) -> Result<ModelConfig> {
             || file.info("blk.0.attn_q.bias").is_some(),
         eos_token_ids: eos,
         tie_word_embeddings: file.info("output.weight").is_none(),
+        rope_mode: glmhal_hal::RopeMode::Interleaved,
+        qk_norm: false,
+        moe: None,
     };
     config.check().map_err(|e| match e {
         HalError::InvalidArgument { message, .. } => {
@@ -138,6 +141,7 @@ pub fn weights(file: &GgufFile, c: &ModelConfig) -> Vec<WeightSource> {
     let one = |stored: &str, name: String, shape: Vec<usize>| WeightSource {
         name,
         parts: vec![(stored.to_string(), shape)],
+        ..Default::default()
     };
     let mut out = vec![one("token_embd.weight", "embed".into(), vec![v, h])];
     for i in 0..c.layers {
@@ -163,6 +167,7 @@ pub fn weights(file: &GgufFile, c: &ModelConfig) -> Vec<WeightSource> {
                 out.push(WeightSource {
                     name: l(&format!("qkv.{kind}")),
                     parts,
+                    ..Default::default()
                 });
             }
         }
@@ -180,6 +185,7 @@ pub fn weights(file: &GgufFile, c: &ModelConfig) -> Vec<WeightSource> {
                     (b("ffn_gate.weight"), vec![f, h]),
                     (b("ffn_up.weight"), vec![f, h]),
                 ],
+                ..Default::default()
             });
         } else {
             out.push(one(

@@ -1,5 +1,6 @@
 //! The transformers golden fixtures (`model/tests/fixtures/<name>/`, made by
-//! `scripts/make_goldens.py` from `GlmForCausalLM` / `Glm4ForCausalLM`): a
+//! `scripts/make_goldens.py` from `GlmForCausalLM`, `Glm4ForCausalLM` and
+//! `Glm4MoeForCausalLM`): a
 //! tiny random checkpoint with the prompt, transformers' f32 prefill logits
 //! and its greedy continuation, read here for the CPU tests and for every
 //! backend's conformance tests.
@@ -10,12 +11,18 @@ use glmhal_hal::{HalError, Result};
 
 use crate::safetensors::SafetensorsFile;
 
-/// The fixtures: both layer orders, GQA, MHA in ChatGLM naming, MQA with a large theta.
-pub const FIXTURES: [&str; 4] = [
+/// The fixtures: both layer orders, GQA, MHA in ChatGLM naming, MQA with a
+/// large theta, and glm4_moe twice: 8 experts in 2 groups (one kept) with
+/// q/k norms, q/k/v bias, normalized and scaled weights, sharded, with a
+/// next-token-prediction layer after the last; and 16 experts, top 4,
+/// ungrouped, without q/k norms, bias or normalization.
+pub const FIXTURES: [&str; 6] = [
     "glm-gqa2-tf4",
     "glm4-gqa4-tf5",
     "glm-mha-chatglm",
     "glm4-mqa-theta5e6",
+    "glm4moe-grouped-qknorm",
+    "glm4moe-flat-tf4",
 ];
 
 /// Where the fixtures of this source tree are.

@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::fmt::Write as _;
 
-use glmhal_hal::{DType, Op, RopeMode, TensorDesc};
+use glmhal_hal::{DType, Op, TensorDesc};
 use smallvec::{smallvec, SmallVec};
 
 use crate::config::{LayerOrder, ModelConfig};
@@ -110,7 +110,7 @@ pub struct CacheShape {
 /// An op's inputs, inline (at most four in the catalogue).
 pub type Inputs = SmallVec<[Operand; 4]>;
 
-struct Builder<'a> {
+pub(crate) struct Builder<'a> {
     nodes: Vec<Node>,
     acts: Vec<Lifetime>,
     weights: &'a dyn WeightTable,
@@ -119,7 +119,7 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
-    fn act(&mut self, shape: &[usize]) -> Operand {
+    pub(crate) fn act(&mut self, shape: &[usize]) -> Operand {
         let desc = TensorDesc::contiguous(DType::F32, shape);
         self.acts.push(Lifetime {
             bytes: DType::F32.bytes_for(desc.numel()),
@@ -144,7 +144,7 @@ impl Builder<'_> {
     }
 
     /// Weight `layers.{layer}.{suffix}`, named in a reused buffer.
-    fn layer_weight(&self, layer: usize, suffix: &str) -> Result<Operand, String> {
+    pub(crate) fn layer_weight(&self, layer: usize, suffix: &str) -> Result<Operand, String> {
         let mut name = self.name.borrow_mut();
         name.clear();
         // Writing into a String cannot fail.
@@ -152,7 +152,7 @@ impl Builder<'_> {
         self.weight(&name)
     }
 
-    fn push(&mut self, op: Op, inputs: Inputs, output: Operand) {
+    pub(crate) fn push(&mut self, op: Op, inputs: Inputs, output: Operand) {
         let at = self.nodes.len();
         for (i, o) in inputs.iter().chain(std::iter::once(&output)).enumerate() {
             if let Storage::Act(a) = o.storage {
@@ -171,7 +171,7 @@ impl Builder<'_> {
     }
 
     /// `out = op(inputs)` into a fresh activation.
-    fn apply(&mut self, op: Op, inputs: Inputs, shape: &[usize]) -> Operand {
+    pub(crate) fn apply(&mut self, op: Op, inputs: Inputs, shape: &[usize]) -> Operand {
         let out = self.act(shape);
         self.push(op, inputs, out.clone());
         out
@@ -196,7 +196,7 @@ fn rows(o: &Operand, r0: usize, len: usize) -> Operand {
     }
 }
 
-fn reshape(o: &Operand, shape: &[usize]) -> Operand {
+pub(crate) fn reshape(o: &Operand, shape: &[usize]) -> Operand {
     Operand {
         storage: o.storage,
         desc: TensorDesc::strided(
@@ -250,10 +250,11 @@ impl Graph {
         seqs: &[SeqStep],
         want: Want,
     ) -> Result<(), String> {
-        // Nodes of one layer: two norms (four for GLM-4), three products,
-        // two ropes, two adds, swiglu, and a cache write pair and an
-        // attention per sequence; reserved once so the lists never grow.
-        let per_layer = 13 + 3 * seqs.len();
+        // Nodes of one layer: two norms (four for GLM-4, two more with q/k
+        // norms), three products (ten with experts), two ropes, two adds,
+        // swiglu, and a cache write pair and an attention per sequence;
+        // reserved once so the lists never grow.
+        let per_layer = 22 + 3 * seqs.len();
         let mut nodes = std::mem::take(&mut self.nodes);
         let mut acts = std::mem::take(&mut self.acts);
         let mut names = std::mem::take(&mut self.names);
@@ -341,7 +342,7 @@ fn attention_block(
     let rope = Op::Rope {
         rot: c.rotary_dim,
         theta: c.rope_theta,
-        mode: RopeMode::Interleaved,
+        mode: c.rope_mode,
     };
     let hn = g.apply(
         Op::RmsNorm { eps: c.rms_eps },
@@ -367,6 +368,20 @@ fn attention_block(
         head_view(nkv, nh),
         head_view(nkv, nh + nkv),
     );
+    // glm4_moe: each head of q and k RMS-normed before rope.
+    let (q, k) = if c.qk_norm {
+        let norm = |g: &mut Builder<'_>, x: Operand, weight: &str, heads: usize| {
+            let w = g.layer_weight(layer, weight)?;
+            Ok::<_, String>(g.apply(
+                Op::RmsNorm { eps: c.rms_eps },
+                smallvec![x, w],
+                &[n, heads, hd],
+            ))
+        };
+        (norm(g, q, "q_norm", nh)?, norm(g, k, "k_norm", nkv)?)
+    } else {
+        (q, k)
+    };
     let positions = &step.positions;
     let qr = g.apply(rope.clone(), smallvec![q, positions.clone()], &[n, nh, hd]);
     let kr = g.apply(rope, smallvec![k, positions.clone()], &[n, nkv, hd]);
@@ -435,6 +450,10 @@ fn ffn_block(
         smallvec![x.clone(), g.layer_weight(layer, "mlp_norm")?],
         &[n, h],
     );
+    if let Some(moe) = c.moe.as_ref().filter(|m| m.routes(layer)) {
+        let d = crate::moe_graph::routed_ffn(g, moe, (n, h, layer), hn)?;
+        return post_norm(g, c, layer, "post_mlp_norm", d, n);
+    }
     let gu = g.apply(
         Op::MatMul { bias: false },
         smallvec![hn, g.layer_weight(layer, "gate_up.weight")?],

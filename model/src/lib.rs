@@ -3,7 +3,7 @@
 //! The GLM graph executor, shared by every backend. Model math lives only in
 //! the op catalogue; nothing here knows which device it runs on.
 //!
-//! - [`config`]: HF `glm`/`glm4` and ChatGLM configs;
+//! - [`config`]: HF `glm`/`glm4`/`glm4_moe` and ChatGLM configs ([`moe`]: the experts' part);
 //! - [`safetensors`] and [`checkpoint`]: memory-mapped checkpoints in either naming;
 //! - [`gguf`], [`gguf_model`], [`kquants`], [`gguf_write`] and [`gguf_export`]:
 //!   GGUF files (read in place, K-quants converted at load) and writing them;
@@ -29,6 +29,9 @@ pub mod golden;
 pub mod graph;
 pub mod kquants;
 pub mod kv_cache;
+pub mod moe;
+pub(crate) mod moe_graph;
+pub(crate) mod moe_sources;
 pub mod npy;
 pub mod plan;
 pub mod pretokenize;

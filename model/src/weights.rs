@@ -37,8 +37,9 @@ impl DeviceWeights {
     }
 
     /// Reads each weight of `sources` from `checkpoint` and uploads it to
-    /// `backend` (releasing its mapped pages): projection and embedding matrices in
-    /// `matrix_dtype` (as stored when `None`), norms and biases in f32.
+    /// `backend` (releasing its mapped pages): projection, embedding and
+    /// expert matrices in `matrix_dtype` (as stored when `None`); norms,
+    /// biases and the router in f32.
     /// Non-finite values are an error naming the tensor. Each weight placed
     /// is reported to `progress`.
     pub fn load(
@@ -81,17 +82,19 @@ impl DeviceWeights {
                     format!("element {at} is NaN or infinite"),
                 ));
             }
-            let target = if r.shape.len() == 2 {
-                matrix_dtype.unwrap_or(r.dtype)
-            } else {
+            // Matrices (and stacked experts) as asked; vectors and the
+            // router in f32.
+            let target = if source.f32 || r.shape.len() < 2 {
                 DType::F32
+            } else {
+                matrix_dtype.unwrap_or(r.dtype)
             };
-            if target.is_quantized() && r.shape[1] % target.block_elems() != 0 {
+            let row = r.shape.last().copied().unwrap_or(0);
+            if target.is_quantized() && row % target.block_elems() != 0 {
                 return Err(HalError::invalid(
                     format!("weight `{}`", r.name),
                     format!(
-                        "rows of {} values cannot be stored as {target} (needs a multiple of 32)",
-                        r.shape[1]
+                        "rows of {row} values cannot be stored as {target} (needs a multiple of 32)"
                     ),
                 ));
             }

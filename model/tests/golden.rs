@@ -119,7 +119,16 @@ fn reduced_precision_weights_stay_close() {
         let want = top1(&g.logits, vocab);
         let gaps = margins(&g.logits, vocab);
         // Error bounds relative to the largest logit (documented in docs/MODEL.md).
-        for (dtype, tol) in [(DType::F16, 5e-3), (DType::Bf16, 6e-2), (DType::Q8_0, 1e-1)] {
+        // Q8_0 moves a routed model's hidden states enough to send a token
+        // whose f32 routing is decided by a few thousandths to another
+        // expert (one token of the grouped fixture's third layer): its
+        // logits then move by that expert's whole contribution.
+        let q8 = if name.starts_with("glm4moe") {
+            2.5e-1
+        } else {
+            1e-1
+        };
+        for (dtype, tol) in [(DType::F16, 5e-3), (DType::Bf16, 6e-2), (DType::Q8_0, q8)] {
             let m = load(name, Some(dtype));
             let logits = m.logits(&g.prompt, DType::F32).unwrap();
             let err = max_abs(&logits, &g.logits);
