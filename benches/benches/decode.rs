@@ -23,6 +23,7 @@ const PRESET: Preset = Preset {
     theta: 10000.0,
     eps: 1e-5,
     context: 1024,
+    moe: None,
 };
 
 const PROMPT: usize = 32;

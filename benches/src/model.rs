@@ -1,5 +1,6 @@
 //! Whole-model speed: prefill tokens/s and decode tokens/s at several batch
-//! sizes, with the weight bandwidth a decode step implies.
+//! sizes, with the weight bandwidth a decode step implies (a routed model's
+//! chosen experts only).
 
 use glmhal_hal::{DType, Result};
 use glmhal_model::kv_cache::KvCache;
@@ -87,7 +88,7 @@ pub fn run(
             batch,
             step,
             tps: batch as f64 / t,
-            effective_gbps: model.weight_bytes() as f64 / t / 1e9,
+            effective_gbps: model.active_weight_bytes(batch) as f64 / t / 1e9,
             ceiling_share: None,
             allocations_per_step,
             structure,
@@ -98,6 +99,7 @@ pub fn run(
         model: name.to_string(),
         weights: weights.name().to_string(),
         weight_bytes: model.weight_bytes() as u64,
+        active_weight_bytes: model.active_weight_bytes(1),
         load_s,
         prompt_tokens: p,
         prefill,

@@ -23,6 +23,7 @@ pub const CI_PRESET: Preset = Preset {
     theta: 10000.0,
     eps: 1e-5,
     context: 2048,
+    moe: None,
 };
 
 /// A preset by name: [`CI_PRESET`] or one of the model presets.

@@ -418,7 +418,7 @@ pub fn assert_bad_routing_is_reported(provider: &dyn BackendProvider) {
     if let Support::Unsupported(why) = b.supports(
         &product,
         &[x_d.clone(), w_d.clone(), ids_d.clone()],
-        &[out_d.clone()],
+        std::slice::from_ref(&out_d),
     ) {
         eprintln!("{name}: no mat_mul_id ({why})");
         return;

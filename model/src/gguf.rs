@@ -182,6 +182,14 @@ pub enum Value {
 }
 
 impl Value {
+    /// As a bool.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self {
+            Value::Bool(b) => Some(*b),
+            _ => None,
+        }
+    }
+
     /// As an unsigned integer (non-negative signed values too).
     pub fn as_u64(&self) -> Option<u64> {
         match self {

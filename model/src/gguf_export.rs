@@ -1,6 +1,8 @@
 //! Any checkpoint glmhal reads, written as GGUF in llama.cpp's layout:
 //! `chatglm` (fused `attn_qkv`) for the GLM layer order, `glm4` (separate
-//! `attn_q/k/v`, `post_attention_norm`, `post_ffw_norm`) for GLM-4-0414;
+//! `attn_q/k/v`, `post_attention_norm`, `post_ffw_norm`) for GLM-4-0414,
+//! `glm4moe` (separate gate and up, `post_attention_norm` before the FFN,
+//! experts stacked in 3-D tensors, the router in F32) for GLM-4.5;
 //! matrices in the chosen type, norms and biases in F32; the `gpt2` BPE
 //! tokenizer from a `tokenizer.json` when the model has one.
 
@@ -35,13 +37,23 @@ fn file_type(dtype: DType) -> u32 {
     }
 }
 
-/// The GGUF name(s) of a canonical weight, with the row range each takes.
-fn names(
-    canonical: &str,
-    glm4: bool,
+/// What decides a canonical weight's GGUF names.
+struct Layout {
+    /// The llama.cpp architecture written.
+    arch: &'static str,
+    /// Rows of q, k and v in the fused projection.
     qkv_rows: [usize; 3],
+    /// Rows of the gate half of the dense and shared FFNs' fused gate/up.
+    gate_rows: [usize; 2],
+    /// lm_head is the embedding.
     tied: bool,
-) -> Vec<(String, Range<usize>)> {
+}
+
+/// The GGUF name(s) of a canonical weight, with the row range each takes.
+fn names(canonical: &str, layout: &Layout) -> Vec<(String, Range<usize>)> {
+    let glm4 = layout.arch != "chatglm";
+    let moe = layout.arch == "glm4moe";
+    let tied = layout.tied;
     let whole = |n: &str| vec![(n.to_string(), 0..usize::MAX)];
     match canonical {
         "embed" => whole("token_embd.weight"),
@@ -58,7 +70,7 @@ fn names(
                 "qkv.weight" | "qkv.bias" => {
                     let kind = &part[4..];
                     if glm4 {
-                        let [q, k, _] = qkv_rows;
+                        let [q, k, _] = layout.qkv_rows;
                         vec![
                             (b(&format!("attn_q.{kind}")), 0..q),
                             (b(&format!("attn_k.{kind}")), q..q + k),
@@ -69,6 +81,7 @@ fn names(
                     }
                 }
                 "input_norm" => vec![(b("attn_norm.weight"), 0..usize::MAX)],
+                _ if moe => moe_names(part, layout, &b),
                 "o.weight" => vec![(b("attn_output.weight"), 0..usize::MAX)],
                 "mlp_norm" => vec![(b("ffn_norm.weight"), 0..usize::MAX)],
                 "gate_up.weight" => vec![(b("ffn_up.weight"), 0..usize::MAX)],
@@ -78,6 +91,37 @@ fn names(
                 _ => Vec::new(),
             }
         }
+    }
+}
+
+/// glm4moe's names of a layer's weights other than q/k/v and the input norm.
+fn moe_names(
+    part: &str,
+    layout: &Layout,
+    b: &dyn Fn(&str) -> String,
+) -> Vec<(String, Range<usize>)> {
+    let whole = |n: &str| vec![(b(n), 0..usize::MAX)];
+    let split =
+        |gate: &str, up: &str, rows: usize| vec![(b(gate), 0..rows), (b(up), rows..usize::MAX)];
+    match part {
+        "o.weight" => whole("attn_output.weight"),
+        "q_norm" => whole("attn_q_norm.weight"),
+        "k_norm" => whole("attn_k_norm.weight"),
+        "mlp_norm" => whole("post_attention_norm.weight"),
+        "gate_up.weight" => split("ffn_gate.weight", "ffn_up.weight", layout.gate_rows[0]),
+        "down.weight" => whole("ffn_down.weight"),
+        "router.weight" => whole("ffn_gate_inp.weight"),
+        "router.bias" => whole("exp_probs_b.bias"),
+        "experts.gate.weight" => whole("ffn_gate_exps.weight"),
+        "experts.up.weight" => whole("ffn_up_exps.weight"),
+        "experts.down.weight" => whole("ffn_down_exps.weight"),
+        "shared.gate_up.weight" => split(
+            "ffn_gate_shexp.weight",
+            "ffn_up_shexp.weight",
+            layout.gate_rows[1],
+        ),
+        "shared.down.weight" => whole("ffn_down_shexp.weight"),
+        _ => Vec::new(),
     }
 }
 
@@ -185,8 +229,7 @@ pub fn export_with(
     progress: &crate::Progress,
 ) -> Result<usize> {
     let c = &checkpoint.config;
-    let glm4 = c.order == LayerOrder::Glm4;
-    let arch = if glm4 { "glm4" } else { "chatglm" };
+    let arch = arch_of(c);
     let sources: Vec<WeightSource> = checkpoint.weights()?;
     let pieces = pieces(c, &sources, matrix);
     let mut metadata = model_metadata(c, arch, matrix, name);
@@ -196,7 +239,8 @@ pub fn export_with(
         progress.report("converting tensors", i, pieces.len());
         let piece = &pieces[i];
         let raw = checkpoint.read(&sources[piece.source])?;
-        let cols = raw.shape.get(1).copied().unwrap_or(1);
+        // A row of the first dim: a matrix row, or one expert.
+        let cols: usize = raw.shape.iter().skip(1).product();
         let row_bytes = |d: DType| d.bytes_for(cols);
         let target = dtype_of(piece.spec.ty);
         let bytes: Vec<u8> = if raw.dtype == target {
@@ -218,7 +262,6 @@ pub fn export_with(
 /// matrices as `matrix` (F16 where rows are not whole blocks), the rest
 /// F32; no `output.weight` when the head is tied to the embedding.
 fn pieces(c: &ModelConfig, sources: &[WeightSource], matrix: DType) -> Vec<Piece> {
-    let glm4 = c.order == LayerOrder::Glm4;
     // Tied when lm_head is read from the embedding (whatever the source's naming).
     let embed_source = sources
         .iter()
@@ -228,28 +271,36 @@ fn pieces(c: &ModelConfig, sources: &[WeightSource], matrix: DType) -> Vec<Piece
         && sources
             .iter()
             .any(|s| s.name == "lm_head" && Some(&s.parts[0].0) == embed_source);
-    let qkv_rows = [
-        c.heads * c.head_dim,
-        c.kv_heads * c.head_dim,
-        c.kv_heads * c.head_dim,
-    ];
+    let layout = Layout {
+        arch: arch_of(c),
+        qkv_rows: [
+            c.heads * c.head_dim,
+            c.kv_heads * c.head_dim,
+            c.kv_heads * c.head_dim,
+        ],
+        gate_rows: [c.intermediate, c.moe.as_ref().map_or(0, |m| m.shared_ffn())],
+        tied,
+    };
     let mut pieces = Vec::new();
     for (i, source) in sources.iter().enumerate() {
         let shape: Vec<usize> = {
             let mut s = source.parts[0].1.clone();
-            s[0] = source.parts.iter().map(|p| p.1[0]).sum();
+            if source.stacked {
+                s.insert(0, source.parts.len());
+            } else {
+                s[0] = source.parts.iter().map(|p| p.1[0]).sum();
+            }
             s
         };
-        let ty = if shape.len() == 2 {
-            if matrix.is_quantized() && !shape[1].is_multiple_of(glmhal_hal::QUANT_BLOCK) {
-                DType::F16
-            } else {
-                matrix
-            }
-        } else {
+        let row = shape.last().copied().unwrap_or(0);
+        let ty = if source.f32 || shape.len() < 2 {
             DType::F32
+        } else if matrix.is_quantized() && !row.is_multiple_of(glmhal_hal::QUANT_BLOCK) {
+            DType::F16
+        } else {
+            matrix
         };
-        for (gguf_name, rows) in names(&source.name, glm4, qkv_rows, tied) {
+        for (gguf_name, rows) in names(&source.name, &layout) {
             let rows = rows.start..rows.end.min(shape[0]);
             let mut s = shape.clone();
             s[0] = rows.len();
@@ -265,6 +316,15 @@ fn pieces(c: &ModelConfig, sources: &[WeightSource], matrix: DType) -> Vec<Piece
         }
     }
     pieces
+}
+
+/// The llama.cpp architecture a model is written as.
+fn arch_of(c: &ModelConfig) -> &'static str {
+    match (c.moe.is_some(), c.order) {
+        (true, _) => "glm4moe",
+        (false, LayerOrder::Glm4) => "glm4",
+        (false, LayerOrder::Glm) => "chatglm",
+    }
 }
 
 /// The general and `arch.*` hyperparameter metadata of the model, and its
@@ -293,6 +353,24 @@ fn model_metadata(c: &ModelConfig, arch: &str, matrix: DType, name: &str) -> Vec
         (key("rope.dimension_count"), Meta::U32(c.rotary_dim as u32)),
         (key("rope.freq_base"), Meta::F32(c.rope_theta as f32)),
     ];
+    if let Some(m) = &c.moe {
+        let count = |k: &str, v: usize| (key(k), Meta::U32(v as u32));
+        metadata.extend([
+            count("expert_count", m.experts),
+            count("expert_used_count", m.top_k),
+            count("expert_shared_count", m.shared_experts),
+            count("expert_feed_forward_length", m.expert_ffn),
+            count("leading_dense_block_count", m.first_dense),
+            count("expert_group_count", m.n_group),
+            count("expert_group_used_count", m.topk_group),
+            // The sigmoid, as llama.cpp numbers gating functions.
+            count("expert_gating_func", 2),
+            // The next-token-prediction layer is not written.
+            count("nextn_predict_layers", 0),
+            (key("expert_weights_scale"), Meta::F32(m.scaling as f32)),
+            (key("expert_weights_norm"), Meta::Bool(m.normalize)),
+        ]);
+    }
     // Every end-of-sequence id (GLM-4 has three), as llama.cpp names them.
     for (key, id) in ["eos", "eot", "eom"].iter().zip(&c.eos_token_ids) {
         metadata.push((format!("tokenizer.ggml.{key}_token_id"), Meta::U32(*id)));

@@ -1,6 +1,6 @@
-//! A GLM model in a GGUF file: the config from `chatglm.*` / `glm4.*`
-//! metadata, llama.cpp's tensor names mapped to the executor's canonical
-//! weights, and the `gpt2` BPE tokenizer stored in `tokenizer.ggml.*`.
+//! A GLM model in a GGUF file: the config from `chatglm.*` / `glm4.*` /
+//! `glm4moe.*` metadata, llama.cpp's tensor names mapped to the executor's
+//! canonical weights, and the `gpt2` BPE tokenizer stored in `tokenizer.ggml.*`.
 
 use glmhal_hal::{HalError, Result};
 
@@ -10,17 +10,20 @@ use crate::pretokenize::GLM4_PATTERN;
 use crate::weight_source::WeightSource;
 
 /// The architectures glmhal reads, and the layer order each implies.
-pub const ARCHITECTURES: [(&str, LayerOrder); 2] =
-    [("chatglm", LayerOrder::Glm), ("glm4", LayerOrder::Glm4)];
+pub const ARCHITECTURES: [(&str, LayerOrder); 3] = [
+    ("chatglm", LayerOrder::Glm),
+    ("glm4", LayerOrder::Glm4),
+    ("glm4moe", LayerOrder::Glm),
+];
 
-fn missing(file: &GgufFile, key: &str) -> HalError {
+pub(crate) fn missing(file: &GgufFile, key: &str) -> HalError {
     HalError::invalid(
         file.path().display().to_string(),
         format!("missing required metadata `{key}`"),
     )
 }
 
-fn count(file: &GgufFile, key: &str) -> Result<Option<usize>> {
+pub(crate) fn count(file: &GgufFile, key: &str) -> Result<Option<usize>> {
     match file.get(key) {
         None => Ok(None),
         Some(v) => v
@@ -36,7 +39,7 @@ fn count(file: &GgufFile, key: &str) -> Result<Option<usize>> {
     }
 }
 
-fn number(file: &GgufFile, key: &str) -> Result<Option<f64>> {
+pub(crate) fn number(file: &GgufFile, key: &str) -> Result<Option<f64>> {
     match file.get(key) {
         None => Ok(None),
         Some(v) => v.as_f64().map(Some).ok_or_else(|| {
@@ -62,7 +65,7 @@ pub fn config(file: &GgufFile) -> Result<ModelConfig> {
         .ok_or_else(|| {
             HalError::invalid(
                 file.path().display().to_string(),
-                format!("architecture `{arch}` is not a GLM model (glmhal reads chatglm and glm4)"),
+                format!("architecture `{arch}` is not a GLM model (glmhal reads chatglm, glm4 and glm4moe)"),
             )
         })?;
     let key = |k: &str| format!("{arch}.{k}");
@@ -100,12 +103,17 @@ pub fn config(file: &GgufFile) -> Result<ModelConfig> {
     .filter_map(|v| u32::try_from(v).ok())
     .collect();
     eos.dedup();
+    let moe = (arch == "glm4moe")
+        .then(|| crate::moe_sources::gguf_moe(file, &key))
+        .transpose()?;
+    // llama.cpp counts the next-token-prediction layers in block_count.
+    let layers = required("block_count")?.saturating_sub(moe.as_ref().map_or(0, |m| m.mtp_layers));
     let config = ModelConfig {
         order,
         naming: Naming::Gguf,
         hidden,
         intermediate: required("feed_forward_length")?,
-        layers: required("block_count")?,
+        layers,
         heads,
         kv_heads: count(file, &key("attention.head_count_kv"))?.unwrap_or(heads),
         head_dim,
@@ -119,9 +127,13 @@ pub fn config(file: &GgufFile) -> Result<ModelConfig> {
             || file.info("blk.0.attn_q.bias").is_some(),
         eos_token_ids: eos,
         tie_word_embeddings: file.info("output.weight").is_none(),
-        rope_mode: glmhal_hal::RopeMode::Interleaved,
-        qk_norm: false,
-        moe: None,
+        rope_mode: if moe.is_some() {
+            glmhal_hal::RopeMode::Neox
+        } else {
+            glmhal_hal::RopeMode::Interleaved
+        },
+        qk_norm: file.info("blk.0.attn_q_norm.weight").is_some(),
+        moe,
     };
     config.check().map_err(|e| match e {
         HalError::InvalidArgument { message, .. } => {
@@ -177,6 +189,20 @@ pub fn weights(file: &GgufFile, c: &ModelConfig) -> Vec<WeightSource> {
             l("o.weight"),
             vec![h, q_rows],
         ));
+        if let Some(moe) = &c.moe {
+            // glm4moe: the FFN's input norm is `post_attention_norm`.
+            out.push(one(
+                &b("post_attention_norm.weight"),
+                l("mlp_norm"),
+                vec![h],
+            ));
+            if c.qk_norm {
+                out.push(one(&b("attn_q_norm.weight"), l("q_norm"), vec![c.head_dim]));
+                out.push(one(&b("attn_k_norm.weight"), l("k_norm"), vec![c.head_dim]));
+            }
+            crate::moe_sources::gguf_ffn(c, moe, i, &mut out);
+            continue;
+        }
         out.push(one(&b("ffn_norm.weight"), l("mlp_norm"), vec![h]));
         if file.info(&b("ffn_gate.weight")).is_some() {
             out.push(WeightSource {

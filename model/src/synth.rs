@@ -39,7 +39,66 @@ pub struct Preset {
     pub eps: f64,
     /// Trained context.
     pub context: usize,
+    /// The experts of a glm4_moe shape (GLM-4.5), if any.
+    pub moe: Option<MoeShape>,
 }
+
+/// The mixture-of-experts part of a preset (a `glm4_moe` config).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct MoeShape {
+    /// Routed experts per layer.
+    pub experts: usize,
+    /// Experts per token.
+    pub top_k: usize,
+    /// One expert's FFN width.
+    pub expert_ffn: usize,
+    /// Layers before the first routed one keep a dense FFN.
+    pub first_dense: usize,
+    /// Routed scaling factor.
+    pub scaling: f64,
+    /// Per-head q/k RMSNorm.
+    pub qk_norm: bool,
+}
+
+/// A glm4_moe preset: GLM-4.5's attention (96 heads over 8, head_dim 128,
+/// NeoX rope on half of each head, theta 1e6), one shared expert, ungrouped
+/// routing, normalized weights.
+const fn moe_preset(
+    name: &'static str,
+    [hidden, layers, ffn]: [usize; 3],
+    moe: MoeShape,
+) -> Preset {
+    Preset {
+        moe: Some(moe),
+        ..preset(
+            name,
+            LayerOrder::Glm,
+            [hidden, layers, 96, 8, 128, ffn, 151552, 131072],
+            1e6,
+            1e-5,
+        )
+    }
+}
+
+/// GLM-4.5-Air's experts: 128 of 1408, 8 per token, the first layer dense.
+const AIR: MoeShape = MoeShape {
+    experts: 128,
+    top_k: 8,
+    expert_ffn: 1408,
+    first_dense: 1,
+    scaling: 1.0,
+    qk_norm: false,
+};
+
+/// GLM-4.5's experts: 160 of 1536, 8 per token, the first three layers dense.
+const GLM45: MoeShape = MoeShape {
+    experts: 160,
+    top_k: 8,
+    expert_ffn: 1536,
+    first_dense: 3,
+    scaling: 2.5,
+    qk_norm: true,
+};
 
 const fn preset(
     name: &'static str,
@@ -61,11 +120,13 @@ const fn preset(
         theta,
         eps,
         context,
+        moe: None,
     }
 }
 
-/// Every preset (glm-edge shapes are derived from parameter counts).
-pub const PRESETS: [Preset; 7] = [
+/// Every preset (glm-edge shapes are derived from parameter counts; the
+/// `-4l` ones keep a model's shapes with 4 layers).
+pub const PRESETS: [Preset; 12] = [
     preset(
         "tiny",
         LayerOrder::Glm4,
@@ -115,6 +176,27 @@ pub const PRESETS: [Preset; 7] = [
         10000.0,
         1e-5,
     ),
+    Preset {
+        moe: Some(MoeShape {
+            experts: 8,
+            top_k: 2,
+            expert_ffn: 32,
+            first_dense: 1,
+            scaling: 2.5,
+            qk_norm: true,
+        }),
+        ..preset(
+            "tiny-moe",
+            LayerOrder::Glm,
+            [64, 3, 4, 2, 16, 128, 512, 512],
+            1e6,
+            1e-5,
+        )
+    },
+    moe_preset("glm-4.5-air", [4096, 46, 10944], AIR),
+    moe_preset("glm-4.5-air-4l", [4096, 4, 10944], AIR),
+    moe_preset("glm-4.5", [5120, 92, 12288], GLM45),
+    moe_preset("glm-4.5-4l", [5120, 4, 12288], GLM45),
 ];
 
 /// Looks a preset up by name.
@@ -137,20 +219,42 @@ pub fn find_preset(name: &str) -> Result<&'static Preset> {
 impl Preset {
     /// Parameter count.
     pub fn parameters(&self) -> usize {
+        self.count(|m| m.experts)
+    }
+
+    /// Parameters a decode token multiplies (its experts, not all of them;
+    /// the embedding table counted whole).
+    pub fn active_parameters(&self) -> usize {
+        self.count(|m| m.top_k)
+    }
+
+    /// Parameters with `experts(moe)` experts per routed layer.
+    fn count(&self, experts: impl Fn(&MoeShape) -> usize) -> usize {
         let (h, q, kv) = (
             self.hidden,
             self.heads * self.head_dim,
             self.kv_heads * self.head_dim,
         );
-        let per_layer = h * (q + 2 * kv) + (q + 2 * kv) + q * h + 3 * h * self.ffn + 4 * h;
-        2 * self.vocab * h + self.layers * per_layer + h
+        let attention = h * (q + 2 * kv) + (q + 2 * kv) + q * h + 4 * h;
+        let dense = 3 * h * self.ffn;
+        let layers: usize = (0..self.layers)
+            .map(|l| match &self.moe {
+                Some(m) if l >= m.first_dense => {
+                    let expert = 3 * h * m.expert_ffn;
+                    attention + (experts(m) + 1) * expert + m.experts * (h + 1)
+                }
+                _ => attention + dense,
+            })
+            .sum();
+        2 * self.vocab * h + layers + h
     }
 
     /// The config.json (transformers 4 style, HF naming).
     pub fn config_json(&self) -> serde_json::Value {
-        let (model_type, arch) = match self.order {
-            LayerOrder::Glm => ("glm", "GlmForCausalLM"),
-            LayerOrder::Glm4 => ("glm4", "Glm4ForCausalLM"),
+        let (model_type, arch) = match (self.order, self.moe.is_some()) {
+            (_, true) => ("glm4_moe", "Glm4MoeForCausalLM"),
+            (LayerOrder::Glm, false) => ("glm", "GlmForCausalLM"),
+            (LayerOrder::Glm4, false) => ("glm4", "Glm4ForCausalLM"),
         };
         let eos: Vec<usize> = crate::tokenizer::GLM4_SPECIALS
             .iter()
@@ -158,7 +262,7 @@ impl Preset {
             .filter(|(_, s)| ["<|endoftext|>", "<|user|>", "<|observation|>"].contains(s))
             .map(|(i, _)| crate::tokenizer::special_base(self.vocab) + i)
             .collect();
-        json!({
+        let mut config = json!({
             "architectures": [arch], "model_type": model_type, "hidden_size": self.hidden,
             "intermediate_size": self.ffn, "num_hidden_layers": self.layers, "num_attention_heads": self.heads,
             "num_key_value_heads": self.kv_heads, "head_dim": self.head_dim, "vocab_size": self.vocab,
@@ -166,7 +270,25 @@ impl Preset {
             "partial_rotary_factor": 0.5, "attention_bias": true, "tie_word_embeddings": false,
             "eos_token_id": eos, "pad_token_id": crate::tokenizer::special_base(self.vocab),
             "torch_dtype": "float32", "glmhal_synthetic_preset": self.name
-        })
+        });
+        if let (Some(m), Some(obj)) = (&self.moe, config.as_object_mut()) {
+            for (k, v) in [
+                ("n_routed_experts", json!(m.experts)),
+                ("num_experts_per_tok", json!(m.top_k)),
+                ("moe_intermediate_size", json!(m.expert_ffn)),
+                ("n_shared_experts", json!(1)),
+                ("first_k_dense_replace", json!(m.first_dense)),
+                ("n_group", json!(1)),
+                ("topk_group", json!(1)),
+                ("norm_topk_prob", json!(true)),
+                ("routed_scaling_factor", json!(m.scaling)),
+                ("use_qk_norm", json!(m.qk_norm)),
+                ("num_nextn_predict_layers", json!(0)),
+            ] {
+                obj.insert(k.into(), v);
+            }
+        }
+        config
     }
 }
 
@@ -213,6 +335,10 @@ pub fn synth_with(
         }
         tensors.push((l("self_attn.o_proj.weight"), vec![h, q], Init::Linear));
         tensors.push((l("post_attention_layernorm.weight"), vec![h], Init::Norm));
+        if let Some(m) = &p.moe {
+            moe_tensors(p, m, i, &mut tensors);
+            continue;
+        }
         tensors.push((
             l("mlp.gate_up_proj.weight"),
             vec![2 * p.ffn, h],
@@ -262,6 +388,49 @@ pub fn synth_with(
     )?;
     write("tokenizer.json", synthetic_tokenizer_json(p.vocab))?;
     Ok(())
+}
+
+/// Layer `i`'s glm4_moe tensors past the attention: q/k norms, then a
+/// dense FFN (gate and up apart) or the router, one tensor per expert (as
+/// transformers saves them) and the shared expert.
+fn moe_tensors(p: &Preset, m: &MoeShape, i: usize, tensors: &mut Vec<(String, Vec<usize>, Init)>) {
+    let h = p.hidden;
+    let l = |s: &str| format!("model.layers.{i}.{s}");
+    if m.qk_norm {
+        tensors.push((l("self_attn.q_norm.weight"), vec![p.head_dim], Init::Norm));
+        tensors.push((l("self_attn.k_norm.weight"), vec![p.head_dim], Init::Norm));
+    }
+    let mut ffn = |prefix: String, width: usize| {
+        tensors.push((
+            format!("{prefix}gate_proj.weight"),
+            vec![width, h],
+            Init::Linear,
+        ));
+        tensors.push((
+            format!("{prefix}up_proj.weight"),
+            vec![width, h],
+            Init::Linear,
+        ));
+        tensors.push((
+            format!("{prefix}down_proj.weight"),
+            vec![h, width],
+            Init::Linear,
+        ));
+    };
+    if i < m.first_dense {
+        ffn(l("mlp."), p.ffn);
+        return;
+    }
+    for e in 0..m.experts {
+        ffn(l(&format!("mlp.experts.{e}.")), m.expert_ffn);
+    }
+    ffn(l("mlp.shared_experts."), m.expert_ffn);
+    tensors.push((l("mlp.gate.weight"), vec![m.experts, h], Init::Linear));
+    tensors.push((
+        l("mlp.gate.e_score_correction_bias"),
+        vec![m.experts],
+        Init::Bias,
+    ));
 }
 
 /// How a tensor's values are drawn. Uniform draws with the variance of the

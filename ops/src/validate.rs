@@ -134,7 +134,7 @@ fn moe_select(
     let (logits, bias) = (&inputs[0], &inputs[1]);
     let e = logits.shape[1];
     v.shape("bias", bias, &[e])?;
-    let per_group = if n_group == 0 { 0 } else { e / n_group };
+    let per_group = e.checked_div(n_group).unwrap_or(0);
     let grouped_ok = n_group == 1 || (e % n_group == 0 && per_group >= 2);
     if n_group == 0
         || !grouped_ok

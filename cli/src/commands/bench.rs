@@ -93,6 +93,14 @@ fn preset_of(c: &ModelConfig) -> Preset {
         theta: c.rope_theta,
         eps: c.rms_eps,
         context: c.max_positions,
+        moe: c.moe.as_ref().map(|m| glmhal_model::synth::MoeShape {
+            experts: m.experts,
+            top_k: m.top_k,
+            expert_ffn: m.expert_ffn,
+            first_dense: m.first_dense,
+            scaling: m.scaling,
+            qk_norm: c.qk_norm,
+        }),
     }
 }
 
@@ -327,8 +335,17 @@ pub fn print(report: &BenchReport, skipped: &[String]) {
             );
         }
         for m in report.models.iter().filter(|m| m.backend == peak.backend) {
+            // A routed model reads only its chosen experts per token.
+            let active = if m.active_weight_bytes > 0 && m.active_weight_bytes < m.weight_bytes {
+                format!(
+                    ", {:.2} GB read per decode token (the chosen experts)",
+                    m.active_weight_bytes as f64 / 1e9
+                )
+            } else {
+                String::new()
+            };
             println!(
-                "  model {} ({} weights, {:.2} GB): load {:.2} s, prefill {} tokens {:.1} tok/s (±{:.1}%)",
+                "  model {} ({} weights, {:.2} GB{active}): load {:.2} s, prefill {} tokens {:.1} tok/s (±{:.1}%)",
                 m.model,
                 m.weights,
                 m.weight_bytes as f64 / 1e9,

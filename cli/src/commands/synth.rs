@@ -12,7 +12,8 @@ use super::model_args::human;
 /// Options of `glmhal synth`.
 #[derive(Args, Debug)]
 pub struct SynthArgs {
-    /// Model shape: tiny, glm-edge-1.5b, glm-edge-4b, chatglm3-6b, glm-4-9b, glm-4-9b-0414, bench-1.3b.
+    /// Model shape: tiny, glm-edge-1.5b, glm-edge-4b, chatglm3-6b, glm-4-9b, glm-4-9b-0414,
+    /// bench-1.3b, tiny-moe, glm-4.5-air, glm-4.5-air-4l, glm-4.5, glm-4.5-4l (`--list`).
     #[arg(long, required_unless_present = "list")]
     preset: Option<String>,
     /// Output directory (safetensors) or file (gguf).
@@ -36,8 +37,17 @@ pub struct SynthArgs {
 pub fn run(args: SynthArgs) -> Result<()> {
     if args.list {
         for p in PRESETS {
+            let experts = p.moe.map_or(String::new(), |m| {
+                format!(
+                    ", {} experts of {} ({} per token, {:.2} B active)",
+                    m.experts,
+                    m.expert_ffn,
+                    m.top_k,
+                    p.active_parameters() as f64 / 1e9
+                )
+            });
             println!(
-                "{:<15} {:>6.2} B params  {:?} hidden {} layers {} heads {}/{} ffn {} vocab {}",
+                "{:<15} {:>6.2} B params  {:?} hidden {} layers {} heads {}/{} ffn {} vocab {}{experts}",
                 p.name,
                 p.parameters() as f64 / 1e9,
                 p.order,
