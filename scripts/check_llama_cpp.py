@@ -11,10 +11,11 @@ package, which builds llama.cpp from source.
 
 For each matrix type it writes a random model with `glmhal synth --format
 gguf`, greedy-decodes a fixed prompt with llama.cpp (temperature 0, top-k
-1) and with `glmhal generate --ignore-eos`, and prints both. Then it
-converts the golden fixtures (`chatglm` and `glm4` layouts, HF and ChatGLM
-naming, no tokenizer) to f32 GGUF and checks llama.cpp's greedy tokens
-against transformers' (`golden.json`). It exits 1 when llama.cpp cannot load
+1) and with `glmhal generate --ignore-eos`, and prints both (`--preset
+tiny-moe` for the glm4moe layout). Then it converts the golden fixtures
+(`chatglm`, `glm4` and `glm4moe` layouts, HF and ChatGLM naming, no
+tokenizer) to f32 GGUF and checks llama.cpp's greedy tokens against
+transformers' (`golden.json`). It exits 1 when llama.cpp cannot load
 a file or tokens differ.
 """
 

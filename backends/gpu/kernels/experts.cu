@@ -26,6 +26,7 @@ DEVICE void mat_mul_id_impl(const int X, const int W, const int O, IN x, View vx
     // Whole warps are active or not, and every thread reaches lane_sums.
     const int active = col < n && id < experts;
     const u64 xrow = (pair / chosen) * rows + (rows == 1 ? 0 : pair % chosen);
+    const u64 x0 = at(vx, xrow * k);
     float acc[1] = {0.0f};
     if (active && (W == DT_Q8_0 || W == DT_Q4_0)) {
         const u32 wbytes = W == DT_Q8_0 ? 34u : 18u;
@@ -36,14 +37,15 @@ DEVICE void mat_mul_id_impl(const int X, const int W, const int O, IN x, View vx
             for (u32 q = 0; q < 32; q++) {
                 const float wq = W == DT_Q8_0 ? (float)(i8)b[2 + q]
                                               : (float)((q < 16 ? (b[2 + q] & 15) : (b[2 + q - 16] >> 4)) - 8);
-                sum += wq * load(X, x, vx, at(vx, xrow * k + (u64)blk * 32 + q));
+                sum += wq * load(X, x, vx, x0 + ((u64)blk * 32 + q) * vx.col_stride);
             }
             acc[0] += block_scale(b) * sum;
         }
     } else if (active) {
-        const u64 w0 = ((u64)id * n + col) * k;
+        // Both rows run along the last dim: their first elements, then strides.
+        const u64 w0 = at(vw, ((u64)id * n + col) * k);
         for (u32 c = lane; c < k; c += GLMHAL_WARP)
-            acc[0] += load(W, w, vw, at(vw, w0 + c)) * load(X, x, vx, at(vx, xrow * k + c));
+            acc[0] += load(W, w, vw, w0 + (u64)c * vw.col_stride) * load(X, x, vx, x0 + (u64)c * vx.col_stride);
     }
     lane_sums(acc, 1, 1, scratch);
     if (col < n && lane == 0) {

@@ -42,9 +42,13 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw
     if (id >= p.lo && id < p.hi) {
         var xrow = (pair / p.chosen) * p.rows;
         if (p.rows != 1u) { xrow += pair % p.chosen; }
-        let w0 = ((id - p.lo) * p.n + col) * p.k;
+        // Both rows run along the last dim: their first elements, then strides.
+        let w0 = at(p.w, ((id - p.lo) * p.n + col) * p.k);
+        let x0 = at(p.x, xrow * p.k);
         var acc = 0.0;
-        for (var c = 0u; c < p.k; c++) { acc += ld_w(at(p.w, w0 + c)) * ld_x(at(p.x, xrow * p.k + c)); }
+        for (var c = 0u; c < p.k; c++) {
+            acc += ld_w(w0 + c * p.w.col_stride) * ld_x(x0 + c * p.x.col_stride);
+        }
         st_o(at(p.o, e), acc);
     } else if (p.first != 0u && id >= p.experts) {
         st_o(at(p.o, e), 0.0);
