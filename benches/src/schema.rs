@@ -141,8 +141,9 @@ pub struct ModelMeasurement {
     pub weights: String,
     /// Bytes of weights on the device.
     pub weight_bytes: u64,
-    /// Bytes of weights one decode token reads: all of them for a dense
-    /// model, a routed model's chosen experts only (and the rest).
+    /// Bytes of weights one decode token reads: all of them but the
+    /// embedding rows it does not look up and, in a routed model, the
+    /// experts it does not choose.
     #[serde(default)]
     pub active_weight_bytes: u64,
     /// Seconds to load the weights onto the device.
@@ -166,8 +167,8 @@ pub struct DecodeMeasurement {
     pub step: Stats,
     /// Generated tokens per second, all sequences together.
     pub tps: f64,
-    /// Weight bytes read per second (each step reads every weight it
-    /// multiplies once: a routed model's chosen experts, not all).
+    /// Weight bytes a step reads (every weight it multiplies once, its
+    /// embedding rows, a routed model's chosen experts only) per second.
     pub effective_gbps: f64,
     /// `effective_gbps` over the device's bandwidth peak (on a CPU, the read
     /// ceiling measured in the same run), when known.

@@ -13,28 +13,33 @@ impl Model {
     pub fn minimum_step_reads(&self, seqs: &[SeqStep], cache_dtype: DType) -> u64 {
         let c = &self.config;
         let rows: usize = seqs.iter().map(|s| s.len).sum();
-        // Every token may choose the same experts: one token's worth at least.
-        let mut weights = self.active_weight_bytes(1);
-        if let Some((_, embed)) = self.weights.lookup("embed") {
-            let table = embed.dtype.bytes_for(embed.numel()) as u64;
-            let row = embed.dtype.bytes_for(embed.last_dim()) as u64;
-            weights = weights - table.min(weights) + row * rows as u64;
-        }
+        // Every row may choose the same experts: one token's worth at least,
+        // and each row's embedding row.
+        let embed_row = self
+            .weights
+            .lookup("embed")
+            .map_or(0, |(_, e)| e.dtype.bytes_for(e.last_dim()) as u64);
+        let weights = self.active_weight_bytes(1) + embed_row * rows.saturating_sub(1) as u64;
         let kv_row = cache_dtype.bytes_for(c.kv_heads * c.head_dim) as u64;
         let seen: u64 = seqs.iter().map(|s| (s.start + s.len) as u64).sum();
         weights + c.layers as u64 * 2 * kv_row * seen
     }
 
-    /// Bytes of weights a step of `tokens` rows multiplies when each row
-    /// chooses its own experts: every weight, less the experts no row
-    /// chooses (all of them for a dense model).
+    /// Bytes of weights a step of `tokens` rows reads when each row
+    /// chooses its own experts: every weight, less the embedding rows not
+    /// looked up and the experts no row chooses.
     pub fn active_weight_bytes(&self, tokens: usize) -> u64 {
         let total = self.weight_bytes() as u64;
+        let mut idle = 0u64;
+        if let Some((_, embed)) = self.weights.lookup("embed") {
+            let table = embed.dtype.bytes_for(embed.numel()) as u64;
+            let row = embed.dtype.bytes_for(embed.last_dim()) as u64;
+            idle += table - (row * tokens as u64).min(table);
+        }
         let Some(moe) = &self.config.moe else {
-            return total;
+            return total - idle.min(total);
         };
         let unchosen = moe.experts - (tokens * moe.top_k).min(moe.experts);
-        let mut idle = 0u64;
         for layer in (0..self.config.layers).filter(|l| moe.routes(*l)) {
             for part in ["gate", "up", "down"] {
                 if let Some((_, d)) = self
