@@ -16,6 +16,8 @@ pub const NON_FINITE: u32 = 3;
 pub const EXPERT_OUT_OF_RANGE: u32 = 4;
 /// moe_select met a NaN score (value: the row).
 pub const ROUTER_NON_FINITE: u32 = 5;
+/// moe_weights met an expert id outside its logits' experts (value: the id).
+pub const WEIGHT_ID_OUT_OF_RANGE: u32 = 6;
 
 /// The error status words `code`, `value` stand for on `backend` (its
 /// selector), or `Ok` when no kernel reported anything (code 0).
@@ -41,6 +43,10 @@ pub fn check(backend: &str, code: u32, value: u32) -> Result<()> {
             format!(
                 "expert id {signed} is outside the experts; its output rows were filled with zeros"
             ),
+        )),
+        WEIGHT_ID_OUT_OF_RANGE => Err(HalError::invalid(
+            format!("{backend} moe_weights"),
+            format!("expert id {signed} is outside the experts; its weight was set to 0"),
         )),
         ROUTER_NON_FINITE => Err(HalError::NonFinite {
             backend: backend.to_string(),
@@ -73,6 +79,7 @@ mod tests {
         ));
         assert!(text(EXPERT_OUT_OF_RANGE, 9).contains("mat_mul_id"));
         assert!(text(EXPERT_OUT_OF_RANGE, 9).contains("expert id 9"));
+        assert!(text(WEIGHT_ID_OUT_OF_RANGE, 7).contains("moe_weights"));
         assert!(matches!(
             check("x:0", ROUTER_NON_FINITE, 2),
             Err(HalError::NonFinite { row: 2, ref op, .. }) if op == "moe_select"

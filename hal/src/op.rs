@@ -117,9 +117,9 @@ pub enum Op {
     /// and the correction `bias [E]`, both f32; output `ids [T,top_k] i32`
     /// in ascending expert order. Selection is on `sigmoid(logits) + bias`
     /// (f32): the `topk_group` groups (of `n_group` equal groups) with the
-    /// largest sum of their two best scores are kept, the others' scores
-    /// become 0, and the `top_k` largest scores win; ties go to the lowest
-    /// index, for groups and experts alike.
+    /// largest sum of their two best scores are kept, the other groups'
+    /// experts are not candidates, and the `top_k` largest scores win; ties
+    /// go to the lowest index, for groups and experts alike.
     MoeSelect {
         /// Experts per token.
         top_k: usize,

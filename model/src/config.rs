@@ -270,6 +270,18 @@ fn hf(obj: &Map<String, Value>, order: LayerOrder) -> Result<ModelConfig> {
 /// q/k/v bias off unless asked, and experts from `first_k_dense_replace` on.
 fn glm4_moe(obj: &Map<String, Value>) -> Result<ModelConfig> {
     let mut c = hf(obj, LayerOrder::Glm)?;
+    // transformers' Glm4Moe: head_dim defaults to hidden / heads.
+    if matches!(obj.get("head_dim"), None | Some(Value::Null)) {
+        if c.heads == 0 || !c.hidden.is_multiple_of(c.heads) {
+            return Err(bad(format!(
+                "hidden_size {} is not divisible by num_attention_heads {} (and no head_dim gives the head size)",
+                c.hidden, c.heads
+            )));
+        }
+        let factor = c.rotary_dim as f64 / c.head_dim as f64;
+        c.head_dim = c.hidden / c.heads;
+        c.rotary_dim = (c.head_dim as f64 * factor).round() as usize;
+    }
     c.rope_mode = RopeMode::Neox;
     c.qk_norm = opt_bool(obj, "use_qk_norm", false)?;
     c.qkv_bias = opt_bool(obj, "attention_bias", false)?;

@@ -254,7 +254,7 @@ impl Graph {
         // norms), three products (ten with experts), two ropes, two adds,
         // swiglu, and a cache write pair and an attention per sequence;
         // reserved once so the lists never grow.
-        let per_layer = 22 + 3 * seqs.len();
+        let per_layer = 24 + 3 * seqs.len();
         let mut nodes = std::mem::take(&mut self.nodes);
         let mut acts = std::mem::take(&mut self.acts);
         let mut names = std::mem::take(&mut self.names);

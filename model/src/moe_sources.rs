@@ -149,9 +149,10 @@ pub(crate) fn gguf_moe(file: &GgufFile, key: &dyn Fn(&str) -> String) -> Result<
             )
         })?,
     };
-    // llama.cpp: gating 2 is the sigmoid; a scale of 0 (or none) scales by 1.
+    // llama.cpp: gating 2 is the sigmoid, and glm4moe reads 0 (none) as the
+    // sigmoid too; a scale of 0 (or none) scales by 1.
     let gating = optional("expert_gating_func", 2)?;
-    if gating != 2 {
+    if gating != 2 && gating != 0 {
         return Err(HalError::invalid(
             file.path().display().to_string(),
             format!("expert_gating_func {gating} is not the sigmoid (2) glm4moe routes with"),

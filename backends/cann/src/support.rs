@@ -43,8 +43,6 @@ pub fn precision(op: &Op, inputs: &[TensorDesc], _outputs: &[TensorDesc], soc: &
     }
 }
 
-/// Honest answers for a call the contract accepts: mapped to an aclnn op,
-/// dtypes the SoC has.
 /// Why the backend has no kernel for `op`, if it has none.
 pub fn missing(op: &Op) -> Option<String> {
     matches!(
@@ -59,6 +57,8 @@ pub fn missing(op: &Op) -> Option<String> {
     })
 }
 
+/// Honest answers for a call the contract accepts: mapped to an aclnn op,
+/// dtypes the SoC has.
 pub fn supports(inputs: &[TensorDesc], outputs: &[TensorDesc], soc: &str) -> Support {
     let all = || inputs.iter().chain(outputs);
     // Quantized views are read through block views: rows must start on blocks.

@@ -20,8 +20,8 @@ pub fn precision(op: &Op, inputs: &[TensorDesc], _outputs: &[TensorDesc]) -> Pre
         (Op::MatMul { .. }, [x, w, ..]) => bf16(matmul::rounds_activations_to_bf16(x.shape[0], w))
             .with_activations(matmul::activation_quant(x, w)),
         (Op::Attention { .. }, [q, k, _]) => bf16(attention::rounds_queries_to_bf16(q, k)),
-        (Op::MatMulId, [x, w, _]) => {
-            let (activations, rounds) = experts::declared(x, w);
+        (Op::MatMulId, [x, w, ids]) => {
+            let (activations, rounds) = experts::declared(x, w, ids);
             bf16(rounds).with_activations(activations)
         }
         _ => declared,

@@ -101,6 +101,7 @@ typedef unsigned long long u64;
 #define STATUS_NON_FINITE 3u
 #define STATUS_EXPERT_OUT_OF_RANGE 4u
 #define STATUS_ROUTER_NON_FINITE 5u
+#define STATUS_WEIGHT_ID_OUT_OF_RANGE 6u
 
 // NaN or infinity, read on the bits so no fast-math flag can fold it away.
 DEVICE int not_finite(float v) { return (float_to_bits(v) & 0x7f800000u) == 0x7f800000u; }

@@ -10,21 +10,24 @@
 //   repeated maxima (lowest index on ties) and writes the ids in ascending
 //   order. A NaN score is reported in status (code 5, the row).
 // moe_weights: one thread per token: sigmoid of the chosen logits, divided
-//   by their sum + 1e-20 when normalizing, times the scale.
+//   by their sum + 1e-20 when normalizing, times the scale. An id outside the
+//   experts weighs 0 and is reported in status (code 6, the id).
 #include "compat.h"
 
 // Experts the selection kernel holds in shared memory (the planner's MOE_MAX_EXPERTS).
 #define MOE_MAX_EXPERTS 1024
 
 DEVICE void mat_mul_id_impl(const int X, const int W, const int O, IN x, View vx, IN w, View vw,
-                            IN ids, View vids, OUT o, View vo, u32 rows, u32 chosen, u32 experts,
-                            u32 n, u32 k, GLOBAL u32* status, LOCAL float* scratch) {
+                            IN ids, View vids, OUT o, View vo, u64 pairs, u32 rows, u32 chosen,
+                            u32 experts, u32 n, u32 k, GLOBAL u32* status, LOCAL float* scratch) {
     const u32 col = GROUP_ID(0) * (GLMHAL_BLOCK / GLMHAL_WARP) + LOCAL_ID / GLMHAL_WARP;
+    // Pairs fold into grid y and z: the last z slice may run past the last pair.
     const u64 pair = GROUP_ID(1) + (u64)GROUP_ID(2) * NUM_GROUPS(1);
+    const int real = pair < pairs;
     const u32 lane = LOCAL_ID % GLMHAL_WARP;
-    const u32 id = (u32)load_i32(ids, vids, at(vids, pair));
+    const u32 id = real ? (u32)load_i32(ids, vids, at(vids, pair)) : 0u;
     // Whole warps are active or not, and every thread reaches lane_sums.
-    const int active = col < n && id < experts;
+    const int active = real && col < n && id < experts;
     const u64 xrow = (pair / chosen) * rows + (rows == 1 ? 0 : pair % chosen);
     const u64 x0 = at(vx, xrow * k);
     float acc[1] = {0.0f};
@@ -48,7 +51,7 @@ DEVICE void mat_mul_id_impl(const int X, const int W, const int O, IN x, View vx
             acc[0] += load(W, w, vw, w0 + (u64)c * vw.col_stride) * load(X, x, vx, x0 + (u64)c * vx.col_stride);
     }
     lane_sums(acc, 1, 1, scratch);
-    if (col < n && lane == 0) {
+    if (real && col < n && lane == 0) {
         store(O, o, vo, at(vo, pair * n + col), active ? acc[0] : 0.0f);
         if (id >= experts && col == 0) {
             ATOMIC_MAX(&status[0], STATUS_EXPERT_OUT_OF_RANGE);
@@ -95,16 +98,17 @@ DEVICE void moe_select_impl(IN logits, View vl, IN bias, View vb, OUT o, View vo
     if (n_group > 1) {
         // A group's score: its two best experts' scores, summed.
         for (u32 g = 0; g < n_group; g++) {
-            float best = -3.402823466e38f, second = -3.402823466e38f;
+            // Indices, not a sentinel value, so infinite scores sum as they are.
+            u32 best = experts, second = experts;
             for (u32 e = g * per; e < (g + 1) * per; e++) {
-                if (scores[e] > best) {
+                if (best == experts || scores[e] > scores[best]) {
                     second = best;
-                    best = scores[e];
-                } else if (scores[e] > second) {
-                    second = scores[e];
+                    best = e;
+                } else if (second == experts || scores[e] > scores[second]) {
+                    second = e;
                 }
             }
-            group_scores[g] = best + second;
+            group_scores[g] = scores[best] + scores[second];
             kept[g] = 0u;
         }
         for (u32 s = 0; s < topk_group; s++) {
@@ -128,7 +132,7 @@ DEVICE void moe_weights_impl(IN logits, View vl, IN ids, View vids, OUT o, View 
             if (id < experts) {
                 sum += sigmoid(load(DT_F32, logits, vl, at(vl, r * experts + id)));
             } else {
-                ATOMIC_MAX(&status[0], STATUS_EXPERT_OUT_OF_RANGE);
+                ATOMIC_MAX(&status[0], STATUS_WEIGHT_ID_OUT_OF_RANGE);
                 status[1] = id;
             }
         }
@@ -143,11 +147,11 @@ DEVICE void moe_weights_impl(IN logits, View vl, IN ids, View vids, OUT o, View 
 
 #define MAT_MUL_ID(W, X, O)                                                                        \
     KERNEL(mat_mul_id_##X##_##W##_##O)(IN x, View vx, IN w, View vw, IN ids, View vids, OUT o,     \
-                                       View vo, u32 rows, u32 chosen, u32 experts, u32 n, u32 k,   \
-                                       GLOBAL u32* status) {                                       \
+                                       View vo, u64 pairs, u32 rows, u32 chosen, u32 experts,      \
+                                       u32 n, u32 k, GLOBAL u32* status) {                         \
         SHARED float scratch[GLMHAL_OPENCL ? GLMHAL_BLOCK : 1];                                    \
-        mat_mul_id_impl(DT_##X, DT_##W, DT_##O, x, vx, w, vw, ids, vids, o, vo, rows, chosen,     \
-                        experts, n, k, status, scratch);                                           \
+        mat_mul_id_impl(DT_##X, DT_##W, DT_##O, x, vx, w, vw, ids, vids, o, vo, pairs, rows,      \
+                        chosen, experts, n, k, status, scratch);                                   \
     }
 #define MAT_MUL_ID_W(X, O) WEIGHTS_3(MAT_MUL_ID, X, O)
 #define MAT_MUL_ID_X(O, _) FLOATS_2(MAT_MUL_ID_W, O)

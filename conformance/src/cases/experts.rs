@@ -58,32 +58,35 @@ pub(crate) fn mat_mul_id(cases: &mut Vec<Case>) {
             );
         }
     }
-    // GLM-4.5-Air's expert shapes: a decode token through 8 of 8 experts'
-    // gate (K = hidden 4096, N = 1408), and a prefill batch through down.
-    for w in [DType::Bf16, DType::Q8_0, DType::Q4_0] {
-        let ids = TensorSpec::contiguous(DType::I32, &[1, 8], Fill::Values((0..8).rev().collect()));
+    // Dense products of `tokens` rows (`rows` each) of K through `chosen` of
+    // `experts` experts of N: more (token, slot) pairs than one grid
+    // dimension holds (65535, a prefill of 8200 tokens through 8 experts
+    // each), and GLM-4.5-Air's decode gate (K = hidden 4096, N = 1408, the 8
+    // experts in reverse) and prefill down (64 tokens × 8 through 16).
+    // (w, [tokens, rows, K, experts, N, chosen], ids, tag); x is f32.
+    let air = [DType::Bf16, DType::Q8_0, DType::Q4_0];
+    let reverse = || Fill::Values((0..8).rev().collect());
+    let mut dense_cases = vec![(
+        DType::F16,
+        [8200, 1, 32, 4, 3, 8],
+        Fill::Ids(4),
+        "pairs past one grid dimension",
+    )];
+    for w in air {
+        dense_cases.push((w, [1, 1, 4096, 8, 1408, 8], reverse(), "large-shape"));
+        dense_cases.push((w, [64, 8, 1408, 16, 512, 8], Fill::Ids(16), "large-shape"));
+    }
+    for (w, [t, rows, k, e, n, chosen], fill, tag) in dense_cases {
         push(
             cases,
             Op::MatMulId,
             vec![
-                dense(DType::F32, &[1, 1, 4096]),
-                dense(w, &[8, 1408, 4096]),
-                ids,
+                dense(DType::F32, &[t, rows, k]),
+                dense(w, &[e, n, k]),
+                TensorSpec::contiguous(DType::I32, &[t, chosen], fill),
             ],
-            dense(DType::F32, &[1, 8, 1408]),
-            "large-shape",
-        );
-        let ids = TensorSpec::contiguous(DType::I32, &[64, 8], Fill::Ids(16));
-        push(
-            cases,
-            Op::MatMulId,
-            vec![
-                dense(DType::F32, &[64, 8, 1408]),
-                dense(w, &[16, 512, 1408]),
-                ids,
-            ],
-            dense(DType::F32, &[64, 8, 512]),
-            "large-shape",
+            dense(DType::F32, &[t, chosen, n]),
+            tag,
         );
     }
 }

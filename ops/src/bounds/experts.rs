@@ -15,7 +15,8 @@
 //!   left out, the last expert chosen against the best one left out) must
 //!   be separated by more than the two errors, or be between scores
 //!   computed from identical inputs, which every backend computes alike
-//!   and orders by index. A case that decides closer than that is refused
+//!   and orders by index (for groups: identical best pairs, each group's
+//!   second place itself decided). A case that decides closer than that is refused
 //!   for the declaring backend, not judged.
 
 use glmhal_hal::{HalError, HostTensor, Result};
@@ -122,16 +123,27 @@ pub(super) fn moe_select_decidable(
                     .fold(0.0f64, |a, v| a.max(*v));
                 2.0 * worst + u * group_score(group(g)).abs()
             };
-            let top2 = |g: usize| {
+            let ranked = |g: usize| {
                 let mut m: Vec<usize> = (g * per..(g + 1) * per).collect();
                 m.sort_by(|a, c| scores[*c].total_cmp(&scores[*a]).then(a.cmp(c)));
-                m.truncate(2);
                 m
+            };
+            // Two groups tie exactly only if their two best have identical
+            // inputs and no third member can take the second place.
+            let settled = |m: &[usize]| {
+                m.get(2).is_none_or(|&third| {
+                    let second = m[1];
+                    same_inputs(second, third)
+                        || (scores[second] - scores[third]).abs() > err[second] + err[third]
+                })
             };
             for &g in &kept {
                 for o in (0..r.n_group).filter(|o| !kept.contains(o)) {
                     let gap = (group_score(group(g)) - group_score(group(o))).abs();
-                    let identical = top2(g).iter().zip(top2(o)).all(|(a, c)| same_inputs(*a, c));
+                    let (rg, ro) = (ranked(g), ranked(o));
+                    let identical = rg.iter().zip(&ro).take(2).all(|(a, c)| same_inputs(*a, *c))
+                        && settled(&rg)
+                        && settled(&ro);
                     if gap <= group_err(g) + group_err(o) && !identical {
                         return refuse(format!("the scores of groups {g} and {o}"));
                     }

@@ -51,12 +51,16 @@ pub(super) fn mat_mul_id(x: &In<'_>, w: &In<'_>, ids: &In<'_>, out: &mut Out<'_>
 
 /// What [`mat_mul_id`] does with the activations: each expert's group goes
 /// through [`matmul::product`] with as many rows as were routed to it (one
-/// to every row of the step), so the declaration covers both ends: the
-/// coarser block quantization of the two, and bf16 rounding where a group
-/// may be large enough for the bf16 GEMM.
-pub(crate) fn declared(x: &TensorDesc, w: &TensorDesc) -> (ActivationQuant, bool) {
+/// to every (token, slot) pair of the step), so the declaration covers both
+/// ends: the coarser block quantization of the two, and bf16 rounding where
+/// a group may be large enough for the bf16 GEMM.
+pub(crate) fn declared(
+    x: &TensorDesc,
+    w: &TensorDesc,
+    ids: &TensorDesc,
+) -> (ActivationQuant, bool) {
     let expert = TensorDesc::contiguous(w.dtype, &w.shape[1..]);
-    let most = x.shape[0] * x.shape[1].max(1);
+    let most = ids.numel();
     let rows = |m: usize| TensorDesc::contiguous(x.dtype, &[m, x.shape[2]]);
     let few = matmul::activation_quant(&rows(1), &expert);
     let many = matmul::activation_quant(&rows(FUSED_MAX_ROWS + 1), &expert);

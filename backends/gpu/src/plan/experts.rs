@@ -43,6 +43,7 @@ pub(super) fn mat_mul_id(ins: &[TensorDesc], out: &TensorDesc, context: Context)
             view(ids)?,
             Arg::Tensor(3),
             view(out)?,
+            Arg::U64(pairs as u64),
             Arg::U32(rows as u32),
             Arg::U32(chosen as u32),
             Arg::U32(experts as u32),

@@ -102,13 +102,14 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
     if (p.n_group > 1u) {
         // A group's score: its two best experts' scores, summed.
         for (var gi = 0u; gi < p.n_group; gi++) {
-            var best = -3.4e38;
-            var second = -3.4e38;
+            // Indices, not a sentinel value, so infinite scores sum as they are.
+            var best = p.experts;
+            var second = p.experts;
             for (var e = gi * per; e < (gi + 1u) * per; e++) {
-                if (scores[e] > best) { second = best; best = scores[e]; }
-                else if (scores[e] > second) { second = scores[e]; }
+                if (best == p.experts || scores[e] > scores[best]) { second = best; best = e; }
+                else if (second == p.experts || scores[e] > scores[second]) { second = e; }
             }
-            group_scores[gi] = best + second;
+            group_scores[gi] = scores[best] + scores[second];
             kept[gi] = 0u;
         }
         for (var s = 0u; s < p.topk_group; s++) {
@@ -272,7 +273,7 @@ pub(crate) fn moe_weights(
         ids.desc.shape[1] as u32,
         u32::from(normalize),
         f32_bits(scale),
-        status::EXPERT_OUT_OF_RANGE,
+        status::WEIGHT_ID_OUT_OF_RANGE,
     ];
     Ok(Launch::new(
         &MOE_WEIGHTS,
