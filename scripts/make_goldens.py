@@ -205,15 +205,21 @@ def write_chatglm(dir, model, config):
     (dir / "config.json").write_text(json.dumps(cfg, indent=2, sort_keys=True))
 
 
-def record(dir, model, prompt, plen):
-    """golden.safetensors (the prompt's logits) and golden.json (greedy tokens)."""
+def greedy(model, prompt):
+    """The NEW_TOKENS greedy tokens generate() decodes after the prompt, with its KV cache."""
     with torch.no_grad():
-        logits = model(prompt).logits[0].float().contiguous()
         gen = model.generate(
             prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=NEW_TOKENS, do_sample=False,
             eos_token_id=None, pad_token_id=0, min_new_tokens=NEW_TOKENS,
         )
-    tokens = gen[0, plen:].tolist()
+    return gen[0, prompt.shape[1]:].tolist()
+
+
+def record(dir, model, prompt, plen):
+    """golden.safetensors (the prompt's logits) and golden.json (greedy tokens)."""
+    with torch.no_grad():
+        logits = model(prompt).logits[0].float().contiguous()
+    tokens = greedy(model, prompt)
     save_file({"logits": logits}, dir / "golden.safetensors")
     (dir / "golden.json").write_text(
         json.dumps(
@@ -266,9 +272,7 @@ def main_moe():
             model = Glm4MoeForCausalLM(config).eval()
             randomize(model, 2100 + 100 * i + attempt)
             gap = watch_routing(model)
-            with torch.no_grad():
-                model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=NEW_TOKENS,
-                               do_sample=False, eos_token_id=None, pad_token_id=0, min_new_tokens=NEW_TOKENS)
+            greedy(model, prompt)
             if gap[0] > 1e-4:
                 break
         assert gap[0] > 1e-4, f"{name}: no weights routed by more than 1e-4"
@@ -297,28 +301,13 @@ def main():
         g = torch.Generator().manual_seed(3000 + i)
         # Avoid the EOS ids so greedy decoding is not cut short by the prompt.
         prompt = torch.randint(0, vocab - 2, (1, plen), generator=g)
-        with torch.no_grad():
-            logits = model(prompt).logits[0].float().contiguous()
-            gen = model.generate(
-                prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=NEW_TOKENS, do_sample=False,
-                eos_token_id=None, pad_token_id=0,
-                min_new_tokens=NEW_TOKENS,
-            )
-        tokens = gen[0, plen:].tolist()
         dir = OUT / name
         dir.mkdir(parents=True, exist_ok=True)
         if style == "chatglm":
             write_chatglm(dir, model, config)
         else:
             write_hf(dir, model, config, style)
-        save_file({"logits": logits}, dir / "golden.safetensors")
-        (dir / "golden.json").write_text(
-            json.dumps(
-                {"source": f"transformers {__import__('transformers').__version__}, torch {torch.__version__}, {type(model).__name__}, eager attention, f32",
-                 "prompt": prompt[0].tolist(), "greedy": tokens},
-                indent=1,
-            )
-        )
+        tokens = record(dir, model, prompt, plen)
         print(name, "prompt", plen, "greedy", tokens)
 
 

@@ -56,10 +56,7 @@ pub(super) fn moe_weights(
     (normalize, scale): (bool, f64),
 ) -> Result<Vec<f64>> {
     let u = ctx.u();
-    let e = logits.desc.shape[1];
     let k = ids.desc.shape[1];
-    let ids = checked_ids("moe_weights", ids, e)?;
-    let l = logits.to_f64();
     let sigma = ctx.function() + 2.0 * u;
     let factor = (ctx.p.accumulate.round(scale) - scale).abs() / scale.abs().max(f64::MIN_POSITIVE);
     let relative = if normalize {
@@ -68,20 +65,13 @@ pub(super) fn moe_weights(
         sigma
     } + u
         + factor;
-    let mut out = Vec::with_capacity(ids.len());
-    for (t, chosen) in ids.chunks_exact(k).enumerate() {
-        let s: Vec<f64> = chosen.iter().map(|i| sigmoid(l[t * e + i])).collect();
-        let denom = if normalize {
-            s.iter().sum::<f64>() + 1e-20
-        } else {
-            1.0
-        };
-        for v in s {
-            let w = v / denom * scale;
-            out.push(ctx.finish(Budget::det(relative * w.abs()), w));
-        }
-    }
-    Ok(out)
+    // Every step's error is relative to the weight, whose exact value the reference gives.
+    Ok(
+        crate::reference::experts::weights(logits, ids, normalize, scale)?
+            .into_iter()
+            .map(|w| ctx.finish(Budget::det(relative * w.abs()), w))
+            .collect(),
+    )
 }
 
 /// How far one computed biased score may land from the exact one.

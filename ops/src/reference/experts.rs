@@ -107,7 +107,7 @@ pub(crate) fn checked_ids(op: &str, ids: &HostTensor, experts: usize) -> Result<
         .collect()
 }
 
-pub(super) fn weights(
+pub(crate) fn weights(
     logits: &HostTensor,
     ids: &HostTensor,
     normalize: bool,

@@ -5,7 +5,7 @@
 
 use glmhal_hal::Result;
 
-use super::matmul::row_chunks;
+use super::matmul::row_parts;
 use super::wgsl::status;
 use super::{Arg, Binding, Grid, Kernel, Launch, Tensor};
 
@@ -48,8 +48,7 @@ pub(crate) fn get_rows(
     let n = ids.desc.shape[0] as u32;
     let vocab = table.desc.shape[0];
     let mut launches = Vec::new();
-    for (i, (start, len)) in row_chunks(table.desc, binding)?.into_iter().enumerate() {
-        let part = table.desc.narrowed(0, start, len)?;
+    for (i, (start, len, part)) in row_parts(table.desc, binding)?.into_iter().enumerate() {
         let part = Tensor {
             desc: &part,
             buffer: table.buffer,

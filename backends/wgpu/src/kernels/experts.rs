@@ -8,7 +8,7 @@
 
 use glmhal_hal::Result;
 
-use super::matmul::row_chunks;
+use super::matmul::row_parts;
 use super::wgsl::status;
 use super::{f32_bits, Arg, Binding, Grid, Kernel, Launch, Tensor};
 
@@ -186,8 +186,7 @@ pub(crate) fn mat_mul_id(
     let (tokens, chosen) = (ids.desc.shape[0], ids.desc.shape[1]);
     let pairs = tokens * chosen;
     let mut launches = Vec::new();
-    for (i, (start, len)) in row_chunks(w.desc, binding)?.into_iter().enumerate() {
-        let part = w.desc.narrowed(0, start, len)?;
+    for (i, (start, len, part)) in row_parts(w.desc, binding)?.into_iter().enumerate() {
         let part = Tensor {
             desc: &part,
             buffer: w.buffer,

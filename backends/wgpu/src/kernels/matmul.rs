@@ -1,7 +1,7 @@
 //! mat_mul (+ bias) and batched_mat_mul. Weights in any weight dtype are
 //! decoded inside the loads (Q8_0/Q4_0 block by block), and weights larger
 //! than one storage binding are split by rows into launches that each bind
-//! one part (`row_chunks`, which get_rows uses for its table too).
+//! one part (`row_parts`, which get_rows and mat_mul_id use for their tables too).
 
 use glmhal_hal::{HalError, Result, TensorDesc};
 
@@ -147,6 +147,18 @@ pub(crate) fn row_chunks(desc: &TensorDesc, binding: &Binding) -> Result<Vec<(us
         .collect())
 }
 
+/// The parts of `desc` along dim 0 that each bind alone: first row, rows,
+/// and the part's view.
+pub(crate) fn row_parts(
+    desc: &TensorDesc,
+    binding: &Binding,
+) -> Result<Vec<(usize, usize, TensorDesc)>> {
+    row_chunks(desc, binding)?
+        .into_iter()
+        .map(|(start, len)| Ok((start, len, desc.narrowed(0, start, len)?)))
+        .collect()
+}
+
 /// Records mat_mul: one launch per part of the weight that fits a binding.
 pub(crate) fn mat_mul(
     ins: &[Tensor<'_>],
@@ -156,8 +168,7 @@ pub(crate) fn mat_mul(
 ) -> Result<Vec<Launch>> {
     let (x, w) = (ins[0], ins[1]);
     let mut launches = Vec::new();
-    for (start, len) in row_chunks(w.desc, binding)? {
-        let w_part = w.desc.narrowed(0, start, len)?;
+    for (start, len, w_part) in row_parts(w.desc, binding)? {
         let o_part = out.desc.narrowed(1, start, len)?;
         let b_part = match bias {
             true => Some(ins[2].desc.narrowed(0, start, len)?),
